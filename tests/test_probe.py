@@ -1,0 +1,274 @@
+"""Tests for xlrm_lib.probe (CKA, singular-value ratio, pooling, UMAP) and its figures, on tiny in-process models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import BertConfig, BertModel, LlamaConfig, LlamaForSequenceClassification, LlamaModel
+from transformers import PreTrainedTokenizerFast
+
+from xlrm_lib import probe
+from xlrm_lib.plots import probe as plots
+from xlrm_lib.probe import (MinibatchCKA, cross_lingual_cka, hidden_norms, hidden_states, layerwise_cka,
+                            linear_cka, shift_summary, sv_ratio, sv_ratios, umap_embed)
+
+WORDS = ["[PAD]", "[UNK]", "[CLS]"] + [f"w{i}" for i in range(40)]
+TEXTS = ["w1 w2 w3 w4 w5", "w6", "w7 w8 w9", "w10 w11"]
+
+
+def _tokenizer(padding_side: str) -> PreTrainedTokenizerFast:
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]")
+    tok.padding_side = padding_side
+    return tok
+
+
+def _llama(seed: int = 0, cls=LlamaModel):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, intermediate_size=64, pad_token_id=0)
+    return cls(cfg).eval()
+
+
+def _bert(seed: int = 0):
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64)
+    return BertModel(cfg).eval()
+
+
+# ----------------------------------------------------------------------------- CKA
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_cka_of_itself_is_one(debiased):
+    X = np.random.default_rng(0).normal(size=(100, 20))
+    assert linear_cka(X, X, debiased=debiased) == pytest.approx(1.0, abs=1e-10)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_cka_invariant_to_rotation_scaling_and_shift(debiased):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 16))
+    Y = X @ rng.normal(size=(16, 8)) + rng.normal(size=(200, 8))
+    Q, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    ref = linear_cka(X, Y, debiased=debiased)
+    assert 0.2 < ref < 0.99
+    assert linear_cka(X @ Q, Y, debiased=debiased) == pytest.approx(ref, abs=1e-10)
+    assert linear_cka(3.7 * X, Y, debiased=debiased) == pytest.approx(ref, abs=1e-10)
+    assert linear_cka(X + 5.0, Y, debiased=debiased) == pytest.approx(ref, abs=1e-10)
+
+
+def test_debiased_cka_near_zero_on_independent_data_where_biased_is_not():
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(500, 64)), rng.normal(size=(500, 64))
+    assert abs(linear_cka(X, Y, debiased=True)) < 0.05
+    assert linear_cka(X, Y, debiased=False) > 0.1
+
+
+def test_unbiased_hsic_matches_direct_formula():
+    # hand-written HSIC_u of Song et al. (2012) on Gram matrices with zeroed diagonals
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(9, 3)), rng.normal(size=(9, 2))
+    K, L = X @ X.T, Y @ Y.T
+    np.fill_diagonal(K, 0)
+    np.fill_diagonal(L, 0)
+    n, one = 9, np.ones(9)
+    hsic = (np.trace(K @ L) + (one @ K @ one) * (one @ L @ one) / ((n - 1) * (n - 2))
+            - 2 / (n - 2) * one @ K @ L @ one) / (n * (n - 3))
+    assert probe._hsic_u(K[None], L[None])[0, 0] == pytest.approx(hsic, rel=1e-10)
+
+
+def test_minibatch_cka_agrees_with_full_estimator():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(1024, 32))
+    Y = X @ rng.normal(size=(32, 16)) + 4.0 * rng.normal(size=(1024, 16))
+    full = linear_cka(X, Y, debiased=True)
+    minibatch = layerwise_cka(X[:, None], Y[:, None], batch_size=64, seed=0)
+    assert minibatch.shape == (1,)
+    assert minibatch[0] == pytest.approx(full, abs=1e-2)
+
+
+def test_minibatch_cka_layer_pairs():
+    rng = np.random.default_rng(5)
+    cka = MinibatchCKA()
+    for _ in range(3):
+        x = rng.normal(size=(32, 2, 6))
+        cka.update(x, np.stack([x[:, 0], x[:, 1], -2 * x[:, 0]], 1))
+    out = cka.compute()
+    assert out.shape == (2, 3)
+    assert out[0, 0] == pytest.approx(1.0) and out[1, 1] == pytest.approx(1.0) and out[0, 2] == pytest.approx(1.0)
+    assert abs(out[0, 1]) < 0.2
+    with pytest.raises(ValueError, match="batch size >= 4"):
+        cka.update(rng.normal(size=(3, 2, 6)), rng.normal(size=(3, 3, 6)))
+    with pytest.raises(ValueError, match="layer counts changed"):
+        cka.update(rng.normal(size=(8, 1, 6)), rng.normal(size=(8, 3, 6)))
+    with pytest.raises(ValueError, match="before any update"):
+        MinibatchCKA().compute()
+
+
+def test_cka_errors_name_shapes():
+    rng = np.random.default_rng(6)
+    with pytest.raises(ValueError, match=r"\(10, 3\) and \(9, 3\)"):
+        linear_cka(rng.normal(size=(10, 3)), rng.normal(size=(9, 3)))
+    with pytest.raises(ValueError, match="n >= 4; got n=3"):
+        linear_cka(rng.normal(size=(3, 2)), rng.normal(size=(3, 2)), debiased=True)
+    with pytest.raises(ValueError, match="zero variance"):
+        linear_cka(np.ones((10, 3)), rng.normal(size=(10, 3)))
+    with pytest.raises(ValueError, match=r"\(10, 3, 4\) and \(10, 2, 4\)"):
+        layerwise_cka(rng.normal(size=(10, 3, 4)), rng.normal(size=(10, 2, 4)))
+
+
+def test_layerwise_and_cross_lingual_cka():
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=(50, 3, 8))
+    rm = base.copy()
+    rm[:, 2] = rng.normal(size=(50, 8))  # only the last layer changes
+    out = layerwise_cka(base, rm)
+    assert out[:2] == pytest.approx([1.0, 1.0]) and abs(out[2]) < 0.2
+    table = cross_lingual_cka({"en": base, "de": 2 * base, "ko": rm}, layer=-1)
+    assert list(table.index) == ["en", "de", "ko"] and list(table.columns) == ["en", "de", "ko"]
+    assert np.allclose(np.diag(table), 1.0) and np.allclose(table, table.T)
+    assert table.loc["en", "de"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"'en': 50, 'de': 49"):
+        cross_lingual_cka({"en": base, "de": base[:49]})
+
+
+# ----------------------------------------------------------------------------- singular values, norms
+
+def test_sv_ratio_hand_computed():
+    v = np.array([1.0, -2.0, 0.5, 3.0])
+    assert sv_ratio(np.outer([1.0, 2.0, -3.0], v)) == pytest.approx(1.0)  # rank 1
+    assert sv_ratio(2.0 * np.eye(3, 5)) == pytest.approx(1 / 3)  # 3 orthogonal rows, equal norms
+    assert sv_ratio(np.array([[3.0, 0.0], [0.0, 1.0]])) == pytest.approx(3 / 4)
+    with pytest.raises(ValueError, match="all-zero"):
+        sv_ratio(np.zeros((2, 3)))
+
+
+def test_sv_ratios_and_norms_per_item():
+    en = np.array([[[3.0, 4.0]], [[1.0, 0.0]]])  # (n=2, L=1, d=2)
+    states = {"en": en, "de": 2 * en, "ko": np.array([[[6.0, 8.0]], [[0.0, 1.0]]])}
+    assert sv_ratios(states) == pytest.approx([1.0, np.sqrt(5) / (np.sqrt(5) + 1)])
+    norms = hidden_norms(states)
+    assert list(norms.columns) == ["lang", "item", "norm"]
+    assert norms.loc[(norms.lang == "de") & (norms.item == 0), "norm"].item() == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="at least 2 languages"):
+        sv_ratios({"en": en})
+    with pytest.raises(ValueError, match=r"layer 1 out of range .* expected -1..0"):
+        sv_ratios(states, layer=1)
+
+
+def test_shift_summary():
+    rng = np.random.default_rng(8)
+    shared = rng.normal(size=(30, 2, 16))
+    base = {lang: shared + 0.3 * rng.normal(size=shared.shape) for lang in ("en", "es", "ko")}
+    rms = {"same": base, "scrambled": {lang: rng.normal(size=shared.shape) for lang in base}}
+    out = shift_summary(base, rms, n_boot=200, seed=0)
+    assert list(out.model) == ["base", "same", "scrambled"]
+    assert list(out.columns) == ["model", "sv_ratio_mean", "sv_ratio_ci_low", "sv_ratio_ci_high",
+                                 "cka_last_layer_vs_base", "mean_norm"]
+    assert (out.sv_ratio_ci_low <= out.sv_ratio_mean).all() and (out.sv_ratio_mean <= out.sv_ratio_ci_high).all()
+    assert out.cka_last_layer_vs_base.iloc[1] == pytest.approx(1.0)
+    assert abs(out.cka_last_layer_vs_base.iloc[2]) < 0.1
+    assert out.sv_ratio_mean.iloc[0] > out.sv_ratio_mean.iloc[2]  # shared content aligns languages
+    pd.testing.assert_frame_equal(out, shift_summary(base, rms, n_boot=200, seed=0))
+    with pytest.raises(ValueError, match="RM 'x' has languages"):
+        shift_summary(base, {"x": {"en": base["en"]}})
+
+
+# ----------------------------------------------------------------------------- hidden states
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_last_token_pooling_ignores_padding(side):
+    model, tok = _llama(), _tokenizer(side)
+    batched = hidden_states(model, tok, TEXTS, batch_size=4)
+    assert batched.shape == (4, 3, 32) and batched.dtype == np.float32
+    singles = np.concatenate([hidden_states(model, tok, [t], batch_size=1) for t in TEXTS])
+    np.testing.assert_allclose(batched, singles, atol=1e-5)
+    # "auto" means "last" for a decoder; check against the unpadded last position directly
+    ids = torch.tensor([tok(TEXTS[0])["input_ids"]])
+    with torch.no_grad():
+        direct = model(input_ids=ids, output_hidden_states=True).hidden_states[-1][0, -1]
+    np.testing.assert_allclose(batched[0, -1], direct.numpy(), atol=1e-5)
+
+
+def test_wrapper_gives_the_bodys_hidden_states():
+    rm = _llama(cls=LlamaForSequenceClassification)
+    tok = _tokenizer("left")
+    np.testing.assert_allclose(hidden_states(rm, tok, TEXTS, layers=[-1]),
+                               hidden_states(rm.model, tok, TEXTS, layers=[2]), atol=1e-6)
+
+
+def test_mean_pooling_excludes_padding():
+    model, tok = _bert(), _tokenizer("right")
+    batched = hidden_states(model, tok, TEXTS, layers=[0, -1], batch_size=4)  # "auto" is "mean" for BERT
+    assert batched.shape == (4, 2, 32)
+    ids = torch.tensor([tok(TEXTS[1])["input_ids"]])
+    with torch.no_grad():
+        hs = model(input_ids=ids, output_hidden_states=True).hidden_states
+    np.testing.assert_allclose(batched[1, 1], hs[2][0].mean(0).numpy(), atol=1e-5)
+    singles = np.concatenate([hidden_states(model, tok, [t], layers=[0, -1]) for t in TEXTS])
+    np.testing.assert_allclose(batched, singles, atol=1e-5)
+    cls = hidden_states(model, tok, TEXTS, layers=[-1], pooling="cls")
+    np.testing.assert_allclose(cls[1, 0], hs[2][0, 0].numpy(), atol=1e-5)
+
+
+def test_hidden_states_errors():
+    model, tok = _bert(), _tokenizer("right")
+    with pytest.raises(ValueError, match=r"layer 5 out of range.*expected -3..2"):
+        hidden_states(model, tok, TEXTS, layers=[5])
+    with pytest.raises(ValueError, match="unknown pooling 'max'"):
+        hidden_states(model, tok, TEXTS, pooling="max")
+    with pytest.raises(ValueError, match="non-empty list"):
+        hidden_states(model, tok, "w1 w2")
+    with pytest.raises(ValueError, match="padding_side = 'right'"):
+        hidden_states(model, _tokenizer("left"), TEXTS, pooling="cls")
+    with torch.no_grad():
+        model.encoder.layer[1].output.dense.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"non-finite activations at layer 2"):
+        hidden_states(model, tok, TEXTS)
+    assert not model.training  # eval/train state is restored
+
+
+def test_hidden_states_disk_cache(tmp_path):
+    model, tok = _llama(), _tokenizer("left")
+    first = hidden_states(model, tok, TEXTS, cache_dir=tmp_path)
+    files = list(tmp_path.glob("hidden-*.npy"))
+    assert len(files) == 1 and not list(tmp_path.glob("*.tmp"))
+    np.testing.assert_array_equal(np.load(files[0]), first)
+    np.testing.assert_array_equal(hidden_states(model, tok, TEXTS, cache_dir=tmp_path), first)
+    hidden_states(_llama(seed=1), tok, TEXTS, cache_dir=tmp_path)  # other weights: a new entry
+    hidden_states(model, tok, TEXTS[:2], cache_dir=tmp_path)  # other texts: a new entry
+    assert len(list(tmp_path.glob("hidden-*.npy"))) == 3
+
+
+# ----------------------------------------------------------------------------- UMAP and figures
+
+def test_umap_embed():
+    H = np.random.default_rng(9).normal(size=(40, 8))
+    first = umap_embed(H, random_state=0, n_neighbors=10)
+    assert first.shape == (40, 2)
+    np.testing.assert_array_equal(first, umap_embed(H, random_state=0, n_neighbors=10))
+    assert umap_embed(H[:6], random_state=0).shape == (6, 2)  # n_neighbors lowered to n - 1
+    with pytest.raises(ValueError, match="at least 5 points; got n=4"):
+        umap_embed(H[:4])
+
+
+def test_figures():
+    rng = np.random.default_rng(10)
+    fig = plots.cka_by_layer({"rm-en": [1.0, 0.9, 0.8], "rm-ko": [1.0, 0.7, 0.4]})
+    assert [t.name for t in fig.data] == ["rm-en", "rm-ko"] and list(fig.data[0].x) == [0, 1, 2]
+    assert len(plots.sv_ratio_box({"base": rng.random(10), "rm-en": rng.random(10)}).data) == 1
+    states = {lang: rng.normal(size=(6, 2, 4)) for lang in ("en", "xx")}
+    norms = {"base": hidden_norms(states), "rm-en": hidden_norms(states)}
+    fig = plots.norm_violin(norms)
+    assert {t.marker.color for t in fig.data if t.name == "en"} == {plots.LANG_COLORS["en"]}
+    coords = pd.DataFrame({"x": rng.normal(size=8), "y": rng.normal(size=8), "lang": ["en", "ko"] * 4,
+                           "model": ["base"] * 4 + ["rm"] * 4})
+    fig = plots.umap_scatter(coords)
+    assert {t.marker.color for t in fig.data if t.name == "ko"} == {plots.LANG_COLORS["ko"]}
+    with pytest.raises(ValueError, match=r"missing \['model'\]"):
+        plots.umap_scatter(coords.drop(columns="model"))

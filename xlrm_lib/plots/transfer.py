@@ -1,0 +1,55 @@
+"""Figures of the core study: transfer heatmaps, English-vs-target differences, category bars.
+
+Every function returns a ``plotly.graph_objects.Figure``; none writes files (the runner decides paths).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+
+def transfer_heatmap(matrix: pd.DataFrame, *, title: str = "RM accuracy: source (train) x target (eval)",
+                     diverging: bool = False, zmid: float | None = None, fmt: str = ".2f") -> go.Figure:
+    """Annotated heatmap of a source x target matrix (:func:`xlrm_lib.evaluate.transfer_matrix`).
+
+    ``diverging=True`` (for differences) centres a red-blue scale on ``zmid`` (default 0).
+    """
+    z = matrix.to_numpy(dtype=float)
+    text = [[("" if np.isnan(v) else format(v, fmt)) for v in row] for row in z]
+    kw = dict(colorscale="RdBu", zmid=0.0 if zmid is None else zmid) if diverging else dict(colorscale="Viridis")
+    fig = go.Figure(go.Heatmap(z=z, x=[str(c) for c in matrix.columns], y=[str(i) for i in matrix.index],
+                               text=text, texttemplate="%{text}", hovertemplate="source %{y} -> target %{x}: %{z:.3f}<extra></extra>",
+                               **kw))
+    fig.update_layout(title=title, xaxis_title="target language (evaluated on)",
+                      yaxis_title="source (RM trained on)", yaxis_autorange="reversed",
+                      width=120 + 70 * max(len(matrix.columns), 4), height=160 + 50 * max(len(matrix.index), 4))
+    return fig
+
+
+def english_vs_target_bars(table: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+    """Bars of acc(English RM) - acc(target RM) per target language with 95% CIs (and the average)."""
+    t = table.copy()
+    err_hi = t["ci_high"] - t["diff"]
+    err_lo = t["diff"] - t["ci_low"]
+    colors = ["#555" if lang == "average" else ("#2b8cbe" if d >= 0 else "#e34a33") for lang, d in zip(t["lang"], t["diff"])]
+    fig = go.Figure(go.Bar(x=t["lang"], y=t["diff"], marker_color=colors,
+                           error_y=dict(type="data", array=err_hi, arrayminus=err_lo, visible=True),
+                           hovertemplate="%{x}: %{y:+.3f}<extra></extra>"))
+    fig.add_hline(y=0, line_color="black", line_width=1)
+    fig.update_layout(title=title or f"English RM minus target RM ({t['b'].iloc[0]}), overall accuracy",
+                      yaxis_title="accuracy difference", xaxis_title="target language")
+    return fig
+
+
+def category_bars(acc: pd.DataFrame, *, source_col: str = "source") -> go.Figure:
+    """Grouped bars of accuracy per category and language, one panel per source RM."""
+    import plotly.express as px
+
+    d = acc[acc["category"] != "overall"]
+    fig = px.bar(d, x="lang", y="accuracy", color="category", barmode="group", facet_row=source_col,
+                 error_y=d["ci_high"] - d["accuracy"], error_y_minus=d["accuracy"] - d["ci_low"],
+                 height=220 * max(d[source_col].nunique(), 1))
+    fig.update_yaxes(range=[0, 1])
+    return fig

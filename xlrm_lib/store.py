@@ -1,0 +1,97 @@
+"""Where things are cached and how they are written: content fingerprints and atomic writes.
+
+Nothing half-written is ever taken for finished work: every writer here writes to a temporary name in the
+destination directory and renames it into place (``os.replace`` is atomic on one filesystem).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def cache_dir(*parts: str) -> Path:
+    """``$XLRM_CACHE`` (default ``~/.cache/xlrm``) joined with ``parts``; created if missing."""
+    root = Path(os.environ.get("XLRM_CACHE") or Path.home() / ".cache" / "xlrm").expanduser()
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fingerprint(obj: Any, n: int = 16) -> str:
+    """Stable short sha256 of a JSON-serialisable object (keys sorted)."""
+    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def file_digest(path: str | os.PathLike, n: int = 16) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:n]
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; on success rename it to ``dest``, on error remove it.
+
+    >>> with atomic_path("/tmp/xlrm-doctest.txt") as tmp:
+    ...     _ = tmp.write_text("done")
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix + ".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
+    """Like :func:`atomic_path` for a directory: build it under a temporary name, then rename."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary directory
+        if dest.exists():  # a concurrent writer finished first, or a forced rebuild
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_frame(path: str | os.PathLike, df) -> None:
+    """Write a DataFrame as parquet or CSV (by extension), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        elif path.suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            raise ValueError(f"unsupported table extension {path.suffix!r}; expected '.parquet' or '.csv'")

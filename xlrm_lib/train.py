@@ -1,0 +1,306 @@
+"""Bradley-Terry reward-model training on ``transformers.Trainer`` (accelerate / DeepSpeed ready).
+
+Loss (TRL's, with its two options)::
+
+    L = -log sigmoid(r(x, y_c) - r(x, y_r) - margin)  +  center_coef * mean((r_c + r_r)^2)
+
+Why not TRL's ``RewardTrainer`` itself: we need chosen and rejected in ONE forward pass, length-grouped
+batches padded only to the longest pair in the batch, and frozen embeddings (on the default backbone 96M of
+its 117M parameters are the word-embedding matrix, whose AdamW update dominates a CPU step). The Trainer base
+keeps everything else standard: ``accelerate launch`` / DeepSpeed configs, bf16, gradient checkpointing,
+cosine schedule with warm-up, logging. ``benchmarks/bench_train.py`` measures both side by side.
+
+>>> path = train_reward_model("me5-small", load_pairs("embedded", langs=["en"], split="train"))  # doctest: +SKIP
+
+The returned directory is an ordinary HF model directory (safetensors) with ``xlrm_card.json`` (backbone, data
+fingerprint, languages, parameters, versions, train metrics) and ``xlrm_format.json`` (template, truncation).
+Training is content-addressed: the same backbone + data + parameters return the saved model at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+import torch.nn.functional as F
+
+from .formatting import TextFormat, encode, forward_kwargs, pad_batch
+from .models import load_reward_model, resolve_backbone
+from .store import atomic_dir, cache_dir, file_digest, fingerprint
+
+log = logging.getLogger(__name__)
+CARD_FILE = "xlrm_card.json"
+
+
+@dataclass
+class RewardConfig:
+    """Every knob of a training run (all of it goes into the cache key and the model card)."""
+
+    lr: float = 3e-5                 # peak learning rate (paper: 1e-5 at global batch 128 on 3B models)
+    epochs: float = 2.0              # passes over the pairs (paper: 1)
+    batch_size: int = 16             # pairs per optimizer step (x2 sequences: chosen and rejected)
+    grad_accum: int = 1              # gradient-accumulation steps (global batch = batch_size x grad_accum x GPUs)
+    max_length: int = 256            # tokens per (prompt, answer); longer sequences keep their END
+    template: str = "auto"           # "auto" | "chat" | "plain" (see xlrm_lib.formatting)
+    warmup_ratio: float = 0.1        # linear warm-up fraction, then cosine decay (paper's schedule)
+    weight_decay: float = 0.0
+    seed: int = 42                   # paper's seed; also seeds the fresh score head
+    freeze_embeddings: bool = True   # keep the (huge, multilingual) word-embedding matrix fixed
+    lora: dict | None = None         # e.g. {"r": 16, "alpha": 32, "dropout": 0.05}; None = full fine-tuning
+    margin: float = 0.0              # constant margin inside the sigmoid
+    center_coef: float = 0.0         # reward-centring weight (Eisenstein et al. 2023), TRL's center_rewards_coefficient
+    bf16: bool | None = None         # None = bf16 autocast where it is fast (bf16 GPU; CPU with AMX/AVX512-BF16)
+    gradient_checkpointing: bool = False
+    group_by_length: bool = True     # batches of similar length: less padding
+    logging_steps: int = 5
+
+    def validate(self) -> "RewardConfig":
+        checks = [("lr", self.lr > 0), ("epochs", self.epochs > 0), ("batch_size", self.batch_size >= 1),
+                  ("grad_accum", self.grad_accum >= 1), ("max_length", self.max_length >= 8),
+                  ("warmup_ratio", 0 <= self.warmup_ratio < 1), ("center_coef", self.center_coef >= 0)]
+        bad = [name for name, ok in checks if not ok]
+        if bad:
+            raise ValueError(f"invalid training parameter(s) {[(b, getattr(self, b)) for b in bad]}: lr, epochs > 0; "
+                             "batch_size, grad_accum >= 1; max_length >= 8; 0 <= warmup_ratio < 1; center_coef >= 0")
+        TextFormat(self.template, self.max_length)
+        return self
+
+
+def bt_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, *, margin: float = 0.0, center_coef: float = 0.0):
+    """Bradley-Terry loss of paired rewards ``(batch,)``.
+
+    >>> round(float(bt_loss(torch.tensor([1.0]), torch.tensor([0.0]))), 4)  # -log sigmoid(1)
+    0.3133
+    """
+    loss = -F.logsigmoid(r_chosen - r_rejected - margin).mean()
+    if center_coef:
+        loss = loss + center_coef * ((r_chosen + r_rejected) ** 2).mean()
+    return loss
+
+
+# ----------------------------------------------------------------------------------- data
+def data_fingerprint(pairs) -> str:
+    cols = ["id", "lang", "prompt", "chosen", "rejected"]
+    return fingerprint([[json.dumps(r[c], ensure_ascii=False) for c in cols] for r in pairs.select_columns(cols)])
+
+
+def backbone_fingerprint(backbone: str) -> dict:
+    """What identifies a backbone: a packaged name + converter version, a hub id, or a local dir's contents."""
+    path = Path(str(backbone)).expanduser()
+    if path.is_dir():
+        card = path / CARD_FILE
+        weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+        return {"local": str(path.name), "card": file_digest(card) if card.exists() else None,
+                "weights": [file_digest(w) for w in weights[:1]] + [w.stat().st_size for w in weights]}
+    return {"name": str(backbone), "converter": 2}
+
+
+def tokenize_pairs(tokenizer, pairs, fmt: TextFormat) -> list[dict]:
+    prompts = pairs["prompt"]
+    chosen = encode(tokenizer, prompts, pairs["chosen"], fmt)
+    rejected = encode(tokenizer, prompts, pairs["rejected"], fmt)
+    return [{"input_ids_chosen": c, "input_ids_rejected": r, "length": max(len(c), len(r))}
+            for c, r in zip(chosen, rejected)]
+
+
+@dataclass
+class PairCollator:
+    """Stack chosen then rejected into ONE padded batch of ``2 * n`` sequences (one forward pass)."""
+
+    pad_token_id: int
+    padding_side: str = "right"
+
+    def __call__(self, features: list[dict]) -> dict:
+        seqs = [f["input_ids_chosen"] for f in features] + [f["input_ids_rejected"] for f in features]
+        return pad_batch(seqs, self.pad_token_id, self.padding_side)
+
+
+# ----------------------------------------------------------------------------------- trainer
+def _make_trainer_class():
+    from transformers import Trainer
+
+    class BTTrainer(Trainer):
+        """``Trainer`` with the Bradley-Terry loss and TRL-style logged metrics."""
+
+        def __init__(self, *a, margin=0.0, center_coef=0.0, **kw):
+            super().__init__(*a, **kw)
+            self.margin, self.center_coef = margin, center_coef
+            self._stats: dict[str, list[float]] = {}
+            self.real_tokens = 0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            rewards = model(**forward_kwargs(model, inputs)).logits.squeeze(-1)
+            rc, rr = rewards.float().chunk(2)
+            loss = bt_loss(rc, rr, margin=self.margin, center_coef=self.center_coef)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.state.global_step}; "
+                                         "lower lr, or use float32 instead of fp16")
+            if model.training:
+                self.real_tokens += int(inputs["attention_mask"].sum())
+                with torch.no_grad():
+                    for k, v in {"accuracy": (rc > rr).float().mean(), "margin": (rc - rr).mean(),
+                                 "rewards/chosen": rc.mean(), "rewards/rejected": rr.mean(),
+                                 "rewards/min": torch.minimum(rc, rr).min(),
+                                 "rewards/max": torch.maximum(rc, rr).max()}.items():
+                        self._stats.setdefault(k, []).append(float(v))
+            return (loss, {"rewards_chosen": rc, "rewards_rejected": rr}) if return_outputs else loss
+
+        def log(self, logs, *args, **kwargs):
+            for k, v in self._stats.items():
+                if v:
+                    logs[k] = (min(v) if k.endswith("/min") else max(v) if k.endswith("/max") else sum(v) / len(v))
+            self._stats = {}
+            super().log(logs, *args, **kwargs)
+
+    return BTTrainer
+
+
+def _prepare_model(model, cfg: RewardConfig):
+    if cfg.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    if cfg.lora:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        lc = dict(cfg.lora)
+        model = get_peft_model(model, LoraConfig(
+            task_type=TaskType.SEQ_CLS, r=int(lc.get("r", 16)), lora_alpha=int(lc.get("alpha", 32)),
+            lora_dropout=float(lc.get("dropout", 0.05)), target_modules=lc.get("target_modules", "all-linear")))
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model
+
+
+def check_pairs(pairs, tokenizer, model) -> None:
+    if pairs is None or len(pairs) < 2:
+        raise ValueError(f"need at least 2 preference pairs to train, got {0 if pairs is None else len(pairs)}")
+    missing = {"prompt", "chosen", "rejected"} - set(pairs.column_names)
+    if missing:
+        raise ValueError(f"pairs lack column(s) {sorted(missing)}; load them with xlrm_lib.data.load_pairs")
+    if all(c == r for c, r in zip(pairs["chosen"], pairs["rejected"])):
+        raise ValueError("every pair has chosen == rejected: there is nothing to learn")
+    n_emb = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > n_emb:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model embeds only {n_emb}: "
+                         "tokenizer and model do not match")
+
+
+def read_card(model_dir) -> dict:
+    path = Path(model_dir) / CARD_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{model_dir} has no {CARD_FILE}: not a model trained by xlrm")
+    return json.loads(path.read_text())
+
+
+def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | None = None, name: str | None = None,
+                       config: RewardConfig | None = None, force: bool = False, device=None,
+                       progress: bool = True, **overrides) -> Path:
+    """Train (or fetch from cache) a Bradley-Terry RM on ``pairs``; return its model directory.
+
+    Parameters
+    ----------
+    backbone : packaged name, local directory or hub id (see :func:`xlrm_lib.models.load_reward_model`).
+    pairs : ``datasets.Dataset`` in the canonical schema (:func:`xlrm_lib.data.load_pairs`).
+    output_dir : where to save; default ``$XLRM_CACHE/models/<key>`` (content-addressed).
+    config / overrides : a :class:`RewardConfig`, and/or its fields as keyword arguments
+        (``lr=1e-5, epochs=1, lora={"r": 8}``).
+    force : retrain even if a model with the same key exists.
+    """
+    from transformers import TrainingArguments
+
+    unknown = set(overrides) - set(RewardConfig.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown training parameter(s) {sorted(unknown)}; expected {sorted(RewardConfig.__dataclass_fields__)}")
+    cfg = RewardConfig(**{**asdict(config or RewardConfig()), **overrides}).validate()
+    resolve_backbone(backbone)  # fail fast on a bad name, before any work
+    langs = sorted(set(pairs["lang"])) if "lang" in pairs.column_names else []
+    key_obj = {"backbone": backbone_fingerprint(backbone), "data": data_fingerprint(pairs), "config": asdict(cfg)}
+    key = fingerprint(key_obj)
+    out = Path(output_dir) if output_dir else cache_dir("models") / f"{name or 'rm'}-{key}"
+    if (out / CARD_FILE).exists() and not force:
+        card = read_card(out)
+        if card.get("key") != key:
+            raise ValueError(f"{out} holds a model trained with other parameters (key {card.get('key')} != {key}); "
+                             "pass force=True to overwrite it, or another output_dir")
+        log.info("cache hit: %s", out)
+        return out
+
+    model, tok = load_reward_model(backbone, device=device, seed=cfg.seed)
+    check_pairs(pairs, tok, model)
+    fmt = TextFormat(cfg.template, cfg.max_length).resolved(tok)
+    features = tokenize_pairs(tok, pairs, fmt)
+    model = _prepare_model(model.train(), cfg)
+    use_bf16 = cfg.bf16 if cfg.bf16 is not None else fast_bf16()
+    steps_per_epoch = math.ceil(len(features) / (cfg.batch_size * cfg.grad_accum))
+    with atomic_dir(out) as tmp:
+        args = TrainingArguments(
+            output_dir=str(tmp / "_trainer"), per_device_train_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
+            lr_scheduler_type="cosine", warmup_steps=math.ceil(cfg.warmup_ratio * steps_per_epoch * cfg.epochs),
+            weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed, bf16=use_bf16,
+            logging_steps=cfg.logging_steps, save_strategy="no", report_to=[], remove_unused_columns=False,
+            length_column_name="length", disable_tqdm=not progress, dataloader_num_workers=0,
+            use_cpu=str(device) == "cpu" or not torch.cuda.is_available(), **_sampling_args(cfg.group_by_length),
+        )
+        trainer = _make_trainer_class()(
+            model=model, args=args, train_dataset=datasets.Dataset.from_list(features),
+            data_collator=PairCollator(tok.pad_token_id, tok.padding_side), margin=cfg.margin,
+            center_coef=cfg.center_coef,
+        )
+        result = trainer.train()
+        history = [h for h in trainer.state.log_history if "loss" in h]
+        model = trainer.model
+        if cfg.lora:
+            model = model.merge_and_unload()
+        model.config.pad_token_id = tok.pad_token_id
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        fmt.save(tmp)
+        import shutil
+
+        shutil.rmtree(tmp / "_trainer", ignore_errors=True)
+        card = {
+            "key": key, "backbone": str(backbone), "backbone_fingerprint": key_obj["backbone"],
+            "data_fingerprint": key_obj["data"], "languages": langs, "n_pairs": len(features),
+            "config": asdict(cfg), "format": asdict(fmt), "versions": _versions(),
+            "train_metrics": {**result.metrics, "real_tokens": trainer.real_tokens,
+                              "final_accuracy": history[-1].get("accuracy") if history else None},
+            "log_history": history,
+        }
+        (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str))
+    return out
+
+
+def fast_bf16() -> bool:
+    """bf16 autocast pays off on a bf16-capable GPU, or a CPU with AMX / AVX512-BF16 (2x here); not elsewhere."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def _sampling_args(group_by_length: bool) -> dict:
+    """transformers >= 5 names it ``train_sampling_strategy``; 4.x has ``group_by_length``."""
+    from transformers import TrainingArguments
+
+    if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__:
+        return {"train_sampling_strategy": "group_by_length" if group_by_length else "random"}
+    return {"group_by_length": group_by_length}
+
+
+def _versions() -> dict:
+    import datasets
+    import transformers
+
+    import xlrm_lib
+
+    return {"xlrm": xlrm_lib.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "datasets": datasets.__version__}
