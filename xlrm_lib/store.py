@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def cache_dir(*parts: str) -> Path:
     """``$XLRM_CACHE`` (default ``~/.cache/xlrm``) joined with ``parts``; created if missing."""
     root = Path(os.environ.get("XLRM_CACHE") or Path.home() / ".cache" / "xlrm").expanduser()
@@ -50,6 +54,7 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix + ".tmp", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; the result is an ordinary file
     try:
         yield tmp
         os.replace(tmp, dest)
@@ -66,7 +71,7 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary directory
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it private; the result is an ordinary directory
         if dest.exists():  # a concurrent writer finished first, or a forced rebuild
             shutil.rmtree(dest)
         os.replace(tmp, dest)

@@ -36,6 +36,7 @@ from .store import atomic_dir, cache_dir, file_digest, fingerprint
 
 log = logging.getLogger(__name__)
 CARD_FILE = "xlrm_card.json"
+TRAINER_VERSION = 2  # part of the cache key: bump when a change to this module changes what training produces
 
 
 @dataclass
@@ -52,7 +53,7 @@ class RewardConfig:
     weight_decay: float = 0.0
     seed: int = 42                   # paper's seed; also seeds the fresh score head
     freeze_embeddings: bool = True   # keep the (huge, multilingual) word-embedding matrix fixed
-    lora: dict | None = None         # e.g. {"r": 16, "alpha": 32, "dropout": 0.05}; None = full fine-tuning
+    lora: dict | int | None = None   # LoRA rank, or {"r": 16, "alpha": 32, "dropout": 0.05}; None/0 = full FT
     margin: float = 0.0              # constant margin inside the sigmoid
     center_coef: float = 0.0         # reward-centring weight (Eisenstein et al. 2023), TRL's center_rewards_coefficient
     bf16: bool | None = None         # None = bf16 autocast where it is fast (bf16 GPU; CPU with AMX/AVX512-BF16)
@@ -86,7 +87,7 @@ def bt_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, *, margin: float =
 
 # ----------------------------------------------------------------------------------- data
 def data_fingerprint(pairs) -> str:
-    cols = ["id", "lang", "prompt", "chosen", "rejected"]
+    cols = [c for c in ("id", "lang", "prompt", "chosen", "rejected") if c in pairs.column_names]
     return fingerprint([[json.dumps(r[c], ensure_ascii=False) for c in cols] for r in pairs.select_columns(cols)])
 
 
@@ -167,7 +168,7 @@ def _prepare_model(model, cfg: RewardConfig):
     if cfg.lora:
         from peft import LoraConfig, TaskType, get_peft_model
 
-        lc = dict(cfg.lora)
+        lc = {"r": int(cfg.lora), "alpha": 2 * int(cfg.lora)} if isinstance(cfg.lora, int) else dict(cfg.lora)
         model = get_peft_model(model, LoraConfig(
             task_type=TaskType.SEQ_CLS, r=int(lc.get("r", 16)), lora_alpha=int(lc.get("alpha", 32)),
             lora_dropout=float(lc.get("dropout", 0.05)), target_modules=lc.get("target_modules", "all-linear")))
@@ -176,7 +177,7 @@ def _prepare_model(model, cfg: RewardConfig):
     return model
 
 
-def check_pairs(pairs, tokenizer, model) -> None:
+def check_pairs(pairs, tokenizer=None, model=None) -> None:
     if pairs is None or len(pairs) < 2:
         raise ValueError(f"need at least 2 preference pairs to train, got {0 if pairs is None else len(pairs)}")
     missing = {"prompt", "chosen", "rejected"} - set(pairs.column_names)
@@ -184,6 +185,8 @@ def check_pairs(pairs, tokenizer, model) -> None:
         raise ValueError(f"pairs lack column(s) {sorted(missing)}; load them with xlrm_lib.data.load_pairs")
     if all(c == r for c, r in zip(pairs["chosen"], pairs["rejected"])):
         raise ValueError("every pair has chosen == rejected: there is nothing to learn")
+    if tokenizer is None or model is None:
+        return
     n_emb = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > n_emb:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model embeds only {n_emb}: "
@@ -218,8 +221,10 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         raise TypeError(f"unknown training parameter(s) {sorted(unknown)}; expected {sorted(RewardConfig.__dataclass_fields__)}")
     cfg = RewardConfig(**{**asdict(config or RewardConfig()), **overrides}).validate()
     resolve_backbone(backbone)  # fail fast on a bad name, before any work
+    check_pairs(pairs)  # and on bad data, before fingerprinting it
     langs = sorted(set(pairs["lang"])) if "lang" in pairs.column_names else []
-    key_obj = {"backbone": backbone_fingerprint(backbone), "data": data_fingerprint(pairs), "config": asdict(cfg)}
+    key_obj = {"backbone": backbone_fingerprint(backbone), "data": data_fingerprint(pairs), "config": asdict(cfg),
+               "trainer": TRAINER_VERSION}
     key = fingerprint(key_obj)
     out = Path(output_dir) if output_dir else cache_dir("models") / f"{name or 'rm'}-{key}"
     if (out / CARD_FILE).exists() and not force:
@@ -243,7 +248,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
             lr_scheduler_type="cosine", warmup_steps=math.ceil(cfg.warmup_ratio * steps_per_epoch * cfg.epochs),
             weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed, bf16=use_bf16,
-            logging_steps=cfg.logging_steps, save_strategy="no", report_to=[], remove_unused_columns=False,
+            logging_steps=max(1, min(cfg.logging_steps, int(steps_per_epoch * cfg.epochs) // 3)),  # >= 3 points
+            save_strategy="no", report_to=[], remove_unused_columns=False,
             length_column_name="length", disable_tqdm=not progress, dataloader_num_workers=0,
             use_cpu=str(device) == "cpu" or not torch.cuda.is_available(), **_sampling_args(cfg.group_by_length),
         )

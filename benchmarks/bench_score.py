@@ -1,0 +1,149 @@
+"""Scoring throughput: xlrm's ``score_pairs`` against a reward-bench-style ``pipeline``, side by side.
+
+Run (from the repository root)::
+
+    python benchmarks/bench_score.py                          # me5-small + fresh head, embedded test split, 8 langs
+    python benchmarks/bench_score.py --model DIR              # a trained RM directory
+    python benchmarks/bench_score.py --limit 24 --repeats 2   # quicker, noisier
+    python benchmarks/bench_score.py --tiny --repeats 1       # smoke: tiny in-process BERT (seconds)
+
+OURS is :func:`xlrm_lib.evaluate.score_pairs`: chosen and rejected of all pairs tokenised once, sorted by
+length together and scored in batches of ``--batch-size`` (32), so padding is minimal. The BASELINE is how
+reward-bench scores a sequence-classifier RM: a transformers ``text-classification`` pipeline with
+``batch_size=8`` over the texts in dataset order (chosen texts, then rejected texts), ``function_to_apply="none"``.
+Both see the SAME rendered texts (:func:`xlrm_lib.formatting.render` with the RM's ``TextFormat``) and the
+same token ids: the pipeline gets the same truncation (``truncation=True``, the format's ``max_length`` and
+truncation side; no added special tokens for chat templates, which carry their own). The script checks that
+(it prints how many sequences tokenise differently, normally 0) and that the scores agree (max |delta|;
+<= 1e-4 expected in fp32). Both timings include rendering and tokenising. Timing is never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402  (after the path tweak above)
+
+
+def baseline_texts(tok, pairs, fmt) -> list[str]:
+    """Rendered chosen texts then rejected texts, in dataset order (what reward-bench feeds its pipeline)."""
+    from xlrm_lib.formatting import render
+
+    return ([render(tok, p, c, fmt) for p, c in zip(pairs["prompt"], pairs["chosen"])]
+            + [render(tok, p, r, fmt) for p, r in zip(pairs["prompt"], pairs["rejected"])])
+
+
+def pipeline_kwargs(fmt) -> dict:
+    """Tokenizer arguments that make the pipeline cut exactly like :func:`xlrm_lib.formatting.encode`."""
+    kw = {"truncation": True, "max_length": fmt.max_length}
+    if fmt.template == "chat":
+        kw["add_special_tokens"] = False  # the template already has its BOS
+    return kw
+
+
+def score_baseline(pipe, tok, pairs, fmt, *, batch_size: int = 8):
+    """Rewards ``(2n,)`` (chosen then rejected) from the text-classification pipeline."""
+    import numpy as np
+
+    side, tok.truncation_side = tok.truncation_side, fmt.truncation_side
+    try:
+        out = pipe(baseline_texts(tok, pairs, fmt), batch_size=batch_size, function_to_apply="none",
+                   **pipeline_kwargs(fmt))
+    finally:
+        tok.truncation_side = side
+    return np.array([o[0]["score"] if isinstance(o, list) else o["score"] for o in out], dtype=np.float64)
+
+
+def same_token_ids(tok, pairs, fmt) -> int:
+    """How many sequences the pipeline would tokenise differently from ``encode`` (0 = identical inputs)."""
+    from xlrm_lib.formatting import encode
+
+    ours = encode(tok, pairs["prompt"], pairs["chosen"], fmt) + encode(tok, pairs["prompt"], pairs["rejected"], fmt)
+    side, tok.truncation_side = tok.truncation_side, fmt.truncation_side
+    try:
+        theirs = tok(baseline_texts(tok, pairs, fmt), **pipeline_kwargs(fmt))["input_ids"]
+    finally:
+        tok.truncation_side = side
+    return sum(a != b for a, b in zip(ours, theirs))
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default="me5-small", help="RM directory or packaged backbone (fresh head; default me5-small)")
+    p.add_argument("--langs", nargs="+", default=None, help="test-split languages (default all 8)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many pairs per language")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of each, interleaved (default 3)")
+    p.add_argument("--batch-size", type=int, default=32, help="our batch size (default 32; the baseline uses 8)")
+    p.add_argument("--baseline-batch-size", type=int, default=8, help="the pipeline's batch size (reward-bench: 8)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="model weights (the |delta| <= 1e-4 check applies to float32)")
+    p.add_argument("--max-length", type=int, default=256, help="format max_length for a model without xlrm_format.json")
+    p.add_argument("--tiny", action="store_true", help="tiny in-process model (smoke runs; numbers mean nothing)")
+    p.add_argument("--json", default=None, help="results file (default benchmarks/results/bench_score-<time>.json)")
+    a = p.parse_args(argv)
+    if a.repeats < 1:
+        p.error(f"--repeats must be >= 1, got {a.repeats}")
+    harness.quiet()
+
+    import numpy as np
+    from transformers import pipeline
+
+    from xlrm_lib.data import load_pairs
+    from xlrm_lib.evaluate import model_format, score_pairs
+    from xlrm_lib.formatting import TextFormat
+    from xlrm_lib.models import load_reward_model
+
+    mach = harness.machine()
+    pairs = load_pairs("embedded", langs=a.langs, split="test", limit=a.limit)
+    model_src = a.model
+    if a.tiny:
+        tmp = Path(tempfile.mkdtemp(prefix="bench_score-"))
+        model_src = str(harness.tiny_bert_backbone(tmp / "tiny-bert", harness.pair_texts(load_pairs("embedded"))))
+    model, tok = load_reward_model(model_src, dtype=a.dtype)
+    fmt = model_format(model, TextFormat("auto", a.max_length)).resolved(tok)
+    pipe = pipeline("text-classification", model=model, tokenizer=tok, device=model.device)
+    n_diff_ids = same_token_ids(tok, pairs, fmt)
+
+    def ours():
+        (df, s) = harness.timed(lambda: score_pairs(model, tok, pairs, fmt=fmt, batch_size=a.batch_size))
+        return {"seconds": s, "pairs_per_s": len(pairs) / s,
+                "_scores": df["reward_chosen"].tolist() + df["reward_rejected"].tolist()}
+
+    def base():
+        (r, s) = harness.timed(lambda: score_baseline(pipe, tok, pairs, fmt, batch_size=a.baseline_batch_size))
+        return {"seconds": s, "pairs_per_s": len(pairs) / s, "_scores": r.tolist()}
+
+    warm = pairs.select(range(min(16, len(pairs))))  # warm-up: kernels, allocator, pipeline set-up
+    score_pairs(model, tok, warm, fmt=fmt, batch_size=a.batch_size)
+    score_baseline(pipe, tok, warm, fmt, batch_size=a.baseline_batch_size)
+    runs = harness.interleaved({"ours": ours, "pipeline": base}, a.repeats)
+
+    delta = float(np.max(np.abs(np.array(runs["ours"][-1]["_scores"]) - np.array(runs["pipeline"][-1]["_scores"]))))
+    ratio = harness.paired_ratio(runs["ours"], runs["pipeline"], "pairs_per_s")
+    rows = [{"method": n, "batch": a.batch_size if n == "ours" else a.baseline_batch_size,
+             "pairs/s": harness.median(r["pairs_per_s"] for r in rs),
+             "seconds": harness.median(r["seconds"] for r in rs), "runs": len(rs)} for n, rs in runs.items()]
+    print(harness.table(rows, list(rows[0])))
+    ok = delta <= 1e-4 if a.dtype == "float32" else None
+    print(f"{len(pairs)} pairs ({2 * len(pairs)} sequences), format {fmt}; token ids differ for {n_diff_ids} sequences")
+    print(f"max |score delta| = {delta:.3g}" + ("" if ok is None else f" ({'OK' if ok else 'FAILS'} <= 1e-4)"))
+    sp = ratio["median_of_ratios"]
+    print(f"ours/pipeline: pairs/s x{sp:.2f}  [goal >= 3x: {'met' if sp >= 3 else 'NOT met'}]")
+    for rs in runs.values():
+        for r in rs:
+            r.pop("_scores")
+    record = {"benchmark": "bench_score", "machine": mach, "settings": vars(a), "model": model_src,
+              "format": asdict(fmt), "n_pairs": len(pairs),
+              "token_ids_differ": n_diff_ids, "max_abs_delta": delta, "delta_ok": ok, "runs": runs, "table": rows,
+              "ratio_pairs_per_s": ratio}
+    print(f"results: {harness.write_results('bench_score', record, a.json)}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

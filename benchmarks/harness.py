@@ -1,0 +1,171 @@
+"""What every benchmark script shares: the machine record, interleaved timing, ratios, tiny models, results files.
+
+Why interleaved and in one process: the machines these run on are shared, so absolute times drift with
+background load. Running ours and the baseline alternately (ABBA order), after a warm-up of each, and taking
+the median of the per-repeat ratios cancels most of that drift; the absolute numbers are reported too, but the
+ratios are what to compare across machines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "benchmarks" / "results"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # benchmarks never reach the hub
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# ----------------------------------------------------------------------------------- machine record
+def machine() -> dict:
+    """CPU model, cores, accelerator and library versions: enough to know what a number was measured on."""
+    import torch
+    import transformers
+
+    cpu, flags = platform.processor() or "unknown", []
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        cpu = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), cpu)
+        flags = sorted({f for f in text.split() if f in ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")})
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "transformers": transformers.__version__}
+    for name in ("trl", "datasets", "accelerate"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    gpu = None
+    if torch.cuda.is_available():
+        gpu = {"name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(),
+               "memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)}
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"cpu": cpu, "cpu_flags": flags, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpu": gpu, "loadavg_start": _loadavg(), "versions": versions, "git_commit": commit,
+            "host": platform.node()}
+
+
+def _loadavg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def quiet() -> None:
+    """Silence per-run progress bars and load reports (a benchmark loads and trains many times)."""
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
+# ----------------------------------------------------------------------------------- timing
+def interleaved(variants: dict[str, Callable[[], dict]], repeats: int) -> dict[str, list[dict]]:
+    """Run every variant ``repeats`` times in ABBA order; each call returns a dict of measurements.
+
+    The order alternates each repeat (A B, B A, A B ...) so neither side always runs right after the other's
+    garbage or cache state.
+    """
+    names = list(variants)
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for r in range(repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            runs[name].append(variants[name]())
+    return runs
+
+
+def timed(fn: Callable[[], object]) -> tuple[object, float]:
+    """``(fn(), seconds)`` by the wall clock (``perf_counter``)."""
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(statistics.median(values)) if values else None
+
+
+def paired_ratio(ours: list[dict], base: list[dict], key: str) -> dict:
+    """Ours / baseline of ``key``: median of the per-repeat ratios (robust to drift) and ratio of medians."""
+    per = [o[key] / b[key] for o, b in zip(ours, base) if o.get(key) and b.get(key)]
+    mo, mb = median(o.get(key) for o in ours), median(b.get(key) for b in base)
+    return {"median_of_ratios": median(per), "ratio_of_medians": (mo / mb) if mo and mb else None,
+            "per_repeat": [round(x, 4) for x in per]}
+
+
+# ----------------------------------------------------------------------------------- tiny in-process backbone
+def tiny_bert_backbone(dest: Path, texts: list[str], *, seed: int = 0, vocab_size: int = 400) -> Path:
+    """A tiny BERT (2 layers, d=32) with a WordPiece tokenizer trained on ``texts``, saved at ``dest``.
+
+    For smoke runs: it exercises the real code paths (train_reward_model, score_pairs, TRL, the pipeline) on
+    real text in seconds, with no network and no converted backbone. ``load_reward_model(dest)`` adds the head.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
+    tk = Tokenizer(models.WordPiece(unk_token="<unk>"))
+    tk.normalizer = normalizers.NFKC()
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.decoder = decoders.WordPiece()
+    tk.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    tk.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 2), ("</s>", 3)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
+                                  eos_token="</s>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
+                                  model_max_length=512)
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512, pad_token_id=0)
+    dest.mkdir(parents=True, exist_ok=True)
+    BertModel(cfg, add_pooling_layer=False).save_pretrained(dest)
+    tok.save_pretrained(dest)
+    return dest
+
+
+def pair_texts(pairs) -> list[str]:
+    """All prompt, chosen and rejected strings of canonical pairs (tokenizer-training corpus)."""
+    return ([m["content"] for p in pairs["prompt"] for m in p] + list(pairs["chosen"]) + list(pairs["rejected"]))
+
+
+# ----------------------------------------------------------------------------------- results
+def write_results(name: str, record: dict, out: str | os.PathLike | None) -> Path:
+    """Write the JSON record to ``out`` or ``benchmarks/results/<name>-<UTC time>.json``; return the path."""
+    path = Path(out) if out else RESULTS_DIR / f"{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {**record, "loadavg_end": _loadavg()}
+    path.write_text(json.dumps(record, indent=2, default=str))
+    return path
+
+
+def table(rows: list[dict], cols: list[str]) -> str:
+    """A fixed-width text table of ``rows`` (dicts) over ``cols``; floats get 4 significant digits."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return "-" if v is None else str(v)
+
+    cells = [[fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)

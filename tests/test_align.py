@@ -1,0 +1,400 @@
+"""Tests for xlrm_lib.align (prompts, candidates, best-of-n, win rates) and its figure, on tiny in-process models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
+
+from conftest import SHARED_DATA
+from xlrm_lib import align
+from xlrm_lib.data import load_pairs
+from xlrm_lib.evaluate import score_texts
+from xlrm_lib.formatting import TextFormat, encode
+from xlrm_lib.models import load_reward_model
+from xlrm_lib.plots.align import win_rate_bars
+
+WORDS = ["<pad>", "<unk>", "<s>", "</s>", "User", "Assistant", ":", "?", "."] + [f"w{i}" for i in range(40)]
+EOS = 3
+
+
+def _tokenizer(chat_template=None):
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>")
+    tok.chat_template = chat_template
+    return tok
+
+
+def _config(**kw):
+    return LlamaConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512, pad_token_id=0,
+                       bos_token_id=None, eos_token_id=None, **kw)
+
+
+@pytest.fixture(scope="module")
+def policy():
+    """A tiny causal LM with no EOS: every sample runs to max_new_tokens."""
+    torch.manual_seed(0)
+    return LlamaForCausalLM(_config()).eval(), _tokenizer()
+
+
+@pytest.fixture(scope="module")
+def rms(tmp_path_factory):
+    """Three tiny RMs saved and loaded the real way: "en" and "ko" are compared, "judge" is held out."""
+    out = {}
+    for seed, name in enumerate(["en", "ko", "judge"]):
+        torch.manual_seed(seed)
+        path = tmp_path_factory.mktemp(f"rm_{name}")
+        LlamaForSequenceClassification(_config(num_labels=1, initializer_range=0.2)).save_pretrained(path)
+        _tokenizer().save_pretrained(path)
+        out[name] = load_reward_model(path)
+    return out
+
+
+PROMPTS = pd.DataFrame({"prompt_id": ["1", "2", "1", "2"], "lang": ["en", "en", "ko", "ko"],
+                        "prompt": ["w1 w2 ?", "w3 ?", "w4 w5 w6 ?", "w7 ?"]})
+
+
+def _gen(policy, tmp_path, **kw):
+    model, tok = policy
+    args = dict(n=3, max_new_tokens=4, temperature=1.0, top_p=0.9, seed=0, batch_size=4, cache_dir=tmp_path)
+    return align.generate_candidates(model, tok, PROMPTS, **{**args, **kw})
+
+
+# ----------------------------------------------------------------------------- prompts
+def _write_prompts(path, rows):
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+    return path
+
+
+def test_load_parallel_prompts_long_table_and_limit(tmp_path):
+    rows = [{"id": i, "dataset": "toy", "en": f"q{i}?", "ko": f"질문{i}?", "id_note": "x"} for i in range(6)]
+    f = _write_prompts(tmp_path / "p.jsonl", rows)
+    df = align.load_parallel_prompts(f, langs=["ko", "en"])
+    assert list(df.columns) == ["prompt_id", "lang", "prompt"]
+    assert len(df) == 12 and df["lang"].tolist()[:6] == ["ko"] * 6  # 'dataset' is not a language
+    assert df.loc[(df.lang == "en") & (df.prompt_id == "3"), "prompt"].item() == "q3?"
+    some = align.load_parallel_prompts(f, limit=3, seed=1)
+    assert set(some["lang"]) == {"en", "ko"} and len(some) == 6
+    assert set(some[some.lang == "en"].prompt_id) == set(some[some.lang == "ko"].prompt_id)
+    assert some.equals(align.load_parallel_prompts(f, limit=3, seed=1))
+
+
+def test_load_parallel_prompts_errors_name_the_problem(tmp_path):
+    rows = [{"id": 1, "en": "q1?", "ko": "질문?"}, {"id": 2, "en": "q2?", "ko": "  "}, {"id": 3, "en": "q3?"}]
+    f = _write_prompts(tmp_path / "p.jsonl", rows)
+    with pytest.raises(ValueError, match=r"\['fr'\] not in p.jsonl; it has \['en', 'ko'\]"):
+        align.load_parallel_prompts(f, langs=["en", "fr"])
+    with pytest.raises(ValueError, match=r"ko: 2 \(ids \['2', '3'\]\)"):
+        align.load_parallel_prompts(f, langs=["en", "ko"])
+    assert len(align.load_parallel_prompts(f, langs=["en"])) == 3
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "x_alpacaeval_parallel_13lang.jsonl").exists(), reason="no ../shared/data")
+def test_load_parallel_prompts_on_x_alpacaeval():
+    df = align.load_parallel_prompts(SHARED_DATA / "x_alpacaeval_parallel_13lang.jsonl",
+                                     langs=["en", "ko", "zho_Hans", "es"], limit=5, seed=0)
+    assert len(df) == 20 and list(dict.fromkeys(df["lang"])) == ["en", "ko", "zh", "es"]
+    assert df.groupby("lang")["prompt_id"].apply(frozenset).nunique() == 1
+
+
+# ----------------------------------------------------------------------------- candidates: pool
+@pytest.fixture(scope="module")
+def pairs():
+    return load_pairs("embedded", split="test")
+
+
+def test_candidate_pool_structure(pairs):
+    pool = align.candidate_pool(pairs, n=5, seed=0)
+    df = pairs.to_pandas()
+    assert set(pool["lang"]) == set(df["lang"]) and pool["prompt_id"].nunique() == df["id"].nunique()
+    sizes = pool.groupby(["prompt_id", "lang"]).size()
+    assert (sizes == 5).all() and len(sizes) == len(df)
+    gold = pool.groupby(["prompt_id", "lang"])["gold"].apply(sorted)
+    assert all(g == [0, 0, 0, 2, 2 - 1] or g == [0, 0, 0, 1, 2] for g in gold)
+    # the same candidates, in the same order, in every language
+    shape = pool.groupby(["prompt_id", "lang"])[["origin", "origin_id", "gold"]].apply(
+        lambda g: tuple(map(tuple, g.to_numpy())))
+    assert shape.groupby(level="prompt_id").nunique().eq(1).all()
+    # distractors come from other items of the same category; texts are that language's
+    d = pool[pool.origin == "distractor"]
+    assert (d["origin_id"] != d["prompt_id"]).all()
+    assert (d["origin_id"].str.rsplit("-", n=1).str[0] == d["prompt_id"].str.rsplit("-", n=1).str[0]).all()
+    ko = pool[(pool.lang == "ko") & (pool.origin == "chosen")].iloc[0]
+    src = df[(df.id == ko.prompt_id) & (df.lang == "ko")].iloc[0]
+    assert ko.text == src.chosen and ko.prompt[0]["content"] == src.prompt[0]["content"]
+    # cand_id is shuffled: the chosen answer is not always first
+    assert pool.loc[pool.origin == "chosen", "cand_id"].nunique() > 1
+
+
+def test_candidate_pool_seed_limit_and_errors(pairs):
+    a = align.candidate_pool(pairs, n=4, seed=0, limit=5)
+    assert a["prompt_id"].nunique() == 5 and a.equals(align.candidate_pool(pairs, n=4, seed=0, limit=5))
+    b = align.candidate_pool(pairs, n=4, seed=1)
+    full = align.candidate_pool(pairs, n=4, seed=0)
+    assert not full[["origin_id", "cand_id"]].equals(b[["origin_id", "cand_id"]])
+    with pytest.raises(ValueError, match="n >= 4"):
+        align.candidate_pool(pairs, n=3)
+    with pytest.raises(ValueError, match="use n <= 48"):
+        align.candidate_pool(pairs, n=49)
+    with pytest.raises(ValueError, match="not parallel"):
+        align.candidate_pool(pairs.filter(lambda r: not (r["lang"] == "ko" and r["id"] == "chat-002")), n=4)
+
+
+# ----------------------------------------------------------------------------- candidates: policy
+def test_generate_candidates_n_per_prompt_and_determinism(policy, tmp_path):
+    c = _gen(policy, tmp_path / "a")
+    assert list(c.columns) == align.CAND_COLUMNS
+    assert (c.groupby(["prompt_id", "lang"])["cand_id"].apply(list) == [[0, 1, 2]] * 4).all()
+    assert c["text"].str.split().str.len().between(1, 4).all()  # no EOS: 4 tokens each (<pad> decodes to "")
+    assert c.equals(_gen(policy, tmp_path / "b"))  # same seed, fresh cache: same samples
+    assert not c["text"].equals(_gen(policy, tmp_path / "c", seed=1)["text"])
+    assert c.groupby(["prompt_id", "lang"])["text"].nunique().gt(1).all()  # distinct samples per prompt
+
+
+def test_generate_candidates_do_not_depend_on_batching_or_n(policy, tmp_path):
+    c = _gen(policy, tmp_path / "a", batch_size=5)
+    assert c.equals(_gen(policy, tmp_path / "b", batch_size=1))
+    more = _gen(policy, tmp_path / "c", n=5, batch_size=3)
+    assert more[more.cand_id < 3].reset_index(drop=True).equals(c)
+
+
+def test_generate_candidates_cache_hit_does_not_generate(policy, tmp_path, monkeypatch):
+    model, _ = policy
+    first = _gen(policy, tmp_path)
+    assert len(list(tmp_path.rglob("*.json"))) == 4  # one file per (prompt, language)
+
+    def boom(*a, **k):
+        raise AssertionError("generate called on a cache hit")
+
+    monkeypatch.setattr(model, "generate", boom)
+    assert _gen(policy, tmp_path).equals(first)
+    with pytest.raises(AssertionError, match="cache hit"):  # another seed is another key
+        _gen(policy, tmp_path, seed=7)
+
+
+def test_generate_candidates_bad_input(policy, tmp_path):
+    model, tok = policy
+    with pytest.raises(ValueError, match="n >= 2"):
+        _gen(policy, tmp_path, n=1)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        _gen(policy, tmp_path, temperature=0)
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['prompt'\]"):
+        align.generate_candidates(model, tok, PROMPTS.drop(columns="prompt"), n=2, cache_dir=tmp_path)
+
+
+def test_empty_generations_raise_or_drop(tmp_path):
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(_config()).eval()
+    model.generation_config.eos_token_id = EOS
+    # force EOS as the first token: every sample is empty
+    model.lm_head.register_forward_hook(lambda mod, inp, out: out.index_fill(-1, torch.tensor([EOS]), 1e4))
+    with pytest.raises(ValueError, match=r"8 empty generation\(s\) of 8"):
+        align.generate_candidates(model, _tokenizer(), PROMPTS.iloc[:2], n=4, cache_dir=tmp_path, max_new_tokens=3)
+    assert align.generate_candidates(model, _tokenizer(), PROMPTS.iloc[:2], n=4, cache_dir=tmp_path,
+                                     max_new_tokens=3, on_empty="drop").empty
+
+
+def test_policy_prompt_uses_the_chat_template_when_there_is_one():
+    assert align.policy_prompt(_tokenizer(), "w1 ?") == ("User: w1 ?\n\nAssistant:", True)
+    tok = _tokenizer("{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}"
+                     "{% if add_generation_prompt %}assistant :{% endif %}")
+    assert align.policy_prompt(tok, "w1 ?") == ("user : w1 ? assistant :", False)
+
+
+# ----------------------------------------------------------------------------- scoring and best-of-n
+def test_score_candidates_uses_the_rm_format_and_batch_size_does_not_matter(rms, pairs):
+    model, tok = rms["en"]
+    pool = align.candidate_pool(pairs.filter(lambda r: r["lang"] in ("en", "ko")), n=4, seed=0, limit=3)
+    scored = align.score_candidates(model, tok, pool, batch_size=5)
+    seqs = encode(tok, list(pool["prompt"]), list(pool["text"]), TextFormat().resolved(tok))
+    np.testing.assert_allclose(scored["reward"], score_texts(model, tok, seqs, batch_size=64), atol=1e-5)
+    np.testing.assert_allclose(align.score_candidates(model, tok, pool, batch_size=1)["reward"], scored["reward"],
+                               atol=1e-5)
+    assert scored.drop(columns="reward").equals(pool)
+
+
+def _cands(rewards, **extra):
+    """One prompt in one language with the given rewards per cand_id."""
+    return pd.DataFrame({"prompt_id": "p", "lang": "en", "cand_id": range(len(rewards)),
+                         "text": [f"t{i}" for i in range(len(rewards))], "prompt": "q?", "reward": rewards, **extra})
+
+
+def test_best_of_n_argmax_and_lowest_cand_id_wins_ties():
+    scored = pd.concat([_cands([1.0, 3.0, 3.0, 2.0]),
+                        _cands([0.5, -1.0]).assign(prompt_id="q"),
+                        _cands([2.0, 2.0, 2.0]).assign(lang="ko")], ignore_index=True)
+    picks = align.best_of_n(scored.sample(frac=1, random_state=0), rm="en")
+    got = {(r.prompt_id, r.lang): (r.cand_id, r.n) for r in picks.itertuples()}
+    assert got == {("p", "en"): (1, 4), ("q", "en"): (0, 2), ("p", "ko"): (0, 3)}
+    assert (picks["rm"] == "en").all()
+
+
+def test_best_of_n_bad_input():
+    with pytest.raises(ValueError, match="n >= 2"):
+        align.best_of_n(_cands([1.0]))
+    with pytest.raises(ValueError, match="NaN"):
+        align.best_of_n(_cands([1.0, np.nan]))
+    with pytest.raises(ValueError, match="empty candidate text"):
+        align.best_of_n(_cands([1.0, 2.0]).assign(text=["a", " "]))
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['reward'\]"):
+        align.best_of_n(_cands([1.0, 2.0]).drop(columns="reward"))
+
+
+def test_random_picks_are_seeded_and_parallel(pairs):
+    pool = align.candidate_pool(pairs, n=4, seed=0, limit=10)
+    r = align.random_picks(pool, seed=3)
+    assert len(r) == 80 and (r["rm"] == "random").all() and r.equals(align.random_picks(pool, seed=3))
+    assert r.groupby("prompt_id")["cand_id"].nunique().eq(1).all()  # same candidate in every language
+    assert not r["cand_id"].equals(align.random_picks(pool, seed=4)["cand_id"])
+
+
+# ----------------------------------------------------------------------------- judging
+def _picks(rows, rm):
+    """rows: (prompt_id, lang, cand_id, gold)."""
+    df = pd.DataFrame(rows, columns=["prompt_id", "lang", "cand_id", "gold"])
+    return df.assign(text=[f"{p}-{lang}-{c}" for p, lang, c, _ in rows], prompt="q?", rm=rm)
+
+
+A = _picks([("p1", "en", 0, 2), ("p2", "en", 1, 1), ("p3", "en", 2, 0), ("p4", "en", 3, 2), ("p5", "en", 0, 1),
+            ("p1", "ko", 0, 2), ("p2", "ko", 2, 0)], "en")
+B = _picks([("p1", "en", 1, 1), ("p2", "en", 1, 1), ("p3", "en", 0, 2), ("p4", "en", 0, 2), ("p5", "en", 2, 0),
+            ("p1", "ko", 0, 2), ("p2", "ko", 1, 1)], "ko")
+
+
+def test_win_rate_with_gold_labels_hand_computed():
+    t = align.win_rate(A, B, "gold", n_boot=200).set_index("lang")
+    # en: win, same pick, loss, equal gold, win -> (1 + .5 + 0 + .5 + 1) / 5; ko: same pick, loss -> .25
+    assert t.loc["en", ["n", "wins", "ties", "losses"]].tolist() == [5, 2, 2, 1]
+    assert t.loc["en", "win_rate"] == pytest.approx(0.6)
+    assert t.loc["ko", "win_rate"] == pytest.approx(0.25)
+    assert t.loc["average", "win_rate"] == pytest.approx((0.6 + 0.25) / 2)
+    assert t.loc["en", "ci_low"] <= 0.6 <= t.loc["en", "ci_high"]
+    assert (t["a"] == "en").all() and (t["b"] == "ko").all() and (t["judge"] == "gold").all()
+    flipped = align.win_rate(B, A, "gold", n_boot=200).set_index("lang")
+    np.testing.assert_allclose(flipped["win_rate"], 1 - t["win_rate"])
+
+
+def test_win_rate_with_a_held_out_judge_rms_scores():
+    judge = pd.DataFrame({"prompt_id": ["p1"] * 3, "lang": "en", "cand_id": [0, 1, 2], "reward": [0.1, 0.9, 0.9]})
+    a = _picks([("p1", "en", 0, 0)], "en").assign(prompt_id="p1")
+    for b_cand, expected in [(1, 0.0), (0, 0.5)]:
+        b = _picks([("p1", "en", b_cand, 0)], "ko")
+        assert align.win_rate(a, b, judge.assign(rm="big-rm"), n_boot=50)["win_rate"].item() == expected
+    b = _picks([("p1", "en", 2, 0)], "ko")
+    a1 = _picks([("p1", "en", 1, 0)], "en")
+    assert align.win_rate(a1, b, judge, n_boot=50)["win_rate"].item() == 0.5  # equal judge score: a tie
+    with pytest.raises(ValueError, match="miss 1 picked"):
+        align.win_rate(a, _picks([("p1", "en", 7, 0)], "ko"), judge, n_boot=50)
+
+
+def test_win_rate_with_a_pairwise_judge_skips_identical_picks():
+    class LongerIsBetter:
+        name, calls = "longer", 0
+
+        def compare(self, questions, x, y):
+            self.calls += len(x)
+            return np.array([len(a) - len(b) for a, b in zip(x, y)], dtype=float)
+
+    judge = LongerIsBetter()
+    a = A.assign(text=["long answer", "same", "s", "x", "tie", "same", "y"])
+    b = B.assign(text=["short", "same", "longer one", "y", "tie", "same", "x"])
+    t = align.win_rate(a, b, judge, n_boot=50).set_index("lang")
+    assert t.loc["en", ["wins", "ties", "losses"]].tolist() == [1, 3, 1] and t.loc["ko", "ties"] == 2
+    assert judge.calls == 4  # identical picks are ties without asking the judge
+
+
+def test_a_judge_that_is_a_compared_rm_is_refused():
+    with pytest.raises(ValueError, match="would grade itself"):
+        align.check_judge("en", ["en", "ko"])
+    align.check_judge("judge", ["en", "ko"])
+    scores = pd.DataFrame({"prompt_id": A.prompt_id, "lang": A.lang, "cand_id": A.cand_id, "reward": 1.0, "rm": "ko"})
+    with pytest.raises(ValueError, match="'ko' is one of the compared RMs"):
+        align.win_rate(A, B, scores, n_boot=10)
+    with pytest.raises(ValueError, match="would grade itself"):
+        align.headline_win_rates({"en": A, "ko": B}, "gold", judge_name="en")
+    # unnamed, but its scores are RM-A's own rewards: the same model
+    a = A.assign(reward=np.arange(len(A), dtype=float))
+    own = a[["prompt_id", "lang", "cand_id", "reward"]]
+    with pytest.raises(ValueError, match="RM-A's rewards on every pick"):
+        align.win_rate(a, B, pd.concat([own, own.assign(cand_id=B.cand_id, reward=-1.0)]).drop_duplicates(
+            ["prompt_id", "lang", "cand_id"]), n_boot=10)
+
+
+def test_win_rate_bad_input():
+    with pytest.raises(ValueError, match="needs a 'gold' column"):
+        align.win_rate(A.drop(columns="gold"), B.drop(columns="gold"), "gold")
+    with pytest.raises(ValueError, match="1 only in A, 0 only in B"):
+        align.win_rate(A, B.iloc[1:], "gold")
+    with pytest.raises(ValueError, match="unknown judge 'gpt'"):
+        align.win_rate(A, B, "gpt")
+
+
+def test_headline_and_vs_random_tables():
+    de = A.assign(lang=A.lang.replace({"ko": "de"}), rm="de")
+    picks = {"en": pd.concat([A, de[de.lang == "de"]]), "ko": B, "de": de}
+    h = align.headline_win_rates(picks, "gold", n_boot=200)
+    assert h["lang"].tolist() == ["ko", "de", "average"] and h["b"].tolist() == ["ko", "de", "{lang}"]
+    assert h.set_index("lang")["win_rate"].tolist() == pytest.approx([0.25, 0.5, 0.375])
+    with pytest.raises(ValueError, match="no target-language RMs named like '{lang}-mt'"):
+        align.headline_win_rates(picks, "gold", target_fmt="{lang}-mt")
+    rnd = B.assign(rm="random")
+    table = align.win_rate_table({"en": A, "ko": B}, rnd, "gold", n_boot=50)
+    assert set(table["a"]) == {"en", "ko"} and (table["b"] == "random").all()
+    assert table[(table.a == "ko")]["win_rate"].eq(0.5).all()  # the same picks: all ties
+
+
+def test_average_ci_resamples_prompts_jointly_across_languages():
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, size=(200, 2))
+    rows_a = [(f"p{i}", lang, 0, gold[i, 0]) for lang in ("en", "ko", "zh") for i in range(200)]
+    rows_b = [(f"p{i}", lang, 1, gold[i, 1]) for lang in ("en", "ko", "zh") for i in range(200)]
+    t = align.win_rate(_picks(rows_a, "x"), _picks(rows_b, "y"), "gold", n_boot=1000).set_index("lang")
+    # identical outcomes in every language: the average is no more certain than one language
+    width = t["ci_high"] - t["ci_low"]
+    assert width["average"] == pytest.approx(width["en"], rel=0.15)
+
+
+def test_end_to_end_on_the_pool_with_tiny_rms(rms, pairs):
+    pool = align.candidate_pool(pairs.filter(lambda r: r["lang"] in ("en", "ko")), n=4, seed=0, limit=6)
+    picks = {name: align.best_of_n(align.score_candidates(*rms[name], pool), rm=name) for name in ("en", "ko")}
+    judge_scores = align.score_candidates(*rms["judge"], pool).assign(rm="judge")
+    for judge in ("gold", judge_scores):
+        h = align.headline_win_rates(picks, judge, n_boot=100)
+        assert h["lang"].tolist() == ["ko"] and h["n"].item() == 6
+        assert 0 <= h["ci_low"].item() <= h["win_rate"].item() <= h["ci_high"].item() <= 1
+    with pytest.raises(ValueError, match="would grade itself"):
+        align.headline_win_rates(picks, align.score_candidates(*rms["ko"], pool).assign(rm="ko"))
+    vs = align.win_rate_table(picks, align.random_picks(pool, seed=0), "gold", n_boot=50)
+    assert len(vs) == 2 * 3  # 2 RMs x (en, ko, average)
+
+
+def test_win_rate_bars():
+    t = align.win_rate_table({"en": A, "ko": B}, B.assign(rm="random"), "gold", n_boot=50)
+    fig = win_rate_bars(t)
+    assert isinstance(fig, go.Figure) and [tr.name for tr in fig.data] == ["en", "ko"]
+    assert list(fig.data[0].x) == ["en", "ko", "average"]
+    assert any(s.y0 == 0.5 and s.y1 == 0.5 for s in fig.layout.shapes)
+    with pytest.raises(ValueError, match="missing"):
+        win_rate_bars(t.drop(columns="ci_low"))
+
+
+@pytest.mark.slow
+def test_packaged_gemma_policy_and_judge(monkeypatch, tmp_path):
+    """The offline default policy end to end: a few samples and a pairwise judgement (real 270M weights)."""
+    monkeypatch.delenv("XLRM_CACHE", raising=False)  # reuse the converted backbone in the default cache
+    from xlrm_lib.judges import PairwiseLMJudge
+
+    model, tok = align.load_policy("gemma3-270m")
+    c = align.generate_candidates(model, tok, PROMPTS.iloc[:2], n=2, max_new_tokens=6, cache_dir=tmp_path,
+                                  on_empty="drop")
+    assert set(c["cand_id"]) <= {0, 1}
+    scores = PairwiseLMJudge(model, tok, name="gemma").score_pairs(load_pairs("embedded", langs=["ko"], limit=2))
+    assert np.isfinite(scores["margin"]).all()

@@ -1,0 +1,46 @@
+"""Smoke test of benchmarks/: the scripts run end to end in their tiny mode and write a sane results file.
+
+Timing is never asserted (these are reports, and CI machines are shared); only that the runs finish, the
+JSON has its fields, both sides trained the same number of steps, and the scoring baseline sees the same
+token ids and gives the same scores as ours.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}_under_test", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_scripts_run_tiny(tmp_path):
+    score = _script("bench_score").main(["--tiny", "--repeats", "1", "--limit", "3", "--langs", "en", "ko",
+                                         "--json", str(tmp_path / "score.json")])
+    assert json.loads((tmp_path / "score.json").read_text())["benchmark"] == "bench_score"
+    assert score["n_pairs"] == 6 and score["token_ids_differ"] == 0
+    assert score["max_abs_delta"] <= 1e-4  # same texts, same token ids, fp32: the same rewards
+    assert math.isfinite(score["ratio_pairs_per_s"]["median_of_ratios"])
+
+    train = _script("bench_train").main(["--tiny", "--precision", "fp32", "--steps", "2", "--repeats", "1",
+                                         "--warmup-steps", "1", "--batch-size", "4", "--limit", "8",
+                                         "--test-langs", "en", "--test-limit", "4",
+                                         "--json", str(tmp_path / "train.json")])
+    rec = json.loads((tmp_path / "train.json").read_text())
+    assert rec["machine"]["versions"]["trl"] and rec["precisions"] == ["fp32"]
+    assert set(rec["runs"]) == {"ours-fp32", "trl-fp32"}
+    trl_run, ours_run = rec["runs"]["trl-fp32"][-1], rec["runs"]["ours-fp32"][-1]
+    assert trl_run["steps_done"] == 2 and trl_run["pairs_after_filter"] == 8
+    # 2 steps x 4 pairs = all 8 pairs once on both sides; TRL appends one EOS to each of the 16 sequences
+    assert ours_run["real_tokens"] > 0 and trl_run["real_tokens"] == ours_run["real_tokens"] + 16
+    for variant in ("ours-fp32", "trl-fp32"):
+        assert 0.0 <= train["accuracy"][variant]["test_acc"] <= 1.0
+    assert math.isfinite(train["ratios"]["fp32"]["pairs_per_s"]["median_of_ratios"])

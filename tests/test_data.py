@@ -1,0 +1,255 @@
+"""xlrm_lib.data: load_pairs on local files of every supported shape, bad input, and deterministic limits."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+import pytest
+
+from conftest import SHARED_DATA
+from xlrm_lib.data import (COLUMNS, SUBSET_TO_CATEGORY, BadRowsError, canonical_row, embedded_split, load_pairs,
+                           prompt_text)
+
+ROWS = [  # the shared schema (../shared/data/README.md): prompt as chat messages ...
+    {"id": "r1", "lang": "en", "source": "demo", "prompt": [{"role": "user", "content": "What is 2+2?"}],
+     "chosen": "4.", "rejected": "5.", "meta": {"judge": "human"}},
+    # ... or as a plain string, with a FLORES language code
+    {"id": "r2", "lang": "kor_Hang", "source": "demo", "prompt": "한국의 수도는?", "chosen": "서울입니다.",
+     "rejected": "부산입니다.", "meta": {}},
+    {"id": "r3", "lang": "en", "source": "demo",
+     "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"}],
+     "chosen": "Goodbye!", "rejected": "What?", "meta": {}},
+]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- local files
+def test_jsonl_shared_schema(tmp_path):
+    ds = load_pairs(write_jsonl(tmp_path / "pairs.jsonl", ROWS))
+    assert ds.column_names == COLUMNS
+    rows = ds.to_list()
+    assert [r["id"] for r in rows] == ["r1", "r2", "r3"]
+    assert [r["lang"] for r in rows] == ["en", "ko", "en"]
+    assert rows[0]["prompt"] == [{"role": "user", "content": "What is 2+2?"}]
+    assert rows[1]["prompt"] == [{"role": "user", "content": "한국의 수도는?"}]
+    assert [m["role"] for m in rows[2]["prompt"]] == ["system", "user", "assistant", "user"]
+    assert (rows[2]["chosen"], rows[2]["rejected"]) == ("Goodbye!", "What?")
+    assert prompt_text(rows[2]["prompt"]) == "Bye"
+    meta = json.loads(rows[0]["meta"])
+    assert meta == {"judge": "human", "source": "demo", "source_file": "pairs.jsonl"}
+    assert rows[0]["subset"] == "demo" and rows[0]["category"] == "unknown"
+
+
+def test_json_array_file_and_lang_filter(tmp_path):
+    (tmp_path / "pairs.json").write_text(json.dumps(ROWS, ensure_ascii=False), encoding="utf-8")
+    ds = load_pairs(str(tmp_path / "pairs.json"), langs=["ko"])
+    assert ds["id"] == ["r2"] and ds["lang"] == ["ko"]
+    assert load_pairs(str(tmp_path / "pairs.json"), langs="kor_Hang")["id"] == ["r2"]
+
+
+def test_csv_string_prompts(tmp_path):
+    path = tmp_path / "pairs.csv"
+    pd.DataFrame([{"id": 7, "lang": "de", "prompt": "Wie spät ist es?", "chosen": "Drei Uhr.", "rejected": "None"},
+                  {"id": 8, "lang": "", "prompt": "Hallo?", "chosen": "Hallo!", "rejected": "NA"}]).to_csv(path, index=False)
+    ds = load_pairs(str(path), langs=["de"])  # the empty lang cell takes the one language given
+    assert ds["id"] == ["7", "8"]
+    assert ds["lang"] == ["de", "de"]
+    assert ds["prompt"][0] == [{"role": "user", "content": "Wie spät ist es?"}]
+    # answers that read like missing values stay text
+    assert ds["rejected"] == ["None", "NA"]
+
+
+def test_csv_empty_answer_is_a_bad_row(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("id,prompt,chosen,rejected\na,Hi?,Hello.,\nb,Hi?,Hello.,Go away.\n", encoding="utf-8")
+    with pytest.raises(BadRowsError, match="empty chosen/rejected"):
+        load_pairs(str(path), langs="en")
+    assert load_pairs(str(path), langs="en", drop_bad=True)["id"] == ["b"]
+
+
+def test_parquet_messages_and_string_prompts(tmp_path):
+    path = tmp_path / "pairs.parquet"
+    rows = [dict(r, prompt=r["prompt"] if isinstance(r["prompt"], list) else [{"role": "user", "content": r["prompt"]}])
+            for r in ROWS]
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    ds = load_pairs(str(path))
+    assert ds["id"] == ["r1", "r2", "r3"] and ds["lang"] == ["en", "ko", "en"]
+    assert ds["prompt"][2][2] == {"role": "assistant", "content": "Hello!"}
+    assert json.loads(ds["meta"][0])["judge"] == "human"
+    spath = tmp_path / "strings.parquet"
+    pd.DataFrame([{"prompt": "Hi?", "chosen": "Hello.", "rejected": "Bye."}]).to_parquet(spath, index=False)
+    ds = load_pairs(str(spath), langs=["fr"])
+    assert ds[0]["prompt"] == [{"role": "user", "content": "Hi?"}]
+    assert ds[0]["id"] == "strings.parquet-0" and ds[0]["lang"] == "fr"
+
+
+# ----------------------------------------------------------------------------- other shapes
+def test_mp86k_style_conversations_are_split(tmp_path):
+    conv = [{"role": "user", "content": "Name a fruit."}, {"role": "assistant", "content": "An apple."},
+            {"role": "user", "content": "Another?"}]
+    row = {"id": "m1", "lang": "ko", "prompt": "Name a fruit.",
+           "chosen": conv + [{"role": "assistant", "content": "A pear."}],
+           "rejected": conv + [{"role": "assistant", "content": "A chair."}]}
+    ds = load_pairs(write_jsonl(tmp_path / "mp.jsonl", [row]))
+    assert ds[0]["prompt"] == conv  # the conversation before the last assistant turn
+    assert (ds[0]["chosen"], ds[0]["rejected"]) == ("A pear.", "A chair.")
+    # single-turn conversation with no separate prompt field
+    r = canonical_row({"chosen": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}],
+                       "rejected": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "B"}]},
+                      default_lang="en")
+    assert (r["prompt"], r["chosen"], r["rejected"]) == ([{"role": "user", "content": "Q"}], "A", "B")
+    with pytest.raises(ValueError, match="assistant turn"):
+        canonical_row({"prompt": "Q", "chosen": [{"role": "user", "content": "Q"}], "rejected": "B"},
+                      default_lang="en")
+
+
+@pytest.mark.parametrize("subset, category", [("alpacaeval-easy", "chat"), ("mt-bench-hard", "chat_hard"),
+                                              ("llmbar-adver-GPTOut", "chat_hard"), ("xstest-should-respond", "safety"),
+                                              ("donotanswer", "safety"), ("math-prm", "reasoning"),
+                                              ("hep-rust", "reasoning"), ("something-else", "unknown")])
+def test_m_rewardbench_rows(subset, category):
+    raw = {"id": 12, "language": "kor_Hang", "prompt": "질문", "chosen": "좋은 답", "rejected": "나쁜 답",
+           "chosen_model": "gpt-4", "rejected_model": "llama", "source": subset}
+    r = canonical_row(raw, source="mrb")
+    assert (r["id"], r["lang"], r["subset"], r["category"]) == ("12", "ko", subset, category)
+    assert json.loads(r["meta"]) == {"chosen_model": "gpt-4", "rejected_model": "llama", "source": subset,
+                                     "source_file": "mrb"}
+    assert canonical_row(dict(raw, subset=subset, source="x"))["category"] == category  # "subset" wins
+    assert canonical_row(dict(raw, category="safety"))["category"] == "safety"          # explicit category wins
+
+
+def test_rewardbench_subset_map_is_complete():
+    assert len(SUBSET_TO_CATEGORY) == 23
+    assert set(SUBSET_TO_CATEGORY.values()) == {"chat", "chat_hard", "safety", "reasoning"}
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_pairs(str(tmp_path / "nope.jsonl"))
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "e.jsonl").write_text("")
+    with pytest.raises(ValueError, match="empty"):
+        load_pairs(str(tmp_path / "e.jsonl"))
+    (tmp_path / "blank.jsonl").write_text("\n\n")
+    with pytest.raises(ValueError, match="no rows"):
+        load_pairs(str(tmp_path / "blank.jsonl"))
+
+
+@pytest.mark.parametrize("name", ["latin1.jsonl", "latin1.csv"])
+def test_non_utf8_file(tmp_path, name):
+    path = tmp_path / name
+    text = ('{"prompt": "caf\u00e9?", "chosen": "oui", "rejected": "non", "lang": "fr"}\n' if name.endswith("jsonl")
+            else "prompt,chosen,rejected\ncaf\u00e9?,oui,non\n")
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError, match="not UTF-8"):
+        load_pairs(str(path), langs="fr")
+
+
+def test_invalid_json_line_names_the_line(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n{not json\n")
+    with pytest.raises(ValueError, match=r"broken.jsonl:2: not valid JSON"):
+        load_pairs(str(path))
+
+
+def test_unknown_extension(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("prompt\tchosen\trejected\n")
+    with pytest.raises(ValueError, match=r"unknown data source .*\.jsonl"):
+        load_pairs(str(path))
+
+
+def test_missing_columns(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Hi", "chosen": "Hello", "lang": "en"}])
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['rejected'\]"):
+        load_pairs(path)
+
+
+def test_unknown_or_missing_language(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [dict(ROWS[0], lang="kr")])
+    with pytest.raises(ValueError, match="'ko'"):
+        load_pairs(path)
+    path = write_jsonl(tmp_path / "q.jsonl", [{k: v for k, v in ROWS[0].items() if k != "lang"}])
+    with pytest.raises(ValueError, match="has no 'lang'"):
+        load_pairs(path)
+    assert load_pairs(path, langs="es")["lang"] == ["es"]
+    with pytest.raises(ValueError, match="no rows in language"):
+        load_pairs(write_jsonl(tmp_path / "r.jsonl", ROWS), langs=["zh"])
+
+
+def test_bad_rows_raise_or_are_dropped_and_reported(tmp_path, caplog):
+    rows = ROWS + [dict(ROWS[0], id="same", chosen="4.", rejected=" 4. "),
+                   dict(ROWS[0], id="blank", chosen="   "),
+                   dict(ROWS[0], id="noprompt", prompt="  ")]
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(BadRowsError) as e:
+        load_pairs(path)
+    msg = str(e.value)
+    assert "1 x chosen == rejected" in msg and "'same'" in msg
+    assert "1 x empty chosen/rejected" in msg and "1 x empty prompt" in msg and "drop_bad=True" in msg
+    with caplog.at_level(logging.WARNING, logger="xlrm_lib.data"):
+        ds = load_pairs(path, drop_bad=True)
+    assert ds["id"] == ["r1", "r2", "r3"]
+    assert "chosen == rejected" in caplog.text and "'same'" in caplog.text
+
+
+def test_unknown_source_and_split():
+    with pytest.raises(ValueError, match="unknown data source"):
+        load_pairs("not-a-source")
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        load_pairs("embedded", split="dev")
+    with pytest.raises(ValueError, match=r"\['it'\] not in the embedded benchmark"):
+        load_pairs("embedded", langs=["it"])
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        load_pairs("embedded", langs=["en"], limit=0)
+
+
+# ----------------------------------------------------------------------------- limit + seed
+def test_limit_seed_deterministic_per_language():
+    a = load_pairs("embedded", langs=["en", "ko"], split="test", limit=10, seed=0)
+    b = load_pairs("embedded", langs=["en", "ko"], split="test", limit=10, seed=0)
+    c = load_pairs("embedded", langs=["en", "ko"], split="test", limit=10, seed=1)
+    ko_only = load_pairs("embedded", langs=["ko"], split="test", limit=10, seed=0)
+    ids = lambda ds, lang: [i for i, lg in zip(ds["id"], ds["lang"]) if lg == lang]  # noqa: E731
+    assert len(ids(a, "en")) == len(ids(a, "ko")) == 10
+    assert a["id"] == b["id"] and a["lang"] == b["lang"]
+    assert ids(a, "ko") != ids(c, "ko")
+    # a language's draw does not depend on the other languages loaded, and parallel data stays parallel
+    assert ids(a, "ko") == ko_only["id"]
+    assert ids(a, "en") == ids(a, "ko")
+    assert len(load_pairs("embedded", langs=["en"], split="test", limit=10_000)) == 96
+
+
+def test_embedded_split_rule():
+    assert [embedded_split(f"chat-{n:03d}") for n in range(1, 9)] == [
+        "train", "test", "train", "train", "test", "train", "test", "train"]
+
+
+# ----------------------------------------------------------------------------- the shared real data
+needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent (fresh clone)")
+
+
+@needs_shared
+@pytest.mark.parametrize("name, lang", [("llamafactory_dpo_zh_demo.jsonl", "zh"),
+                                        ("llamafactory_dpo_en_demo.jsonl", "en")])
+def test_shared_data_loads(name, lang):
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    ds = load_pairs(str(path), drop_bad=True)
+    assert len(ds) > 250
+    assert set(ds["lang"]) == {lang}
+    assert all(p and p[-1]["role"] == "user" for p in ds["prompt"][:50])
+    assert all(c.strip() and c != r for c, r in zip(ds["chosen"], ds["rejected"]))
+    small = load_pairs(str(path), drop_bad=True, limit=20, seed=3)
+    assert small["id"] == load_pairs(str(path), drop_bad=True, limit=20, seed=3)["id"] and len(small) == 20

@@ -1,0 +1,220 @@
+"""xlrm_lib.evaluate: the strict tie rule, category weighting, transfer matrices, English-vs-target, and
+batch-size invariance of scoring on tiny real models."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import CHAT_TEMPLATE, make_pairs, save_model, tiny_llama, word_tokenizer
+from xlrm_lib.evaluate import (SCORE_COLUMNS, accuracy_table, english_vs_target, model_format, paired_difference,
+                               score_pairs, transfer_matrix)
+from xlrm_lib.formatting import TextFormat
+from xlrm_lib.models import load_reward_model
+from xlrm_lib.stats import mcnemar_exact
+
+
+def table(rows, **const):
+    """A score table from (id, lang, category, correct[, tie]) tuples."""
+    df = pd.DataFrame([{"id": r[0], "lang": r[1], "category": r[2], "correct": bool(r[3]),
+                        "tie": bool(r[4]) if len(r) > 4 else False} for r in rows])
+    for k, v in const.items():
+        df[k] = v
+    return df
+
+
+# ----------------------------------------------------------------------------- ties
+def test_equal_rewards_are_a_tie_and_wrong(tiny_bert_dir):
+    model, tok = load_reward_model(tiny_bert_dir)
+    # "zzz" and "qqq" are both <unk>: identical token ids, so identical rewards
+    pairs = make_pairs([{"chosen": "zzz", "rejected": "qqq"}, {"chosen": "good w1", "rejected": "good w1"},
+                        {"chosen": "great w2 w3", "rejected": "awful"}])
+    s = score_pairs(model, tok, pairs, source="en")
+    assert list(s.columns) == SCORE_COLUMNS + ["source"]
+    assert (s["reward_chosen"].iloc[:2] == s["reward_rejected"].iloc[:2]).all()
+    assert s["correct"].tolist()[:2] == [False, False]
+    assert s["tie"].tolist() == [True, True, False]
+    assert s["correct"].iloc[2] == (s["reward_chosen"].iloc[2] > s["reward_rejected"].iloc[2])
+    acc = accuracy_table(s, n_boot=50)
+    assert acc.loc[acc["category"] == "overall", "ties"].item() == 2
+
+
+def test_pairs_equal_after_truncation_are_ties(tiny_bert_dir):
+    # the answers differ only at the start; keeping the END of 8 tokens makes their ids identical
+    model, tok = load_reward_model(tiny_bert_dir)
+    tail = " ".join(f"w{i}" for i in range(1, 12))
+    pairs = make_pairs([{"chosen": "good " + tail, "rejected": "bad " + tail},
+                        {"chosen": "great " + tail, "rejected": "awful " + tail}] * 3)
+    s = score_pairs(model, tok, pairs, fmt=TextFormat("plain", 8), batch_size=5)
+    assert s["tie"].all() and not s["correct"].any()
+    assert (s["margin"] == 0).all()
+
+
+def test_tie_rule_in_accuracy_table():
+    # two ties and one strict win: accuracy 1/3, not 2/3 (ties are wrong) and ties reported apart
+    s = table([("a", "ko", "chat", 0, 1), ("b", "ko", "chat", 0, 1), ("c", "ko", "chat", 1)], source="en")
+    acc = accuracy_table(s, n_boot=50).set_index("category")
+    assert acc.loc["chat", "accuracy"] == pytest.approx(1 / 3)
+    assert acc.loc["chat", "ties"] == 2 and acc.loc["overall", "ties"] == 2
+
+
+# ----------------------------------------------------------------------------- category weighting
+def test_accuracy_table_category_weighting():
+    rows = ([("k%d" % i, "ko", "chat", c) for i, c in enumerate([1, 1, 1, 0])]          # 3/4
+            + [("k1%d" % i, "ko", "safety", c) for i, c in enumerate([1, 0])]           # 1/2
+            + [("k20", "ko", "reasoning", 0, 1)]                                         # 0/1, a tie
+            + [("e%d" % i, "es", "chat", c) for i, c in enumerate([1, 1])]               # 2/2
+            + [("e1%d" % i, "es", "safety", c) for i, c in enumerate([1, 1, 1, 0, 0, 0])]  # 3/6
+            + [("e20", "es", "mystery", 1)])                                             # unknown category last
+    acc = accuracy_table(table(rows, source="en"), n_boot=200)
+    assert list(acc.columns) == ["source", "lang", "category", "n", "accuracy", "ci_low", "ci_high", "ties"]
+    ko = acc[acc["lang"] == "ko"].set_index("category")
+    assert list(ko.index) == ["chat", "safety", "reasoning", "overall"]  # RewardBench order
+    assert ko["n"].tolist() == [4, 2, 1, 7]
+    assert ko.loc["chat", "accuracy"] == pytest.approx(0.75)
+    assert ko.loc["safety", "accuracy"] == pytest.approx(0.5)
+    assert ko.loc["reasoning", "accuracy"] == pytest.approx(0.0)
+    # overall = mean of the category accuracies (0.75 + 0.5 + 0) / 3, NOT the row mean 4/7
+    assert ko.loc["overall", "accuracy"] == pytest.approx(1.25 / 3)
+    assert ko.loc["overall", "ties"] == 1
+    es = acc[acc["lang"] == "es"].set_index("category")
+    assert list(es.index) == ["chat", "safety", "mystery", "overall"]
+    assert es["n"].tolist() == [2, 6, 1, 9]
+    assert es.loc["overall", "accuracy"] == pytest.approx((1.0 + 0.5 + 1.0) / 3)
+    assert (acc["ci_low"] <= acc["accuracy"] + 1e-12).all() and (acc["accuracy"] <= acc["ci_high"] + 1e-12).all()
+
+
+def test_accuracy_table_without_group_columns_and_missing_columns():
+    s = table([("a", "ko", "chat", 1), ("b", "ko", "safety", 0)])  # no "source" column
+    acc = accuracy_table(s, by=("source",), n_boot=20)
+    assert acc.set_index("category").loc["overall", "accuracy"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="lacks column"):
+        accuracy_table(s.drop(columns=["tie"]))
+
+
+# ----------------------------------------------------------------------------- transfer matrix
+def test_transfer_matrix_shape_and_values():
+    rows = []
+    for src, accs in {"en": {"en": [1, 1], "ko": [1, 0], "zh": [0, 0]},
+                      "ko": {"en": [1, 0], "ko": [1, 1], "zh": [1, 0]}}.items():
+        for lang, cs in accs.items():
+            rows += [(f"{lang}{i}", lang, "chat", c, 0, src) for i, c in enumerate(cs)]
+            rows += [(f"{lang}s", lang, "safety", 1, 0, src)]
+    s = pd.DataFrame(rows, columns=["id", "lang", "category", "correct", "tie", "source"]).astype(
+        {"correct": bool, "tie": bool})
+    m = transfer_matrix(s)
+    assert m.shape == (2, 3)
+    assert m.index.name == "source" and m.columns.name == "target"
+    assert list(m.index) == ["en", "ko"] and list(m.columns) == ["en", "ko", "zh"]
+    # overall = (chat + safety) / 2 with safety always 1
+    expected = {("en", "en"): 1.0, ("en", "ko"): 0.75, ("en", "zh"): 0.5,
+                ("ko", "en"): 0.75, ("ko", "ko"): 1.0, ("ko", "zh"): 0.75}
+    for (src, tgt), v in expected.items():
+        assert m.loc[src, tgt] == pytest.approx(v)
+    chat = transfer_matrix(s, category="chat")
+    assert chat.loc["en", "zh"] == pytest.approx(0.0)
+    assert transfer_matrix(s, value="n").loc["en", "ko"] == 3
+    with pytest.raises(ValueError, match="expected one of"):
+        transfer_matrix(s, category="reasoning")
+
+
+# ----------------------------------------------------------------------------- English vs target
+def _evt_table():
+    rows = []
+    ko_cats = ["chat", "chat", "safety", "safety"]
+    for i, (cat, a, b) in enumerate(zip(ko_cats, [1, 1, 1, 0], [0, 1, 0, 0])):
+        rows += [(f"k{i}", "ko", cat, a, 0, "en"), (f"k{i}", "ko", cat, b, 0, "ko")]
+    zh_cats = ["chat", "reasoning", "reasoning"]
+    for i, (cat, a, b) in enumerate(zip(zh_cats, [0, 1, 1], [1, 1, 0])):
+        rows += [(f"z{i}", "zh", cat, a, 0, "en"), (f"z{i}", "zh", cat, b, 0, "zh")]
+    rows += [("e0", "en", "chat", 1, 0, "en"), ("e0", "en", "chat", 0, 0, "ko")]  # English rows are not targets
+    return pd.DataFrame(rows, columns=["id", "lang", "category", "correct", "tie", "source"]).astype(
+        {"correct": bool, "tie": bool})
+
+
+def test_english_vs_target_hand_computed():
+    out = english_vs_target(_evt_table(), n_boot=500).set_index("lang")
+    assert list(out.index) == ["ko", "zh", "average"]
+    # ko: per-item diff [1, 0 | 1, 0] -> chat 0.5, safety 0.5 -> 0.5
+    assert out.loc["ko", "diff"] == pytest.approx(0.5)
+    assert (out.loc["ko", "only_a"], out.loc["ko", "only_b"], out.loc["ko", "n"]) == (2, 0, 4)
+    assert out.loc["ko", "p_mcnemar"] == pytest.approx(0.5)  # 2 * 0.5**2
+    # zh: chat -1, reasoning (0 + 1) / 2 -> (-1 + 0.5) / 2 = -0.25
+    assert out.loc["zh", "diff"] == pytest.approx(-0.25)
+    assert (out.loc["zh", "only_a"], out.loc["zh", "only_b"]) == (1, 1)
+    assert out.loc["zh", "p_mcnemar"] == pytest.approx(1.0)
+    # average: mean of the per-language differences, pooled discordant counts
+    avg = out.loc["average"]
+    assert avg["diff"] == pytest.approx((0.5 - 0.25) / 2)
+    assert (avg["n"], avg["only_a"], avg["only_b"]) == (7, 3, 1)
+    assert avg["p_mcnemar"] == pytest.approx(mcnemar_exact(3, 1)) and avg["p_mcnemar"] == pytest.approx(0.625)
+    assert avg["b"] == "{lang}"
+    for lang in out.index:
+        assert out.loc[lang, "ci_low"] <= out.loc[lang, "diff"] + 1e-12 <= out.loc[lang, "ci_high"] + 2e-12
+
+
+def test_english_vs_target_named_targets_and_errors():
+    s = _evt_table()
+    s.loc[s["source"] == "ko", "source"] = "ko-mt"
+    out = english_vs_target(s, target_source="{lang}-mt", n_boot=100)
+    assert out["lang"].tolist() == ["ko", "average"]
+    assert out["diff"].tolist() == pytest.approx([0.5, 0.5])
+    with pytest.raises(ValueError, match="no RM with source='fr'"):
+        english_vs_target(s, english="fr")
+    with pytest.raises(ValueError, match="no target-language RMs"):
+        english_vs_target(s, target_source="{lang}-native")
+    with pytest.raises(ValueError, match="sources present"):
+        paired_difference(s, "en", "xx", "ko")
+
+
+# ----------------------------------------------------------------------------- scoring
+PAIRS = [
+    {"prompt": "w1 w2", "chosen": "good w3", "rejected": "bad"},
+    {"prompt": " ".join(f"w{i}" for i in range(40)), "chosen": "great", "rejected": "awful w4 w5"},
+    {"prompt": "w6 ?", "chosen": "w7 w8 w9 w10 w11 w12", "rejected": "w13"},
+    {"prompt": "w14", "chosen": "w15 w16 .", "rejected": "w17 , w18 w19 w20 w21 w22 w23 w24"},
+    {"prompt": "w25 w26 w27 w28", "chosen": "good", "rejected": "bad"},
+    {"prompt": "w29", "chosen": "w30 w31 w32 w33 w34 w35 w36 w37 w38 w39 w40", "rejected": "w41 !"},
+    {"prompt": "w42 w43", "chosen": "w44", "rejected": "w45 w46"},
+    {"prompt": "User : w47", "chosen": "great great", "rejected": "awful"},
+    {"prompt": "w0", "chosen": "w1", "rejected": "w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15"},
+]
+
+
+@pytest.mark.parametrize("which", ["bert", "llama"])
+def test_score_pairs_batch_size_invariance(which, tiny_bert_dir, tiny_llama_dir):
+    model, tok = load_reward_model(tiny_bert_dir if which == "bert" else tiny_llama_dir)
+    pairs = make_pairs(PAIRS)
+    a = score_pairs(model, tok, pairs, batch_size=1)
+    b = score_pairs(model, tok, pairs, batch_size=7)
+    for col in ("reward_chosen", "reward_rejected", "margin"):
+        assert np.abs(a[col].to_numpy() - b[col].to_numpy()).max() <= 1e-4
+    assert a["id"].tolist() == [f"p{i}" for i in range(len(PAIRS))]  # input order, not length order
+    assert (a["len_chosen"] == b["len_chosen"]).all()
+    assert a["margin"].to_numpy() == pytest.approx((a["reward_chosen"] - a["reward_rejected"]).to_numpy())
+    assert a["reward_chosen"].std() > 1e-3  # the rewards are not all the same value
+
+
+def test_score_pairs_uses_the_recorded_format(tmp_path, tiny_llama_dir):
+    # a decoder whose tokenizer has a chat template, but whose RM recorded "plain": scoring must use plain
+    path = save_model(tmp_path / "rm", tiny_llama(), word_tokenizer("llama", chat_template=CHAT_TEMPLATE))
+    model, tok = load_reward_model(path)
+    pairs = make_pairs([{"prompt": "w1 w2", "chosen": "good", "rejected": "bad w3"}])
+    chat = score_pairs(model, tok, pairs)
+    assert model_format(model).template == "auto"
+    assert chat["len_chosen"].item() == 10  # <s> user : w1 w2 </s> assistant : good </s>
+    TextFormat("plain", 64).save(path)
+    assert model_format(model) == TextFormat("plain", 64)
+    plain = score_pairs(model, tok, pairs)
+    assert plain["len_chosen"].item() == 8  # <s> User : w1 w2 Assistant : good
+    assert plain["reward_chosen"].item() != pytest.approx(chat["reward_chosen"].item(), abs=1e-6)
+    shutil.rmtree(path)
+
+
+def test_score_pairs_rejects_empty(tiny_bert_dir):
+    model, tok = load_reward_model(tiny_bert_dir)
+    with pytest.raises(ValueError, match="no pairs"):
+        score_pairs(model, tok, make_pairs([]))

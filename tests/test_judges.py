@@ -1,0 +1,129 @@
+"""Tests for xlrm_lib.judges: position-bias cancellation, prompt format, a tiny real LM judge, the score table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from conftest import make_pairs
+from xlrm_lib.evaluate import SCORE_COLUMNS, accuracy_table
+from xlrm_lib.judges import PairwiseLMJudge, judge_body, question_text
+
+WORDS = ["<pad>", "<unk>", "<s>", "</s>", "A", "B", "User", "Assistant", ":", "[", "]", "(", ")", "?", ".",
+         "Question", "Answer", "Better", "answer", "or"] + [f"w{i}" for i in range(24)]
+TEMPLATE = "{% for m in messages %}<s> {{ m['role'] }} : {{ m['content'] }} </s> {% endfor %}<s> assistant :"
+
+
+def _tokenizer(words=WORDS, chat_template=None):
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", eos_token="</s>")
+    if chat_template:
+        tok.chat_template = chat_template
+    return tok
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, intermediate_size=64, max_position_embeddings=256, pad_token_id=0,
+                      initializer_range=0.2)
+    return LlamaForCausalLM(cfg).eval()
+
+
+PAIRS = [  # chosen is longer in pairs 0 and 2, shorter in 1
+    {"id": "p0", "prompt": "w1 w2 ?", "chosen": "w3 w4 w5 w6", "rejected": "w7"},
+    {"id": "p1", "prompt": "w8 ?", "chosen": "w9", "rejected": "w10 w11 w12"},
+    {"id": "p2", "prompt": "w13 w14 ?", "chosen": "w15 w16", "rejected": "w17", "lang": "ko"},
+]
+
+
+class FakeJudge(PairwiseLMJudge):
+    """Hand-built scorer: log-odds for position A = ``bias`` + ``content`` x (len(first) - len(second))."""
+
+    def __init__(self, bias: float, content: float = 0.0):
+        super().__init__(None, _tokenizer(), name="fake")
+        self.bias, self.content = bias, content
+
+    def position_logodds(self, questions, first, second):
+        return np.array([self.bias + self.content * (len(a.split()) - len(b.split())) for a, b in zip(first, second)])
+
+
+def test_judge_that_always_prefers_position_a_ties_after_averaging():
+    judge = FakeJudge(bias=3.0)
+    raw = judge.position_logodds(["q"], ["w1"], ["w2"])
+    assert raw[0] == 3.0  # the bias is there before averaging
+    scores = judge.score_pairs(make_pairs(PAIRS))
+    assert scores["tie"].all() and not scores["correct"].any()
+    assert (scores["reward_chosen"] == scores["reward_rejected"]).all()
+    np.testing.assert_array_equal(judge.compare(["q", "r"], ["w1", "w2 w3"], ["w4 w5", "w6"]), [0.0, 0.0])
+
+
+def test_position_bias_cancels_and_content_preference_survives():
+    judge = FakeJudge(bias=-2.5, content=1.0)  # prefers B by 2.5 nats, and longer answers by 1 nat per word
+    d = judge.compare(["q"] * 3, ["w1 w2 w3 w4", "w1", "w1 w2"], ["w1", "w1 w2 w3", "w3 w4"])
+    np.testing.assert_allclose(d, [3.0, -2.0, 0.0])
+    scores = judge.score_pairs(make_pairs(PAIRS), source="fake")
+    assert scores["correct"].tolist() == [True, False, True]
+    np.testing.assert_allclose(scores["reward_rejected"], -scores["reward_chosen"])
+    np.testing.assert_allclose(scores["margin"], [6.0, -4.0, 2.0])  # twice the averaged log-odds
+    assert list(scores.columns) == SCORE_COLUMNS + ["source"]
+
+
+def test_plain_prompt_is_exact():
+    judge = PairwiseLMJudge(None, _tokenizer(), instruction="Pick one.")
+    text, add_special = judge.render("w1 ?", "w2", "w3")
+    assert add_special
+    assert text == ("User: Pick one.\n\n[Question]\nw1 ?\n\n[Answer A]\nw2\n\n[Answer B]\nw3\n\n"
+                    "Better answer (A or B):\n\nAssistant:")
+
+
+def test_chat_template_prompt_is_exact():
+    judge = PairwiseLMJudge(None, _tokenizer(chat_template=TEMPLATE), instruction="Pick one.")
+    text, add_special = judge.render("w1 ?", "w2", "w3")
+    assert not add_special  # the template carries its own special tokens
+    assert text == "<s> user : " + judge_body("w1 ?", "w2", "w3", "Pick one.") + " </s> <s> assistant :"
+
+
+def test_question_text_keeps_earlier_turns():
+    conv = [{"role": "user", "content": "w1"}, {"role": "assistant", "content": "w2"},
+            {"role": "user", "content": "w3 ?"}]
+    assert question_text(conv) == "User: w1\n\nAssistant: w2\n\nUser: w3 ?"
+    assert question_text("w1 ?") == "w1 ?"
+
+
+def test_tiny_lm_judge_matches_unbatched_forward_and_is_antisymmetric(tiny_lm):
+    tok = _tokenizer()
+    judge = PairwiseLMJudge(tiny_lm, tok, batch_size=3)
+    qs, xs, ys = ["w1 w2 ?", "w3 ?", "w4 w5 w6 ?"], ["w7 w8 w9", "w10", "w11 w12"], ["w13", "w14 w15 w16 w17", "w18"]
+    lo = judge.position_logodds(qs, xs, ys)
+    for i in range(3):  # the same number from one unpadded forward pass (left padding must not change it)
+        text, _ = judge.render(qs[i], xs[i], ys[i])
+        with torch.no_grad():
+            logp = tiny_lm(torch.tensor([tok(text)["input_ids"]])).logits[0, -1].log_softmax(-1)
+        assert lo[i] == pytest.approx(float(logp[4] - logp[5]), abs=1e-4)  # ids of "A" and "B"
+    d = judge.compare(qs, xs, ys)
+    np.testing.assert_allclose(judge.compare(qs, ys, xs), -d, atol=1e-6)
+    np.testing.assert_allclose(PairwiseLMJudge(tiny_lm, tok, batch_size=1).compare(qs, xs, ys), d, atol=1e-5)
+    assert np.all(d != 0)
+
+
+def test_tiny_lm_judge_feeds_the_accuracy_table(tiny_lm):
+    judge = PairwiseLMJudge(tiny_lm, _tokenizer(chat_template=TEMPLATE), name="tiny-judge")
+    scores = judge.score_pairs(make_pairs(PAIRS), source="tiny-judge")
+    assert list(scores.columns) == SCORE_COLUMNS + ["source"]
+    assert np.isfinite(scores["margin"]).all()
+    table = accuracy_table(scores, n_boot=50)
+    assert set(table["lang"]) == {"en", "ko"}
+
+
+def test_judge_needs_single_tokens_for_the_labels():
+    judge = PairwiseLMJudge(None, _tokenizer([w for w in WORDS if w != "B"]))
+    with pytest.raises(ValueError, match="no single token for 'B'"):
+        judge.label_ids()
+    with pytest.raises(ValueError, match="no pairs"):
+        FakeJudge(0.0).score_pairs(make_pairs(PAIRS).select([]))

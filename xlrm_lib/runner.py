@@ -1,0 +1,432 @@
+"""Run the study as a grid of papermill notebook executions: validate, plan, execute, resume, report.
+
+    xlrm run params/default.yaml --jobs 2        # or: python -m xlrm_lib.cli run ...
+
+A params YAML (see ``params/default.yaml``) names the run, the grid axes (``backbones`` x ``seeds`` x
+``langs`` + ``translated`` RMs) and one section of notebook parameters per stage (``train``, ``evaluate``,
+``probe``, ``align``, ``report``; ``null`` skips a stage). :func:`plan` expands it into :class:`Cell` s in
+dependency order (train -> evaluate -> probe / align -> report).
+
+Guarantees
+- Every cell's parameters are checked against its notebook's ``parameters`` cell BEFORE anything runs
+  (papermill alone only warns on an unknown name and runs on the defaults): unknown, missing-required and
+  wrongly-typed parameters are all reported in one :class:`ParamError`.
+- Content addressing: a cell whose notebook source + parameters + inputs are unchanged is skipped
+  (``_done.json`` holds its key); ``force=True`` reruns.
+- Resume: outputs are written atomically and ``_done.json`` last, so a killed run restarts where it stopped.
+- A failed cell does not stop independent cells; dependents are skipped; the summary lists each failure with
+  its rendered notebook, and the exit code is non-zero.
+- Kernels that fail to start (the port race of several kernels on one host) are retried with jitter.
+- ``executor="ray"`` runs each cell as a Ray task (``num_gpus`` from the params); payloads are paths.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import difflib
+import itertools
+import json
+import logging
+import os
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import store
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = {"train": "train_reward_model", "evaluate": "evaluate_transfer", "probe": "representation_shift",
+             "align": "alignment", "report": "report"}
+TOP_KEYS = {"run", "description", "backbones", "seeds", "langs", "eval_langs", "translated", "notebooks_dir",
+            "kernel", "num_gpus", *NOTEBOOKS}
+DONE_FILE = "_done.json"
+KERNEL_RACE = re.compile(r"Kernel died before replying|kernel_info|Address already in use|ZMQError|"
+                         r"Kernel didn't respond|timed out waiting|failed to start", re.I)
+
+
+class ParamError(ValueError):
+    """Every problem found in a params file, one per line."""
+
+
+@dataclass
+class Cell:
+    """One notebook execution: ``params`` are final except those filled from ``inputs`` (deps' metrics)."""
+
+    name: str                                  # e.g. "train/me5-small-s42-en" (also its output folder)
+    stage: str
+    notebook: Path
+    params: dict
+    deps: list[str] = field(default_factory=list)
+    inputs: dict = field(default_factory=dict)  # param -> dep name (str) or {key: dep name} ; filled at run time
+    num_gpus: float = 0.0
+
+
+# ----------------------------------------------------------------------------------- params
+def load_spec(path) -> dict:
+    """Read a params YAML; malformed YAML, unknown keys and empty grids raise with the line / key named."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"params file not found: {path}")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ParamError(f"{path}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(spec, dict):
+        raise ParamError(f"{path}: expected a mapping of keys (run, langs, train, ...), got {type(spec).__name__}")
+    unknown = sorted(set(spec) - TOP_KEYS)
+    if unknown:
+        raise ParamError("\n".join(f"{path}: unknown top-level key {k!r}{_suggest(k, TOP_KEYS)}; expected one of "
+                                   f"{sorted(TOP_KEYS)}" for k in unknown))
+    spec.setdefault("run", path.stem)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(spec["run"])):
+        raise ParamError(f"{path}: run name {spec['run']!r} must be letters, digits, '.', '_' or '-'")
+    return spec
+
+
+def _suggest(key, options) -> str:
+    close = difflib.get_close_matches(str(key), list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def notebook_parameters(path: Path) -> dict:
+    """``name -> {"default": value, "type": type name, "required": bool, "help": str}`` of a notebook.
+
+    Read from the cell tagged ``parameters``; a parameter whose comment contains ``required`` must be given.
+    Refuses a notebook committed with outputs.
+    """
+    import ast
+
+    import nbformat
+
+    if not path.exists():
+        raise ParamError(f"unknown notebook {path}; expected one of "
+                         f"{sorted(p.name for p in path.parent.glob('*.ipynb'))}")
+    nb = nbformat.read(path, as_version=4)
+    if any(c.get("outputs") or c.get("execution_count") for c in nb.cells if c.cell_type == "code"):
+        raise ParamError(f"{path} is committed with outputs; clear them: "
+                         f"jupyter nbconvert --clear-output --inplace {path}")
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise ParamError(f"{path} has no cell tagged 'parameters'")
+    out = {}
+    for line in cells[0].source.splitlines():
+        m = re.match(r"^(\w+)\s*(?::\s*[^=]+)?=\s*(.+?)\s*(?:#\s*(.*))?$", line)
+        if not m:
+            continue
+        name, expr, comment = m.group(1), m.group(2), m.group(3) or ""
+        value = ast.literal_eval(expr)
+        out[name] = {"default": value, "type": type(value).__name__, "required": "required" in comment.lower(),
+                     "help": comment}
+    return out
+
+
+def _type_ok(value, expected: str) -> bool:
+    if expected == "NoneType" or value is None:
+        return True
+    if expected == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return type(value).__name__ == expected
+
+
+def validate(cells: list[Cell]) -> None:
+    """Check every cell's parameters against its notebook; raise one :class:`ParamError` listing all problems."""
+    problems, schemas = [], {}
+    for cell in cells:
+        schema = schemas.setdefault(cell.notebook, notebook_parameters(cell.notebook))
+        given = {**cell.params, **{k: _placeholder(schema, k) for k in cell.inputs}}
+        for k, v in given.items():
+            if k not in schema:
+                problems.append(f"{cell.name}: unknown parameter {k!r}{_suggest(k, schema)} for {cell.notebook.name}; "
+                                f"expected one of {sorted(schema)}")
+            elif not _type_ok(v, schema[k]["type"]):
+                problems.append(f"{cell.name}: parameter {k!r} = {v!r} is {type(v).__name__}; "
+                                f"{cell.notebook.name} expects {schema[k]['type']}")
+        for k, s in schema.items():
+            if s["required"] and k not in given:
+                problems.append(f"{cell.name}: missing required parameter {k!r} ({s['help']})")
+    if problems:
+        raise ParamError(f"{len(problems)} problem(s) in the parameters; nothing was run:\n  " + "\n  ".join(problems))
+
+
+def _placeholder(schema, key):
+    return schema[key]["default"] if key in schema else None
+
+
+# ----------------------------------------------------------------------------------- planning
+def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
+    """Expand a spec into cells in dependency order (see the module docstring for the format)."""
+    nb_dir = Path(notebooks_dir or spec.get("notebooks_dir") or REPO / "notebooks")
+    nb = lambda stage: nb_dir / f"{NOTEBOOKS[stage]}.ipynb"  # noqa: E731
+    run_dir = Path(spec.get("_outputs", REPO / "outputs")) / str(spec["run"])
+    backbones, seeds = _as_list(spec, "backbones", ["me5-small"]), _as_list(spec, "seeds", [42])
+    langs = _as_list(spec, "langs", [])
+    translated = spec.get("translated") or []
+    if not langs and not translated:
+        raise ParamError("the grid expands to nothing: 'langs' is empty and there are no 'translated' RMs")
+    eval_langs = _as_list(spec, "eval_langs", langs)
+    gpus = float(spec.get("num_gpus", 0) or 0)
+    section = lambda stage: dict(spec.get(stage) or {})  # noqa: E731
+    cells: list[Cell] = []
+
+    def add(stage, name, params, deps=(), inputs=None):
+        out = run_dir / name
+        cells.append(Cell(name, stage, nb(stage), {**params, "output_dir": str(out)}, list(deps), inputs or {}, gpus))
+
+    rms_by_group: dict[tuple, list[str]] = {}
+    for backbone, seed in itertools.product(backbones, seeds):
+        tag = f"{_slug(backbone)}-s{seed}"
+        group = rms_by_group.setdefault((backbone, seed), [])
+        if spec.get("train") is None:
+            raise ParamError("the 'train' section is missing: every other stage needs trained RMs")
+        rm_specs = [(lang, lang, "") for lang in langs]
+        for t in translated:
+            missing = {"from", "to"} - set(t)
+            if missing:
+                raise ParamError(f"translated entry {t!r} lacks {sorted(missing)}; e.g. {{from: en, to: es, backend: apertium}}")
+            rm_specs.append((f"{t['to']}-mt", t["to"], t["from"], t.get("backend", "apertium")))
+        for rm_name, lang, src, *backend in rm_specs:
+            extra = {"translate_from": src, "mt_backend": backend[0]} if src else {}
+            add("train", f"train/{tag}-{rm_name}",
+                {**section("train"), **extra, "backbone": backbone, "seed": seed, "train_lang": lang, "rm_name": rm_name})
+            group.append(rm_name)
+            if spec.get("evaluate") is not None:
+                add("evaluate", f"evaluate/{tag}-{rm_name}",
+                    {**section("evaluate"), "rm_name": rm_name, "eval_langs": eval_langs, "backbone": backbone,
+                     "seed": seed},
+                    deps=[f"train/{tag}-{rm_name}"], inputs={"model_dir": f"train/{tag}-{rm_name}"})
+        trains = {rm: f"train/{tag}-{rm}" for rm in group}
+        if spec.get("probe") is not None:
+            add("probe", f"probe/{tag}", {**section("probe"), "backbone": backbone, "seed": seed, "langs": eval_langs},
+                deps=list(trains.values()), inputs={"rm_dirs": trains})
+        if spec.get("align") is not None:
+            add("align", f"align/{tag}", {**section("align"), "seed": seed, "langs": eval_langs},
+                deps=list(trains.values()), inputs={"rm_dirs": trains})
+    if spec.get("report") is not None:
+        add("report", "report", {**section("report"), "run_dir": str(run_dir)},
+            deps=[c.name for c in cells])
+    return cells
+
+
+def _as_list(spec, key, default):
+    v = spec.get(key, default)
+    if v is None:
+        return default
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _slug(s) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(s).rstrip("/").split("/")[-1])
+
+
+# ----------------------------------------------------------------------------------- execution
+def _resolve_inputs(cell: Cell, run_dir: Path) -> dict:
+    """Fill ``cell.inputs`` from the finished dependencies' ``metrics.json`` (their ``model_dir``)."""
+    from .study import read_metrics
+
+    params = dict(cell.params)
+    for key, ref in cell.inputs.items():
+        if isinstance(ref, dict):
+            params[key] = {k: read_metrics(run_dir / dep)["model_dir"] for k, dep in ref.items()}
+        else:
+            params[key] = read_metrics(run_dir / ref)["model_dir"]
+    return params
+
+
+def cell_key(cell: Cell, params: dict) -> str:
+    """Content address of a cell: notebook code, final parameters, the library's and the benchmark's digests."""
+    import nbformat
+
+    nb = nbformat.read(cell.notebook, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    return store.fingerprint({"code": code, "params": params, "inputs": _inputs_digest()})
+
+
+_DIGEST: dict = {}
+
+
+def _inputs_digest() -> str:
+    """Digest of the library source and the embedded benchmark: a change to either reruns the grid."""
+    if "v" not in _DIGEST:
+        files = sorted((REPO / "xlrm_lib").rglob("*.py")) + sorted((REPO / "xlrm_lib" / "benchmark").rglob("*.jsonl"))
+        _DIGEST["v"] = store.fingerprint([store.file_digest(f) for f in files])
+    return _DIGEST["v"]
+
+
+def is_done(cell_dir: Path, key: str) -> bool:
+    f = cell_dir / DONE_FILE
+    try:
+        return json.loads(f.read_text()).get("key") == key
+    except (OSError, ValueError):
+        return False
+
+
+def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: str = "python3",
+                 retries: int = 3) -> dict:
+    """Execute one notebook with papermill into ``out_dir`` (atomically), render HTML, write ``_done.json``.
+
+    Returns ``{"status": "ok"|"failed", "seconds", "notebook", "html", "error"}``. Runs in any process
+    (a thread here, a Ray worker there): arguments and result are plain paths and strings.
+    """
+    import papermill as pm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = Path(notebook).stem
+    final_nb, final_html = out / f"{name}.ipynb", out / f"{name}.html"
+    t0 = time.time()
+    error = None
+    tmp = out / f".{name}.running.ipynb"  # papermill writes as it goes; renamed only when finished
+    for attempt in range(1, retries + 1):
+        try:
+            pm.execute_notebook(notebook, str(tmp), parameters=params, kernel_name=kernel, cwd=str(REPO),
+                                progress_bar=False, log_output=False)
+            error = None
+        except Exception as e:  # noqa: BLE001 - classified below; the notebook keeps the traceback
+            msg = str(e).strip()
+            error = f"{type(e).__name__}: {msg.splitlines()[-1] if msg else ''}"
+            if KERNEL_RACE.search(msg) and attempt < retries:
+                time.sleep(random.uniform(1, 4) * attempt)  # several kernels on one host race for ports
+                continue
+        break
+    target = final_nb if error is None else out / f"{name}.failed.ipynb"
+    if tmp.exists():
+        os.replace(tmp, target)
+    html = render_html(target, final_html if error is None else out / f"{name}.failed.html")
+    result = {"status": "ok" if error is None else "failed", "seconds": round(time.time() - t0, 1),
+              "notebook": str(target), "html": str(html) if html else None, "error": error}
+    if error is None:
+        for stale in (out / f"{name}.failed.ipynb", out / f"{name}.failed.html"):
+            stale.unlink(missing_ok=True)
+        store.write_json(out / DONE_FILE, {"key": key, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **result})
+    return result
+
+
+def render_html(nb_path: Path, html_path: Path) -> Path | None:
+    """nbconvert the executed notebook to standalone HTML (plotly figures were embedded by their renderer)."""
+    if not nb_path.exists():
+        return None
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
+    store.write_text(html_path, body)
+    return html_path
+
+
+def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "local", only=None,
+        outputs_dir=None, kernel: str | None = None, progress: bool = True) -> dict:
+    """Validate, then execute the grid. Returns a summary ``{"run_dir", "cells": {name: result}, "failed": n}``."""
+    spec = load_spec(spec_or_path) if not isinstance(spec_or_path, dict) else dict(spec_or_path)
+    if outputs_dir:
+        spec["_outputs"] = str(outputs_dir)
+    cells = plan(spec)
+    if only:
+        stages = set(only)
+        cells = [c for c in cells if c.stage in stages]
+    validate(cells)
+    run_dir = Path(spec.get("_outputs", REPO / "outputs")) / str(spec["run"])
+    _check_writable(run_dir)
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    submit = _executor(executor, jobs)
+    kernel = kernel or spec.get("kernel") or "python3"
+    results: dict[str, dict] = {}
+    pending = {c.name: c for c in cells}
+    running: dict = {}
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(cells), desc=f"xlrm run {spec['run']}", disable=not progress, unit="nb")
+    try:
+        while pending or running:
+            for name, cell in list(pending.items()):
+                states = [results[d]["status"] if d in results else None for d in cell.deps]
+                if any(st in ("failed", "skipped-dep") for st in states):
+                    results[name] = {"status": "skipped-dep", "error": "a dependency failed"}
+                elif None in states:
+                    continue  # a dependency is still pending or running
+                else:
+                    params = _resolve_inputs(cell, run_dir)
+                    key = cell_key(cell, params)
+                    if not force and is_done(run_dir / cell.name, key):
+                        results[name] = {"status": "skipped", "notebook": str(run_dir / cell.name)}
+                    elif len(running) >= jobs:
+                        continue
+                    else:
+                        time.sleep(0.5 * (len(running) > 0))  # stagger kernel starts
+                        running[name] = submit(cell, params, str(run_dir / cell.name), key, kernel)
+                        del pending[name]
+                        continue
+                del pending[name]
+                bar.update(1)
+            if running:
+                done, _ = cf.wait(list(running.values()), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                for name in [n for n, f in running.items() if f in done]:
+                    fut = running.pop(name)
+                    try:
+                        results[name] = fut.result()
+                    except Exception as e:  # noqa: BLE001 - an executor-level failure (not the notebook's)
+                        results[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+                    bar.update(1)
+    finally:
+        bar.close()
+    report = run_dir / "report" / "report.html"
+    if report.exists():
+        import shutil
+
+        with store.atomic_path(run_dir / "report.html") as tmp:
+            shutil.copyfile(report, tmp)
+    summary = {"run": spec["run"], "run_dir": str(run_dir), "cells": results,
+               "failed": sum(r["status"] == "failed" for r in results.values())}
+    store.write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(f"output directory {run_dir} is not writable ({e.strerror}); "
+                              "choose another with --outputs DIR") from None
+
+
+def _executor(kind: str, jobs: int):
+    """A ``submit(cell, params, out_dir, key, kernel) -> concurrent.futures.Future`` for the chosen engine."""
+    if kind == "local":
+        pool = cf.ThreadPoolExecutor(max_workers=jobs)  # papermill kernels are subprocesses: threads suffice
+        return lambda c, p, o, k, kern: pool.submit(execute_cell, str(c.notebook), p, o, k, kern)
+    if kind == "ray":
+        try:
+            import ray
+        except ImportError:
+            raise ImportError("executor 'ray' needs Ray: pip install -e '.[ray]'") from None
+        if not ray.is_initialized():
+            ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False)
+        remote = ray.remote(execute_cell)
+        return lambda c, p, o, k, kern: remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(
+            str(c.notebook), p, o, k, kern).future()
+    raise ValueError(f"unknown executor {kind!r}; expected 'local' or 'ray'")
+
+
+def format_summary(summary: dict) -> str:
+    """A human summary: counts, then each failure with its rendered notebook and error."""
+    cells = summary["cells"]
+    counts = {s: sum(r["status"] == s for r in cells.values()) for s in ("ok", "skipped", "failed", "skipped-dep")}
+    lines = [f"run {summary['run']}: {counts['ok']} ok, {counts['skipped']} skipped (unchanged), "
+             f"{counts['failed']} failed, {counts['skipped-dep']} not run (dependency failed) -> {summary['run_dir']}"]
+    for name, r in cells.items():
+        if r["status"] == "failed":
+            lines.append(f"  FAILED {name}: {r.get('error')}\n         see {r.get('html') or r.get('notebook')}")
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""The study's steps as one call each, so every notebook cell is a call plus a display.
+
+Each function takes plain parameters (what papermill injects) and returns plain objects (paths, DataFrames,
+dicts of DataFrames). Writing is explicit and atomic (:func:`save_outputs`), into the ``output_dir`` the
+runner gives each notebook; ``metrics.json`` there is what downstream notebooks and the report read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import data, evaluate, models, probe, store, train
+from .langs import normalize_langs
+
+log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.json"
+
+
+# ----------------------------------------------------------------------------------- outputs
+def save_outputs(output_dir, metrics: dict, tables: dict[str, pd.DataFrame] | None = None) -> Path:
+    """Write ``tables`` (name -> DataFrame, as ``name.parquet`` or ``name.csv``) then ``metrics.json``.
+
+    ``metrics.json`` is written last: its presence means the notebook's outputs are complete.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, df in (tables or {}).items():
+        fname = name if Path(name).suffix in (".csv", ".parquet") else f"{name}.parquet"
+        store.write_frame(out / fname, df)
+        files[Path(fname).stem] = fname
+    store.write_json(out / METRICS_FILE, {**metrics, "tables": files})
+    return out / METRICS_FILE
+
+
+def read_metrics(output_dir) -> dict:
+    path = Path(output_dir) / METRICS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the notebook that writes it has not finished")
+    return json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------------------------- training
+def training_pairs(data_source: str, lang: str, *, split: str = "train", translate_from: str = "",
+                   mt_backend: str = "apertium", limit: int = 0, seed: int = 0):
+    """The pairs an RM for ``lang`` trains on: native ``lang`` rows, or ``translate_from`` rows machine-translated."""
+    if translate_from:
+        from .translate import translate_pairs
+
+        source = data.load_pairs(data_source, langs=[translate_from], split=split, limit=limit or None, seed=seed)
+        return translate_pairs(source, lang, backend=mt_backend, source_lang=translate_from, progress=False)
+    return data.load_pairs(data_source, langs=[lang], split=split, limit=limit or None, seed=seed)
+
+
+def train_history(model_dir) -> pd.DataFrame:
+    """The logged training metrics (loss, accuracy, margin, rewards) of a trained RM, one row per log step."""
+    return pd.DataFrame(train.read_card(model_dir)["log_history"])
+
+
+def train_metrics(model_dir, *, rm_name: str, backbone: str, seed: int, train_lang: str,
+                  translate_from: str = "") -> dict:
+    card = train.read_card(model_dir)
+    return {"kind": "train", "rm_name": rm_name, "model_dir": str(model_dir), "backbone": backbone, "seed": seed,
+            "train_lang": train_lang, "translated_from": translate_from or None, "n_pairs": card["n_pairs"],
+            "train_runtime_s": card["train_metrics"].get("train_runtime"),
+            "final_train_accuracy": card["train_metrics"].get("final_accuracy"), "key": card["key"]}
+
+
+# ----------------------------------------------------------------------------------- evaluation
+def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split: str = "test",
+                batch_size: int = 64, **labels) -> pd.DataFrame:
+    """Per-pair scores of one RM on every target language (``source`` column = ``rm_name``)."""
+    pairs = data.load_pairs(eval_source, langs=eval_langs, split=split)
+    model, tok = models.load_reward_model(model_dir)
+    return evaluate.score_pairs(model, tok, pairs, batch_size=batch_size, source=rm_name, **labels)
+
+
+def eval_metrics(acc: pd.DataFrame, **labels) -> dict:
+    """Overall accuracy per target language (and the mean) from :func:`xlrm_lib.evaluate.accuracy_table`."""
+    overall = acc[acc["category"] == "overall"].set_index("lang")["accuracy"]
+    return {"kind": "evaluate", **labels, "overall": {k: round(float(v), 4) for k, v in overall.items()},
+            "mean_overall": round(float(overall.mean()), 4)}
+
+
+# ----------------------------------------------------------------------------------- representation shift
+def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 48, seed: int = 0) -> dict[str, list[str]]:
+    """Prompt + chosen answer of the same items in every language (row i = the same item everywhere)."""
+    pairs = data.load_pairs(source, langs=langs, split=split).to_pandas()
+    ids_by_lang = {lang: set(g["id"]) for lang, g in pairs.groupby("lang")}
+    missing = [lang for lang in normalize_langs(langs) if lang not in ids_by_lang]
+    common = sorted(set.intersection(*ids_by_lang.values())) if ids_by_lang else []
+    if missing or len(common) < 5:
+        raise ValueError(f"need the same >= 5 items in every language; missing languages {missing}, "
+                         f"{len(common)} shared ids")
+    rng = np.random.default_rng(seed)
+    ids = sorted(rng.choice(common, size=min(max_items, len(common)), replace=False).tolist())
+    texts = {}
+    for lang, g in pairs.groupby("lang"):
+        g = g.set_index("id").loc[ids]
+        texts[lang] = [f"{data.prompt_text(p)}\n\n{c}" for p, c in zip(g["prompt"], g["chosen"])]
+    return texts
+
+
+def model_states(backbone_or_dir, texts: dict[str, list[str]], *, layers="all", batch_size: int = 32,
+                 max_length: int = 256) -> dict[str, np.ndarray]:
+    """Hidden states ``lang -> (n_items, n_layers, d)`` of one model (cached on disk by content)."""
+    model, tok = models.load_backbone(backbone_or_dir)
+    cache = store.cache_dir("hidden_states")
+    return {lang: probe.hidden_states(model, tok, t, layers=layers, batch_size=batch_size, max_length=max_length,
+                                      cache_dir=cache) for lang, t in texts.items()}
+
+
+def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str, list[str]], *,
+                         layers="all", umap_layer: int = -1, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """CKA per layer (each RM vs base), shift summary, norms, cross-lingual CKA and UMAP coordinates."""
+    if not rm_dirs:
+        raise ValueError("no reward models to compare with the base model (rm_dirs is empty)")
+    base = model_states(backbone, texts, layers=layers)
+    rms = {name: model_states(d, texts, layers=layers) for name, d in rm_dirs.items()}
+    langs = list(texts)
+    stack = lambda s: np.concatenate([s[lang] for lang in langs])  # noqa: E731  (items of all languages)
+    cka = pd.concat([pd.DataFrame({"model": name, "layer": np.arange(stack(s).shape[1]),
+                                   "cka": probe.layerwise_cka(stack(base), stack(s))}) for name, s in rms.items()])
+    norms = pd.concat([probe.hidden_norms(s, layer=umap_layer).assign(model=name)
+                       for name, s in {"base": base, **rms}.items()])
+    coords = []
+    for name, s in {"base": base, **rms}.items():
+        xy = probe.umap_embed(stack(s)[:, umap_layer], random_state=seed)
+        coords.append(pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "model": name,
+                                    "lang": np.repeat(langs, [len(s[lang]) for lang in langs])}))
+    xling = probe.cross_lingual_cka(base, layer=umap_layer)
+    ratios = pd.concat([pd.DataFrame({"model": name, "item": np.arange(len(s[langs[0]])),
+                                      "sv_ratio": probe.sv_ratios(s, layer=umap_layer)})
+                        for name, s in {"base": base, **rms}.items()], ignore_index=True)
+    return {"cka": cka.reset_index(drop=True), "summary": probe.shift_summary(base, rms, layer=umap_layer, seed=seed),
+            "norms": norms.reset_index(drop=True), "sv_ratios": ratios, "umap": pd.concat(coords, ignore_index=True),
+            "cross_lingual_cka_base": xling.reset_index().rename(columns={"index": "lang"})}
+
+
+def closest_to_base(summary: pd.DataFrame) -> dict:
+    """Which RM stays closest to the base model: highest last-layer CKA, and sv_ratio nearest the base's."""
+    rms = summary[summary["model"] != "base"]
+    base_sv = float(summary.loc[summary["model"] == "base", "sv_ratio_mean"].iloc[0])
+    by_cka = rms.sort_values("cka_last_layer_vs_base", ascending=False)["model"].tolist()
+    by_sv = rms.assign(d=(rms["sv_ratio_mean"] - base_sv).abs()).sort_values("d")["model"].tolist()
+    return {"closest_by_cka": by_cka[0], "closest_by_sv_ratio": by_sv[0], "rank_by_cka": by_cka,
+            "rank_by_sv_ratio": by_sv}
+
+
+def probe_metrics(shift: dict[str, pd.DataFrame], **labels) -> dict:
+    s = shift["summary"]
+    return {"kind": "probe", **labels, **closest_to_base(s),
+            "summary": s.round(4).to_dict(orient="records")}
