@@ -253,3 +253,14 @@ def test_shared_data_loads(name, lang):
     assert all(c.strip() and c != r for c, r in zip(ds["chosen"], ds["rejected"]))
     small = load_pairs(str(path), drop_bad=True, limit=20, seed=3)
     assert small["id"] == load_pairs(str(path), drop_bad=True, limit=20, seed=3)["id"] and len(small) == 20
+
+
+def test_canonical_parquet_round_trip_keeps_everything(tmp_path):
+    # a loaded dataset saved as parquet loads back unchanged (meta is JSON text in the canonical schema)
+    ds = load_pairs(write_jsonl(tmp_path / "pairs.jsonl", ROWS))
+    ds.to_pandas().to_parquet(tmp_path / "canon.parquet", index=False)
+    again = load_pairs(str(tmp_path / "canon.parquet"))
+    assert again.to_list() == ds.to_list()
+    emb = load_pairs("embedded", langs=["en"], split="test")
+    assert all(json.loads(m) == {"split": "test", "source": "embedded", "source_file": "embedded"}
+               for m in emb["meta"])

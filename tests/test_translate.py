@@ -128,15 +128,15 @@ def test_apertium_plumbing_with_a_fake_command(monkeypatch):
 
     def fake_run(cmd, input, **kw):  # echoes its input, but loses the sentinels when given several texts
         sent.append(input)
-        out = input.replace(f"\n{T._SEP}\n", " ") if input.count(T._SEP) > 1 else input
+        out = input.replace(f"\n{T._SEP}\n", " ") if input.count(T._SEP) > 2 else input
         return subprocess.CompletedProcess(cmd, 0, stdout=out, stderr="")
 
     monkeypatch.setattr(T.subprocess, "run", fake_run)
     tr = object.__new__(T.ApertiumBackend)
     tr.modes = ["eng-spa"]
     code = " ".join(f"`c{i}`" for i in range(12))  # 12 slots: XLRMCODEA ... XLRMCODEBB
-    assert tr.translate(["a", "b\nc"]) == ["a", "b\nc"]  # one sentinel: split in one call
-    assert len(sent) == 1 and sent[0] == f"a\n{T._SEP}\nb\nc\n"
+    assert tr.translate(["a", "b\nc"]) == ["a", "b\nc"]  # two sentinels: split in one call
+    assert len(sent) == 1 and sent[0] == f"{T._SEP}\na\n{T._SEP}\nb\nc\n"
     texts = ["x", "y", f"z {code}"]
     assert tr.translate(texts) == texts and len(sent) == 1 + 1 + 3  # merged: retried one text per call
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
@@ -190,7 +190,8 @@ def test_apertium_en_es(tmp_path):
     assert tr.direction == "eng-spa" and tr.model == "apertium-eng-spa"
     assert tr.translate(["The house is red."]) == ["La casa es roja."]
     # texts in one call do not bleed into each other; newlines and `inline code` survive
-    assert tr.translate(["The big", "dog eats"]) == ["El grande", "el perro come"]  # not "El perro", "grande come"
+    assert tr.translate(["The big", "dog eats"]) == ["El grande", "El perro come"]  # not "El perro", "grande come"
+    assert tr.translate(["dog eats"]) == ["El perro come"]  # the same alone as in a batch
     assert tr.translate(["Use `sort(xs)` here.\nThe house is red."]) == ["Uso `sort(xs)` aquí.\nLa casa es roja."]
     ds = load_pairs("embedded", langs=["en"], split="test").select(range(6))
     out = T.translate_pairs(ds, "es", cache_dir=tmp_path, progress=False)

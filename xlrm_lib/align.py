@@ -195,7 +195,7 @@ def model_fingerprint(model, tokenizer=None) -> str:
     with torch.no_grad():
         for name, p in model.named_parameters():
             flat = p.detach().reshape(-1)
-            weights.append((name, list(p.shape), f"{float(flat.float().sum()):.6g}",
+            weights.append((name, list(p.shape), f"{float(torch.sum(flat, dtype=torch.float32)):.6g}",
                             [f"{v:.6g}" for v in flat[:4].float().tolist()]))
     tok = None
     if tokenizer is not None:
@@ -270,7 +270,8 @@ def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4,
     ----------
     policy : a causal LM, or a name for :func:`load_policy` (then ``tokenizer`` may be ``None``).
     prompts : ``prompt_id, lang, prompt`` (see :func:`load_parallel_prompts`).
-    temperature, top_p : sampling parameters (``temperature > 0``: best-of-n needs distinct samples).
+    temperature, top_p : sampling parameters (``temperature > 0``: best-of-n needs distinct samples). They
+        replace the model's own sampling defaults (``generation_config``); its EOS ids still stop a sample.
     seed : sample ``k`` of a prompt is drawn from its own RNG seeded by ``(seed, prompt text, k)``, so the
         samples do not change with ``batch_size`` or the other prompts in the call.
     cache_dir : where samples are kept, one JSON file per prompt keyed by (model fingerprint, rendered prompt,
@@ -290,7 +291,7 @@ def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4,
         raise ValueError(f"on_empty must be 'raise' or 'drop', got {on_empty!r}")
     if isinstance(policy, (str, os.PathLike)):
         policy, loaded_tok = load_policy(policy)
-        tokenizer = tokenizer or loaded_tok
+        tokenizer = loaded_tok if tokenizer is None else tokenizer
     _require(prompts, ["prompt_id", "lang", "prompt"], "generate_candidates' prompts")
     if prompts.empty:
         raise ValueError("no prompts to generate for")

@@ -127,7 +127,8 @@ class PairwiseLMJudge:
         seqs = [self.tokenizer(t, add_special_tokens=s)["input_ids"] for t, s in rendered]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         if pad is None:
-            raise ValueError("the judge's tokenizer has no pad or EOS token to pad batches with; set tokenizer.pad_token")
+            raise ValueError("the judge's tokenizer has no pad or EOS token to pad batches with; "
+                             "set tokenizer.pad_token")
         device = next(self.model.parameters()).device
         extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
         order = np.argsort([len(s) for s in seqs], kind="stable")
@@ -168,11 +169,12 @@ class PairwiseLMJudge:
         chosen, rejected = list(pairs["chosen"]), list(pairs["rejected"])
         d = self.compare([question_text(p) for p in pairs["prompt"]], chosen, rejected)
         rc, rr = d, -d
-        length = lambda texts: [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]  # noqa: E731
+        n_chosen, n_rejected = ([len(ids) for ids in self.tokenizer(t, add_special_tokens=False)["input_ids"]]
+                                for t in (chosen, rejected))
         df = pd.DataFrame({
             "id": pairs["id"], "lang": pairs["lang"], "category": pairs["category"], "subset": pairs["subset"],
             "reward_chosen": rc, "reward_rejected": rr, "margin": rc - rr, "correct": rc > rr, "tie": rc == rr,
-            "len_chosen": length(chosen), "len_rejected": length(rejected),
+            "len_chosen": n_chosen, "len_rejected": n_rejected,
         })[SCORE_COLUMNS]
         for k, v in labels.items():
             df[k] = v

@@ -175,6 +175,14 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
         raise ParamError("the grid expands to nothing: 'langs' is empty and there are no 'translated' RMs")
     eval_langs = _as_list(spec, "eval_langs", langs)
     gpus = float(spec.get("num_gpus", 0) or 0)
+    grid_keys = {"backbone": "backbones", "seed": "seeds", "train_lang": "langs", "rm_name": "langs",
+                 "translate_from": "translated", "mt_backend": "translated", "eval_langs": "eval_langs",
+                 "langs": "eval_langs", "output_dir": "run", "run_dir": "run", "model_dir": "(the train cells)",
+                 "rm_dirs": "(the train cells)"}
+    problems = [f"{stage}.{k} is set by the grid; use the top-level '{grid_keys[k]}' instead"
+                for stage in NOTEBOOKS if isinstance(spec.get(stage), dict) for k in spec[stage] if k in grid_keys]
+    if problems:
+        raise ParamError("\n".join(problems))
     section = lambda stage: dict(spec.get(stage) or {})  # noqa: E731
     cells: list[Cell] = []
 

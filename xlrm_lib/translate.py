@@ -47,7 +47,7 @@ APT_PACKAGES = {frozenset({"en", "es"}): "apertium-eng-spa", frozenset({"en", "c
                 frozenset({"es", "pt"}): "apertium-es-pt", frozenset({"es", "fr"}): "apertium-fr-es"}
 INSTALL_HINT = ("install it with `bash tools/install_apertium.sh` (or `apt-get install apertium apertium-eng-spa "
                 "apertium-eng-cat apertium-es-pt apertium-fr-es`); without it the grid skips translate-train RMs")
-_SEP = "XLRMSEPARATOR"  # an unknown word on its own line: passes through apertium and blocks its rules
+_SEP = "XLRMSEPARATOR."  # an unknown word and a full stop on their own line: apertium passes them through
 _CODE = re.compile(r"(```.*?```)", re.DOTALL)
 _GAP = re.compile(r"(?<=\S) {2,}(?=\S)")
 _INLINE, _SLOT = re.compile(r"`[^`\n]+`"), re.compile(r"XLRMCODE([A-Z]+)")
@@ -135,17 +135,17 @@ class ApertiumBackend:
 
     def _run(self, mode: str, texts: list[str]) -> list[str]:
         # Apertium keeps lines but its rules reorder words across them ("The big\ndog" -> "El perro\ngrande");
-        # an unknown word on its own line between texts stops that, so one text maps to one text.
-        joined = f"\n{_SEP}\n".join(texts) + "\n"
+        # a sentinel line before every text stops that, so one text maps to one text, and gives every text the
+        # same left context (a sentence end), so its translation does not depend on the batch it lands in.
+        joined = "".join(f"{_SEP}\n{t}\n" for t in texts)
         res = subprocess.run(["apertium", "-u", mode], input=joined, capture_output=True, text=True, check=False)
         if res.returncode != 0:
             raise RuntimeError(f"`apertium -u {mode}` failed ({res.returncode}): {res.stderr.strip()[:500]}")
-        out = res.stdout[:-1] if res.stdout.endswith("\n") else res.stdout
-        parts = out.split(f"\n{_SEP}\n")
+        parts = ("\n" + res.stdout).split(f"\n{_SEP}\n")[1:]
         if len(parts) == len(texts):
-            return parts
+            return [p[:-1] if p.endswith("\n") else p for p in parts]
         if len(texts) == 1:  # the sentinel itself was changed: nothing to split, take the whole output
-            return [out]
+            return [res.stdout.replace(_SEP, "").strip()]
         log.warning("apertium %s merged texts in a batch of %d; retrying one text per call", mode, len(texts))
         return [self._run(mode, [t])[0] for t in texts]
 

@@ -1,0 +1,244 @@
+"""The grid runner: validation before execution, content-addressed skipping, failures, resume, a smoke grid.
+
+Execution tests use tiny stand-in notebooks (no torch) with the same parameter names as the real ones, via
+the spec's ``notebooks_dir``; one slow test runs the real notebooks on params/smoke.yaml.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from xlrm_lib import runner
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _nb(path: Path, params: str, body: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+WRITE = """
+import json, os, time
+os.makedirs(output_dir, exist_ok=True)
+time.sleep(sleep)
+if fail:
+    raise RuntimeError("planned failure of " + output_dir)
+json.dump({"kind": KIND, "model_dir": output_dir, "seen": SEEN}, open(os.path.join(output_dir, "metrics.json"), "w"))
+"""
+
+
+@pytest.fixture()
+def fake_notebooks(tmp_path):
+    d = tmp_path / "nbs"
+    d.mkdir()
+    common = 'output_dir = ""  # required: set by the runner\nseed = 42  # seed\nbackbone = "x"  # backbone\nsleep = 0.0  # seconds\nfail = False  # raise\n'
+    _nb(d / "train_reward_model.ipynb",
+        common + 'train_lang = "en"  # language\nrm_name = "en"  # name\nlr = 0.0001  # lr\ntranslate_from = ""  # source\nmt_backend = "apertium"  # backend\n',
+        WRITE.replace("KIND", '"train"').replace("SEEN", "[train_lang, lr]"))
+    _nb(d / "evaluate_transfer.ipynb",
+        common + 'model_dir = ""  # required: from the train notebook\nrm_name = "en"  # name\neval_langs = ["en"]  # langs\n',
+        WRITE.replace("KIND", '"evaluate"').replace("SEEN", "[model_dir]"))
+    _nb(d / "report.ipynb", 'run_dir = ""  # required: the run\noutput_dir = ""  # out\nsleep = 0.0  # s\nfail = False  # f\n',
+        WRITE.replace("KIND", '"report"').replace("SEEN", "[run_dir]"))
+    return d
+
+
+def _spec(nbs, tmp_path, **over):
+    spec = {"run": "t", "notebooks_dir": str(nbs), "_outputs": str(tmp_path / "out"), "langs": ["en", "ko"],
+            "train": {"lr": 0.001}, "evaluate": {}, "report": {}}
+    spec.update(over)
+    return spec
+
+
+# ----------------------------------------------------------------------------------- validation
+def test_plan_orders_dependencies_and_names_outputs(fake_notebooks, tmp_path):
+    cells = runner.plan(_spec(fake_notebooks, tmp_path))
+    names = [c.name for c in cells]
+    assert names == ["train/me5-small-s42-en", "evaluate/me5-small-s42-en", "train/me5-small-s42-ko",
+                     "evaluate/me5-small-s42-ko", "report"]
+    assert cells[1].deps == ["train/me5-small-s42-en"] and cells[1].inputs == {"model_dir": "train/me5-small-s42-en"}
+    assert cells[0].params["output_dir"].endswith("out/t/train/me5-small-s42-en")
+    assert set(cells[-1].deps) == set(names[:-1])
+
+
+def test_validation_lists_every_problem_before_running(fake_notebooks, tmp_path):
+    spec = _spec(fake_notebooks, tmp_path, train={"lrr": 0.1, "lr": "x"})
+    with pytest.raises(runner.ParamError) as e:
+        runner.run(spec, progress=False)
+    msg = str(e.value)
+    assert "unknown parameter 'lrr'" in msg and "did you mean 'lr'" in msg
+    assert "parameter 'lr' = 'x' is str; train_reward_model.ipynb expects float" in msg
+    assert not (tmp_path / "out" / "t" / "train").exists()  # nothing executed
+
+
+def test_missing_required_parameter(tmp_path):
+    _nb(tmp_path / "report.ipynb", 'run_dir = ""  # required: the run\n', "pass")
+    cell = runner.Cell("report", "report", tmp_path / "report.ipynb", {})
+    with pytest.raises(runner.ParamError, match="missing required parameter 'run_dir'"):
+        runner.validate([cell])
+
+
+def test_real_notebooks_declare_what_the_grid_passes():
+    cells = runner.plan(runner.load_spec(REPO / "params" / "default.yaml"))
+    runner.validate(cells)  # raises on any mismatch between params/default.yaml and the notebooks
+    assert len([c for c in cells if c.stage == "train"]) >= 8
+
+
+@pytest.mark.parametrize("text,match", [
+    ("run: x\nlangs: [en\n", r"malformed YAML at line \d+"),
+    ("run: x\nlangz: [en]\n", r"unknown top-level key 'langz' \(did you mean 'langs'\?\)"),
+    ("- just\n- a list\n", "expected a mapping"),
+])
+def test_bad_yaml(tmp_path, text, match):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(runner.ParamError, match=match):
+        runner.load_spec(p)
+
+
+def test_section_cannot_override_grid_axes(fake_notebooks, tmp_path):
+    with pytest.raises(runner.ParamError, match="train.seed is set by the grid; use the top-level 'seeds'"):
+        runner.plan(_spec(fake_notebooks, tmp_path, train={"seed": 1}))
+
+
+def test_grid_that_expands_to_nothing(fake_notebooks, tmp_path):
+    with pytest.raises(runner.ParamError, match="expands to nothing"):
+        runner.plan(_spec(fake_notebooks, tmp_path, langs=[]))
+
+
+def test_unknown_notebook_and_notebook_with_outputs(fake_notebooks, tmp_path):
+    with pytest.raises(runner.ParamError, match="unknown notebook"):
+        runner.notebook_parameters(fake_notebooks / "nope.ipynb")
+    nb = nbformat.read(fake_notebooks / "report.ipynb", as_version=4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="hi")]
+    nbformat.write(nb, fake_notebooks / "report.ipynb")
+    with pytest.raises(runner.ParamError, match="committed with outputs"):
+        runner.notebook_parameters(fake_notebooks / "report.ipynb")
+
+
+def test_committed_notebooks_are_clean():
+    for path in (REPO / "notebooks").glob("*.ipynb"):
+        runner.notebook_parameters(path)  # raises if committed with outputs
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_output_dir_not_writable(fake_notebooks, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    with pytest.raises(PermissionError, match="not writable"):
+        runner.run(_spec(fake_notebooks, tmp_path, _outputs=str(ro)), progress=False)
+
+
+# ----------------------------------------------------------------------------------- execution
+def test_run_skips_unchanged_cells_and_force_reruns(fake_notebooks, tmp_path):
+    spec = _spec(fake_notebooks, tmp_path)
+    first = runner.run(spec, jobs=2, progress=False)
+    assert first["failed"] == 0 and {r["status"] for r in first["cells"].values()} == {"ok"}
+    run_dir = Path(first["run_dir"])
+    ev = json.loads((run_dir / "evaluate/me5-small-s42-ko/metrics.json").read_text())
+    assert ev["seen"] == [str(run_dir / "train/me5-small-s42-ko")]  # model_dir injected from the train cell
+    assert (run_dir / "train/me5-small-s42-en/train_reward_model.html").exists()
+    second = runner.run(spec, jobs=2, progress=False)
+    assert {r["status"] for r in second["cells"].values()} == {"skipped"}
+    changed = runner.run(_spec(fake_notebooks, tmp_path, train={"lr": 0.002}), progress=False)
+    assert changed["cells"]["train/me5-small-s42-en"]["status"] == "ok"
+    forced = runner.run(spec, force=True, progress=False)
+    assert {r["status"] for r in forced["cells"].values()} == {"ok"}
+
+
+def test_failure_summary_names_notebook_and_error(fake_notebooks, tmp_path):
+    spec = _spec(fake_notebooks, tmp_path, langs=["ko"])
+    spec["train"] = {"lr": 0.001, "fail": True}
+    summary = runner.run(spec, progress=False)
+    st = {k: v["status"] for k, v in summary["cells"].items()}
+    assert st == {"train/me5-small-s42-ko": "failed", "evaluate/me5-small-s42-ko": "skipped-dep",
+                  "report": "skipped-dep"}
+    text = runner.format_summary(summary)
+    assert "FAILED train/me5-small-s42-ko" in text and "planned failure" in text
+    assert "train_reward_model.failed.html" in text
+    assert not (Path(summary["run_dir"]) / "train/me5-small-s42-ko/_done.json").exists()
+
+
+def test_independent_cells_run_when_one_fails(fake_notebooks, tmp_path):
+    spec = _spec(fake_notebooks, tmp_path, translated=[{"from": "en", "to": "es"}])
+    spec["train"] = {"lr": 0.001}
+    # the translated RM's notebook fails (fake notebooks fail when translate_from is set and fail is set)
+    cells = runner.plan(spec)
+    assert any(c.name.endswith("es-mt") for c in cells)
+    nb = nbformat.read(fake_notebooks / "train_reward_model.ipynb", as_version=4)
+    nb.cells[1].source = "if translate_from:\n    raise RuntimeError('no translator')\n" + nb.cells[1].source
+    nbformat.write(nb, fake_notebooks / "train_reward_model.ipynb")
+    summary = runner.run(spec, jobs=2, progress=False)
+    st = {k: v["status"] for k, v in summary["cells"].items()}
+    assert st["train/me5-small-s42-es-mt"] == "failed" and st["evaluate/me5-small-s42-es-mt"] == "skipped-dep"
+    assert st["evaluate/me5-small-s42-en"] == "ok" and st["evaluate/me5-small-s42-ko"] == "ok"
+    assert st["report"] == "skipped-dep" and summary["failed"] == 1
+
+
+def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
+    spec = _spec(fake_notebooks, tmp_path, langs=["en", "ko", "de"], evaluate=None, report=None)
+    spec["train"] = {"lr": 0.001, "sleep": 2.0}
+    spec_path = tmp_path / "grid.yaml"
+    spec_path.write_text(yaml.safe_dump({k: v for k, v in spec.items() if k != "_outputs"}))
+    cmd = [sys.executable, "-m", "xlrm_lib.cli", "run", str(spec_path), "--outputs", str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    run_dir = tmp_path / "out" / "t"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / "train/me5-small-s42-en/_done.json").exists():
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, mid-grid
+    proc.wait()
+    done_before = {p.parent.name for p in run_dir.glob("train/*/_done.json")}
+    assert "me5-small-s42-en" in done_before and len(done_before) < 3
+    assert not list(run_dir.glob("train/*/train_reward_model.ipynb.tmp"))
+    summary = runner.run(runner.load_spec(spec_path), outputs_dir=tmp_path / "out", progress=False)
+    st = {k: v["status"] for k, v in summary["cells"].items()}
+    assert st["train/me5-small-s42-en"] == "skipped"
+    assert all(st[f"train/me5-small-s42-{lang}"] in ("ok", "skipped") for lang in ("ko", "de"))
+    assert sum(s == "ok" for s in st.values()) == 3 - len(done_before)
+
+
+def test_cli_rejects_typo_before_running(fake_notebooks, tmp_path):
+    spec = _spec(fake_notebooks, tmp_path)
+    spec["train"] = {"lrr": 0.1}
+    p = tmp_path / "typo.yaml"
+    p.write_text(yaml.safe_dump({k: v for k, v in spec.items() if k != "_outputs"}))
+    r = subprocess.run([sys.executable, "-m", "xlrm_lib.cli", "run", str(p), "--outputs", str(tmp_path / "o")],
+                       cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown parameter 'lrr'" in r.stderr
+    assert not (tmp_path / "o" / "t" / "train").exists()
+
+
+# ----------------------------------------------------------------------------------- the real notebooks
+@pytest.mark.slow
+def test_smoke_grid_end_to_end(tmp_path):
+    """params/smoke.yaml on the real notebooks and the real me5-small backbone: report.html with the heatmap."""
+    summary = runner.run(runner.load_spec(REPO / "params" / "smoke.yaml"), outputs_dir=tmp_path, progress=False)
+    assert summary["failed"] == 0, runner.format_summary(summary)
+    run_dir = Path(summary["run_dir"])
+    report = (run_dir / "report.html").read_text()
+    assert "RM accuracy: source (train) x target (eval)" in report
+    assert (run_dir / "figures" / "plotly.min.js").exists()
+    assert pd_read(run_dir / "report" / "transfer_matrix.csv").shape[0] == 2
+    again = runner.run(runner.load_spec(REPO / "params" / "smoke.yaml"), outputs_dir=tmp_path, progress=False)
+    assert {r["status"] for r in again["cells"].values()} == {"skipped"}
+
+
+def pd_read(path):
+    import pandas as pd
+
+    return pd.read_csv(path)

@@ -1,0 +1,223 @@
+"""xlrm_lib.train: the Bradley-Terry loss by hand, learning a toy task on a tiny BERT, the content-addressed
+cache, the model card, bad input, and LoRA."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import datasets
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_pairs, save_model, tiny_bert, word_tokenizer
+from xlrm_lib import train as train_mod
+from xlrm_lib.evaluate import score_pairs
+from xlrm_lib.formatting import FORMAT_FILE, TextFormat
+from xlrm_lib.models import load_reward_model
+from xlrm_lib.train import CARD_FILE, RewardConfig, bt_loss, read_card, train_reward_model
+
+FAST = dict(epochs=1, batch_size=4, bf16=False, progress=False, max_length=32)
+
+
+def _ls(x):  # -log sigmoid(x), by hand
+    return math.log1p(math.exp(-x))
+
+
+# ----------------------------------------------------------------------------- the loss
+def test_bt_loss_hand_computed():
+    rc, rr = torch.tensor([1.0, 0.0, 2.0]), torch.tensor([0.0, 0.0, 3.0])
+    expected = (_ls(1) + _ls(0) + _ls(-1)) / 3  # (0.3132617 + 0.6931472 + 1.3132617) / 3
+    assert float(bt_loss(rc, rr)) == pytest.approx(expected, abs=1e-6)
+    assert float(bt_loss(rc, rr)) == pytest.approx(0.7732236, abs=1e-6)
+
+
+def test_bt_loss_margin_and_centering():
+    rc, rr = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0])
+    # margin 0.5: -log sigmoid(1 - 0.5), -log sigmoid(0 - 0.5)
+    assert float(bt_loss(rc, rr, margin=0.5)) == pytest.approx((_ls(0.5) + _ls(-0.5)) / 2, abs=1e-6)
+    # centring adds coef * mean((rc + rr)^2) = 0.1 * (1 + 0) / 2
+    base = (_ls(1) + _ls(0)) / 2
+    assert float(bt_loss(rc, rr, center_coef=0.1)) == pytest.approx(base + 0.05, abs=1e-6)
+    both = float(bt_loss(torch.tensor([2.0]), torch.tensor([1.0]), margin=1.0, center_coef=0.5))
+    assert both == pytest.approx(_ls(0.0) + 0.5 * 9.0, abs=1e-6)
+
+
+def test_bt_loss_gradient():
+    rc, rr = torch.tensor([1.0], requires_grad=True), torch.tensor([0.0], requires_grad=True)
+    bt_loss(rc, rr).backward()
+    # d/d rc of -log sigmoid(rc - rr) = -(1 - sigmoid(1))
+    assert float(rc.grad) == pytest.approx(-(1 - 1 / (1 + math.exp(-1))), abs=1e-6)
+    assert float(rr.grad) == pytest.approx(1 - 1 / (1 + math.exp(-1)), abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- learning a toy task
+TRAIN_WORDS, HELD_WORDS = [f"w{i}" for i in range(24)], [f"w{i}" for i in range(24, 48)]
+
+
+def toy_pairs(n, words, seed, swap=False):
+    """chosen ends in "good great", rejected in "bad awful", after random filler words."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        good = " ".join(rng.sample(words, 3)) + " good great"
+        bad = " ".join(rng.sample(words, 3)) + " bad awful"
+        if swap:
+            good, bad = bad, good
+        rows.append({"prompt": " ".join(rng.sample(words, 2)) + " ?", "chosen": good, "rejected": bad})
+    return make_pairs(rows)
+
+
+def test_training_learns_the_toy_task(tiny_bert_dir):
+    held = toy_pairs(16, HELD_WORDS, seed=1)  # unseen filler words
+    kw = dict(lr=1e-3, epochs=10, batch_size=8, warmup_ratio=0.0, bf16=False, progress=False)
+    # train both directions: an untrained head may already favour one side by chance, but not both
+    accs = {}
+    for swap in (False, True):
+        path = train_reward_model(str(tiny_bert_dir), toy_pairs(16, TRAIN_WORDS, seed=0, swap=swap), **kw)
+        model, tok = load_reward_model(path)
+        accs[swap] = score_pairs(model, tok, held)["correct"].mean()
+        card = read_card(path)
+        assert card["train_metrics"]["train_loss"] < math.log(2)  # below chance loss
+    assert accs[False] >= 0.8, accs
+    assert 1 - accs[True] >= 0.8, accs  # the swapped model prefers the other side
+
+
+# ----------------------------------------------------------------------------- cache and card
+@pytest.fixture(scope="module")
+def small_pairs():
+    return toy_pairs(4, TRAIN_WORDS, seed=5)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert_dir, small_pairs):
+    return train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", **FAST)
+
+
+def test_cache_hit_returns_same_path_without_training(tiny_bert_dir, small_pairs, trained, monkeypatch):
+    mtime = (trained / "model.safetensors").stat().st_mtime_ns
+
+    def boom(*a, **k):
+        raise AssertionError("retrained on a cache hit")
+
+    monkeypatch.setattr(train_mod, "load_reward_model", boom)
+    again = train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", **FAST)
+    assert again == trained
+    assert (trained / "model.safetensors").stat().st_mtime_ns == mtime
+    # progress only changes the display; it is not part of the key
+    assert train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", **{**FAST, "progress": True}) == trained
+
+
+def test_different_param_or_data_gives_a_different_path(tiny_bert_dir, small_pairs, trained):
+    other = train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", **{**FAST, "lr": 1e-4})
+    assert other != trained and other.parent == trained.parent
+    assert read_card(other)["key"] != read_card(trained)["key"]
+    data2 = toy_pairs(4, TRAIN_WORDS, seed=6)
+    assert (train_mod.data_fingerprint(data2) != train_mod.data_fingerprint(small_pairs))
+
+
+def test_card_fields(trained, small_pairs):
+    card = read_card(trained)
+    for field in ("key", "backbone", "data_fingerprint", "languages", "n_pairs", "config", "format", "versions",
+                  "train_metrics", "log_history"):
+        assert field in card, field
+    assert trained.name == f"toy-{card['key']}"
+    assert card["data_fingerprint"] == train_mod.data_fingerprint(small_pairs)
+    assert card["n_pairs"] == 4 and card["languages"] == ["en"]
+    assert card["config"]["lr"] == RewardConfig().lr and card["config"]["epochs"] == 1
+    assert set(card["versions"]) >= {"xlrm", "torch", "transformers", "datasets"}
+    assert "train_loss" in card["train_metrics"] and card["train_metrics"]["real_tokens"] > 0
+    assert card["format"] == {"template": "plain", "max_length": 32, "truncation_side": "left"}
+    assert TextFormat.load(trained) == TextFormat("plain", 32, "left")
+    assert json.loads((trained / FORMAT_FILE).read_text())["template"] == "plain"
+    assert not (trained / "_trainer").exists()
+    model, tok = load_reward_model(trained)  # an ordinary HF model directory
+    assert model.config.num_labels == 1 and model.config.pad_token_id == tok.pad_token_id
+
+
+def test_stale_card_in_output_dir_raises_unless_forced(tiny_bert_dir, small_pairs, tmp_path):
+    out = tmp_path / "rm"
+    first = train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=out, **FAST)
+    assert first == out
+    key1 = read_card(out)["key"]
+    with pytest.raises(ValueError, match="force=True"):
+        train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=out, **{**FAST, "lr": 1e-4})
+    forced = train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=out, force=True, **{**FAST, "lr": 1e-4})
+    assert forced == out and read_card(out)["key"] != key1
+    assert read_card(out)["config"]["lr"] == 1e-4
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("n", [0, 1])
+def test_too_few_pairs(tiny_bert_dir, n):
+    with pytest.raises(ValueError, match=f"at least 2 preference pairs.*got {n}"):
+        train_reward_model(str(tiny_bert_dir), toy_pairs(n, TRAIN_WORDS, seed=0), **FAST)
+
+
+def test_no_pairs_or_wrong_columns(tiny_bert_dir):
+    with pytest.raises(ValueError, match="at least 2"):
+        train_reward_model(str(tiny_bert_dir), None, **FAST)
+    bare = datasets.Dataset.from_dict({"chosen": ["a", "b"], "rejected": ["c", "d"]})
+    with pytest.raises(ValueError, match=r"lack column\(s\) \['prompt'\]"):
+        train_reward_model(str(tiny_bert_dir), bare, **FAST)
+
+
+def test_all_chosen_equal_rejected(tiny_bert_dir):
+    pairs = make_pairs([{"chosen": "good", "rejected": "good"}, {"chosen": "w1 w2", "rejected": "w1 w2"}])
+    with pytest.raises(ValueError, match="nothing to learn"):
+        train_reward_model(str(tiny_bert_dir), pairs, **FAST)
+
+
+def test_unknown_kwarg_lists_accepted(tiny_bert_dir, small_pairs):
+    with pytest.raises(TypeError) as e:
+        train_reward_model(str(tiny_bert_dir), small_pairs, learning_rate=1e-3)
+    msg = str(e.value)
+    assert "'learning_rate'" in msg
+    for field in ("lr", "epochs", "batch_size", "lora", "margin", "center_coef"):
+        assert f"'{field}'" in msg
+
+
+@pytest.mark.parametrize("kw, bad", [({"lr": 0.0}, "lr"), ({"lr": -1e-3}, "lr"), ({"lr": float("nan")}, "lr"),
+                                     ({"epochs": 0}, "epochs"), ({"warmup_ratio": 1.0}, "warmup_ratio"),
+                                     ({"batch_size": 0}, "batch_size"), ({"center_coef": -1.0}, "center_coef")])
+def test_invalid_parameters(tiny_bert_dir, small_pairs, kw, bad):
+    with pytest.raises(ValueError, match=f"invalid training parameter.*'{bad}'"):
+        train_reward_model(str(tiny_bert_dir), small_pairs, **kw)
+
+
+def test_invalid_template(tiny_bert_dir, small_pairs):
+    with pytest.raises(ValueError, match="unknown template"):
+        train_reward_model(str(tiny_bert_dir), small_pairs, template="jinja")
+
+
+def test_tokenizer_model_vocab_mismatch(tmp_path, small_pairs):
+    tok = word_tokenizer("bert")
+    path = save_model(tmp_path / "mismatch", tiny_bert(vocab_size=len(tok) - 10), tok)
+    with pytest.raises(ValueError, match="do not match"):
+        train_reward_model(str(path), small_pairs, **FAST)
+
+
+def test_unknown_backbone_fails_fast(small_pairs):
+    with pytest.raises(ValueError, match="me5-small"):
+        train_reward_model("no-such-backbone", small_pairs, **FAST)
+
+
+# ----------------------------------------------------------------------------- LoRA
+def test_lora_saves_a_merged_model_dir(tiny_bert_dir, small_pairs):
+    path = train_reward_model(str(tiny_bert_dir), small_pairs, lora={"r": 4, "alpha": 8, "dropout": 0.0},
+                              **{**FAST, "lr": 1e-2, "epochs": 2})
+    assert (path / "model.safetensors").exists() and (path / "config.json").exists()
+    assert not (path / "adapter_config.json").exists()  # merged, not an adapter
+    assert read_card(path)["config"]["lora"] == {"r": 4, "alpha": 8, "dropout": 0.0}
+    model, tok = load_reward_model(path)
+    base, _ = load_reward_model(tiny_bert_dir)
+    assert not any("lora" in k for k in model.state_dict())
+    # the LoRA update was merged into an attention weight; the frozen word embeddings did not move
+    name = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.allclose(model.state_dict()[name], base.state_dict()[name])
+    emb = "bert.embeddings.word_embeddings.weight"
+    assert torch.equal(model.state_dict()[emb], base.state_dict()[emb])
+    scores = score_pairs(model, tok, small_pairs)
+    assert np.isfinite(scores["margin"]).all()
