@@ -6,6 +6,7 @@ the spec's ``notebooks_dir``; one slow test runs the real notebooks on params/sm
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def fake_notebooks(tmp_path):
     d.mkdir()
     common = 'output_dir = ""  # required: set by the runner\nseed = 42  # seed\nbackbone = "x"  # backbone\nsleep = 0.0  # seconds\nfail = False  # raise\n'
     _nb(d / "train_reward_model.ipynb",
-        common + 'train_lang = "en"  # language\nrm_name = "en"  # name\nlr = 0.0001  # lr\ntranslate_from = ""  # source\nmt_backend = "apertium"  # backend\n',
+        common + 'train_lang = "en"  # language\nrm_name = "en"  # name\nlr = 0.0001  # lr\ntranslate_from = ""  # source\nmt_backend = "apertium"  # backend\nmt_model = ""  # model\n',
         WRITE.replace("KIND", '"train"').replace("SEEN", "[train_lang, lr]"))
     _nb(d / "evaluate_transfer.ipynb",
         common + 'model_dir = ""  # required: from the train notebook\nrm_name = "en"  # name\neval_langs = ["en"]  # langs\n',
@@ -114,6 +115,16 @@ def test_section_cannot_override_grid_axes(fake_notebooks, tmp_path):
         runner.plan(_spec(fake_notebooks, tmp_path, train={"seed": 1}))
 
 
+def test_translated_rms_skipped_with_a_note_when_no_backend(fake_notebooks, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "unavailable_translations",
+                        lambda spec: [(t, "the `apertium` command is not installed") for t in spec["translated"]])
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"], evaluate=None, report=None,
+                 translated=[{"from": "en", "to": "es"}])
+    assert [c.name for c in runner.plan(spec)] == ["train/me5-small-s42-en"]
+    summary = runner.run(spec, progress=False)
+    assert "translated RM en->es not run: the `apertium` command is not installed" in runner.format_summary(summary)
+
+
 def test_grid_that_expands_to_nothing(fake_notebooks, tmp_path):
     with pytest.raises(runner.ParamError, match="expands to nothing"):
         runner.plan(_spec(fake_notebooks, tmp_path, langs=[]))
@@ -172,7 +183,8 @@ def test_failure_summary_names_notebook_and_error(fake_notebooks, tmp_path):
     assert not (Path(summary["run_dir"]) / "train/me5-small-s42-ko/_done.json").exists()
 
 
-def test_independent_cells_run_when_one_fails(fake_notebooks, tmp_path):
+def test_independent_cells_run_when_one_fails(fake_notebooks, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "unavailable_translations", lambda spec: [])  # whether or not apertium is here
     spec = _spec(fake_notebooks, tmp_path, translated=[{"from": "en", "to": "es"}])
     spec["train"] = {"lr": 0.001}
     # the translated RM's notebook fails (fake notebooks fail when translate_from is set and fail is set)
@@ -234,6 +246,11 @@ def test_smoke_grid_end_to_end(tmp_path):
     assert "RM accuracy: source (train) x target (eval)" in report
     assert (run_dir / "figures" / "plotly.min.js").exists()
     assert pd_read(run_dir / "report" / "transfer_matrix.csv").shape[0] == 2
+    if shutil.which("chromium"):  # the report must render for a reader, not only exist
+        sys.path.insert(0, str(REPO / "tools"))
+        import check_report
+
+        assert check_report.check(run_dir / "report.html") == []
     again = runner.run(runner.load_spec(REPO / "params" / "smoke.yaml"), outputs_dir=tmp_path, progress=False)
     assert {r["status"] for r in again["cells"].values()} == {"skipped"}
 

@@ -221,3 +221,24 @@ def test_lora_saves_a_merged_model_dir(tiny_bert_dir, small_pairs):
     assert torch.equal(model.state_dict()[emb], base.state_dict()[emb])
     scores = score_pairs(model, tok, small_pairs)
     assert np.isfinite(scores["margin"]).all()
+
+
+# ----------------------------------------------------------------------------- a decoder RM
+def test_decoder_rm_records_and_reuses_its_chat_format(tmp_path, small_pairs):
+    from conftest import CHAT_TEMPLATE, tiny_llama
+    from xlrm_lib.evaluate import model_format
+    from xlrm_lib.formatting import encode
+
+    base = save_model(tmp_path / "llama", tiny_llama(pad_token_id=None),
+                      word_tokenizer("llama", pad=False, chat_template=CHAT_TEMPLATE))
+    path = train_reward_model(str(base), small_pairs, **{**FAST, "lr": 1e-3})
+    card = read_card(path)
+    assert card["format"]["template"] == "chat"
+    model, tok = load_reward_model(path)
+    assert model.config.pad_token_id == tok.pad_token_id == 1  # <unk> stands in for the missing pad
+    assert json.loads((path / "config.json").read_text())["pad_token_id"] == 1  # saved, not only set on load
+    assert model_format(model) == TextFormat("chat", 32, "left")
+    scores = score_pairs(model, tok, small_pairs)
+    chat_ids = encode(tok, small_pairs["prompt"], small_pairs["chosen"], TextFormat("chat", 32))
+    assert scores["len_chosen"].tolist() == [len(ids) for ids in chat_ids]
+    assert all(ids[0] == tok.bos_token_id for ids in chat_ids)  # the template's BOS, kept by truncation

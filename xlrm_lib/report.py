@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import evaluate, store
-from .study import METRICS_FILE
+from .study import METRICS_FILE, has_targets
 
 
 def collect(run_dir) -> dict:
@@ -51,10 +51,8 @@ def headlines(scores: pd.DataFrame, *, english: str = "en", n_boot: int = 2000, 
     """English RM minus target RM per language: vs native target RMs and vs translate-train (``-mt``) RMs."""
     out = {}
     for label, fmt in (("native", "{lang}"), ("translated", "{lang}-mt")):
-        try:
+        if has_targets(set(scores["source"]), set(scores["lang"]), english=english, target_fmt=fmt):
             out[label] = evaluate.english_vs_target(scores, english=english, target_source=fmt, n_boot=n_boot, seed=seed)
-        except ValueError:
-            continue  # no RM of that kind in this run
     return out
 
 

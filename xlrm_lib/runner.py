@@ -176,7 +176,8 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
     eval_langs = _as_list(spec, "eval_langs", langs)
     gpus = float(spec.get("num_gpus", 0) or 0)
     grid_keys = {"backbone": "backbones", "seed": "seeds", "train_lang": "langs", "rm_name": "langs",
-                 "translate_from": "translated", "mt_backend": "translated", "eval_langs": "eval_langs",
+                 "translate_from": "translated", "mt_backend": "translated", "mt_model": "translated",
+                 "eval_langs": "eval_langs",
                  "langs": "eval_langs", "output_dir": "run", "run_dir": "run", "model_dir": "(the train cells)",
                  "rm_dirs": "(the train cells)"}
     problems = [f"{stage}.{k} is set by the grid; use the top-level '{grid_keys[k]}' instead"
@@ -197,13 +198,12 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
         if spec.get("train") is None:
             raise ParamError("the 'train' section is missing: every other stage needs trained RMs")
         rm_specs = [(lang, lang, "") for lang in langs]
+        skipped = {id(t) for t, _ in unavailable_translations(spec)}
         for t in translated:
-            missing = {"from", "to"} - set(t)
-            if missing:
-                raise ParamError(f"translated entry {t!r} lacks {sorted(missing)}; e.g. {{from: en, to: es, backend: apertium}}")
-            rm_specs.append((f"{t['to']}-mt", t["to"], t["from"], t.get("backend", "apertium")))
-        for rm_name, lang, src, *backend in rm_specs:
-            extra = {"translate_from": src, "mt_backend": backend[0]} if src else {}
+            if id(t) not in skipped:
+                rm_specs.append((f"{t['to']}-mt", t["to"], t["from"], t.get("backend", "apertium"), t.get("model", "")))
+        for rm_name, lang, src, *mt in rm_specs:
+            extra = {"translate_from": src, "mt_backend": mt[0], "mt_model": mt[1]} if src else {}
             add("train", f"train/{tag}-{rm_name}",
                 {**section("train"), **extra, "backbone": backbone, "seed": seed, "train_lang": lang, "rm_name": rm_name})
             group.append(rm_name)
@@ -223,6 +223,25 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
         add("report", "report", {**section("report"), "run_dir": str(run_dir)},
             deps=[c.name for c in cells])
     return cells
+
+
+def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
+    """Translated-RM entries whose MT backend cannot run here, with the reason (the grid skips them)."""
+    from .translate import available_backends, can_translate
+
+    out, backends = [], None
+    for t in spec.get("translated") or []:
+        if not isinstance(t, dict) or {"from", "to"} - set(t):
+            raise ParamError(f"translated entry {t!r} needs 'from' and 'to'; e.g. {{from: en, to: es, backend: apertium}}")
+        backend = t.get("backend", "apertium")
+        backends = backends or available_backends()
+        if backend not in backends:
+            raise ParamError(f"translated entry {t!r}: unknown backend {backend!r}; expected one of {sorted(backends)}")
+        if backends[backend] != "ok":
+            out.append((t, backends[backend]))
+        elif not can_translate(t["from"], t["to"], backend):
+            out.append((t, f"{backend} cannot translate {t['from']} -> {t['to']} here"))
+    return out
 
 
 def _as_list(spec, key, default):
@@ -393,7 +412,8 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
 
         with store.atomic_path(run_dir / "report.html") as tmp:
             shutil.copyfile(report, tmp)
-    summary = {"run": spec["run"], "run_dir": str(run_dir), "cells": results,
+    notes = [f"translated RM {t['from']}->{t['to']} not run: {why}" for t, why in unavailable_translations(spec)]
+    summary = {"run": spec["run"], "run_dir": str(run_dir), "cells": results, "notes": notes,
                "failed": sum(r["status"] == "failed" for r in results.values())}
     store.write_json(run_dir / "summary.json", summary)
     return summary
@@ -434,6 +454,7 @@ def format_summary(summary: dict) -> str:
     counts = {s: sum(r["status"] == s for r in cells.values()) for s in ("ok", "skipped", "failed", "skipped-dep")}
     lines = [f"run {summary['run']}: {counts['ok']} ok, {counts['skipped']} skipped (unchanged), "
              f"{counts['failed']} failed, {counts['skipped-dep']} not run (dependency failed) -> {summary['run_dir']}"]
+    lines += [f"  note: {n}" for n in summary.get("notes", [])]
     for name, r in cells.items():
         if r["status"] == "failed":
             lines.append(f"  FAILED {name}: {r.get('error')}\n         see {r.get('html') or r.get('notebook')}")

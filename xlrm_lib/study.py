@@ -47,13 +47,14 @@ def read_metrics(output_dir) -> dict:
 
 # ----------------------------------------------------------------------------------- training
 def training_pairs(data_source: str, lang: str, *, split: str = "train", translate_from: str = "",
-                   mt_backend: str = "apertium", limit: int = 0, seed: int = 0):
+                   mt_backend: str = "apertium", mt_model: str = "", limit: int = 0, seed: int = 0):
     """The pairs an RM for ``lang`` trains on: native ``lang`` rows, or ``translate_from`` rows machine-translated."""
     if translate_from:
         from .translate import translate_pairs
 
         source = data.load_pairs(data_source, langs=[translate_from], split=split, limit=limit or None, seed=seed)
-        return translate_pairs(source, lang, backend=mt_backend, source_lang=translate_from, progress=False)
+        return translate_pairs(source, lang, backend=mt_backend, model=mt_model or None, source_lang=translate_from,
+                               progress=False)
     return data.load_pairs(data_source, langs=[lang], split=split, limit=limit or None, seed=seed)
 
 
@@ -156,3 +157,56 @@ def probe_metrics(shift: dict[str, pd.DataFrame], **labels) -> dict:
     s = shift["summary"]
     return {"kind": "probe", **labels, **closest_to_base(s),
             "summary": s.round(4).to_dict(orient="records")}
+
+
+# ----------------------------------------------------------------------------------- best-of-n
+def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded", split: str = "test", n: int = 4,
+                    judge: str = "gold", english: str = "en", batch_size: int = 64, seed: int = 0) -> dict:
+    """Best-of-n with every RM on the same candidate pools; win rates under a judge that is none of the RMs.
+
+    ``judge`` is ``"gold"`` (the pool's gold labels) or the directory / name of a held-out judge RM.
+    Returns tables: ``picks`` (every RM's pick per prompt), ``vs_random`` (each RM vs a random pick),
+    ``headline_native`` / ``headline_translated`` (English RM's pick vs the target RM's pick).
+    """
+    from . import align
+
+    if judge != "gold" and (judge in rm_dirs or str(judge) in map(str, rm_dirs.values())):
+        raise ValueError(f"judge {judge!r} is one of the compared RMs: it would grade itself; "
+                         "use 'gold' or a held-out RM")
+    pairs = data.load_pairs(source, langs=langs, split=split)
+    cands = align.candidate_pool(pairs, n=n, seed=seed)
+    picks = {}
+    for name, d in rm_dirs.items():
+        model, tok = models.load_reward_model(d)
+        picks[name] = align.best_of_n(align.score_candidates(model, tok, cands, batch_size=batch_size), rm=name)
+    judge_obj = judge
+    if judge != "gold":
+        model, tok = models.load_reward_model(judge)
+        judge_obj = align.score_candidates(model, tok, cands, batch_size=batch_size)
+        judge_obj.attrs["name"] = str(judge)
+    out = {"picks": pd.concat(picks.values(), ignore_index=True),
+           "vs_random": align.win_rate_table(picks, align.random_picks(cands, seed=seed), judge_obj, seed=seed,
+                                             judge_name=str(judge))}
+    for label, fmt in (("native", "{lang}"), ("translated", "{lang}-mt")):
+        if has_targets(picks, langs, english=english, target_fmt=fmt):
+            out[f"headline_{label}"] = align.headline_win_rates(picks, judge_obj, english=english, target_fmt=fmt,
+                                                                seed=seed, judge_name=str(judge))
+    return out
+
+
+def has_targets(rm_names, langs, *, english: str = "en", target_fmt: str = "{lang}") -> bool:
+    """Whether a headline comparison exists: an English RM and at least one target RM named ``target_fmt``."""
+    names = set(rm_names)
+    return english in names and any(target_fmt.format(lang=lang) in names - {english} for lang in langs)
+
+
+def align_metrics(tables: dict, **labels) -> dict:
+    out = {"kind": "align", **labels}
+    for name in ("headline_native", "headline_translated"):
+        if name in tables:
+            avg = tables[name][tables[name]["lang"] == "average"]
+            if len(avg):
+                r = avg.iloc[0]
+                out[name] = {"win_rate": round(float(r["win_rate"]), 4),
+                             "ci": [round(float(r["ci_low"]), 4), round(float(r["ci_high"]), 4)]}
+    return out
