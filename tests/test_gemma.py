@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from xlrm_lib.formatting import TextFormat
+
 from conftest import make_pairs
 from xlrm_lib.evaluate import score_pairs
 from xlrm_lib.models import load_reward_model
@@ -62,15 +64,13 @@ def test_model_dir_is_dense_safetensors(gemma):
         assert {f.get_slice(k).get_dtype() for k in keys} == {"F32"}  # dequantised, no packed GGUF blocks
 
 
-def test_tokenizer_pad_and_chat_template(gemma):
+def test_tokenizer_pad_and_plain_format(gemma):
     _, model, tok = gemma
     assert tok.pad_token == "<pad>" and tok.pad_token_id != tok.eos_token_id
     assert model.config.pad_token_id == tok.pad_token_id
-    text = tok.apply_chat_template([{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}],
-                                   tokenize=False)
-    assert text == "<bos><start_of_turn>user\nHi?<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n"
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    assert ids[:2] == tok.convert_tokens_to_ids(["<bos>", "<start_of_turn>"])  # turn markers stay whole
+    # the base model carries no chat template, so RMs and policies use the documented plain format
+    assert not tok.chat_template
+    assert TextFormat().resolved(tok).template == "plain"
 
 
 def test_weights_are_the_pretrained_ones(gemma):

@@ -176,53 +176,6 @@ def build_me5_small(dest: Path) -> None:
         (tmp / "XLRM_SOURCE.json").write_text(json.dumps({"backbone": "me5-small", "source": config.xlrm_source}))
 
 
-# Gemma 3's chat template as Google ships it (tokenizer_config.json of the google/gemma-3-* checkpoints). The
-# packaged GGUF carries none (no ``tokenizer.chat_template`` key), and without one TextFormat("auto") would fall
-# back to the plain "User: ... Assistant: ..." rendering instead of Gemma's turn markers.
-_GEMMA3_CHAT_TEMPLATE = (
-    "{{ bos_token }}\n"
-    "{%- if messages[0]['role'] == 'system' -%}\n"
-    "    {%- if messages[0]['content'] is string -%}\n"
-    "        {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}\n"
-    "    {%- else -%}\n"
-    "        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\\n\\n' -%}\n"
-    "    {%- endif -%}\n"
-    "    {%- set loop_messages = messages[1:] -%}\n"
-    "{%- else -%}\n"
-    "    {%- set first_user_prefix = \"\" -%}\n"
-    "    {%- set loop_messages = messages -%}\n"
-    "{%- endif -%}\n"
-    "{%- for message in loop_messages -%}\n"
-    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
-    "        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n"
-    "    {%- endif -%}\n"
-    "    {%- if (message['role'] == 'assistant') -%}\n"
-    "        {%- set role = \"model\" -%}\n"
-    "    {%- else -%}\n"
-    "        {%- set role = message['role'] -%}\n"
-    "    {%- endif -%}\n"
-    "    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else \"\") }}\n"
-    "    {%- if message['content'] is string -%}\n"
-    "        {{ message['content'] | trim }}\n"
-    "    {%- elif message['content'] is iterable -%}\n"
-    "        {%- for item in message['content'] -%}\n"
-    "            {%- if item['type'] == 'image' -%}\n"
-    "                {{ '<start_of_image>' }}\n"
-    "            {%- elif item['type'] == 'text' -%}\n"
-    "                {{ item['text'] | trim }}\n"
-    "            {%- endif -%}\n"
-    "        {%- endfor -%}\n"
-    "    {%- else -%}\n"
-    "        {{ raise_exception(\"Invalid content type\") }}\n"
-    "    {%- endif -%}\n"
-    "    {{ '<end_of_turn>\\n' }}\n"
-    "{%- endfor -%}\n"
-    "{%- if add_generation_prompt -%}\n"
-    "    {{'<start_of_turn>model\\n'}}\n"
-    "{%- endif -%}\n"
-)
-
-
 def _dense_gguf_kwargs() -> dict:
     """``from_pretrained`` options that give plain dense weights from a GGUF file.
 
@@ -264,10 +217,9 @@ def build_gemma3_270m(dest: Path) -> None:
     if getattr(model, "hf_quantizer", None) is not None or getattr(model.config, "quantization_config", None):
         raise RuntimeError("gemma3-270m: transformers left the GGUF quantizer on the model, so save_pretrained would "
                            f"refuse it or save packed blocks (transformers {transformers.__version__})")
-    if not tok.chat_template:  # keep a template the GGUF carries; this one has none
-        tok.chat_template = _GEMMA3_CHAT_TEMPLATE
-    # Generation under the chat template must stop at the end of the model's turn, not only at <eos>
-    # (Google's gemma-3 generation_config lists both).
+    # The packaged weights are the pretrained (base) model and its GGUF carries no chat template: base Gemma
+    # answers well in the plain "User: ... Assistant: ..." format and degenerates under the instruction
+    # template, so none is added and TextFormat("auto") picks "plain". Stop generation at a turn end too.
     end_of_turn = tok.convert_tokens_to_ids("<end_of_turn>")
     if end_of_turn is not None and end_of_turn != tok.unk_token_id:
         model.generation_config.eos_token_id = [tok.eos_token_id, end_of_turn]

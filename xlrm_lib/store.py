@@ -72,6 +72,9 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it private; the result is an ordinary directory
+        for f in tmp.rglob("*"):  # and some writers (safetensors) make their files private too
+            if f.is_file():
+                os.chmod(f, 0o666 & ~_UMASK)
         if dest.exists():  # a concurrent writer finished first, or a forced rebuild
             shutil.rmtree(dest)
         os.replace(tmp, dest)

