@@ -26,6 +26,7 @@ runs interleaved (see ``harness.py``). Timing is never asserted anywhere: it is 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import math
 import shutil
@@ -249,6 +250,32 @@ def synthetic_backbone(dest: Path, *, tiny: bool, seed: int = 0) -> tuple[Path, 
     return dest, n_nonemb
 
 
+@contextlib.contextmanager
+def word_tokenizer_loading(backbone: Path):
+    """While benchmarking, load ``backbone``'s word tokenizer as saved.
+
+    transformers 5's ``AutoTokenizer`` swaps in the tokenizer class registered for the model type (Qwen2's BPE),
+    which cannot read a word-level ``tokenizer.json``; this scoped patch of ``xlrm_lib.models._load_tokenizer``
+    loads it with ``PreTrainedTokenizerFast`` for this one directory and leaves every other load untouched.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    from xlrm_lib import models
+
+    original = models._load_tokenizer
+
+    def load(path, trust_remote_code):
+        if Path(path) == Path(backbone):
+            return PreTrainedTokenizerFast.from_pretrained(path)
+        return original(path, trust_remote_code)
+
+    models._load_tokenizer = load
+    try:
+        yield
+    finally:
+        models._load_tokenizer = original
+
+
 def synthetic_pairs(n: int, *, tiny: bool, vocab: int, seed: int = 0):
     """``n`` pairs of random-token texts; sequence lengths log-normal (median 300, clipped 32-1024; tiny: 24, 8-64).
 
@@ -293,9 +320,10 @@ def bench_synthetic(a) -> dict:
                 "trl": lambda p, s: run_trl(str(backbone), p, steps=s, workdir=work, trl_input="ids",
                                             gradient_checkpointing=not a.trl_no_gc, **shared)}
     print(f"# warm-up: {a.warmup_steps} step(s) each; then {a.repeats} x {a.steps} steps", flush=True)
-    for fn in variants.values():
-        fn(warm_pairs, a.warmup_steps)
-    runs = harness.interleaved({n: (lambda fn=fn: fn(pairs, a.steps)) for n, fn in variants.items()}, a.repeats)
+    with word_tokenizer_loading(backbone):
+        for fn in variants.values():
+            fn(warm_pairs, a.warmup_steps)
+        runs = harness.interleaved({n: (lambda fn=fn: fn(pairs, a.steps)) for n, fn in variants.items()}, a.repeats)
     rows = []
     for n, rs in runs.items():
         for r in rs:

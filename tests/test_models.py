@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import VOCAB, make_pairs, save_model, tiny_bert, tiny_llama, word_tokenizer
+from conftest import VOCAB, make_pairs, save_model, tiny_llama, word_tokenizer
 from xlrm_lib.backbones import PACKAGED
 from xlrm_lib.evaluate import score_pairs, score_texts
 from xlrm_lib.models import is_decoder, load_backbone, load_reward_model, resolve_backbone

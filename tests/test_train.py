@@ -17,7 +17,7 @@ from xlrm_lib import train as train_mod
 from xlrm_lib.evaluate import score_pairs
 from xlrm_lib.formatting import FORMAT_FILE, TextFormat
 from xlrm_lib.models import load_reward_model
-from xlrm_lib.train import CARD_FILE, RewardConfig, bt_loss, read_card, train_reward_model
+from xlrm_lib.train import RewardConfig, bt_loss, read_card, train_reward_model
 
 FAST = dict(epochs=1, batch_size=4, bf16=False, progress=False, max_length=32)
 
