@@ -83,6 +83,8 @@ def main(argv=None) -> dict:
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                    help="model weights (the |delta| <= 1e-4 check applies to float32)")
     p.add_argument("--max-length", type=int, default=256, help="format max_length for a model without xlrm_format.json")
+    p.add_argument("--bf16-variant", action="store_true",
+                   help="also time our opt-in bf16-autocast scoring (scores move by ~1e-2; reported apart)")
     p.add_argument("--tiny", action="store_true", help="tiny in-process model (smoke runs; numbers mean nothing)")
     p.add_argument("--json", default=None, help="results file (default benchmarks/results/bench_score-<time>.json)")
     a = p.parse_args(argv)
@@ -118,10 +120,18 @@ def main(argv=None) -> dict:
         (r, s) = harness.timed(lambda: score_baseline(pipe, tok, pairs, fmt, batch_size=a.baseline_batch_size))
         return {"seconds": s, "pairs_per_s": len(pairs) / s, "_scores": r.tolist()}
 
+    def ours_bf16():
+        (df, s) = harness.timed(lambda: score_pairs(model, tok, pairs, fmt=fmt, batch_size=a.batch_size, bf16=True))
+        return {"seconds": s, "pairs_per_s": len(pairs) / s,
+                "_scores": df["reward_chosen"].tolist() + df["reward_rejected"].tolist()}
+
     warm = pairs.select(range(min(16, len(pairs))))  # warm-up: kernels, allocator, pipeline set-up
     score_pairs(model, tok, warm, fmt=fmt, batch_size=a.batch_size)
     score_baseline(pipe, tok, warm, fmt, batch_size=a.baseline_batch_size)
-    runs = harness.interleaved({"ours": ours, "pipeline": base}, a.repeats)
+    variants = {"ours": ours, "pipeline": base}
+    if a.bf16_variant:
+        variants["ours-bf16"] = ours_bf16
+    runs = harness.interleaved(variants, a.repeats)
 
     delta = float(np.max(np.abs(np.array(runs["ours"][-1]["_scores"]) - np.array(runs["pipeline"][-1]["_scores"]))))
     ratio = harness.paired_ratio(runs["ours"], runs["pipeline"], "pairs_per_s")
@@ -134,6 +144,16 @@ def main(argv=None) -> dict:
     print(f"max |score delta| = {delta:.3g}" + ("" if ok is None else f" ({'OK' if ok else 'FAILS'} <= 1e-4)"))
     sp = ratio["median_of_ratios"]
     print(f"ours/pipeline: pairs/s x{sp:.2f}  [goal >= 3x: {'met' if sp >= 3 else 'NOT met'}]")
+    if "ours-bf16" in runs:
+        rb = harness.paired_ratio(runs["ours-bf16"], runs["pipeline"], "pairs_per_s")["median_of_ratios"]
+        sb = np.array(runs["ours-bf16"][-1]["_scores"])
+        sp32 = np.array(runs["pipeline"][-1]["_scores"])
+        n = len(sb) // 2
+        agree = float(np.mean((sb[:n] > sb[n:]) == (sp32[:n] > sp32[n:])))
+        print(f"ours-bf16/pipeline(fp32): pairs/s x{rb:.2f}; max |delta| {np.max(np.abs(sb - sp32)):.3g}; "
+              f"same pairwise verdict on {agree:.1%} of pairs (bf16 is opt-in: score_pairs(..., bf16=True))")
+        ratio["bf16_median_of_ratios"] = rb
+        ratio["bf16_verdict_agreement"] = agree
     for rs in runs.values():
         for r in rs:
             r.pop("_scores")

@@ -32,9 +32,13 @@ def model_format(model, default: TextFormat | None = None) -> TextFormat:
     return fmt or default or TextFormat()
 
 
-@torch.no_grad()
-def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32) -> np.ndarray:
-    """Rewards ``(n,)`` of token-id sequences, batched by length (sorted), no gradients."""
+@torch.inference_mode()
+def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32, bf16: bool = False) -> np.ndarray:
+    """Rewards ``(n,)`` of token-id sequences, batched by length (sorted), no gradients.
+
+    ``bf16=True`` runs the forward under bfloat16 autocast: ~2.7x faster on a CPU with AMX, but rewards move
+    by ~1e-2, so the exact (fp32) path is the default.
+    """
     model.eval()
     device = next(model.parameters()).device
     order = np.argsort([len(s) for s in seqs], kind="stable")
@@ -43,7 +47,8 @@ def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32
         idx = order[start : start + batch_size]
         batch = pad_batch([seqs[i] for i in idx], tokenizer.pad_token_id, tokenizer.padding_side)
         batch = {k: v.to(device) for k, v in batch.items()}
-        logits = model(**forward_kwargs(model, batch)).logits
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(**forward_kwargs(model, batch)).logits
         if logits.shape[-1] != 1:
             raise ValueError(f"model has {logits.shape[-1]} outputs; a reward model has one (num_labels=1)")
         out[idx] = logits[:, 0].float().cpu().numpy()
@@ -51,7 +56,7 @@ def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32
 
 
 def score_pairs(model, tokenizer, pairs, *, batch_size: int = 32, fmt: TextFormat | None = None,
-                **labels) -> pd.DataFrame:
+                bf16: bool = False, **labels) -> pd.DataFrame:
     """Score every pair: a per-pair table with :data:`SCORE_COLUMNS` (+ constant ``labels`` columns).
 
     Chosen and rejected sequences of all pairs are sorted by length together, so padding is minimal and the
@@ -62,7 +67,7 @@ def score_pairs(model, tokenizer, pairs, *, batch_size: int = 32, fmt: TextForma
     fmt = (fmt or model_format(model)).resolved(tokenizer)
     chosen = encode(tokenizer, pairs["prompt"], pairs["chosen"], fmt)
     rejected = encode(tokenizer, pairs["prompt"], pairs["rejected"], fmt)
-    rewards = score_texts(model, tokenizer, chosen + rejected, batch_size=batch_size)
+    rewards = score_texts(model, tokenizer, chosen + rejected, batch_size=batch_size, bf16=bf16)
     rc, rr = rewards[: len(chosen)], rewards[len(chosen) :]
     # identical token ids (e.g. answers that differ only before a left truncation) are an exact tie; two rows
     # of one padded batch can differ by ~1e-9 in float, which would otherwise decide such a pair at random

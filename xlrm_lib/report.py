@@ -92,10 +92,52 @@ def write_figures(figures: dict, out_dir) -> list[Path]:
     return paths
 
 
-def save_tables(output_dir, *, matrix: pd.DataFrame, headlines: dict, accuracy: pd.DataFrame, key_numbers: dict) -> Path:
-    """The report's CSVs (transfer matrix, headline differences, accuracies) and its metrics.json."""
+def tables(rep: dict, *, english: str = "en") -> dict:
+    """The report's tables from :func:`collect`: whatever the run produced (missing stages are left out)."""
+    out = {}
+    if not rep["scores"].empty:
+        scores = rep["scores"]
+        heads = headlines(scores, english=english)
+        out.update(matrix=evaluate.transfer_matrix(scores), accuracy=evaluate.accuracy_table(scores), headlines=heads,
+                   key_numbers=key_numbers(scores, heads, english=english))
+    if rep.get("probe"):
+        out["probe_cka"] = rep["probe"].get("cka")
+        out["probe_summary"] = rep["probe"].get("summary")
+    if rep.get("align"):
+        for label in ("native", "translated"):
+            if f"headline_{label}" in rep["align"]:
+                out[f"align_{label}"] = rep["align"][f"headline_{label}"]
+    return out
+
+
+def figures(t: dict) -> dict:
+    """Figures for the tables of :func:`tables` (name -> plotly figure); only those the run has data for."""
+    from . import plots
+
+    figs = {}
+    if "matrix" in t:
+        figs["transfer_matrix"] = plots.transfer_heatmap(t["matrix"])
+        figs["categories"] = plots.category_bars(t["accuracy"])
+        for label, table in t["headlines"].items():
+            figs[f"english_vs_{label}"] = plots.english_vs_target_bars(table)
+    if t.get("probe_cka") is not None:
+        figs["cka_by_layer"] = plots.cka_by_layer(t["probe_cka"])
+    for label in ("native", "translated"):
+        if f"align_{label}" in t:
+            figs[f"best_of_n_{label}"] = plots.win_rate_bars(t[f"align_{label}"])
+    return figs
+
+
+def save_tables(output_dir, t: dict) -> Path:
+    """The report's CSVs (transfer matrix, headline differences, accuracies, shift, win rates) and metrics.json."""
     from .study import save_outputs
 
-    tables = {"transfer_matrix.csv": matrix.reset_index(), "accuracy.csv": accuracy}
-    tables.update({f"english_vs_{label}.csv": t for label, t in headlines.items()})
-    return save_outputs(output_dir, {"kind": "report", **key_numbers}, tables)
+    files = {}
+    if "matrix" in t:
+        files["transfer_matrix.csv"] = t["matrix"].reset_index()
+        files["accuracy.csv"] = t["accuracy"]
+        files.update({f"english_vs_{label}.csv": h for label, h in t["headlines"].items()})
+    for name in ("probe_summary", "align_native", "align_translated"):
+        if t.get(name) is not None:
+            files[f"{name}.csv"] = t[name]
+    return save_outputs(output_dir, {"kind": "report", **t.get("key_numbers", {})}, files)
