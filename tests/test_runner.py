@@ -4,6 +4,7 @@ Execution tests use tiny stand-in notebooks (no torch) with the same parameter n
 the spec's ``notebooks_dir``; one slow test runs the real notebooks on params/smoke.yaml.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -259,3 +260,20 @@ def pd_read(path):
     import pandas as pd
 
     return pd.read_csv(path)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is an optional extra: pip install -e '.[ray]'")
+def test_ray_executor_runs_the_same_grid(fake_notebooks, tmp_path, monkeypatch):
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        spec = _spec(fake_notebooks, tmp_path, langs=["en", "ko"])
+        summary = runner.run(spec, executor="ray", jobs=2, progress=False)
+        assert summary["failed"] == 0, runner.format_summary(summary)
+        assert {r["status"] for r in summary["cells"].values()} == {"ok"}
+        again = runner.run(spec, executor="ray", jobs=2, progress=False)  # same content addresses: nothing runs
+        assert {r["status"] for r in again["cells"].values()} == {"skipped"}
+    finally:
+        ray.shutdown()

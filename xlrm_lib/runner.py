@@ -365,6 +365,9 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
     _check_writable(run_dir)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    threads_set = executor == "local" and jobs > 1 and "OMP_NUM_THREADS" not in os.environ
+    if threads_set:  # kernels inherit it: N notebooks x all cores each would oversubscribe the CPU
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     submit = _executor(executor, jobs)
     kernel = kernel or spec.get("kernel") or "python3"
     results: dict[str, dict] = {}
@@ -406,6 +409,8 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
                     bar.update(1)
     finally:
         bar.close()
+        if threads_set:
+            del os.environ["OMP_NUM_THREADS"]
     report = run_dir / "report" / "report.html"
     if report.exists():
         import shutil

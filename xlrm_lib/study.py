@@ -169,10 +169,13 @@ def probe_metrics(shift: dict[str, pd.DataFrame], **labels) -> dict:
 
 # ----------------------------------------------------------------------------------- best-of-n
 def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded", split: str = "test", n: int = 4,
-                    judge: str = "gold", english: str = "en", batch_size: int = 64, seed: int = 0) -> dict:
+                    limit: int = 0, judge: str = "gold", english: str = "en", batch_size: int = 64,
+                    seed: int = 0) -> dict:
     """Best-of-n with every RM on the same candidate pools; win rates under a judge that is none of the RMs.
 
     ``judge`` is ``"gold"`` (the pool's gold labels) or the directory / name of a held-out judge RM.
+    ``limit`` keeps that many items (prompts) per language, drawn with ``seed``; 0 keeps all. Each RM scores
+    ``n x items x languages`` candidates, so this is what the step costs.
     Returns tables: ``picks`` (every RM's pick per prompt), ``vs_random`` (each RM vs a random pick),
     ``headline_native`` / ``headline_translated`` (English RM's pick vs the target RM's pick).
     """
@@ -182,7 +185,7 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
         raise ValueError(f"judge {judge!r} is one of the compared RMs: it would grade itself; "
                          "use 'gold' or a held-out RM")
     pairs = data.load_pairs(source, langs=langs, split=split)
-    cands = align.candidate_pool(pairs, n=n, seed=seed)
+    cands = align.candidate_pool(pairs, n=n, seed=seed, limit=limit or None)
     picks = {}
     for name, d in rm_dirs.items():
         model, tok = models.load_reward_model(d)
