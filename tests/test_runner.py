@@ -277,3 +277,12 @@ def test_ray_executor_runs_the_same_grid(fake_notebooks, tmp_path, monkeypatch):
         assert {r["status"] for r in again["cells"].values()} == {"skipped"}
     finally:
         ray.shutdown()
+
+
+def test_only_runs_selected_stages_on_finished_upstream(fake_notebooks, tmp_path):
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"])
+    with pytest.raises(runner.ParamError, match="--only leaves out 1 unfinished upstream"):
+        runner.run(spec, only=["evaluate"], progress=False)
+    runner.run(spec, only=["train"], progress=False)
+    summary = runner.run(spec, only=["evaluate"], force=True, progress=False)
+    assert {k: v["status"] for k, v in summary["cells"].items()} == {"evaluate/me5-small-s42-en": "ok"}

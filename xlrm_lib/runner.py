@@ -357,11 +357,12 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
     if outputs_dir:
         spec["_outputs"] = str(outputs_dir)
     cells = plan(spec)
+    run_dir = Path(spec.get("_outputs", REPO / "outputs")) / str(spec["run"])
     if only:
         stages = set(only)
         cells = [c for c in cells if c.stage in stages]
+        _check_upstream(cells, run_dir)
     validate(cells)
-    run_dir = Path(spec.get("_outputs", REPO / "outputs")) / str(spec["run"])
     _check_writable(run_dir)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -422,6 +423,17 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
                "failed": sum(r["status"] == "failed" for r in results.values())}
     store.write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _check_upstream(cells: list[Cell], run_dir: Path) -> None:
+    """With ``only``, dependencies outside the selected stages must have finished in an earlier run."""
+    selected = {c.name for c in cells}
+    missing = sorted({d for c in cells for d in c.deps if d not in selected and not (run_dir / d / DONE_FILE).exists()})
+    if missing:
+        raise ParamError(f"--only leaves out {len(missing)} unfinished upstream notebook(s), e.g. {missing[:3]}; "
+                         "run those stages first (or drop --only)")
+    for c in cells:  # finished upstream cells count as done: drop them from the dependency lists
+        c.deps = [d for d in c.deps if d in selected]
 
 
 def _check_writable(run_dir: Path) -> None:
