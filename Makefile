@@ -11,7 +11,7 @@ PARAMS ?= params/default.yaml
 JOBS   ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup extras demo smoke test test-all lab bench clean-outputs
+.PHONY: setup extras demo smoke test test-slow test-all lab bench clean-outputs
 
 setup: $(VENV)/.xlrm-installed
 
@@ -40,6 +40,9 @@ smoke: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 test-all: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
