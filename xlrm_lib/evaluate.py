@@ -21,6 +21,9 @@ from .data import CATEGORIES
 from .formatting import TextFormat, encode, forward_kwargs, pad_batch
 from .stats import bootstrap_ci, category_mean_boot, ci_from_draws, mcnemar_exact
 
+TRANSLATED_SUFFIX = "-mt"  # a translate-train RM for language t is named t + this suffix (e.g. "es-mt")
+HEADLINE_TARGETS = {"native": "{lang}", "translated": "{lang}" + TRANSLATED_SUFFIX}  # label -> target RM name
+
 SCORE_COLUMNS = ["id", "lang", "category", "subset", "reward_chosen", "reward_rejected", "margin", "correct", "tie",
                  "len_chosen", "len_rejected"]
 

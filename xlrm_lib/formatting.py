@@ -121,8 +121,12 @@ def pad_batch(seqs: list[list[int]], pad_token_id: int, padding_side: str = "rig
         sl = slice(width - len(s), width) if padding_side == "left" else slice(0, len(s))
         ids[i, sl] = torch.tensor(s, dtype=torch.long)
         mask[i, sl] = 1
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    return {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": position_ids(mask)}
+
+
+def position_ids(attention_mask):
+    """Positions that count real tokens only ``(batch, width)``: left padding leaves them unchanged."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def forward_kwargs(model, batch: dict) -> dict:

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from . import store
+from .formatting import forward_kwargs, position_ids
 from .models import is_decoder
 
 POOLINGS = ("auto", "mean", "cls", "last")
@@ -84,11 +85,10 @@ def _forward(body, enc, pooling: str, layers, start: int) -> torch.Tensor:
     if pooling == "cls" and not bool(mask[:, 0].all()):
         raise ValueError("pooling='cls' reads position 0, which is padding here; "
                          "set tokenizer.padding_side = 'right'")
-    accepts = inspect.signature(body.forward).parameters
-    kwargs = {"input_ids": ids, "attention_mask": mask, "output_hidden_states": True}
-    if "position_ids" in accepts:  # positions count real tokens only, so left padding changes nothing
-        kwargs["position_ids"] = (mask.long().cumsum(1) - 1).clamp(min=0)
-    if "use_cache" in accepts:
+    # positions count real tokens only, so left padding changes nothing
+    kwargs = forward_kwargs(body, {"input_ids": ids, "attention_mask": mask, "position_ids": position_ids(mask),
+                                   "output_hidden_states": True})
+    if "use_cache" in inspect.signature(body.forward).parameters:
         kwargs["use_cache"] = False
     hs = body(**kwargs).hidden_states
     if hs is None:

@@ -50,7 +50,7 @@ def collect(run_dir) -> dict:
 def headlines(scores: pd.DataFrame, *, english: str = "en", n_boot: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
     """English RM minus target RM per language: vs native target RMs and vs translate-train (``-mt``) RMs."""
     out = {}
-    for label, fmt in (("native", "{lang}"), ("translated", "{lang}-mt")):
+    for label, fmt in evaluate.HEADLINE_TARGETS.items():
         if has_targets(set(scores["source"]), set(scores["lang"]), english=english, target_fmt=fmt):
             out[label] = evaluate.english_vs_target(scores, english=english, target_source=fmt, n_boot=n_boot, seed=seed)
     return out

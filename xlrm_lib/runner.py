@@ -165,6 +165,8 @@ def _placeholder(schema, key):
 # ----------------------------------------------------------------------------------- planning
 def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
     """Expand a spec into cells in dependency order (see the module docstring for the format)."""
+    from .evaluate import TRANSLATED_SUFFIX
+
     nb_dir = Path(notebooks_dir or spec.get("notebooks_dir") or REPO / "notebooks")
     nb = lambda stage: nb_dir / f"{NOTEBOOKS[stage]}.ipynb"  # noqa: E731
     run_dir = Path(spec.get("_outputs", REPO / "outputs")) / str(spec["run"])
@@ -201,7 +203,8 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
         skipped = {id(t) for t, _ in unavailable_translations(spec)}
         for t in translated:
             if id(t) not in skipped:
-                rm_specs.append((f"{t['to']}-mt", t["to"], t["from"], t.get("backend", "apertium"), t.get("model", "")))
+                rm_specs.append((t["to"] + TRANSLATED_SUFFIX, t["to"], t["from"], t.get("backend", "apertium"),
+                                 t.get("model", "")))
         for rm_name, lang, src, *mt in rm_specs:
             extra = {"translate_from": src, "mt_backend": mt[0], "mt_model": mt[1]} if src else {}
             add("train", f"train/{tag}-{rm_name}",
@@ -373,6 +376,7 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
     kernel = kernel or spec.get("kernel") or "python3"
     results: dict[str, dict] = {}
     pending = {c.name: c for c in cells}
+    resolved: dict[str, tuple[dict, str]] = {}
     running: dict = {}
     from tqdm.auto import tqdm
 
@@ -386,8 +390,10 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
                 elif None in states:
                     continue  # a dependency is still pending or running
                 else:
-                    params = _resolve_inputs(cell, run_dir)
-                    key = cell_key(cell, params)
+                    if name not in resolved:  # once per cell, not on every poll while it waits for a slot
+                        params = _resolve_inputs(cell, run_dir)
+                        resolved[name] = (params, cell_key(cell, params))
+                    params, key = resolved[name]
                     if not force and is_done(run_dir / cell.name, key):
                         results[name] = {"status": "skipped", "notebook": str(run_dir / cell.name)}
                     elif len(running) >= jobs:

@@ -198,7 +198,7 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     out = {"picks": pd.concat(picks.values(), ignore_index=True),
            "vs_random": align.win_rate_table(picks, align.random_picks(cands, seed=seed), judge_obj, seed=seed,
                                              judge_name=str(judge))}
-    for label, fmt in (("native", "{lang}"), ("translated", "{lang}-mt")):
+    for label, fmt in evaluate.HEADLINE_TARGETS.items():
         if has_targets(picks, langs, english=english, target_fmt=fmt):
             out[f"headline_{label}"] = align.headline_win_rates(picks, judge_obj, english=english, target_fmt=fmt,
                                                                 seed=seed, judge_name=str(judge))

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -226,7 +227,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     key_obj = {"backbone": backbone_fingerprint(backbone), "data": data_fingerprint(pairs), "config": asdict(cfg),
                "trainer": TRAINER_VERSION}
     key = fingerprint(key_obj)
-    out = Path(output_dir) if output_dir else cache_dir("models") / f"{name or 'rm'}-{key}"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "rm")  # a hub id or path in the name must not nest dirs
+    out = Path(output_dir) if output_dir else cache_dir("models") / f"{slug}-{key}"
     if (out / CARD_FILE).exists() and not force:
         card = read_card(out)
         if card.get("key") != key:
