@@ -42,22 +42,23 @@ H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s of one H100 SXM, the MFU denominato
 
 # ----------------------------------------------------------------------------------- the two trainers
 def run_ours(backbone, pairs, *, steps: int, batch_size: int, lr: float, max_length: int, bf16: bool,
-             seed: int, workdir: Path, device=None) -> dict:
-    """One training run of OURS for ``steps`` optimizer steps; measurements + the saved model directory."""
-    import torch
+             seed: int, workdir: Path, device=None, **config) -> dict:
+    """One training run of OURS for ``steps`` optimizer steps; measurements + the saved model directory.
 
+    ``config``: further :class:`xlrm_lib.train.RewardConfig` fields (e.g. ``packing=False`` for an ablation).
+    """
     from xlrm_lib.train import read_card, train_reward_model
 
     steps_per_epoch = math.ceil(len(pairs) / batch_size)
     _reset_peak()
     path = train_reward_model(backbone, pairs, output_dir=workdir / "ours", force=True, progress=False,
                               batch_size=batch_size, epochs=steps / steps_per_epoch, lr=lr,
-                              max_length=max_length, bf16=bf16, seed=seed, device=device)
+                              max_length=max_length, bf16=bf16, seed=seed, device=device, **config)
     card = read_card(path)
     m = card["train_metrics"]
     logged = [h["accuracy"] for h in card["log_history"] if "accuracy" in h]
     return _measure(steps * batch_size, m["real_tokens"], m["train_runtime"], logged[-1] if logged else None,
-                    model_dir=str(path), peak=_peak()) | {"loss": m.get("train_loss")}
+                    model_dir=str(path), peak=_peak()) | {"loss": m.get("train_loss"), "packed": card.get("packed")}
 
 
 def run_trl(backbone, pairs, *, steps: int, batch_size: int, lr: float, max_length: int, bf16: bool,
@@ -318,12 +319,25 @@ def bench_synthetic(a) -> dict:
     # TRL gets our exact token ids (its processed form), so both train on identical tokens
     variants = {"ours": lambda p, s: run_ours(str(backbone), p, steps=s, workdir=work, **shared),
                 "trl": lambda p, s: run_trl(str(backbone), p, steps=s, workdir=work, trl_input="ids",
-                                            gradient_checkpointing=not a.trl_no_gc, **shared)}
-    print(f"# warm-up: {a.warmup_steps} step(s) each; then {a.repeats} x {a.steps} steps", flush=True)
+                                            gradient_checkpointing=not a.trl_no_gc, **shared),
+                # ablation: our trainer with padded, length-grouped batches instead of packed rows
+                "ours-padded": lambda p, s: run_ours(str(backbone), p, steps=s, workdir=work, packing=False,
+                                                     **shared)}
     with word_tokenizer_loading(backbone):
+        try:
+            check = packed_check(backbone, pairs, bf16=bf16)
+        except Exception as e:  # noqa: BLE001 - a kernel failure must not cost the rest of a GPU lease
+            check = {"error": repr(e)}
+            variants["ours"] = lambda p, s: run_ours(str(backbone), p, steps=s, workdir=work, packing=False, **shared)
+        print(f"# packed vs padded rewards: {check}", flush=True)
+        print(f"# warm-up: {a.warmup_steps} step(s) each; then {a.repeats} x {a.steps} steps", flush=True)
         for fn in variants.values():
             fn(warm_pairs, a.warmup_steps)
-        runs = harness.interleaved({n: (lambda fn=fn: fn(pairs, a.steps)) for n, fn in variants.items()}, a.repeats)
+        runs = harness.interleaved({n: (lambda fn=fn: fn(pairs, a.steps)) for n, fn in variants.items()}, a.repeats,
+                                   keep_going=True, verbose=True)
+    runs = {n: rs for n, rs in runs.items() if rs}  # a failed variant was reported and dropped
+    if "ours" not in runs or "trl" not in runs:
+        raise SystemExit(f"no ratio: ours or TRL failed (finished: {sorted(runs)})")
     rows = []
     for n, rs in runs.items():
         for r in rs:
@@ -333,14 +347,61 @@ def bench_synthetic(a) -> dict:
                      "MFU (H100 bf16)": harness.median(r["mfu_h100"] for r in rs),
                      "peak GiB": max((r["peak"] or 0) for r in rs) or None, "runs": len(rs)})
     ratios = {k: harness.paired_ratio(runs["ours"], runs["trl"], k) for k in ("pairs_per_s", "tokens_per_s")}
+    if "ours-padded" in runs:
+        ratios["padded_pairs_per_s"] = harness.paired_ratio(runs["ours-padded"], runs["trl"], "pairs_per_s")
     print(harness.table(rows, list(rows[0])))
-    print(f"ours/TRL: pairs/s x{ratios['pairs_per_s']['median_of_ratios']:.2f}, "
-          f"real tokens/s x{ratios['tokens_per_s']['median_of_ratios']:.2f} ({'bf16' if bf16 else 'fp32'}, "
-          f"batch {batch} pairs, {a.steps} steps, {n_nonemb / 1e6:.1f}M non-embedding params)")
+    sp, mfu = ratios["pairs_per_s"]["median_of_ratios"], rows[0]["MFU (H100 bf16)"]
+    padded = ratios.get("padded_pairs_per_s", {}).get("median_of_ratios") or float("nan")
+    print(f"ours/TRL: pairs/s x{sp:.2f}, real tokens/s x{ratios['tokens_per_s']['median_of_ratios']:.2f}; "
+          f"ours-padded/TRL x{padded:.2f} ({'bf16' if bf16 else 'fp32'}, "
+          f"batch {batch} pairs, {a.steps} steps, {n_nonemb / 1e6:.1f}M non-embedding params, packed: "
+          f"{runs['ours'][-1]['packed']})  [goal >= 5x and MFU >= 15%: "
+          f"{'met' if sp >= 5 and mfu >= 0.15 else 'NOT met'}]")
     return {"mode": "gpu-synthetic", "tiny": a.tiny, "non_embedding_params": n_nonemb, "bf16": bf16,
             "batch_pairs": batch, "max_length": max_len, "n_pairs": len(pairs),
-            "mean_seq_tokens": runs["ours"][0]["real_tokens"] / (2 * len(pairs)),
+            "mean_seq_tokens": runs["ours"][0]["real_tokens"] / (2 * len(pairs)), "packed_check": check,
             "runs": runs, "table": rows, "ratios": ratios, "mfu_peak_flops": H100_BF16_PEAK, "_workdir": work}
+
+
+def packed_check(backbone: Path, pairs, *, bf16: bool, n: int = 16) -> dict:
+    """Rewards of ``n`` sequences packed (the varlen kernel on CUDA) vs the padded classifier (SDPA), same model."""
+    import torch
+
+    from xlrm_lib.formatting import TextFormat, pad_batch
+    from xlrm_lib.models import load_reward_model
+    from xlrm_lib.packing import pack, packed_rewards, supports_packing
+    from xlrm_lib.train import tokenize_pairs
+
+    model, tok = load_reward_model(str(backbone), seed=0)
+    if supports_packing(model):
+        return {"skipped": supports_packing(model)}
+    feats = tokenize_pairs(tok, pairs.select(range(min(n // 2, len(pairs)))), TextFormat("auto", 4096).resolved(tok))
+    seqs = [f["input_ids_chosen"] for f in feats] + [f["input_ids_rejected"] for f in feats]
+    dev = next(model.parameters()).device
+    with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        padded = model(**{k: v.to(dev) for k, v in pad_batch(seqs, tok.pad_token_id, "right").items()}).logits[:, 0]
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):  # with gradients: the backward must run too
+        b = pack(seqs)
+        packed = packed_rewards(model, {k: v.to(dev) if torch.is_tensor(v) else v for k, v in b.items()})
+    packed.sum().backward()
+    grad = model.get_input_embeddings().weight.grad
+    packed, padded = packed.detach(), padded.detach()
+    d = (packed.float() - padded.float()).abs()
+    finite = {}
+    for side in ("left", "right"):  # does a padded backward stay finite with this padding side?
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            r = model(**{k: v.to(dev) for k, v in pad_batch(seqs, tok.pad_token_id, side).items()}).logits
+        r.float().sum().backward()
+        finite[f"padded_{side}_grads_finite"] = all(bool(torch.isfinite(p.grad).all())
+                                                    for p in model.parameters() if p.grad is not None)
+    out = {"n": len(seqs), "max_abs_delta": float(d.max()), "reward_std": float(padded.float().std()), **finite,
+           "same_pair_verdicts": float(((packed[: len(feats)] > packed[len(feats):]) ==
+                                        (padded[: len(feats)] > padded[len(feats):])).float().mean()),
+           "grad_finite": bool(grad is not None and torch.isfinite(grad).all()), "kernel": dev.type == "cuda"}
+    del model
+    _free()
+    return out
 
 
 # ----------------------------------------------------------------------------------- CLI

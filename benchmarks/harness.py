@@ -78,17 +78,33 @@ def quiet() -> None:
 
 
 # ----------------------------------------------------------------------------------- timing
-def interleaved(variants: dict[str, Callable[[], dict]], repeats: int) -> dict[str, list[dict]]:
+def interleaved(variants: dict[str, Callable[[], dict]], repeats: int, *, keep_going: bool = False,
+                verbose: bool = False) -> dict[str, list[dict]]:
     """Run every variant ``repeats`` times in ABBA order; each call returns a dict of measurements.
 
     The order alternates each repeat (A B, B A, A B ...) so neither side always runs right after the other's
-    garbage or cache state.
+    garbage or cache state. ``keep_going``: a variant that raises is reported and dropped, the others go on
+    (on a rented GPU one broken ablation must not cost the whole run). ``verbose``: print each run's pairs/s.
     """
     names = list(variants)
     runs: dict[str, list[dict]] = {n: [] for n in names}
+    failed: set[str] = set()
     for r in range(repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
-            runs[name].append(variants[name]())
+            if name in failed:
+                continue
+            try:
+                runs[name].append(variants[name]())
+            except Exception as e:  # noqa: BLE001
+                if not keep_going:
+                    raise
+                failed.add(name)
+                print(f"# {name} FAILED in round {r + 1}: {e!r}", flush=True)
+                continue
+            if verbose:
+                print(f"# round {r + 1} {name}: {runs[name][-1].get('pairs_per_s', float('nan')):.4g} pairs/s", flush=True)
+    for name in failed:  # unpaired leftovers would skew the paired ratios
+        runs[name] = []
     return runs
 
 

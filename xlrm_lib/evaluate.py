@@ -19,6 +19,7 @@ import torch
 
 from .data import CATEGORIES
 from .formatting import TextFormat, encode, forward_kwargs, pad_batch
+from .packing import kernel_available, pack, packed_rewards, supports_packing
 from .stats import bootstrap_ci, category_mean_boot, ci_from_draws, mcnemar_exact
 
 TRANSLATED_SUFFIX = "-mt"  # a translate-train RM for language t is named t + this suffix (e.g. "es-mt")
@@ -40,21 +41,28 @@ def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32
     """Rewards ``(n,)`` of token-id sequences, batched by length (sorted), no gradients.
 
     ``bf16=True`` runs the forward under bfloat16 autocast: ~2.7x faster on a CPU with AMX, but rewards move
-    by ~1e-2, so the exact (fp32) path is the default.
+    by ~1e-2, so the exact (fp32) path is the default. With ``bf16=True`` a decoder RM on a CUDA GPU is scored
+    padding-free (:mod:`xlrm_lib.packing`, the flash variable-length kernel).
     """
     model.eval()
     device = next(model.parameters()).device
+    packed = bf16 and device.type == "cuda" and kernel_available() and supports_packing(model) is None
     order = np.argsort([len(s) for s in seqs], kind="stable")
     out = np.empty(len(seqs), dtype=np.float64)
     for start in range(0, len(seqs), batch_size):
         idx = order[start : start + batch_size]
-        batch = pad_batch([seqs[i] for i in idx], tokenizer.pad_token_id, tokenizer.padding_side)
-        batch = {k: v.to(device) for k, v in batch.items()}
+        batch_seqs = [seqs[i] for i in idx]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(**forward_kwargs(model, batch)).logits
-        if logits.shape[-1] != 1:
-            raise ValueError(f"model has {logits.shape[-1]} outputs; a reward model has one (num_labels=1)")
-        out[idx] = logits[:, 0].float().cpu().numpy()
+            if packed:
+                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in pack(batch_seqs).items()}
+                rewards = packed_rewards(model, batch)[:, None]
+            else:
+                batch = {k: v.to(device) for k, v in pad_batch(batch_seqs, tokenizer.pad_token_id,
+                                                                 tokenizer.padding_side).items()}
+                rewards = model(**forward_kwargs(model, batch)).logits
+        if rewards.shape[-1] != 1:
+            raise ValueError(f"model has {rewards.shape[-1]} outputs; a reward model has one (num_labels=1)")
+        out[idx] = rewards[:, 0].float().cpu().numpy()
     return out
 
 

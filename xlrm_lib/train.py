@@ -33,11 +33,13 @@ import torch.nn.functional as F
 
 from .formatting import TextFormat, encode, forward_kwargs, pad_batch
 from .models import load_reward_model, resolve_backbone
+from .packing import pack, packed_rewards, supports_packing
 from .store import atomic_dir, cache_dir, file_digest, fingerprint
 
 log = logging.getLogger(__name__)
 CARD_FILE = "xlrm_card.json"
-TRAINER_VERSION = 2  # part of the cache key: bump when a change to this module changes what training produces
+STAT_NAMES = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "rewards/min", "rewards/max")
+TRAINER_VERSION = 3  # part of the cache key: bump when a change to this module changes what training produces
 
 
 @dataclass
@@ -59,17 +61,20 @@ class RewardConfig:
     center_coef: float = 0.0         # reward-centring weight (Eisenstein et al. 2023), TRL's center_rewards_coefficient
     bf16: bool | None = None         # None = bf16 autocast where it is fast (bf16 GPU; CPU with AMX/AVX512-BF16)
     gradient_checkpointing: bool = False
-    group_by_length: bool = True     # batches of similar length: less padding
+    group_by_length: bool = True     # batches of similar length: less padding (padded batches only)
+    packing: bool | str = "auto"     # padding-free rows + flash varlen attention; "auto" = decoder RM on a CUDA GPU
     logging_steps: int = 5
 
     def validate(self) -> "RewardConfig":
         checks = [("lr", self.lr > 0), ("epochs", self.epochs > 0), ("batch_size", self.batch_size >= 1),
                   ("grad_accum", self.grad_accum >= 1), ("max_length", self.max_length >= 8),
-                  ("warmup_ratio", 0 <= self.warmup_ratio < 1), ("center_coef", self.center_coef >= 0)]
+                  ("warmup_ratio", 0 <= self.warmup_ratio < 1), ("center_coef", self.center_coef >= 0),
+                  ("packing", self.packing in (True, False, "auto"))]
         bad = [name for name, ok in checks if not ok]
         if bad:
             raise ValueError(f"invalid training parameter(s) {[(b, getattr(self, b)) for b in bad]}: lr, epochs > 0; "
-                             "batch_size, grad_accum >= 1; max_length >= 8; 0 <= warmup_ratio < 1; center_coef >= 0")
+                             "batch_size, grad_accum >= 1; max_length >= 8; 0 <= warmup_ratio < 1; center_coef >= 0; "
+                             "packing true, false or 'auto'")
         TextFormat(self.template, self.max_length)
         return self
 
@@ -113,14 +118,29 @@ def tokenize_pairs(tokenizer, pairs, fmt: TextFormat) -> list[dict]:
 
 @dataclass
 class PairCollator:
-    """Stack chosen then rejected into ONE padded batch of ``2 * n`` sequences (one forward pass)."""
+    """Stack chosen then rejected into ONE padded batch of ``2 * n`` sequences (one forward pass).
+
+    Training pads on the RIGHT whatever the tokenizer's side: with left padding a causal model's padding
+    queries see no key at all, SDPA's fused CUDA kernels return NaN there, and 0 * NaN in the backward poisons
+    the weight gradients (seen on an H200 after a few steps). Position ids count real tokens, so the rewards
+    are the same on either side.
+    """
 
     pad_token_id: int
     padding_side: str = "right"
 
     def __call__(self, features: list[dict]) -> dict:
         seqs = [f["input_ids_chosen"] for f in features] + [f["input_ids_rejected"] for f in features]
-        return pad_batch(seqs, self.pad_token_id, self.padding_side)
+        return {**pad_batch(seqs, self.pad_token_id, self.padding_side), "real_tokens": sum(map(len, seqs))}
+
+
+@dataclass
+class PackedPairCollator:
+    """Chosen then rejected, concatenated into ONE padding-free row (see :mod:`xlrm_lib.packing`)."""
+
+    def __call__(self, features: list[dict]) -> dict:
+        seqs = [f["input_ids_chosen"] for f in features] + [f["input_ids_rejected"] for f in features]
+        return {**pack(seqs), "real_tokens": sum(map(len, seqs))}
 
 
 # ----------------------------------------------------------------------------------- trainer
@@ -133,31 +153,38 @@ def _make_trainer_class():
         def __init__(self, *a, margin=0.0, center_coef=0.0, **kw):
             super().__init__(*a, **kw)
             self.margin, self.center_coef = margin, center_coef
-            self._stats: dict[str, list[float]] = {}
+            self._stats: list[torch.Tensor] = []  # one row of STAT_NAMES per step, on the device: no sync per step
             self.real_tokens = 0
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            rewards = model(**forward_kwargs(model, inputs)).logits.squeeze(-1)
+            inputs = dict(inputs)
+            n_real = inputs.pop("real_tokens", None)
+            if "cu_seq_lens" in inputs:
+                # the packed kernel is half precision only: make sure the bf16 autocast is on around it
+                with torch.autocast(self.args.device.type, dtype=torch.bfloat16, enabled=bool(self.args.bf16)):
+                    rewards = packed_rewards(model, inputs)
+            else:
+                rewards = model(**forward_kwargs(model, inputs)).logits.squeeze(-1)
             rc, rr = rewards.float().chunk(2)
             loss = bt_loss(rc, rr, margin=self.margin, center_coef=self.center_coef)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.state.global_step}; "
-                                         "lower lr, or use float32 instead of fp16")
             if model.training:
-                self.real_tokens += int(inputs["attention_mask"].sum())
+                self.real_tokens += int(n_real if n_real is not None else inputs["attention_mask"].sum())
                 with torch.no_grad():
-                    for k, v in {"accuracy": (rc > rr).float().mean(), "margin": (rc - rr).mean(),
-                                 "rewards/chosen": rc.mean(), "rewards/rejected": rr.mean(),
-                                 "rewards/min": torch.minimum(rc, rr).min(),
-                                 "rewards/max": torch.maximum(rc, rr).max()}.items():
-                        self._stats.setdefault(k, []).append(float(v))
+                    self._stats.append(torch.stack([
+                        loss.detach(), (rc > rr).float().mean(), (rc - rr).mean(), rc.mean(), rr.mean(),
+                        torch.minimum(rc, rr).min(), torch.maximum(rc, rr).max()]))
             return (loss, {"rewards_chosen": rc, "rewards_rejected": rr}) if return_outputs else loss
 
         def log(self, logs, *args, **kwargs):
-            for k, v in self._stats.items():
-                if v:
-                    logs[k] = (min(v) if k.endswith("/min") else max(v) if k.endswith("/max") else sum(v) / len(v))
-            self._stats = {}
+            if self._stats:  # the one host sync per logging window
+                rows = torch.stack(self._stats).float().cpu()
+                self._stats = []
+                if not torch.isfinite(rows[:, 0]).all():
+                    raise FloatingPointError(f"non-finite loss {rows[:, 0].tolist()} before step "
+                                             f"{self.state.global_step}; lower lr, or use bf16/float32 instead of fp16")
+                for i, k in enumerate(STAT_NAMES):
+                    col = rows[:, i + 1]
+                    logs[k] = float(col.min() if k.endswith("/min") else col.max() if k.endswith("/max") else col.mean())
             super().log(logs, *args, **kwargs)
 
     return BTTrainer
@@ -243,6 +270,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     features = tokenize_pairs(tok, pairs, fmt)
     model = _prepare_model(model.train(), cfg)
     use_bf16 = cfg.bf16 if cfg.bf16 is not None else fast_bf16()
+    packed = resolve_packing(cfg.packing, model, half=use_bf16)
     steps_per_epoch = math.ceil(len(features) / (cfg.batch_size * cfg.grad_accum))
     with atomic_dir(out) as tmp:
         args = TrainingArguments(
@@ -253,12 +281,13 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             logging_steps=max(1, min(cfg.logging_steps, int(steps_per_epoch * cfg.epochs) // 3)),  # >= 3 points
             save_strategy="no", report_to=[], remove_unused_columns=False,
             length_column_name="length", disable_tqdm=not progress, dataloader_num_workers=0,
-            use_cpu=str(device) == "cpu" or not torch.cuda.is_available(), **_sampling_args(cfg.group_by_length),
+            use_cpu=str(device) == "cpu" or not torch.cuda.is_available(), logging_nan_inf_filter=False,
+            **_sampling_args(cfg.group_by_length and not packed),  # a packed row has no padding to save
         )
         trainer = _make_trainer_class()(
             model=model, args=args, train_dataset=datasets.Dataset.from_list(features),
-            data_collator=PairCollator(tok.pad_token_id, tok.padding_side), margin=cfg.margin,
-            center_coef=cfg.center_coef,
+            data_collator=PackedPairCollator() if packed else PairCollator(tok.pad_token_id, "right"),
+            margin=cfg.margin, center_coef=cfg.center_coef,
         )
         result = trainer.train()
         history = [h for h in trainer.state.log_history if "loss" in h]
@@ -275,13 +304,26 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         card = {
             "key": key, "backbone": str(backbone), "backbone_fingerprint": key_obj["backbone"],
             "data_fingerprint": key_obj["data"], "languages": langs, "n_pairs": len(features),
-            "config": asdict(cfg), "format": asdict(fmt), "versions": _versions(),
+            "config": asdict(cfg), "packed": packed, "format": asdict(fmt), "versions": _versions(),
             "train_metrics": {**result.metrics, "real_tokens": trainer.real_tokens,
                               "final_accuracy": history[-1].get("accuracy") if history else None},
             "log_history": history,
         }
         (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str))
     return out
+
+
+def resolve_packing(packing, model, *, half: bool = True) -> bool:
+    """``"auto"``: pack where the flash kernel runs (a decoder RM on CUDA, bf16); ``True``: pack or say why not."""
+    from .packing import kernel_available
+
+    why_not = supports_packing(model)
+    if packing == "auto":
+        device = next(model.parameters()).device
+        return why_not is None and half and device.type == "cuda" and kernel_available()
+    if packing and why_not:
+        raise ValueError(f"packing=True is not possible: {why_not}; use packing=False or 'auto'")
+    return bool(packing)
 
 
 def fast_bf16() -> bool:

@@ -1,0 +1,88 @@
+"""xlrm_lib.packing: padding-free rows give the padded classifier's rewards; packed training is padded training.
+
+The CUDA kernel path (``varlen_attn``) is compared with the padded model by ``benchmarks/bench_train.py
+--gpu-synthetic`` on a GPU; here the reference path (per-sequence SDPA) is checked against the classifier.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_pairs, save_model, tiny_bert, tiny_llama, word_tokenizer
+from xlrm_lib.formatting import pad_batch
+from xlrm_lib.packing import pack, packed_rewards, supports_packing
+from xlrm_lib.train import read_card, resolve_packing, train_reward_model
+
+
+def test_pack_by_hand():
+    b = pack([[5, 6, 7], [8, 9], [4]])
+    assert b["input_ids"].tolist() == [[5, 6, 7, 8, 9, 4]]
+    assert b["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0]]
+    assert b["cu_seq_lens"].tolist() == [0, 3, 5, 6] and b["cu_seq_lens"].dtype == torch.int32
+    assert b["max_length"] == 3
+    with pytest.raises(ValueError, match="no empty sequence"):
+        pack([[1], []])
+
+
+def _qwen2(sliding_window=None, seed=0):
+    from transformers import Qwen2Config, Qwen2ForSequenceClassification
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      intermediate_size=64, vocab_size=64, num_labels=1, pad_token_id=0, initializer_range=0.2,
+                      use_sliding_window=sliding_window is not None, sliding_window=sliding_window,
+                      max_window_layers=0)
+    return Qwen2ForSequenceClassification(cfg).eval()
+
+
+SEQS = [[3, 9, 4, 12, 7], [5, 6, 7, 8, 9, 10, 11, 12, 13], [2, 3, 4], list(range(1, 13))]
+
+
+@pytest.mark.parametrize("make", [lambda: tiny_llama(pad_token_id=0), _qwen2, lambda: _qwen2(sliding_window=4)],
+                         ids=["llama", "qwen2-gqa", "qwen2-sliding-window"])
+def test_packed_rewards_equal_the_padded_classifier(make):
+    model = make()
+    with torch.no_grad():
+        padded = model(**pad_batch(SEQS, 0, "right")).logits[:, 0]
+        packed = packed_rewards(model, pack(SEQS))
+        after = model(**pad_batch(SEQS, 0, "right")).logits[:, 0]
+    assert packed.shape == (4,)
+    assert torch.allclose(packed, padded, atol=1e-5), (packed, padded)
+    assert model.config._attn_implementation == "sdpa"  # restored: padded calls attend as before
+    assert torch.equal(after, padded)
+
+
+def test_gradients_flow_through_the_packed_row():
+    model = _qwen2().train()
+    packed_rewards(model, pack(SEQS)).sum().backward()
+    assert model.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
+
+
+def test_encoders_are_not_packed():
+    why = supports_packing(tiny_bert())
+    assert why and "not a decoder" in why
+    with pytest.raises(ValueError, match="packing=True is not possible.*not a decoder"):
+        resolve_packing(True, tiny_bert())
+    assert resolve_packing("auto", tiny_bert()) is False
+    assert resolve_packing("auto", _qwen2()) is torch.cuda.is_available()  # packs on a GPU only
+
+
+def test_packed_training_is_padded_training(tmp_path):
+    """Same pairs, order and seed: the packed and the padded trainer log the same losses and save the same model."""
+    base = save_model(tmp_path / "llama", tiny_llama(pad_token_id=0), word_tokenizer("llama"))
+    pairs = make_pairs([{"prompt": f"w{i} w{i + 1} ?", "chosen": f"w{i} good great " + "w3 " * (i % 5),
+                         "rejected": f"bad awful w{i + 2}"} for i in range(12)])
+    kw = dict(epochs=2, batch_size=4, lr=1e-3, bf16=False, progress=False, max_length=32, group_by_length=False,
+              logging_steps=1)
+    cards = {}
+    for packing in (True, False):
+        path = train_reward_model(str(base), pairs, output_dir=tmp_path / f"rm-{packing}", packing=packing, **kw)
+        cards[packing] = read_card(path)
+    assert cards[True]["packed"] is True and cards[False]["packed"] is False
+    assert cards[True]["train_metrics"]["real_tokens"] == cards[False]["train_metrics"]["real_tokens"]
+    losses = {p: [h["loss"] for h in c["log_history"]] for p, c in cards.items()}
+    assert len(losses[True]) == 6
+    assert losses[True] == pytest.approx(losses[False], abs=1e-4)
+    acc = {p: [h["accuracy"] for h in c["log_history"]] for p, c in cards.items()}
+    assert acc[True] == acc[False]

@@ -1,0 +1,196 @@
+"""Padding-free ("packed") forward passes for decoder reward models.
+
+A batch of ``n`` token sequences becomes ONE row of ``sum(len)`` tokens, with position ids restarting at 0 for
+every sequence and cumulative boundaries ``cu_seq_lens = [0, l0, l0+l1, ...]``. Attention runs per sequence:
+on a CUDA GPU through ``torch.nn.attention.varlen.varlen_attn`` (FlashAttention's variable-length kernel,
+in PyTorch itself: no flash-attn build needed); elsewhere through a per-sequence loop over
+``scaled_dot_product_attention`` (the reference path, used by the tests on CPU). The reward of sequence ``i`` is
+the score head applied to the hidden state of its last token, exactly what
+``AutoModelForSequenceClassification`` reads on a padded batch.
+
+Why: preference data has long, varied sequences (log-normal lengths); a padded batch of chosen+rejected pays
+for the longest one ``2 n`` times. Packing removes that waste entirely and lets attention use the flash kernel
+(which a padding mask rules out in SDPA).
+
+>>> batch = pack([[5, 6, 7], [8, 9]])
+>>> batch["position_ids"].tolist(), batch["cu_seq_lens"].tolist(), batch["max_length"]
+([[0, 1, 2, 0, 1]], [0, 3, 5], 3)
+
+The attention function is registered with transformers' ``AttentionInterface`` under :data:`ATTN_NAME`;
+:func:`packed_rewards` switches the model to it for its one forward and back, so every other call of the model
+(padded scoring, evaluation) keeps its own implementation and masks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+
+import torch
+import torch.nn.functional as F
+
+ATTN_NAME = "xlrm_packed"
+
+try:  # PyTorch >= 2.9
+    from torch.nn.attention.varlen import varlen_attn as _varlen_attn
+    _VARLEN_PARAMS = set(inspect.signature(_varlen_attn).parameters)
+except ImportError:  # pragma: no cover - older torch: the reference path only
+    _varlen_attn, _VARLEN_PARAMS = None, set()
+
+
+def kernel_available() -> bool:
+    """Whether this PyTorch has the variable-length flash kernel and a CUDA device to run it."""
+    return _varlen_attn is not None and torch.cuda.is_available()
+
+
+def pack(seqs: list[list[int]]) -> dict:
+    """Token-id lists -> ``input_ids``/``position_ids`` ``(1, total)``, ``cu_seq_lens`` (int32), ``max_length``."""
+    if not seqs or any(len(s) == 0 for s in seqs):
+        raise ValueError("pack() needs at least one sequence and no empty sequence")
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int32)
+    cu = torch.zeros(len(seqs) + 1, dtype=torch.int32)
+    cu[1:] = lengths.cumsum(0)
+    ids = torch.tensor([t for s in seqs for t in s], dtype=torch.long).unsqueeze(0)
+    pos = torch.cat([torch.arange(n, dtype=torch.long) for n in lengths.tolist()]).unsqueeze(0)
+    return {"input_ids": ids, "position_ids": pos, "cu_seq_lens": cu, "max_length": int(lengths.max())}
+
+
+# ----------------------------------------------------------------------------------- attention
+def _reference_attention(q, k, v, cu, *, causal: bool, scale, sliding_window):
+    """(T, H, D) per-sequence SDPA: exact, any device and dtype; the kernel's specification in the tests."""
+    out = torch.empty_like(q)
+    groups = q.shape[1] // k.shape[1]
+    bounds = cu.tolist()
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        qi, ki, vi = (t[a:b].transpose(0, 1) for t in (q, k, v))  # (H, L, D)
+        if groups > 1:
+            ki, vi = ki.repeat_interleave(groups, 0), vi.repeat_interleave(groups, 0)
+        mask = None
+        n = b - a
+        if causal and sliding_window and n > sliding_window:
+            i = torch.arange(n, device=q.device)
+            mask = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - sliding_window)
+        oi = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=mask, is_causal=causal and mask is None, scale=scale)
+        out[a:b] = oi.transpose(0, 1)
+    return out
+
+
+def _kernel_ok(q, *, causal: bool, sliding_window, max_length: int) -> bool:
+    if _varlen_attn is None or not q.is_cuda or q.dtype not in (torch.float16, torch.bfloat16):
+        return False
+    if sliding_window and max_length > sliding_window and "window_size" not in _VARLEN_PARAMS:
+        return False
+    return causal or "window_size" in _VARLEN_PARAMS or "is_causal" in _VARLEN_PARAMS
+
+
+def _kernel_attention(q, k, v, cu, max_length, *, causal: bool, scale, sliding_window):
+    kw = {"scale": scale}
+    if k.shape[1] != q.shape[1]:
+        if "enable_gqa" in _VARLEN_PARAMS:
+            kw["enable_gqa"] = True
+        else:
+            groups = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    if "window_size" in _VARLEN_PARAMS:  # torch >= 2.12: (left, right); (-1, 0) = causal
+        left = sliding_window - 1 if sliding_window and max_length > sliding_window else -1
+        kw["window_size"] = (left, 0) if causal else (-1, -1)
+    else:  # torch 2.9-2.11
+        kw["is_causal"] = causal
+    return _varlen_attn(q, k, v, cu, cu, max_length, max_length, **kw)
+
+
+def packed_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, sliding_window=None,
+                     softcap=None, cu_seq_lens_q=None, max_length_q=None, **kwargs):
+    """transformers attention function: per-sequence attention over a packed row ``(1, H, T, D)``."""
+    if cu_seq_lens_q is None:
+        raise ValueError(f"attention {ATTN_NAME!r} needs a packed batch (cu_seq_lens_q); call packed_rewards()")
+    if query.shape[0] != 1:
+        raise ValueError(f"a packed batch is one row, got batch size {query.shape[0]}")
+    if softcap:
+        raise NotImplementedError("packed attention does not implement logit soft-capping; train with packing=False")
+    if dropout:
+        raise NotImplementedError("packed attention has no attention dropout; set attention_dropout=0")
+    causal = bool(getattr(module, "is_causal", True))
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, H, D)
+    # under autocast, RoPE leaves q/k in float32 while v is bf16; the kernel wants one half-precision dtype
+    if torch.is_autocast_enabled(q.device.type):
+        dt = torch.get_autocast_dtype(q.device.type)
+        q, k, v = q.to(dt), k.to(dt), v.to(dt)
+    cu = cu_seq_lens_q.to(device=q.device, dtype=torch.int32)
+    max_length = int(max_length_q)
+    if _kernel_ok(q, causal=causal, sliding_window=sliding_window, max_length=max_length):
+        q, k = q.contiguous(), k.contiguous()  # RoPE output, transposed back: (T, H, D) with the heads outermost
+        out = _kernel_attention(q, k, v, cu, max_length, causal=causal, scale=scaling, sliding_window=sliding_window)
+    else:
+        v = v.to(q.dtype)
+        k = k.to(q.dtype)
+        out = _reference_attention(q, k, v, cu, causal=causal, scale=scaling, sliding_window=sliding_window)
+    return out.unsqueeze(0), None  # (1, T, H, D), like the other attention functions
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTN_NAME, packed_attention)
+
+
+# ----------------------------------------------------------------------------------- model side
+def _unwrap(model):
+    """The transformers model under DDP / PEFT wrappers (LoRA layers are injected in place: same computation)."""
+    while True:
+        if hasattr(model, "module") and not hasattr(model, "config"):  # DistributedDataParallel and the like
+            model = model.module
+        elif hasattr(model, "get_base_model"):  # peft.PeftModel
+            model = model.get_base_model()
+        else:
+            return model
+
+
+def supports_packing(model) -> str | None:
+    """``None`` if ``model`` can run packed; else why not (a decoder ``...ForSequenceClassification`` is needed)."""
+    from .models import is_decoder
+
+    m = _unwrap(model)
+    if not is_decoder(m):
+        return f"{type(m).__name__} is not a decoder (bidirectional attention over padding-free rows is not wired)"
+    if not hasattr(m, "score") or not hasattr(m, m.base_model_prefix):
+        return f"{type(m).__name__} has no `score` head over `{m.base_model_prefix}`"
+    if getattr(m.config, "attn_logit_softcapping", None) or getattr(m.config, "attention_dropout", 0.0):
+        return f"{type(m).__name__} uses attention soft-capping or dropout"
+    return None
+
+
+@contextlib.contextmanager
+def _attention_implementation(config, name: str):
+    """Set ``config``'s attention implementation (and its sub-configs') for the block; no mask is built for a
+    registered function that has no mask function, which is what a packed row needs."""
+    before = config._attn_implementation
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
+
+
+def packed_rewards(model, batch: dict) -> torch.Tensor:
+    """Rewards ``(n,)`` of a :func:`pack` batch (on the model's device), read at each sequence's last token.
+
+    The call goes through ``model(...)`` itself, so whatever wraps its forward keeps working: accelerate's
+    autocast (mixed precision lives there, not around ``compute_loss``), DDP's gradient hooks, PEFT. The score
+    head's per-token output is taken with a forward hook; the classifier's own pooled logit (one per row) is
+    ignored.
+    """
+    _register()
+    m = _unwrap(model)
+    cu = batch["cu_seq_lens"]
+    captured: list[torch.Tensor] = []
+    handle = m.score.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
+    try:
+        with _attention_implementation(m.config, ATTN_NAME):
+            model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
+                  cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=batch["max_length"],
+                  max_length_k=batch["max_length"])
+    finally:
+        handle.remove()
+    per_token = captured[-1]  # (1, T, 1)
+    return per_token[0, cu[1:].long() - 1, 0]
