@@ -242,3 +242,11 @@ def test_decoder_rm_records_and_reuses_its_chat_format(tmp_path, small_pairs):
     chat_ids = encode(tok, small_pairs["prompt"], small_pairs["chosen"], TextFormat("chat", 32))
     assert scores["len_chosen"].tolist() == [len(ids) for ids in chat_ids]
     assert all(ids[0] == tok.bos_token_id for ids in chat_ids)  # the template's BOS, kept by truncation
+
+
+# ----------------------------------------------------------------------------- dropout
+@pytest.mark.parametrize("disable", [True, False])
+def test_dropout_disabled_like_trl_unless_asked(disable):
+    model = train_mod._prepare_model(tiny_bert().train(), RewardConfig(disable_dropout=disable))
+    ps = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert ps == ({0.0} if disable else {0.1})  # BertConfig's default hidden/attention dropout is 0.1

@@ -56,6 +56,7 @@ class RewardConfig:
     weight_decay: float = 0.0
     seed: int = 42                   # paper's seed; also seeds the fresh score head
     freeze_embeddings: bool = True   # keep the (huge, multilingual) word-embedding matrix fixed
+    disable_dropout: bool = True     # TRL's default: chosen and rejected see the same network (and 1.3x faster on CPU)
     lora: dict | int | None = None   # LoRA rank, or {"r": 16, "alpha": 32, "dropout": 0.05}; None/0 = full FT
     margin: float = 0.0              # constant margin inside the sigmoid
     center_coef: float = 0.0         # reward-centring weight (Eisenstein et al. 2023), TRL's center_rewards_coefficient
@@ -191,6 +192,10 @@ def _make_trainer_class():
 
 
 def _prepare_model(model, cfg: RewardConfig):
+    if cfg.disable_dropout:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     if cfg.lora:
@@ -305,6 +310,10 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             "key": key, "backbone": str(backbone), "backbone_fingerprint": key_obj["backbone"],
             "data_fingerprint": key_obj["data"], "languages": langs, "n_pairs": len(features),
             "config": asdict(cfg), "packed": packed, "format": asdict(fmt), "versions": _versions(),
+            # results depend on these through floating-point reduction order (see README, "What the default
+            # run finds"): the same seed on another thread count or device is a different run
+            "runtime": {"device": str(next(model.parameters()).device), "threads": torch.get_num_threads(),
+                        "bf16": use_bf16},
             "train_metrics": {**result.metrics, "real_tokens": trainer.real_tokens,
                               "final_accuracy": history[-1].get("accuracy") if history else None},
             "log_history": history,
