@@ -46,7 +46,7 @@ def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32
     """
     model.eval()
     device = next(model.parameters()).device
-    packed = bf16 and device.type == "cuda" and kernel_available() and supports_packing(model) is None
+    packed = _packed_scoring(model, device, bf16)
     order = np.argsort([len(s) for s in seqs], kind="stable")
     out = np.empty(len(seqs), dtype=np.float64)
     for start in range(0, len(seqs), batch_size):
@@ -64,6 +64,11 @@ def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32
             raise ValueError(f"model has {rewards.shape[-1]} outputs; a reward model has one (num_labels=1)")
         out[idx] = rewards[:, 0].float().cpu().numpy()
     return out
+
+
+def _packed_scoring(model, device, bf16: bool) -> bool:
+    """Score padding-free: bf16, on CUDA with the varlen kernel, a decoder RM (fp32 stays padded and exact)."""
+    return bool(bf16) and device.type == "cuda" and kernel_available() and supports_packing(model) is None
 
 
 def score_pairs(model, tokenizer, pairs, *, batch_size: int = 32, fmt: TextFormat | None = None,
