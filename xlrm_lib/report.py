@@ -47,13 +47,50 @@ def collect(run_dir) -> dict:
     return out
 
 
+RUN_KEYS = ("backbone", "seed")  # one training run of the grid: the paired tests never mix two of them
+
+
+def run_groups(scores: pd.DataFrame) -> list[tuple]:
+    """The distinct (backbone, seed) runs in a score table (one ``()`` group if it has neither column)."""
+    keys = [k for k in RUN_KEYS if k in scores.columns]
+    return sorted(scores[keys].drop_duplicates().itertuples(index=False, name=None)) if keys else [()]
+
+
 def headlines(scores: pd.DataFrame, *, english: str = "en", n_boot: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """English RM minus target RM per language: vs native target RMs and vs translate-train (``-mt``) RMs."""
-    out = {}
-    for label, fmt in evaluate.HEADLINE_TARGETS.items():
-        if has_targets(set(scores["source"]), set(scores["lang"]), english=english, target_fmt=fmt):
-            out[label] = evaluate.english_vs_target(scores, english=english, target_source=fmt, n_boot=n_boot, seed=seed)
-    return out
+    """English RM minus target RM per language: vs native target RMs and vs translate-train (``-mt``) RMs.
+
+    Paired tests compare two RMs on the same items, so they run within one (backbone, seed) run; with several
+    runs the table has one block per run, labelled by ``backbone`` and ``seed`` columns (see :func:`seed_summary`).
+    """
+    keys = [k for k in RUN_KEYS if k in scores.columns]
+    out: dict[str, list[pd.DataFrame]] = {}
+    for group in run_groups(scores):
+        sub = scores
+        for k, v in zip(keys, group):
+            sub = sub[sub[k] == v]
+        for label, fmt in evaluate.HEADLINE_TARGETS.items():
+            if has_targets(set(sub["source"]), set(sub["lang"]), english=english, target_fmt=fmt):
+                t = evaluate.english_vs_target(sub, english=english, target_source=fmt, n_boot=n_boot, seed=seed)
+                out.setdefault(label, []).append(t.assign(**dict(zip(keys, group))) if len(run_groups(scores)) > 1 else t)
+    return {label: pd.concat(ts, ignore_index=True) for label, ts in out.items()}
+
+
+def seed_summary(heads: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Across runs (seeds): the English-minus-target average of each run, its mean, SD, range, and how many runs'
+    95% CIs exclude 0 either way. The spread is what one seed cannot show (see README's default-run findings)."""
+    rows = []
+    for label, t in heads.items():
+        avg = t[t["lang"] == "average"]
+        if "seed" not in avg.columns:
+            continue
+        d = avg["diff"].to_numpy(float)
+        rows.append({"comparison": label, "runs": len(d), "mean_diff": float(d.mean()),
+                     "sd_diff": float(d.std(ddof=1)) if len(d) > 1 else float("nan"),
+                     "min_diff": float(d.min()), "max_diff": float(d.max()),
+                     "runs_ci_above_0": int((avg["ci_low"] > 0).sum()), "runs_ci_below_0": int((avg["ci_high"] < 0).sum()),
+                     "per_run": {f"{r.backbone}-s{r.seed}" if "backbone" in avg else f"s{r.seed}": round(float(r.diff), 4)
+                                 for r in avg.itertuples()}})
+    return pd.DataFrame(rows)
 
 
 def key_numbers(scores: pd.DataFrame, heads: dict, *, english: str = "en") -> dict:
@@ -63,9 +100,15 @@ def key_numbers(scores: pd.DataFrame, heads: dict, *, english: str = "en") -> di
     out = {"diagonal": diag, "english_row": {k: round(float(v), 3) for k, v in m.loc[english].items()}
            if english in m.index else {}}
     for label, t in heads.items():
-        avg = t[t["lang"] == "average"].iloc[0]
-        out[f"english_minus_{label}_avg"] = {"diff": round(float(avg["diff"]), 4),
-                                             "ci": [round(float(avg["ci_low"]), 4), round(float(avg["ci_high"]), 4)]}
+        avgs = t[t["lang"] == "average"]
+        if len(avgs) == 1:
+            avg = avgs.iloc[0]
+            out[f"english_minus_{label}_avg"] = {"diff": round(float(avg["diff"]), 4),
+                                                 "ci": [round(float(avg["ci_low"]), 4), round(float(avg["ci_high"]), 4)]}
+        else:  # several seeds: the mean of their averages and its spread (no pooled CI: runs are not items)
+            d = avgs["diff"].to_numpy(float)
+            out[f"english_minus_{label}_avg"] = {"diff": round(float(d.mean()), 4), "sd": round(float(d.std(ddof=1)), 4),
+                                                 "per_run": [round(float(x), 4) for x in d]}
     return out
 
 
@@ -100,6 +143,8 @@ def tables(rep: dict, *, english: str = "en") -> dict:
         heads = headlines(scores, english=english)
         out.update(matrix=evaluate.transfer_matrix(scores), accuracy=evaluate.accuracy_table(scores), headlines=heads,
                    key_numbers=key_numbers(scores, heads, english=english))
+        if len(run_groups(scores)) > 1:
+            out["seed_summary"] = seed_summary(heads)
     if rep.get("probe"):
         out["probe_cka"] = rep["probe"].get("cka")
         out["probe_summary"] = rep["probe"].get("summary")
@@ -137,6 +182,8 @@ def save_tables(output_dir, t: dict) -> Path:
         files["transfer_matrix.csv"] = t["matrix"].reset_index()
         files["accuracy.csv"] = t["accuracy"]
         files.update({f"english_vs_{label}.csv": h for label, h in t["headlines"].items()})
+    if t.get("seed_summary") is not None:
+        files["seed_summary.csv"] = t["seed_summary"]
     for name in ("probe_summary", "align_native", "align_translated"):
         if t.get(name) is not None:
             files[f"{name}.csv"] = t[name]

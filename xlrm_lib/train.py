@@ -19,6 +19,7 @@ Training is content-addressed: the same backbone + data + parameters return the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -294,7 +295,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             data_collator=PackedPairCollator() if packed else PairCollator(tok.pad_token_id, "right"),
             margin=cfg.margin, center_coef=cfg.center_coef,
         )
-        result = trainer.train()
+        with _attention_backend(model):
+            result = trainer.train()
         history = [h for h in trainer.state.log_history if "loss" in h]
         model = trainer.model
         if cfg.lora:
@@ -333,6 +335,17 @@ def resolve_packing(packing, model, *, half: bool = True) -> bool:
     if packing and why_not:
         raise ValueError(f"packing=True is not possible: {why_not}; use packing=False or 'auto'")
     return bool(packing)
+
+
+def _attention_backend(model):
+    """On a CPU, train with SDPA's plain (math) kernel: the fused CPU flash-attention kernel was 2.2x slower
+    here (and erratic: fast in the first Jupyter kernel of a run, slow in the next) on 80-120-token batches;
+    the math kernel trained a me5-small RM in 33-34 s where flash took 37-96 s. GPUs keep the default choice."""
+    if next(model.parameters()).device.type != "cpu":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def fast_bf16() -> bool:

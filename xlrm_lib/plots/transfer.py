@@ -31,6 +31,16 @@ def transfer_heatmap(matrix: pd.DataFrame, *, title: str = "RM accuracy: source 
 def english_vs_target_bars(table: pd.DataFrame, *, title: str | None = None) -> go.Figure:
     """Bars of acc(English RM) - acc(target RM) per target language with 95% CIs (and the average)."""
     t = table.copy()
+    if "seed" in t.columns and t["seed"].nunique() > 1:  # several runs: grouped bars, one colour per seed
+        import plotly.express as px
+
+        t["run"] = "seed " + t["seed"].astype(str)
+        fig = px.bar(t, x="lang", y="diff", color="run", barmode="group", error_y=t["ci_high"] - t["diff"],
+                     error_y_minus=t["diff"] - t["ci_low"])
+        fig.add_hline(y=0, line_color="black", line_width=1)
+        fig.update_layout(title=title or f"English RM minus target RM ({t['b'].iloc[0]}) per seed, overall accuracy",
+                          yaxis_title="accuracy difference", xaxis_title="target language")
+        return fig
     err_hi = t["ci_high"] - t["diff"]
     err_lo = t["diff"] - t["ci_low"]
     colors = ["#555" if lang == "average" else ("#2b8cbe" if d >= 0 else "#e34a33") for lang, d in zip(t["lang"], t["diff"])]

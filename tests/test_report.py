@@ -1,0 +1,72 @@
+"""xlrm_lib.report with several seeds: paired tests stay within one run, and the spread across runs is reported.
+
+Hand-built score tables: one category, 4 items on the target language, so every accuracy is a count / 4.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from xlrm_lib import report
+
+
+def _rows(source, lang, correct, seed, backbone="bb"):
+    return [{"id": f"{lang}-{i}", "lang": lang, "category": "chat", "subset": "toy", "source": source,
+             "reward_chosen": float(c), "reward_rejected": 0.5, "margin": float(c) - 0.5, "correct": bool(c),
+             "tie": False, "len_chosen": 3, "len_rejected": 3, "backbone": backbone, "seed": seed}
+            for i, c in enumerate(correct)]
+
+
+def _scores(seeds: dict[int, tuple[list[int], list[int]]]) -> pd.DataFrame:
+    """``seed -> (English RM's correctness on ko, ko RM's correctness on ko)``; both RMs are right on all en items."""
+    rows = []
+    for seed, (en_on_ko, ko_on_ko) in seeds.items():
+        rows += _rows("en", "ko", en_on_ko, seed) + _rows("ko", "ko", ko_on_ko, seed)
+        rows += _rows("en", "en", [1, 1, 1, 1], seed) + _rows("ko", "en", [1, 1, 1, 1], seed)
+    return pd.DataFrame(rows)
+
+
+TWO_SEEDS = {42: ([1, 1, 1, 0], [1, 0, 0, 0]),   # en 0.75 - ko 0.25 = +0.50
+             43: ([1, 0, 0, 0], [1, 1, 0, 0])}   # en 0.25 - ko 0.50 = -0.25
+
+
+def test_one_seed_keeps_the_plain_headline():
+    heads = report.headlines(_scores({42: TWO_SEEDS[42]}), n_boot=200)
+    t = heads["native"]
+    assert "seed" not in t.columns
+    assert t.set_index("lang").loc["ko", "diff"] == pytest.approx(0.5)
+    tabs = report.tables({"scores": _scores({42: TWO_SEEDS[42]})})
+    assert "seed_summary" not in tabs
+    assert tabs["key_numbers"]["english_minus_native_avg"]["diff"] == pytest.approx(0.5)
+
+
+def test_two_seeds_are_tested_apart_and_summarised():
+    scores = _scores(TWO_SEEDS)
+    assert report.run_groups(scores) == [("bb", 42), ("bb", 43)]
+    t = report.headlines(scores, n_boot=200)["native"]
+    ko = t[t["lang"] == "ko"].set_index("seed")
+    assert ko.loc[42, "diff"] == pytest.approx(0.5) and ko.loc[43, "diff"] == pytest.approx(-0.25)
+    assert (ko["n"] == 4).all()  # each paired test sees its own 4 items, not 8 or 16 mixed ones
+    assert ko.loc[42, "only_a"] == 2 and ko.loc[42, "only_b"] == 0  # items 1, 2: en right, ko wrong
+
+    tabs = report.tables({"scores": scores})
+    summary = tabs["seed_summary"].set_index("comparison").loc["native"]
+    assert summary["runs"] == 2
+    assert summary["mean_diff"] == pytest.approx(0.125)
+    assert summary["sd_diff"] == pytest.approx(math.sqrt(((0.5 - 0.125) ** 2 + (-0.25 - 0.125) ** 2) / 1))
+    assert (summary["min_diff"], summary["max_diff"]) == pytest.approx((-0.25, 0.5))
+    assert summary["per_run"] == {"bb-s42": 0.5, "bb-s43": -0.25}
+    key = tabs["key_numbers"]["english_minus_native_avg"]
+    assert key["diff"] == pytest.approx(0.125) and key["per_run"] == [0.5, -0.25]
+    assert tabs["matrix"].loc["en", "ko"] == pytest.approx(0.5)  # pooled over the two seeds: (0.75 + 0.25) / 2
+
+
+def test_seed_figure_has_one_trace_per_seed():
+    from xlrm_lib import plots
+
+    t = report.headlines(_scores(TWO_SEEDS), n_boot=200)["native"]
+    fig = plots.english_vs_target_bars(t)
+    assert sorted(tr.name for tr in fig.data) == ["seed 42", "seed 43"]
