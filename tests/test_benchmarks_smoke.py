@@ -44,3 +44,20 @@ def test_bench_scripts_run_tiny(tmp_path):
     for variant in ("ours-fp32", "trl-fp32"):
         assert 0.0 <= train["accuracy"][variant]["test_acc"] <= 1.0
     assert math.isfinite(train["ratios"]["fp32"]["pairs_per_s"]["median_of_ratios"])
+
+
+def test_gpu_synthetic_paths_run_tiny_on_cpu(tmp_path):
+    """The --gpu-synthetic code paths (random Qwen2-family RM, word tokenizer, packed check, padding factors)."""
+    train = _script("bench_train").main(["--gpu-synthetic", "--tiny", "--steps", "2", "--repeats", "1",
+                                         "--warmup-steps", "1", "--json", str(tmp_path / "t.json")])
+    assert set(train["runs"]) == {"ours", "trl", "ours-padded"}
+    check = train["packed_check"]  # reference attention on CPU: packed rewards = padded rewards up to bf16
+    assert check["same_pair_verdicts"] == 1.0 and check["grad_finite"] and not check["kernel"]
+    assert check["padded_left_grads_finite"] and check["padded_right_grads_finite"]
+    ours, trl_run = train["runs"]["ours"][-1], train["runs"]["trl"][-1]
+    assert ours["real_tokens"] == trl_run["real_tokens"]  # TRL gets our token ids: the same tokens on both sides
+    score = _script("bench_score").main(["--gpu-synthetic", "--tiny", "--repeats", "1", "--pairs", "12",
+                                         "--json", str(tmp_path / "s.json")])
+    assert score["token_ids_differ"] == 0 and score["max_abs_delta"] <= 1e-4
+    pad = score["padding_factors"]
+    assert pad["baseline"] >= 1.0 and pad["ours"] >= 1.0  # computed tokens per real token
