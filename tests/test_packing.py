@@ -108,7 +108,7 @@ def test_packed_scoring_branch_matches_padded_scoring(monkeypatch):
     tok = word_tokenizer("llama")
     seqs = SEQS + [[7, 8], list(range(3, 20))]
     padded = evaluate.score_texts(model, tok, seqs, batch_size=3, bf16=True)
-    monkeypatch.setattr(evaluate, "_packed_scoring", lambda *a: True)
+    monkeypatch.setattr(evaluate, "should_pack", lambda *a, **k: True)
     packed = evaluate.score_texts(model, tok, seqs, batch_size=3, bf16=True)
     assert packed.shape == (6,)
     exact = evaluate.score_texts(model, tok, seqs, batch_size=3)  # fp32, padded

@@ -19,7 +19,7 @@ import torch
 
 from .data import CATEGORIES
 from .formatting import TextFormat, encode, forward_kwargs, pad_batch
-from .packing import kernel_available, pack, packed_rewards, supports_packing
+from .packing import pack, packed_rewards, should_pack
 from .stats import bootstrap_ci, category_mean_boot, ci_from_draws, mcnemar_exact
 
 TRANSLATED_SUFFIX = "-mt"  # a translate-train RM for language t is named t + this suffix (e.g. "es-mt")
@@ -46,7 +46,7 @@ def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32
     """
     model.eval()
     device = next(model.parameters()).device
-    packed = _packed_scoring(model, device, bf16)
+    packed = should_pack(model, half=bf16)  # fp32 stays padded and exact
     order = np.argsort([len(s) for s in seqs], kind="stable")
     out = np.empty(len(seqs), dtype=np.float64)
     for start in range(0, len(seqs), batch_size):
@@ -64,11 +64,6 @@ def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32
             raise ValueError(f"model has {rewards.shape[-1]} outputs; a reward model has one (num_labels=1)")
         out[idx] = rewards[:, 0].float().cpu().numpy()
     return out
-
-
-def _packed_scoring(model, device, bf16: bool) -> bool:
-    """Score padding-free: bf16, on CUDA with the varlen kernel, a decoder RM (fp32 stays padded and exact)."""
-    return bool(bf16) and device.type == "cuda" and kernel_available() and supports_packing(model) is None
 
 
 def score_pairs(model, tokenizer, pairs, *, batch_size: int = 32, fmt: TextFormat | None = None,

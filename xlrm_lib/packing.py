@@ -160,6 +160,12 @@ def supports_packing(model) -> str | None:
     return None
 
 
+def should_pack(model, *, half: bool) -> bool:
+    """Whether packing pays and runs here: a decoder RM on CUDA, in half precision, with the varlen kernel."""
+    device = next(model.parameters()).device
+    return bool(half) and device.type == "cuda" and kernel_available() and supports_packing(model) is None
+
+
 @contextlib.contextmanager
 def _attention_implementation(config, name: str):
     """Set ``config``'s attention implementation (and its sub-configs') for the block; no mask is built for a

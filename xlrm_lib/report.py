@@ -63,15 +63,16 @@ def headlines(scores: pd.DataFrame, *, english: str = "en", n_boot: int = 2000, 
     runs the table has one block per run, labelled by ``backbone`` and ``seed`` columns (see :func:`seed_summary`).
     """
     keys = [k for k in RUN_KEYS if k in scores.columns]
+    groups = run_groups(scores)
     out: dict[str, list[pd.DataFrame]] = {}
-    for group in run_groups(scores):
+    for group in groups:
         sub = scores
         for k, v in zip(keys, group):
             sub = sub[sub[k] == v]
         for label, fmt in evaluate.HEADLINE_TARGETS.items():
             if has_targets(set(sub["source"]), set(sub["lang"]), english=english, target_fmt=fmt):
                 t = evaluate.english_vs_target(sub, english=english, target_source=fmt, n_boot=n_boot, seed=seed)
-                out.setdefault(label, []).append(t.assign(**dict(zip(keys, group))) if len(run_groups(scores)) > 1 else t)
+                out.setdefault(label, []).append(t.assign(**dict(zip(keys, group))) if len(groups) > 1 else t)
     return {label: pd.concat(ts, ignore_index=True) for label, ts in out.items()}
 
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from .formatting import TextFormat, encode, forward_kwargs, pad_batch
 from .models import load_reward_model, resolve_backbone
-from .packing import pack, packed_rewards, supports_packing
+from .packing import pack, packed_rewards, should_pack, supports_packing
 from .store import atomic_dir, cache_dir, file_digest, fingerprint
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class PairCollator:
     padding_side: str = "right"
 
     def __call__(self, features: list[dict]) -> dict:
-        seqs = [f["input_ids_chosen"] for f in features] + [f["input_ids_rejected"] for f in features]
+        seqs = _chosen_then_rejected(features)
         return {**pad_batch(seqs, self.pad_token_id, self.padding_side), "real_tokens": sum(map(len, seqs))}
 
 
@@ -141,8 +141,13 @@ class PackedPairCollator:
     """Chosen then rejected, concatenated into ONE padding-free row (see :mod:`xlrm_lib.packing`)."""
 
     def __call__(self, features: list[dict]) -> dict:
-        seqs = [f["input_ids_chosen"] for f in features] + [f["input_ids_rejected"] for f in features]
+        seqs = _chosen_then_rejected(features)
         return {**pack(seqs), "real_tokens": sum(map(len, seqs))}
+
+
+def _chosen_then_rejected(features: list[dict]) -> list[list[int]]:
+    """The ``2 n`` sequences of ``n`` pairs, chosen first: ``rewards.chunk(2)`` splits them back."""
+    return [f["input_ids_chosen"] for f in features] + [f["input_ids_rejected"] for f in features]
 
 
 # ----------------------------------------------------------------------------------- trainer
@@ -326,12 +331,9 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
 
 def resolve_packing(packing, model, *, half: bool = True) -> bool:
     """``"auto"``: pack where the flash kernel runs (a decoder RM on CUDA, bf16); ``True``: pack or say why not."""
-    from .packing import kernel_available
-
-    why_not = supports_packing(model)
     if packing == "auto":
-        device = next(model.parameters()).device
-        return why_not is None and half and device.type == "cuda" and kernel_available()
+        return should_pack(model, half=half)
+    why_not = supports_packing(model)
     if packing and why_not:
         raise ValueError(f"packing=True is not possible: {why_not}; use packing=False or 'auto'")
     return bool(packing)
