@@ -27,12 +27,15 @@ runs interleaved (see ``harness.py``). Timing is never asserted anywhere: it is 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import gc
 import math
 import shutil
 import sys
 import tempfile
+import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,7 +62,8 @@ def run_ours(backbone, pairs, *, steps: int, batch_size: int, lr: float, max_len
     m = card["train_metrics"]
     logged = [h["accuracy"] for h in card["log_history"] if "accuracy" in h]
     return _measure(steps * batch_size, m["real_tokens"], m["train_runtime"], logged[-1] if logged else None,
-                    model_dir=str(path), peak=_peak()) | {"loss": m.get("train_loss"), "packed": card.get("packed")}
+                    model_dir=str(path), peak=_peak()) | {"loss": m.get("train_loss"), "packed": card.get("packed"),
+                                                          "compiled_blocks": card.get("compiled_blocks")}
 
 
 def run_trl(backbone, pairs, *, steps: int, batch_size: int, lr: float, max_length: int, bf16: bool,
@@ -318,27 +322,43 @@ def bench_synthetic(a) -> dict:
     bf16 = fast_bf16() if a.precision == "auto" else a.precision == "bf16"
     shared = dict(batch_size=batch, lr=a.lr, max_length=max_len, seed=a.seed, bf16=bf16)
     # TRL gets our exact token ids (its processed form), so both train on identical tokens
-    variants = {"ours": lambda p, s: run_ours(str(backbone), p, steps=s, workdir=work, **shared),
-                "trl": lambda p, s: run_trl(str(backbone), p, steps=s, workdir=work, trl_input="ids",
-                                            gradient_checkpointing=not a.trl_no_gc, **shared),
-                # ablation: our trainer with padded, length-grouped batches instead of packed rows
-                "ours-padded": lambda p, s: run_ours(str(backbone), p, steps=s, workdir=work, packing=False,
-                                                     **shared)}
+    known = {"ours": lambda p, s, **kw: run_ours(str(backbone), p, steps=s, workdir=work, **shared, **kw),
+             "trl": lambda p, s: run_trl(str(backbone), p, steps=s, workdir=work, trl_input="ids",
+                                         gradient_checkpointing=not a.trl_no_gc, **shared),
+             # ablations of our recipe: packed rows without torch.compile; padded, length-grouped batches
+             "ours-eager": lambda p, s, **kw: run_ours(str(backbone), p, steps=s, workdir=work, torch_compile=False,
+                                                       **shared, **kw),
+             "ours-padded": lambda p, s: run_ours(str(backbone), p, steps=s, workdir=work, packing=False,
+                                                  **shared)}
+    variants = {n: known[n] for n in a.variants}
     with word_tokenizer_loading(backbone):
         try:
             check = packed_check(backbone, pairs, bf16=bf16)
         except Exception as e:  # noqa: BLE001 - a kernel failure must not cost the rest of a GPU lease
             check = {"error": repr(e)}
             variants["ours"] = lambda p, s: run_ours(str(backbone), p, steps=s, workdir=work, packing=False, **shared)
+            variants.pop("ours-eager", None)
         print(f"# packed vs padded rewards: {check}", flush=True)
         print(f"# warm-up: {a.warmup_steps} step(s) each; then {a.repeats} x {a.steps} steps", flush=True)
-        for fn in variants.values():
-            fn(warm_pairs, a.warmup_steps)
+        warmup = {}
+        for n, fn in list(variants.items()):  # compiles happen here (and are timed here: the first-run cost)
+            t0 = time.perf_counter()
+            try:
+                fn(warm_pairs, a.warmup_steps)
+            except Exception as e:  # noqa: BLE001 - one failing variant must not cost the others a GPU lease
+                print(f"# warm-up {n} FAILED, dropped: {e!r}", flush=True)
+                warmup[n] = {"error": repr(e)}
+                del variants[n]
+                continue
+            warmup[n] = {"seconds": round(time.perf_counter() - t0, 2)}
+            print(f"# warm-up {n}: {warmup[n]['seconds']} s (load, {a.warmup_steps} steps, save)", flush=True)
         runs = harness.interleaved({n: (lambda fn=fn: fn(pairs, a.steps)) for n, fn in variants.items()}, a.repeats,
                                    keep_going=True, verbose=True)
+        profiles = {n: profile_run(variants[n], pairs, a.profile_steps, batch) for n in ("ours", "ours-eager")
+                    if a.profile_steps and n in variants and runs.get(n)}
     runs = {n: rs for n, rs in runs.items() if rs}  # a failed variant was reported and dropped
-    if "ours" not in runs or "trl" not in runs:
-        raise SystemExit(f"no ratio: ours or TRL failed (finished: {sorted(runs)})")
+    if "trl" not in runs or len(runs) < 2:
+        raise SystemExit(f"no ratio: TRL or all of ours failed (finished: {sorted(runs)})")
     rows = []
     for n, rs in runs.items():
         for r in rs:
@@ -347,21 +367,84 @@ def bench_synthetic(a) -> dict:
                      "real tok/s": harness.median(r["tokens_per_s"] for r in rs),
                      "MFU (H100 bf16)": harness.median(r["mfu_h100"] for r in rs),
                      "peak GiB": max((r["peak"] or 0) for r in rs) or None, "runs": len(rs)})
-    ratios = {k: harness.paired_ratio(runs["ours"], runs["trl"], k) for k in ("pairs_per_s", "tokens_per_s")}
-    if "ours-padded" in runs:
-        ratios["padded_pairs_per_s"] = harness.paired_ratio(runs["ours-padded"], runs["trl"], "pairs_per_s")
+    ratios = {n: {k: harness.paired_ratio(runs[n], runs["trl"], k) for k in ("pairs_per_s", "tokens_per_s")}
+              for n in runs if n != "trl"}
     print(harness.table(rows, list(rows[0])))
-    sp, mfu = ratios["pairs_per_s"]["median_of_ratios"], rows[0]["MFU (H100 bf16)"]
-    padded = ratios.get("padded_pairs_per_s", {}).get("median_of_ratios") or float("nan")
-    print(f"ours/TRL: pairs/s x{sp:.2f}, real tokens/s x{ratios['tokens_per_s']['median_of_ratios']:.2f}; "
-          f"ours-padded/TRL x{padded:.2f} ({'bf16' if bf16 else 'fp32'}, "
-          f"batch {batch} pairs, {a.steps} steps, {n_nonemb / 1e6:.1f}M non-embedding params, packed: "
-          f"{runs['ours'][-1]['packed']})  [goal >= 5x and MFU >= 15%: "
-          f"{'met' if sp >= 5 and mfu >= 0.15 else 'NOT met'}]")
+    mfu = {row["variant"]: row["MFU (H100 bf16)"] for row in rows}
+    for n, r in ratios.items():
+        sp = r["pairs_per_s"]["median_of_ratios"]
+        print(f"{n}/TRL: pairs/s x{sp:.2f} (per repeat {r['pairs_per_s']['per_repeat']}), MFU {mfu[n]:.1%}"
+              f"{'  [goal >= 5x and MFU >= 15%: ' + ('met' if sp >= 5 and mfu[n] >= 0.15 else 'NOT met') + ']' if n == 'ours' else ''}")
+    last = runs.get("ours", next(rs for n, rs in runs.items() if n != "trl"))[-1]
+    print(f"({'bf16' if bf16 else 'fp32'}, batch {batch} pairs, {a.steps} steps, {n_nonemb / 1e6:.1f}M non-embedding "
+          f"params, packed: {last.get('packed')}, compiled blocks: {last.get('compiled_blocks')})")
     return {"mode": "gpu-synthetic", "tiny": a.tiny, "non_embedding_params": n_nonemb, "bf16": bf16,
             "batch_pairs": batch, "max_length": max_len, "n_pairs": len(pairs),
-            "mean_seq_tokens": runs["ours"][0]["real_tokens"] / (2 * len(pairs)), "packed_check": check,
+            "mean_seq_tokens": last["real_tokens"] / (2 * len(pairs)), "packed_check": check, "warmup": warmup,
+            "profiles": profiles,
             "runs": runs, "table": rows, "ratios": ratios, "mfu_peak_flops": H100_BF16_PEAK, "_workdir": work}
+
+
+def profile_run(fn, pairs, steps: int, batch: int, top: int = 12) -> dict:
+    """Profile the training loop of one short run (``steps`` steps, after the timed runs: compiled code is warm).
+
+    ``gpu_kernel_s / train_runtime_s`` is how busy the GPU was (a lower bound: the profiler slows the host);
+    far below 1 means the step is bound by the host (Python, kernel launches), not by the GPU's arithmetic.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        from transformers import Trainer
+
+        cuda = [ProfilerActivity.CUDA] if torch.cuda.is_available() else []
+        original, profiled, syncs = Trainer.train, [], collections.Counter()
+
+        def train(self, *args, **kwargs):  # profile the training loop only, not loading and saving the model
+            with profile(activities=[ProfilerActivity.CPU, *cuda]) as prof, \
+                    warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if cuda:  # where does the host wait for the GPU? (a warning per synchronizing call)
+                    torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    result = original(self, *args, **kwargs)
+                finally:
+                    if cuda:
+                        torch.cuda.set_sync_debug_mode(0)
+            profiled.append(prof)
+            syncs.update(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
+            return result
+
+        Trainer.train = train
+        try:
+            run = fn(pairs.select(range(min(len(pairs), steps * batch))), steps)
+        finally:
+            Trainer.train = original
+        prof = profiled[-1]
+        averages = prof.key_averages()
+        events = [e for e in averages if e.device_type == torch.autograd.DeviceType.CUDA]
+        kernel_s = sum(e.self_device_time_total for e in events) / 1e6
+        ranked = sorted(events, key=lambda e: -e.self_device_time_total)[:top]
+        host = sorted((e for e in averages if e.device_type == torch.autograd.DeviceType.CPU),
+                      key=lambda e: -e.self_cpu_time_total)
+        waits = [e for e in host if "Synchronize" in e.key or e.key in ("cudaMemcpy", "cudaMemcpyAsync", "aten::item",
+                                                                         "aten::_local_scalar_dense")]
+        out = {"steps": steps, "train_runtime_s": run["seconds"], "gpu_kernel_s": round(kernel_s, 4),
+               "gpu_busy_fraction": round(kernel_s / run["seconds"], 3), "kernel_launches": sum(e.count for e in events),
+               "top_kernels": [{"name": e.key[:90], "ms": round(e.self_device_time_total / 1e3, 2), "calls": e.count}
+                               for e in ranked],
+               "top_host_ops": [{"name": e.key[:90], "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 2),
+                                 "calls": e.count} for e in host[:2 * top]],
+               "sync_sites": dict(syncs.most_common(20)),
+               "host_waits": [{"name": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 2), "calls": e.count}
+                              for e in waits]}
+        print(averages.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=60), flush=True)
+        print(f"# profile: {out['gpu_busy_fraction']:.0%} GPU busy over {steps} steps, "
+              f"{out['kernel_launches']} kernels; top: {[(k['name'][:40], k['ms']) for k in out['top_kernels'][:5]]}",
+              flush=True)
+        return out
+    except Exception as e:  # noqa: BLE001 - a profiler failure must not cost the measured results
+        return {"error": repr(e)}
 
 
 def packed_check(backbone: Path, pairs, *, bf16: bool, n: int = 16) -> dict:
@@ -426,12 +509,18 @@ def parse_args(argv=None):
     p.add_argument("--trl-no-gc", action="store_true", help="ablation: TRL without its default gradient checkpointing")
     p.add_argument("--tiny", action="store_true", help="tiny in-process model (smoke runs; numbers mean nothing)")
     p.add_argument("--gpu-synthetic", action="store_true", help="random Qwen2-0.5B-shaped RM on random tokens (GPU)")
+    p.add_argument("--variants", nargs="+", default=["ours", "trl", "ours-eager", "ours-padded"],
+                   choices=["ours", "trl", "ours-eager", "ours-padded"],
+                   help="--gpu-synthetic: which to run (default all; ours and trl are always kept)")
+    p.add_argument("--profile-steps", type=int, default=0,
+                   help="--gpu-synthetic: after timing, profile this many steps of ours and ours-eager")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--json", default=None, help="results file (default benchmarks/results/bench_train-<time>.json)")
     a = p.parse_args(argv)
     for name in ("steps", "repeats"):
         if getattr(a, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(a, name)}")
+    a.variants = list(dict.fromkeys(["ours", "trl", *a.variants]))
     if a.warmup_steps < 1:
         p.error(f"--warmup-steps must be >= 1, got {a.warmup_steps}")
     return a

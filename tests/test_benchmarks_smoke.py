@@ -50,7 +50,8 @@ def test_gpu_synthetic_paths_run_tiny_on_cpu(tmp_path):
     """The --gpu-synthetic code paths (random Qwen2-family RM, word tokenizer, packed check, padding factors)."""
     train = _script("bench_train").main(["--gpu-synthetic", "--tiny", "--steps", "2", "--repeats", "1",
                                          "--warmup-steps", "1", "--json", str(tmp_path / "t.json")])
-    assert set(train["runs"]) == {"ours", "trl", "ours-padded"}
+    assert set(train["runs"]) == {"ours", "trl", "ours-eager", "ours-padded"}
+    assert all(w["seconds"] > 0 for w in train["warmup"].values())
     check = train["packed_check"]  # reference attention on CPU: packed rewards = padded rewards up to bf16
     assert check["same_pair_verdicts"] == 1.0 and check["grad_finite"] and not check["kernel"]
     assert check["padded_left_grads_finite"] and check["padded_right_grads_finite"]

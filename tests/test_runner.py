@@ -93,6 +93,16 @@ def test_missing_required_parameter(tmp_path):
         runner.validate([cell])
 
 
+def test_annotated_union_parameters(tmp_path):
+    """``name: bool | str = "auto"`` takes either type (and nothing else); the annotation is the schema's type."""
+    _nb(tmp_path / "train.ipynb", 'torch_compile: bool | str = "auto"  # compile\n', "pass")
+    assert runner.notebook_parameters(tmp_path / "train.ipynb")["torch_compile"]["type"] == "bool | str"
+    for ok in (False, "auto"):
+        runner.validate([runner.Cell("t", "train", tmp_path / "train.ipynb", {"torch_compile": ok})])
+    with pytest.raises(runner.ParamError, match="'torch_compile' = 3 is int; train.ipynb expects bool | str"):
+        runner.validate([runner.Cell("t", "train", tmp_path / "train.ipynb", {"torch_compile": 3})])
+
+
 def test_real_notebooks_declare_what_the_grid_passes():
     cells = runner.plan(runner.load_spec(REPO / "params" / "default.yaml"))
     runner.validate(cells)  # raises on any mismatch between params/default.yaml and the notebooks

@@ -56,6 +56,7 @@ def pack(seqs: list[list[int]]) -> dict:
 
 
 # ----------------------------------------------------------------------------------- attention
+@torch.compiler.disable  # a loop over the batch's sequences: under torch.compile it runs eagerly, not retraced per batch
 def _reference_attention(q, k, v, cu, *, causal: bool, scale, sliding_window):
     """(T, H, D) per-sequence SDPA: exact, any device and dtype; the kernel's specification in the tests."""
     out = torch.empty_like(q)
@@ -117,7 +118,8 @@ def packed_attention(module, query, key, value, attention_mask, scaling=None, dr
         dt = torch.get_autocast_dtype(q.device.type)
         q, k, v = q.to(dt), k.to(dt), v.to(dt)
     cu = cu_seq_lens_q.to(device=q.device, dtype=torch.int32)
-    max_length = int(max_length_q)
+    # under torch.compile the length is a SymInt: int() would pin the graph to one length (a recompile per batch)
+    max_length = max_length_q if isinstance(max_length_q, (int, torch.SymInt)) else int(max_length_q)
     if _kernel_ok(q, causal=causal, sliding_window=sliding_window, max_length=max_length):
         q, k = q.contiguous(), k.contiguous()  # RoPE output, transposed back: (T, H, D) with the heads outermost
         out = _kernel_attention(q, k, v, cu, max_length, causal=causal, scale=scaling, sliding_window=sliding_window)

@@ -118,17 +118,19 @@ def notebook_parameters(path: Path) -> dict:
         raise ParamError(f"{path} has no cell tagged 'parameters'")
     out = {}
     for line in cells[0].source.splitlines():
-        m = re.match(r"^(\w+)\s*(?::\s*[^=]+)?=\s*(.+?)\s*(?:#\s*(.*))?$", line)
+        m = re.match(r"^(\w+)\s*(?::\s*([^=]+?))?\s*=\s*(.+?)\s*(?:#\s*(.*))?$", line)
         if not m:
             continue
-        name, expr, comment = m.group(1), m.group(2), m.group(3) or ""
+        name, annotation, expr, comment = m.group(1), m.group(2), m.group(3), m.group(4) or ""
         value = ast.literal_eval(expr)
-        out[name] = {"default": value, "type": type(value).__name__, "required": "required" in comment.lower(),
-                     "help": comment}
+        out[name] = {"default": value, "type": annotation or type(value).__name__,  # "bool | str": either
+                     "required": "required" in comment.lower(), "help": comment}
     return out
 
 
 def _type_ok(value, expected: str) -> bool:
+    if "|" in expected:  # an annotated union, e.g. ``torch_compile: bool | str = "auto"``
+        return any(_type_ok(value, t.strip()) for t in expected.split("|"))
     if expected == "NoneType" or value is None:
         return True
     if expected == "float":

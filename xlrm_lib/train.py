@@ -32,6 +32,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 
+from .compiling import compile_blocks, resolve_compile
 from .formatting import TextFormat, encode, forward_kwargs, pad_batch
 from .models import load_reward_model, resolve_backbone
 from .packing import pack, packed_rewards, should_pack, supports_packing
@@ -65,18 +66,19 @@ class RewardConfig:
     gradient_checkpointing: bool = False
     group_by_length: bool = True     # batches of similar length: less padding (padded batches only)
     packing: bool | str = "auto"     # padding-free rows + flash varlen attention; "auto" = decoder RM on a CUDA GPU
+    torch_compile: bool | str = "auto"  # torch.compile the repeated blocks; "auto" = packed training on a CUDA GPU
     logging_steps: int = 5
 
     def validate(self) -> "RewardConfig":
         checks = [("lr", self.lr > 0), ("epochs", self.epochs > 0), ("batch_size", self.batch_size >= 1),
                   ("grad_accum", self.grad_accum >= 1), ("max_length", self.max_length >= 8),
                   ("warmup_ratio", 0 <= self.warmup_ratio < 1), ("center_coef", self.center_coef >= 0),
-                  ("packing", self.packing in (True, False, "auto"))]
+                  ("packing", self.packing in (True, False, "auto")), ("torch_compile", self.torch_compile in (True, False, "auto"))]
         bad = [name for name, ok in checks if not ok]
         if bad:
             raise ValueError(f"invalid training parameter(s) {[(b, getattr(self, b)) for b in bad]}: lr, epochs > 0; "
                              "batch_size, grad_accum >= 1; max_length >= 8; 0 <= warmup_ratio < 1; center_coef >= 0; "
-                             "packing true, false or 'auto'")
+                             "packing and torch_compile true, false or 'auto'")
         TextFormat(self.template, self.max_length)
         return self
 
@@ -282,6 +284,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     model = _prepare_model(model.train(), cfg)
     use_bf16 = cfg.bf16 if cfg.bf16 is not None else fast_bf16()
     packed = resolve_packing(cfg.packing, model, half=use_bf16)
+    compiled = compile_blocks(model) if resolve_compile(
+        cfg.torch_compile, packed=packed, device_type=next(model.parameters()).device.type) else 0
     steps_per_epoch = math.ceil(len(features) / (cfg.batch_size * cfg.grad_accum))
     with atomic_dir(out) as tmp:
         args = TrainingArguments(
@@ -300,8 +304,13 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             data_collator=PackedPairCollator() if packed else PairCollator(tok.pad_token_id, "right"),
             margin=cfg.margin, center_coef=cfg.center_coef,
         )
-        with _attention_backend(model):
-            result = trainer.train()
+        try:
+            with _attention_backend(model):
+                result = trainer.train()
+        except torch._dynamo.exc.TorchDynamoException as e:  # compiling happens at the first step
+            raise RuntimeError(f"torch.compile of {compiled} {type(model).__name__} blocks failed "
+                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); train with "
+                               "torch_compile=False (params YAML, train section: `torch_compile: false`)") from e
         history = [h for h in trainer.state.log_history if "loss" in h]
         model = trainer.model
         if cfg.lora:
@@ -316,7 +325,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         card = {
             "key": key, "backbone": str(backbone), "backbone_fingerprint": key_obj["backbone"],
             "data_fingerprint": key_obj["data"], "languages": langs, "n_pairs": len(features),
-            "config": asdict(cfg), "packed": packed, "format": asdict(fmt), "versions": _versions(),
+            "config": asdict(cfg), "packed": packed, "compiled_blocks": compiled, "format": asdict(fmt), "versions": _versions(),
             # results depend on these through floating-point reduction order (see README, "What the default
             # run finds"): the same seed on another thread count or device is a different run
             "runtime": {"device": str(next(model.parameters()).device), "threads": torch.get_num_threads(),
