@@ -243,6 +243,10 @@ def test_hidden_states_disk_cache(tmp_path):
     hidden_states(_llama(seed=1), tok, TEXTS, cache_dir=tmp_path)  # other weights: a new entry
     hidden_states(model, tok, TEXTS[:2], cache_dir=tmp_path)  # other texts: a new entry
     assert len(list(tmp_path.glob("hidden-*.npy"))) == 3
+    # a precomputed model key is the same key: a hit, no new entry
+    key = probe.model_digest(model)
+    np.testing.assert_array_equal(hidden_states(model, tok, TEXTS, cache_dir=tmp_path, model_key=key), first)
+    assert len(list(tmp_path.glob("hidden-*.npy"))) == 3
 
 
 # ----------------------------------------------------------------------------- UMAP and figures

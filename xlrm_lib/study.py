@@ -119,9 +119,9 @@ def model_states(backbone_or_dir, texts: dict[str, list[str]], *, layers="all", 
                  max_length: int = 256) -> dict[str, np.ndarray]:
     """Hidden states ``lang -> (n_items, n_layers, d)`` of one model (cached on disk by content)."""
     model, tok = models.load_backbone(backbone_or_dir)
-    cache = store.cache_dir("hidden_states")
+    cache, key = store.cache_dir("hidden_states"), probe.model_digest(model)  # the key's slow part, once per model
     return {lang: probe.hidden_states(model, tok, t, layers=layers, batch_size=batch_size, max_length=max_length,
-                                      cache_dir=cache) for lang, t in texts.items()}
+                                      cache_dir=cache, model_key=key) for lang, t in texts.items()}
 
 
 def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str, list[str]], *,
