@@ -11,13 +11,12 @@ DDP, PEFT) stays eager and unchanged; ``Module.compile`` works in place, so the 
 The blocks are the classes a transformers model lists in ``_no_split_modules`` (the units accelerate will not
 split across devices), minus embeddings: ``Qwen2DecoderLayer``, ``LlamaDecoderLayer``, ``XLMRobertaLayer``...
 
+>>> import torch
 >>> compile_blocks(torch.nn.Linear(2, 2))  # no transformers blocks: nothing to compile
 0
 """
 
 from __future__ import annotations
-
-import torch
 
 
 def block_classes(model) -> set[str]:

@@ -56,7 +56,7 @@ def pack(seqs: list[list[int]]) -> dict:
 
 
 # ----------------------------------------------------------------------------------- attention
-@torch.compiler.disable  # a loop over the batch's sequences: under torch.compile it runs eagerly, not retraced per batch
+@torch.compiler.disable  # a loop over the batch's sequences: under torch.compile it runs eagerly, not retraced
 def _reference_attention(q, k, v, cu, *, causal: bool, scale, sliding_window):
     """(T, H, D) per-sequence SDPA: exact, any device and dtype; the kernel's specification in the tests."""
     out = torch.empty_like(q)

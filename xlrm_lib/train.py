@@ -73,7 +73,8 @@ class RewardConfig:
         checks = [("lr", self.lr > 0), ("epochs", self.epochs > 0), ("batch_size", self.batch_size >= 1),
                   ("grad_accum", self.grad_accum >= 1), ("max_length", self.max_length >= 8),
                   ("warmup_ratio", 0 <= self.warmup_ratio < 1), ("center_coef", self.center_coef >= 0),
-                  ("packing", self.packing in (True, False, "auto")), ("torch_compile", self.torch_compile in (True, False, "auto"))]
+                  ("packing", self.packing in (True, False, "auto")),
+                  ("torch_compile", self.torch_compile in (True, False, "auto"))]
         bad = [name for name, ok in checks if not ok]
         if bad:
             raise ValueError(f"invalid training parameter(s) {[(b, getattr(self, b)) for b in bad]}: lr, epochs > 0; "
@@ -307,10 +308,12 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         try:
             with _attention_backend(model):
                 result = trainer.train()
-        except torch._dynamo.exc.TorchDynamoException as e:  # compiling happens at the first step
-            raise RuntimeError(f"torch.compile of {compiled} {type(model).__name__} blocks failed "
-                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); train with "
-                               "torch_compile=False (params YAML, train section: `torch_compile: false`)") from e
+        except Exception as e:  # compiling happens at the first step, inside the Trainer
+            if compiled and _is_compile_error(e):
+                raise RuntimeError(f"torch.compile of {compiled} {type(model).__name__} blocks failed "
+                                   f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); train with "
+                                   "torch_compile=False (params YAML, train section: `torch_compile: false`)") from e
+            raise
         history = [h for h in trainer.state.log_history if "loss" in h]
         model = trainer.model
         if cfg.lora:
@@ -336,6 +339,13 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         }
         (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str))
     return out
+
+
+def _is_compile_error(e: BaseException) -> bool:
+    """Raised by torch.compile (dynamo tracing, or the backend: inductor's errors subclass dynamo's)."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    return isinstance(e, TorchDynamoException)
 
 
 def resolve_packing(packing, model, *, half: bool = True) -> bool:
