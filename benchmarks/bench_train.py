@@ -4,13 +4,13 @@ Run (from the repository root)::
 
     python benchmarks/bench_train.py                              # me5-small, embedded en train split, 20 steps x 3
     python benchmarks/bench_train.py --steps 6 --repeats 2        # quicker, noisier
-    python benchmarks/bench_train.py --gpu-synthetic --steps 30   # GPU: Qwen2-0.5B-shaped random model (< 5 min, H100)
+    python benchmarks/bench_train.py --gpu-synthetic --steps 60 --warmup-steps 10   # GPU: random Qwen2-0.5B shape
     python benchmarks/bench_train.py --tiny --steps 2 --repeats 1 # smoke: tiny in-process BERT (seconds)
     python benchmarks/bench_train.py --gpu-synthetic --tiny --steps 2   # the synthetic code path, tiny, on CPU
 
 OURS is :func:`xlrm_lib.train.train_reward_model` with its default recipe (length-grouped batches, or packed
-padding-free rows for a decoder on a CUDA GPU; chosen and rejected in one forward, frozen word embeddings,
-dropout off, bf16 autocast where the CPU/GPU has fast bf16). The BASELINE
+padding-free rows and compiled decoder layers for a decoder on a CUDA GPU; chosen and rejected in one forward,
+frozen word embeddings, dropout off, bf16 autocast where the CPU/GPU has fast bf16). The BASELINE
 is ``trl.RewardTrainer`` with TRL's defaults (gradient checkpointing on, dropout off, linear schedule, EOS
 appended, pairs longer than ``max_length`` filtered), given the same model (same seed, so the same fresh
 head), tokenizer, pairs, ``max_length``, batch size, number of steps, learning rate and precision flag. TRL
