@@ -34,7 +34,6 @@ import math
 import shutil
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -195,8 +194,7 @@ def bench_embedded(a) -> dict:
             backbone, train, bf16=bf16, workdir=work / tag, trl_input=a.trl_input,
             gradient_checkpointing=not a.trl_no_gc, **shared, **kw)
     print(f"# warm-up: {a.warmup_steps} step(s) of each of {list(variants)}", flush=True)
-    for fn in variants.values():
-        fn(steps=a.warmup_steps)
+    harness.warm_up({n: (lambda fn=fn: fn(steps=a.warmup_steps)) for n, fn in variants.items()})
     # the last repeat keeps TRL's model in memory (ours is on disk) for the accuracy check
     runs = harness.interleaved({n: (lambda fn=fn: fn(steps=a.steps)) for n, fn in variants.items()}, a.repeats - 1) \
         if a.repeats > 1 else {n: [] for n in variants}
@@ -339,19 +337,11 @@ def bench_synthetic(a) -> dict:
             variants["ours"] = lambda p, s: run_ours(str(backbone), p, steps=s, workdir=work, packing=False, **shared)
             variants.pop("ours-eager", None)
         print(f"# packed vs padded rewards: {check}", flush=True)
-        print(f"# warm-up: {a.warmup_steps} step(s) each; then {a.repeats} x {a.steps} steps", flush=True)
-        warmup = {}
-        for n, fn in list(variants.items()):  # compiles happen here (and are timed here: the first-run cost)
-            t0 = time.perf_counter()
-            try:
-                fn(warm_pairs, a.warmup_steps)
-            except Exception as e:  # noqa: BLE001 - one failing variant must not cost the others a GPU lease
-                print(f"# warm-up {n} FAILED, dropped: {e!r}", flush=True)
-                warmup[n] = {"error": repr(e)}
-                del variants[n]
-                continue
-            warmup[n] = {"seconds": round(time.perf_counter() - t0, 2)}
-            print(f"# warm-up {n}: {warmup[n]['seconds']} s (load, {a.warmup_steps} steps, save)", flush=True)
+        print(f"# warm-up (load, {a.warmup_steps} steps, save; compiles happen here): then {a.repeats} x "
+              f"{a.steps} steps", flush=True)
+        warmup = harness.warm_up({n: (lambda fn=fn: fn(warm_pairs, a.warmup_steps)) for n, fn in variants.items()},
+                                 keep_going=True)  # one failing variant must not cost the others a GPU lease
+        variants = {n: fn for n, fn in variants.items() if "error" not in warmup[n]}
         runs = harness.interleaved({n: (lambda fn=fn: fn(pairs, a.steps)) for n, fn in variants.items()}, a.repeats,
                                    keep_going=True, verbose=True)
         profiles = {n: profile_run(variants[n], pairs, a.profile_steps, batch) for n in ("ours", "ours-eager")

@@ -108,6 +108,25 @@ def interleaved(variants: dict[str, Callable[[], dict]], repeats: int, *, keep_g
     return runs
 
 
+def warm_up(variants: dict[str, Callable[[], object]], *, keep_going: bool = False) -> dict[str, dict]:
+    """One untimed-for-the-ratio call of each variant, timed for the record (a compile or first-load cost shows
+    here); ``{name: {"seconds": s}}``, or ``{"error": ...}`` for a variant that raised under ``keep_going``
+    (the caller drops it before :func:`interleaved`)."""
+    out = {}
+    for name, fn in variants.items():
+        try:
+            _, seconds = timed(fn)
+        except Exception as e:  # noqa: BLE001
+            if not keep_going:
+                raise
+            out[name] = {"error": repr(e)}
+            print(f"# warm-up {name} FAILED, dropped: {e!r}", flush=True)
+            continue
+        out[name] = {"seconds": round(seconds, 2)}
+        print(f"# warm-up {name}: {out[name]['seconds']} s", flush=True)
+    return out
+
+
 def timed(fn: Callable[[], object]) -> tuple[object, float]:
     """``(fn(), seconds)`` by the wall clock (``perf_counter``)."""
     t0 = time.perf_counter()

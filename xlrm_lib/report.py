@@ -63,16 +63,13 @@ def headlines(scores: pd.DataFrame, *, english: str = "en", n_boot: int = 2000, 
     runs the table has one block per run, labelled by ``backbone`` and ``seed`` columns (see :func:`seed_summary`).
     """
     keys = [k for k in RUN_KEYS if k in scores.columns]
-    groups = run_groups(scores)
+    runs = list(scores.groupby(keys, sort=True)) if keys else [((), scores)]
     out: dict[str, list[pd.DataFrame]] = {}
-    for group in groups:
-        sub = scores
-        for k, v in zip(keys, group):
-            sub = sub[sub[k] == v]
+    for group, sub in runs:
         for label, fmt in evaluate.HEADLINE_TARGETS.items():
             if has_targets(set(sub["source"]), set(sub["lang"]), english=english, target_fmt=fmt):
                 t = evaluate.english_vs_target(sub, english=english, target_source=fmt, n_boot=n_boot, seed=seed)
-                out.setdefault(label, []).append(t.assign(**dict(zip(keys, group))) if len(groups) > 1 else t)
+                out.setdefault(label, []).append(t.assign(**dict(zip(keys, group))) if len(runs) > 1 else t)
     return {label: pd.concat(ts, ignore_index=True) for label, ts in out.items()}
 
 

@@ -285,8 +285,9 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     model = _prepare_model(model.train(), cfg)
     use_bf16 = cfg.bf16 if cfg.bf16 is not None else fast_bf16()
     packed = resolve_packing(cfg.packing, model, half=use_bf16)
-    compiled = compile_blocks(model) if resolve_compile(
-        cfg.torch_compile, packed=packed, device_type=next(model.parameters()).device.type) else 0
+    model_device = next(model.parameters()).device
+    compiled = compile_blocks(model) if resolve_compile(cfg.torch_compile, packed=packed,
+                                                        device_type=model_device.type) else 0
     steps_per_epoch = math.ceil(len(features) / (cfg.batch_size * cfg.grad_accum))
     with atomic_dir(out) as tmp:
         args = TrainingArguments(
@@ -328,10 +329,11 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         card = {
             "key": key, "backbone": str(backbone), "backbone_fingerprint": key_obj["backbone"],
             "data_fingerprint": key_obj["data"], "languages": langs, "n_pairs": len(features),
-            "config": asdict(cfg), "packed": packed, "compiled_blocks": compiled, "format": asdict(fmt), "versions": _versions(),
+            "config": asdict(cfg), "packed": packed, "compiled_blocks": compiled, "format": asdict(fmt),
+            "versions": _versions(),
             # results depend on these through floating-point reduction order (see README, "What the default
             # run finds"): the same seed on another thread count or device is a different run
-            "runtime": {"device": str(next(model.parameters()).device), "threads": torch.get_num_threads(),
+            "runtime": {"device": str(model_device), "threads": torch.get_num_threads(),
                         "bf16": use_bf16},
             "train_metrics": {**result.metrics, "real_tokens": trainer.real_tokens,
                               "final_accuracy": history[-1].get("accuracy") if history else None},
