@@ -9,6 +9,8 @@ signature as ``varlen_attn`` that computes the reference attention: what is test
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -33,6 +35,17 @@ def test_block_classes_are_the_repeated_layers():
     model = _qwen2()
     assert compiling.compile_blocks(model, backend="aot_eager") == 2  # its two decoder layers
     assert compiling.compile_blocks(torch.nn.Linear(2, 2)) == 0
+    # compiling keeps the reference attention's per-sequence loop out of the traced graph
+    assert packing._reference is not packing._reference_attention
+    assert packing._reference.__wrapped__ is packing._reference_attention
+
+
+def test_importing_the_library_leaves_the_compiler_unloaded():
+    """Every notebook imports these; torch's compiler stack (~0.9 s) loads only when something compiles."""
+    code = ("import sys; import xlrm_lib.evaluate, xlrm_lib.study, xlrm_lib.train, xlrm_lib.packing; "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_resolve_compile():
@@ -50,7 +63,7 @@ def _stand_in_kernel():
     def varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor,
                max_q: int, max_k: int, causal: bool) -> torch.Tensor:
         assert int(cu_q[-1]) == q.shape[0] and max_q >= 1
-        return packing._reference_attention.__wrapped__(q, k, v, cu_q, causal=causal, scale=None, sliding_window=None)
+        return packing._reference_attention(q, k, v, cu_q, causal=causal, scale=None, sliding_window=None)
 
     @varlen.register_fake
     def _(q, k, v, cu_q, cu_k, max_q, max_k, causal):

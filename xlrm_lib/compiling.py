@@ -34,8 +34,12 @@ def compile_blocks(model, *, backend: str = "inductor", dynamic: bool | None = N
     the first call with another length recompiles once with a symbolic length, and every later length reuses
     that. All blocks share the compiled code (parameters are graph inputs), so the model pays for one block.
     """
+    from .packing import keep_reference_eager
+
     names = block_classes(model)
     blocks = [m for m in model.modules() if type(m).__name__ in names]
+    if blocks:
+        keep_reference_eager()
     for block in blocks:
         block.compile(backend=backend, dynamic=dynamic)
     return len(blocks)

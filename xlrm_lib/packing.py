@@ -31,16 +31,26 @@ import torch.nn.functional as F
 
 ATTN_NAME = "xlrm_packed"
 
-try:  # PyTorch >= 2.9
-    from torch.nn.attention.varlen import varlen_attn as _varlen_attn
-    _VARLEN_PARAMS = set(inspect.signature(_varlen_attn).parameters)
-except ImportError:  # pragma: no cover - older torch: the reference path only
-    _varlen_attn, _VARLEN_PARAMS = None, set()
+_UNLOADED = object()
+_varlen_attn, _VARLEN_PARAMS = _UNLOADED, set()  # imported on first use: it pulls in torch._dynamo (~0.9 s)
+
+
+def _load_kernel():
+    """``torch.nn.attention.varlen.varlen_attn`` (PyTorch >= 2.9), or None; imported once, when first needed."""
+    global _varlen_attn, _VARLEN_PARAMS
+    if _varlen_attn is _UNLOADED:
+        try:
+            from torch.nn.attention.varlen import varlen_attn
+        except ImportError:  # pragma: no cover - older torch: the reference path only
+            _varlen_attn, _VARLEN_PARAMS = None, set()
+        else:
+            _varlen_attn, _VARLEN_PARAMS = varlen_attn, set(inspect.signature(varlen_attn).parameters)
+    return _varlen_attn
 
 
 def kernel_available() -> bool:
     """Whether this PyTorch has the variable-length flash kernel and a CUDA device to run it."""
-    return _varlen_attn is not None and torch.cuda.is_available()
+    return torch.cuda.is_available() and _load_kernel() is not None
 
 
 def pack(seqs: list[list[int]]) -> dict:
@@ -56,7 +66,6 @@ def pack(seqs: list[list[int]]) -> dict:
 
 
 # ----------------------------------------------------------------------------------- attention
-@torch.compiler.disable  # a loop over the batch's sequences: under torch.compile it runs eagerly, not retraced
 def _reference_attention(q, k, v, cu, *, causal: bool, scale, sliding_window):
     """(T, H, D) per-sequence SDPA: exact, any device and dtype; the kernel's specification in the tests."""
     out = torch.empty_like(q)
@@ -76,8 +85,22 @@ def _reference_attention(q, k, v, cu, *, causal: bool, scale, sliding_window):
     return out
 
 
+_reference = _reference_attention  # what packed_attention calls; keep_reference_eager() wraps it for torch.compile
+
+
+def keep_reference_eager() -> None:
+    """Run the reference loop eagerly under ``torch.compile`` (traced, it would be unrolled for every batch).
+
+    :func:`xlrm_lib.compiling.compile_blocks` calls this; it is not done at import because the decorator pulls in
+    torch's compiler stack, ~0.9 s in every notebook that never compiles.
+    """
+    global _reference
+    if _reference is _reference_attention:
+        _reference = torch.compiler.disable(_reference_attention)
+
+
 def _kernel_ok(q, *, causal: bool, sliding_window, max_length: int) -> bool:
-    if _varlen_attn is None or not q.is_cuda or q.dtype not in (torch.float16, torch.bfloat16):
+    if not q.is_cuda or q.dtype not in (torch.float16, torch.bfloat16) or _load_kernel() is None:
         return False
     if sliding_window and max_length > sliding_window and "window_size" not in _VARLEN_PARAMS:
         return False
@@ -126,7 +149,7 @@ def packed_attention(module, query, key, value, attention_mask, scaling=None, dr
     else:
         v = v.to(q.dtype)
         k = k.to(q.dtype)
-        out = _reference_attention(q, k, v, cu, causal=causal, scale=scaling, sliding_window=sliding_window)
+        out = _reference(q, k, v, cu, causal=causal, scale=scaling, sliding_window=sliding_window)
     return out.unsqueeze(0), None  # (1, T, H, D), like the other attention functions
 
 
