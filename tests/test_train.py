@@ -96,6 +96,16 @@ def trained(tiny_bert_dir, small_pairs):
     return train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", **FAST)
 
 
+def test_cpu_training_runs_eager_attention_and_saves_the_models_own_choice(tiny_bert_dir, trained, monkeypatch):
+    seen = []
+    model = tiny_bert()
+    with train_mod._attention_backend(model):
+        seen.append(model.config._attn_implementation)
+    assert seen == ["eager"] and model.config._attn_implementation == "sdpa"  # restored
+    loaded, _ = load_reward_model(trained)
+    assert loaded.config._attn_implementation == "sdpa"  # scoring keeps SDPA (the faster fp32 forward)
+
+
 def test_cache_hit_returns_same_path_without_training(tiny_bert_dir, small_pairs, trained, monkeypatch):
     mtime = (trained / "model.safetensors").stat().st_mtime_ns
 

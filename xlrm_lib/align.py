@@ -176,8 +176,12 @@ def _check_candidates(cands: pd.DataFrame, what: str = "candidates") -> None:
 
 
 def score_candidates(model, tokenizer, cands: pd.DataFrame, *, batch_size: int = 32, fmt: TextFormat | None = None,
-                     column: str = "reward") -> pd.DataFrame:
-    """``cands`` plus a ``reward`` column: the RM's score of each (prompt, text), in the RM's saved format."""
+                     column: str = "reward", cache: bool = False) -> pd.DataFrame:
+    """``cands`` plus a ``reward`` column: the RM's score of each (prompt, text), in the RM's saved format.
+
+    ``cache=True``: candidates this RM already scored (e.g. a pool's chosen and rejected answers, scored by the
+    evaluate notebook) come from its reward cache (:func:`xlrm_lib.evaluate.score_texts`).
+    """
     _check_candidates(cands)
     fmt = (fmt or model_format(model)).resolved(tokenizer)
     seqs = encode(tokenizer, list(cands["prompt"]), list(cands["text"]), fmt)
@@ -185,7 +189,7 @@ def score_candidates(model, tokenizer, cands: pd.DataFrame, *, batch_size: int =
     # tokens) get exactly equal rewards, so best_of_n's tie rule decides them, not ~1e-9 of batch noise
     unique = {tuple(s): None for s in seqs}
     index = {s: i for i, s in enumerate(unique)}
-    rewards = score_texts(model, tokenizer, [list(s) for s in unique], batch_size=batch_size)
+    rewards = score_texts(model, tokenizer, [list(s) for s in unique], batch_size=batch_size, cache=cache)
     out = cands.copy()
     out[column] = rewards[[index[tuple(s)] for s in seqs]]
     return out

@@ -11,6 +11,7 @@ that category's rows); the overall score is the mean of the categories present.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,10 @@ import torch
 from .data import CATEGORIES
 from .formatting import TextFormat, encode, forward_kwargs, pad_batch
 from .packing import pack, packed_rewards, should_pack
+from .reward_cache import RewardCache
 from .stats import bootstrap_ci, category_mean_boot, ci_from_draws, mcnemar_exact
+
+log = logging.getLogger(__name__)
 
 TRANSLATED_SUFFIX = "-mt"  # a translate-train RM for language t is named t + this suffix (e.g. "es-mt")
 HEADLINE_TARGETS = {"native": "{lang}", "translated": "{lang}" + TRANSLATED_SUFFIX}  # label -> target RM name
@@ -36,14 +40,33 @@ def model_format(model, default: TextFormat | None = None) -> TextFormat:
     return fmt or default or TextFormat()
 
 
-@torch.inference_mode()
-def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32, bf16: bool = False) -> np.ndarray:
+def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32, bf16: bool = False,
+                cache: bool = False) -> np.ndarray:
     """Rewards ``(n,)`` of token-id sequences, batched by length (sorted), no gradients.
 
     ``bf16=True`` runs the forward under bfloat16 autocast: ~2.7x faster on a CPU with AMX, but rewards move
     by ~1e-2, so the exact (fp32) path is the default. With ``bf16=True`` a decoder RM on a CUDA GPU is scored
     padding-free (:mod:`xlrm_lib.packing`, the flash variable-length kernel).
+
+    ``cache=True`` reuses and records rewards in the model's :class:`xlrm_lib.reward_cache.RewardCache` (an RM
+    loaded unchanged from its xlrm directory; other models are scored as usual): a sequence this RM already
+    scored, in any notebook, is not scored again. Pass it only for a model as loaded from disk.
     """
+    store = RewardCache.for_model(model, bf16=bf16) if cache else None
+    if store is None:
+        return _score(model, tokenizer, seqs, batch_size=batch_size, bf16=bf16)
+    out = store.get(seqs)
+    todo = np.flatnonzero(np.isnan(out))
+    log.info("reward cache %s: %d of %d sequences already scored", store.path.name, len(seqs) - len(todo), len(seqs))
+    if len(todo):
+        new = [seqs[i] for i in todo]
+        out[todo] = _score(model, tokenizer, new, batch_size=batch_size, bf16=bf16)
+        store.put(new, out[todo])
+    return out
+
+
+@torch.inference_mode()
+def _score(model, tokenizer, seqs: list[list[int]], *, batch_size: int, bf16: bool) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
     packed = should_pack(model, half=bf16)  # fp32 stays padded and exact
@@ -67,18 +90,19 @@ def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32
 
 
 def score_pairs(model, tokenizer, pairs, *, batch_size: int = 32, fmt: TextFormat | None = None,
-                bf16: bool = False, **labels) -> pd.DataFrame:
+                bf16: bool = False, cache: bool = False, **labels) -> pd.DataFrame:
     """Score every pair: a per-pair table with :data:`SCORE_COLUMNS` (+ constant ``labels`` columns).
 
     Chosen and rejected sequences of all pairs are sorted by length together, so padding is minimal and the
     result does not depend on ``batch_size`` or the padding side (position ids count real tokens only).
+    ``cache``: see :func:`score_texts`.
     """
     if len(pairs) == 0:
         raise ValueError("no pairs to score")
     fmt = (fmt or model_format(model)).resolved(tokenizer)
     chosen = encode(tokenizer, pairs["prompt"], pairs["chosen"], fmt)
     rejected = encode(tokenizer, pairs["prompt"], pairs["rejected"], fmt)
-    rewards = score_texts(model, tokenizer, chosen + rejected, batch_size=batch_size, bf16=bf16)
+    rewards = score_texts(model, tokenizer, chosen + rejected, batch_size=batch_size, bf16=bf16, cache=cache)
     rc, rr = rewards[: len(chosen)], rewards[len(chosen) :]
     # identical token ids (e.g. answers that differ only before a left truncation) are an exact tie; two rows
     # of one padded batch can differ by ~1e-9 in float, which would otherwise decide such a pair at random

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+CARD_FILE = "xlrm_card.json"  # beside a trained RM's weights: its cache key, config, data fingerprint, metrics
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -75,10 +75,14 @@ def train_metrics(model_dir, *, rm_name: str, backbone: str, seed: int, train_la
 # ----------------------------------------------------------------------------------- evaluation
 def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split: str = "test",
                 batch_size: int = 64, **labels) -> pd.DataFrame:
-    """Per-pair scores of one RM on every target language (``source`` column = ``rm_name``)."""
+    """Per-pair scores of one RM on every target language (``source`` column = ``rm_name``).
+
+    The rewards are also recorded in the RM's reward cache (:mod:`xlrm_lib.reward_cache`), where best-of-n finds
+    the pools' chosen and rejected answers already scored.
+    """
     pairs = data.load_pairs(eval_source, langs=eval_langs, split=split)
     model, tok = models.load_reward_model(model_dir)
-    return evaluate.score_pairs(model, tok, pairs, batch_size=batch_size, source=rm_name, **labels)
+    return evaluate.score_pairs(model, tok, pairs, batch_size=batch_size, cache=True, source=rm_name, **labels)
 
 
 def eval_metrics(acc: pd.DataFrame, **labels) -> dict:
@@ -189,11 +193,13 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     picks = {}
     for name, d in rm_dirs.items():
         model, tok = models.load_reward_model(d)
-        picks[name] = align.best_of_n(align.score_candidates(model, tok, cands, batch_size=batch_size), rm=name)
+        # cache: each pool's chosen and rejected answers were scored by this RM's evaluate notebook
+        scored = align.score_candidates(model, tok, cands, batch_size=batch_size, cache=True)
+        picks[name] = align.best_of_n(scored, rm=name)
     judge_obj = judge
     if judge != "gold":
         model, tok = models.load_reward_model(judge)
-        judge_obj = align.score_candidates(model, tok, cands, batch_size=batch_size)
+        judge_obj = align.score_candidates(model, tok, cands, batch_size=batch_size, cache=True)
         judge_obj.attrs["name"] = str(judge)
     out = {"picks": pd.concat(picks.values(), ignore_index=True),
            "vs_random": align.win_rate_table(picks, align.random_picks(cands, seed=seed), judge_obj, seed=seed,

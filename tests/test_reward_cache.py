@@ -1,0 +1,123 @@
+"""xlrm_lib.reward_cache: a trained RM scores each token sequence once, across notebooks; nothing else changes.
+
+The tiny RMs are saved with a hand-written ``xlrm_card.json`` (only its ``key`` matters to the cache) and loaded
+the real way, so ``model.name_or_path`` points at their directory as it does in the notebooks.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import save_model, tiny_bert, word_tokenizer
+from xlrm_lib import evaluate, study
+from xlrm_lib.models import load_reward_model
+from xlrm_lib.reward_cache import RewardCache, sequence_digest
+
+SEQS = [[2, 10, 11, 3], [2, 12, 3], [2, 13, 14, 15, 16, 3], [2, 10, 11, 3]]  # the last repeats the first
+
+
+@pytest.fixture()
+def rm_dir(tmp_path):
+    path = save_model(tmp_path / "rm", tiny_bert(seed=1), word_tokenizer("bert"))
+    (path / "xlrm_card.json").write_text(json.dumps({"key": f"k-{tmp_path.name}"}))  # one cache per test
+    return path
+
+
+@pytest.fixture()
+def counted(monkeypatch):
+    """Record every sequence the model really scores (the cache's misses)."""
+    seen = []
+    real = evaluate._score
+
+    def spy(model, tok, seqs, **kw):
+        seen.extend(tuple(s) for s in seqs)
+        return real(model, tok, seqs, **kw)
+
+    monkeypatch.setattr(evaluate, "_score", spy)
+    return seen
+
+
+def test_a_model_without_a_card_is_not_cached(tiny_bert_dir, counted):
+    model, tok = load_reward_model(tiny_bert_dir)
+    assert RewardCache.for_model(model) is None
+    evaluate.score_texts(model, tok, SEQS, cache=True)
+    evaluate.score_texts(model, tok, SEQS, cache=True)
+    assert len(counted) == 2 * len(SEQS)  # scored both times
+
+
+def test_cached_rewards_are_the_computed_ones_and_only_misses_are_scored(rm_dir, counted):
+    model, tok = load_reward_model(rm_dir)
+    plain = evaluate.score_texts(model, tok, SEQS[:2])
+    first = evaluate.score_texts(model, tok, SEQS[:2], cache=True)
+    np.testing.assert_array_equal(first, plain)
+    counted.clear()
+    both = evaluate.score_texts(model, tok, SEQS, cache=True)
+    assert counted == [tuple(SEQS[2])]  # 0, 1 and 3 (= 0) are known; only 2 is new
+    np.testing.assert_array_equal(both[:2], first)  # bit-identical: read back, not recomputed
+    assert both[3] == both[0]
+    np.testing.assert_allclose(both, evaluate.score_texts(model, tok, SEQS), atol=1e-6)
+    counted.clear()
+    evaluate.score_texts(model, tok, SEQS, cache=True)
+    assert counted == []
+
+
+def test_a_reloaded_model_and_another_process_see_the_same_entries(rm_dir, counted):
+    model, tok = load_reward_model(rm_dir)
+    evaluate.score_texts(model, tok, SEQS[:1], cache=True)
+    other = RewardCache.for_model(load_reward_model(rm_dir)[0])  # what a later notebook opens
+    other.put([SEQS[1]], [0.25])  # a second writer adds an entry: the first one's stays
+    got = RewardCache.for_model(model).get(SEQS[:2])
+    assert np.isfinite(got[0]) and got[1] == 0.25
+
+
+def test_the_key_separates_models_precision_and_device(rm_dir, tmp_path):
+    model, _ = load_reward_model(rm_dir)
+    fp32, bf16 = RewardCache.for_model(model), RewardCache.for_model(model, bf16=True)
+    assert fp32.path != bf16.path and fp32.path.name.startswith(f"k-{tmp_path.name}-")
+    retrained = shutil.copytree(rm_dir, tmp_path / "retrained")
+    (retrained / "xlrm_card.json").write_text(json.dumps({"key": "k1"}))
+    assert RewardCache.for_model(load_reward_model(retrained)[0]).path != fp32.path
+
+
+def test_a_damaged_cache_file_is_recomputed_not_trusted(rm_dir, counted, caplog):
+    model, tok = load_reward_model(rm_dir)
+    cache = RewardCache.for_model(model)
+    cache.path.write_bytes(b"not an npz")
+    rewards = evaluate.score_texts(model, tok, SEQS[:2], cache=True)
+    assert len(counted) == 2 and "unreadable" in caplog.text
+    np.testing.assert_array_equal(cache.get(SEQS[:2]), rewards)  # rewritten whole
+
+
+def test_non_finite_rewards_are_not_stored(rm_dir):
+    cache = RewardCache.for_model(load_reward_model(rm_dir)[0])
+    cache.put(SEQS[:2], [np.nan, 1.5])
+    assert np.isnan(cache.get(SEQS[:1])[0]) and cache.get(SEQS[1:2])[0] == 1.5
+    assert sequence_digest([1, 2]) != sequence_digest([2, 1]) and len(sequence_digest([1])) == 16
+
+
+def test_best_of_n_after_evaluate_scores_only_the_distractors(rm_dir, counted):
+    """The grid's order: the evaluate notebook scores every test pair, then best-of-n reuses them."""
+    langs = ["en", "ko"]
+    scores = study.evaluate_rm(rm_dir, rm_name="en", eval_source="embedded", eval_langs=langs, split="test")
+    evaluated = set(counted)
+    counted.clear()
+    tables = study.best_of_n_study({"en": str(rm_dir)}, langs=langs, n=4, limit=6, seed=0)
+    model, tok = load_reward_model(rm_dir)
+    from xlrm_lib import align
+    from xlrm_lib.data import load_pairs
+    from xlrm_lib.formatting import encode
+
+    pool = align.candidate_pool(load_pairs("embedded", langs=langs, split="test"), n=4, seed=0, limit=6)
+    seqs = [tuple(s) for s in encode(tok, list(pool["prompt"]), list(pool["text"]), evaluate.model_format(model)
+                                     .resolved(tok))]
+    distractors = {s for s, o in zip(seqs, pool["origin"]) if o == "distractor"}
+    assert set(counted) == distractors - evaluated  # chosen and rejected answers came from the cache
+    assert len(counted) == len(set(counted)) > 0
+    # the picks' rewards of chosen answers are the evaluate notebook's rewards, bit for bit
+    picks = tables["picks"].merge(pool[["prompt_id", "lang", "cand_id", "origin", "origin_id"]])
+    chosen = picks[picks["origin"] == "chosen"].merge(scores, left_on=["prompt_id", "lang"], right_on=["id", "lang"])
+    assert len(chosen) > 0 and (chosen["reward"] == chosen["reward_chosen"]).all()
