@@ -119,7 +119,7 @@ def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 
     return texts
 
 
-def model_states(backbone_or_dir, texts: dict[str, list[str]], *, layers="all", batch_size: int = 32,
+def model_states(backbone_or_dir, texts: dict[str, list[str]], *, layers="all", batch_size: int = 16,
                  max_length: int = 256) -> dict[str, np.ndarray]:
     """Hidden states ``lang -> (n_items, n_layers, d)`` of one model (cached on disk by content)."""
     model, tok = models.load_backbone(backbone_or_dir)
