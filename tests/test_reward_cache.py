@@ -81,6 +81,9 @@ def test_the_key_separates_models_precision_and_device(rm_dir, tmp_path):
     retrained = shutil.copytree(rm_dir, tmp_path / "retrained")
     (retrained / "xlrm_card.json").write_text(json.dumps({"key": "k1"}))
     assert RewardCache.for_model(load_reward_model(retrained)[0]).path != fp32.path
+    # a forced retrain under the same key writes a new card (other metrics): its rewards are not the old ones
+    (retrained / "xlrm_card.json").write_text(json.dumps({"key": f"k-{tmp_path.name}", "train_runtime": 1.5}))
+    assert RewardCache.for_model(load_reward_model(retrained)[0]).path not in (fp32.path, bf16.path)
 
 
 def test_a_damaged_cache_file_is_recomputed_not_trusted(rm_dir, counted, caplog):

@@ -5,9 +5,10 @@ notebook scores every test pair; best-of-n then scores candidate pools whose cho
 exactly those sequences (half of each pool in the default run). With the cache, best-of-n computes only what is
 new.
 
-What identifies a model: the ``key`` in its ``xlrm_card.json`` (a fingerprint of backbone, data and every training
-knob; :func:`xlrm_lib.train.train_reward_model` names its directory after it), the parameter dtype, the device
-type and the autocast flag; a reward computed under another of these is another entry, never reused. A model
+What identifies a model: its ``xlrm_card.json``, whole (the ``key`` in it fingerprints backbone, data and every
+training knob, and the card's metrics and timings differ between two trainings under one key, e.g. a forced retrain
+on another thread count, which gives other weights), the parameter dtype, the device type and the autocast flag;
+a reward computed under another of these is another entry, never reused. A model
 without a card (a hub RM, a bare backbone) is not cached: nothing identifies its weights cheaply. One file per
 model under ``$XLRM_CACHE/rewards/``: a blake2b digest of each sequence's token ids and its reward.
 
@@ -54,13 +55,14 @@ class RewardCache:
         if card is None or not card.is_file():
             return None
         try:
-            model_key = json.loads(card.read_text())["key"]
+            text = card.read_text()
+            model_key = json.loads(text)["key"]
         except (OSError, ValueError, KeyError):
             log.warning("%s is unreadable or has no 'key': rewards of this model are not cached", card)
             return None
         param = next(model.parameters())
-        key = fingerprint({"model": model_key, "dtype": str(param.dtype), "device": param.device.type,
-                           "bf16": bool(bf16), "scorer": SCORER_VERSION})
+        key = fingerprint({"card": hashlib.sha256(text.encode()).hexdigest(), "dtype": str(param.dtype),
+                           "device": param.device.type, "bf16": bool(bf16), "scorer": SCORER_VERSION})
         return cls(cache_dir("rewards") / f"{model_key}-{key}.npz")
 
     def _read(self) -> dict[bytes, float]:
