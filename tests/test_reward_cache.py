@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import save_model, tiny_bert, word_tokenizer
 from xlrm_lib import evaluate, study
@@ -93,6 +94,27 @@ def test_a_damaged_cache_file_is_recomputed_not_trusted(rm_dir, counted, caplog)
     rewards = evaluate.score_texts(model, tok, SEQS[:2], cache=True)
     assert len(counted) == 2 and "unreadable" in caplog.text
     np.testing.assert_array_equal(cache.get(SEQS[:2]), rewards)  # rewritten whole
+
+
+def test_digests_ending_in_zero_bytes_survive_the_file(rm_dir):
+    """numpy's fixed-width bytes type strips trailing NULs; the cache stores raw digest bytes instead."""
+    seq = next([7, i] for i in range(100_000) if sequence_digest([7, i]).endswith(b"\x00"))
+    cache = RewardCache.for_model(load_reward_model(rm_dir)[0])
+    cache.put([seq, SEQS[0]], [0.5, -0.5])
+    assert cache.get([seq, SEQS[0]]).tolist() == [0.5, -0.5]
+
+
+def test_a_model_changed_in_memory_or_wrapped_by_peft_does_not_read_its_directorys_rewards(rm_dir):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    model, _ = load_reward_model(rm_dir)
+    path = RewardCache.for_model(model).path
+    with torch.no_grad():
+        model.classifier.weight.add_(0.1)  # e.g. trained further in the notebook
+    assert RewardCache.for_model(model).path != path
+    lora = get_peft_model(load_reward_model(rm_dir)[0], LoraConfig(task_type=TaskType.SEQ_CLS, r=2,
+                                                                   target_modules=["query", "value"]))
+    assert RewardCache.for_model(lora) is None
 
 
 def test_non_finite_rewards_are_not_stored(rm_dir):

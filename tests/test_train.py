@@ -96,14 +96,38 @@ def trained(tiny_bert_dir, small_pairs):
     return train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", **FAST)
 
 
-def test_cpu_training_runs_eager_attention_and_saves_the_models_own_choice(tiny_bert_dir, trained, monkeypatch):
-    seen = []
+def test_cpu_training_runs_eager_attention_and_saves_the_models_own_choice(tiny_bert_dir, small_pairs, tmp_path,
+                                                                           monkeypatch):
+    from transformers.models.bert import modeling_bert
+
+    calls = []
+    real = modeling_bert.eager_attention_forward
+
+    def spy(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(modeling_bert, "eager_attention_forward", spy)
+    path = train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=tmp_path / "rm", **FAST)
+    assert len(calls) > 0  # the training forwards went through eager attention
     model = tiny_bert()
     with train_mod._attention_backend(model):
-        seen.append(model.config._attn_implementation)
-    assert seen == ["eager"] and model.config._attn_implementation == "sdpa"  # restored
-    loaded, _ = load_reward_model(trained)
-    assert loaded.config._attn_implementation == "sdpa"  # scoring keeps SDPA (the faster fp32 forward)
+        inside = model.config._attn_implementation
+    assert inside == "eager" and model.config._attn_implementation == "sdpa"  # restored afterwards
+    assert load_reward_model(path)[0].config._attn_implementation == "sdpa"  # scoring keeps SDPA (faster in fp32)
+
+
+def test_cpu_training_falls_back_to_sdpa_math_where_eager_is_refused(monkeypatch):
+    model = tiny_bert()
+
+    def refuse(self, impl, **kw):
+        raise ValueError(f"{impl} is not supported")
+
+    monkeypatch.setattr(type(model), "set_attn_implementation", refuse)
+    with train_mod._attention_backend(model):
+        assert model.config._attn_implementation == "sdpa"
+        assert torch.backends.cuda.math_sdp_enabled() and not torch.backends.cuda.flash_sdp_enabled()
+    assert torch.backends.cuda.flash_sdp_enabled()  # the kernel choice is restored too
 
 
 def test_cache_hit_returns_same_path_without_training(tiny_bert_dir, small_pairs, trained, monkeypatch):

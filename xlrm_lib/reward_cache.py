@@ -41,6 +41,18 @@ def sequence_digest(seq) -> bytes:
     return hashlib.blake2b(np.asarray(seq, dtype=np.int64).tobytes(), digest_size=16).digest()
 
 
+def _head_digest(model) -> str:
+    """sha256 of the module that holds the last parameter: a sequence classifier's score head (``classifier``,
+    ``score``), a few hundred numbers."""
+    params = list(model.named_parameters())
+    head = params[-1][0].rpartition(".")[0]
+    h = hashlib.sha256()
+    for name, p in params:
+        if name.rpartition(".")[0] == head:
+            h.update(name.encode() + p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 class RewardCache:
     """Rewards of one model (one precision, one device type), keyed by token-id sequence."""
 
@@ -49,7 +61,13 @@ class RewardCache:
 
     @classmethod
     def for_model(cls, model, *, bf16: bool = False) -> "RewardCache | None":
-        """The cache of ``model`` as loaded from an xlrm RM directory, or ``None`` if it has no card."""
+        """The cache of ``model`` as loaded from an xlrm RM directory, or ``None`` if it has no card.
+
+        Also ``None`` for a PEFT-wrapped model (its adapters are not in the card). A digest of the score head's
+        weights is part of the key, so a model fine-tuned further in memory does not read its directory's rewards.
+        """
+        if hasattr(model, "get_base_model"):
+            return None
         model_dir = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", "")
         card = Path(model_dir) / CARD_FILE if model_dir else None
         if card is None or not card.is_file():
@@ -61,14 +79,19 @@ class RewardCache:
             log.warning("%s is unreadable or has no 'key': rewards of this model are not cached", card)
             return None
         param = next(model.parameters())
-        key = fingerprint({"card": hashlib.sha256(text.encode()).hexdigest(), "dtype": str(param.dtype),
-                           "device": param.device.type, "bf16": bool(bf16), "scorer": SCORER_VERSION})
+        key = fingerprint({"card": hashlib.sha256(text.encode()).hexdigest(), "head": _head_digest(model),
+                           "dtype": str(param.dtype), "device": param.device.type, "bf16": bool(bf16),
+                           "scorer": SCORER_VERSION})
         return cls(cache_dir("rewards") / f"{model_key}-{key}.npz")
 
     def _read(self) -> dict[bytes, float]:
         try:
             with np.load(self.path) as f:
-                return dict(zip(f["digests"].tolist(), f["rewards"].tolist()))
+                digests, rewards = f["digests"], f["rewards"]
+                if digests.dtype != np.uint8 or digests.shape != (len(rewards), 16):
+                    raise ValueError(f"digests of shape {digests.shape} and dtype {digests.dtype}")
+                # raw bytes, row by row (numpy's fixed-width bytes type would strip a digest's trailing zeros)
+                return dict(zip(map(bytes, digests), rewards.tolist()))
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, KeyError) as e:  # a damaged file is only a lost cache: start again
@@ -87,4 +110,5 @@ class RewardCache:
             return
         merged = {**self._read(), **new}
         with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, digests=np.array(list(merged), dtype="S16"), rewards=np.fromiter(merged.values(), float))
+            digests = np.frombuffer(b"".join(merged), dtype=np.uint8).reshape(len(merged), 16)
+            np.savez(f, digests=digests, rewards=np.fromiter(merged.values(), float, count=len(merged)))

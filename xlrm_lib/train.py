@@ -372,13 +372,15 @@ def _attention_backend(model):
     if next(model.parameters()).device.type != "cpu" or before == "eager":
         yield
         return
-    if not hasattr(model, "set_attn_implementation"):  # transformers < 4.56: SDPA's math kernel
+    try:
+        model.set_attn_implementation("eager")
+    except (AttributeError, ValueError, NotImplementedError, ImportError) as e:  # old transformers, or no eager
+        log.info("eager attention unavailable (%s: %s); training with SDPA's math kernel", type(e).__name__, e)
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         with sdpa_kernel(SDPBackend.MATH):
             yield
         return
-    model.set_attn_implementation("eager")
     try:
         yield
     finally:
