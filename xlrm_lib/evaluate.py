@@ -12,7 +12,6 @@ that category's rows); the overall score is the mean of the categories present.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +19,7 @@ import torch
 
 from .data import CATEGORIES
 from .formatting import TextFormat, encode, forward_kwargs, pad_batch
+from .models import loaded_from
 from .packing import pack, packed_rewards, should_pack
 from .reward_cache import RewardCache
 from .stats import bootstrap_ci, category_mean_boot, ci_from_draws, mcnemar_exact
@@ -35,8 +35,8 @@ SCORE_COLUMNS = ["id", "lang", "category", "subset", "reward_chosen", "reward_re
 
 def model_format(model, default: TextFormat | None = None) -> TextFormat:
     """The text format an RM was trained with (``xlrm_format.json`` beside its weights), else ``default``."""
-    path = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", "")
-    fmt = TextFormat.load(path) if path and Path(path).is_dir() else None
+    path = loaded_from(model)
+    fmt = TextFormat.load(path) if path else None
     return fmt or default or TextFormat()
 
 

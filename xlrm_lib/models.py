@@ -47,6 +47,12 @@ def is_decoder(model_or_config) -> bool:
     return bool(getattr(cfg, "is_decoder", False)) or getattr(cfg, "model_type", "") in DECODER_TYPES
 
 
+def loaded_from(model) -> Path | None:
+    """The local directory ``model`` was loaded from (where an RM keeps its card and text format), or None."""
+    path = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", "")
+    return Path(path) if path and Path(path).is_dir() else None
+
+
 def _dtype(dtype):
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype

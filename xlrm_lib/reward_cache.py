@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .models import loaded_from
 from .store import CARD_FILE, atomic_path, cache_dir, fingerprint
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ class RewardCache:
         """
         if hasattr(model, "get_base_model"):
             return None
-        model_dir = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", "")
-        card = Path(model_dir) / CARD_FILE if model_dir else None
+        model_dir = loaded_from(model)
+        card = model_dir / CARD_FILE if model_dir else None
         if card is None or not card.is_file():
             return None
         try:
