@@ -296,3 +296,28 @@ def test_only_runs_selected_stages_on_finished_upstream(fake_notebooks, tmp_path
     runner.run(spec, only=["train"], progress=False)
     summary = runner.run(spec, only=["evaluate"], force=True, progress=False)
     assert {k: v["status"] for k, v in summary["cells"].items()} == {"evaluate/me5-small-s42-en": "ok"}
+
+
+def test_best_of_n_runs_after_the_evaluations_whatever_they_end_in(fake_notebooks, tmp_path):
+    # best-of-n reads the rewards the evaluations cached: with two jobs it must still start after them, but an
+    # evaluation's failure must not skip it (it needs only the trained RMs)
+    _nb(fake_notebooks / "alignment.ipynb",
+        'rm_dirs = {}  # required: from the train notebooks\nlangs = ["en"]  # langs\nseed = 42  # seed\n'
+        'output_dir = ""  # out\nsleep = 0.0  # s\nfail = False  # f\n',
+        WRITE.replace("KIND", '"align"').replace(
+            "SEEN", 'os.path.exists(os.path.join(output_dir, "../../evaluate/me5-small-s42-en/metrics.json"))'))
+    nb = nbformat.read(fake_notebooks / "evaluate_transfer.ipynb", as_version=4)
+    # Korean fails at once, English takes a while: a free slot opens long before English has finished
+    nb.cells[1].source = "if rm_name == 'ko':\n    raise RuntimeError('planned')\n" + nb.cells[1].source
+    nbformat.write(nb, fake_notebooks / "evaluate_transfer.ipynb")
+    spec = _spec(fake_notebooks, tmp_path, evaluate={"sleep": 6.0}, align={}, report=None)
+    cells = {c.name: c for c in runner.plan(spec)}
+    assert cells["align/me5-small-s42"].after == ["evaluate/me5-small-s42-en", "evaluate/me5-small-s42-ko"]
+    summary = runner.run(spec, jobs=2, progress=False)
+    st = {k: v["status"] for k, v in summary["cells"].items()}
+    assert st["evaluate/me5-small-s42-ko"] == "failed" and st["align/me5-small-s42"] == "ok"
+    metrics = json.loads((Path(summary["run_dir"]) / "align/me5-small-s42/metrics.json").read_text())
+    assert metrics["seen"] is True  # the English evaluation had finished when best-of-n started
+    # with --only align the evaluations are not part of the run: nothing to wait for
+    again = runner.run(spec, only=["align"], force=True, progress=False)
+    assert again["cells"]["align/me5-small-s42"]["status"] == "ok"

@@ -63,6 +63,7 @@ class Cell:
     deps: list[str] = field(default_factory=list)
     inputs: dict = field(default_factory=dict)  # param -> dep name (str) or {key: dep name} ; filled at run time
     num_gpus: float = 0.0
+    after: list[str] = field(default_factory=list)  # ordering only: wait for these if they run, whatever they end in
 
 
 # ----------------------------------------------------------------------------------- params
@@ -191,9 +192,10 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
     section = lambda stage: dict(spec.get(stage) or {})  # noqa: E731
     cells: list[Cell] = []
 
-    def add(stage, name, params, deps=(), inputs=None):
+    def add(stage, name, params, deps=(), inputs=None, after=()):
         out = run_dir / name
-        cells.append(Cell(name, stage, nb(stage), {**params, "output_dir": str(out)}, list(deps), inputs or {}, gpus))
+        cells.append(Cell(name, stage, nb(stage), {**params, "output_dir": str(out)}, list(deps), inputs or {}, gpus,
+                          list(after)))
 
     rms_by_group: dict[tuple, list[str]] = {}
     for backbone, seed in itertools.product(backbones, seeds):
@@ -222,8 +224,11 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
             add("probe", f"probe/{tag}", {**section("probe"), "backbone": backbone, "seed": seed, "langs": eval_langs},
                 deps=list(trains.values()), inputs={"rm_dirs": trains})
         if spec.get("align") is not None:
+            # after the evaluations: best-of-n then finds their rewards in the reward cache, so it computes less
+            # and its scores do not depend on which notebooks another job happened to finish first
+            evals = [f"evaluate/{tag}-{rm}" for rm in group] if spec.get("evaluate") is not None else []
             add("align", f"align/{tag}", {**section("align"), "seed": seed, "langs": eval_langs},
-                deps=list(trains.values()), inputs={"rm_dirs": trains})
+                deps=list(trains.values()), inputs={"rm_dirs": trains}, after=evals)
     if spec.get("report") is not None:
         add("report", "report", {**section("report"), "run_dir": str(run_dir)},
             deps=[c.name for c in cells])
@@ -389,8 +394,8 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
                 states = [results[d]["status"] if d in results else None for d in cell.deps]
                 if any(st in ("failed", "skipped-dep") for st in states):
                     results[name] = {"status": "skipped-dep", "error": "a dependency failed"}
-                elif None in states:
-                    continue  # a dependency is still pending or running
+                elif None in states or any(a in pending or a in running for a in cell.after):
+                    continue  # a dependency (or a cell it runs after) is still pending or running
                 else:
                     if name not in resolved:  # once per cell, not on every poll while it waits for a slot
                         params = _resolve_inputs(cell, run_dir)
@@ -442,6 +447,7 @@ def _check_upstream(cells: list[Cell], run_dir: Path) -> None:
                          "run those stages first (or drop --only)")
     for c in cells:  # finished upstream cells count as done: drop them from the dependency lists
         c.deps = [d for d in c.deps if d in selected]
+        c.after = [a for a in c.after if a in selected]
 
 
 def _check_writable(run_dir: Path) -> None:
