@@ -212,6 +212,8 @@ def test_mean_pooling_excludes_padding():
     np.testing.assert_allclose(batched[1, 1], hs[2][0].mean(0).numpy(), atol=1e-5)
     singles = np.concatenate([hidden_states(model, tok, [t], layers=[0, -1]) for t in TEXTS])
     np.testing.assert_allclose(batched, singles, atol=1e-5)
+    # batches are formed by length (here [w6, w10 w11] then [w7 w8 w9, w1..w5]); rows come back in text order
+    np.testing.assert_allclose(hidden_states(model, tok, TEXTS, layers=[0, -1], batch_size=2), singles, atol=1e-5)
     cls = hidden_states(model, tok, TEXTS, layers=[-1], pooling="cls")
     np.testing.assert_allclose(cls[1, 0], hs[2][0, 0].numpy(), atol=1e-5)
 

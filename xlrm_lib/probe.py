@@ -76,12 +76,12 @@ def _pool(h: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
     return torch.where(mask[:, :, None].bool(), h, 0.0).sum(1) / mask.sum(1, keepdim=True)
 
 
-def _forward(body, enc, pooling: str, layers, start: int) -> torch.Tensor:
-    """Pooled states of one tokenized batch, (batch, n_layers, d) float32."""
+def _forward(body, enc, pooling: str, layers, rows: list[int]) -> torch.Tensor:
+    """Pooled states of one tokenized batch, (batch, n_layers, d) float32; ``rows``: the texts' indices."""
     ids, mask = enc["input_ids"], enc["attention_mask"]
     empty = (mask.sum(1) == 0).nonzero().flatten().tolist()
     if empty:
-        raise ValueError(f"texts {[start + i for i in empty]} have no tokens")
+        raise ValueError(f"texts {[rows[i] for i in empty]} have no tokens")
     if pooling == "cls" and not bool(mask[:, 0].all()):
         raise ValueError("pooling='cls' reads position 0, which is padding here; "
                          "set tokenizer.padding_side = 'right'")
@@ -99,8 +99,8 @@ def _forward(body, enc, pooling: str, layers, start: int) -> torch.Tensor:
     for i in _resolve_layers(layers, len(hs)):
         p = _pool(hs[i].float(), mask, pooling)
         if not bool(torch.isfinite(p).all()):
-            raise ValueError(f"non-finite activations at layer {i} (hidden_states[{i}]) for texts "
-                             f"{start}..{start + len(ids) - 1}; check the weights and dtype "
+            raise ValueError(f"non-finite activations at layer {i} (hidden_states[{i}]) for one of the texts "
+                             f"{sorted(rows)}; check the weights and dtype "
                              "(float16 overflow is a common cause)")
         pooled.append(p)
     return torch.stack(pooled, 1)
@@ -184,17 +184,22 @@ def hidden_states(model, tokenizer, texts, *, layers="all", pooling: str = "auto
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out = []
+    # batches of similar lengths (sorted), so little of each forward is padding; rows go back in text order
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    result = None
     try:
-        with torch.no_grad():
+        with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                                max_length=max_length, return_tensors="pt")
+                rows = order[start:start + batch_size].tolist()
+                enc = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
                 enc = {k: enc[k].to(device) for k in ("input_ids", "attention_mask")}
-                out.append(_forward(body, enc, pooling, layers, start).cpu().numpy())
+                pooled = _forward(body, enc, pooling, layers, rows).cpu().numpy()
+                if result is None:
+                    result = np.empty((len(texts), *pooled.shape[1:]), dtype=np.float32)
+                result[rows] = pooled
     finally:
         model.train(was_training)
-    result = np.concatenate(out).astype(np.float32)
     if path is not None:
         with store.atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, result)  # a file object: given a path, np.save would append ".npy" to the temp name
