@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,27 @@ def test_load_backbone_is_the_bare_body(tiny_bert_dir):
     body, tok = load_backbone(tiny_bert_dir)
     assert type(body).__name__ == "BertModel"
     assert body.config.pad_token_id == tok.pad_token_id
+
+
+def test_load_backbone_reports_only_missing_body_weights(tiny_bert_dir, tmp_path, caplog, capfd):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    # an RM directory has a head the body leaves out: expected, so no load report in the probe notebooks
+    with caplog.at_level(logging.WARNING):
+        load_backbone(tiny_bert_dir)
+    assert "LOAD REPORT" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # a body weight that is really missing is named
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bert_dir, broken)
+    weights = load_file(broken / "model.safetensors")
+    gone = next(k for k in weights if k.endswith("layer.0.attention.self.query.weight"))
+    save_file({k: v for k, v in weights.items() if k != gone}, broken / "model.safetensors", metadata={"format": "pt"})
+    with caplog.at_level(logging.WARNING):
+        load_backbone(broken)
+    assert "1 body weight(s) missing" in caplog.text and "encoder.layer.0.attention.self.query.weight" in caplog.text
 
 
 def test_unknown_dtype():

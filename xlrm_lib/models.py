@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -127,6 +128,28 @@ def load_backbone(backbone, *, dtype=None, device=None, trust_remote_code: bool 
 
     path = resolve_backbone(backbone)
     tok = _load_tokenizer(path, trust_remote_code)
-    model = AutoModel.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code)
+    # an RM directory's head (classifier / score) is left out on purpose, and BERT-style checkpoints may lack the
+    # pooler (unused by the probes): transformers' load report of those would fill every probe notebook, so it
+    # is silenced and only body weights that are really missing or mis-shaped are reported
+    with _transformers_verbosity_error():
+        model, info = AutoModel.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code,
+                                                output_loading_info=True)
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.split(".")[0] == "pooler")
+    bad = missing + sorted(str(k) for k in info.get("mismatched_keys", ()))
+    if bad:
+        log.warning("%s: %d body weight(s) missing or of another shape, newly initialised: %s", path, len(bad),
+                    ", ".join(bad[:8]) + (" ..." if len(bad) > 8 else ""))
     model.config.pad_token_id = tok.pad_token_id
     return model.to(default_device(device)).eval(), tok
+
+
+@contextlib.contextmanager
+def _transformers_verbosity_error():
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
