@@ -321,3 +321,17 @@ def test_best_of_n_runs_after_the_evaluations_whatever_they_end_in(fake_notebook
     # with --only align the evaluations are not part of the run: nothing to wait for
     again = runner.run(spec, only=["align"], force=True, progress=False)
     assert again["cells"]["align/me5-small-s42"]["status"] == "ok"
+
+
+def test_kernels_use_unix_sockets_with_unique_absolute_paths(monkeypatch, tmp_path):
+    import tempfile
+
+    if os.name != "posix":
+        pytest.skip("Unix sockets only on POSIX")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    cls = runner._kernel_manager_class()
+    a, b = cls(kernel_name="python3"), cls(kernel_name="python3")
+    assert a.transport == "ipc" and a.ip.startswith(str(tmp_path)) and a.ip != b.ip  # two kernels never share
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / ("d" * 100)))  # too deep for a socket path: TCP
+    assert cls is not runner._kernel_manager_class()
+    assert runner._kernel_manager_class()(kernel_name="python3").transport == "tcp"

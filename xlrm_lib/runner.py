@@ -299,6 +299,31 @@ def _inputs_digest() -> str:
     return _DIGEST["v"]
 
 
+def _kernel_manager_class():
+    """Kernels talk over Unix sockets where the platform has them and the socket path fits.
+
+    No ports to race for when several kernels start at once, and no "running over TCP without encryption"
+    warning from every notebook. Elsewhere (Windows, a temp directory too deep for a socket path) TCP.
+    """
+    import tempfile
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    if os.name != "posix" or len(os.fsencode(tempfile.gettempdir())) + len("/xlrm-kernel-0123456789ab-10") > 107:
+        return AsyncKernelManager  # a Unix socket path has at most 107 bytes
+    from traitlets import CaselessStrEnum, default
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _ip_default(self):  # absolute and unique: the sockets are <ip>-<n>, removed when the kernel shuts down
+            return os.path.join(tempfile.gettempdir(), f"xlrm-kernel-{uuid.uuid4().hex[:12]}")
+
+    return IPCKernelManager
+
+
 def is_done(cell_dir: Path, key: str) -> bool:
     f = cell_dir / DONE_FILE
     try:
@@ -326,7 +351,7 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
     for attempt in range(1, retries + 1):
         try:
             pm.execute_notebook(notebook, str(tmp), parameters=params, kernel_name=kernel, cwd=str(REPO),
-                                progress_bar=False, log_output=False)
+                                progress_bar=False, log_output=False, kernel_manager_class=_kernel_manager_class())
             error = None
         except Exception as e:  # noqa: BLE001 - classified below; the notebook keeps the traceback
             msg = str(e).strip()
