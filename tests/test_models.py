@@ -103,6 +103,20 @@ def test_load_backbone_reports_only_missing_body_weights(tiny_bert_dir, tmp_path
     assert "1 body weight(s) missing" in caplog.text and "encoder.layer.0.attention.self.query.weight" in caplog.text
 
 
+def test_shared_tokenizers_load_identical_files_once(tiny_bert_dir, tmp_path):
+    from conftest import tiny_bert
+
+    other_rm = save_model(tmp_path / "rm2", tiny_bert(seed=1), word_tokenizer("bert"))  # same tokenizer files
+    other_tok = save_model(tmp_path / "rm3", tiny_bert(seed=1), word_tokenizer("bert", chat_template="{{ 1 }}"))
+    shared: dict = {}
+    m1, t1 = load_reward_model(tiny_bert_dir, shared_tokenizers=shared)
+    m2, t2 = load_reward_model(other_rm, shared_tokenizers=shared)
+    _, t3 = load_backbone(other_tok, shared_tokenizers=shared)
+    assert t2 is t1 and t3 is not t1 and len(shared) == 2
+    assert not torch.equal(m1.classifier.weight, m2.classifier.weight)  # the models are still each their own
+    assert load_reward_model(other_rm)[1] is not t1  # without the dict every load reads the files
+
+
 def test_unknown_dtype():
     from xlrm_lib.models import _dtype
 

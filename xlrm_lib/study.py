@@ -120,9 +120,12 @@ def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 
 
 
 def model_states(backbone_or_dir, texts: dict[str, list[str]], *, layers="all", batch_size: int = 16,
-                 max_length: int = 256) -> dict[str, np.ndarray]:
-    """Hidden states ``lang -> (n_items, n_layers, d)`` of one model (cached on disk by content)."""
-    model, tok = models.load_backbone(backbone_or_dir)
+                 max_length: int = 256, shared_tokenizers: dict | None = None) -> dict[str, np.ndarray]:
+    """Hidden states ``lang -> (n_items, n_layers, d)`` of one model (cached on disk by content).
+
+    ``shared_tokenizers``: see :func:`xlrm_lib.models.load_reward_model` (the probe does not change them).
+    """
+    model, tok = models.load_backbone(backbone_or_dir, shared_tokenizers=shared_tokenizers)
     cache, key = store.cache_dir("hidden_states"), probe.model_digest(model)  # the key's slow part, once per model
     return {lang: probe.hidden_states(model, tok, t, layers=layers, batch_size=batch_size, max_length=max_length,
                                       cache_dir=cache, model_key=key) for lang, t in texts.items()}
@@ -133,8 +136,9 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
     """CKA per layer (each RM vs base), shift summary, norms, cross-lingual CKA and UMAP coordinates."""
     if not rm_dirs:
         raise ValueError("no reward models to compare with the base model (rm_dirs is empty)")
-    base = model_states(backbone, texts, layers=layers)
-    rms = {name: model_states(d, texts, layers=layers) for name, d in rm_dirs.items()}
+    toks: dict = {}  # the RMs' directories hold copies of one tokenizer: read it once
+    base = model_states(backbone, texts, layers=layers, shared_tokenizers=toks)
+    rms = {name: model_states(d, texts, layers=layers, shared_tokenizers=toks) for name, d in rm_dirs.items()}
     langs = list(texts)
     stack = lambda s: np.concatenate([s[lang] for lang in langs])  # noqa: E731  (items of all languages)
     cka = pd.concat([pd.DataFrame({"model": name, "layer": np.arange(stack(s).shape[1]),
@@ -190,9 +194,9 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
                          "use 'gold' or a held-out RM")
     pairs = data.load_pairs(source, langs=langs, split=split)
     cands = align.candidate_pool(pairs, n=n, seed=seed, limit=limit or None)
-    picks = {}
+    picks, toks = {}, {}
     for name, d in rm_dirs.items():
-        model, tok = models.load_reward_model(d)
+        model, tok = models.load_reward_model(d, shared_tokenizers=toks)  # scoring does not change a tokenizer
         # cache: each pool's chosen and rejected answers were scored by this RM's evaluate notebook
         scored = align.score_candidates(model, tok, cands, batch_size=batch_size, cache=True)
         picks[name] = align.best_of_n(scored, rm=name)
