@@ -259,25 +259,25 @@ def word_tokenizer_loading(backbone: Path):
     """While benchmarking, load ``backbone``'s word tokenizer as saved.
 
     transformers 5's ``AutoTokenizer`` swaps in the tokenizer class registered for the model type (Qwen2's BPE),
-    which cannot read a word-level ``tokenizer.json``; this scoped patch of ``xlrm_lib.models._load_tokenizer``
+    which cannot read a word-level ``tokenizer.json``; this scoped patch of ``xlrm_lib.models._read_tokenizer``
     loads it with ``PreTrainedTokenizerFast`` for this one directory and leaves every other load untouched.
     """
     from transformers import PreTrainedTokenizerFast
 
     from xlrm_lib import models
 
-    original = models._load_tokenizer
+    original = models._read_tokenizer
 
     def load(path, trust_remote_code):
         if Path(path) == Path(backbone):
             return PreTrainedTokenizerFast.from_pretrained(path)
         return original(path, trust_remote_code)
 
-    models._load_tokenizer = load
+    models._read_tokenizer = load
     try:
         yield
     finally:
-        models._load_tokenizer = original
+        models._read_tokenizer = original
 
 
 def synthetic_pairs(n: int, *, tiny: bool, vocab: int, seed: int = 0):
