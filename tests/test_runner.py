@@ -217,8 +217,9 @@ def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
     spec_path = tmp_path / "grid.yaml"
     spec_path.write_text(yaml.safe_dump({k: v for k, v in spec.items() if k != "_outputs"}))
     cmd = [sys.executable, "-m", "xlrm_lib.cli", "run", str(spec_path), "--outputs", str(tmp_path / "out")]
+    # TMPDIR: the killed kernel's socket files (nothing removes them after SIGKILL) stay in this test's folder
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, env={**os.environ, "TMPDIR": str(tmp_path)})
     run_dir = tmp_path / "out" / "t"
     deadline = time.time() + 120
     while time.time() < deadline and not (run_dir / "train/me5-small-s42-en/_done.json").exists():
