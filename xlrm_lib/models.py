@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .backbones import PACKAGED, packaged_path
+from .formatting import FORMAT_FILE
 from .store import CARD_FILE
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def _tokenizer_digest(path: str, trust_remote_code: bool) -> str | None:
         return None
     h = hashlib.sha256(f"{trust_remote_code}".encode())
     for f in sorted(p.iterdir()):
-        if f.is_file() and not f.name.endswith(_WEIGHT_SUFFIXES) and f.name not in (CARD_FILE, "xlrm_format.json"):
+        if f.is_file() and not f.name.endswith(_WEIGHT_SUFFIXES) and f.name not in (CARD_FILE, FORMAT_FILE):
             h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
 
