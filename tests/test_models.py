@@ -14,7 +14,7 @@ import torch
 from conftest import VOCAB, make_pairs, save_model, tiny_llama, word_tokenizer
 from xlrm_lib.backbones import PACKAGED
 from xlrm_lib.evaluate import score_pairs, score_texts
-from xlrm_lib.models import is_decoder, load_backbone, load_reward_model, resolve_backbone
+from xlrm_lib.models import is_decoder, load_backbone, load_reward_model, resolve_backbone, tokenizer_identity
 
 
 def w(*ns):  # ids of the words wN in the test vocabulary
@@ -115,6 +115,8 @@ def test_shared_tokenizers_load_identical_files_once(tiny_bert_dir, tmp_path):
     assert t2 is t1 and t3 is not t1 and len(shared) == 2
     assert not torch.equal(m1.classifier.weight, m2.classifier.weight)  # the models are still each their own
     assert load_reward_model(other_rm)[1] is not t1  # without the dict every load reads the files
+    # what caches key a tokenizer on: its files, not the directory they were read from
+    assert tokenizer_identity(load_reward_model(other_rm)[1]) == tokenizer_identity(t1) != tokenizer_identity(t3)
 
 
 def test_unknown_dtype():

@@ -251,6 +251,28 @@ def test_hidden_states_disk_cache(tmp_path):
     assert len(list(tmp_path.glob("hidden-*.npy"))) == 3
 
 
+def test_hidden_states_cache_keys_on_the_tokenizer_files_not_their_directory(tmp_path):
+    """A probe that shares one tokenizer among RMs (read from the first RM's directory) and a later probe of one
+    of those RMs alone (its own directory's tokenizer, same files) hit the same cache entry."""
+    from conftest import save_model, tiny_bert, word_tokenizer
+
+    from xlrm_lib.models import load_backbone
+
+    a = save_model(tmp_path / "a", tiny_bert(seed=0), word_tokenizer("bert"))
+    b = save_model(tmp_path / "b", tiny_bert(seed=1), word_tokenizer("bert"))
+    shared: dict = {}
+    load_backbone(a, shared_tokenizers=shared)
+    model_b, tok_from_a = load_backbone(b, shared_tokenizers=shared)
+    assert tok_from_a.name_or_path == str(a)
+    first = hidden_states(model_b, tok_from_a, TEXTS, cache_dir=tmp_path / "hs")
+    _, tok_from_b = load_backbone(b)
+    np.testing.assert_array_equal(hidden_states(model_b, tok_from_b, TEXTS, cache_dir=tmp_path / "hs"), first)
+    assert len(list((tmp_path / "hs").glob("hidden-*.npy"))) == 1
+    other = save_model(tmp_path / "c", tiny_bert(seed=1), word_tokenizer("bert", chat_template="{{ 1 }}"))
+    hidden_states(model_b, load_backbone(other)[1], TEXTS, cache_dir=tmp_path / "hs")  # other files: new entry
+    assert len(list((tmp_path / "hs").glob("hidden-*.npy"))) == 2
+
+
 # ----------------------------------------------------------------------------- UMAP and figures
 
 def test_umap_embed():

@@ -89,14 +89,26 @@ def _tokenizer_digest(path: str, trust_remote_code: bool) -> str | None:
 
 
 def _load_tokenizer(path: str, trust_remote_code: bool, shared: dict | None = None):
-    """The directory's tokenizer; with ``shared`` (a dict kept by the caller) identical files load once."""
-    key = _tokenizer_digest(path, trust_remote_code) if shared is not None else None
-    if key is not None and key in shared:
+    """The directory's tokenizer; with ``shared`` (a dict kept by the caller) identical files load once.
+
+    A tokenizer read from a local directory carries the digest of its files (:func:`tokenizer_identity`).
+    """
+    key = _tokenizer_digest(path, trust_remote_code)
+    if shared is not None and key is not None and key in shared:
         return shared[key]
     tok = _read_tokenizer(path, trust_remote_code)
     if key is not None:
-        shared[key] = tok
+        tok.xlrm_files_digest = key
+        if shared is not None:
+            shared[key] = tok
     return tok
+
+
+def tokenizer_identity(tokenizer) -> str:
+    """What a cache keys a tokenizer on: the digest of the files it was read from (a local directory), else its
+    ``name_or_path`` (a hub id). Two RM directories with identical tokenizer files give one identity, whichever
+    of them a shared tokenizer was read from."""
+    return getattr(tokenizer, "xlrm_files_digest", None) or str(getattr(tokenizer, "name_or_path", ""))
 
 
 def _read_tokenizer(path: str, trust_remote_code: bool):

@@ -28,7 +28,7 @@ import torch
 
 from . import store
 from .formatting import forward_kwargs, position_ids
-from .models import is_decoder
+from .models import is_decoder, tokenizer_identity
 
 POOLINGS = ("auto", "mean", "cls", "last")
 
@@ -126,7 +126,7 @@ def model_digest(model) -> str:
 def _cache_key(model_key: str, tokenizer, texts, pooling, layers, max_length) -> str:
     h = hashlib.sha256(model_key.encode())
     layers = layers if isinstance(layers, str) else [int(i) for i in np.atleast_1d(layers)]
-    meta = [type(tokenizer).__name__, getattr(tokenizer, "name_or_path", ""), len(tokenizer),
+    meta = [type(tokenizer).__name__, tokenizer_identity(tokenizer), len(tokenizer),
             getattr(tokenizer, "truncation_side", ""), list(texts), pooling, layers, max_length]
     h.update(json.dumps(meta, ensure_ascii=False).encode())
     return h.hexdigest()
