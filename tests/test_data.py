@@ -165,7 +165,7 @@ def test_invalid_json_line_names_the_line(tmp_path):
 def test_unknown_extension(tmp_path):
     path = tmp_path / "pairs.tsv"
     path.write_text("prompt\tchosen\trejected\n")
-    with pytest.raises(ValueError, match=r"unknown data source .*\.jsonl"):
+    with pytest.raises(ValueError, match=r"'.*pairs\.tsv': unknown data source; expected .*\.jsonl"):
         load_pairs(str(path))
 
 
@@ -206,7 +206,7 @@ def test_bad_rows_raise_or_are_dropped_and_reported(tmp_path, caplog):
 def test_unknown_source_and_split():
     with pytest.raises(ValueError, match="unknown data source"):
         load_pairs("not-a-source")
-    with pytest.raises(ValueError, match="unknown split 'dev'"):
+    with pytest.raises(ValueError, match="split = 'dev'; the embedded benchmark has splits"):
         load_pairs("embedded", split="dev")
     with pytest.raises(ValueError, match=r"\['it'\] not in the embedded benchmark"):
         load_pairs("embedded", langs=["it"])
@@ -264,3 +264,33 @@ def test_canonical_parquet_round_trip_keeps_everything(tmp_path):
     emb = load_pairs("embedded", langs=["en"], split="test")
     assert all(json.loads(m) == {"split": "test", "source": "embedded", "source_file": "embedded"}
                for m in emb["meta"])
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"chosen": 5}, r"record 2 \(id 'x'\): chosen: expected the answer's text or a conversation.*got int 5"),
+    ({"prompt": {"text": "hi"}}, r"record 2 \(id 'x'\): prompt: expected a string or a list of \{role, content\}"),
+    ({"prompt": [{"role": "user"}]}, r"record 2 \(id 'x'\): prompt: .*a message is \{'role': 'user'\}"),
+    ({"lang": "xx"}, r"record 2 \(id 'x'\): unknown language 'xx'"),
+])
+def test_malformed_records_name_the_file_record_and_field(tmp_path, bad, message):
+    good = {"id": "x", "lang": "en", "prompt": "Hi", "chosen": "Hello.", "rejected": "Go away."}
+    path = write_jsonl(tmp_path / "pairs.jsonl", [ROWS[0], {**good, **bad}])
+    with pytest.raises(ValueError, match=r"^pairs\.jsonl: " + message):
+        load_pairs(path)
+
+
+def test_missing_answers_are_bad_rows_and_a_byte_order_mark_is_read(tmp_path):
+    rows = [ROWS[0], {"id": "gone", "lang": "en", "prompt": "Hi", "chosen": None, "rejected": "x"}]
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    with pytest.raises(BadRowsError, match=r"1 x empty chosen/rejected \(e\.g\. ids \['gone'\]\)"):
+        load_pairs(path)
+    assert load_pairs(path, drop_bad=True)["id"] == ["r1"]
+    with pytest.raises(ValueError, match="every row was bad and dropped"):
+        load_pairs(write_jsonl(tmp_path / "none.jsonl", rows[1:]), drop_bad=True)
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + (tmp_path / "pairs.jsonl").read_bytes())
+    assert len(load_pairs(str(bom), drop_bad=True)) == 1
+    array = tmp_path / "broken.json"
+    array.write_text('[{"prompt": "a",\n "chosen": }]')
+    with pytest.raises(ValueError, match=r"broken\.json:2: not valid JSON"):
+        load_pairs(str(array))

