@@ -312,6 +312,16 @@ def test_win_rate_with_a_pairwise_judge_skips_identical_picks():
     assert judge.calls == 4  # identical picks are ties without asking the judge
 
 
+def test_a_mistyped_judge_is_refused_before_any_rm_is_loaded(tmp_path):
+    from xlrm_lib import study
+
+    never = {"en": str(tmp_path / "no-such-rm")}  # loading it would fail: the judge check must come first
+    with pytest.raises(ValueError, match=r"judge = 'goldd'; expected 'gold'"):
+        study.best_of_n_study(never, langs=["en"], judge="goldd")
+    with pytest.raises(ValueError, match=r"n = 2; expected an integer >= 4"):
+        study.best_of_n_study(never, langs=["en"], n=2)
+
+
 def test_a_judge_that_is_a_compared_rm_is_refused():
     with pytest.raises(ValueError, match="would grade itself"):
         align.check_judge("en", ["en", "ko"])

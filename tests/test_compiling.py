@@ -170,7 +170,7 @@ def test_compiled_training_is_eager_training(tmp_path, monkeypatch):
 def test_bad_compile_value_is_named():
     from xlrm_lib.train import RewardConfig
 
-    with pytest.raises(ValueError, match=r"\('torch_compile', 'yes'\)"):
+    with pytest.raises(ValueError, match=r"torch_compile = 'yes'; expected one of \[True, False, 'auto'\]"):
         RewardConfig(torch_compile="yes").validate()
 
 

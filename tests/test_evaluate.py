@@ -218,3 +218,31 @@ def test_score_pairs_rejects_empty(tiny_bert_dir):
     model, tok = load_reward_model(tiny_bert_dir)
     with pytest.raises(ValueError, match="no pairs"):
         score_pairs(model, tok, make_pairs([]))
+
+
+def test_bad_arguments_are_named_before_scoring(tiny_bert_dir):
+    model, tok = load_reward_model(tiny_bert_dir)
+    pairs = make_pairs(PAIRS)
+    for bad in (0, -1, 2.5):  # range(0, n, -1) is empty: unscored rewards used to come back as garbage
+        with pytest.raises(ValueError, match=rf"batch_size = {bad}; expected an integer >= 1"):
+            score_pairs(model, tok, pairs, batch_size=bad)
+    s = table([("a", "ko", "chat", 1), ("b", "ko", "safety", 0)], source="en")
+    with pytest.raises(ValueError, match=r"by names column\(s\) \['lnag'\]"):
+        accuracy_table(s, by=("lnag",))
+    assert accuracy_table(s, by="lang", n_boot=20)["lang"].tolist() == ["ko"] * 3  # a string is one column
+    with pytest.raises(ValueError, match="n_boot = 0; expected an integer >= 1"):
+        accuracy_table(s, n_boot=0)
+    with pytest.raises(ValueError, match=r"value = 'acc'; expected one of \['accuracy'"):
+        transfer_matrix(s, value="acc")
+    with pytest.raises(ValueError, match=r"target_source = '\{language\}'; expected a name pattern with '\{lang\}'"):
+        english_vs_target(s, target_source="{language}")
+
+
+def test_a_nan_reward_is_an_error_not_a_cache_miss(tiny_bert_dir):
+    import torch
+
+    model, tok = load_reward_model(tiny_bert_dir)
+    with torch.no_grad():
+        model.classifier.bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match=r"rewards are NaN"):
+        score_pairs(model, tok, make_pairs(PAIRS))

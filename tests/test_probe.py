@@ -226,6 +226,10 @@ def test_hidden_states_errors():
         hidden_states(model, tok, TEXTS, pooling="max")
     with pytest.raises(ValueError, match="non-empty list"):
         hidden_states(model, tok, "w1 w2")
+    with pytest.raises(ValueError, match=r"texts\[1\] is None; expected every text to be a string"):
+        hidden_states(model, tok, ["w1", None])
+    with pytest.raises(ValueError, match=r"layers = \[1\.5\]; expected 'all' or a non-empty list of integer"):
+        hidden_states(model, tok, TEXTS, layers=[1.5])
     with pytest.raises(ValueError, match="padding_side = 'right'"):
         hidden_states(model, _tokenizer("left"), TEXTS, pooling="cls")
     with torch.no_grad():

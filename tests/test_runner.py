@@ -297,6 +297,12 @@ def test_only_runs_selected_stages_on_finished_upstream(fake_notebooks, tmp_path
     runner.run(spec, only=["train"], progress=False)
     summary = runner.run(spec, only=["evaluate"], force=True, progress=False)
     assert {k: v["status"] for k, v in summary["cells"].items()} == {"evaluate/me5-small-s42-en": "ok"}
+    # the finished training was run with lr 0.001: with another lr the evaluation would read a stale RM
+    changed = _spec(fake_notebooks, tmp_path, langs=["en"], train={"lr": 0.01})
+    with pytest.raises(runner.ParamError, match=r"1 upstream notebook\(s\) that finished with other parameters"):
+        runner.run(changed, only=["evaluate"], progress=False)
+    runner.run(changed, only=["train"], progress=False)
+    assert runner.run(changed, only=["evaluate"], progress=False)["failed"] == 0
 
 
 def test_best_of_n_runs_after_the_evaluations_whatever_they_end_in(fake_notebooks, tmp_path):

@@ -47,7 +47,9 @@ def main(argv=None) -> int:
             for name in args.names:
                 print(name, "->", packaged_path(name))
             return 0
-        only = [s.strip() for s in args.only.split(",")] if args.only else None
+        only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only is not None else None
+        if only is not None and not only:
+            raise runner.ParamError(f"--only {args.only!r} names no stage; expected some of {list(runner.NOTEBOOKS)}")
         if only and set(only) - set(runner.NOTEBOOKS):
             raise runner.ParamError(f"unknown stage(s) {sorted(set(only) - set(runner.NOTEBOOKS))}; "
                                     f"expected {list(runner.NOTEBOOKS)}")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .checks import choice, positive_int
 from .data import CATEGORIES
 from .formatting import TextFormat, encode, forward_kwargs, pad_batch
 from .models import loaded_from
@@ -52,6 +53,7 @@ def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32
     loaded unchanged from its xlrm directory; other models are scored as usual): a sequence this RM already
     scored, in any notebook, is not scored again. Pass it only for a model as loaded from disk.
     """
+    positive_int("batch_size", batch_size)
     store = RewardCache.for_model(model, bf16=bf16) if cache else None
     if store is None:
         return _score(model, tokenizer, seqs, batch_size=batch_size, bf16=bf16)
@@ -71,7 +73,7 @@ def _score(model, tokenizer, seqs: list[list[int]], *, batch_size: int, bf16: bo
     device = next(model.parameters()).device
     packed = should_pack(model, half=bf16)  # fp32 stays padded and exact
     order = np.argsort([len(s) for s in seqs], kind="stable")
-    out = np.empty(len(seqs), dtype=np.float64)
+    out = np.full(len(seqs), np.nan)
     for start in range(0, len(seqs), batch_size):
         idx = order[start : start + batch_size]
         batch_seqs = [seqs[i] for i in idx]
@@ -86,6 +88,9 @@ def _score(model, tokenizer, seqs: list[list[int]], *, batch_size: int, bf16: bo
         if rewards.shape[-1] != 1:
             raise ValueError(f"model has {rewards.shape[-1]} outputs; a reward model has one (num_labels=1)")
         out[idx] = rewards[:, 0].float().cpu().numpy()
+    if np.isnan(out).any():  # a NaN reward would also be taken for "not scored yet" by the reward cache
+        raise FloatingPointError(f"{int(np.isnan(out).sum())} of {len(out)} rewards are NaN; check the model's "
+                                 "weights and dtype (float16 overflow is a common cause)")
     return out
 
 
@@ -125,12 +130,20 @@ def _check_scores(scores: pd.DataFrame, needed) -> None:
                          "(build it with score_pairs(..., source=...))")
 
 
+ACCURACY_COLUMNS = ("accuracy", "ci_low", "ci_high", "n", "ties")  # the values of an accuracy table
+
+
 def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Accuracy per group x category (+ ``overall``), with 95% bootstrap CIs, row counts and ties.
 
     Returns a long table: ``*by, category, n, accuracy, ci_low, ci_high, ties``.
     """
+    by = [by] if isinstance(by, str) else list(by)
+    unknown = [c for c in by if c not in scores.columns and c not in ("source", "lang")]  # the defaults may be absent
+    if unknown:
+        raise ValueError(f"by names column(s) {unknown} that the score table lacks; it has {list(scores.columns)}")
     by = [c for c in by if c in scores.columns]
+    positive_int("n_boot", n_boot)
     _check_scores(scores, ["correct", "tie", "category"])
     rows = []
     for key, g in scores.groupby(by, sort=True) if by else [((), scores)]:
@@ -149,6 +162,7 @@ def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int =
 def transfer_matrix(scores: pd.DataFrame, *, category: str = "overall", source_col: str = "source",
                     value: str = "accuracy") -> pd.DataFrame:
     """Source (RM's training language) x target (evaluation language) matrix of ``value`` for ``category``."""
+    choice("value", value, ACCURACY_COLUMNS)
     _check_scores(scores, [source_col, "lang"])
     table = accuracy_table(scores, by=(source_col, "lang"))
     sub = table[table["category"] == category]
@@ -185,6 +199,9 @@ def english_vs_target(scores: pd.DataFrame, *, english: str = "en", source_col: 
     ``target_source`` names the target RM from the language, e.g. ``"{lang}"`` (native) or ``"{lang}-mt"``
     (translate-train). The last row, ``lang="average"``, is the mean over targets with a bootstrap CI.
     """
+    if "{lang}" not in target_source or target_source.replace("{lang}", "").count("{"):
+        raise ValueError(f"target_source = {target_source!r}; expected a name pattern with '{{lang}}' and no "
+                         "other field, e.g. '{lang}' (native RMs) or '{lang}-mt' (translate-train RMs)")
     rows, draws = [], []
     sources = set(scores[source_col])
     if english not in sources:

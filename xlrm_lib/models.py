@@ -31,18 +31,27 @@ DECODER_TYPES = {"llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3
                  "phi", "phi3", "olmo", "olmo2", "smollm3", "granite", "cohere", "starcoder2"}
 
 
-def resolve_backbone(backbone: str | os.PathLike) -> str:
-    """Path or hub id that ``from_pretrained`` understands for ``backbone``."""
+def check_backbone(backbone: str | os.PathLike) -> str:
+    """``backbone`` as a string if it names a model: a packaged backbone, an existing directory or a hub id of the
+    form 'org/name'. Builds and loads nothing (the runner's pre-flight calls it)."""
     name = str(backbone)
-    if name in PACKAGED:
-        return str(packaged_path(name))
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser())
-    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+    if name in PACKAGED or Path(name).expanduser().is_dir():
+        return name
+    if not name or name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise ValueError(
             f"unknown backbone {name!r}: not a packaged backbone {list(PACKAGED)}, not an existing directory, "
             "and not a hub id of the form 'org/name'"
         )
+    return name
+
+
+def resolve_backbone(backbone: str | os.PathLike) -> str:
+    """Path or hub id that ``from_pretrained`` understands for ``backbone`` (a packaged one is built if missing)."""
+    name = check_backbone(backbone)
+    if name in PACKAGED:
+        return str(packaged_path(name))
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
     return name  # a hub id; from_pretrained raises its own (clear) error when offline
 
 

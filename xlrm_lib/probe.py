@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from . import store
+from .checks import layer_list, positive_int
 from .formatting import forward_kwargs, position_ids
 from .models import is_decoder, tokenizer_identity
 
@@ -49,12 +50,9 @@ def _resolve_pooling(model, pooling: str) -> str:
 
 
 def _resolve_layers(layers, n_total: int) -> list[int]:
-    if isinstance(layers, str):
-        if layers != "all":
-            raise ValueError(f"layers must be 'all' or a list of ints; got {layers!r}")
+    layers = layer_list("layers", layers)
+    if layers == "all":
         return list(range(n_total))
-    if isinstance(layers, int):
-        layers = [layers]
     out = []
     for layer in layers:
         if not -n_total <= int(layer) < n_total:
@@ -164,8 +162,11 @@ def hidden_states(model, tokenizer, texts, *, layers="all", pooling: str = "auto
     """
     if isinstance(texts, str) or len(texts) == 0:
         raise ValueError(f"texts must be a non-empty list of strings; got {type(texts).__name__} {texts!r:.60}")
-    if batch_size < 1 or max_length < 1:
-        raise ValueError(f"batch_size and max_length must be >= 1; got {batch_size} and {max_length}")
+    positive_int("batch_size", batch_size)
+    positive_int("max_length", max_length)
+    if not all(isinstance(t, str) for t in texts):
+        bad = next(i for i, t in enumerate(texts) if not isinstance(t, str))
+        raise ValueError(f"texts[{bad}] is {texts[bad]!r}; expected every text to be a string")
     if getattr(tokenizer, "pad_token", None) is None:
         raise ValueError("tokenizer has no pad token; set tokenizer.pad_token = tokenizer.eos_token "
                          "(pooling reads the attention mask, so which token pads does not matter)")
@@ -347,6 +348,7 @@ def layerwise_cka(base_states, rm_states, *, debiased: bool = True, batch_size: 
                          f"got {a.shape} and {b.shape}")
     if batch_size is None:
         return np.array([linear_cka(a[:, i], b[:, i], debiased=debiased) for i in range(a.shape[1])])
+    positive_int("batch_size", batch_size, minimum=4)  # the debiased estimator needs 4 rows per batch
     if not debiased:
         raise ValueError("the minibatch estimator is debiased only; pass debiased=True or batch_size=None")
     order = np.random.default_rng(seed).permutation(len(a))

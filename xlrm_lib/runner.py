@@ -10,10 +10,12 @@ dependency order (train -> evaluate -> probe / align -> report).
 Guarantees
 - Every cell's parameters are checked against its notebook's ``parameters`` cell BEFORE anything runs
   (papermill alone only warns on an unknown name and runs on the defaults): unknown, missing-required and
-  wrongly-typed parameters are all reported in one :class:`ParamError`.
+  wrongly-typed parameters are all reported in one :class:`ParamError`, then each cell's values
+  (:func:`xlrm_lib.checks.notebook_problems`: languages, backbones, sources, training knobs... nothing loaded).
 - Content addressing: a cell whose notebook source + parameters + inputs are unchanged is skipped
   (``_done.json`` holds its key); ``force=True`` reruns.
 - Resume: outputs are written atomically and ``_done.json`` last, so a killed run restarts where it stopped.
+- ``only``: upstream cells left out must have finished with the key the params file gives them now.
 - A failed cell does not stop independent cells; dependents are skipped; the summary lists each failure with
   its rendered notebook, and the exit code is non-zero.
 - Kernels that fail to start (the port race of several kernels on one host) are retried with jitter.
@@ -34,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import store
+from . import checks, store
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ NOTEBOOKS = {"train": "train_reward_model", "evaluate": "evaluate_transfer", "pr
              "align": "alignment", "report": "report"}
 TOP_KEYS = {"run", "description", "backbones", "seeds", "langs", "eval_langs", "translated", "notebooks_dir",
             "kernel", "num_gpus", *NOTEBOOKS}
+TRANSLATED_KEYS = {"from", "to", "backend", "model"}  # one translate-train RM: {from: en, to: es, backend: apertium}
 DONE_FILE = "_done.json"
 KERNEL_RACE = re.compile(r"Kernel died before replying|kernel_info|Address already in use|ZMQError|"
                          r"Kernel didn't respond|timed out waiting|failed to start", re.I)
@@ -74,6 +77,8 @@ def load_spec(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"params file not found: {path}")
+    if not path.is_file():
+        raise ParamError(f"{path} is a directory; expected a params YAML file, e.g. params/default.yaml")
     try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -145,6 +150,7 @@ def validate(cells: list[Cell]) -> None:
     """Check every cell's parameters against its notebook; raise one :class:`ParamError` listing all problems."""
     problems, schemas = [], {}
     for cell in cells:
+        before = len(problems)
         schema = schemas.setdefault(cell.notebook, notebook_parameters(cell.notebook))
         given = {**cell.params, **{k: _placeholder(schema, k) for k in cell.inputs}}
         for k, v in given.items():
@@ -153,12 +159,25 @@ def validate(cells: list[Cell]) -> None:
                                 f"expected one of {sorted(schema)}")
             elif not _type_ok(v, schema[k]["type"]):
                 problems.append(f"{cell.name}: parameter {k!r} = {v!r} is {type(v).__name__}; "
-                                f"{cell.notebook.name} expects {schema[k]['type']}")
+                                f"{cell.notebook.name} expects {schema[k]['type']}{_yaml_hint(v, schema[k]['type'])}")
         for k, s in schema.items():
             if s["required"] and k not in given:
                 problems.append(f"{cell.name}: missing required parameter {k!r} ({s['help']})")
+        if len(problems) == before:  # the values, once every name and type is right (a check may read any)
+            problems += [f"{cell.name}: {p}" for p in checks.notebook_problems(cell.stage, cell.params)]
     if problems:
         raise ParamError(f"{len(problems)} problem(s) in the parameters; nothing was run:\n  " + "\n  ".join(problems))
+
+
+def _yaml_hint(value, expected: str) -> str:
+    """YAML 1.1 (PyYAML) reads ``1e-4`` as a string: say how to write the number."""
+    if isinstance(value, str) and "float" in expected:
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return " (YAML reads this as text: write the number with a dot and a signed exponent, e.g. 1.0e-4)"
+    return ""
 
 
 def _placeholder(schema, key):
@@ -169,24 +188,23 @@ def _placeholder(schema, key):
 def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
     """Expand a spec into cells in dependency order (see the module docstring for the format)."""
     from .evaluate import TRANSLATED_SUFFIX
+    from .langs import normalize_lang
 
     nb_dir = Path(notebooks_dir or spec.get("notebooks_dir") or REPO / "notebooks")
     nb = lambda stage: nb_dir / f"{NOTEBOOKS[stage]}.ipynb"  # noqa: E731
     run_dir = Path(spec.get("_outputs", REPO / "outputs")) / str(spec["run"])
-    backbones, seeds = _as_list(spec, "backbones", ["me5-small"]), _as_list(spec, "seeds", [42])
-    langs = _as_list(spec, "langs", [])
+    backbones, seeds, langs, eval_langs, gpus = _grid_axes(spec)
     translated = spec.get("translated") or []
-    if not langs and not translated:
-        raise ParamError("the grid expands to nothing: 'langs' is empty and there are no 'translated' RMs")
-    eval_langs = _as_list(spec, "eval_langs", langs)
-    gpus = float(spec.get("num_gpus", 0) or 0)
     grid_keys = {"backbone": "backbones", "seed": "seeds", "train_lang": "langs", "rm_name": "langs",
                  "translate_from": "translated", "mt_backend": "translated", "mt_model": "translated",
                  "eval_langs": "eval_langs",
                  "langs": "eval_langs", "output_dir": "run", "run_dir": "run", "model_dir": "(the train cells)",
                  "rm_dirs": "(the train cells)"}
-    problems = [f"{stage}.{k} is set by the grid; use the top-level '{grid_keys[k]}' instead"
-                for stage in NOTEBOOKS if isinstance(spec.get(stage), dict) for k in spec[stage] if k in grid_keys]
+    problems = [f"{stage}: expected a mapping of {NOTEBOOKS[stage]}.ipynb parameters (or null to skip the stage), "
+                f"got {type(spec[stage]).__name__} {spec[stage]!r:.40}"
+                for stage in NOTEBOOKS if spec.get(stage) is not None and not isinstance(spec[stage], dict)]
+    problems += [f"{stage}.{k} is set by the grid; use the top-level '{grid_keys[k]}' instead"
+                 for stage in NOTEBOOKS if isinstance(spec.get(stage), dict) for k in spec[stage] if k in grid_keys]
     if problems:
         raise ParamError("\n".join(problems))
     section = lambda stage: dict(spec.get(stage) or {})  # noqa: E731
@@ -207,8 +225,8 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
         skipped = {id(t) for t, _ in unavailable_translations(spec)}
         for t in translated:
             if id(t) not in skipped:
-                rm_specs.append((t["to"] + TRANSLATED_SUFFIX, t["to"], t["from"], t.get("backend", "apertium"),
-                                 t.get("model", "")))
+                to, src = normalize_lang(t["to"]), normalize_lang(t["from"])
+                rm_specs.append((to + TRANSLATED_SUFFIX, to, src, t.get("backend", "apertium"), t.get("model", "")))
         for rm_name, lang, src, *mt in rm_specs:
             extra = {"translate_from": src, "mt_backend": mt[0], "mt_model": mt[1]} if src else {}
             add("train", f"train/{tag}-{rm_name}",
@@ -232,7 +250,60 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
     if spec.get("report") is not None:
         add("report", "report", {**section("report"), "run_dir": str(run_dir)},
             deps=[c.name for c in cells])
+    english = section("report").get("english")
+    rm_names = {rm for group in rms_by_group.values() for rm in group}
+    if english is not None and english not in rm_names:
+        raise ParamError(f"report.english = {english!r} is not an RM of this grid; expected one of {sorted(rm_names)}")
+    twice = sorted({c.name for c in cells if sum(d.name == c.name for d in cells) > 1})
+    if twice:
+        raise ParamError(f"the grid names {len(twice)} notebook(s) twice, e.g. {twice[:3]}: a backbone, seed or "
+                         "translated RM is listed more than once")
     return cells
+
+
+def _grid_axes(spec: dict):
+    """``backbones, seeds, langs, eval_langs, num_gpus`` of a spec, checked; languages in canonical codes."""
+    problems = []
+    backbones, seeds = _as_list(spec, "backbones", ["me5-small"]), _as_list(spec, "seeds", [42])
+    if not backbones:
+        problems.append("backbones is empty; expected at least one backbone, e.g. [me5-small]")
+    if not seeds:
+        problems.append("seeds is empty; expected at least one seed, e.g. [42]")
+    bad_seeds = [x for x in seeds if isinstance(x, bool) or not isinstance(x, int) or x < 0]
+    if bad_seeds:
+        problems.append(f"seeds {bad_seeds} are not integers >= 0")
+    langs, eval_langs = [], []
+    try:
+        langs = checks.languages("langs", _as_list(spec, "langs", []), allow_empty=True)
+    except ValueError as e:
+        problems.append(str(e))
+    translated = spec.get("translated") or []
+    if not isinstance(translated, list):
+        problems.append(f"translated: expected a list of {{from: en, to: es, backend: apertium}} entries, got "
+                        f"{translated!r:.60}")
+        translated = []
+    if not _as_list(spec, "langs", []) and not translated:
+        problems.append("the grid expands to nothing: 'langs' is empty and there are no 'translated' RMs")
+    if spec.get("eval_langs") is not None:
+        try:
+            eval_langs = checks.languages("eval_langs", _as_list(spec, "eval_langs", []))
+        except ValueError as e:
+            problems.append(str(e))
+    else:  # every language an RM of the grid was trained in (or translated from)
+        eval_langs = list(langs)
+        for t in translated:
+            for key in ("from", "to"):
+                code = checks.normalized_or_none(t.get(key)) if isinstance(t, dict) else None
+                if code and code not in eval_langs:
+                    eval_langs.append(code)
+    gpus = 0.0
+    try:
+        gpus = checks.finite_number("num_gpus", spec.get("num_gpus", 0) or 0, at_least=0)
+    except ValueError as e:
+        problems.append(str(e))
+    if problems:
+        raise ParamError("\n".join(problems))
+    return backbones, seeds, langs, eval_langs, gpus
 
 
 def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
@@ -243,6 +314,18 @@ def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
     for t in spec.get("translated") or []:
         if not isinstance(t, dict) or {"from", "to"} - set(t):
             raise ParamError(f"translated entry {t!r} needs 'from' and 'to'; e.g. {{from: en, to: es, backend: apertium}}")
+        unknown = sorted(set(t) - TRANSLATED_KEYS)
+        if unknown:
+            raise ParamError(f"translated entry {t!r}: unknown key(s) {unknown}"
+                             f"{_suggest(unknown[0], TRANSLATED_KEYS)}; expected {sorted(TRANSLATED_KEYS)}")
+        for key in ("from", "to"):
+            try:
+                checks.language(key, t[key])
+            except ValueError as e:
+                raise ParamError(f"translated entry {t!r}: {e}") from None
+        if checks.language("from", t["from"]) == checks.language("to", t["to"]):
+            raise ParamError(f"translated entry {t!r}: 'from' and 'to' are the same language; a translate-train RM "
+                             "needs another source language")
         backend = t.get("backend", "apertium")
         backends = backends or available_backends()
         if backend not in backends:
@@ -395,8 +478,12 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
     run_dir = Path(spec.get("_outputs", REPO / "outputs")) / str(spec["run"])
     if only:
         stages = set(only)
-        cells = [c for c in cells if c.stage in stages]
-        _check_upstream(cells, run_dir)
+        absent = sorted(st for st in stages if spec.get(st) is None)
+        if absent:
+            raise ParamError(f"--only {','.join(only)}: the params file has no {absent} section (or it is null), "
+                             "so there is nothing of it to run")
+        everything, cells = cells, [c for c in cells if c.stage in stages]
+        _check_upstream(cells, everything, run_dir)
     validate(cells)
     _check_writable(run_dir)
     if jobs < 1:
@@ -463,13 +550,30 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
     return summary
 
 
-def _check_upstream(cells: list[Cell], run_dir: Path) -> None:
-    """With ``only``, dependencies outside the selected stages must have finished in an earlier run."""
+def _check_upstream(cells: list[Cell], everything: list[Cell], run_dir: Path) -> None:
+    """With ``only``, dependencies outside the selected stages must have finished in an earlier run, with the
+    parameters (and code) this params file gives them now: else the selected notebooks would read stale outputs."""
     selected = {c.name for c in cells}
-    missing = sorted({d for c in cells for d in c.deps if d not in selected and not (run_dir / d / DONE_FILE).exists()})
+    by_name = {c.name: c for c in everything}
+    needed = sorted({d for c in cells for d in c.deps if d not in selected})
+    missing, stale = [], []
+    for name in needed:
+        if not (run_dir / name / DONE_FILE).exists():
+            missing.append(name)
+            continue
+        try:
+            key = cell_key(by_name[name], _resolve_inputs(by_name[name], run_dir))
+        except FileNotFoundError:  # its own upstream is gone
+            key = None
+        if not is_done(run_dir / name, key):
+            stale.append(name)
     if missing:
         raise ParamError(f"--only leaves out {len(missing)} unfinished upstream notebook(s), e.g. {missing[:3]}; "
                          "run those stages first (or drop --only)")
+    if stale:
+        raise ParamError(f"--only leaves out {len(stale)} upstream notebook(s) that finished with other parameters "
+                         f"or code than this params file gives them now, e.g. {stale[:3]}; run those stages first "
+                         "(unchanged trainings are fetched from the model cache) or drop --only")
     for c in cells:  # finished upstream cells count as done: drop them from the dependency lists
         c.deps = [d for d in c.deps if d in selected]
         c.after = [a for a in c.after if a in selected]

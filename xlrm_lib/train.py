@@ -69,18 +69,62 @@ class RewardConfig:
     logging_steps: int = 5
 
     def validate(self) -> "RewardConfig":
-        checks = [("lr", self.lr > 0), ("epochs", self.epochs > 0), ("batch_size", self.batch_size >= 1),
-                  ("grad_accum", self.grad_accum >= 1), ("max_length", self.max_length >= 8),
-                  ("warmup_ratio", 0 <= self.warmup_ratio < 1), ("center_coef", self.center_coef >= 0),
-                  ("packing", self.packing in (True, False, "auto")),
-                  ("torch_compile", self.torch_compile in (True, False, "auto"))]
-        bad = [name for name, ok in checks if not ok]
+        """``self`` if every knob has a usable value; else one ValueError naming each bad one and what it takes."""
+        from . import checks
+
+        tests = [
+            ("lr", lambda v: checks.finite_number("lr", v, above=0)),
+            ("epochs", lambda v: checks.finite_number("epochs", v, above=0)),
+            ("batch_size", lambda v: checks.positive_int("batch_size", v)),
+            ("grad_accum", lambda v: checks.positive_int("grad_accum", v)),
+            ("max_length", lambda v: checks.positive_int("max_length", v, minimum=8)),
+            ("warmup_ratio", lambda v: checks.finite_number("warmup_ratio", v, at_least=0, below=1)),
+            ("weight_decay", lambda v: checks.finite_number("weight_decay", v, at_least=0)),
+            ("seed", lambda v: checks.positive_int("seed", v, minimum=0)),
+            ("lora", _check_lora),
+            ("margin", lambda v: checks.finite_number("margin", v)),
+            ("center_coef", lambda v: checks.finite_number("center_coef", v, at_least=0)),
+            ("bf16", lambda v: checks.choice("bf16", v, (None, True, False))),
+            ("packing", lambda v: checks.choice("packing", v, (True, False, "auto"))),
+            ("torch_compile", lambda v: checks.choice("torch_compile", v, (True, False, "auto"))),
+            ("logging_steps", lambda v: checks.positive_int("logging_steps", v)),
+            *[(flag, lambda v, f=flag: checks.choice(f, v, (True, False)))
+              for flag in ("freeze_embeddings", "disable_dropout", "gradient_checkpointing", "group_by_length")],
+        ]
+        bad = []
+        for name, test in tests:
+            try:
+                test(getattr(self, name))
+            except ValueError as e:
+                bad.append(str(e))
         if bad:
-            raise ValueError(f"invalid training parameter(s) {[(b, getattr(self, b)) for b in bad]}: lr, epochs > 0; "
-                             "batch_size, grad_accum >= 1; max_length >= 8; 0 <= warmup_ratio < 1; center_coef >= 0; "
-                             "packing and torch_compile true, false or 'auto'")
+            raise ValueError("invalid training parameter(s): " + "; ".join(bad))
         TextFormat(self.template, self.max_length)
         return self
+
+
+LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
+
+
+def _check_lora(value) -> None:
+    """``None``, a rank >= 0 (0: full fine-tuning) or ``{"r": 16, "alpha": 32, "dropout": 0.05, ...}``."""
+    from . import checks
+
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(LORA_KEYS))
+        if unknown:
+            raise ValueError(f"lora has unknown key(s) {unknown}; expected some of {list(LORA_KEYS)}")
+        if "r" in value:
+            checks.positive_int("lora['r']", value["r"])
+        if "alpha" in value:
+            checks.finite_number("lora['alpha']", value["alpha"], above=0)
+        if "dropout" in value:
+            checks.finite_number("lora['dropout']", value["dropout"], at_least=0, below=1)
+        return
+    raise ValueError(f"lora = {value!r}; expected a rank (an integer >= 0; 0 = full fine-tuning) or a dict with "
+                     f"keys {list(LORA_KEYS)}")
 
 
 def bt_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, *, margin: float = 0.0, center_coef: float = 0.0):
@@ -219,11 +263,19 @@ def _prepare_model(model, cfg: RewardConfig):
 
 
 def check_pairs(pairs, tokenizer=None, model=None) -> None:
+    if pairs is not None and not isinstance(pairs, datasets.Dataset):
+        raise TypeError(f"pairs is a {type(pairs).__name__}; expected a datasets.Dataset in the canonical schema: "
+                        "load them with xlrm_lib.data.load_pairs (or datasets.Dataset.from_list(rows))")
     if pairs is None or len(pairs) < 2:
         raise ValueError(f"need at least 2 preference pairs to train, got {0 if pairs is None else len(pairs)}")
     missing = {"prompt", "chosen", "rejected"} - set(pairs.column_names)
     if missing:
         raise ValueError(f"pairs lack column(s) {sorted(missing)}; load them with xlrm_lib.data.load_pairs")
+    empty = [i for i, (c, r) in enumerate(zip(pairs["chosen"], pairs["rejected"]))
+             if not isinstance(c, str) or not isinstance(r, str) or not c.strip() or not r.strip()]
+    if empty:
+        raise ValueError(f"{len(empty)} pair(s) have an empty or non-text chosen/rejected answer (rows {empty[:5]}); "
+                         "load the pairs with xlrm_lib.data.load_pairs(..., drop_bad=True) to drop them")
     if all(c == r for c, r in zip(pairs["chosen"], pairs["rejected"])):
         raise ValueError("every pair has chosen == rejected: there is nothing to learn")
     if tokenizer is None or model is None:
@@ -318,6 +370,11 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         model = trainer.model
         if cfg.lora:
             model = model.merge_and_unload()
+        broken = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if broken:  # a model that scores NaN must not enter the content-addressed cache as a success
+            raise FloatingPointError(f"training left non-finite weights in {len(broken)} tensor(s), e.g. "
+                                     f"{broken[:3]}; nothing was saved. Lower lr (it was {cfg.lr:g}), or train "
+                                     "in bf16/float32 instead of fp16")
         model.config.pad_token_id = tok.pad_token_id
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)

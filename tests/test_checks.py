@@ -1,0 +1,136 @@
+"""Bad values fail before any compute, naming the value and what is expected: the checks module, the runner's
+pre-flight on the real notebooks' parameters, and the library entry points that share the checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from xlrm_lib import checks, runner
+
+
+# ----------------------------------------------------------------------------------- the checks themselves
+@pytest.mark.parametrize("value", [0, -1, 2.5, True, "8", None])
+def test_positive_int_names_the_value(value):
+    with pytest.raises(ValueError, match=rf"^batch_size = {value!r}; expected an integer >= 1$".replace("(", r"\(")):
+        checks.positive_int("batch_size", value)
+
+
+def test_finite_number_bounds_and_the_yaml_exponent_hint():
+    assert checks.finite_number("lr", 1e-4, above=0) == 1e-4
+    for bad in (0, -1.0, float("inf"), float("nan"), True, None):
+        with pytest.raises(ValueError, match=r"lr = .*; expected a finite number > 0"):
+            checks.finite_number("lr", bad, above=0)
+    with pytest.raises(ValueError, match=r"YAML reads 1e-4 as text.*1\.0e-4"):
+        checks.finite_number("lr", "1e-4", above=0)
+    with pytest.raises(ValueError, match=r"expected a finite number >= 0 and < 1"):
+        checks.finite_number("warmup_ratio", 1.0, at_least=0, below=1)
+
+
+def test_languages_are_canonical_known_and_listed_once():
+    assert checks.languages("langs", ["EN", "kor_Hang"]) == ["en", "ko"]
+    with pytest.raises(ValueError, match=r"langs lists 'en' more than once \(en, EN, eng_Latn\)"):
+        checks.languages("langs", ["en", "EN", "eng_Latn"])
+    with pytest.raises(ValueError, match=r"eval_langs is empty"):
+        checks.languages("eval_langs", [])
+    with pytest.raises(ValueError, match=r"langs: unknown language 'kr' \('kr' is a country code"):
+        checks.languages("langs", ["kr"])
+    with pytest.raises(ValueError, match=r"expected a list of language codes"):
+        checks.languages("langs", "en,ko")
+
+
+def test_layers_judge_and_stage_problems():
+    assert checks.layer_list("layers", [0, -1]) == [0, -1] and checks.layer_list("layers", "all") == "all"
+    for bad in ([1.5], [True], [], "last"):
+        with pytest.raises(ValueError, match="expected 'all' or a non-empty list of integer"):
+            checks.layer_list("layers", bad)
+    assert checks.judge("judge", "gold") == "gold"
+    with pytest.raises(ValueError, match=r"judge = 'goldd'; expected 'gold'"):
+        checks.judge("judge", "goldd")
+    assert checks.notebook_problems("align", {"n": 4, "judge": "gold", "langs": ["en"]}) == []
+    assert checks.notebook_problems("align", {"n": 2}) == ["n = 2; expected an integer >= 4"]
+    assert checks.notebook_problems("probe", {"max_items": 0}) == ["max_items = 0; expected an integer >= 5"]
+    [problem] = checks.notebook_problems("train", {"lr": float("inf"), "lora_r": -4})
+    assert "lr = inf; expected a finite number > 0" in problem and "lora = -4" in problem
+
+
+# ----------------------------------------------------------------------------------- the runner's pre-flight
+def _spec(tmp_path, **over):
+    spec = {"run": "t", "_outputs": str(tmp_path / "out"), "langs": ["en", "ko"], "train": {}, "evaluate": {},
+            "probe": {}, "align": {}, "report": {}}
+    spec.update(over)
+    return spec
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"evaluate": {"batch_size": -1}}, r"evaluate/me5-small-s42-en: batch_size = -1; expected an integer >= 1"),
+    ({"train": {"lr": float("inf")}}, r"train/me5-small-s42-en: invalid training parameter\(s\): lr = inf"),
+    ({"train": {"split": "trian"}}, r"split = 'trian'; the embedded benchmark has splits"),
+    ({"train": {"data_source": "/nonexistent/pairs.jsonl"}}, r"data_source = '/nonexistent/pairs.jsonl': data file not found"),
+    ({"backbones": ["me5-smal"]}, r"unknown backbone 'me5-smal'"),
+    ({"probe": {"max_items": 0, "layers": [0, 12]}}, r"probe/me5-small-s42: max_items = 0; expected an integer >= 5"),
+    ({"align": {"judge": "goldd"}}, r"align/me5-small-s42: judge = 'goldd'"),
+    ({"train": {"lr": "1e-4"}}, r"expects float \(YAML reads this as text.*1\.0e-4\)"),
+])
+def test_bad_values_fail_validation_before_anything_runs(tmp_path, over, message):
+    cells = runner.plan(_spec(tmp_path, **over))
+    with pytest.raises(runner.ParamError, match=message):
+        runner.validate(cells)
+    with pytest.raises(runner.ParamError, match=message):
+        runner.run(_spec(tmp_path, **over), progress=False)
+    assert not (tmp_path / "out" / "t" / "train").exists()  # nothing ran
+
+
+def test_a_list_of_layers_is_a_valid_probe_parameter(tmp_path):
+    runner.validate(runner.plan(_spec(tmp_path, probe={"layers": [0, -1]})))
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"langs": ["en", "EN", "eng_Latn"]}, r"langs lists 'en' more than once"),
+    ({"langs": ["en", "xx"]}, r"langs: unknown language 'xx'"),
+    ({"eval_langs": []}, r"eval_langs is empty"),
+    ({"seeds": []}, r"seeds is empty"),
+    ({"seeds": [4.2]}, r"seeds \[4\.2\] are not integers >= 0"),
+    ({"seeds": [1, 1]}, r"names 6 notebook\(s\) twice"),
+    ({"backbones": []}, r"backbones is empty"),
+    ({"num_gpus": "lots"}, r"num_gpus = 'lots'; expected a finite number >= 0"),
+    ({"train": [1, 2]}, r"train: expected a mapping of train_reward_model\.ipynb parameters"),
+    ({"evaluate": True}, r"evaluate: expected a mapping"),
+    ({"translated": [{"from": "en", "to": "es", "modle": "x"}]}, r"unknown key\(s\) \['modle'\] \(did you mean 'model'\?\)"),
+    ({"translated": [{"from": "en", "to": "EN"}]}, r"'from' and 'to' are the same language"),
+    ({"translated": [{"from": "xx", "to": "es"}]}, r"from: unknown language 'xx'"),
+    ({"report": {"english": "xx"}}, r"report\.english = 'xx' is not an RM of this grid; expected one of \['en', 'ko'\]"),
+])
+def test_bad_grid_fails_at_planning(tmp_path, over, message):
+    with pytest.raises(runner.ParamError, match=message):
+        runner.plan(_spec(tmp_path, **over))
+
+
+def test_languages_are_planned_in_canonical_codes(tmp_path):
+    cells = runner.plan(_spec(tmp_path, langs=["EN", "kor_Hang"], probe=None, align=None, report=None))
+    assert [c.name for c in cells if c.stage == "train"] == ["train/me5-small-s42-en", "train/me5-small-s42-ko"]
+    assert cells[1].params["eval_langs"] == ["en", "ko"]
+
+
+def test_eval_langs_default_to_every_language_of_the_grid(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "unavailable_translations", lambda spec: [])
+    cells = runner.plan(_spec(tmp_path, langs=[], translated=[{"from": "en", "to": "es"}], probe=None, align=None))
+    assert {c.name: c.params.get("eval_langs") for c in cells if c.stage == "evaluate"} == {
+        "evaluate/me5-small-s42-es-mt": ["en", "es"]}
+
+
+def test_params_file_that_is_a_directory(tmp_path):
+    with pytest.raises(runner.ParamError, match="is a directory; expected a params YAML file"):
+        runner.load_spec(tmp_path)
+
+
+def test_cli_only_with_no_stage_or_an_absent_section(tmp_path, capsys):
+    from xlrm_lib.cli import main
+
+    path = tmp_path / "p.yaml"
+    path.write_text(json.dumps({"run": "t", "langs": ["en"], "train": {}}))
+    assert main(["run", str(path), "--only", "", "--outputs", str(tmp_path / "out")]) == 2
+    assert "names no stage" in capsys.readouterr().err
+    assert main(["run", str(path), "--only", "evaluate", "--outputs", str(tmp_path / "out")]) == 2
+    assert "has no ['evaluate'] section" in capsys.readouterr().err

@@ -1,0 +1,190 @@
+"""Checks of parameter values: the library's entry points and the runner's pre-flight share them.
+
+The runner (:func:`xlrm_lib.runner.validate`) calls :func:`notebook_problems` for every cell of a grid before
+anything runs, so a bad value in a params file fails in a second instead of after the grid has trained its RMs.
+The library's functions call the same checks on entry, so a direct call fails before it loads a model. Nothing
+here loads a model, builds a backbone or reads a dataset; every message names the parameter, its value and what
+is expected.
+
+>>> positive_int("batch_size", 0)
+Traceback (most recent call last):
+...
+ValueError: batch_size = 0; expected an integer >= 1
+>>> notebook_problems("evaluate", {"eval_langs": ["en", "xx"], "batch_size": 16})[0][:37]
+"eval_langs: unknown language 'xx'; ex"
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from pathlib import Path
+
+
+def positive_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` if it is an integer (not a bool) >= ``minimum``; else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} = {value!r}; expected an integer >= {minimum}")
+    return value
+
+
+def finite_number(name: str, value, *, above: float | None = None, at_least: float | None = None,
+                  below: float | None = None) -> float:
+    """``value`` if it is a finite real number in the given bounds; else a ValueError naming ``name``."""
+    bounds = [b for b in (above is not None and f"> {above:g}", at_least is not None and f">= {at_least:g}",
+                          below is not None and f"< {below:g}") if b]
+    expected = "a finite number" + (" " + " and ".join(bounds) if bounds else "")
+    hint = ""
+    if isinstance(value, str):
+        try:
+            float(value)
+            hint = f" (YAML reads {value} as text: write it with a dot and a signed exponent, e.g. 1.0e-4)"
+        except ValueError:
+            pass
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = ((above is None or value > above) and (at_least is None or value >= at_least)
+              and (below is None or value < below))
+    if not ok:
+        raise ValueError(f"{name} = {value!r}; expected {expected}{hint}")
+    return float(value)
+
+
+def choice(name: str, value, options) -> object:
+    """``value`` if it is one of ``options``; else a ValueError that lists them."""
+    if value not in options:
+        raise ValueError(f"{name} = {value!r}; expected one of {list(options)}")
+    return value
+
+
+def languages(name: str, value, *, allow_empty: bool = False) -> list[str]:
+    """The canonical codes of a list of languages; a ValueError names an unknown or repeated one."""
+    from .langs import normalize_lang
+
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name} = {value!r}; expected a list of language codes, e.g. [en, ko]")
+    if not value and not allow_empty:
+        raise ValueError(f"{name} is empty; expected at least one language code, e.g. [en, ko]")
+    out: list[str] = []
+    for v in value:
+        try:
+            code = normalize_lang(v)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+        if code in out:
+            same = [x for x in value if normalized_or_none(x) == code]
+            raise ValueError(f"{name} lists {code!r} more than once ({', '.join(map(str, same))}); keep one")
+        out.append(code)
+    return out
+
+
+def normalized_or_none(code):
+    """The canonical code of ``code``, or None if it is not a known language."""
+    from .langs import normalize_lang
+
+    try:
+        return normalize_lang(code)
+    except ValueError:
+        return None
+
+
+def language(name: str, value) -> str:
+    return languages(name, [value])[0]
+
+
+# ----------------------------------------------------------------------------------- one notebook's parameters
+def _train(p: dict) -> None:
+    from .data import check_source
+    from .models import check_backbone
+    from .train import RewardConfig
+
+    check_backbone(p.get("backbone", "me5-small"))
+    language("train_lang", p.get("train_lang", "en"))
+    if p.get("translate_from"):
+        language("translate_from", p["translate_from"])
+    check_source(p.get("data_source", "embedded"), p.get("split", "train"), name="data_source")
+    positive_int("limit", p.get("limit", 0), minimum=0)
+    RewardConfig(**{k: p[k] for k in ("lr", "epochs", "batch_size", "grad_accum", "max_length", "freeze_embeddings",
+                                      "seed", "packing", "torch_compile") if k in p},
+                 **({"lora": p["lora_r"]} if "lora_r" in p else {})).validate()
+
+
+def _evaluate(p: dict) -> None:
+    from .data import check_source
+
+    languages("eval_langs", p.get("eval_langs", ["en"]))
+    check_source(p.get("eval_source", "embedded"), p.get("split", "test"), name="eval_source")
+    positive_int("batch_size", p.get("batch_size", 64))
+
+
+def _probe(p: dict) -> None:
+    from .data import check_source
+    from .models import check_backbone
+
+    check_backbone(p.get("backbone", "me5-small"))
+    languages("langs", p.get("langs", ["en"]))
+    if p.get("source", "embedded") != "bible":
+        check_source(p.get("source", "embedded"), p.get("split", "test"), name="source")
+    positive_int("max_items", p.get("max_items", 48), minimum=5)
+    layer_list("layers", p.get("layers", "all"))
+
+
+def _align(p: dict) -> None:
+    from .data import check_source
+
+    languages("langs", p.get("langs", ["en"]))
+    check_source(p.get("source", "embedded"), p.get("split", "test"), name="source")
+    positive_int("n", p.get("n", 4), minimum=4)
+    positive_int("limit", p.get("limit", 0), minimum=0)
+    positive_int("batch_size", p.get("batch_size", 64))
+    judge("judge", p.get("judge", "gold"))
+
+
+def _report(p: dict) -> None:
+    if not isinstance(p.get("english", "en"), str) or not p.get("english", "en"):
+        raise ValueError(f"english = {p.get('english')!r}; expected the name of the English RM, e.g. 'en'")
+
+
+STAGE_CHECKS = {"train": _train, "evaluate": _evaluate, "probe": _probe, "align": _align, "report": _report}
+
+
+def notebook_problems(stage: str, params: dict) -> list[str]:
+    """What is wrong with the values of one notebook's parameters (``[]``: nothing). Cheap: loads nothing.
+
+    Each stage's checks stop at their first problem (later values may depend on earlier ones).
+    """
+    check = STAGE_CHECKS.get(stage)
+    if check is None:
+        return []
+    try:
+        check(params)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        return [str(e)]
+    return []
+
+
+def layer_list(name: str, value):
+    """``"all"``, or a list of integer hidden-state indices (negative counts from the end; one int is a list of one)."""
+    if value == "all":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool)
+                                                          for v in value):
+        return [int(v) for v in value]
+    raise ValueError(f"{name} = {value!r}; expected 'all' or a non-empty list of integer hidden-state indices "
+                     "(0 is the embeddings, -1 the last layer)")
+
+
+def judge(name: str, value) -> str:
+    """``"gold"`` or a model a judge RM can be loaded from (checked without loading it)."""
+    from .models import check_backbone
+
+    if value == "gold":
+        return value
+    try:
+        check_backbone(value)
+    except ValueError:
+        raise ValueError(f"{name} = {value!r}; expected 'gold' (the pool's labels) or a held-out judge RM: a "
+                         "model directory, a packaged backbone name or a hub id 'org/name'") from None
+    return value
