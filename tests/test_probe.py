@@ -120,6 +120,16 @@ def test_cka_errors_name_shapes():
         linear_cka(np.ones((10, 3)), rng.normal(size=(10, 3)))
     with pytest.raises(ValueError, match=r"\(10, 3, 4\) and \(10, 2, 4\)"):
         layerwise_cka(rng.normal(size=(10, 3, 4)), rng.normal(size=(10, 2, 4)))
+    nan = rng.normal(size=(10, 3, 4))
+    nan[2, 1, 0] = np.nan  # would make the CKA NaN (or the SVD fail): named instead
+    with pytest.raises(ValueError, match=r"rm_states has 1 non-finite values"):
+        layerwise_cka(rng.normal(size=(10, 3, 4)), nan)
+    with pytest.raises(ValueError, match=r"Y has 1 non-finite values"):
+        linear_cka(rng.normal(size=(10, 4)), nan[:, 1])
+    with pytest.raises(ValueError, match=r"states\['ko'\] at layer 1 has 1 non-finite values"):
+        probe.sv_ratios({"en": rng.normal(size=(10, 3, 4)), "ko": nan}, layer=1)
+    with pytest.raises(ValueError, match=r"need at least 1 languages; got \[\]"):
+        probe.hidden_norms({})
 
 
 def test_layerwise_and_cross_lingual_cka():

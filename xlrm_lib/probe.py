@@ -213,7 +213,15 @@ def _as_2d(X, name: str) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n, d); got shape {X.shape}")
+    _finite(X, name)
     return X
+
+
+def _finite(a: np.ndarray, name: str) -> None:
+    """A NaN in the states would make every statistic NaN (or fail deep in LAPACK): name it instead."""
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} has {int((~np.isfinite(a)).sum())} non-finite values (NaN/inf); check the "
+                         "hidden states it came from (dtype overflow, a broken checkpoint)")
 
 
 def _grams(xs: np.ndarray) -> np.ndarray:
@@ -322,6 +330,7 @@ def _at_layer(states, layer: int, name: str) -> np.ndarray:
     if not -a.shape[1] <= layer < a.shape[1]:
         raise ValueError(f"layer {layer} out of range for {name} with {a.shape[1]} layers; "
                          f"expected {-a.shape[1]}..{a.shape[1] - 1}")
+    _finite(a[:, layer, :], f"{name} at layer {layer}")
     return a[:, layer, :]
 
 
@@ -346,6 +355,8 @@ def layerwise_cka(base_states, rm_states, *, debiased: bool = True, batch_size: 
     if a.ndim != 3 or b.ndim != 3 or a.shape[:2] != b.shape[:2]:
         raise ValueError(f"base_states and rm_states must be (n, n_layers, d) with the same n and n_layers; "
                          f"got {a.shape} and {b.shape}")
+    _finite(a, "base_states")
+    _finite(b, "rm_states")
     if batch_size is None:
         return np.array([linear_cka(a[:, i], b[:, i], debiased=debiased) for i in range(a.shape[1])])
     positive_int("batch_size", batch_size, minimum=4)  # the debiased estimator needs 4 rows per batch
@@ -397,6 +408,7 @@ def sv_ratios(states_by_lang: dict[str, np.ndarray], *, layer: int = -1) -> np.n
 
 def hidden_norms(states_by_lang: dict[str, np.ndarray], *, layer: int = -1) -> pd.DataFrame:
     """L2 norm of each item's representation: long DataFrame with columns lang, item, norm."""
+    _same_n(states_by_lang)
     frames = [pd.DataFrame({"lang": lang, "item": np.arange(len(s)),
                             "norm": np.linalg.norm(_at_layer(s, layer, f"states[{lang!r}]"), axis=1)})
               for lang, s in states_by_lang.items()]
