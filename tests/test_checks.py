@@ -134,3 +134,12 @@ def test_cli_only_with_no_stage_or_an_absent_section(tmp_path, capsys):
     assert "names no stage" in capsys.readouterr().err
     assert main(["run", str(path), "--only", "evaluate", "--outputs", str(tmp_path / "out")]) == 2
     assert "has no ['evaluate'] section" in capsys.readouterr().err
+
+
+def test_relative_paths_are_checked_where_the_notebooks_run(tmp_path, monkeypatch):
+    # the kernels run in the repository root: a data file given relative to it is found from any directory
+    monkeypatch.chdir(tmp_path)
+    rel = "xlrm_lib/benchmark/items/chat_a.jsonl"  # any file of the repository
+    runner.validate(runner.plan(_spec(tmp_path, train={"data_source": rel}, probe=None, align=None)))
+    with pytest.raises(runner.ParamError, match=r"data_source = '.*/xlrm_lib/benchmark/items/missing\.jsonl': data "):
+        runner.validate(runner.plan(_spec(tmp_path, train={"data_source": rel.replace("chat_a", "missing")})))

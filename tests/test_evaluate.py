@@ -223,6 +223,8 @@ def test_score_pairs_rejects_empty(tiny_bert_dir):
 def test_bad_arguments_are_named_before_scoring(tiny_bert_dir):
     model, tok = load_reward_model(tiny_bert_dir)
     pairs = make_pairs(PAIRS)
+    with pytest.raises(TypeError, match=r"model is the path .*; pass the loaded model and tokenizer"):
+        score_pairs(str(tiny_bert_dir), tok, pairs)
     for bad in (0, -1, 2.5):  # range(0, n, -1) is empty: unscored rewards used to come back as garbage
         with pytest.raises(ValueError, match=rf"batch_size = {bad}; expected an integer >= 1"):
             score_pairs(model, tok, pairs, batch_size=bad)

@@ -93,54 +93,54 @@ def language(name: str, value) -> str:
 
 
 # ----------------------------------------------------------------------------------- one notebook's parameters
-def _train(p: dict) -> None:
+def _train(p: dict, cwd) -> None:
     from .data import check_source
     from .models import check_backbone
     from .train import RewardConfig
 
-    check_backbone(p.get("backbone", "me5-small"))
+    check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
     language("train_lang", p.get("train_lang", "en"))
     if p.get("translate_from"):
         language("translate_from", p["translate_from"])
-    check_source(p.get("data_source", "embedded"), p.get("split", "train"), name="data_source")
+    check_source(_seen_from(p.get("data_source", "embedded"), cwd), p.get("split", "train"), name="data_source")
     positive_int("limit", p.get("limit", 0), minimum=0)
     RewardConfig(**{k: p[k] for k in ("lr", "epochs", "batch_size", "grad_accum", "max_length", "freeze_embeddings",
                                       "seed", "packing", "torch_compile") if k in p},
                  **({"lora": p["lora_r"]} if "lora_r" in p else {})).validate()
 
 
-def _evaluate(p: dict) -> None:
+def _evaluate(p: dict, cwd) -> None:
     from .data import check_source
 
     languages("eval_langs", p.get("eval_langs", ["en"]))
-    check_source(p.get("eval_source", "embedded"), p.get("split", "test"), name="eval_source")
+    check_source(_seen_from(p.get("eval_source", "embedded"), cwd), p.get("split", "test"), name="eval_source")
     positive_int("batch_size", p.get("batch_size", 64))
 
 
-def _probe(p: dict) -> None:
+def _probe(p: dict, cwd) -> None:
     from .data import check_source
     from .models import check_backbone
 
-    check_backbone(p.get("backbone", "me5-small"))
+    check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
     languages("langs", p.get("langs", ["en"]))
     if p.get("source", "embedded") != "bible":
-        check_source(p.get("source", "embedded"), p.get("split", "test"), name="source")
+        check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source")
     positive_int("max_items", p.get("max_items", 48), minimum=5)
     layer_list("layers", p.get("layers", "all"))
 
 
-def _align(p: dict) -> None:
+def _align(p: dict, cwd) -> None:
     from .data import check_source
 
     languages("langs", p.get("langs", ["en"]))
-    check_source(p.get("source", "embedded"), p.get("split", "test"), name="source")
+    check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source")
     positive_int("n", p.get("n", 4), minimum=4)
     positive_int("limit", p.get("limit", 0), minimum=0)
     positive_int("batch_size", p.get("batch_size", 64))
-    judge("judge", p.get("judge", "gold"))
+    judge("judge", _seen_from(p.get("judge", "gold"), cwd))
 
 
-def _report(p: dict) -> None:
+def _report(p: dict, cwd) -> None:
     if not isinstance(p.get("english", "en"), str) or not p.get("english", "en"):
         raise ValueError(f"english = {p.get('english')!r}; expected the name of the English RM, e.g. 'en'")
 
@@ -148,19 +148,31 @@ def _report(p: dict) -> None:
 STAGE_CHECKS = {"train": _train, "evaluate": _evaluate, "probe": _probe, "align": _align, "report": _report}
 
 
-def notebook_problems(stage: str, params: dict) -> list[str]:
+def notebook_problems(stage: str, params: dict, *, cwd=None) -> list[str]:
     """What is wrong with the values of one notebook's parameters (``[]``: nothing). Cheap: loads nothing.
 
-    Each stage's checks stop at their first problem (later values may depend on earlier ones).
+    ``cwd``: the directory the notebook runs in (relative data files and model directories are looked up there;
+    the runner's kernels run in the repository root). Each stage's checks stop at their first problem.
     """
     check = STAGE_CHECKS.get(stage)
     if check is None:
         return []
     try:
-        check(params)
+        check(params, cwd)
     except (ValueError, TypeError, FileNotFoundError) as e:
         return [str(e)]
     return []
+
+
+def _seen_from(value, cwd):
+    """``value`` as a notebook running in ``cwd`` sees it: a relative path that exists there, or that names a data
+    file, is joined to ``cwd``; names ('embedded', 'me5-small', hub ids) stay as they are."""
+    from .data import FILE_SUFFIXES
+
+    if cwd is None or not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+        return value
+    there = Path(cwd) / value
+    return str(there) if there.exists() or Path(value).suffix.lower() in FILE_SUFFIXES else value
 
 
 def layer_list(name: str, value):

@@ -12,6 +12,7 @@ that category's rows); the overall score is the mean of the categories present.
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,7 @@ def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32
     loaded unchanged from its xlrm directory; other models are scored as usual): a sequence this RM already
     scored, in any notebook, is not scored again. Pass it only for a model as loaded from disk.
     """
+    _check_model(model)
     positive_int("batch_size", batch_size)
     store = RewardCache.for_model(model, bf16=bf16) if cache else None
     if store is None:
@@ -65,6 +67,12 @@ def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32
         out[todo] = _score(model, tokenizer, new, batch_size=batch_size, bf16=bf16)
         store.put(new, out[todo])
     return out
+
+
+def _check_model(model) -> None:
+    if isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model is the path {str(model)!r}; pass the loaded model and tokenizer: "
+                        "model, tokenizer = xlrm_lib.models.load_reward_model(path)")
 
 
 @torch.inference_mode()
@@ -102,6 +110,7 @@ def score_pairs(model, tokenizer, pairs, *, batch_size: int = 32, fmt: TextForma
     result does not depend on ``batch_size`` or the padding side (position ids count real tokens only).
     ``cache``: see :func:`score_texts`.
     """
+    _check_model(model)
     if len(pairs) == 0:
         raise ValueError("no pairs to score")
     fmt = (fmt or model_format(model)).resolved(tokenizer)

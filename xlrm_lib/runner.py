@@ -164,7 +164,7 @@ def validate(cells: list[Cell]) -> None:
             if s["required"] and k not in given:
                 problems.append(f"{cell.name}: missing required parameter {k!r} ({s['help']})")
         if len(problems) == before:  # the values, once every name and type is right (a check may read any)
-            problems += [f"{cell.name}: {p}" for p in checks.notebook_problems(cell.stage, cell.params)]
+            problems += [f"{cell.name}: {p}" for p in checks.notebook_problems(cell.stage, cell.params, cwd=REPO)]
     if problems:
         raise ParamError(f"{len(problems)} problem(s) in the parameters; nothing was run:\n  " + "\n  ".join(problems))
 
