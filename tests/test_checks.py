@@ -17,6 +17,17 @@ def test_positive_int_names_the_value(value):
         checks.positive_int("batch_size", value)
 
 
+def test_numpy_numbers_are_numbers():
+    import numpy as np
+
+    assert checks.positive_int("batch_size", np.int64(8)) == 8
+    assert checks.finite_number("lr", np.float32(1e-4), above=0) > 0
+    assert checks.layer_list("layers", [np.int64(0), -1]) == [0, -1]
+    from xlrm_lib.train import RewardConfig
+
+    RewardConfig(batch_size=np.int64(4), seed=np.int64(1), lr=np.float64(1e-5)).validate()
+
+
 def test_finite_number_bounds_and_the_yaml_exponent_hint():
     assert checks.finite_number("lr", 1e-4, above=0) == 1e-4
     for bad in (0, -1.0, float("inf"), float("nan"), True, None):

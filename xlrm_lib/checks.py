@@ -17,15 +17,15 @@ ValueError: batch_size = 0; expected an integer >= 1
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 from pathlib import Path
 
 
 def positive_int(name: str, value, minimum: int = 1) -> int:
     """``value`` if it is an integer (not a bool) >= ``minimum``; else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:  # numpy ints are Integral
         raise ValueError(f"{name} = {value!r}; expected an integer >= {minimum}")
-    return value
+    return int(value)
 
 
 def finite_number(name: str, value, *, above: float | None = None, at_least: float | None = None,
@@ -179,9 +179,9 @@ def layer_list(name: str, value):
     """``"all"``, or a list of integer hidden-state indices (negative counts from the end; one int is a list of one)."""
     if value == "all":
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return [value]
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool)
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        return [int(value)]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Integral) and not isinstance(v, bool)
                                                           for v in value):
         return [int(v) for v in value]
     raise ValueError(f"{name} = {value!r}; expected 'all' or a non-empty list of integer hidden-state indices "
