@@ -61,7 +61,7 @@ def test_layers_judge_and_stage_problems():
         checks.judge("judge", "goldd")
     assert checks.notebook_problems("align", {"n": 4, "judge": "gold", "langs": ["en"]}) == []
     assert checks.notebook_problems("align", {"n": 2}) == ["n = 2; expected an integer >= 4"]
-    assert checks.notebook_problems("probe", {"max_items": 0}) == ["max_items = 0; expected an integer >= 5"]
+    assert checks.notebook_problems("probe", {"max_items": 0}) == ["max_items = 0; expected an integer >= 1"]
     [problem] = checks.notebook_problems("train", {"lr": float("inf"), "lora_r": -4})
     assert "lr = inf; expected a finite number > 0" in problem and "lora = -4" in problem
 
@@ -80,7 +80,7 @@ def _spec(tmp_path, **over):
     ({"train": {"split": "trian"}}, r"split = 'trian'; the embedded benchmark has splits"),
     ({"train": {"data_source": "/nonexistent/pairs.jsonl"}}, r"data_source = '/nonexistent/pairs.jsonl': data file not found"),
     ({"backbones": ["me5-smal"]}, r"unknown backbone 'me5-smal'"),
-    ({"probe": {"max_items": 0, "layers": [0, 12]}}, r"probe/me5-small-s42: max_items = 0; expected an integer >= 5"),
+    ({"probe": {"max_items": 0, "layers": [0, 12]}}, r"probe/me5-small-s42: max_items = 0; expected an integer >= 1"),
     ({"align": {"judge": "goldd"}}, r"align/me5-small-s42: judge = 'goldd'"),
     ({"train": {"lr": "1e-4"}}, r"expects float \(YAML reads this as text.*1\.0e-4\)"),
 ])
@@ -124,11 +124,35 @@ def test_languages_are_planned_in_canonical_codes(tmp_path):
     assert cells[1].params["eval_langs"] == ["en", "ko"]
 
 
-def test_eval_langs_default_to_every_language_of_the_grid(tmp_path, monkeypatch):
+def test_eval_langs_default_to_langs_or_else_the_translated_rms_languages(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "unavailable_translations", lambda spec: [])
-    cells = runner.plan(_spec(tmp_path, langs=[], translated=[{"from": "en", "to": "es"}], probe=None, align=None))
+    mt = [{"from": "en", "to": "es"}]
+    cells = runner.plan(_spec(tmp_path, langs=["en", "ko"], translated=mt, probe=None, align=None))
+    assert {c.params["eval_langs"] == ["en", "ko"] for c in cells if c.stage == "evaluate"} == {True}
+    cells = runner.plan(_spec(tmp_path, langs=[], translated=mt, probe=None, align=None))
     assert {c.name: c.params.get("eval_langs") for c in cells if c.stage == "evaluate"} == {
         "evaluate/me5-small-s42-es-mt": ["en", "es"]}
+
+
+def test_report_english_is_an_rm_name_in_any_spelling(tmp_path):
+    cells = runner.plan(_spec(tmp_path, langs=["eng_Latn", "kor_Hang"], report={"english": "eng_Latn"}))
+    assert cells[-1].name == "report" and cells[-1].params["english"] == "en"
+
+
+def test_languages_a_source_lacks_fail_validation(tmp_path):
+    with pytest.raises(runner.ParamError, match=r"language\(s\) \['it'\] not in the embedded benchmark "
+                                                r"\(eval_source = 'embedded'\)"):
+        runner.validate(runner.plan(_spec(tmp_path, langs=["en"], eval_langs=["en", "it"], probe=None, align=None)))
+    with pytest.raises(runner.ParamError, match=r"probe/me5-small-s42: no Bible version for \['nl'\] \(source = 'bible'\)"):
+        runner.validate(runner.plan(_spec(tmp_path, langs=["en", "nl"], probe={"source": "bible"}, align=None)))
+
+
+def test_library_language_lists_take_what_normalize_langs_takes():
+    from xlrm_lib import study
+
+    texts = study.parallel_texts("embedded", "en,EN, ko", max_items=3)  # a comma string, repeats dropped
+    assert list(texts) == ["en", "ko"] and len(texts["en"]) == 3
+    assert list(study.parallel_texts("embedded", {"en": 1, "ko": 2}.keys(), max_items=3)) == ["en", "ko"]
 
 
 def test_params_file_that_is_a_directory(tmp_path):

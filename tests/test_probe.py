@@ -128,8 +128,10 @@ def test_cka_errors_name_shapes():
         linear_cka(rng.normal(size=(10, 4)), nan[:, 1])
     with pytest.raises(ValueError, match=r"states\['ko'\] at layer 1 has 1 non-finite values"):
         probe.sv_ratios({"en": rng.normal(size=(10, 3, 4)), "ko": nan}, layer=1)
-    with pytest.raises(ValueError, match=r"need at least 1 languages; got \[\]"):
+    with pytest.raises(ValueError, match=r"needs the states of at least one language"):
         probe.hidden_norms({})
+    # norms are per item: languages need not have the same items
+    assert len(probe.hidden_norms({"en": rng.normal(size=(10, 3, 4)), "ko": rng.normal(size=(8, 3, 4))})) == 18
 
 
 def test_layerwise_and_cross_lingual_cka():

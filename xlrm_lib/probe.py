@@ -408,7 +408,8 @@ def sv_ratios(states_by_lang: dict[str, np.ndarray], *, layer: int = -1) -> np.n
 
 def hidden_norms(states_by_lang: dict[str, np.ndarray], *, layer: int = -1) -> pd.DataFrame:
     """L2 norm of each item's representation: long DataFrame with columns lang, item, norm."""
-    _same_n(states_by_lang)
+    if not states_by_lang:
+        raise ValueError("hidden_norms needs the states of at least one language; got none")
     frames = [pd.DataFrame({"lang": lang, "item": np.arange(len(s)),
                             "norm": np.linalg.norm(_at_layer(s, layer, f"states[{lang!r}]"), axis=1)})
               for lang, s in states_by_lang.items()]

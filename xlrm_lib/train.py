@@ -26,6 +26,7 @@ import math
 import os
 import re
 from dataclasses import asdict, dataclass
+from numbers import Integral
 from pathlib import Path
 
 import datasets
@@ -110,7 +111,7 @@ def _check_lora(value) -> None:
     """``None``, a rank >= 0 (0: full fine-tuning) or ``{"r": 16, "alpha": 32, "dropout": 0.05, ...}``."""
     from . import checks
 
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+    if value is None or (isinstance(value, Integral) and not isinstance(value, bool) and value >= 0):
         return
     if isinstance(value, dict):
         unknown = sorted(set(value) - set(LORA_KEYS))
