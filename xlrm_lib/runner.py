@@ -12,8 +12,8 @@ Guarantees
   (papermill alone only warns on an unknown name and runs on the defaults): unknown, missing-required and
   wrongly-typed parameters are all reported in one :class:`ParamError`, then each cell's values
   (:func:`xlrm_lib.checks.notebook_problems`: languages, backbones, sources, training knobs... nothing loaded).
-- Content addressing: a cell whose notebook source + parameters + inputs are unchanged is skipped
-  (``_done.json`` holds its key); ``force=True`` reruns.
+- Content addressing: a cell whose notebook source + parameters + inputs + dependencies' keys are unchanged is
+  skipped (``_done.json`` holds its key); ``force=True`` reruns.
 - Resume: outputs are written atomically and ``_done.json`` last, so a killed run restarts where it stopped.
 - ``only``: upstream cells left out must have finished with the key the params file gives them now.
 - A failed cell does not stop independent cells; dependents are skipped; the summary lists each failure with
