@@ -299,6 +299,14 @@ def test_pairs_of_the_wrong_type_or_with_empty_answers_are_refused(tiny_bert_dir
         train_reward_model(str(tiny_bert_dir), datasets.Dataset.from_list(rows), **FAST)
 
 
+def test_a_bad_device_is_named_before_the_model_loads(tiny_bert_dir, small_pairs, monkeypatch):
+    from xlrm_lib import train
+
+    monkeypatch.setattr(train, "load_reward_model", lambda *a, **k: pytest.fail("loaded the model first"))
+    with pytest.raises(ValueError, match=r"device = 'gpu'; expected a torch device such as 'cpu', 'cuda'"):
+        train_reward_model(str(tiny_bert_dir), small_pairs, device="gpu", **FAST)
+
+
 def test_non_finite_weights_are_not_saved(tiny_bert_dir, small_pairs, tmp_path):
     # the last update blows the weights up after the last loss was logged: the loss check cannot see it, the
     # check before saving does

@@ -316,6 +316,11 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     cfg = RewardConfig(**{**asdict(config or RewardConfig()), **overrides}).validate()
     resolve_backbone(backbone)  # fail fast on a bad name, before any work
     check_pairs(pairs)  # and on bad data, before fingerprinting it
+    if device is not None:
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device = {device!r}; expected a torch device such as 'cpu', 'cuda' or 'cuda:1'") from None
     langs = sorted(set(pairs["lang"])) if "lang" in pairs.column_names else []
     key_obj = {"backbone": backbone_fingerprint(backbone), "data": data_fingerprint(pairs), "config": asdict(cfg),
                "trainer": TRAINER_VERSION}
