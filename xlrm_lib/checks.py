@@ -34,20 +34,24 @@ def finite_number(name: str, value, *, above: float | None = None, at_least: flo
     bounds = [b for b in (above is not None and f"> {above:g}", at_least is not None and f">= {at_least:g}",
                           below is not None and f"< {below:g}") if b]
     expected = "a finite number" + (" " + " and ".join(bounds) if bounds else "")
-    hint = ""
-    if isinstance(value, str):
-        try:
-            float(value)
-            hint = f" (YAML reads {value} as text: write it with a dot and a signed exponent, e.g. 1.0e-4)"
-        except ValueError:
-            pass
     ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         ok = ((above is None or value > above) and (at_least is None or value >= at_least)
               and (below is None or value < below))
     if not ok:
-        raise ValueError(f"{name} = {value!r}; expected {expected}{hint}")
+        raise ValueError(f"{name} = {value!r}; expected {expected}{number_text_hint(value)}")
     return float(value)
+
+
+def number_text_hint(value) -> str:
+    """YAML 1.1 (PyYAML) reads ``1e-4`` as a string: if ``value`` is such a string, say how to write the number."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return f" (YAML reads {value} as text: write the number with a dot and a signed exponent, e.g. 1.0e-4)"
 
 
 def choice(name: str, value, options) -> object:

@@ -159,7 +159,8 @@ def validate(cells: list[Cell]) -> None:
                                 f"expected one of {sorted(schema)}")
             elif not _type_ok(v, schema[k]["type"]):
                 problems.append(f"{cell.name}: parameter {k!r} = {v!r} is {type(v).__name__}; "
-                                f"{cell.notebook.name} expects {schema[k]['type']}{_yaml_hint(v, schema[k]['type'])}")
+                                f"{cell.notebook.name} expects {schema[k]['type']}"
+                                f"{checks.number_text_hint(v) if 'float' in schema[k]['type'] else ''}")
         for k, s in schema.items():
             if s["required"] and k not in given:
                 problems.append(f"{cell.name}: missing required parameter {k!r} ({s['help']})")
@@ -167,17 +168,6 @@ def validate(cells: list[Cell]) -> None:
             problems += [f"{cell.name}: {p}" for p in checks.notebook_problems(cell.stage, cell.params, cwd=REPO)]
     if problems:
         raise ParamError(f"{len(problems)} problem(s) in the parameters; nothing was run:\n  " + "\n  ".join(problems))
-
-
-def _yaml_hint(value, expected: str) -> str:
-    """YAML 1.1 (PyYAML) reads ``1e-4`` as a string: say how to write the number."""
-    if isinstance(value, str) and "float" in expected:
-        try:
-            float(value)
-        except ValueError:
-            return ""
-        return " (YAML reads this as text: write the number with a dot and a signed exponent, e.g. 1.0e-4)"
-    return ""
 
 
 def _placeholder(schema, key):
