@@ -28,6 +28,16 @@ def test_numpy_numbers_are_numbers():
     RewardConfig(batch_size=np.int64(4), seed=np.int64(1), lr=np.float64(1e-5)).validate()
 
 
+def test_a_flag_is_a_bool():
+    import numpy as np
+
+    assert checks.choice("packing", "auto", (True, False, "auto")) == "auto"
+    assert checks.choice("bf16", np.bool_(True), (None, True, False))
+    for bad in (1, 0, "true"):
+        with pytest.raises(ValueError, match=rf"bf16 = {bad!r}; expected one of \[None, True, False\]"):
+            checks.choice("bf16", bad, (None, True, False))
+
+
 def test_finite_number_bounds_and_the_yaml_exponent_hint():
     assert checks.finite_number("lr", 1e-4, above=0) == 1e-4
     for bad in (0, -1.0, float("inf"), float("nan"), True, None):

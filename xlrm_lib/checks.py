@@ -55,10 +55,15 @@ def number_text_hint(value) -> str:
 
 
 def choice(name: str, value, options) -> object:
-    """``value`` if it is one of ``options``; else a ValueError that lists them."""
-    if value not in options:
+    """``value`` if it is one of ``options``; else a ValueError that lists them. A flag is a bool (numpy's too):
+    ``1`` is not ``True`` here, though Python says ``1 == True``."""
+    if not any(value == o and _is_bool(value) == _is_bool(o) for o in options):
         raise ValueError(f"{name} = {value!r}; expected one of {list(options)}")
     return value
+
+
+def _is_bool(v) -> bool:
+    return isinstance(v, bool) or (type(v).__module__ == "numpy" and type(v).__name__ in ("bool", "bool_"))
 
 
 def languages(name: str, value, *, allow_empty: bool = False, strict: bool = True) -> list[str]:
