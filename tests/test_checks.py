@@ -107,6 +107,14 @@ def test_a_list_of_layers_is_a_valid_probe_parameter(tmp_path):
     runner.validate(runner.plan(_spec(tmp_path, probe={"layers": [0, -1]})))
 
 
+def test_probe_layers_out_of_the_backbones_range_fail_validation(tmp_path, tiny_bert_dir):
+    spec = _spec(tmp_path, backbones=[str(tiny_bert_dir)], probe={"layers": [0, -3, 3, -4]}, align=None)
+    with pytest.raises(runner.ParamError, match=r"layers \[3, -4\] out of range: .* has 3 hidden states "
+                                                r"\(embeddings \+ 2 blocks\); expected indices -3\.\.2"):
+        runner.validate(runner.plan(spec))
+    runner.validate(runner.plan(_spec(tmp_path, backbones=[str(tiny_bert_dir)], probe={"layers": [0, 2, -3]})))
+
+
 @pytest.mark.parametrize("over, message", [
     ({"langs": ["en", "EN", "eng_Latn"]}, r"langs lists 'en' more than once"),
     ({"langs": ["en", "xx"]}, r"langs: unknown language 'xx'"),

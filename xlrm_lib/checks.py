@@ -157,7 +157,12 @@ def _probe(p: dict, cwd) -> None:
         check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source",
                      langs=langs)
     positive_int("max_items", p.get("max_items", 48))
-    layer_list("layers", p.get("layers", "all"))
+    layers = layer_list("layers", p.get("layers", "all"))
+    n = _hidden_state_count(_seen_from(p.get("backbone", "me5-small"), cwd))
+    bad = [i for i in layers if not -n <= i < n] if n and layers != "all" else []
+    if bad:
+        raise ValueError(f"layers {bad} out of range: {p.get('backbone', 'me5-small')} has {n} hidden states "
+                         f"(embeddings + {n - 1} blocks); expected indices {-n}..{n - 1}")
 
 
 def _align(p: dict, cwd) -> None:
@@ -204,6 +209,24 @@ def _seen_from(value, cwd):
         return value
     there = Path(cwd) / value
     return str(there) if there.exists() or Path(value).suffix.lower() in FILE_SUFFIXES else value
+
+
+def _hidden_state_count(backbone) -> int | None:
+    """Embeddings + blocks of a backbone whose config.json is on disk (a local directory, or a packaged backbone
+    already built); None where finding out would mean building or downloading it."""
+    import json
+
+    from .backbones import PACKAGED
+    from .store import cache_dir
+
+    name = str(backbone)
+    path = (cache_dir("backbones") / name if name in PACKAGED else Path(name).expanduser()) / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    layers = cfg.get("num_hidden_layers") or (cfg.get("text_config") or {}).get("num_hidden_layers")
+    return int(layers) + 1 if isinstance(layers, int) else None
 
 
 def layer_list(name: str, value):
