@@ -315,3 +315,13 @@ def test_non_finite_weights_are_not_saved(tiny_bert_dir, small_pairs, tmp_path):
         # two steps: the first is the warm-up's (lr 0), the second's update overflows float32
         train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=out, **{**FAST, "epochs": 2, "lr": 1e39})
     assert not out.exists()
+
+
+def test_a_numpy_lora_rank_is_a_rank(tiny_bert_dir):
+    import numpy as np
+
+    from xlrm_lib.train import RewardConfig, _prepare_model
+
+    model, _ = load_reward_model(tiny_bert_dir)
+    peft_model = _prepare_model(model, RewardConfig(lora=np.int64(4)).validate())
+    assert peft_model.peft_config["default"].r == 4 and peft_model.peft_config["default"].lora_alpha == 8

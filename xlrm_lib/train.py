@@ -254,7 +254,7 @@ def _prepare_model(model, cfg: RewardConfig):
     if cfg.lora:
         from peft import LoraConfig, TaskType, get_peft_model
 
-        lc = {"r": int(cfg.lora), "alpha": 2 * int(cfg.lora)} if isinstance(cfg.lora, int) else dict(cfg.lora)
+        lc = {"r": int(cfg.lora), "alpha": 2 * int(cfg.lora)} if isinstance(cfg.lora, Integral) else dict(cfg.lora)
         model = get_peft_model(model, LoraConfig(
             task_type=TaskType.SEQ_CLS, r=int(lc.get("r", 16)), lora_alpha=int(lc.get("alpha", 32)),
             lora_dropout=float(lc.get("dropout", 0.05)), target_modules=lc.get("target_modules", "all-linear")))
