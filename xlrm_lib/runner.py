@@ -205,18 +205,16 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
         cells.append(Cell(name, stage, nb(stage), {**params, "output_dir": str(out)}, list(deps), inputs or {}, gpus,
                           list(after)))
 
+    skipped = {id(t) for t, _ in unavailable_translations(spec)}
+    mt_rms = [(normalize_lang(t["to"]) + TRANSLATED_SUFFIX, normalize_lang(t["to"]), normalize_lang(t["from"]),
+               t.get("backend", "apertium"), t.get("model", "")) for t in translated if id(t) not in skipped]
     rms_by_group: dict[tuple, list[str]] = {}
     for backbone, seed in itertools.product(backbones, seeds):
         tag = f"{_slug(backbone)}-s{seed}"
         group = rms_by_group.setdefault((backbone, seed), [])
         if spec.get("train") is None:
             raise ParamError("the 'train' section is missing: every other stage needs trained RMs")
-        rm_specs = [(lang, lang, "") for lang in langs]
-        skipped = {id(t) for t, _ in unavailable_translations(spec)}
-        for t in translated:
-            if id(t) not in skipped:
-                to, src = normalize_lang(t["to"]), normalize_lang(t["from"])
-                rm_specs.append((to + TRANSLATED_SUFFIX, to, src, t.get("backend", "apertium"), t.get("model", "")))
+        rm_specs = [(lang, lang, "") for lang in langs] + mt_rms
         for rm_name, lang, src, *mt in rm_specs:
             extra = {"translate_from": src, "mt_backend": mt[0], "mt_model": mt[1]} if src else {}
             add("train", f"train/{tag}-{rm_name}",
@@ -319,12 +317,11 @@ def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
         if unknown:
             raise ParamError(f"translated entry {t!r}: unknown key(s) {unknown}"
                              f"{_suggest(unknown[0], TRANSLATED_KEYS)}; expected {sorted(TRANSLATED_KEYS)}")
-        for key in ("from", "to"):
-            try:
-                checks.language(key, t[key])
-            except ValueError as e:
-                raise ParamError(f"translated entry {t!r}: {e}") from None
-        if checks.language("from", t["from"]) == checks.language("to", t["to"]):
+        try:
+            src, to = checks.language("from", t["from"]), checks.language("to", t["to"])
+        except ValueError as e:
+            raise ParamError(f"translated entry {t!r}: {e}") from None
+        if src == to:
             raise ParamError(f"translated entry {t!r}: 'from' and 'to' are the same language; a translate-train RM "
                              "needs another source language")
         backend = t.get("backend", "apertium")
@@ -370,12 +367,7 @@ def cell_key(cell: Cell, params: dict, run_dir: Path) -> str:
 
     nb = nbformat.read(cell.notebook, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    upstream = {}
-    for dep in cell.deps:
-        try:
-            upstream[dep] = json.loads((run_dir / dep / DONE_FILE).read_text()).get("key")
-        except (OSError, ValueError):
-            upstream[dep] = None
+    upstream = {dep: done_key(run_dir / dep) for dep in cell.deps}
     return store.fingerprint({"code": code, "params": params, "inputs": _inputs_digest(), "upstream": upstream})
 
 
@@ -415,12 +407,16 @@ def _kernel_manager_class():
     return IPCKernelManager
 
 
-def is_done(cell_dir: Path, key: str) -> bool:
-    f = cell_dir / DONE_FILE
+def done_key(cell_dir: Path) -> str | None:
+    """The key a cell finished with (its ``_done.json``), or None if it has not finished."""
     try:
-        return json.loads(f.read_text()).get("key") == key
+        return json.loads((cell_dir / DONE_FILE).read_text()).get("key")
     except (OSError, ValueError):
-        return False
+        return None
+
+
+def is_done(cell_dir: Path, key: str | None) -> bool:
+    return key is not None and done_key(cell_dir) == key
 
 
 def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: str = "python3",
@@ -569,14 +565,15 @@ def _check_upstream(cells: list[Cell], everything: list[Cell], run_dir: Path) ->
     needed = sorted({d for c in cells for d in c.deps if d not in selected})
     missing, stale = [], []
     for name in needed:
-        if not (run_dir / name / DONE_FILE).exists():
+        finished = done_key(run_dir / name)
+        if finished is None:
             missing.append(name)
             continue
         try:
             key = cell_key(by_name[name], _resolve_inputs(by_name[name], run_dir), run_dir)
         except FileNotFoundError:  # its own upstream is gone
             key = None
-        if not is_done(run_dir / name, key):
+        if key != finished:
             stale.append(name)
     if missing:
         raise ParamError(f"--only leaves out {len(missing)} unfinished upstream notebook(s), e.g. {missing[:3]}; "

@@ -272,12 +272,13 @@ def check_pairs(pairs, tokenizer=None, model=None) -> None:
     missing = {"prompt", "chosen", "rejected"} - set(pairs.column_names)
     if missing:
         raise ValueError(f"pairs lack column(s) {sorted(missing)}; load them with xlrm_lib.data.load_pairs")
-    empty = [i for i, (c, r) in enumerate(zip(pairs["chosen"], pairs["rejected"]))
+    answers = list(zip(pairs["chosen"], pairs["rejected"]))  # one read of the two columns
+    empty = [i for i, (c, r) in enumerate(answers)
              if not isinstance(c, str) or not isinstance(r, str) or not c.strip() or not r.strip()]
     if empty:
         raise ValueError(f"{len(empty)} pair(s) have an empty or non-text chosen/rejected answer (rows {empty[:5]}); "
                          "load the pairs with xlrm_lib.data.load_pairs(..., drop_bad=True) to drop them")
-    if all(c == r for c, r in zip(pairs["chosen"], pairs["rejected"])):
+    if all(c == r for c, r in answers):
         raise ValueError("every pair has chosen == rejected: there is nothing to learn")
     if tokenizer is None or model is None:
         return
