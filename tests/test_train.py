@@ -317,6 +317,16 @@ def test_non_finite_weights_are_not_saved(tiny_bert_dir, small_pairs, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("where", [0, 9, 10, 24])  # first entry, last of a slice, first of the next, last entry
+def test_the_weight_check_looks_at_every_slice(bad, where):
+    t = torch.zeros(5, 5)
+    assert train_mod._all_finite(t, chunk=10)
+    t.view(-1)[where] = bad
+    assert not train_mod._all_finite(t, chunk=10)
+    assert not train_mod._all_finite(t)
+
+
 def test_a_numpy_lora_rank_is_a_rank(tiny_bert_dir):
     import numpy as np
 
