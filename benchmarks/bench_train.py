@@ -268,10 +268,10 @@ def word_tokenizer_loading(backbone: Path):
 
     original = models._read_tokenizer
 
-    def load(path, trust_remote_code):
+    def load(path, trust_remote_code, *args, **kwargs):
         if Path(path) == Path(backbone):
             return PreTrainedTokenizerFast.from_pretrained(path)
-        return original(path, trust_remote_code)
+        return original(path, trust_remote_code, *args, **kwargs)
 
     models._read_tokenizer = load
     try:

@@ -54,6 +54,22 @@ def word_tokenizer(kind: str = "bert", *, pad: bool = True, chat_template: str |
     return tok
 
 
+def eos_only_tokenizer(*, eos: bool = True, chat_template: str | None = None):
+    """Like :func:`word_tokenizer` ("llama") but declaring no pad and no unk token, and with no pad-like token in
+    its vocabulary (``<pad>`` is ``<blank>`` here): Llama 3's tokenizers have only BOS and EOS."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = ["<blank>" if v == "<pad>" else v for v in VOCAB]
+    tk = Tokenizer(models.WordLevel({v: i for i, v in enumerate(vocab)}))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    special = {"bos_token": "<s>", "eos_token": "</s>"} if eos else {}
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, model_max_length=128, **special)
+    if chat_template:
+        tok.chat_template = chat_template
+    return tok
+
+
 def tiny_bert(seed: int = 0, vocab_size: int = len(VOCAB)):
     import torch
     from transformers import BertConfig, BertForSequenceClassification

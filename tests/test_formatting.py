@@ -105,6 +105,32 @@ def test_chat_template_multi_turn_prompt():
         "<s>user : w1 </s> assistant : w2 </s> user : w3 </s> assistant : w4 </s> ")
 
 
+def test_a_chat_template_that_reads_the_clock_renders_the_same_every_day(monkeypatch):
+    # Llama 3.x's template writes "Today Date: ..." from strftime_now unless given date_string
+    import datetime
+
+    from transformers.utils import chat_template_utils
+
+    from xlrm_lib import generate
+    from xlrm_lib.formatting import TEMPLATE_VARS
+
+    tok = word_tokenizer("llama", chat_template=(
+        "{% if date_string is not defined %}{% set date_string = strftime_now('%d %b %Y') %}{% endif %}"
+        "<s> system : w1 {{ date_string }} </s> " + CHAT_TEMPLATE.removeprefix("<s>")))
+    texts = set()
+    for day in (datetime.datetime(2025, 1, 2), datetime.datetime(2026, 11, 27)):
+        class Clock(datetime.datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return day
+
+        monkeypatch.setattr(chat_template_utils, "datetime", Clock)  # what transformers' strftime_now reads
+        texts.add(render(tok, "w2", "w3", TextFormat("chat")))
+        texts.add(generate.policy_prompt(tok, "w2")[0].split("user")[0])
+    assert len(texts) == 2  # one answer text, one policy prompt: neither depends on the day
+    assert all(TEMPLATE_VARS["date_string"] in t for t in texts)
+
+
 def test_pad_batch_right():
     b = pad_batch([[5, 6, 7], [8]], pad_token_id=0, padding_side="right")
     assert b["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import VOCAB, make_pairs, save_model, tiny_llama, word_tokenizer
+from conftest import VOCAB, eos_only_tokenizer, make_pairs, save_model, tiny_llama, word_tokenizer
 from xlrm_lib.backbones import PACKAGED
 from xlrm_lib.evaluate import score_pairs, score_texts
 from xlrm_lib.models import is_decoder, load_backbone, load_reward_model, resolve_backbone, tokenizer_identity
@@ -48,15 +48,62 @@ def test_tokenizer_without_pad_gets_one(tmp_path):
     assert model.config.pad_token_id == tok.pad_token_id == VOCAB.index("<unk>")
 
 
-def test_tokenizer_with_no_fallback_token_raises(tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+def test_a_pad_token_the_vocabulary_reserves_is_used_before_eos(tmp_path):
+    # Llama 3.2's vocabulary reserves <|finetune_right_pad_id|>; this one reserves <pad>
+    tok = word_tokenizer("llama", pad=False)
+    tok.unk_token = None  # declares neither pad nor unk, as Llama 3's; "<pad>" is in the vocabulary
+    path = save_model(tmp_path, tiny_llama(pad_token_id=None), tok)
+    model, tok = load_reward_model(path)
+    assert tok.pad_token == "<pad>" and tok.pad_token_id != tok.eos_token_id
+    assert model.config.pad_token_id == VOCAB.index("<pad>")
+    assert model.get_input_embeddings().num_embeddings == len(VOCAB)  # nothing added
 
-    tk = Tokenizer(models.WordLevel({v: i for i, v in enumerate(VOCAB)}))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    save_model(tmp_path, tiny_llama(pad_token_id=None), PreTrainedTokenizerFast(tokenizer_object=tk))
+
+def _eos_only_rm(tmp_path):
+    # no pad, unk or reserved pad token: as many ids as the model has embedding rows
+    return save_model(tmp_path, tiny_llama(pad_token_id=None), eos_only_tokenizer())
+
+
+def test_a_tokenizer_with_only_eos_gets_a_new_pad_token_and_row(tmp_path):
+    from xlrm_lib.models import ADDED_PAD
+
+    model, tok = load_reward_model(_eos_only_rm(tmp_path))
+    assert tok.pad_token == ADDED_PAD and tok.pad_token_id == len(VOCAB)
+    assert model.config.pad_token_id == len(VOCAB)
+    emb = model.get_input_embeddings().weight
+    assert emb.shape[0] == model.config.vocab_size == len(VOCAB) + 1
+    again, _ = load_reward_model(tmp_path)  # the new row is seeded: the same call gives the same weights
+    assert torch.equal(again.get_input_embeddings().weight, emb)
+    body, btok = load_backbone(tmp_path)  # the probe's loader gives it a row too
+    assert btok.pad_token_id == len(VOCAB) < body.get_input_embeddings().num_embeddings
+
+
+def test_a_text_ending_in_eos_is_scored_at_its_eos(tmp_path):
+    # a chat template ends each turn with EOS (Llama 3's <|eot_id|>). Padding with EOS made the classifier, which
+    # reads the score at the last token that is not padding, read one token early - while packed training reads
+    # the last token. With a pad token of its own the padded batch reads the EOS, as an unpadded forward does.
+    model, tok = load_reward_model(_eos_only_rm(tmp_path))
+    eos = tok.eos_token_id
+    short = [2, *w(1, 2), eos]
+    batched = score_texts(model, tok, [[2, *w(*range(3, 30)), eos], short], batch_size=2)
+    assert abs(batched[1] - _score_at_last_token(model, short)) <= 1e-4
+    assert abs(batched[1] - _score_at_last_token(model, short[:-1])) > 1e-3  # the old reading differs
+
+
+def test_a_policy_pads_with_eos_rather_than_grow_its_vocabulary(tmp_path):
+    from xlrm_lib.models import _read_tokenizer
+
+    _eos_only_rm(tmp_path)
+    tok = _read_tokenizer(str(tmp_path), False, new_pad=False)
+    assert tok.pad_token == "</s>" and len(tok) == len(VOCAB)
+
+
+def test_tokenizer_with_no_fallback_token_raises(tmp_path):
+    from xlrm_lib.models import _read_tokenizer
+
+    save_model(tmp_path, tiny_llama(pad_token_id=None), eos_only_tokenizer(eos=False))
     with pytest.raises(ValueError, match="no pad, unk or eos"):
-        load_reward_model(tmp_path)
+        _read_tokenizer(str(tmp_path), False, new_pad=False)
 
 
 @pytest.mark.parametrize("name", ["no-such-backbone", "./missing/dir", "a/b/c", "/nonexistent/path"])

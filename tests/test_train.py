@@ -282,6 +282,36 @@ def test_decoder_rm_records_and_reuses_its_chat_format(tmp_path, small_pairs):
     assert all(ids[0] == tok.bos_token_id for ids in chat_ids)  # the template's BOS, kept by truncation
 
 
+def test_a_decoder_rm_keeps_the_pad_token_it_was_given(tmp_path, small_pairs):
+    # Llama 3 style: only BOS and EOS, the chat template ends each turn with EOS. The new pad token and its
+    # embedding row are saved with the RM, so the RM reloads as it was trained and scored
+    from conftest import CHAT_TEMPLATE, eos_only_tokenizer, tiny_llama
+    from xlrm_lib.models import ADDED_PAD
+
+    base = save_model(tmp_path / "llama", tiny_llama(pad_token_id=None), eos_only_tokenizer(chat_template=CHAT_TEMPLATE))
+    path = train_reward_model(str(base), small_pairs, **{**FAST, "lr": 1e-3})
+    config = json.loads((path / "config.json").read_text())
+    model, tok = load_reward_model(path)
+    assert tok.pad_token == ADDED_PAD and tok.pad_token_id == config["pad_token_id"] == config["vocab_size"] - 1
+    assert model.get_input_embeddings().num_embeddings == config["vocab_size"]
+    scores = score_pairs(model, tok, small_pairs, batch_size=3)
+    alone = score_pairs(model, tok, small_pairs.select([0]), batch_size=1)
+    assert abs(scores["reward_chosen"].iloc[0] - alone["reward_chosen"].iloc[0]) <= 1e-4
+
+
+def test_a_local_backbone_is_identified_by_its_tokenizer_and_config_too(tmp_path):
+    # the same weights under the same directory name, with an edited chat template: another backbone, so it must
+    # not hit the RM cache of the first (the tokenizer's files used to be left out of the key)
+    from conftest import CHAT_TEMPLATE, tiny_llama
+
+    a = save_model(tmp_path / "a" / "llama", tiny_llama(), word_tokenizer("llama", chat_template=CHAT_TEMPLATE))
+    b = save_model(tmp_path / "b" / "llama", tiny_llama(), word_tokenizer("llama", chat_template=CHAT_TEMPLATE))
+    c = save_model(tmp_path / "c" / "llama", tiny_llama(), word_tokenizer("llama", chat_template=CHAT_TEMPLATE + " "))
+    fp = train_mod.backbone_fingerprint
+    assert fp(str(a)) == fp(str(b))  # content, not location
+    assert fp(str(a)) != fp(str(c))
+
+
 # ----------------------------------------------------------------------------- dropout
 @pytest.mark.parametrize("disable", [True, False])
 def test_dropout_disabled_like_trl_unless_asked(disable):

@@ -10,6 +10,8 @@ Rules
   ``"plain"`` renders ``User: ...\\n\\nAssistant: ...`` (turns separated by blank lines) and is the
   documented format for tokenizers without a template (BERT-style encoders, base LMs).
   ``"auto"`` picks ``chat`` when the tokenizer has a template.
+- Chat templates render with :data:`TEMPLATE_VARS`: Llama 3.x's would otherwise write today's date into a
+  system block of every text, so a text scored on another day than it was trained on (or cached) would differ.
 - Truncation keeps the END of the sequence (``truncation_side="left"``): the answer's conclusion and, for
   decoders, the position whose hidden state is scored. Special tokens (CLS/BOS) are always kept.
 """
@@ -21,6 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 FORMAT_FILE = "xlrm_format.json"
+# Variables chat templates may read while rendering, pinned so that a text renders the same every day. Llama
+# 3.x's template writes "Today Date: {date_string}" into its system block and, when the caller gives none, asks
+# the clock (``strftime_now``); this is the template's own fallback date. Templates that do not read a
+# variable ignore it.
+TEMPLATE_VARS = {"date_string": "26 Jul 2024"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ def render(tokenizer, prompt, answer: str, fmt: TextFormat) -> str:
     """
     messages = as_messages(prompt) + [{"role": "assistant", "content": answer}]
     if fmt.template == "chat":
-        return tokenizer.apply_chat_template(messages, tokenize=False)
+        return tokenizer.apply_chat_template(messages, tokenize=False, **TEMPLATE_VARS)
     if fmt.template != "plain":
         raise ValueError("resolve the format first: fmt.resolved(tokenizer)")
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)

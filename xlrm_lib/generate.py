@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .formatting import TextFormat, as_messages, pad_batch, render
+from .formatting import TEMPLATE_VARS, TextFormat, as_messages, pad_batch, render
 from .models import _dtype, _load_tokenizer, default_device, resolve_backbone
 from .store import cache_dir as default_cache_dir
 from .store import fingerprint, write_json
@@ -43,7 +43,7 @@ def load_policy(policy, *, dtype=None, device=None, trust_remote_code: bool = Fa
     from transformers import AutoModelForCausalLM
 
     path = resolve_backbone(policy)
-    tok = _load_tokenizer(path, trust_remote_code)
+    tok = _load_tokenizer(path, trust_remote_code, new_pad=False)  # pads with EOS if it must: see models._set_pad
     model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code)
     return model.to(default_device(device)).eval(), tok
 
@@ -59,7 +59,8 @@ def policy_prompt(tokenizer, prompt) -> tuple[str, bool]:
     """
     messages = as_messages(prompt)
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), False
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                             **TEMPLATE_VARS), False
     return render(None, messages, "", TextFormat("plain")).rstrip(), True
 
 

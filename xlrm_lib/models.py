@@ -85,8 +85,9 @@ def default_device(device=None) -> torch.device:
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5", ".index.json")
 
 
-def _tokenizer_digest(path: str, trust_remote_code: bool) -> str | None:
-    """Digest of a local model directory's files other than weights and xlrm's own (None for a hub id)."""
+def config_files_digest(path: str, trust_remote_code: bool = False) -> str | None:
+    """Digest of a local model directory's files other than weights and xlrm's own: its config, tokenizer and
+    chat template (None for a hub id)."""
     p = Path(path)
     if not p.is_dir():
         return None
@@ -97,15 +98,15 @@ def _tokenizer_digest(path: str, trust_remote_code: bool) -> str | None:
     return h.hexdigest()
 
 
-def _load_tokenizer(path: str, trust_remote_code: bool, shared: dict | None = None):
+def _load_tokenizer(path: str, trust_remote_code: bool, shared: dict | None = None, *, new_pad: bool = True):
     """The directory's tokenizer; with ``shared`` (a dict kept by the caller) identical files load once.
 
     A tokenizer read from a local directory carries the digest of its files (:func:`tokenizer_identity`).
     """
-    key = _tokenizer_digest(path, trust_remote_code)
+    key = config_files_digest(path, trust_remote_code)
     if shared is not None and key is not None and key in shared:
         return shared[key]
-    tok = _read_tokenizer(path, trust_remote_code)
+    tok = _read_tokenizer(path, trust_remote_code, new_pad)
     if key is not None:
         tok.xlrm_files_digest = key
         if shared is not None:
@@ -120,18 +121,51 @@ def tokenizer_identity(tokenizer) -> str:
     return getattr(tokenizer, "xlrm_files_digest", None) or str(getattr(tokenizer, "name_or_path", ""))
 
 
-def _read_tokenizer(path: str, trust_remote_code: bool):
+# pad-like tokens that vocabularies without a pad token reserve (Llama 3.1 / 3.2: <|finetune_right_pad_id|>)
+RESERVED_PADS = ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]", "<|padding|>")
+ADDED_PAD = "<|xlrm_pad|>"
+
+
+def _read_tokenizer(path: str, trust_remote_code: bool, new_pad: bool = True):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
-        # Llama-style tokenizers have no pad token. Without one the classifier cannot find the last real
-        # token and reads the score at a padding position (accuracy falls to ~60%).
-        fallback = tok.unk_token or tok.eos_token
-        if fallback is None:
-            raise ValueError(f"tokenizer of {path!r} has no pad, unk or eos token to pad with; set one")
-        tok.pad_token = fallback
+        _set_pad(tok, path, new_pad)
     return tok
+
+
+def _set_pad(tok, path, new_pad: bool) -> None:
+    """Give a tokenizer without a pad token one that no text contains.
+
+    Llama-style tokenizers have none. Without one the classifier cannot find the last real token and reads the
+    score at a padding position (accuracy falls to ~60%). EOS is no substitute for an RM: a chat template ends
+    the answer with it (Llama 3's ``<|eot_id|>``), and the classifier, which reads the score at the last token
+    that is not padding, would skip it, while packed training reads the true last token. So: the unknown token,
+    else a pad token the vocabulary reserves, else a new special token (:data:`ADDED_PAD`; the loaders give it an
+    embedding row, see :func:`_fit_vocab`), as the paper's code adds ``[PAD]``. ``new_pad=False`` (a policy that
+    samples text) falls back to EOS instead: padding only batches its prompts, and a new row could be sampled.
+    """
+    vocab = tok.get_vocab()
+    reserved = next((t for t in RESERVED_PADS if t in vocab), None)
+    if tok.unk_token is not None or reserved is not None:
+        tok.pad_token = tok.unk_token if tok.unk_token is not None else reserved
+    elif new_pad:
+        tok.add_special_tokens({"pad_token": ADDED_PAD})
+    elif tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+    else:
+        raise ValueError(f"tokenizer of {path!r} has no pad, unk or eos token to pad with; set one")
+
+
+def _fit_vocab(model, tok, seed: int = 0) -> None:
+    """Give an added pad token (:func:`_set_pad`) an embedding row; padding is masked, so its values are never
+    read, but they are seeded so that the same call gives the same weights."""
+    n = model.get_input_embeddings().num_embeddings
+    if tok.pad_token_id is not None and tok.pad_token_id >= n:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model.resize_token_embeddings(len(tok), mean_resizing=False)
 
 
 def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: bool = False, seed: int = 0,
@@ -166,6 +200,7 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
         model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=1, dtype=_dtype(dtype), trust_remote_code=trust_remote_code,
         )
+    _fit_vocab(model, tok, seed)
     if model.config.num_labels != 1:
         raise ValueError(f"{backbone!r} has a {model.config.num_labels}-label head; a reward model needs num_labels=1")
     model.config.pad_token_id = tok.pad_token_id
@@ -196,6 +231,7 @@ def load_backbone(backbone, *, dtype=None, device=None, trust_remote_code: bool 
     if bad:
         log.warning("%s: %d body weight(s) missing or of another shape, newly initialised: %s", path, len(bad),
                     ", ".join(bad[:8]) + (" ..." if len(bad) > 8 else ""))
+    _fit_vocab(model, tok)
     model.config.pad_token_id = tok.pad_token_id
     return model.to(default_device(device)).eval(), tok
 

@@ -35,13 +35,15 @@ import torch.nn.functional as F
 
 from .compiling import compile_blocks, resolve_compile
 from .formatting import TextFormat, encode, forward_kwargs, pad_batch
-from .models import load_reward_model, resolve_backbone
+from .models import config_files_digest, load_reward_model, resolve_backbone
 from .packing import pack, packed_rewards, should_pack, supports_packing
 from .store import CARD_FILE, atomic_dir, cache_dir, file_digest, fingerprint
 
 log = logging.getLogger(__name__)
 STAT_NAMES = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "rewards/min", "rewards/max")
-TRAINER_VERSION = 4  # part of the cache key: bump when a change to this module changes what training produces
+# part of the cache key: bump when a change to this module changes what training produces (5: a tokenizer without
+# a pad token gets its own instead of EOS, and chat templates render with a fixed date; see models._set_pad)
+TRAINER_VERSION = 5
 
 
 @dataclass
@@ -147,13 +149,15 @@ def data_fingerprint(pairs) -> str:
 
 
 def backbone_fingerprint(backbone: str) -> dict:
-    """What identifies a backbone: a packaged name + converter version, a hub id, or a local dir's contents."""
+    """What identifies a backbone: a packaged name + converter version, a hub id, or a local dir's contents (the
+    weights, and the config, tokenizer and chat template: an edited template or tokenizer is another backbone)."""
     path = Path(str(backbone)).expanduser()
     if path.is_dir():
         card = path / CARD_FILE
         weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
         return {"local": str(path.name), "card": file_digest(card) if card.exists() else None,
-                "weights": [file_digest(w) for w in weights[:1]] + [w.stat().st_size for w in weights]}
+                "weights": [file_digest(w) for w in weights[:1]] + [w.stat().st_size for w in weights],
+                "files": (config_files_digest(path) or "")[:16]}
     return {"name": str(backbone), "converter": 2}
 
 
