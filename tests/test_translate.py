@@ -183,6 +183,18 @@ def test_hf_backend_plumbing_and_cache(tiny_mt, tmp_path, monkeypatch):
     assert again.to_list() == out.to_list()
 
 
+def test_hf_backend_translates_a_long_line_in_runs_of_sentences(tiny_mt, tmp_path):
+    # a sentence-level model loses sentences of a long paragraph (and cuts it at 512 tokens): each run of whole
+    # sentences within max_segment_tokens is translated on its own, and the runs are joined with spaces
+    tr = T.HFBackend("en", "es", model=tiny_mt, max_segment_tokens=2)
+    out = T.translate_texts(["w1 w2. w3 w4. w5\n\nw6 w7"], tr, cache_dir=tmp_path, progress=False)[0]
+    first, blank, last = out.split("\n")
+    assert first.count("spa_Latn") == 3 and blank == "" and last.count("spa_Latn") == 1
+    assert T.segments("a b. c d! e", lambda t: len(t.split()), 2) == ["a b.", "c d!", "e"]
+    assert T.segments("a b. c", lambda t: len(t.split()), 3) == ["a b. c"]  # short enough: one run
+    assert T.segments("一二。三四。", len, 3) == ["一二。", "三四。"]  # no space after a CJK full stop
+
+
 # ----------------------------------------------------------------------------------- real apertium
 @needs_apertium
 def test_apertium_en_es(tmp_path):

@@ -150,17 +150,48 @@ class ApertiumBackend:
         return [self._run(mode, [t])[0] for t in texts]
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|(?<=[。！？；])")
+
+
+def segments(line: str, n_tokens, max_tokens: int) -> list[str]:
+    """``line`` cut at sentence ends into runs of whole sentences of at most ``max_tokens`` tokens each (as
+    ``n_tokens`` counts them); a sentence longer than that is a run of its own. Joined with spaces, the runs
+    give the line back up to whitespace at the cuts.
+
+    >>> segments("One two. Three four. Five.", lambda s: len(s.split()), 4)
+    ['One two. Three four.', 'Five.']
+    """
+    if n_tokens(line) <= max_tokens:
+        return [line]
+    out: list[str] = []
+    for sentence in (s for s in _SENTENCE_END.split(line) if s.strip()):
+        if out and n_tokens(out[-1] + " " + sentence) <= max_tokens:
+            out[-1] += " " + sentence
+        else:
+            out.append(sentence)
+    return out
+
+
 class HFBackend:
-    """A transformers seq2seq translation model (NLLB / M2M with FLORES codes, or a Marian opus-mt pair)."""
+    """A transformers seq2seq translation model (NLLB / M2M with FLORES codes, or a Marian opus-mt pair).
+
+    Such models translate sentences: a long paragraph loses sentences or is cut at 512 tokens. So each line is
+    translated in runs of whole sentences of at most ``max_segment_tokens`` tokens (:func:`segments`), and a run
+    still over 512 tokens (one very long sentence) is counted in a warning.
+    """
 
     name = "hf"
     batch_size = 16  # lines per generate() call
+    revision = "segments-1"  # part of the translation cache's key: how texts are cut before the model sees them
+    max_input_tokens = 512
 
-    def __init__(self, src: str, tgt: str, model: str | None = None, max_new_tokens: int | None = None):
+    def __init__(self, src: str, tgt: str, model: str | None = None, max_new_tokens: int | None = None,
+                 max_segment_tokens: int = 128):
         if not model:
             raise ValueError("backend 'hf' needs model=..., e.g. 'facebook/nllb-200-distilled-600M' or "
                              f"'Helsinki-NLP/opus-mt-{src}-{tgt}' (or a local directory)")
         self.src, self.tgt, self.model, self.max_new_tokens = src, tgt, str(model), max_new_tokens
+        self.max_segment_tokens = int(max_segment_tokens)
         self.direction = f"{flores(src)}-{flores(tgt)}"
         self._loaded = None  # loaded on the first cache miss: a fully cached run never touches the model
 
@@ -190,20 +221,28 @@ class HFBackend:
         if self._loaded is None:
             self._load()
         tok, net, gen = self._loaded
-        # sentence-level models translate line by line; blank lines stay blank
-        lines = [ln for t in texts for ln in t.split("\n")]
-        todo = sorted({ln for ln in lines if ln.strip()}, key=len)  # similar lengths pad less
+        # sentence-level models translate line by line, a long line in runs of sentences; blank lines stay blank
+        n_tokens = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
+        cut = {ln: segments(ln, n_tokens, self.max_segment_tokens)
+               for t in texts for ln in t.split("\n") if ln.strip()}
+        todo = sorted({seg for segs in cut.values() for seg in segs}, key=len)  # similar lengths pad less
+        too_long = sum(n_tokens(seg) > self.max_input_tokens - 2 for seg in todo if len(seg) > self.max_input_tokens)
+        if too_long:
+            log.warning("%d sentence(s) over %d tokens: the model sees only their first %d tokens", too_long,
+                        self.max_input_tokens - 2, self.max_input_tokens)
         done = {}
         for i in range(0, len(todo), self.batch_size):
             chunk = todo[i:i + self.batch_size]
-            enc = tok(chunk, return_tensors="pt", padding=True, truncation=True, max_length=512).to(net.device)
+            enc = tok(chunk, return_tensors="pt", padding=True, truncation=True,
+                      max_length=self.max_input_tokens).to(net.device)
             with torch.no_grad():
                 # a translation is about as long as its source: bound generation by it (a default cap of
                 # a few hundred tokens lets a degenerate model loop for minutes)
                 limit = self.max_new_tokens or 2 * enc["input_ids"].shape[1] + 16
                 ids = net.generate(**enc, **gen, max_new_tokens=limit)
             done.update(zip(chunk, tok.batch_decode(ids, skip_special_tokens=True)))
-        return ["\n".join(done.get(ln, ln) for ln in t.split("\n")) for t in texts]
+        return ["\n".join(" ".join(done[seg] for seg in cut[ln]) if ln in cut else ln for ln in t.split("\n"))
+                for t in texts]
 
 
 BACKENDS = {"apertium": ApertiumBackend, "hf": HFBackend}
@@ -287,7 +326,9 @@ def translate_texts(texts: list[str], translator, *, cache_dir=None, batch_size:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pieces = [_CODE.split(t) for t in texts]  # odd positions are ```code``` blocks
     prose = {p.strip() for ps in pieces for p in ps[::2] if p.strip()}
-    key = {t: fingerprint([translator.name, translator.model, translator.direction, t], n=64) for t in prose}
+    revision = [translator.revision] if getattr(translator, "revision", None) else []  # none: keys as before
+    key = {t: fingerprint([translator.name, translator.model, translator.direction, *revision, t], n=64)
+           for t in prose}
     cache = TranslationCache(_cache_path(Path(cache_dir or _cache_root("translations")), translator.name,
                                          translator.model, translator.direction))
     try:
