@@ -65,6 +65,58 @@ def test_packed_rewards_equal_the_padded_classifier(make):
     assert torch.equal(after, padded)
 
 
+def test_a_sequence_ending_in_the_pad_id_is_read_where_the_padded_classifier_reads_it():
+    # pad == EOS and a template that ends with EOS: the padded classifier reads the token before the EOS (the last
+    # one that is not the pad id); the packed row must read the same token, or packed training and padded scoring
+    # disagree
+    model = tiny_llama(pad_token_id=3)
+    seqs = [[2, 9, 4, 12, 3], [5, 6, 7, 8], [2, 3, 3], [2, 5, 3, 6]]
+    with torch.no_grad():
+        padded = model(**pad_batch(seqs, 3, "right")).logits[:, 0]
+        packed = packed_rewards(model, pack(seqs))
+    assert torch.allclose(packed, padded, atol=1e-5), (packed, padded)
+    from xlrm_lib.packing import last_tokens
+
+    b = pack(seqs)
+    assert last_tokens(b["input_ids"][0], b["cu_seq_lens"], 3).tolist() == [3, 8, 9, 15]
+    assert last_tokens(b["input_ids"][0], b["cu_seq_lens"], None).tolist() == [4, 8, 11, 15]
+
+
+def test_a_deepspeed_or_data_parallel_wrapper_is_looked_through():
+    from xlrm_lib.packing import _unwrap
+
+    model = _qwen2()
+
+    class Engine(torch.nn.Module):  # what DeepSpeed's engine looks like: .module, and a dict as .config
+        def __init__(self, module):
+            super().__init__()
+            self.module, self.config = module, {"zero_optimization": {"stage": 3}}
+
+        def forward(self, *a, **k):
+            return self.module(*a, **k)
+
+    assert _unwrap(Engine(model)) is model and _unwrap(torch.nn.DataParallel(model)) is model
+    with torch.no_grad():
+        alone = packed_rewards(model, pack(SEQS))
+        assert torch.equal(packed_rewards(Engine(model), pack(SEQS)), alone)
+        assert torch.equal(packed_rewards(torch.nn.DataParallel(model), pack(SEQS)), alone)
+
+
+def test_a_pre_ampere_gpu_neither_packs_nor_autocasts_to_bf16(monkeypatch):
+    # a T4 / V100 reports bf16 "supported" through emulation, and the flash varlen kernel needs sm80+
+    from xlrm_lib import packing, train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert not packing.kernel_available()
+    assert not train.fast_bf16()
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert packing.kernel_available() == (packing._load_kernel() is not None)
+    assert train.fast_bf16()
+
+
 def test_gradients_flow_through_the_packed_row():
     model = _qwen2().train()
     packed_rewards(model, pack(SEQS)).sum().backward()

@@ -4,6 +4,7 @@ cache, the model card, bad input, and LoRA."""
 from __future__ import annotations
 
 import json
+import os
 import math
 import random
 
@@ -310,6 +311,53 @@ def test_a_local_backbone_is_identified_by_its_tokenizer_and_config_too(tmp_path
     fp = train_mod.backbone_fingerprint
     assert fp(str(a)) == fp(str(b))  # content, not location
     assert fp(str(a)) != fp(str(c))
+
+
+DDP_SCRIPT = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from conftest import make_pairs
+from xlrm_lib.train import train_reward_model
+pairs = make_pairs([{{"prompt": f"w{{i}} w{{i + 1}} ?", "chosen": f"w{{i}} good great " + "w3 " * (i % 5),
+                     "rejected": f"bad awful w{{i + 2}}"}} for i in range(16)])
+out = train_reward_model(sys.argv[1], pairs, output_dir=sys.argv[2], epochs=2, batch_size=4, lr=1e-3, bf16=False,
+                         progress=False, max_length=32, logging_steps=1, device="cpu")
+print("RANK", os.environ.get("RANK"), "->", out, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_model_and_write_it_once(tiny_bert_dir, tmp_path):
+    # torchrun / accelerate launch: every process runs train_reward_model. They split the pairs (the card counts
+    # the tokens of all of them), and only the main process writes the directory; the others return its path
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
+    out = tmp_path / "rm"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script), str(tiny_bert_dir), str(out)], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(ln for ln in run.stdout.splitlines() if ln.startswith("RANK")) == [
+        f"RANK 0 -> {out}", f"RANK 1 -> {out}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.py", "rm"]  # no temporary directory left
+    card = read_card(out)
+    assert card["runtime"]["processes"] == 2
+    steps = [h["learning_rate"] for h in card["log_history"]]
+    assert len(steps) == 4 and steps[0] == 0.0 and steps[1] == pytest.approx(1e-3)  # 16 pairs / (4 x 2), 2 epochs
+    one = train_reward_model(str(tiny_bert_dir), make_pairs([
+        {"prompt": f"w{i} w{i + 1} ?", "chosen": f"w{i} good great " + "w3 " * (i % 5), "rejected": f"bad awful w{i + 2}"}
+        for i in range(16)]), output_dir=tmp_path / "one", epochs=2, batch_size=4, lr=1e-3, bf16=False,
+        progress=False, max_length=32, logging_steps=1)
+    assert card["train_metrics"]["real_tokens"] == read_card(one)["train_metrics"]["real_tokens"]
+    model, tok = load_reward_model(out)
+    assert np.isfinite(score_pairs(model, tok, make_pairs([{"prompt": "w1", "chosen": "good", "rejected": "bad"}]))[
+        "margin"]).all()
 
 
 # ----------------------------------------------------------------------------- dropout

@@ -77,9 +77,12 @@ def _dtype(dtype):
 
 
 def default_device(device=None) -> torch.device:
+    """``device``, else this process's GPU (``LOCAL_RANK`` under torchrun / accelerate launch), else the CPU."""
     if device is not None:
         return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5", ".index.json")

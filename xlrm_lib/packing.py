@@ -49,8 +49,9 @@ def _load_kernel():
 
 
 def kernel_available() -> bool:
-    """Whether this PyTorch has the variable-length flash kernel and a CUDA device to run it."""
-    return torch.cuda.is_available() and _load_kernel() is not None
+    """Whether this PyTorch has the variable-length flash kernel and a CUDA device to run it (Ampere or newer:
+    the flash kernel does not run on a T4 / V100)."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8 and _load_kernel() is not None
 
 
 def pack(seqs: list[list[int]]) -> dict:
@@ -161,10 +162,13 @@ def _register() -> None:
 
 # ----------------------------------------------------------------------------------- model side
 def _unwrap(model):
-    """The transformers model under DDP / PEFT wrappers (LoRA layers are injected in place: same computation)."""
+    """The transformers model under DDP / DeepSpeed / PEFT wrappers (LoRA layers are injected in place: same
+    computation). DeepSpeed's engine has a ``config`` too (its own, a dict): only a model's config stops here."""
+    from transformers import PretrainedConfig
+
     while True:
-        if hasattr(model, "module") and not hasattr(model, "config"):  # DistributedDataParallel and the like
-            model = model.module
+        if hasattr(model, "module") and not isinstance(getattr(model, "config", None), PretrainedConfig):
+            model = model.module  # DistributedDataParallel, DataParallel, a DeepSpeed engine
         elif hasattr(model, "get_base_model"):  # peft.PeftModel
             model = model.get_base_model()
         else:
@@ -212,6 +216,8 @@ def packed_rewards(model, batch: dict) -> torch.Tensor:
     ignored.
     """
     _register()
+    if isinstance(model, torch.nn.DataParallel):  # it would split the one packed row's tensors along dim 0
+        model = model.module
     m = _unwrap(model)
     cu = batch["cu_seq_lens"]
     captured: list[torch.Tensor] = []
@@ -224,4 +230,18 @@ def packed_rewards(model, batch: dict) -> torch.Tensor:
     finally:
         handle.remove()
     per_token = captured[-1]  # (1, T, 1)
-    return per_token[0, cu[1:].long() - 1, 0]
+    return per_token[0, last_tokens(batch["input_ids"][0], cu, m.config.pad_token_id), 0]
+
+
+def last_tokens(ids: torch.Tensor, cu: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
+    """Where the padded classifier reads each packed sequence's score: its last token that is not the pad id
+    (transformers' rule), else its last token. A sequence ends in the pad id where pad is EOS and the template
+    ends with EOS: the padded batch then reads the token before, and so must the packed row. No host sync."""
+    ends = cu[1:].long() - 1
+    if pad_token_id is None:
+        return ends
+    idx = torch.arange(ids.numel(), device=ids.device)
+    seq = torch.repeat_interleave(torch.arange(ends.numel(), device=ids.device), (cu[1:] - cu[:-1]).long(),
+                                  output_size=ids.numel())
+    last = torch.full_like(ends, -1).scatter_reduce(0, seq, torch.where(ids != pad_token_id, idx, -1), "amax")
+    return torch.where(last >= 0, last, ends)

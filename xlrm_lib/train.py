@@ -234,8 +234,8 @@ def _make_trainer_class():
             return (loss, {"rewards_chosen": rc, "rewards_rejected": rr}) if return_outputs else loss
 
         def log(self, logs, *args, **kwargs):
-            if self._stats:  # the one host sync per logging window
-                rows = torch.stack(self._stats).float().cpu()
+            if self._stats:  # the one host sync per logging window; every process's steps (they all log)
+                rows = self.accelerator.gather(torch.stack(self._stats)).float().cpu()
                 self._stats = []
                 if not torch.isfinite(rows[:, 0]).all():
                     raise FloatingPointError(f"non-finite loss {rows[:, 0].tolist()} before step "
@@ -350,19 +350,22 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     model_device = next(model.parameters()).device
     compiled = compile_blocks(model) if resolve_compile(cfg.torch_compile, packed=packed,
                                                         device_type=model_device.type) else 0
-    steps_per_epoch = math.ceil(len(features) / (cfg.batch_size * cfg.grad_accum))
-    with atomic_dir(out) as tmp:
+    # under torchrun / accelerate launch every process runs this function: all of them train, the main one writes
+    main = int(os.environ.get("RANK", "0")) == 0
+    with atomic_dir(out) if main else _scratch_dir() as tmp:
         args = TrainingArguments(
             output_dir=str(tmp / "_trainer"), per_device_train_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
-            lr_scheduler_type="cosine", warmup_steps=math.ceil(cfg.warmup_ratio * steps_per_epoch * cfg.epochs),
-            weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed, bf16=use_bf16,
-            logging_steps=max(1, min(cfg.logging_steps, int(steps_per_epoch * cfg.epochs) // 3)),  # >= 3 points
-            save_strategy="no", report_to=[], remove_unused_columns=False,
+            lr_scheduler_type="cosine", weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,
+            bf16=use_bf16, save_strategy="no", report_to=[], remove_unused_columns=False,
             length_column_name="length", disable_tqdm=not progress, dataloader_num_workers=0,
             use_cpu=str(device) == "cpu" or not torch.cuda.is_available(), logging_nan_inf_filter=False,
             **_sampling_args(cfg.group_by_length and not packed),  # a packed row has no padding to save
         )
+        # optimizer steps: each takes batch_size pairs per device (DataParallel: per GPU) on every process
+        steps_per_epoch = math.ceil(len(features) / (args.train_batch_size * args.world_size * cfg.grad_accum))
+        args.warmup_steps = math.ceil(cfg.warmup_ratio * steps_per_epoch * cfg.epochs)
+        args.logging_steps = max(1, min(cfg.logging_steps, int(steps_per_epoch * cfg.epochs) // 3))  # >= 3 points
         trainer = _make_trainer_class()(
             model=model, args=args, train_dataset=datasets.Dataset.from_list(features),
             data_collator=PackedPairCollator() if packed else PairCollator(tok.pad_token_id, "right"),
@@ -378,10 +381,16 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
                                    "torch_compile=False (params YAML, train section: `torch_compile: false`)") from e
             raise
         history = [h for h in trainer.state.log_history if "loss" in h]
+        acc = trainer.accelerator
+        real_tokens = int(acc.reduce(torch.tensor(trainer.real_tokens, device=acc.device), "sum"))  # all processes
         model = trainer.model
+        # the weights as saved: DeepSpeed ZeRO-3 gathers its shards here (a collective; the main process gets them)
+        state = None if cfg.lora else acc.get_state_dict(trainer.model_wrapped)
         # only what training changed (LoRA: the adapters, before merging): a frozen matrix keeps its loaded
         # values, and reading it would page in all of a memory-mapped embedding matrix for nothing
-        broken = [n for n, p in model.named_parameters() if p.requires_grad and not _all_finite(p)]
+        tensors = dict(model.named_parameters()) if state is None else state
+        broken = [n for n, p in model.named_parameters()
+                  if p.requires_grad and n in tensors and not _all_finite(tensors[n])]
         if cfg.lora:
             model = model.merge_and_unload()
         if broken:  # a model that scores NaN must not enter the content-addressed cache as a success
@@ -389,7 +398,10 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
                                      f"{broken[:3]}; nothing was saved. Lower lr (it was {cfg.lr:g}), or train "
                                      "in bf16/float32 instead of fp16")
         model.config.pad_token_id = tok.pad_token_id
-        model.save_pretrained(tmp, safe_serialization=True)
+        if not main:
+            acc.wait_for_everyone()  # until the main process has saved the model and renamed its directory
+            return out
+        model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
         tok.save_pretrained(tmp)
         fmt.save(tmp)
         import shutil
@@ -403,13 +415,23 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             # results depend on these through floating-point reduction order (see README, "What the default
             # run finds"): the same seed on another thread count or device is a different run
             "runtime": {"device": str(model_device), "threads": torch.get_num_threads(),
-                        "bf16": use_bf16},
-            "train_metrics": {**result.metrics, "real_tokens": trainer.real_tokens,
+                        "bf16": use_bf16, "processes": args.world_size},
+            "train_metrics": {**result.metrics, "real_tokens": real_tokens,
                               "final_accuracy": history[-1].get("accuracy") if history else None},
             "log_history": history,
         }
         (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str))
+    acc.wait_for_everyone()  # the directory is in place: let the other processes return it
     return out
+
+
+@contextlib.contextmanager
+def _scratch_dir():
+    """A throw-away directory for a process that trains but does not write (not the main one)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="xlrm-rank-") as d:
+        yield Path(d)
 
 
 @torch.no_grad()
@@ -467,8 +489,8 @@ def _attention_backend(model):
 
 def fast_bf16() -> bool:
     """bf16 autocast pays off on a bf16-capable GPU, or a CPU with AMX / AVX512-BF16 (2x here); not elsewhere."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
+    if torch.cuda.is_available():  # emulated bf16 (a T4 / V100) is slower than fp32, not faster
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
