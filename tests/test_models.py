@@ -48,6 +48,18 @@ def test_tokenizer_without_pad_gets_one(tmp_path):
     assert model.config.pad_token_id == tok.pad_token_id == VOCAB.index("<unk>")
 
 
+def test_a_bf16_checkpoint_loads_in_float32_unless_asked(tmp_path):
+    # the hub's 3B checkpoints are bf16; transformers 5 loads a checkpoint's own dtype, and training bf16 weights
+    # with AdamW at lr 1e-5 rounds most updates away. Mixed precision is the trainer's autocast, not the weights
+    path = save_model(tmp_path, tiny_llama().to(torch.bfloat16), word_tokenizer("llama"))
+    assert json.loads((path / "config.json").read_text()).get("dtype", "bfloat16") == "bfloat16"
+    model, _ = load_reward_model(path)
+    body, _ = load_backbone(path)
+    assert {p.dtype for p in model.parameters()} == {p.dtype for p in body.parameters()} == {torch.float32}
+    half, _ = load_reward_model(path, dtype="bfloat16")
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+
+
 def test_a_pad_token_the_vocabulary_reserves_is_used_before_eos(tmp_path):
     # Llama 3.2's vocabulary reserves <|finetune_right_pad_id|>; this one reserves <pad>
     tok = word_tokenizer("llama", pad=False)

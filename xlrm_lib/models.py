@@ -180,7 +180,9 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
     backbone : str or path
         Packaged name, local directory or hub id (see module docstring).
     dtype : str or torch.dtype, optional
-        ``"float32"`` (default on CPU) or ``"bfloat16"`` on a GPU.
+        ``"float32"`` by default, whatever the checkpoint holds: transformers 5 would load a bf16 checkpoint (the
+        hub's 3B models) in bf16, and training would then update bf16 weights, where a 1e-5 step rounds away.
+        Mixed precision is the trainer's autocast (``bf16``) over float32 weights. ``"bfloat16"`` on request.
     device : str, optional
         Defaults to CUDA when available.
     seed : int
@@ -201,7 +203,7 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, dtype=_dtype(dtype), trust_remote_code=trust_remote_code,
+            path, num_labels=1, dtype=_dtype(dtype) or torch.float32, trust_remote_code=trust_remote_code,
         )
     _fit_vocab(model, tok, seed)
     if model.config.num_labels != 1:
@@ -227,7 +229,8 @@ def load_backbone(backbone, *, dtype=None, device=None, trust_remote_code: bool 
     # pooler (unused by the probes): transformers' load report of those would fill every probe notebook, so it
     # is silenced and only body weights that are really missing or mis-shaped are reported
     with _transformers_verbosity_error():
-        model, info = AutoModel.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code,
+        model, info = AutoModel.from_pretrained(path, dtype=_dtype(dtype) or torch.float32,  # as load_reward_model
+                                                trust_remote_code=trust_remote_code,
                                                 output_loading_info=True)
     missing = sorted(k for k in info.get("missing_keys", ()) if not k.split(".")[0] == "pooler")
     bad = missing + sorted(str(k) for k in info.get("mismatched_keys", ()))

@@ -42,7 +42,8 @@ from .store import CARD_FILE, atomic_dir, cache_dir, file_digest, fingerprint
 log = logging.getLogger(__name__)
 STAT_NAMES = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "rewards/min", "rewards/max")
 # part of the cache key: bump when a change to this module changes what training produces (5: a tokenizer without
-# a pad token gets its own instead of EOS, and chat templates render with a fixed date; see models._set_pad)
+# a pad token gets its own instead of EOS, chat templates render with a fixed date, a bf16 checkpoint trains in
+# float32 weights; see models._set_pad and load_reward_model)
 TRAINER_VERSION = 5
 
 
