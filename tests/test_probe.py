@@ -149,6 +149,69 @@ def test_layerwise_and_cross_lingual_cka():
         cross_lingual_cka({"en": base, "de": base[:49]})
 
 
+@pytest.mark.parametrize("batch_size", [None, 16])
+def test_a_layer_that_does_not_vary_has_no_cka(batch_size):
+    # last-token pooling at the embeddings of texts that all end in "." gives one row repeated: CKA is undefined
+    # there, which must not stop the probe's other layers
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(64, 3, 8))
+    base[:, 0] = 1.5
+    out = layerwise_cka(base, base + 0.01 * rng.normal(size=base.shape), batch_size=batch_size)
+    assert np.isnan(out[0]) and out[1:] == pytest.approx([1.0, 1.0], abs=0.01)
+    with pytest.raises(ValueError, match="zero variance"):
+        linear_cka(base[:, 0], base[:, 1])  # called directly, it still says why
+
+
+def test_layerwise_cka_takes_minibatches_at_large_n(monkeypatch):
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(600, 2, 8))
+    rm = base + rng.normal(size=base.shape)
+    exact = layerwise_cka(base, rm)
+    updates = []
+    monkeypatch.setattr(probe, "FULL_CKA_MAX_N", 500)
+    monkeypatch.setattr(probe, "CKA_BATCH", 128)
+    monkeypatch.setattr(MinibatchCKA, "update", lambda self, xs, ys, _f=MinibatchCKA.update: (
+        updates.append(len(xs)), _f(self, xs, ys))[1])
+    approx = layerwise_cka(base, rm)
+    assert updates == [128, 128, 128, 128, 88]
+    assert approx == pytest.approx(exact, abs=0.05)
+
+
+def test_hidden_states_truncated_on_the_left_keep_the_end(tmp_path):
+    # a long text is cut to max_length; "left" keeps its end (where an RM reads), "right" its beginning
+    model, tok = _llama(), _tokenizer("right")
+    texts = ["w1 w2 w3 w4 w5 w6", "w9 w9 w9 w4 w5 w6"]  # the same last three tokens
+    left = hidden_states(model, tok, texts, max_length=3, truncation_side="left", cache_dir=tmp_path)
+    right = hidden_states(model, tok, texts, max_length=3, truncation_side="right", cache_dir=tmp_path)
+    np.testing.assert_allclose(left[0], left[1], atol=1e-6)
+    assert not np.allclose(right[0], right[1])
+    assert tok.truncation_side == "right"  # the tokenizer is left as it was
+    assert len(list(tmp_path.glob("hidden-*.npy"))) == 2  # the side is part of the cache key
+    with pytest.raises(ValueError, match="truncation_side = 'middle'"):
+        hidden_states(model, tok, texts, truncation_side="middle")
+
+
+def test_representation_shift_labels_the_layers_it_probed(tmp_path, monkeypatch):
+    from conftest import save_model, tiny_bert, word_tokenizer
+    from xlrm_lib import store, study
+
+    monkeypatch.setattr(store, "cache_dir", lambda kind: tmp_path / "cache" / kind)
+    monkeypatch.setattr(probe, "umap_embed", lambda H, random_state=0: H[:, :2])  # not under test: numba compiles
+    base = save_model(tmp_path / "base", tiny_bert(seed=0), word_tokenizer("bert"))
+    rms = {name: str(save_model(tmp_path / name, tiny_bert(seed=i), word_tokenizer("bert")))
+           for i, name in enumerate(["en", "ko"], 1)}
+    texts = {lang: [f"w{i} w{i + 1} w{(i * 7) % 30} good" for i in range(k, k + 8)] for lang, k in [("en", 0), ("ko", 3)]}
+    shift = study.representation_shift(str(base), rms, texts, layers=[1, -1])
+    assert sorted(set(shift["cka"]["layer"])) == [1, 2]  # hidden states 1 and 2 of 3, not 0 and 1
+    full = study.representation_shift(str(base), rms, texts)
+    assert sorted(set(full["cka"]["layer"])) == [0, 1, 2]
+    for layer in (1, 2):
+        pick = lambda t: t[t["layer"] == layer].sort_values("model")["cka"].to_numpy()  # noqa: E731
+        np.testing.assert_allclose(pick(shift["cka"]), pick(full["cka"]), atol=1e-6)
+    assert list(shift["summary"]["model"]) == ["base", "en", "ko"]
+    np.testing.assert_allclose(shift["summary"]["sv_ratio_mean"], full["summary"]["sv_ratio_mean"], atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- singular values, norms
 
 def test_sv_ratio_hand_computed():

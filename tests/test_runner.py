@@ -126,6 +126,21 @@ def test_section_cannot_override_grid_axes(fake_notebooks, tmp_path):
         runner.plan(_spec(fake_notebooks, tmp_path, train={"seed": 1}))
 
 
+def test_the_probe_may_look_at_fewer_languages_and_the_report_holds_no_gpu():
+    # 23 evaluation languages x 500 items is a heavy probe: its section may name its own languages; the report
+    # only reads tables, so under Ray it must not hold a GPU
+    spec = runner.load_spec(REPO / "params" / "default.yaml")
+    spec.update(num_gpus=1, probe={**spec["probe"], "langs": ["en", "ko"]})
+    cells = {c.name: c for c in runner.plan(spec)}
+    assert cells["probe/me5-small-s42"].params["langs"] == ["en", "ko"]
+    assert cells["evaluate/me5-small-s42-en"].params["eval_langs"] == spec["langs"]
+    assert cells["report"].num_gpus == 0 and cells["probe/me5-small-s42"].num_gpus == 1
+    runner.validate(list(cells.values()))
+    spec["probe"]["langs"] = ["en", "xx"]
+    with pytest.raises(runner.ParamError, match="xx"):
+        runner.validate(runner.plan(spec))
+
+
 def test_translated_rms_skipped_with_a_note_when_no_backend(fake_notebooks, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "unavailable_translations",
                         lambda spec: [(t, "the `apertium` command is not installed") for t in spec["translated"]])

@@ -148,7 +148,7 @@ def _probe(p: dict, cwd) -> None:
                      langs=langs)
     positive_int("max_items", p.get("max_items", 48))
     layers = layer_list("layers", p.get("layers", "all"))
-    n = _hidden_state_count(backbone)
+    n = hidden_state_count(backbone)
     bad = [i for i in layers if not -n <= i < n] if n and layers != "all" else []
     if bad:
         raise ValueError(f"layers {bad} out of range: {p.get('backbone', 'me5-small')} has {n} hidden states "
@@ -201,7 +201,7 @@ def _seen_from(value, cwd):
     return str(there) if there.exists() or Path(value).suffix.lower() in FILE_SUFFIXES else value
 
 
-def _hidden_state_count(backbone) -> int | None:
+def hidden_state_count(backbone) -> int | None:
     """Embeddings + blocks of a backbone whose config.json is on disk (a local directory, or a packaged backbone
     already built); None where finding out would mean building or downloading it."""
     import json

@@ -193,8 +193,10 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
     problems = [f"{stage}: expected a mapping of {NOTEBOOKS[stage]}.ipynb parameters (or null to skip the stage), "
                 f"got {type(spec[stage]).__name__} {spec[stage]!r:.40}"
                 for stage in NOTEBOOKS if spec.get(stage) is not None and not isinstance(spec[stage], dict)]
+    own = {("probe", "langs")}  # the probe may look at fewer languages than are evaluated (its cost grows with them)
     problems += [f"{stage}.{k} is set by the grid; use the top-level '{grid_keys[k]}' instead"
-                 for stage in NOTEBOOKS if isinstance(spec.get(stage), dict) for k in spec[stage] if k in grid_keys]
+                 for stage in NOTEBOOKS if isinstance(spec.get(stage), dict) for k in spec[stage]
+                 if k in grid_keys and (stage, k) not in own]
     if problems:
         raise ParamError("\n".join(problems))
     section = lambda stage: dict(spec.get(stage) or {})  # noqa: E731
@@ -202,8 +204,8 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
 
     def add(stage, name, params, deps=(), inputs=None, after=()):
         out = run_dir / name
-        cells.append(Cell(name, stage, nb(stage), {**params, "output_dir": str(out)}, list(deps), inputs or {}, gpus,
-                          list(after)))
+        cells.append(Cell(name, stage, nb(stage), {**params, "output_dir": str(out)}, list(deps), inputs or {},
+                          0.0 if stage == "report" else gpus, list(after)))  # the report only reads tables
 
     skipped = {id(t) for t, _ in unavailable_translations(spec)}
     mt_rms = [(normalize_lang(t["to"]) + TRANSLATED_SUFFIX, normalize_lang(t["to"]), normalize_lang(t["from"]),
@@ -227,7 +229,7 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
                     deps=[f"train/{tag}-{rm_name}"], inputs={"model_dir": f"train/{tag}-{rm_name}"})
         trains = {rm: f"train/{tag}-{rm}" for rm in group}
         if spec.get("probe") is not None:
-            add("probe", f"probe/{tag}", {**section("probe"), "backbone": backbone, "seed": seed, "langs": eval_langs},
+            add("probe", f"probe/{tag}", {"langs": eval_langs, **section("probe"), "backbone": backbone, "seed": seed},
                 deps=list(trains.values()), inputs={"rm_dirs": trains})
         if spec.get("align") is not None:
             # after the evaluations: best-of-n then finds their rewards in the reward cache, so it computes less

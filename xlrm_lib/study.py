@@ -139,8 +139,10 @@ def model_states(backbone_or_dir, texts: dict[str, list[str]], *, layers="all", 
     """
     model, tok = models.load_backbone(backbone_or_dir, shared_tokenizers=shared_tokenizers)
     cache, key = store.cache_dir("hidden_states"), probe.model_digest(model)  # the key's slow part, once per model
+    # a long text keeps its end, where an RM reads its score (and a decoder's last token is pooled)
     return {lang: probe.hidden_states(model, tok, t, layers=layers, batch_size=batch_size, max_length=max_length,
-                                      cache_dir=cache, model_key=key) for lang, t in texts.items()}
+                                      truncation_side="left", cache_dir=cache, model_key=key)
+            for lang, t in texts.items()}
 
 
 def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str, list[str]], *,
@@ -150,26 +152,49 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
         raise ValueError("no reward models to compare with the base model (rm_dirs is empty)")
     checks.layer_list("layers", layers)
     toks: dict = {}  # the RMs' directories hold copies of one tokenizer: read it once
-    base = model_states(backbone, texts, layers=layers, shared_tokenizers=toks)
-    rms = {name: model_states(d, texts, layers=layers, shared_tokenizers=toks) for name, d in rm_dirs.items()}
     langs = list(texts)
     stack = lambda s: np.concatenate([s[lang] for lang in langs])  # noqa: E731  (items of all languages)
-    cka = pd.concat([pd.DataFrame({"model": name, "layer": np.arange(stack(s).shape[1]),
-                                   "cka": probe.layerwise_cka(stack(base), stack(s))}) for name, s in rms.items()])
-    norms = pd.concat([probe.hidden_norms(s, layer=umap_layer).assign(model=name)
-                       for name, s in {"base": base, **rms}.items()])
+    # everything but the CKA per layer looks at one layer: keep only that one of each model, so that at most two
+    # models' states of every layer are in memory at once (a 3B model: ~4 GB each for 23 languages x 500 items)
+    at = lambda s: {lang: s[lang][:, [umap_layer]] for lang in langs}  # noqa: E731  (n, 1, d) copies
+    base = model_states(backbone, texts, layers=layers, shared_tokenizers=toks)
+    base_stack, one = stack(base), {"base": at(base)}
+    del base
+    labels = _layer_labels(layers, base_stack.shape[1], rm_dirs)
+    cka = []
+    for name, d in rm_dirs.items():
+        states = model_states(d, texts, layers=layers, shared_tokenizers=toks)
+        cka.append(pd.DataFrame({"model": name, "layer": labels,
+                                 "cka": probe.layerwise_cka(base_stack, stack(states))}))
+        one[name] = at(states)
+        del states
+    del base_stack
+    cka = pd.concat(cka)
+    norms = pd.concat([probe.hidden_norms(s, layer=0).assign(model=name) for name, s in one.items()])
     coords = []
-    for name, s in {"base": base, **rms}.items():
-        xy = probe.umap_embed(stack(s)[:, umap_layer], random_state=seed)
+    for name, s in one.items():
+        xy = probe.umap_embed(stack(s)[:, 0], random_state=seed)
         coords.append(pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "model": name,
                                     "lang": np.repeat(langs, [len(s[lang]) for lang in langs])}))
-    xling = probe.cross_lingual_cka(base, layer=umap_layer)
+    xling = probe.cross_lingual_cka(one["base"], layer=0)
     ratios = pd.concat([pd.DataFrame({"model": name, "item": np.arange(len(s[langs[0]])),
-                                      "sv_ratio": probe.sv_ratios(s, layer=umap_layer)})
-                        for name, s in {"base": base, **rms}.items()], ignore_index=True)
-    return {"cka": cka.reset_index(drop=True), "summary": probe.shift_summary(base, rms, layer=umap_layer, seed=seed),
+                                      "sv_ratio": probe.sv_ratios(s, layer=0)})
+                        for name, s in one.items()], ignore_index=True)
+    rms = {name: s for name, s in one.items() if name != "base"}
+    return {"cka": cka.reset_index(drop=True), "summary": probe.shift_summary(one["base"], rms, layer=0, seed=seed),
             "norms": norms.reset_index(drop=True), "sv_ratios": ratios, "umap": pd.concat(coords, ignore_index=True),
             "cross_lingual_cka_base": xling.reset_index().rename(columns={"index": "lang"})}
+
+
+def _layer_labels(layers, n_layers: int, rm_dirs: dict) -> np.ndarray:
+    """The hidden-state index of each probed layer (``layers=[1, -1]`` probes layers 1 and L, not 0 and 1)."""
+    if layers == "all":
+        return np.arange(n_layers)
+    n_total = checks.hidden_state_count(next(iter(rm_dirs.values())))  # an RM directory has its config on disk
+    if n_total is None:
+        raise ValueError(f"cannot tell which hidden states layers = {layers!r} are: no config.json in "
+                         f"{next(iter(rm_dirs.values()))}")
+    return np.array(probe.resolve_layers(layers, n_total))
 
 
 def closest_to_base(summary: pd.DataFrame) -> dict:
