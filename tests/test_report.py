@@ -70,3 +70,29 @@ def test_seed_figure_has_one_trace_per_seed():
     t = report.headlines(_scores(TWO_SEEDS), n_boot=200)["native"]
     fig = plots.english_vs_target_bars(t)
     assert sorted(tr.name for tr in fig.data) == ["seed 42", "seed 43"]
+
+
+def test_two_backbones_are_kept_apart():
+    # two backbones are two models: the transfer matrix, accuracies, key numbers and figures must not pool them
+    from xlrm_lib import plots
+
+    a = _scores({42: TWO_SEEDS[42]})                                      # en on ko 0.75, ko on ko 0.25
+    b = _scores({42: TWO_SEEDS[43]}).assign(backbone="org/Other-3B")    # en on ko 0.25, ko on ko 0.50
+    tabs = report.tables({"scores": pd.concat([a, b], ignore_index=True)})
+    m = tabs["matrix"]
+    assert m.loc["bb · en", "ko"] == pytest.approx(0.75) and m.loc["Other-3B · en", "ko"] == pytest.approx(0.25)
+    assert set(tabs["accuracy"]["source"]) == {"bb · en", "bb · ko", "Other-3B · en", "Other-3B · ko"}
+    key = tabs["key_numbers"]["by_backbone"]
+    assert key["bb"]["english_minus_native_avg"]["diff"] == pytest.approx(0.5)
+    assert key["Other-3B"]["english_minus_native_avg"]["diff"] == pytest.approx(-0.25)
+    assert key["bb"]["english_row"]["ko"] == pytest.approx(0.75)
+    assert "seed_summary" not in tabs  # one seed per backbone: no spread across seeds to show
+    fig = plots.english_vs_target_bars(tabs["headlines"]["native"])
+    assert sorted(tr.name for tr in fig.data) == ["Other-3B", "bb"]
+
+
+def test_probe_lines_of_two_backbones_are_apart():
+    cka = pd.DataFrame({"model": ["en", "en", "en", "en"], "layer": [0, 1, 0, 1], "cka": [1.0, 0.9, 1.0, 0.8],
+                        "cell": ["probe/a-s42", "probe/a-s42", "probe/b-s42", "probe/b-s42"]})
+    tabs = report.tables({"scores": pd.DataFrame(), "probe": {"cka": cka}})
+    assert sorted(set(tabs["probe_cka"]["model"])) == ["a-s42 · en", "b-s42 · en"]

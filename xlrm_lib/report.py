@@ -73,32 +73,65 @@ def headlines(scores: pd.DataFrame, *, english: str = "en", n_boot: int = 2000, 
     return {label: pd.concat(ts, ignore_index=True) for label, ts in out.items()}
 
 
+def several_backbones(scores: pd.DataFrame) -> bool:
+    return "backbone" in scores.columns and scores["backbone"].nunique() > 1
+
+
+def backbone_label(backbone) -> str:
+    """A short name for a backbone in table rows and legends: a hub id without its organisation."""
+    return str(backbone).rstrip("/").rsplit("/", 1)[-1]
+
+
+def by_backbone_view(scores: pd.DataFrame) -> pd.DataFrame:
+    """With several backbones, each RM's ``source`` names its backbone too (``Qwen2.5-3B-Instruct · en``), so that
+    transfer matrices and accuracy tables keep the backbones apart instead of pooling their rows."""
+    if not several_backbones(scores):
+        return scores
+    return scores.assign(source=scores["backbone"].map(backbone_label) + " · " + scores["source"].astype(str))
+
+
 def seed_summary(heads: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Across runs (seeds): the English-minus-target average of each run, its mean, SD, range, and how many runs'
-    95% CIs exclude 0 either way. The spread is what one seed cannot show (see README's default-run findings)."""
+    """Across runs (seeds) of each backbone: the English-minus-target average of each run, its mean, SD, range, and
+    how many runs' 95% CIs exclude 0 either way. The spread is what one seed cannot show (see README's default-run
+    findings). Two backbones are two models, not two runs: each gets its own rows."""
     rows = []
     for label, t in heads.items():
         avg = t[t["lang"] == "average"]
         if "seed" not in avg.columns:
             continue
-        d = avg["diff"].to_numpy(float)
-        rows.append({"comparison": label, "runs": len(d), "mean_diff": float(d.mean()),
-                     "sd_diff": float(d.std(ddof=1)) if len(d) > 1 else float("nan"),
-                     "min_diff": float(d.min()), "max_diff": float(d.max()),
-                     "runs_ci_above_0": int((avg["ci_low"] > 0).sum()), "runs_ci_below_0": int((avg["ci_high"] < 0).sum()),
-                     "per_run": {f"{r.backbone}-s{r.seed}" if "backbone" in avg else f"s{r.seed}": round(float(r.diff), 4)
-                                 for r in avg.itertuples()}})
+        for backbone, runs in (avg.groupby("backbone", sort=True) if "backbone" in avg.columns else [(None, avg)]):
+            rows.append(_seed_row(label, backbone, runs))
     return pd.DataFrame(rows)
 
 
+def _seed_row(label: str, backbone, avg: pd.DataFrame) -> dict:
+    d = avg["diff"].to_numpy(float)
+    row = {"comparison": label} if backbone is None else {"comparison": label, "backbone": backbone}
+    return {**row, "runs": len(d), "mean_diff": float(d.mean()),
+                     "sd_diff": float(d.std(ddof=1)) if len(d) > 1 else float("nan"),
+                     "min_diff": float(d.min()), "max_diff": float(d.max()),
+            "runs_ci_above_0": int((avg["ci_low"] > 0).sum()), "runs_ci_below_0": int((avg["ci_high"] < 0).sum()),
+            "per_run": {f"{r.backbone}-s{r.seed}" if "backbone" in avg else f"s{r.seed}": round(float(r.diff), 4)
+                        for r in avg.itertuples()}}
+
+
 def key_numbers(scores: pd.DataFrame, heads: dict, *, english: str = "en") -> dict:
-    """The numbers a reader wants first: the diagonal, the English RM's row, and the average differences."""
+    """The numbers a reader wants first: the diagonal, the English RM's row, and the average differences (with
+    several backbones, these per backbone under ``by_backbone``)."""
+    if several_backbones(scores):
+        return {"by_backbone": {
+            backbone_label(b): key_numbers(scores[scores["backbone"] == b],
+                                           {label: t[t["backbone"] == b] for label, t in heads.items()},
+                                           english=english)
+            for b in sorted(scores["backbone"].unique())}}
     m = evaluate.transfer_matrix(scores)
     diag = {lang: round(float(m.loc[lang, lang]), 3) for lang in m.index if lang in m.columns}
     out = {"diagonal": diag, "english_row": {k: round(float(v), 3) for k, v in m.loc[english].items()}
            if english in m.index else {}}
     for label, t in heads.items():
         avgs = t[t["lang"] == "average"]
+        if avgs.empty:
+            continue
         if len(avgs) == 1:
             avg = avgs.iloc[0]
             out[f"english_minus_{label}_avg"] = {"diff": round(float(avg["diff"]), 4),
@@ -138,13 +171,18 @@ def tables(rep: dict, *, english: str = "en") -> dict:
     out = {}
     if not rep["scores"].empty:
         scores = rep["scores"]
-        heads = headlines(scores, english=english)
-        out.update(matrix=evaluate.transfer_matrix(scores), accuracy=evaluate.accuracy_table(scores), headlines=heads,
+        heads = headlines(scores, english=english)  # paired within each (backbone, seed) run
+        view = by_backbone_view(scores)  # several seeds of one backbone pool; several backbones do not
+        out.update(matrix=evaluate.transfer_matrix(view), accuracy=evaluate.accuracy_table(view), headlines=heads,
                    key_numbers=key_numbers(scores, heads, english=english))
-        if len(run_groups(scores)) > 1:
-            out["seed_summary"] = seed_summary(heads)
+        if "seed" in scores.columns and scores.groupby(
+                scores["backbone"] if "backbone" in scores.columns else 0)["seed"].nunique().max() > 1:
+            out["seed_summary"] = seed_summary(heads)  # the spread across seeds of one backbone
     if rep.get("probe"):
-        out["probe_cka"] = rep["probe"].get("cka")
+        cka = rep["probe"].get("cka")
+        if cka is not None and "cell" in cka.columns and cka["cell"].nunique() > 1:  # one line per probe cell and RM
+            cka = cka.assign(model=cka["cell"].str.removeprefix("probe/") + " · " + cka["model"].astype(str))
+        out["probe_cka"] = cka
         out["probe_summary"] = rep["probe"].get("summary")
     if rep.get("align"):
         for label in ("native", "translated"):

@@ -31,10 +31,13 @@ def transfer_heatmap(matrix: pd.DataFrame, *, title: str = "RM accuracy: source 
 def english_vs_target_bars(table: pd.DataFrame, *, title: str | None = None) -> go.Figure:
     """Bars of acc(English RM) - acc(target RM) per target language with 95% CIs (and the average)."""
     t = table.copy()
-    if "seed" in t.columns and t["seed"].nunique() > 1:  # several runs: grouped bars, one colour per seed
+    several = [k for k in ("backbone", "seed") if k in t.columns and t[k].nunique() > 1]
+    if several:  # several runs: grouped bars, one colour per backbone / seed
         import plotly.express as px
 
-        t["run"] = "seed " + t["seed"].astype(str)
+        parts = [t["backbone"].astype(str).str.rsplit("/", n=1).str[-1] if k == "backbone" else
+                 "seed " + t["seed"].astype(str) for k in several]
+        t["run"] = parts[0] if len(parts) == 1 else parts[0] + " " + parts[1]
         fig = px.bar(t, x="lang", y="diff", color="run", barmode="group", error_y=t["ci_high"] - t["diff"],
                      error_y_minus=t["diff"] - t["ci_low"])
         fig.add_hline(y=0, line_color="black", line_width=1)
