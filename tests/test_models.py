@@ -51,8 +51,11 @@ def test_tokenizer_without_pad_gets_one(tmp_path):
 def test_a_bf16_checkpoint_loads_in_float32_unless_asked(tmp_path):
     # the hub's 3B checkpoints are bf16; transformers 5 loads a checkpoint's own dtype, and training bf16 weights
     # with AdamW at lr 1e-5 rounds most updates away. Mixed precision is the trainer's autocast, not the weights
+    from safetensors import safe_open
+
     path = save_model(tmp_path, tiny_llama().to(torch.bfloat16), word_tokenizer("llama"))
-    assert json.loads((path / "config.json").read_text()).get("dtype", "bfloat16") == "bfloat16"
+    with safe_open(str(path / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}  # what the checkpoint holds
     model, _ = load_reward_model(path)
     body, _ = load_backbone(path)
     assert {p.dtype for p in model.parameters()} == {p.dtype for p in body.parameters()} == {torch.float32}
@@ -100,6 +103,19 @@ def test_a_text_ending_in_eos_is_scored_at_its_eos(tmp_path):
     batched = score_texts(model, tok, [[2, *w(*range(3, 30)), eos], short], batch_size=2)
     assert abs(batched[1] - _score_at_last_token(model, short)) <= 1e-4
     assert abs(batched[1] - _score_at_last_token(model, short[:-1])) > 1e-3  # the old reading differs
+
+
+def test_an_unknown_token_that_is_eos_is_no_pad(tmp_path):
+    # GPT-2 style: unk, bos and eos are one token; padding with it is padding with EOS
+    from transformers import PreTrainedTokenizerFast
+
+    from xlrm_lib.models import ADDED_PAD
+
+    tok = eos_only_tokenizer()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, unk_token="</s>", eos_token="</s>",
+                                  bos_token="</s>")
+    model, tok = load_reward_model(save_model(tmp_path, tiny_llama(pad_token_id=None), tok))
+    assert tok.pad_token == ADDED_PAD and tok.pad_token_id != tok.eos_token_id
 
 
 def test_a_policy_pads_with_eos_rather_than_grow_its_vocabulary(tmp_path):

@@ -96,6 +96,7 @@ def test_a_deepspeed_or_data_parallel_wrapper_is_looked_through():
             return self.module(*a, **k)
 
     assert _unwrap(Engine(model)) is model and _unwrap(torch.nn.DataParallel(model)) is model
+    # (on a CPU DataParallel has no devices and never splits: this checks only that the call goes through it)
     with torch.no_grad():
         alone = packed_rewards(model, pack(SEQS))
         assert torch.equal(packed_rewards(Engine(model), pack(SEQS)), alone)

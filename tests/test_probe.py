@@ -203,6 +203,9 @@ def test_representation_shift_labels_the_layers_it_probed(tmp_path, monkeypatch)
     texts = {lang: [f"w{i} w{i + 1} w{(i * 7) % 30} good" for i in range(k, k + 8)] for lang, k in [("en", 0), ("ko", 3)]}
     shift = study.representation_shift(str(base), rms, texts, layers=[1, -1])
     assert sorted(set(shift["cka"]["layer"])) == [1, 2]  # hidden states 1 and 2 of 3, not 0 and 1
+    assert study._layer_labels(np.array([2, 0]), ["org/hub-model"]).tolist() == [2, 0]  # no config needed
+    with pytest.raises(ValueError, match="counts from the end, but no config.json"):
+        study._layer_labels([-1], ["org/hub-model"])
     full = study.representation_shift(str(base), rms, texts)
     assert sorted(set(full["cka"]["layer"])) == [0, 1, 2]
     for layer in (1, 2):

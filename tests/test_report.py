@@ -96,3 +96,15 @@ def test_probe_lines_of_two_backbones_are_apart():
                         "cell": ["probe/a-s42", "probe/a-s42", "probe/b-s42", "probe/b-s42"]})
     tabs = report.tables({"scores": pd.DataFrame(), "probe": {"cka": cka}})
     assert sorted(set(tabs["probe_cka"]["model"])) == ["a-s42 · en", "b-s42 · en"]
+
+
+def test_seeds_without_a_backbone_column():
+    # a library caller's scores may carry seeds and no backbone: one model, several runs
+    tabs = report.tables({"scores": _scores(TWO_SEEDS).drop(columns="backbone")})
+    assert tabs["seed_summary"].set_index("comparison").loc["native", "runs"] == 2
+
+
+def test_backbones_that_share_a_last_name_keep_their_paths():
+    assert report.backbone_labels(["/x/a/llama", "/x/b/llama"]) == {"/x/a/llama": "/x/a/llama", "/x/b/llama": "/x/b/llama"}
+    assert report.backbone_labels(["Qwen/Qwen2.5-3B", "meta-llama/Llama-3.2-3B"]) == {
+        "Qwen/Qwen2.5-3B": "Qwen2.5-3B", "meta-llama/Llama-3.2-3B": "Llama-3.2-3B"}

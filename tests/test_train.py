@@ -323,7 +323,7 @@ pairs = make_pairs([{{"prompt": f"w{{i}} w{{i + 1}} ?", "chosen": f"w{{i}} good 
                      "rejected": f"bad awful w{{i + 2}}"}} for i in range(16)])
 out = train_reward_model(sys.argv[1], pairs, output_dir=sys.argv[2], epochs=2, batch_size=4, lr=1e-3, bf16=False,
                          progress=False, max_length=32, logging_steps=1, device="cpu")
-print("RANK", os.environ.get("RANK"), "->", out, flush=True)
+Path(sys.argv[3], "rank" + os.environ["RANK"]).write_text(str(out))  # each its own file: stdout interleaves
 """
 
 
@@ -339,13 +339,14 @@ def test_two_processes_train_one_model_and_write_it_once(tiny_bert_dir, tmp_path
     script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
     out = tmp_path / "rm"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    said = tmp_path / "said"
+    said.mkdir()
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(script), str(tiny_bert_dir), str(out)], capture_output=True, text=True, env=env,
-                         timeout=600)
+                          str(script), str(tiny_bert_dir), str(out), str(said)], capture_output=True, text=True,
+                         env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert sorted(ln for ln in run.stdout.splitlines() if ln.startswith("RANK")) == [
-        f"RANK 0 -> {out}", f"RANK 1 -> {out}"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.py", "rm"]  # no temporary directory left
+    assert {p.name: p.read_text() for p in said.iterdir()} == {"rank0": str(out), "rank1": str(out)}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.py", "rm", "said"]  # no temporary directory left
     card = read_card(out)
     assert card["runtime"]["processes"] == 2
     steps = [h["learning_rate"] for h in card["log_history"]]

@@ -193,6 +193,18 @@ def test_hf_backend_translates_a_long_line_in_runs_of_sentences(tiny_mt, tmp_pat
     assert T.segments("a b. c d! e", lambda t: len(t.split()), 2) == ["a b.", "c d!", "e"]
     assert T.segments("a b. c", lambda t: len(t.split()), 3) == ["a b. c"]  # short enough: one run
     assert T.segments("一二。三四。", len, 3) == ["一二。", "三四。"]  # no space after a CJK full stop
+    assert T.segments("一二。三四。五。", len, 6) == ["一二。三四。", "五。"]  # a run keeps its sentences' gaps
+    assert T.segments("a b.  c d! e", lambda t: len(t.split()), 4) == ["a b.  c d!", "e"]
+
+
+def test_hf_runs_translated_into_chinese_are_joined_without_spaces(tiny_mt, tmp_path):
+    line = "w1 w2. w3 w4. w5"
+    runs = T.segments(line, lambda t: len(t.split()), 2)
+    assert runs == ["w1 w2.", "w3 w4.", "w5"]
+    for tgt, joiner in (("zh", ""), ("es", " ")):
+        tr = T.HFBackend("en", tgt, model=tiny_mt, max_segment_tokens=2)
+        out = T.translate_texts([line], tr, cache_dir=tmp_path, progress=False)[0]
+        assert out == joiner.join(tr.translate(runs))  # the same runs in the same batch
 
 
 # ----------------------------------------------------------------------------------- real apertium

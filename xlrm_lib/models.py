@@ -151,8 +151,9 @@ def _set_pad(tok, path, new_pad: bool) -> None:
     """
     vocab = tok.get_vocab()
     reserved = next((t for t in RESERVED_PADS if t in vocab), None)
-    if tok.unk_token is not None or reserved is not None:
-        tok.pad_token = tok.unk_token if tok.unk_token is not None else reserved
+    unk = tok.unk_token if tok.unk_token is not None and tok.unk_token_id != tok.eos_token_id else None  # GPT-2: unk is EOS
+    if unk is not None or reserved is not None:
+        tok.pad_token = unk if unk is not None else reserved
     elif new_pad:
         tok.add_special_tokens({"pad_token": ADDED_PAD})
     elif tok.eos_token is not None:

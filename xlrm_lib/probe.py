@@ -479,7 +479,8 @@ def shift_summary(base: dict[str, np.ndarray], rms: dict[str, dict[str, np.ndarr
 
     Columns: model, sv_ratio_mean, sv_ratio_ci_low, sv_ratio_ci_high (percentile bootstrap over items, the
     same resamples for every model), cka_last_layer_vs_base (debiased CKA with the base model on all
-    languages' items stacked; named for the default layer=-1), mean_norm.
+    languages' items stacked, as :func:`layerwise_cka` computes it: minibatches above
+    :data:`FULL_CKA_MAX_N` items; named for the default layer=-1), mean_norm.
     Inputs map lang -> (n_items, n_layers, d), with the same languages and items for every model.
     """
     if not 0 < ci < 1 or n_boot < 1:

@@ -77,9 +77,18 @@ def several_backbones(scores: pd.DataFrame) -> bool:
     return "backbone" in scores.columns and scores["backbone"].nunique() > 1
 
 
-def backbone_label(backbone) -> str:
-    """A short name for a backbone in table rows and legends: a hub id without its organisation."""
-    return str(backbone).rstrip("/").rsplit("/", 1)[-1]
+def _seeds_per_backbone(scores: pd.DataFrame) -> int:
+    if "seed" not in scores.columns:
+        return 0
+    return int(scores.groupby("backbone")["seed"].nunique().max() if "backbone" in scores.columns
+               else scores["seed"].nunique())
+
+
+def backbone_labels(backbones) -> dict:
+    """Short names for backbones in table rows and legends: a hub id or path without what comes before its last
+    ``/``, unless two backbones would then share a name (``/x/a/llama``, ``/x/b/llama``)."""
+    names = {b: str(b).rstrip("/").rsplit("/", 1)[-1] for b in backbones}
+    return names if len(set(names.values())) == len(names) else {b: str(b) for b in backbones}
 
 
 def by_backbone_view(scores: pd.DataFrame) -> pd.DataFrame:
@@ -87,7 +96,8 @@ def by_backbone_view(scores: pd.DataFrame) -> pd.DataFrame:
     transfer matrices and accuracy tables keep the backbones apart instead of pooling their rows."""
     if not several_backbones(scores):
         return scores
-    return scores.assign(source=scores["backbone"].map(backbone_label) + " · " + scores["source"].astype(str))
+    names = backbone_labels(scores["backbone"].unique())
+    return scores.assign(source=scores["backbone"].map(names) + " · " + scores["source"].astype(str))
 
 
 def seed_summary(heads: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -119,11 +129,11 @@ def key_numbers(scores: pd.DataFrame, heads: dict, *, english: str = "en") -> di
     """The numbers a reader wants first: the diagonal, the English RM's row, and the average differences (with
     several backbones, these per backbone under ``by_backbone``)."""
     if several_backbones(scores):
+        names = backbone_labels(sorted(scores["backbone"].unique()))
         return {"by_backbone": {
-            backbone_label(b): key_numbers(scores[scores["backbone"] == b],
-                                           {label: t[t["backbone"] == b] for label, t in heads.items()},
-                                           english=english)
-            for b in sorted(scores["backbone"].unique())}}
+            name: key_numbers(scores[scores["backbone"] == b], {label: t[t["backbone"] == b] for label, t in heads.items()},
+                              english=english)
+            for b, name in names.items()}}
     m = evaluate.transfer_matrix(scores)
     diag = {lang: round(float(m.loc[lang, lang]), 3) for lang in m.index if lang in m.columns}
     out = {"diagonal": diag, "english_row": {k: round(float(v), 3) for k, v in m.loc[english].items()}
@@ -175,8 +185,7 @@ def tables(rep: dict, *, english: str = "en") -> dict:
         view = by_backbone_view(scores)  # several seeds of one backbone pool; several backbones do not
         out.update(matrix=evaluate.transfer_matrix(view), accuracy=evaluate.accuracy_table(view), headlines=heads,
                    key_numbers=key_numbers(scores, heads, english=english))
-        if "seed" in scores.columns and scores.groupby(
-                scores["backbone"] if "backbone" in scores.columns else 0)["seed"].nunique().max() > 1:
+        if _seeds_per_backbone(scores) > 1:
             out["seed_summary"] = seed_summary(heads)  # the spread across seeds of one backbone
     if rep.get("probe"):
         cka = rep["probe"].get("cka")

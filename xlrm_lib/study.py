@@ -157,17 +157,18 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
     # everything but the CKA per layer looks at one layer: keep only that one of each model, so that at most two
     # models' states of every layer are in memory at once (a 3B model: ~4 GB each for 23 languages x 500 items)
     at = lambda s: {lang: s[lang][:, [umap_layer]] for lang in langs}  # noqa: E731  (n, 1, d) copies
+    labels = None if isinstance(layers, str) else _layer_labels(layers, [*rm_dirs.values(), backbone])  # before work
     base = model_states(backbone, texts, layers=layers, shared_tokenizers=toks)
-    base_stack, one = stack(base), {"base": at(base)}
-    del base
-    labels = _layer_labels(layers, base_stack.shape[1], rm_dirs)
+    one = {"base": at(base)}
+    base_stack = _stack_consuming(base, langs)
+    labels = np.arange(base_stack.shape[1]) if labels is None else labels
     cka = []
     for name, d in rm_dirs.items():
         states = model_states(d, texts, layers=layers, shared_tokenizers=toks)
-        cka.append(pd.DataFrame({"model": name, "layer": labels,
-                                 "cka": probe.layerwise_cka(base_stack, stack(states))}))
         one[name] = at(states)
-        del states
+        rm_stack = _stack_consuming(states, langs)
+        cka.append(pd.DataFrame({"model": name, "layer": labels, "cka": probe.layerwise_cka(base_stack, rm_stack)}))
+        del rm_stack
     del base_stack
     cka = pd.concat(cka)
     norms = pd.concat([probe.hidden_norms(s, layer=0).assign(model=name) for name, s in one.items()])
@@ -186,14 +187,31 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
             "cross_lingual_cka_base": xling.reset_index().rename(columns={"index": "lang"})}
 
 
-def _layer_labels(layers, n_layers: int, rm_dirs: dict) -> np.ndarray:
-    """The hidden-state index of each probed layer (``layers=[1, -1]`` probes layers 1 and L, not 0 and 1)."""
-    if layers == "all":
-        return np.arange(n_layers)
-    n_total = checks.hidden_state_count(next(iter(rm_dirs.values())))  # an RM directory has its config on disk
+def _stack_consuming(states: dict, langs: list) -> np.ndarray:
+    """The languages' states stacked in order, each language's array freed as soon as it is copied (a stack
+    beside all its parts would hold a model's states twice)."""
+    n = sum(len(states[lang]) for lang in langs)
+    first = states[langs[0]]
+    out = np.empty((n, *first.shape[1:]), dtype=first.dtype)
+    i = 0
+    for lang in langs:
+        part = states.pop(lang)
+        out[i:i + len(part)] = part
+        i += len(part)
+        del part
+    return out
+
+
+def _layer_labels(layers, models_to_ask) -> np.ndarray:
+    """The hidden-state index of each probed layer (``layers=[1, -1]`` probes layers 1 and L, not 0 and 1); the
+    count of hidden states comes from the first of ``models_to_ask`` whose config is on disk (an RM directory)."""
+    layers = checks.layer_list("layers", layers)
+    if all(int(i) >= 0 for i in layers):
+        return np.array([int(i) for i in layers])
+    n_total = next((n for n in map(checks.hidden_state_count, models_to_ask) if n is not None), None)
     if n_total is None:
-        raise ValueError(f"cannot tell which hidden states layers = {layers!r} are: no config.json in "
-                         f"{next(iter(rm_dirs.values()))}")
+        raise ValueError(f"layers = {layers!r} counts from the end, but no config.json of {list(models_to_ask)} is "
+                         "on disk to say how many hidden states there are; give non-negative indices")
     return np.array(probe.resolve_layers(layers, n_total))
 
 

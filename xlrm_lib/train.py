@@ -385,8 +385,9 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         acc = trainer.accelerator
         real_tokens = int(acc.reduce(torch.tensor(trainer.real_tokens, device=acc.device), "sum"))  # all processes
         model = trainer.model
-        # the weights as saved: DeepSpeed ZeRO-3 gathers its shards here (a collective; the main process gets them)
-        state = None if cfg.lora else acc.get_state_dict(trainer.model_wrapped)
+        # the weights as saved: under DeepSpeed ZeRO-3 each process holds a shard, gathered here (a collective;
+        # the main process gets them, in 16 bits); elsewhere the model's own tensors
+        state = acc.get_state_dict(trainer.model_wrapped) if _zero3(acc) and not cfg.lora else None
         # only what training changed (LoRA: the adapters, before merging): a frozen matrix keeps its loaded
         # values, and reading it would page in all of a memory-mapped embedding matrix for nothing
         tensors = dict(model.named_parameters()) if state is None else state
@@ -394,8 +395,9 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
                   if p.requires_grad and n in tensors and not _all_finite(tensors[n])]
         if cfg.lora:
             model = model.merge_and_unload()
-        if broken:  # a model that scores NaN must not enter the content-addressed cache as a success
-            raise FloatingPointError(f"training left non-finite weights in {len(broken)} tensor(s), e.g. "
+        # every process stops, not only the one that holds the gathered weights (the others would wait forever)
+        if int(acc.reduce(torch.tensor(len(broken), device=acc.device), "sum")):
+            raise FloatingPointError(f"training left non-finite weights in {len(broken) or 'some'} tensor(s), e.g. "
                                      f"{broken[:3]}; nothing was saved. Lower lr (it was {cfg.lr:g}), or train "
                                      "in bf16/float32 instead of fp16")
         model.config.pad_token_id = tok.pad_token_id
@@ -424,6 +426,11 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str))
     acc.wait_for_everyone()  # the directory is in place: let the other processes return it
     return out
+
+
+def _zero3(accelerator) -> bool:
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    return plugin is not None and getattr(plugin, "zero_stage", None) == 3
 
 
 @contextlib.contextmanager

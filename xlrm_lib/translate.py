@@ -150,25 +150,31 @@ class ApertiumBackend:
         return [self._run(mode, [t])[0] for t in texts]
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|(?<=[。！？；])")
+_SENTENCE_END = re.compile(r"((?<=[.!?;:])\s+|(?<=[。！？；]))")  # the gap after a sentence: spaces, or none (CJK)
+UNSPACED = {"zh", "ja"}  # languages whose sentences follow each other without a space
 
 
 def segments(line: str, n_tokens, max_tokens: int) -> list[str]:
     """``line`` cut at sentence ends into runs of whole sentences of at most ``max_tokens`` tokens each (as
-    ``n_tokens`` counts them); a sentence longer than that is a run of its own. Joined with spaces, the runs
-    give the line back up to whitespace at the cuts.
+    ``n_tokens`` counts them); a sentence longer than that is a run of its own. Within a run the sentences keep
+    the gaps they had; joined with the gaps at the cuts, the runs give the line back.
 
     >>> segments("One two. Three four. Five.", lambda s: len(s.split()), 4)
     ['One two. Three four.', 'Five.']
     """
     if n_tokens(line) <= max_tokens:
         return [line]
+    pieces = _SENTENCE_END.split(line)  # sentence, gap, sentence, gap, ..., sentence
     out: list[str] = []
-    for sentence in (s for s in _SENTENCE_END.split(line) if s.strip()):
-        if out and n_tokens(out[-1] + " " + sentence) <= max_tokens:
-            out[-1] += " " + sentence
+    gap = ""
+    for sentence, after in zip(pieces[0::2], pieces[1::2] + [""]):
+        if not sentence:
+            continue
+        if out and n_tokens(out[-1] + gap + sentence) <= max_tokens:
+            out[-1] += gap + sentence
         else:
             out.append(sentence)
+        gap = after
     return out
 
 
@@ -241,7 +247,8 @@ class HFBackend:
                 limit = self.max_new_tokens or 2 * enc["input_ids"].shape[1] + 16
                 ids = net.generate(**enc, **gen, max_new_tokens=limit)
             done.update(zip(chunk, tok.batch_decode(ids, skip_special_tokens=True)))
-        return ["\n".join(" ".join(done[seg] for seg in cut[ln]) if ln in cut else ln for ln in t.split("\n"))
+        joiner = "" if normalize_lang(self.tgt) in UNSPACED else " "  # between the translated runs of a line
+        return ["\n".join(joiner.join(done[seg] for seg in cut[ln]) if ln in cut else ln for ln in t.split("\n"))
                 for t in texts]
 
 
