@@ -72,6 +72,7 @@ def test_layers_judge_and_stage_problems():
     assert checks.notebook_problems("align", {"n": 4, "judge": "gold", "langs": ["en"]}) == []
     assert checks.notebook_problems("align", {"n": 2}) == ["n = 2; expected an integer >= 4"]
     assert checks.notebook_problems("probe", {"max_items": 0}) == ["max_items = 0; expected an integer >= 1"]
+    assert checks.notebook_problems("probe", {"max_length": 1}) == ["max_length = 1; expected an integer >= 2"]
     [problem] = checks.notebook_problems("train", {"lr": float("inf"), "lora_r": -4})
     assert "lr = inf; expected a finite number > 0" in problem and "lora = -4" in problem
 

@@ -147,6 +147,7 @@ def _probe(p: dict, cwd) -> None:
         check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source",
                      langs=langs)
     positive_int("max_items", p.get("max_items", 48))
+    positive_int("max_length", p.get("max_length", 256), minimum=2)
     layers = layer_list("layers", p.get("layers", "all"))
     n = hidden_state_count(backbone)
     bad = [i for i in layers if not -n <= i < n] if n and layers != "all" else []

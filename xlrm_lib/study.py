@@ -146,8 +146,12 @@ def model_states(backbone_or_dir, texts: dict[str, list[str]], *, layers="all", 
 
 
 def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str, list[str]], *,
-                         layers="all", umap_layer: int = -1, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """CKA per layer (each RM vs base), shift summary, norms, cross-lingual CKA and UMAP coordinates."""
+                         layers="all", umap_layer: int = -1, seed: int = 0,
+                         max_length: int = 256) -> dict[str, pd.DataFrame]:
+    """CKA per layer (each RM vs base), shift summary, norms, cross-lingual CKA and UMAP coordinates.
+
+    ``max_length``: tokens per text; a longer text keeps its end (where an RM reads its score).
+    """
     if not rm_dirs:
         raise ValueError("no reward models to compare with the base model (rm_dirs is empty)")
     checks.layer_list("layers", layers)
@@ -158,13 +162,13 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
     # models' states of every layer are in memory at once (a 3B model: ~4 GB each for 23 languages x 500 items)
     at = lambda s: {lang: s[lang][:, [umap_layer]] for lang in langs}  # noqa: E731  (n, 1, d) copies
     labels = None if isinstance(layers, str) else _layer_labels(layers, [*rm_dirs.values(), backbone])  # before work
-    base = model_states(backbone, texts, layers=layers, shared_tokenizers=toks)
+    base = model_states(backbone, texts, layers=layers, max_length=max_length, shared_tokenizers=toks)
     one = {"base": at(base)}
     base_stack = _stack_consuming(base, langs)
     labels = np.arange(base_stack.shape[1]) if labels is None else labels
     cka = []
     for name, d in rm_dirs.items():
-        states = model_states(d, texts, layers=layers, shared_tokenizers=toks)
+        states = model_states(d, texts, layers=layers, max_length=max_length, shared_tokenizers=toks)
         one[name] = at(states)
         rm_stack = _stack_consuming(states, langs)
         cka.append(pd.DataFrame({"model": name, "layer": labels, "cka": probe.layerwise_cka(base_stack, rm_stack)}))
