@@ -68,6 +68,13 @@ def as_messages(prompt) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in prompt]
 
 
+def chat_text(tokenizer, messages: list[dict], *, generation_prompt: bool = False) -> str:
+    """``messages`` through the tokenizer's chat template, with :data:`TEMPLATE_VARS` (the one place that renders
+    a template: RM texts, policy prompts and judge prompts alike)."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt,
+                                         **TEMPLATE_VARS)
+
+
 def render(tokenizer, prompt, answer: str, fmt: TextFormat) -> str:
     """The text an RM sees for one answer.
 
@@ -76,7 +83,7 @@ def render(tokenizer, prompt, answer: str, fmt: TextFormat) -> str:
     """
     messages = as_messages(prompt) + [{"role": "assistant", "content": answer}]
     if fmt.template == "chat":
-        return tokenizer.apply_chat_template(messages, tokenize=False, **TEMPLATE_VARS)
+        return chat_text(tokenizer, messages)
     if fmt.template != "plain":
         raise ValueError("resolve the format first: fmt.resolved(tokenizer)")
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .formatting import TEMPLATE_VARS, TextFormat, as_messages, pad_batch, render
+from .formatting import TextFormat, as_messages, chat_text, pad_batch, render
 from .models import _dtype, _load_tokenizer, default_device, resolve_backbone
 from .store import cache_dir as default_cache_dir
 from .store import fingerprint, write_json
@@ -59,8 +59,7 @@ def policy_prompt(tokenizer, prompt) -> tuple[str, bool]:
     """
     messages = as_messages(prompt)
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                             **TEMPLATE_VARS), False
+        return chat_text(tokenizer, messages, generation_prompt=True), False
     return render(None, messages, "", TextFormat("plain")).rstrip(), True
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from .evaluate import SCORE_COLUMNS
-from .formatting import TEMPLATE_VARS, as_messages, forward_kwargs, pad_batch
+from .formatting import as_messages, chat_text, forward_kwargs, pad_batch
 
 INSTRUCTION = ("Which answer to the question is better: more helpful, correct, harmless and on topic? "
                "Reply with one letter, A or B.")
@@ -87,8 +87,7 @@ class PairwiseLMJudge:
         body = judge_body(question, self._clip(answer_a), self._clip(answer_b), self.instruction)
         if getattr(self.tokenizer, "chat_template", None):
             messages = [{"role": "user", "content": body}]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                                      **TEMPLATE_VARS), False
+            return chat_text(self.tokenizer, messages, generation_prompt=True), False
         return f"User: {body}\n\nAssistant:", True
 
     def _clip(self, text: str) -> str:
