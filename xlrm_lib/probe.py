@@ -232,6 +232,10 @@ def _finite(a: np.ndarray, name: str) -> None:
                          "hidden states it came from (dtype overflow, a broken checkpoint)")
 
 
+class UndefinedCKAError(ValueError):
+    """CKA of a representation that does not vary (a constant layer): no similarity to speak of."""
+
+
 def _grams(xs: np.ndarray) -> np.ndarray:
     """(n, layers, d) -> (layers, n, n) Gram matrices of centered features, zero diagonal."""
     xs = np.moveaxis(xs, 1, 0)
@@ -281,7 +285,7 @@ def linear_cka(X, Y, *, debiased: bool = False) -> float:
         K, L = X @ X.T, Y @ Y.T
         xy, xx, yy = (K * L).sum(), (K * K).sum(), (L * L).sum()
     if xx <= 0 or yy <= 0:
-        raise ValueError(f"CKA is undefined: {'X' if xx <= 0 else 'Y'} has (near) zero variance")
+        raise UndefinedCKAError(f"CKA is undefined: {'X' if xx <= 0 else 'Y'} has (near) zero variance")
     return float(xy / np.sqrt(xx * yy))
 
 
@@ -394,9 +398,7 @@ def layerwise_cka(base_states, rm_states, *, debiased: bool = True, batch_size: 
 def _cka_or_nan(x, y, debiased: bool) -> float:
     try:
         return linear_cka(x, y, debiased=debiased)
-    except ValueError as e:
-        if "zero variance" not in str(e):
-            raise
+    except UndefinedCKAError:
         return float("nan")
 
 
