@@ -209,6 +209,8 @@ def figures(t: dict) -> dict:
         figs["transfer_matrix"] = plots.transfer_heatmap(t["matrix"])
         figs["categories"] = plots.category_bars(t["accuracy"])
         for label, table in t["headlines"].items():
+            if "backbone" in table.columns:  # short names in the legend
+                table = table.assign(backbone=table["backbone"].map(backbone_labels(table["backbone"].unique())))
             figs[f"english_vs_{label}"] = plots.english_vs_target_bars(table)
     if t.get("probe_cka") is not None:
         figs["cka_by_layer"] = plots.cka_by_layer(t["probe_cka"])

@@ -35,8 +35,7 @@ def english_vs_target_bars(table: pd.DataFrame, *, title: str | None = None) -> 
     if several:  # several runs: grouped bars, one colour per backbone / seed
         import plotly.express as px
 
-        parts = [t["backbone"].astype(str).str.rsplit("/", n=1).str[-1] if k == "backbone" else
-                 "seed " + t["seed"].astype(str) for k in several]
+        parts = [t["backbone"].astype(str) if k == "backbone" else "seed " + t["seed"].astype(str) for k in several]
         t["run"] = parts[0] if len(parts) == 1 else parts[0] + " " + parts[1]
         fig = px.bar(t, x="lang", y="diff", color="run", barmode="group", error_y=t["ci_high"] - t["diff"],
                      error_y_minus=t["diff"] - t["ci_low"])
