@@ -108,13 +108,11 @@ def _split_conversation(prompt, answer, field: str):
 def _category(raw, subset: str) -> str:
     """A row's own category in our spelling (``"Chat Hard"``, ``"chat-hard"`` -> ``"chat_hard"``), else its
     RewardBench subset's, else its own as given, else ``"unknown"``."""
-    if not _missing(raw) and str(raw).strip():
-        ours = "_".join(str(raw).strip().lower().replace("-", " ").split())
-        if ours in CATEGORIES:
-            return ours
-    if subset in SUBSET_TO_CATEGORY:
-        return SUBSET_TO_CATEGORY[subset]
-    return str(raw).strip() if not _missing(raw) and str(raw).strip() else "unknown"
+    given = "" if _missing(raw) else str(raw).strip()
+    ours = "_".join(given.lower().replace("-", " ").split())
+    if ours in CATEGORIES:
+        return ours
+    return SUBSET_TO_CATEGORY.get(subset) or given or "unknown"
 
 
 def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "") -> dict:

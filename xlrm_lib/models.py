@@ -149,11 +149,13 @@ def _set_pad(tok, path, new_pad: bool) -> None:
     embedding row, see :func:`_fit_vocab`), as the paper's code adds ``[PAD]``. ``new_pad=False`` (a policy that
     samples text) falls back to EOS instead: padding only batches its prompts, and a new row could be sampled.
     """
+    if tok.unk_token is not None and tok.unk_token_id != tok.eos_token_id:  # GPT-2's unk is its EOS
+        tok.pad_token = tok.unk_token
+        return
     vocab = tok.get_vocab()
     reserved = next((t for t in RESERVED_PADS if t in vocab), None)
-    unk = tok.unk_token if tok.unk_token is not None and tok.unk_token_id != tok.eos_token_id else None  # GPT-2: unk is EOS
-    if unk is not None or reserved is not None:
-        tok.pad_token = unk if unk is not None else reserved
+    if reserved is not None:
+        tok.pad_token = reserved
     elif new_pad:
         tok.add_special_tokens({"pad_token": ADDED_PAD})
     elif tok.eos_token is not None:
