@@ -34,6 +34,10 @@ def cache(tmp_path, monkeypatch):
     (root / "rewards").mkdir()
     for name in ("aaaa-1.npz", "bbbb-1.npz", "bbbb-2.npz", "eeee-1.npz"):  # eeee: an RM outside the cache
         (root / "rewards" / name).write_bytes(b"\0" * 10)
+    for model in ("en-aaaa", "en-bbbb", "me5-small"):  # per-model hidden states (me5-small: a base model)
+        (root / "hidden_states" / model).mkdir(parents=True)
+        (root / "hidden_states" / model / "hidden-1.npy").write_bytes(b"\0" * 100)
+    (root / "hidden_states" / "hidden-0.npy").write_bytes(b"\0" * 7)  # flat: from before, never read again
     outputs = tmp_path / "outputs"
     _used_by(outputs, "en", used)
     other = tmp_path / "other-outputs"
@@ -52,8 +56,11 @@ def test_usage_counts_entries_and_unfinished_ones(cache):
 def test_prune_plan_keeps_what_any_given_outputs_dir_uses(cache):
     root, outputs, other, old = cache
     plan = caches.prune_plan([outputs, other])
-    assert plan == [old, root / "rewards" / "bbbb-1.npz", root / "rewards" / "bbbb-2.npz"]
-    assert [p.name for p in caches.prune_plan([outputs])] == ["en-bbbb", "ko-cccc", "bbbb-1.npz", "bbbb-2.npz"]
+    states = root / "hidden_states"
+    assert plan == [old, root / "rewards" / "bbbb-1.npz", root / "rewards" / "bbbb-2.npz", states / "en-bbbb",
+                    states / "hidden-0.npy"]
+    assert [p.name for p in caches.prune_plan([outputs])] == ["en-bbbb", "ko-cccc", "bbbb-1.npz", "bbbb-2.npz",
+                                                               "en-bbbb", "hidden-0.npy"]  # ko-cccc has no states
     with pytest.raises(FileNotFoundError, match="outputs directory .* does not exist"):
         caches.prune_plan([root / "nope"])
 
@@ -62,10 +69,11 @@ def test_cli_lists_then_deletes_only_with_yes(cache, capsys):
     root, outputs, other, old = cache
     assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other)]) == 0
     out = capsys.readouterr().out
-    assert "3 entries (3.0 kB)" in out and "rerun with --yes" in out and old.exists()
+    assert "5 entries (3.1 kB)" in out and "rerun with --yes" in out and old.exists()  # 3000 + 2 x 10 + 100 + 7
     assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other), "--yes"]) == 0
-    assert "deleted 3.0 kB" in capsys.readouterr().out
+    assert "deleted 3.1 kB" in capsys.readouterr().out
     assert not old.exists() and sorted(p.name for p in (root / "rewards").iterdir()) == ["aaaa-1.npz", "eeee-1.npz"]
+    assert sorted(p.name for p in (root / "hidden_states").iterdir()) == ["en-aaaa", "me5-small"]
     assert (root / "models" / "ko-cccc").exists() and (root / "models" / ".ko-dddd.x1y2.tmp").exists()
     assert main(["cache", "--yes"]) == 2  # --yes without --prune deletes nothing and says so
     assert "--yes and --outputs go with --prune" in capsys.readouterr().err
@@ -73,3 +81,17 @@ def test_cli_lists_then_deletes_only_with_yes(cache, capsys):
 
 def test_human_sizes():
     assert caches.human(999) == "999 B" and caches.human(470_640_124) == "470.6 MB" and caches.human(2e12) == "2.0 TB"
+
+
+def test_states_dir_is_named_after_the_model_directory_or_hub_id(tmp_path, monkeypatch):
+    from xlrm_lib.store import states_dir
+
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
+    rm = tmp_path / "models" / "en-me5-small-21385b5f836fe50f"
+    rm.mkdir(parents=True)
+    assert states_dir(rm) == tmp_path / "cache" / "hidden_states" / rm.name and states_dir(rm).is_dir()
+    assert states_dir(str(rm) + "/").name == rm.name
+    assert states_dir("Qwen/Qwen2.5-3B-Instruct").name == "Qwen--Qwen2.5-3B-Instruct"
+    assert states_dir("me5-small").name == "me5-small"
+    with pytest.raises(ValueError, match="cannot name a hidden-state cache after model ''"):
+        states_dir("")

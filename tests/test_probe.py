@@ -193,9 +193,9 @@ def test_hidden_states_truncated_on_the_left_keep_the_end(tmp_path):
 
 def test_representation_shift_labels_the_layers_it_probed(tmp_path, monkeypatch):
     from conftest import save_model, tiny_bert, word_tokenizer
-    from xlrm_lib import store, study
+    from xlrm_lib import study
 
-    monkeypatch.setattr(store, "cache_dir", lambda kind: tmp_path / "cache" / kind)
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(probe, "umap_embed", lambda H, random_state=0: H[:, :2])  # not under test: numba compiles
     base = save_model(tmp_path / "base", tiny_bert(seed=0), word_tokenizer("bert"))
     rms = {name: str(save_model(tmp_path / name, tiny_bert(seed=i), word_tokenizer("bert")))
@@ -213,6 +213,9 @@ def test_representation_shift_labels_the_layers_it_probed(tmp_path, monkeypatch)
         np.testing.assert_allclose(pick(shift["cka"]), pick(full["cka"]), atol=1e-6)
     assert list(shift["summary"]["model"]) == ["base", "en", "ko"]
     np.testing.assert_allclose(shift["summary"]["sv_ratio_mean"], full["summary"]["sv_ratio_mean"], atol=1e-6)
+    # cached per model (xlrm cache --prune drops an RM's states with it): 2 languages x 2 layer choices each
+    states = tmp_path / "cache" / "hidden_states"
+    assert {d.name: len(list(d.glob("hidden-*.npy"))) for d in states.iterdir()} == {"base": 4, "en": 4, "ko": 4}
 
 
 # ----------------------------------------------------------------------------- singular values, norms

@@ -4,9 +4,11 @@ Everything under ``$XLRM_CACHE`` is content-addressed and can be rebuilt, but so
 every trained RM is a full model directory (470 MB for me5-small, ~6 GB for a 3B model in bf16), and a forced
 retrain or a changed recipe leaves the old one behind. ``xlrm cache`` lists the space per kind;
 ``xlrm cache --prune --outputs outputs`` lists the RMs that no finished notebook under the given outputs
-directories names as its ``model_dir`` (with the reward caches of exactly those RMs), and ``--yes`` deletes them.
-Nothing else is pruned: hidden states and translations are small, backbones are needed, and a directory still
-being written (``.<name>.*.tmp``) is only reported.
+directories names as its ``model_dir``, with the reward caches and hidden states of exactly those RMs (a 3B
+model's probe states are ~4 GB at 23 languages x 500 items), and ``--yes`` deletes them. Hidden-state files from
+before they were kept per model (``hidden_states/hidden-*.npy``) are never read again and are listed too.
+Nothing else is pruned: translations are small, backbones are needed, and a directory still being written
+(``.<name>.*.tmp``) is only reported.
 
 >>> plan = prune_plan(["outputs"])            # doctest: +SKIP
 >>> [p.name for p in plan]                     # doctest: +SKIP
@@ -62,14 +64,17 @@ def used_models(outputs_dirs) -> set[Path]:
 
 def prune_plan(outputs_dirs, root: str | Path | None = None) -> list[Path]:
     """The RM directories in the cache that no finished notebook under ``outputs_dirs`` uses, followed by the
-    reward-cache files of those RMs (named by their card's key). Deletes nothing."""
+    reward-cache files of those RMs (named by their card's key), their hidden-state directories
+    (:func:`xlrm_lib.store.states_dir`) and the unreachable flat hidden-state files. Deletes nothing."""
     root = Path(root) if root else cache_dir()
     used = used_models(outputs_dirs)
     models = [p for p in sorted((root / "models").glob("*")) if p.is_dir() and not p.name.startswith(".")]
     unused = [p for p in models if p.resolve() not in used]
     keys = {_card_key(p) for p in unused} - {_card_key(p) for p in models if p not in unused} - {None}
     rewards = [f for f in sorted((root / "rewards").glob("*.npz")) if f.name.split("-", 1)[0] in keys]
-    return unused + rewards
+    states = [root / "hidden_states" / p.name for p in unused if (root / "hidden_states" / p.name).is_dir()]
+    flat = sorted((root / "hidden_states").glob("hidden-*.npy"))
+    return unused + rewards + states + flat
 
 
 def _card_key(model_dir: Path) -> str | None:

@@ -30,6 +30,20 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def states_dir(model: str | os.PathLike) -> Path:
+    """The hidden-state cache of one model: ``$XLRM_CACHE/hidden_states/<name>``, named after the model's directory
+    (a trained RM's is unique: ``en-me5-small-21385b5f836fe50f``) or its hub id (``Qwen--Qwen2.5-3B-Instruct``),
+    so ``xlrm cache --prune`` removes an RM's hidden states with the RM. The files' own keys still hash the
+    model's weights: a name shared by two models costs nothing but pruning granularity."""
+    local = Path(model).expanduser()
+    name = str(model).strip("/").replace("/", "--")
+    name = local.resolve().name if name and local.is_dir() else name
+    if not name or name.startswith("."):
+        raise ValueError(f"cannot name a hidden-state cache after model {str(model)!r}; expected a model "
+                         "directory or a hub id")
+    return cache_dir("hidden_states", name)
+
+
 def fingerprint(obj: Any, n: int = 16) -> str:
     """Stable short sha256 of a JSON-serialisable object (keys sorted)."""
     blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")

@@ -138,7 +138,7 @@ def model_states(backbone_or_dir, texts: dict[str, list[str]], *, layers="all", 
     ``shared_tokenizers``: see :func:`xlrm_lib.models.load_reward_model` (the probe does not change them).
     """
     model, tok = models.load_backbone(backbone_or_dir, shared_tokenizers=shared_tokenizers)
-    cache, key = store.cache_dir("hidden_states"), probe.model_digest(model)  # the key's slow part, once per model
+    cache, key = store.states_dir(backbone_or_dir), probe.model_digest(model)  # the key's slow part, once per model
     # a long text keeps its end, where an RM reads its score (and a decoder's last token is pooled)
     return {lang: probe.hidden_states(model, tok, t, layers=layers, batch_size=batch_size, max_length=max_length,
                                       truncation_side="left", cache_dir=cache, model_key=key)
