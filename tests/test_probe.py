@@ -385,3 +385,16 @@ def test_figures():
     assert {t.marker.color for t in fig.data if t.name == "ko"} == {plots.LANG_COLORS["ko"]}
     with pytest.raises(ValueError, match=r"missing \['model'\]"):
         plots.umap_scatter(coords.drop(columns="model"))
+
+
+def test_closest_to_base_ranks_defined_values_and_keeps_order_on_ties():
+    from xlrm_lib.study import closest_to_base
+
+    summary = pd.DataFrame({"model": ["base", "ko", "en", "zh"], "sv_ratio_mean": [0.5, 0.875, 0.25, 0.75],
+                            "cka_last_layer_vs_base": [1.0, np.nan, 0.5, 0.5]})
+    got = closest_to_base(summary)
+    # CKA: en and zh tie at 0.5 (summary order), ko's undefined CKA ranks last; sv: |0.25 - 0.5| = |0.75 - 0.5|
+    assert got == {"closest_by_cka": "en", "closest_by_sv_ratio": "en", "rank_by_cka": ["en", "zh", "ko"],
+                   "rank_by_sv_ratio": ["en", "zh", "ko"]}
+    undefined = closest_to_base(summary.assign(cka_last_layer_vs_base=np.nan))
+    assert undefined["closest_by_cka"] is None and undefined["closest_by_sv_ratio"] == "en"

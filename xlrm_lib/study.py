@@ -220,13 +220,20 @@ def _layer_labels(layers, models_to_ask) -> np.ndarray:
 
 
 def closest_to_base(summary: pd.DataFrame) -> dict:
-    """Which RM stays closest to the base model: highest last-layer CKA, and sv_ratio nearest the base's."""
+    """Which RM stays closest to the base model: highest last-layer CKA, and sv_ratio nearest the base's.
+
+    A model whose value is undefined (NaN: a constant layer) ranks last and is never the closest; with no
+    defined value at all the closest is None. Equal values keep the summary's order.
+    """
     rms = summary[summary["model"] != "base"]
     base_sv = float(summary.loc[summary["model"] == "base", "sv_ratio_mean"].iloc[0])
-    by_cka = rms.sort_values("cka_last_layer_vs_base", ascending=False)["model"].tolist()
-    by_sv = rms.assign(d=(rms["sv_ratio_mean"] - base_sv).abs()).sort_values("d")["model"].tolist()
-    return {"closest_by_cka": by_cka[0], "closest_by_sv_ratio": by_sv[0], "rank_by_cka": by_cka,
-            "rank_by_sv_ratio": by_sv}
+    cka = rms["cka_last_layer_vs_base"]
+    sv = (rms["sv_ratio_mean"] - base_sv).abs()
+    by_cka = rms.assign(v=-cka).sort_values("v", kind="stable")["model"].tolist()
+    by_sv = rms.assign(v=sv).sort_values("v", kind="stable")["model"].tolist()
+    return {"closest_by_cka": by_cka[0] if cka.notna().any() else None,
+            "closest_by_sv_ratio": by_sv[0] if sv.notna().any() else None,
+            "rank_by_cka": by_cka, "rank_by_sv_ratio": by_sv}
 
 
 def probe_metrics(shift: dict[str, pd.DataFrame], **labels) -> dict:
