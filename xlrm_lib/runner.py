@@ -129,14 +129,18 @@ def notebook_parameters(path: Path) -> dict:
             continue
         name, annotation, expr, comment = m.group(1), m.group(2), m.group(3), m.group(4) or ""
         value = ast.literal_eval(expr)
-        out[name] = {"default": value, "type": annotation or type(value).__name__,  # "bool | str": either
+        out[name] = {"default": value, "type": annotation or type(value).__name__,  # "Union[bool, str]": either
                      "required": "required" in comment.lower(), "help": comment}
     return out
 
 
 def _type_ok(value, expected: str) -> bool:
-    if "|" in expected:  # an annotated union, e.g. ``torch_compile: bool | str = "auto"``
-        return any(_type_ok(value, t.strip()) for t in expected.split("|"))
+    # an annotated union: ``torch_compile: Union[bool, str] = "auto"`` (papermill's inspector reads this
+    # spelling; it skips ``bool | str``, which is accepted here too)
+    union = re.fullmatch(r"(?:typing\.)?Union\[(.+)\]", expected.strip())
+    if union or "|" in expected:
+        members = union.group(1).split(",") if union else expected.split("|")
+        return any(_type_ok(value, t.strip()) for t in members)
     if expected == "NoneType" or value is None:
         return True
     if expected == "float":
