@@ -3,6 +3,8 @@ batch-size invariance of scoring on tiny real models."""
 
 from __future__ import annotations
 
+import itertools
+
 import shutil
 
 import numpy as np
@@ -11,10 +13,9 @@ import pytest
 
 from conftest import CHAT_TEMPLATE, make_pairs, save_model, tiny_llama, word_tokenizer
 from xlrm_lib.evaluate import (SCORE_COLUMNS, accuracy_table, english_vs_target, model_format, paired_difference,
-                               score_pairs, transfer_matrix)
+                               score_pairs, subset_weights, transfer_matrix)
 from xlrm_lib.formatting import TextFormat
 from xlrm_lib.models import load_reward_model
-from xlrm_lib.stats import mcnemar_exact
 
 
 def table(rows, **const):
@@ -136,21 +137,24 @@ def _evt_table():
 
 
 def test_english_vs_target_hand_computed():
-    out = english_vs_target(_evt_table(), n_boot=500).set_index("lang")
+    out = english_vs_target(_evt_table(), n_boot=4000).set_index("lang")
     assert list(out.index) == ["ko", "zh", "average"]
     # ko: per-item diff [1, 0 | 1, 0] -> chat 0.5, safety 0.5 -> 0.5
     assert out.loc["ko", "diff"] == pytest.approx(0.5)
     assert (out.loc["ko", "only_a"], out.loc["ko", "only_b"], out.loc["ko", "n"]) == (2, 0, 4)
-    assert out.loc["ko", "p_mcnemar"] == pytest.approx(0.5)  # 2 * 0.5**2
-    # zh: chat -1, reasoning (0 + 1) / 2 -> (-1 + 0.5) / 2 = -0.25
+    # sign flips of the two nonzero items (k0, k2): T = (s0 + s2) / 4 reaches |0.5| in 2 of 4 patterns
+    assert out.loc["ko", "p_value"] == pytest.approx(0.5, abs=0.03)
+    # zh: chat -1, reasoning (0 + 1) / 2 -> (-1 + 0.5) / 2 = -0.25; every flip gives |T| >= 0.25
     assert out.loc["zh", "diff"] == pytest.approx(-0.25)
     assert (out.loc["zh", "only_a"], out.loc["zh", "only_b"]) == (1, 1)
-    assert out.loc["zh", "p_mcnemar"] == pytest.approx(1.0)
-    # average: mean of the per-language differences, pooled discordant counts
+    assert out.loc["zh", "p_value"] == pytest.approx(1.0)
+    # average: mean of the per-language differences; the test flips the 4 nonzero items of both languages
     avg = out.loc["average"]
     assert avg["diff"] == pytest.approx((0.5 - 0.25) / 2)
     assert (avg["n"], avg["only_a"], avg["only_b"]) == (7, 3, 1)
-    assert avg["p_mcnemar"] == pytest.approx(mcnemar_exact(3, 1)) and avg["p_mcnemar"] == pytest.approx(0.625)
+    extreme = [abs(((k0 + k2) / 4 + (-z0 + z2 / 2) / 2) / 2) >= 0.125 - 1e-12
+               for k0, k2, z0, z2 in itertools.product([-1, 1], repeat=4)]
+    assert avg["p_value"] == pytest.approx(np.mean(extreme), abs=0.03)
     assert avg["b"] == "{lang}"
     for lang in out.index:
         assert out.loc[lang, "ci_low"] <= out.loc[lang, "diff"] + 1e-12 <= out.loc[lang, "ci_high"] + 2e-12
@@ -248,3 +252,49 @@ def test_a_nan_reward_is_an_error_not_a_cache_miss(tiny_bert_dir):
         model.classifier.bias.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match=r"rewards are NaN"):
         score_pairs(model, tok, make_pairs(PAIRS))
+
+
+# ----------------------------------------------------------------------------- weighting and resampling units
+def test_reasoning_counts_math_prm_as_much_as_all_code_like_rewardbench():
+    # RewardBench's EXAMPLE_COUNTS: math-prm 984 ("upweighting to be equal to code") = 6 code subsets x 164
+    cats = ["reasoning"] * 5 + ["chat"]
+    subsets = ["math-prm", "math-prm", "hep-python", "hep-go", "hep-rust", "math-prm"]  # a chat row named so: 1
+    assert subset_weights(cats, subsets).tolist() == [1.5, 1.5, 1, 1, 1, 1]
+    assert subset_weights(cats[:2], subsets[:2]).tolist() == [1, 1]  # no code scored: plain rows
+    assert subset_weights(cats).tolist() == [1] * 6  # no subset column
+    s = pd.DataFrame({"id": list("abcde"), "lang": "en", "source": "en", "category": "reasoning", "tie": False,
+                      "subset": ["math-prm", "math-prm", "hep-python", "hep-go", "hep-rust"],
+                      "correct": [True, True, False, False, False]})
+    # math 2/2 and code 0/3 count half each: 0.5, where the row mean would be 0.4
+    row = accuracy_table(s, n_boot=50).set_index("category").loc["reasoning"]
+    assert row["accuracy"] == pytest.approx(0.5) and row["n"] == 5
+
+
+def test_accuracy_table_counts_items_and_resamples_them_across_pooled_seeds():
+    rng = np.random.default_rng(0)
+    one = pd.DataFrame({"id": [f"i{k}" for k in range(40)], "lang": "ko", "source": "en", "tie": False,
+                        "category": np.repeat(["chat", "safety"], 20), "correct": rng.random(40) < 0.6})
+    seeds = pd.concat([one.assign(seed=s) for s in (1, 2, 3)], ignore_index=True)  # three seeds that agree
+    a, b = accuracy_table(one, n_boot=300), accuracy_table(seeds, n_boot=300)
+    assert b["n"].tolist() == a["n"].tolist() == [20, 20, 40]  # items, not rows
+    pd.testing.assert_frame_equal(a.drop(columns="ties"), b.drop(columns="ties"))  # the same evidence, same CIs
+    assert (b["ties"] == 3 * a["ties"]).all()
+    shuffled = accuracy_table(seeds.sample(frac=1, random_state=4), n_boot=300)
+    pd.testing.assert_frame_equal(shuffled, b)  # the row order does not move an interval
+
+
+def test_english_vs_target_average_does_not_depend_on_row_order_and_pairs_one_run():
+    rng = np.random.default_rng(3)
+    rows = []
+    for lang in ("ko", "zh", "de"):
+        for i in range(30):
+            cat = "chat" if i < 18 else "safety"
+            rows += [(f"q{i}", lang, cat, rng.random() < 0.7, False, "en"),
+                     (f"q{i}", lang, cat, rng.random() < 0.6, False, lang)]
+    s = pd.DataFrame(rows, columns=["id", "lang", "category", "correct", "tie", "source"])
+    s = s[~((s["lang"] == "zh") & s["id"].isin(["q0", "q20"]))]  # uneven languages, as in M-RewardBench
+    a = english_vs_target(s, n_boot=400)
+    b = english_vs_target(s.sample(frac=1, random_state=1), n_boot=400)
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(ValueError, match="more than once .* compare one run at a time"):
+        paired_difference(pd.concat([s.assign(seed=1), s.assign(seed=2)]), "en", "ko", "ko")

@@ -1,12 +1,12 @@
-"""xlrm_lib.stats: exact McNemar against hand-computed binomial tails; bootstrap CIs."""
+"""xlrm_lib.stats: exact McNemar against hand-computed binomial tails; bootstrap CIs over items; sign-flip tests."""
 
 import math
 
 import numpy as np
 import pytest
 
-from xlrm_lib.stats import (bootstrap_ci, category_mean_boot, ci_from_draws, mcnemar_exact, paired_bootstrap_diff,
-                            paired_compare)
+from xlrm_lib.stats import (bootstrap_ci, ci_from_draws, mcnemar_exact, paired_bootstrap_diff, paired_compare,
+                            signflip_p, stratified_boot, stratified_mean)
 
 
 @pytest.mark.parametrize("b, c, expected", [
@@ -68,22 +68,75 @@ def test_paired_compare_counts_discordant_pairs():
     assert out["diff"] == pytest.approx(4 / 6 - 3 / 6)
 
 
-def test_category_mean_boot_weights_categories_equally():
-    # category "a": 90 rows, accuracy 0.9; category "b": 10 rows, accuracy 0.1.
+def test_stratified_boot_weights_categories_equally():
+    # category "a": 90 items, accuracy 0.9; category "b": 10 items, accuracy 0.1.
     # mean of category means = 0.5, while the row mean would be 0.82
     x = np.r_[np.ones(81), np.zeros(9), np.ones(1), np.zeros(9)]
     cats = np.array(["a"] * 90 + ["b"] * 10)
-    draws = category_mean_boot(x, cats, n_boot=4000, seed=0)
+    ids = np.arange(100)
+    draws = stratified_boot(x, cats, ids, n_boot=4000, seed=0)
     assert draws.shape == (4000,)
-    assert draws.mean() == pytest.approx(0.5, abs=0.01)
+    assert draws.mean() == pytest.approx(0.5, abs=0.01) and stratified_mean(x, cats, ids) == pytest.approx(0.5)
     lo, hi = ci_from_draws(draws)
     assert lo < 0.5 < hi
-    assert np.array_equal(draws, category_mean_boot(x, cats, n_boot=4000, seed=0))
+    assert np.array_equal(draws, stratified_boot(x, cats, ids, n_boot=4000, seed=0))
 
 
-def test_category_mean_boot_constant_categories_have_no_spread():
+def test_stratified_boot_constant_categories_have_no_spread():
     # every category constant -> every draw equals the mean of category means exactly
     x = np.r_[np.ones(5), np.zeros(3), np.ones(4)]
     cats = np.array(["a"] * 5 + ["b"] * 3 + ["c"] * 4)
-    draws = category_mean_boot(x, cats, n_boot=50, seed=0)
+    draws = stratified_boot(x, cats, np.arange(12), n_boot=50, seed=0)
     assert np.allclose(draws, 2 / 3)
+
+
+def test_stratified_boot_resamples_items_not_rows_and_ignores_row_order():
+    rng = np.random.default_rng(1)
+    x, cats, ids = rng.integers(0, 2, 60).astype(float), np.repeat(["a", "b"], 30), np.arange(60)
+    one = stratified_boot(x, cats, ids, n_boot=500, seed=3)
+    # the same items scored three times (three seeds agreeing): the same items, so the same draws
+    three = stratified_boot(np.tile(x, 3), np.tile(cats, 3), np.tile(ids, 3), n_boot=500, seed=3)
+    np.testing.assert_allclose(three, one)
+    perm = rng.permutation(60)  # rows in another order: the same draws
+    np.testing.assert_allclose(stratified_boot(x[perm], cats[perm], ids[perm], n_boot=500, seed=3), one)
+
+
+def test_stratified_boot_draws_an_item_in_every_group_at_once():
+    # two languages whose per-item differences are identical: the mean over languages must vary exactly as
+    # one language does (independent draws per language would shrink the spread by about sqrt(2))
+    rng = np.random.default_rng(2)
+    d = rng.choice([-1.0, 0.0, 1.0], 80)
+    cats, ids = np.repeat(["a", "b"], 40), np.arange(80)
+    single = stratified_boot(d, cats, ids, n_boot=400, seed=5)
+    joint = stratified_boot(np.r_[d, d], np.r_[cats, cats], np.r_[ids, ids], groups=np.repeat(["ko", "zh"], 80),
+                            n_boot=400, seed=5)
+    np.testing.assert_allclose(joint, single)
+    # a language missing an item just skips it: the statistic is the mean of the two languages' means
+    keep = np.r_[np.ones(80, bool), ids != 0]
+    g = np.repeat(["ko", "zh"], 80)[keep]
+    got = stratified_mean(np.r_[d, d][keep], np.r_[cats, cats][keep], np.r_[ids, ids][keep], groups=g)
+    expected = (stratified_mean(d, cats, ids) + stratified_mean(d[1:], cats[1:], ids[1:])) / 2
+    assert got == pytest.approx(expected)
+
+
+def test_stratified_mean_with_row_weights_hand_computed():
+    # category "r": rows [1, 0, 0] with weights [2, 1, 1] -> 2/4; category "c": [1] -> 1; overall (0.5 + 1) / 2
+    x, cats, w = np.array([1.0, 0, 0, 1]), np.array(["r", "r", "r", "c"]), np.array([2.0, 1, 1, 1])
+    assert stratified_mean(x, cats, np.arange(4), weights=w) == pytest.approx(0.75)
+    assert np.allclose(stratified_boot(np.ones(4), cats, np.arange(4), weights=w, n_boot=20), 1.0)
+    with pytest.raises(ValueError, match="aligned 1-d arrays"):
+        stratified_boot(x, cats[:3], np.arange(4))
+
+
+def test_signflip_p_hand_computed_and_tests_the_weighted_statistic():
+    # 3 items, all differences +1: of the 8 sign patterns only all-(+) and all-(-) reach |T| = 1 -> p ~ 2/8
+    d, cats, ids = np.ones(3), np.array(["a"] * 3), np.arange(3)
+    assert signflip_p(d, cats, ids, n_perm=20000, seed=0) == pytest.approx(0.25, abs=0.01)
+    assert signflip_p(np.zeros(3), cats, ids, n_perm=100) == 1.0  # no difference: every flip is as extreme, p = 1
+    # category-weighted: "a" has 1 item at +1, "b" has 9 items at -1/9 each on average (one -1, eight 0)
+    # T = (1 + (-1/9)) / 2 > 0 even though one item favours each side
+    d2 = np.r_[1.0, -1.0, np.zeros(8)]
+    c2 = np.array(["a"] + ["b"] * 9)
+    assert stratified_mean(d2, c2, np.arange(10)) == pytest.approx((1 - 1 / 9) / 2)
+    p = signflip_p(d2, c2, np.arange(10), n_perm=4000, seed=1)
+    assert 0.4 < p <= 1.0  # two items with nonzero differences: no evidence either way

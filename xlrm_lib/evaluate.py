@@ -2,8 +2,11 @@
 
 RewardBench's rule: a pair is correct iff r(chosen) > r(rejected) STRICTLY. Ties count as wrong and are also
 reported apart (``ties``), so a degenerate RM that scores everything equal shows up as ties, not as 50%.
-Category scores are example-weighted over the rows actually scored in each language (equal to the mean over
-that category's rows); the overall score is the mean of the categories present.
+Category scores are example-weighted over the rows actually scored in each language (the mean over that
+category's rows), with RewardBench's one exception: in Reasoning, math-prm counts as much as all the code
+subsets (hep-*) together (its EXAMPLE_COUNTS: 984 = 6 x 164), where both are scored. The overall score is the mean
+of the categories present. Intervals resample items (ids) within categories: an item's rows in several
+languages or from several seeds move together; p-values flip the sign of each item's difference.
 
 >>> scores = score_pairs(model, tok, load_pairs("embedded", langs=["ko"], split="test"), source="en")  # doctest: +SKIP
 >>> accuracy_table(scores)                                                                           # doctest: +SKIP
@@ -24,7 +27,7 @@ from .formatting import TextFormat, encode, forward_kwargs, pad_batch
 from .models import loaded_from
 from .packing import pack, packed_rewards, should_pack
 from .reward_cache import RewardCache
-from .stats import bootstrap_ci, category_mean_boot, ci_from_draws, mcnemar_exact
+from .stats import ci_from_draws, signflip_p, stratified_boot, stratified_mean
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +145,35 @@ def _check_scores(scores: pd.DataFrame, needed) -> None:
 ACCURACY_COLUMNS = ("accuracy", "ci_low", "ci_high", "n", "ties")  # the values of an accuracy table
 
 
-def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Accuracy per group x category (+ ``overall``), with 95% bootstrap CIs, row counts and ties.
+def subset_weights(categories, subsets=None) -> np.ndarray:
+    """Row weights inside each category: 1, except RewardBench's Reasoning rule, where math-prm rows together
+    weigh as much as the code rows (hep-*) together when both were scored (``EXAMPLE_COUNTS["math-prm"] = 984``,
+    "upweighting to be equal to code"). Without a ``subset`` column every row weighs 1."""
+    cats = np.asarray(categories).astype(str)
+    w = np.ones(cats.size)
+    if subsets is None:
+        return w
+    sub = pd.Series(np.asarray(subsets).astype(str))
+    math = (cats == "reasoning") & (sub == "math-prm").to_numpy()
+    code = (cats == "reasoning") & sub.str.startswith("hep-").to_numpy()
+    if math.any() and code.any():
+        w[math] = code.sum() / math.sum()
+    return w
 
-    Returns a long table: ``*by, category, n, accuracy, ci_low, ci_high, ties``.
+
+def _weights(g: pd.DataFrame) -> np.ndarray:
+    return subset_weights(g["category"], g["subset"] if "subset" in g.columns else None)
+
+
+def _ids(g: pd.DataFrame) -> np.ndarray:
+    return g["id"].to_numpy() if "id" in g.columns else np.arange(len(g))
+
+
+def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Accuracy per group x category (+ ``overall``), with 95% bootstrap CIs, item counts and ties.
+
+    Returns a long table: ``*by, category, n, accuracy, ci_low, ci_high, ties``. ``n`` counts items (ids); rows
+    of one item (several seeds pooled in a group) are averaged and resampled together; ``ties`` counts rows.
     """
     by = [by] if isinstance(by, str) else list(by)
     unknown = [c for c in by if c not in scores.columns and c not in ("source", "lang")]  # the defaults may be absent
@@ -157,14 +185,15 @@ def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int =
     rows = []
     for key, g in scores.groupby(by, sort=True) if by else [((), scores)]:
         key = key if isinstance(key, tuple) else (key,)
+        x, cats, ids, w = g["correct"].to_numpy(float), g["category"].to_numpy(), _ids(g), _weights(g)
         for cat in [c for c in CATEGORIES if c in set(g["category"])] + sorted(set(g["category"]) - set(CATEGORIES)):
-            gc = g[g["category"] == cat]
-            lo, hi = bootstrap_ci(gc["correct"].to_numpy(), n_boot=n_boot, seed=seed)
-            rows.append((*key, cat, len(gc), gc["correct"].mean(), lo, hi, int(gc["tie"].sum())))
-        draws = category_mean_boot(g["correct"].to_numpy(), g["category"].to_numpy(), n_boot=n_boot, seed=seed)
-        lo, hi = ci_from_draws(draws)
-        overall = g.groupby("category")["correct"].mean().mean()
-        rows.append((*key, "overall", len(g), overall, lo, hi, int(g["tie"].sum())))
+            m = cats == cat
+            lo, hi = ci_from_draws(stratified_boot(x[m], cats[m], ids[m], weights=w[m], n_boot=n_boot, seed=seed))
+            rows.append((*key, cat, len(set(ids[m].tolist())), float(np.average(x[m], weights=w[m])), lo, hi,
+                         int(g["tie"].to_numpy()[m].sum())))
+        lo, hi = ci_from_draws(stratified_boot(x, cats, ids, weights=w, n_boot=n_boot, seed=seed))
+        rows.append((*key, "overall", len(set(ids.tolist())), stratified_mean(x, cats, ids, weights=w), lo, hi,
+                     int(g["tie"].sum())))
     return pd.DataFrame(rows, columns=[*by, "category", "n", "accuracy", "ci_low", "ci_high", "ties"])
 
 
@@ -182,23 +211,44 @@ def transfer_matrix(scores: pd.DataFrame, *, category: str = "overall", source_c
     return m
 
 
+def _paired(scores: pd.DataFrame, rm_a: str, rm_b: str, lang: str, source_col: str) -> pd.DataFrame:
+    """One row per item RMs ``a`` and ``b`` both scored on ``lang``: ``id, category, subset?, a, b``."""
+    sides = []
+    for rm in (rm_a, rm_b):
+        s = scores[(scores[source_col] == rm) & (scores["lang"] == lang)]
+        if s.empty:
+            raise ValueError(f"no scores of {rm!r} on {lang!r}; sources present: {sorted(set(scores[source_col]))}")
+        if s["id"].duplicated().any():
+            raise ValueError(f"{rm!r} scored item {s['id'][s['id'].duplicated()].iloc[0]!r} of {lang!r} more than "
+                             "once (several seeds or backbones in one table?); compare one run at a time, e.g. "
+                             "scores[scores.seed == 42]")
+        sides.append(s.set_index("id"))
+    common = sides[0].index.intersection(sides[1].index)
+    cols = ["category"] + (["subset"] if "subset" in sides[0].columns else [])
+    out = sides[0].loc[common, cols].reset_index()
+    out["a"] = sides[0].loc[common, "correct"].to_numpy(bool)
+    out["b"] = sides[1].loc[common, "correct"].to_numpy(bool)
+    return out.assign(lang=lang, w=_weights(out))
+
+
+def _compare(p: pd.DataFrame, *, groups, n_boot: int, seed: int) -> dict:
+    d = p["a"].to_numpy(float) - p["b"].to_numpy(float)
+    cats, ids, w = p["category"].to_numpy(), p["id"].to_numpy(), p["w"].to_numpy()
+    g = p["lang"].to_numpy() if groups else None
+    lo, hi = ci_from_draws(stratified_boot(d, cats, ids, groups=g, weights=w, n_boot=n_boot, seed=seed))
+    only_a, only_b = int((p["a"] & ~p["b"]).sum()), int((~p["a"] & p["b"]).sum())
+    return {"n": len(p), "diff": stratified_mean(d, cats, ids, groups=g, weights=w), "ci_low": lo, "ci_high": hi,
+            "only_a": only_a, "only_b": only_b,
+            "p_value": signflip_p(d, cats, ids, groups=g, weights=w, n_perm=n_boot, seed=seed)}
+
+
 def paired_difference(scores: pd.DataFrame, rm_a: str, rm_b: str, lang: str, *, source_col: str = "source",
                       n_boot: int = 2000, seed: int = 0) -> dict:
-    """Overall accuracy of RM ``a`` minus RM ``b`` on the same items of ``lang``: CI and McNemar p-value."""
-    sa = scores[(scores[source_col] == rm_a) & (scores["lang"] == lang)].set_index("id")
-    sb = scores[(scores[source_col] == rm_b) & (scores["lang"] == lang)].set_index("id")
-    if sa.empty or sb.empty:
-        raise ValueError(f"no scores of {rm_a!r} and/or {rm_b!r} on {lang!r}; sources present: "
-                         f"{sorted(set(scores[source_col]))}")
-    common = sa.index.intersection(sb.index)
-    a, b = sa.loc[common, "correct"].to_numpy(bool), sb.loc[common, "correct"].to_numpy(bool)
-    cats = sa.loc[common, "category"].to_numpy()
-    draws = category_mean_boot(a.astype(float) - b, cats, n_boot=n_boot, seed=seed)
-    diff = pd.Series(a.astype(float) - b).groupby(cats).mean().mean()
-    lo, hi = ci_from_draws(draws)
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    return {"lang": lang, "a": rm_a, "b": rm_b, "n": len(common), "diff": float(diff), "ci_low": lo, "ci_high": hi,
-            "only_a": only_a, "only_b": only_b, "p_mcnemar": mcnemar_exact(only_a, only_b), "draws": draws}
+    """Overall accuracy of RM ``a`` minus RM ``b`` on the same items of ``lang``, with a bootstrap CI and the
+    p-value of a paired sign-flip test of that same (category-weighted) difference. ``only_a`` / ``only_b``
+    count the items only one RM gets right."""
+    return {"lang": lang, "a": rm_a, "b": rm_b,
+            **_compare(_paired(scores, rm_a, rm_b, lang, source_col), groups=False, n_boot=n_boot, seed=seed)}
 
 
 def english_vs_target(scores: pd.DataFrame, *, english: str = "en", source_col: str = "source",
@@ -206,28 +256,26 @@ def english_vs_target(scores: pd.DataFrame, *, english: str = "en", source_col: 
     """The paper's headline: per target language t, acc(English RM on t) - acc(t's own RM on t), with CIs.
 
     ``target_source`` names the target RM from the language, e.g. ``"{lang}"`` (native) or ``"{lang}-mt"``
-    (translate-train). The last row, ``lang="average"``, is the mean over targets with a bootstrap CI.
+    (translate-train). The last row, ``lang="average"``, is the mean over targets; its interval and p-value
+    resample (flip) each item in every language at once: an item's translations are not independent evidence.
     """
     if "{lang}" not in target_source or target_source.replace("{lang}", "").count("{"):
         raise ValueError(f"target_source = {target_source!r}; expected a name pattern with '{{lang}}' and no "
                          "other field, e.g. '{lang}' (native RMs) or '{lang}-mt' (translate-train RMs)")
-    rows, draws = [], []
+    _check_scores(scores, [source_col, "lang", "id", "category", "correct"])
     sources = set(scores[source_col])
     if english not in sources:
         raise ValueError(f"no RM with {source_col}={english!r}; present: {sorted(sources)}")
+    rows, pairs = [], []
     for lang in sorted(set(scores["lang"]) - {english}):
         target = target_source.format(lang=lang)
         if target not in sources:
             continue
-        r = paired_difference(scores, english, target, lang, source_col=source_col, n_boot=n_boot, seed=seed)
-        draws.append(r.pop("draws"))
-        rows.append(r)
+        pairs.append(_paired(scores, english, target, lang, source_col))
+        rows.append({"lang": lang, "a": english, "b": target,
+                     **_compare(pairs[-1], groups=False, n_boot=n_boot, seed=seed)})
     if not rows:
         raise ValueError(f"no target-language RMs named like {target_source!r} among {sorted(sources)}")
-    avg = np.mean(draws, axis=0)
-    lo, hi = ci_from_draws(avg)
-    rows.append({"lang": "average", "a": english, "b": target_source, "n": sum(r["n"] for r in rows),
-                 "diff": float(np.mean([r["diff"] for r in rows])), "ci_low": lo, "ci_high": hi,
-                 "only_a": sum(r["only_a"] for r in rows), "only_b": sum(r["only_b"] for r in rows),
-                 "p_mcnemar": mcnemar_exact(sum(r["only_a"] for r in rows), sum(r["only_b"] for r in rows))})
+    rows.append({"lang": "average", "a": english, "b": target_source,
+                 **_compare(pd.concat(pairs, ignore_index=True), groups=True, n_boot=n_boot, seed=seed)})
     return pd.DataFrame(rows)
