@@ -146,3 +146,6 @@ def test_best_of_n_after_evaluate_scores_only_the_distractors(rm_dir, counted):
     picks = tables["picks"].merge(pool[["prompt_id", "lang", "cand_id", "origin", "origin_id"]])
     chosen = picks[picks["origin"] == "chosen"].merge(scores, left_on=["prompt_id", "lang"], right_on=["id", "lang"])
     assert len(chosen) > 0 and (chosen["reward"] == chosen["reward_chosen"]).all()
+    # language codes in another spelling still find the target RMs (the headline table was silently missing)
+    named = study.best_of_n_study({"en": str(rm_dir), "ko": str(rm_dir)}, langs=["EN", "kor_Hang"], n=4, limit=6)
+    assert "headline_native" in named and named["headline_native"]["lang"].tolist() == ["ko"]  # one target: no average

@@ -126,8 +126,13 @@ def candidate_pool(pairs, *, n: int = 4, seed: int = 0, limit: int | None = None
     common = set.intersection(*id_sets.values())
     if any(s != common for s in id_sets.values()):
         sizes = {lang: len(s) for lang, s in id_sets.items()}
-        raise ValueError(f"pairs are not parallel: languages have different item ids ({sizes}, {len(common)} "
-                         "shared). Load the benchmark without `limit` and use candidate_pool(..., limit=k)")
+        if len(common) < 2:
+            raise ValueError(f"pairs are not parallel: languages share {len(common)} item id(s) ({sizes} ids "
+                             "per language); best-of-n pools need the same items in every language")
+        # e.g. English from RewardBench's filtered split (2,985 items) beside M-RewardBench's 2,869 per language
+        log.warning("languages have different item ids (%s); the pools use the %d items all of them share",
+                    sizes, len(common))
+        df = df[df["id"].isin(common)]
     by_key = {(r["id"], r["lang"]): r for r in df.to_dict("records")}
     category = {i: by_key[(i, langs[0])]["category"] for i in common}
     by_cat: dict[str, list[str]] = {}
@@ -219,7 +224,9 @@ def random_picks(cands: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     _check_candidates(cands)
     rows = []
     for (pid, _), g in cands.sort_values("cand_id").groupby(KEY, sort=True):
-        rows.append(g.iloc[random.Random(f"{seed}:{pid}").randrange(len(g))])
+        # its own namespace: candidate_pool seeds "{seed}:{item}" to place the chosen answer, and the same
+        # stream here picked distractors 52-54% of the time instead of 50%
+        rows.append(g.iloc[random.Random(f"random-pick:{seed}:{pid}").randrange(len(g))])
     out = pd.DataFrame(rows).reset_index(drop=True)
     out["rm"] = "random"
     return out.sort_values(["lang", "prompt_id"], kind="mergesort").reset_index(drop=True)
@@ -269,7 +276,7 @@ def judge_outcomes(picks_a: pd.DataFrame, picks_b: pd.DataFrame, judge) -> pd.Da
         only = m["_merge"].value_counts()
         raise ValueError(f"picks cover different (prompt_id, lang): {only['left_only']} only in A, "
                          f"{only['right_only']} only in B; pick both from the same candidates")
-    same = ((m["cand_id_a"] == m["cand_id_b"]) | (m["text_a"] == m["text_b"])).to_numpy()
+    same = (m["text_a"] == m["text_b"]).to_numpy()  # the same answer (a cand_id is only an index into a table)
     if isinstance(judge, str):
         if judge != "gold":
             raise ValueError(f"unknown judge {judge!r}; expected 'gold', a DataFrame of judge rewards or a "
@@ -280,12 +287,16 @@ def judge_outcomes(picks_a: pd.DataFrame, picks_b: pd.DataFrame, judge) -> pd.Da
         sa, sb = m["gold_a"].to_numpy(float), m["gold_b"].to_numpy(float)
     elif isinstance(judge, pd.DataFrame):
         _require(judge, ["prompt_id", "lang", "cand_id", "reward"], "judge scores")
-        j = judge[KEY + ["cand_id", "reward"]].rename(columns={"reward": "judge"})
-        sa = m.merge(j.rename(columns={"cand_id": "cand_id_a"}), on=KEY + ["cand_id_a"], how="left")["judge"]
-        sb = m.merge(j.rename(columns={"cand_id": "cand_id_b"}), on=KEY + ["cand_id_b"], how="left")["judge"]
+        # joined on (prompt_id, lang, cand_id) AND the text: picks from another candidate table (another
+        # policy or sampling seed) must not take the score of whatever text has their cand_id here
+        on = ["cand_id"] + (["text"] if "text" in judge.columns else [])
+        j = judge[KEY + on + ["reward"]].rename(columns={"reward": "judge"})
+        sa, sb = (m.merge(j.rename(columns={c: f"{c}_{side}" for c in on}), on=KEY + [f"{c}_{side}" for c in on],
+                          how="left")["judge"] for side in ("a", "b"))
         if sa.isna().any() or sb.isna().any():
-            raise ValueError(f"judge scores miss {int(sa.isna().sum() + sb.isna().sum())} picked candidate(s); "
-                             "score the same candidate table with the judge RM")
+            raise ValueError(f"judge scores miss {int(sa.isna().sum() + sb.isna().sum())} picked candidate(s) "
+                             "(matched by prompt_id, lang, cand_id and text); score the candidate table the "
+                             "picks come from with the judge RM")
         sa, sb = sa.to_numpy(float), sb.to_numpy(float)
         for side in ("a", "b"):  # the judge's scores ARE one RM's rewards: the same model under another name
             own = m.get(f"reward_{side}")

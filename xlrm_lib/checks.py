@@ -241,13 +241,17 @@ def layer_list(name: str, value):
 
 def judge(name: str, value) -> str:
     """``"gold"`` or a model a judge RM can be loaded from (checked without loading it)."""
-    from .models import check_backbone
+    from .models import PACKAGED, check_backbone
 
     if value == "gold":
         return value
+    if str(value) in PACKAGED:
+        raise ValueError(f"{name} = {value!r} is a packaged base backbone: it has no trained reward head, so its "
+                         "scores would be a random projection. Use 'gold' (the pool's labels) or a held-out "
+                         "trained RM (its model directory, or a hub reward model 'org/name')")
     try:
         check_backbone(value)
     except ValueError:
         raise ValueError(f"{name} = {value!r}; expected 'gold' (the pool's labels) or a held-out judge RM: a "
-                         "model directory, a packaged backbone name or a hub id 'org/name'") from None
+                         "model directory or a hub reward model 'org/name'") from None
     return value

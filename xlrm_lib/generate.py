@@ -104,6 +104,18 @@ class _SeededSampler:
         return torch.full_like(scores, float("-inf")).scatter_(-1, token, 0.0)
 
 
+GENERATOR_VERSION = 2  # part of the sample cache key: bump when sampling or cutting changes
+
+
+def _stop_ids(policy, tokenizer) -> tuple[set, int]:
+    """The EOS ids that end a sample (the model's generation_config, else the tokenizer's) and the pad id."""
+    eos = getattr(getattr(policy, "generation_config", None), "eos_token_id", None)
+    eos = tokenizer.eos_token_id if eos is None else eos
+    eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
+    return eos_ids, pad
+
+
 @torch.no_grad()
 def _sample(policy, tokenizer, texts, add_special, *, n, max_new_tokens, temperature, top_p, seed, batch_size):
     """``n`` samples for each text, ``batch_size`` rows per ``generate`` call: list (texts) of lists (n)."""
@@ -113,10 +125,7 @@ def _sample(policy, tokenizer, texts, add_special, *, n, max_new_tokens, tempera
         pass
 
     device = next(policy.parameters()).device
-    eos = getattr(getattr(policy, "generation_config", None), "eos_token_id", None)
-    eos = tokenizer.eos_token_id if eos is None else eos
-    eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
+    eos_ids, pad = _stop_ids(policy, tokenizer)
     cfg = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, pad_token_id=pad,
                            eos_token_id=sorted(eos_ids) or None, repetition_penalty=1.0)
     enc = [tokenizer(t, add_special_tokens=s)["input_ids"] for t, s in zip(texts, add_special)]
@@ -150,7 +159,7 @@ def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4,
     seed : sample ``k`` of a prompt is drawn from its own RNG seeded by ``(seed, prompt text, k)``, so the
         samples do not change with ``batch_size`` or the other prompts in the call.
     cache_dir : where samples are kept, one JSON file per prompt keyed by (model fingerprint, rendered prompt,
-        n, max_new_tokens, temperature, top_p, seed); default ``$XLRM_CACHE/generations``. A second call with
+        n, max_new_tokens, temperature, top_p, seed, EOS and pad ids); default ``$XLRM_CACHE/generations``. A second call with
         the same key generates nothing.
     on_empty : ``"raise"`` (default) on an empty generation, or ``"drop"`` those candidates with a warning.
     """
@@ -175,7 +184,9 @@ def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4,
     params = {"n": int(n), "max_new_tokens": int(max_new_tokens), "temperature": float(temperature),
               "top_p": float(top_p), "seed": int(seed)}
     rendered = [policy_prompt(tokenizer, p) for p in prompts["prompt"]]
-    keys = [fingerprint({"model": fp, "prompt": text, **params}) for text, _ in rendered]
+    eos_ids, pad = _stop_ids(policy, tokenizer)  # they cut the samples, so they are part of what is cached
+    stops = {"eos": sorted(int(i) for i in eos_ids), "pad": int(pad), "version": GENERATOR_VERSION}
+    keys = [fingerprint({"model": fp, "prompt": text, **params, **stops}) for text, _ in rendered]
     first: dict[str, int] = {}  # a prompt repeated in the table is generated once
     for i, key in enumerate(keys):
         first.setdefault(key, i)

@@ -175,7 +175,7 @@ def _fit_vocab(model, tok, seed: int = 0) -> None:
 
 
 def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: bool = False, seed: int = 0,
-                      shared_tokenizers: dict | None = None):
+                      shared_tokenizers: dict | None = None, require_head: bool = False):
     """A 1-output ``AutoModelForSequenceClassification`` (Bradley-Terry score head) and its tokenizer.
 
     Parameters
@@ -194,6 +194,9 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
         A dict the caller keeps across loads (e.g. of a base model and its RMs): a tokenizer whose files are
         identical to one loaded before is that same object, not read again (~1.5 s for a 250k vocabulary).
         Only for code that does not change the tokenizer it gets.
+    require_head : bool
+        Refuse a checkpoint without trained score-head weights (a base model): for judges and scoring, where a
+        fresh head would give a seeded random projection as "rewards".
 
     Returns
     -------
@@ -205,9 +208,15 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
     tok = _load_tokenizer(path, trust_remote_code, shared_tokenizers)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model, info = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=1, dtype=_dtype(dtype) or torch.float32, trust_remote_code=trust_remote_code,
+            output_loading_info=True,
         )
+    fresh = sorted(str(k) for k in info.get("missing_keys", ()))
+    if require_head and fresh:
+        raise ValueError(f"{str(backbone)!r} has no trained reward head (freshly initialised: {fresh[:3]}); it is a "
+                         "base model, and its scores would be a random projection. Give a trained RM: a directory "
+                         "this project trained, or a hub reward model")
     _fit_vocab(model, tok, seed)
     if model.config.num_labels != 1:
         raise ValueError(f"{backbone!r} has a {model.config.num_labels}-label head; a reward model needs num_labels=1")

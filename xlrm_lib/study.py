@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import checks, data, evaluate, models, probe, store, train
+from .formatting import TextFormat
 from .langs import normalize_langs
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,10 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     """
     from . import align
 
+    if not rm_dirs:
+        raise ValueError("rm_dirs is empty: give RM name -> model directory for every RM to compare (the runner "
+                         "fills it from the train notebooks)")
+    langs = normalize_langs(langs)  # "EN" / "kor_Hang" -> "en" / "ko", as load_pairs names them
     checks.judge("judge", judge)  # before any scoring: a typo here would otherwise fail at the end
     checks.positive_int("n", n, minimum=4)
     checks.positive_int("limit", limit, minimum=0)
@@ -265,16 +270,19 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
                          "use 'gold' or a held-out RM")
     pairs = data.load_pairs(source, langs=langs, split=split)
     cands = align.candidate_pool(pairs, n=n, seed=seed, limit=limit or None)
-    picks, toks = {}, {}
+    picks, toks, lengths = {}, {}, []
     for name, d in rm_dirs.items():
         model, tok = models.load_reward_model(d, shared_tokenizers=toks)  # scoring does not change a tokenizer
+        lengths.append(evaluate.model_format(model).max_length)
         # cache: each pool's chosen and rejected answers were scored by this RM's evaluate notebook
         scored = align.score_candidates(model, tok, cands, batch_size=batch_size, cache=True)
         picks[name] = align.best_of_n(scored, rm=name)
     judge_obj = judge
     if judge != "gold":
-        model, tok = models.load_reward_model(judge)
-        judge_obj = align.score_candidates(model, tok, cands, batch_size=batch_size, cache=True)
+        model, tok = models.load_reward_model(judge, require_head=True)
+        # a judge from the hub has no saved format: it reads at least as many tokens as the RMs it grades
+        fmt = evaluate.model_format(model, default=TextFormat(max_length=max(lengths)))
+        judge_obj = align.score_candidates(model, tok, cands, batch_size=batch_size, fmt=fmt, cache=True)
         judge_obj.attrs["name"] = str(judge)
     out = {"picks": pd.concat(picks.values(), ignore_index=True),
            "vs_random": align.win_rate_table(picks, align.random_picks(cands, seed=seed), judge_obj, seed=seed,
