@@ -166,3 +166,26 @@ def test_forward_kwargs_drops_position_ids_only_where_unsupported():
     assert forward_kwargs(NoPos(), batch) == {"input_ids": 1, "attention_mask": 2}
     assert forward_kwargs(WithPos(), batch) is batch
     assert forward_kwargs(Kw(), batch) is batch
+
+
+def test_roberta_family_encoders_number_their_own_positions():
+    # XLM-R (multilingual-e5-base/large, bge-m3) counts positions from padding_idx + 1 = 2, from input_ids; 0-based
+    # position ids moved every token onto another row of the position table
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    from xlrm_lib.formatting import forward_kwargs, pad_batch
+
+    torch.manual_seed(0)
+    cfg = XLMRobertaConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=130, num_labels=1, pad_token_id=1,
+                           initializer_range=0.2)
+    model = XLMRobertaForSequenceClassification(cfg).eval()
+    seqs = [[0, 5, 6, 7, 8, 2], [0, 9, 10, 2]]
+    with torch.no_grad():
+        alone = torch.cat([model(input_ids=torch.tensor([s])).logits[:, 0] for s in seqs])
+        batch = pad_batch(seqs, pad_token_id=1, padding_side="right")  # an encoder's head reads the first token
+        assert "position_ids" not in forward_kwargs(model, batch)
+        torch.testing.assert_close(model(**forward_kwargs(model, batch)).logits[:, 0], alone)
+    lora = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=2, target_modules=["query"]))
+    assert "position_ids" not in forward_kwargs(lora, batch)

@@ -144,10 +144,22 @@ def position_ids(attention_mask):
 
 
 def forward_kwargs(model, batch: dict) -> dict:
-    """Drop ``position_ids`` for models whose forward does not take them (e.g. DistilBERT)."""
+    """Drop ``position_ids`` for models whose forward does not take them (e.g. DistilBERT), and for the
+    RoBERTa family (XLM-R, multilingual-e5-base/large, bge-m3, CamemBERT...): their positions start at
+    ``padding_idx + 1`` and they derive them from ``input_ids`` themselves, on either padding side; 0-based ids
+    would shift every token onto another position row (the padding row, for the second token)."""
     import inspect
 
     params = inspect.signature(model.forward).parameters
-    if "position_ids" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    takes = "position_ids" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+    if takes and not _positions_from_ids(model):
         return batch
     return {k: v for k, v in batch.items() if k != "position_ids"}
+
+
+def _positions_from_ids(model) -> bool:
+    from .packing import _unwrap  # through DDP / DeepSpeed / PEFT wrappers
+
+    m = _unwrap(model)
+    body = getattr(m, "base_model", m)
+    return hasattr(getattr(body, "embeddings", None), "create_position_ids_from_input_ids")

@@ -104,6 +104,9 @@ def _forward(body, enc, pooling: str, layers, rows: list[int]) -> torch.Tensor:
     return torch.stack(pooled, 1)
 
 
+STATES_VERSION = 2  # part of the hidden-state cache key; 2: RoBERTa-family encoders number their own positions
+
+
 def model_digest(model) -> str:
     """A key of ``model``'s identity for :func:`hidden_states`' cache: config, path and two weight tensors.
 
@@ -125,7 +128,7 @@ def _cache_key(model_key: str, tokenizer, texts, pooling, layers, max_length, tr
     h = hashlib.sha256(model_key.encode())
     layers = layers if isinstance(layers, str) else [int(i) for i in np.atleast_1d(layers)]
     meta = [type(tokenizer).__name__, tokenizer_identity(tokenizer), len(tokenizer),
-            truncation_side, list(texts), pooling, layers, max_length]
+            truncation_side, list(texts), pooling, layers, max_length, STATES_VERSION]
     h.update(json.dumps(meta, ensure_ascii=False).encode())
     return h.hexdigest()
 

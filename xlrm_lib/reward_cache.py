@@ -34,7 +34,8 @@ from .store import CARD_FILE, atomic_path, cache_dir, fingerprint
 
 log = logging.getLogger(__name__)
 
-SCORER_VERSION = 1  # part of every cache key: bump when a change to scoring changes the rewards it gives
+SCORER_VERSION = 2  # part of every cache key: bump when a change to scoring changes the rewards it gives
+# 2: RoBERTa-family encoders number their own positions (0-based ids shifted every token)
 
 
 def sequence_digest(seq) -> bytes:

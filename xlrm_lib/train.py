@@ -44,7 +44,7 @@ STAT_NAMES = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "rewar
 # part of the cache key: bump when a change to this module changes what training produces (5: a tokenizer without
 # a pad token gets its own instead of EOS, chat templates render with a fixed date, a bf16 checkpoint trains in
 # float32 weights; see models._set_pad and load_reward_model)
-TRAINER_VERSION = 5
+TRAINER_VERSION = 6  # 6: RoBERTa-family encoders number their own positions
 
 
 @dataclass
