@@ -134,13 +134,17 @@ def test_apertium_plumbing_with_a_fake_command(monkeypatch):
     monkeypatch.setattr(T.subprocess, "run", fake_run)
     tr = object.__new__(T.ApertiumBackend)
     tr.modes = ["eng-spa"]
-    code = " ".join(f"`c{i}`" for i in range(12))  # 12 slots: XLRMCODEA ... XLRMCODEBB
+    code = " ".join(f"`c{i}`" for i in range(12))  # 12 slots: XLRMCODEAQ ... XLRMCODEBBQ
     assert tr.translate(["a", "b\nc"]) == ["a", "b\nc"]  # two sentinels: split in one call
     assert len(sent) == 1 and sent[0] == f"{T._SEP}\na\n{T._SEP}\nb\nc\n"
     texts = ["x", "y", f"z {code}"]
     assert tr.translate(texts) == texts and len(sent) == 1 + 1 + 3  # merged: retried one text per call
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         T.translate_texts(["x"], tr, batch_size=0)
+    glued = ["The type is `Option`A here.", "Use `x`Then go.", "`a``b`C"]  # capitals right after a code span
+    assert tr.translate(glued) == glued
+    with pytest.raises(ValueError, match="placeholder XLRMCODEBQ, but the text had 1 inline code span"):
+        T._SLOT.sub(lambda m: T._unslot(["`x`"], m.group(1)), "XLRMCODEBQ")
 
 
 # ----------------------------------------------------------------------------------- hf, tiny and offline

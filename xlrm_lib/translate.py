@@ -50,17 +50,22 @@ INSTALL_HINT = ("install it with `bash tools/install_apertium.sh` (or `apt-get i
 _SEP = "XLRMSEPARATOR."  # an unknown word and a full stop on their own line: apertium passes them through
 _CODE = re.compile(r"(```.*?```)", re.DOTALL)
 _GAP = re.compile(r"(?<=\S) {2,}(?=\S)")
-_INLINE, _SLOT = re.compile(r"`[^`\n]+`"), re.compile(r"XLRMCODE([A-Z]+)")
+# a placeholder ends in Q, which no index letter (A-J) is: capitals glued to the span ("`Option`A") stay text
+_INLINE, _SLOT = re.compile(r"`[^`\n]+`"), re.compile(r"XLRMCODE([A-J]+)Q")
 
 
 def _slot(spans: list[str], span: str) -> str:
     """Remember ``span``; its placeholder spells the index in letters (apertium splits words at digits)."""
     spans.append(span)
-    return "XLRMCODE" + "".join(chr(65 + int(d)) for d in str(len(spans) - 1))  # 12 -> XLRMCODEBC
+    return "XLRMCODE" + "".join(chr(65 + int(d)) for d in str(len(spans) - 1)) + "Q"  # 12 -> XLRMCODEBCQ
 
 
 def _unslot(spans: list[str], letters: str) -> str:
-    return spans[int("".join(str(ord(c) - 65) for c in letters))]
+    i = int("".join(str(ord(c) - 65) for c in letters))
+    if i >= len(spans):
+        raise ValueError(f"apertium returned the code placeholder XLRMCODE{letters}Q, but the text had "
+                         f"{len(spans)} inline code span(s): {spans!r}")
+    return spans[i]
 
 
 class TranslationUnavailable(RuntimeError):
@@ -73,6 +78,7 @@ class ApertiumBackend:
 
     name = "apertium"
     batch_size = 1000  # texts per subprocess call: each call starts ~10 processes (~0.3 s)
+    revision = "code-slots-2"  # part of the cache key: placeholders end in Q (capitals glued to code were eaten)
 
     def __init__(self, src: str, tgt: str, model: str | None = None):
         path = self.route(src, tgt)
