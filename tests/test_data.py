@@ -67,6 +67,18 @@ def test_csv_string_prompts(tmp_path):
     assert ds["rejected"] == ["None", "NA"]
 
 
+def test_csv_message_list_cells_are_read_back_as_messages(tmp_path):
+    # Dataset.to_csv / pandas write a message list as its Python repr; it was read back as ONE user turn whose
+    # content was that repr
+    turns = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2 + 2?"}]
+    rows = [{"id": 1, "lang": "en", "prompt": turns, "chosen": "4", "rejected": '[{"a": 1}]'},  # a JSON answer
+            {"id": 2, "lang": "en", "prompt": json.dumps(turns), "chosen": "four", "rejected": "[{broken"}]
+    pd.DataFrame(rows).to_csv(tmp_path / "pairs.csv", index=False)
+    ds = load_pairs(str(tmp_path / "pairs.csv"), langs=["en"])
+    assert ds["prompt"] == [turns, turns]
+    assert ds["rejected"] == ['[{"a": 1}]', "[{broken"]  # text that is not a message list stays text
+
+
 def test_csv_empty_answer_is_a_bad_row(tmp_path):
     path = tmp_path / "pairs.csv"
     path.write_text("id,prompt,chosen,rejected\na,Hi?,Hello.,\nb,Hi?,Hello.,Go away.\n", encoding="utf-8")

