@@ -313,6 +313,25 @@ def test_a_local_backbone_is_identified_by_its_tokenizer_and_config_too(tmp_path
     assert fp(str(a)) != fp(str(c))
 
 
+def test_a_sharded_local_backbone_is_identified_by_every_shard(tmp_path, monkeypatch):
+    # only the first shard was hashed (the others by size, which an edit keeps): a backbone changed in its last
+    # layers reused the RM trained on the old one
+    from conftest import tiny_llama
+
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
+    model = tiny_llama()
+    d = tmp_path / "sharded"
+    model.save_pretrained(d, max_shard_size="20KB")
+    word_tokenizer("llama").save_pretrained(d)
+    shards = sorted(d.glob("*.safetensors"))
+    before = train_mod.backbone_fingerprint(str(d))
+    assert len(shards) >= 3 and len(before["weights"]) == len(shards)
+    with torch.no_grad():
+        model.score.weight.add_(1.0)  # the head is in the last shard: same shapes, same file sizes
+    model.save_pretrained(d, max_shard_size="20KB")
+    assert sorted(d.glob("*.safetensors")) == shards and train_mod.backbone_fingerprint(str(d)) != before
+
+
 DDP_SCRIPT = """
 import os, sys
 sys.path.insert(0, {tests!r})

@@ -58,6 +58,19 @@ def file_digest(path: str | os.PathLike, n: int = 16) -> str:
     return h.hexdigest()[:n]
 
 
+def file_digest_memo(path: str | os.PathLike, n: int = 16) -> str:
+    """:func:`file_digest`, remembered in ``$XLRM_CACHE/digests`` under the file's path, size and modification
+    time: a 3B model's weight shards (~12 GB) are read once, not at every training of a grid."""
+    path = Path(path).resolve()
+    st = path.stat()
+    memo = cache_dir("digests") / fingerprint([str(path), st.st_size, st.st_mtime_ns, n], n=32)
+    if memo.exists():
+        return memo.read_text().strip()
+    digest = file_digest(path, n)
+    write_text(memo, digest)
+    return digest
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on success rename it to ``dest``, on error remove it.

@@ -37,7 +37,7 @@ from .compiling import compile_blocks, resolve_compile
 from .formatting import TextFormat, encode, forward_kwargs, pad_batch
 from .models import config_files_digest, load_reward_model, resolve_backbone
 from .packing import pack, packed_rewards, should_pack, supports_packing
-from .store import CARD_FILE, atomic_dir, cache_dir, file_digest, fingerprint
+from .store import CARD_FILE, atomic_dir, cache_dir, file_digest, file_digest_memo, fingerprint
 
 log = logging.getLogger(__name__)
 STAT_NAMES = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "rewards/min", "rewards/max")
@@ -157,7 +157,7 @@ def backbone_fingerprint(backbone: str) -> dict:
         card = path / CARD_FILE
         weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
         return {"local": str(path.name), "card": file_digest(card) if card.exists() else None,
-                "weights": [file_digest(w) for w in weights[:1]] + [w.stat().st_size for w in weights],
+                "weights": [file_digest_memo(w) for w in weights],  # every shard: a 3B model has several
                 "files": (config_files_digest(path) or "")[:16]}
     return {"name": str(backbone), "converter": 2}
 
