@@ -4,8 +4,8 @@ cache, the model card, bad input, and LoRA."""
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import random
 
 import datasets
@@ -329,7 +329,23 @@ def test_a_sharded_local_backbone_is_identified_by_every_shard(tmp_path, monkeyp
     with torch.no_grad():
         model.score.weight.add_(1.0)  # the head is in the last shard: same shapes, same file sizes
     model.save_pretrained(d, max_shard_size="20KB")
+    for f in shards:  # saved later than before (a real edit is; this test is faster than the clock's tick)
+        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
     assert sorted(d.glob("*.safetensors")) == shards and train_mod.backbone_fingerprint(str(d)) != before
+
+
+def test_file_digest_memo_reads_a_file_again_only_when_it_changed(tmp_path, monkeypatch):
+    from xlrm_lib import store
+
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"one")
+    first = store.file_digest_memo(f)
+    assert first == store.file_digest(f)
+    monkeypatch.setattr(store, "file_digest", lambda *a: "not read again")
+    assert store.file_digest_memo(f) == first  # same path, size and mtime: remembered
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    assert store.file_digest_memo(f) == "not read again"
 
 
 DDP_SCRIPT = """

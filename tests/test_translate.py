@@ -237,3 +237,17 @@ def test_apertium_pivot_en_fr(tmp_path):
     out = T.translate_pairs(_pairs(rows), "fr", cache_dir=tmp_path, progress=False)
     assert out[0]["prompt"][0]["content"] == "La maison est rouge."
     assert json.loads(out[0]["meta"])["mt_direction"] == "eng-spa+es-fr"
+
+
+def test_hf_translation_cache_key_covers_what_changes_the_output(tmp_path, monkeypatch):
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
+    hub = T.HFBackend("en", "es", model="facebook/nllb-200-distilled-600M")
+    assert hub.revision == "segments-1"  # default settings: the keys of the caches already built
+    assert T.HFBackend("en", "es", model="org/mt", max_new_tokens=3).revision == "segments-1:new-tokens=3"
+    assert T.HFBackend("en", "es", model="org/mt", max_segment_tokens=64).revision == "segments-1:segment-tokens=64"
+    local = tmp_path / "mt"
+    local.mkdir()
+    (local / "model.safetensors").write_bytes(b"one")
+    first = T.HFBackend("en", "es", model=str(local)).revision
+    (local / "model.safetensors").write_bytes(b"three")  # re-finetuned at the same path: another translator
+    assert first.startswith("segments-1:weights=") and T.HFBackend("en", "es", model=str(local)).revision != first

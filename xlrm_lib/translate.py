@@ -194,7 +194,6 @@ class HFBackend:
 
     name = "hf"
     batch_size = 16  # lines per generate() call
-    revision = "segments-1"  # part of the translation cache's key: how texts are cut before the model sees them
     max_input_tokens = 512
 
     def __init__(self, src: str, tgt: str, model: str | None = None, max_new_tokens: int | None = None,
@@ -206,6 +205,24 @@ class HFBackend:
         self.max_segment_tokens = int(max_segment_tokens)
         self.direction = f"{flores(src)}-{flores(tgt)}"
         self._loaded = None  # loaded on the first cache miss: a fully cached run never touches the model
+
+    @property
+    def revision(self) -> str:
+        """Part of the translation cache's key: how texts are cut before the model sees them ("segments-1"),
+        plus whatever else changes the output: non-default lengths, and a local model directory's weights (a
+        re-finetuned model at the same path is another translator). Default settings keep the keys of before."""
+        parts = ["segments-1"]
+        if self.max_segment_tokens != 128:
+            parts.append(f"segment-tokens={self.max_segment_tokens}")
+        if self.max_new_tokens is not None:
+            parts.append(f"new-tokens={int(self.max_new_tokens)}")
+        local = Path(self.model).expanduser()
+        if local.is_dir():
+            from .store import file_digest_memo
+
+            files = sorted(local.glob("*.safetensors")) or sorted(local.glob("*.bin"))
+            parts.append("weights=" + ",".join(file_digest_memo(f) for f in files))
+        return ":".join(parts)
 
     @classmethod
     def supports(cls, src: str, tgt: str) -> bool:
