@@ -449,3 +449,24 @@ def test_a_numpy_lora_rank_is_a_rank(tiny_bert_dir):
     model, _ = load_reward_model(tiny_bert_dir)
     peft_model = _prepare_model(model, RewardConfig(lora=np.int64(4)).validate())
     assert peft_model.peft_config["default"].r == 4 and peft_model.peft_config["default"].lora_alpha == 8
+
+
+def test_max_length_past_an_encoders_position_table_is_capped_with_a_warning(tiny_bert_dir, tmp_path, caplog):
+    # paper.yaml's 2048 with a 512-position encoder failed inside the embedding layer ("index 128 is out of
+    # bounds"), naming neither max_length nor the limit
+    from xlrm_lib.evaluate import model_format, score_pairs
+    from xlrm_lib.formatting import position_limit
+    from xlrm_lib.models import load_reward_model
+
+    long = " ".join(f"w{i % 48}" for i in range(300))
+    pairs = make_pairs([{"prompt": long, "chosen": "w1 good", "rejected": "w2 bad"}] * 4)
+    with caplog.at_level("WARNING", logger="xlrm_lib.formatting"):
+        out = train_reward_model(str(tiny_bert_dir), pairs, output_dir=tmp_path / "rm", max_length=256, epochs=1,
+                                 batch_size=2, bf16=False, progress=False)
+    assert "max_length 256 is more than BertForSequenceClassification takes (128 positions)" in caplog.text
+    model, tok = load_reward_model(out)
+    assert position_limit(model) == 128 and model_format(model).max_length == 128  # saved as used
+    assert len(score_pairs(model, tok, pairs)) == 4
+    from conftest import tiny_llama
+
+    assert position_limit(tiny_llama()) is None  # rotary positions: no hard end

@@ -37,7 +37,7 @@ import pandas as pd
 
 from .data import _read_local
 from .evaluate import model_format, score_texts
-from .formatting import TextFormat, encode
+from .formatting import TextFormat, encode, fit_positions
 from .generate import CAND_COLUMNS, KEY, _require
 from .generate import generate_candidates, load_policy, policy_prompt  # noqa: F401  (re-exported: the flow's first step)
 from .langs import normalize_lang, normalize_langs
@@ -188,7 +188,7 @@ def score_candidates(model, tokenizer, cands: pd.DataFrame, *, batch_size: int =
     evaluate notebook) come from its reward cache (:func:`xlrm_lib.evaluate.score_texts`).
     """
     _check_candidates(cands)
-    fmt = (fmt or model_format(model)).resolved(tokenizer)
+    fmt = fit_positions((fmt or model_format(model)).resolved(tokenizer), model)
     seqs = encode(tokenizer, list(cands["prompt"]), list(cands["text"]), fmt)
     # score each distinct token sequence once: identical candidates (repeated samples, answers cut to the same
     # tokens) get exactly equal rewards, so best_of_n's tie rule decides them, not ~1e-9 of batch noise

@@ -23,7 +23,7 @@ import torch
 
 from .checks import choice, positive_int
 from .data import CATEGORIES
-from .formatting import TextFormat, encode, forward_kwargs, pad_batch
+from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
 from .models import loaded_from
 from .packing import pack, packed_rewards, should_pack
 from .reward_cache import RewardCache
@@ -116,7 +116,7 @@ def score_pairs(model, tokenizer, pairs, *, batch_size: int = 32, fmt: TextForma
     _check_model(model)
     if len(pairs) == 0:
         raise ValueError("no pairs to score")
-    fmt = (fmt or model_format(model)).resolved(tokenizer)
+    fmt = fit_positions((fmt or model_format(model)).resolved(tokenizer), model)
     chosen = encode(tokenizer, pairs["prompt"], pairs["chosen"], fmt)
     rejected = encode(tokenizer, pairs["prompt"], pairs["rejected"], fmt)
     rewards = score_texts(model, tokenizer, chosen + rejected, batch_size=batch_size, bf16=bf16, cache=cache)

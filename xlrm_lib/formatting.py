@@ -157,6 +157,33 @@ def forward_kwargs(model, batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k != "position_ids"}
 
 
+def position_limit(model) -> int | None:
+    """Tokens an encoder with a learned position table can take (``max_position_embeddings``, less the
+    RoBERTa family's ``padding_idx + 1`` offset); None for decoders (rotary positions have no hard end)."""
+    from .models import is_decoder
+    from .packing import _unwrap
+
+    cfg = getattr(_unwrap(model), "config", None)
+    n = getattr(cfg, "max_position_embeddings", None)
+    if cfg is None or n is None or is_decoder(cfg) or getattr(cfg, "position_embedding_type", "absolute") != "absolute":
+        return None
+    return int(n) - (int(cfg.pad_token_id or 0) + 1 if _positions_from_ids(model) else 0)
+
+
+def fit_positions(fmt: "TextFormat", model) -> "TextFormat":
+    """``fmt`` with ``max_length`` capped at what ``model``'s position table holds (a longer text would index
+    past it), with a warning naming both numbers."""
+    limit = position_limit(model)
+    if limit is None or fmt.max_length <= limit:
+        return fmt
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "max_length %d is more than %s takes (%d positions): texts are cut at %d tokens; set max_length <= %d "
+        "to silence this", fmt.max_length, type(model).__name__, limit, limit, limit)
+    return TextFormat(fmt.template, limit, fmt.truncation_side)
+
+
 def _positions_from_ids(model) -> bool:
     from .packing import _unwrap  # through DDP / DeepSpeed / PEFT wrappers
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .compiling import compile_blocks, resolve_compile
-from .formatting import TextFormat, encode, forward_kwargs, pad_batch
+from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
 from .models import config_files_digest, load_reward_model, resolve_backbone
 from .packing import pack, packed_rewards, should_pack, supports_packing
 from .store import CARD_FILE, atomic_dir, cache_dir, file_digest, file_digest_memo, fingerprint
@@ -343,7 +343,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
 
     model, tok = load_reward_model(backbone, device=device, seed=cfg.seed)
     check_pairs(pairs, tok, model)
-    fmt = TextFormat(cfg.template, cfg.max_length).resolved(tok)
+    fmt = fit_positions(TextFormat(cfg.template, cfg.max_length).resolved(tok), model)
     features = tokenize_pairs(tok, pairs, fmt)
     model = _prepare_model(model.train(), cfg)
     use_bf16 = cfg.bf16 if cfg.bf16 is not None else fast_bf16()
