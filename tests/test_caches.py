@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +97,29 @@ def test_states_dir_is_named_after_the_model_directory_or_hub_id(tmp_path, monke
     assert states_dir("me5-small").name == "me5-small"
     with pytest.raises(ValueError, match="cannot name a hidden-state cache after model ''"):
         states_dir("")
+
+
+def test_atomic_dir_replaces_a_finished_directory_and_tolerates_a_concurrent_writer(tmp_path, monkeypatch):
+    from xlrm_lib import store
+
+    dest = tmp_path / "models" / "rm-abc"
+    for content in ("first", "forced rebuild"):
+        with store.atomic_dir(dest) as tmp:
+            (tmp / "w.bin").write_text(content)
+    assert (dest / "w.bin").read_text() == "forced rebuild"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["rm-abc"]  # nothing left aside or half-written
+    # another process renames its copy into place between our rename-aside and our rename: theirs is kept
+    real_replace = os.replace
+
+    def racing_replace(src, dst):
+        other = Path(dst).with_name(".other.tmp")
+        other.mkdir()
+        (other / "w.bin").write_text("theirs")
+        real_replace(other, dst)
+        return real_replace(src, dst)  # dst is a non-empty directory now: OSError
+
+    monkeypatch.setattr(store.os, "replace", racing_replace)
+    with store.atomic_dir(dest) as tmp:
+        (tmp / "w.bin").write_text("ours")
+    monkeypatch.undo()
+    assert (dest / "w.bin").read_text() == "theirs" and sorted(p.name for p in dest.parent.iterdir()) == ["rm-abc"]

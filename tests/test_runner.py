@@ -133,6 +133,9 @@ def test_real_notebooks_declare_what_the_grid_passes():
     ("run: x\nlangs: [en\n", r"malformed YAML at line \d+"),
     ("run: x\nlangz: [en]\n", r"unknown top-level key 'langz' \(did you mean 'langs'\?\)"),
     ("- just\n- a list\n", "expected a mapping"),
+    ("run: x\nlangs: [en]\ntrain: {lr: 0.1}\nlangs: [ko]\n", r"key 'langs' is given twice \(first at line 2\)"),
+    ("run: x\ntrain: {lr: 0.1, lr: 0.2}\n", "key 'lr' is given twice"),
+    ("run: ..\nlangs: [en]\n", "run name '..' must be .* not starting with '.'"),
 ])
 def test_bad_yaml(tmp_path, text, match):
     p = tmp_path / "bad.yaml"
@@ -390,3 +393,78 @@ def test_kernels_use_unix_sockets_with_unique_absolute_paths(monkeypatch, tmp_pa
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / ("d" * 100)))  # too deep for a socket path: TCP
     assert cls is not runner._kernel_manager_class()
     assert runner._kernel_manager_class()(kernel_name="python3").transport == "tcp"
+
+
+def test_a_failed_rerun_does_not_leave_the_previous_success_behind(fake_notebooks, tmp_path):
+    # a --force rerun that failed kept the old _done.json: the next run skipped the cell as unchanged and fed its
+    # dependants the failed run's outputs
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"], report=None)
+    assert runner.run(spec, progress=False)["failed"] == 0
+    failing = _spec(fake_notebooks, tmp_path, langs=["en"], report=None, train={"lr": 0.001, "fail": True})
+    runner.run(failing, force=True, progress=False)
+    cell = Path(tmp_path / "out" / "t" / "train" / "me5-small-s42-en")
+    assert not (cell / "_done.json").exists() and not (cell / "train_reward_model.html").exists()
+    again = runner.run(spec, progress=False)
+    assert again["cells"]["train/me5-small-s42-en"]["status"] == "ok"  # not "skipped (unchanged)"
+
+
+def test_an_edited_local_data_file_reruns_the_cells_that_read_it(fake_notebooks, tmp_path):
+    nb = nbformat.read(fake_notebooks / "train_reward_model.ipynb", as_version=4)
+    nb.cells[0].source += 'data_source = "embedded"  # data\n'
+    nbformat.write(nb, fake_notebooks / "train_reward_model.ipynb")
+    data = tmp_path / "my pairs.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"], report=None, train={"lr": 0.001, "data_source": str(data)})
+    runner.run(spec, progress=False)
+    assert {r["status"] for r in runner.run(spec, progress=False)["cells"].values()} == {"skipped"}
+    data.write_text('{"prompt": "p", "chosen": "fixed label", "rejected": "b"}\n')
+    assert {r["status"] for r in runner.run(spec, progress=False)["cells"].values()} == {"ok"}
+
+
+def test_a_notebooks_own_error_is_not_retried_as_a_kernel_race(fake_notebooks, tmp_path):
+    nb = nbformat.read(fake_notebooks / "train_reward_model.ipynb", as_version=4)
+    nb.cells[1].source = ("open(output_dir + '.count', 'a').write('x')\n"
+                          "raise TimeoutError('timed out waiting for the lock')\n")
+    nbformat.write(nb, fake_notebooks / "train_reward_model.ipynb")
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"], evaluate=None, report=None)
+    assert runner.run(spec, progress=False)["failed"] == 1
+    assert Path(tmp_path / "out" / "t" / "train" / "me5-small-s42-en.count").read_text() == "x"  # ran once
+
+
+def test_run_refuses_an_unknown_kernel_a_busy_folder_and_bad_jobs_before_running(fake_notebooks, tmp_path):
+    import fcntl
+
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"], report=None)
+    with pytest.raises(runner.ParamError, match="kernel 'pyhton3' is not installed; expected one of .*python3"):
+        runner.run(spec, kernel="pyhton3", progress=False)
+    with pytest.raises(ValueError, match="--jobs must be >= 1, got 0"):
+        runner.run(spec, jobs=0, progress=False)
+    run_dir = tmp_path / "out" / "t"
+    assert not (run_dir / "train").exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a+") as held:  # another run holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(runner.ParamError, match="another xlrm run is using .*; wait for it, or give this one "
+                                                    "another --outputs"):
+            runner.run(spec, progress=False)
+    assert runner.run(spec, progress=False)["failed"] == 0  # released
+
+
+def test_relative_outputs_are_the_folder_the_kernels_write_to(fake_notebooks, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the repository, where kernels run
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"], report=None)
+    del spec["_outputs"]
+    summary = runner.run(spec, outputs_dir="rel", progress=False)
+    assert summary["failed"] == 0 and summary["run_dir"] == str(tmp_path / "rel" / "t")
+    assert (tmp_path / "rel" / "t" / "train" / "me5-small-s42-en" / "metrics.json").exists()
+
+
+def test_a_stale_report_is_not_republished_when_the_report_did_not_run(fake_notebooks, tmp_path):
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"])
+    runner.run(spec, progress=False)
+    run_dir = tmp_path / "out" / "t"
+    assert (run_dir / "report.html").exists()  # the report ran: published
+    failing = _spec(fake_notebooks, tmp_path, langs=["en"], evaluate={"fail": True})
+    summary = runner.run(failing, progress=False)
+    assert summary["cells"]["report"]["status"] == "skipped-dep" and not (run_dir / "report.html").exists()
+    assert any("previous report.html was removed" in n for n in summary["notes"])

@@ -20,7 +20,8 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="validate, then execute a params YAML as a grid of notebooks")
     r.add_argument("params")
-    r.add_argument("--jobs", type=int, default=1, help="notebooks executed at once (local executor)")
+    r.add_argument("--jobs", type=int, default=None,
+                   help="notebooks executed at once (default: 1 locally; no cap under Ray, which schedules by GPUs)")
     r.add_argument("--force", action="store_true", help="rerun cells whose inputs are unchanged")
     r.add_argument("--only", default=None, help="comma-separated stages: train,evaluate,probe,align,report")
     r.add_argument("--executor", default="local", choices=["local", "ray"])
@@ -41,12 +42,15 @@ def main(argv=None) -> int:
 
     try:
         if args.cmd in ("validate", "plan"):
-            cells = runner.plan(runner.load_spec(args.params))
+            spec = runner.load_spec(args.params)
+            cells = runner.plan(spec)
             runner.validate(cells)
             if args.cmd == "plan":
                 for c in cells:
                     print(f"{c.name:45s} {c.notebook.name:28s} deps={len(c.deps)}")
             print(f"{args.params}: {len(cells)} notebook executions, parameters valid")
+            for t, why in runner.unavailable_translations(spec):  # what `run` will leave out, said before it runs
+                print(f"  note: translated RM {t['from']}->{t['to']} will not run: {why}")
             return 0
         if args.cmd == "cache":
             return _cache(args, runner.REPO)
@@ -67,6 +71,14 @@ def main(argv=None) -> int:
     except (runner.ParamError, FileNotFoundError, PermissionError, ValueError) as e:
         print(f"xlrm: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        import os
+
+        print("\nxlrm: interrupted; finished notebooks are kept (summary.json says which), rerun to resume",
+              file=sys.stderr)
+        sys.stderr.flush()
+        # now, not after the notebook still running in a worker thread: its kernel exits with its parent
+        os._exit(130)
     print(runner.format_summary(summary))
     report = f"{summary['run_dir']}/report.html"
     import os

@@ -25,6 +25,7 @@ Guarantees
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import difflib
 import itertools
 import json
@@ -80,7 +81,7 @@ def load_spec(path) -> dict:
     if not path.is_file():
         raise ParamError(f"{path} is a directory; expected a params YAML file, e.g. params/default.yaml")
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -92,9 +93,30 @@ def load_spec(path) -> dict:
         raise ParamError("\n".join(f"{path}: unknown top-level key {k!r}{_suggest(k, TOP_KEYS)}; expected one of "
                                    f"{sorted(TOP_KEYS)}" for k in unknown))
     spec.setdefault("run", path.stem)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(spec["run"])):
-        raise ParamError(f"{path}: run name {spec['run']!r} must be letters, digits, '.', '_' or '-'")
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", str(spec["run"])):
+        raise ParamError(f"{path}: run name {spec['run']!r} must be letters, digits, '.', '_' or '-', not starting "
+                         "with '.' (it names a folder under the outputs directory)")
     return spec
+
+
+def _unique_key_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """yaml.safe_load, except that a key given twice in one mapping is an error (the last one won silently)."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark, f"key {key!r} is given twice (first at line "
+                        f"{seen[key] + 1}); keep one", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
 
 
 def _suggest(key, options) -> str:
@@ -374,7 +396,30 @@ def cell_key(cell: Cell, params: dict, run_dir: Path) -> str:
     nb = nbformat.read(cell.notebook, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     upstream = {dep: done_key(run_dir / dep) for dep in cell.deps}
-    return store.fingerprint({"code": code, "params": params, "inputs": _inputs_digest(), "upstream": upstream})
+    return store.fingerprint({"code": code, "params": params, "inputs": _inputs_digest(), "upstream": upstream,
+                              "files": _local_files(params, run_dir)})
+
+
+def _local_files(params: dict, run_dir: Path) -> dict:
+    """What the local files and directories a cell reads hold (a data file, a local backbone, a judge RM): an
+    edited data file is another input, though its path is the same. Files by content (remembered by size and
+    mtime), directories by their files' names, sizes and mtimes. Paths are read as the kernels read them, from
+    the repository. The run's own folder is left out: what the cell reads there, its dependencies' keys cover."""
+    out = {}
+    for name, value in sorted(params.items()):
+        if not isinstance(value, str) or not value.strip():
+            continue
+        path = Path(value).expanduser()
+        path = (path if path.is_absolute() else REPO / path).resolve()
+        if path == run_dir.resolve() or run_dir.resolve() in path.parents:
+            continue
+        if path.is_file():
+            out[name] = store.file_digest_memo(path)
+        elif path.is_dir():
+            files = sorted(f for f in path.rglob("*") if f.is_file())
+            out[name] = store.fingerprint([(str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns)
+                                           for f in files])
+    return out
 
 
 _DIGEST: dict = {}
@@ -440,6 +485,11 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
     final_nb, final_html = out / f"{name}.ipynb", out / f"{name}.html"
     t0 = time.time()
     error = None
+    # this cell is no longer finished with its old key, whatever happens now: a failed (or killed) rerun must not
+    # leave the previous success in place, or the next run would skip it and feed its dependants half-written
+    # outputs
+    for stale in (out / DONE_FILE, final_nb, final_html):
+        stale.unlink(missing_ok=True)
     tmp = out / f".{name}.running.ipynb"  # papermill writes as it goes; renamed only when finished
     for attempt in range(1, retries + 1):
         try:
@@ -449,7 +499,10 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
         except Exception as e:  # noqa: BLE001 - classified below; the notebook keeps the traceback
             msg = str(e).strip()
             error = f"{type(e).__name__}: {msg.splitlines()[-1] if msg else ''}"
-            if KERNEL_RACE.search(msg) and attempt < retries:
+            # only a kernel that did not start is retried: a notebook's own error (its traceback may say
+            # "timed out waiting ...") is not a race, and running it again would only repeat it
+            started = isinstance(e, pm.PapermillExecutionError)
+            if not started and KERNEL_RACE.search(msg) and attempt < retries:
                 time.sleep(random.uniform(1, 4) * attempt)  # several kernels on one host race for ports
                 continue
         break
@@ -478,13 +531,20 @@ def render_html(nb_path: Path, html_path: Path) -> Path | None:
     return html_path
 
 
-def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "local", only=None,
+def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor: str = "local", only=None,
         outputs_dir=None, kernel: str | None = None, progress: bool = True) -> dict:
-    """Validate, then execute the grid. Returns a summary ``{"run_dir", "cells": {name: result}, "failed": n}``."""
+    """Validate, then execute the grid. Returns a summary ``{"run_dir", "cells": {name: result}, "failed": n}``.
+
+    ``jobs``: notebooks at once; default 1 with the local executor, and no cap under Ray (it schedules by the
+    cells' ``num_gpus`` on the cluster's resources).
+    """
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
     spec = load_spec(spec_or_path) if not isinstance(spec_or_path, dict) else dict(spec_or_path)
-    if outputs_dir:
-        spec["_outputs"] = str(outputs_dir)
+    if outputs_dir:  # kernels run in the repository: a relative path would mean another folder to them
+        spec["_outputs"] = str(Path(outputs_dir).expanduser().resolve())
     cells = plan(spec)
+    jobs = jobs or (1 if executor == "local" else max(1, len(cells)))
     run_dir = Path(spec.get("_outputs", REPO / "outputs")) / str(spec["run"])
     if only:
         stages = set(only)
@@ -497,14 +557,19 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
     else:
         satisfied = set()
     validate(cells)
+    kernel = kernel or spec.get("kernel") or "python3"
+    _check_kernel(kernel)
     _check_writable(run_dir)
-    if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    with _run_lock(run_dir):
+        return _run(spec, cells, run_dir, satisfied, jobs=jobs, force=force, executor=executor, kernel=kernel,
+                    progress=progress)
+
+
+def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, progress) -> dict:
     threads_set = executor == "local" and jobs > 1 and "OMP_NUM_THREADS" not in os.environ
     if threads_set:  # kernels inherit it: N notebooks x all cores each would oversubscribe the CPU
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     submit = _executor(executor, jobs)
-    kernel = kernel or spec.get("kernel") or "python3"
     results: dict[str, dict] = {}
     pending = {c.name: c for c in cells}
     resolved: dict[str, tuple[dict, str]] = {}
@@ -546,21 +611,72 @@ def run(spec_or_path, *, jobs: int = 1, force: bool = False, executor: str = "lo
                     except Exception as e:  # noqa: BLE001 - an executor-level failure (not the notebook's)
                         results[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
                     bar.update(1)
+    except KeyboardInterrupt:  # Ctrl-C: say what finished (kept: a rerun resumes there), then stop
+        for name in running:
+            results[name] = {"status": "failed", "error": "interrupted (Ctrl-C)"}
+        _summary(spec, run_dir, results, ["interrupted: finished notebooks are kept; rerun to resume"])
+        raise
     finally:
         bar.close()
         if threads_set:
             del os.environ["OMP_NUM_THREADS"]
-    report = run_dir / "report" / "report.html"
-    if report.exists():
+    notes = []
+    report_cell = next((c.name for c in cells if c.stage == "report"), None)
+    report, published = run_dir / "report" / "report.html", run_dir / "report.html"
+    if report_cell and results.get(report_cell, {}).get("status") in ("ok", "skipped") and report.exists():
         import shutil
 
-        with store.atomic_path(run_dir / "report.html") as tmp:
+        with store.atomic_path(published) as tmp:
             shutil.copyfile(report, tmp)
-    notes = [f"translated RM {t['from']}->{t['to']} not run: {why}" for t, why in unavailable_translations(spec)]
+    elif report_cell and published.exists():  # an older run's report: it does not describe these results
+        published.unlink()
+        notes.append("report not made this time (see above); the previous report.html was removed")
+    notes += [f"translated RM {t['from']}->{t['to']} not run: {why}" for t, why in unavailable_translations(spec)]
+    return _summary(spec, run_dir, results, notes)
+
+
+def _summary(spec, run_dir: Path, results: dict, notes: list[str]) -> dict:
     summary = {"run": spec["run"], "run_dir": str(run_dir), "cells": results, "notes": notes,
                "failed": sum(r["status"] == "failed" for r in results.values())}
     store.write_json(run_dir / "summary.json", summary)
     return summary
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path):
+    """One ``xlrm run`` per outputs folder at a time: two would execute the same notebooks twice, train the
+    same RMs twice into the shared cache, and each write summary.json."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks here
+        yield
+        return
+    with open(run_dir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise ParamError(f"another xlrm run is using {run_dir} (pid {f.read().strip() or '?'}); wait for it, or "
+                             "give this one another --outputs directory") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _check_kernel(kernel: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    try:
+        manager.get_kernel_spec(kernel)
+    except NoSuchKernel:
+        raise ParamError(f"kernel {kernel!r} is not installed; expected one of "
+                         f"{sorted(manager.find_kernel_specs())} (--kernel, or `kernel:` in the params file)") from None
 
 
 def _check_upstream(cells: list[Cell], everything: list[Cell], run_dir: Path) -> set[str]:

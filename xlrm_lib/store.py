@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -104,12 +105,31 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
         for f in tmp.rglob("*"):  # and some writers (safetensors) make their files private too
             if f.is_file():
                 os.chmod(f, 0o666 & ~_UMASK)
-        if dest.exists():  # a concurrent writer finished first, or a forced rebuild
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        _replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    """Put ``tmp`` at ``dest``. An existing ``dest`` (a forced rebuild) is renamed aside first and removed after,
+    never deleted in place; if another writer puts its copy there meanwhile (the same content address: two
+    notebooks training one RM), that copy is kept and ours dropped. Checking, deleting and renaming raced."""
+    aside = None
+    if dest.exists():
+        aside = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.old")
+        try:
+            os.rename(dest, aside)
+        except FileNotFoundError:  # the other writer moved it first
+            aside = None
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        if not dest.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # a concurrent writer's copy arrived first: keep it
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
