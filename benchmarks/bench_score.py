@@ -125,7 +125,7 @@ def main(argv=None) -> dict:
     from xlrm_lib.data import load_pairs
     from xlrm_lib.evaluate import model_format, score_pairs
     from xlrm_lib.formatting import TextFormat
-    from xlrm_lib.models import load_reward_model
+    from xlrm_lib.models import is_decoder, load_reward_model
 
     mach = harness.machine()
     tmp = Path(tempfile.mkdtemp(prefix="bench_score-"))
@@ -150,8 +150,8 @@ def main(argv=None) -> dict:
             model_src = str(harness.tiny_bert_backbone(tmp / "tiny-bert", harness.pair_texts(load_pairs("embedded"))))
         model, tok = load_reward_model(model_src, dtype=a.dtype)
     fmt = model_format(model, TextFormat("auto", a.max_length)).resolved(tok)
-    if a.gpu_synthetic:
-        tok.padding_side = "right"  # the pipeline passes no position ids; ours is padding-side invariant
+    if is_decoder(model):  # the pipeline passes no position ids, so left padding would move its scores;
+        tok.padding_side = "right"  # ours is padding-side invariant
     pipe = pipeline("text-classification", model=model, tokenizer=tok, device=model.device)
     n_diff_ids = same_token_ids(tok, pairs, fmt)
 
@@ -172,6 +172,8 @@ def main(argv=None) -> dict:
     warm = pairs.select(range(min(16, len(pairs))))  # warm-up: kernels, allocator, pipeline set-up
     score_pairs(model, tok, warm, fmt=fmt, batch_size=a.batch_size)
     score_baseline(pipe, tok, warm, fmt, batch_size=a.baseline_batch_size)
+    if a.bf16_variant:  # autocast set-up and, on a GPU, the packed varlen path: not in the first timed round
+        score_pairs(model, tok, warm, fmt=fmt, batch_size=a.batch_size, bf16=True)
     variants = {"ours": ours, "pipeline": base}
     if a.bf16_variant:
         variants["ours-bf16"] = ours_bf16

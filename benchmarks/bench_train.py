@@ -54,15 +54,21 @@ def run_ours(backbone, pairs, *, steps: int, batch_size: int, lr: float, max_len
 
     steps_per_epoch = math.ceil(len(pairs) / batch_size)
     _reset_peak()
+    # the Trainer runs ceil(epochs x steps_per_epoch) steps: half a step below the target, so float rounding of
+    # steps / steps_per_epoch cannot add one (7 / 25 * 25 came to 8 steps where TRL ran 7)
     path = train_reward_model(backbone, pairs, output_dir=workdir / "ours", force=True, progress=False,
-                              batch_size=batch_size, epochs=steps / steps_per_epoch, lr=lr,
+                              batch_size=batch_size, epochs=(steps - 0.5) / steps_per_epoch, lr=lr,
                               max_length=max_length, bf16=bf16, seed=seed, device=device, **config)
     card = read_card(path)
     m = card["train_metrics"]
+    done = round(m["train_steps_per_second"] * m["train_runtime"])
+    if done != steps:
+        raise RuntimeError(f"ours trained {done} steps, not {steps}: the comparison would not be like for like")
     logged = [h["accuracy"] for h in card["log_history"] if "accuracy" in h]
     return _measure(steps * batch_size, m["real_tokens"], m["train_runtime"], logged[-1] if logged else None,
                     model_dir=str(path), peak=_peak()) | {"loss": m.get("train_loss"), "packed": card.get("packed"),
-                                                          "compiled_blocks": card.get("compiled_blocks")}
+                                                          "compiled_blocks": card.get("compiled_blocks"),
+                                                          "steps_done": done}
 
 
 def run_trl(backbone, pairs, *, steps: int, batch_size: int, lr: float, max_length: int, bf16: bool,
@@ -105,8 +111,9 @@ def run_trl(backbone, pairs, *, steps: int, batch_size: int, lr: float, max_leng
                    logged[-1] if logged else None, peak=_peak()) | {
         "loss": result.metrics.get("train_loss"), "pairs_after_filter": len(trainer.train_dataset),
         "steps_done": trainer.state.global_step}
-    if keep_model:
+    if keep_model:  # scored as it trained: TRL appends EOS to implicit-prompt text (not to ids or chat)
         out["_model"], out["_tok"], out["_fmt"] = trainer.model, tok, fmt
+        out["_eos"] = trl_input == "text" and fmt.template != "chat"
     del trainer
     _free()
     return out
@@ -140,13 +147,27 @@ def _free():
 
 
 # ----------------------------------------------------------------------------------- accuracy
-def accuracies(model, tok, fmt, sets: dict) -> dict:
-    """score_pairs accuracy (strict r_c > r_r) on each named pair set, plus per-language accuracy on ``test``."""
-    from xlrm_lib.evaluate import score_pairs
+def accuracies(model, tok, fmt, sets: dict, *, append_eos: bool = False) -> dict:
+    """score_pairs accuracy (strict r_c > r_r) on each named pair set, plus per-language accuracy on ``test``.
+
+    ``append_eos``: score each sequence with an EOS token after it, as TRL's RewardTrainer trained on it (it
+    appends one to implicit-prompt text), so its reward is read where it learnt to put it.
+    """
+    import pandas as pd
+
+    from xlrm_lib.evaluate import score_pairs, score_texts
+    from xlrm_lib.formatting import encode
 
     out = {}
     for name, pairs in sets.items():
-        df = score_pairs(model, tok, pairs, fmt=fmt)
+        if append_eos:
+            seqs = {side: [s + [tok.eos_token_id] for s in encode(tok, pairs["prompt"], pairs[side], fmt)]
+                    for side in ("chosen", "rejected")}
+            rewards = score_texts(model, tok, seqs["chosen"] + seqs["rejected"])
+            n = len(seqs["chosen"])
+            df = pd.DataFrame({"lang": pairs["lang"], "correct": rewards[:n] > rewards[n:]})
+        else:
+            df = score_pairs(model, tok, pairs, fmt=fmt)
         out[f"{name}_acc"] = float(df["correct"].mean())
         if name == "test":
             out["test_acc_by_lang"] = {k: round(float(v), 4) for k, v in df.groupby("lang")["correct"].mean().items()}
@@ -158,12 +179,13 @@ def score_variant(run: dict, sets: dict) -> dict:
     from xlrm_lib.evaluate import model_format
     from xlrm_lib.models import load_reward_model
 
+    eos = False
     if "_model" in run:
-        model, tok, fmt = run.pop("_model"), run.pop("_tok"), run.pop("_fmt")
+        model, tok, fmt, eos = run.pop("_model"), run.pop("_tok"), run.pop("_fmt"), run.pop("_eos", False)
     else:
         model, tok = load_reward_model(run["model_dir"])
         fmt = model_format(model)
-    acc = accuracies(model, tok, fmt, sets)
+    acc = accuracies(model, tok, fmt, sets, append_eos=eos)
     del model
     _free()
     return acc
@@ -198,8 +220,9 @@ def bench_embedded(a) -> dict:
     # the last repeat keeps TRL's model in memory (ours is on disk) for the accuracy check
     runs = harness.interleaved({n: (lambda fn=fn: fn(steps=a.steps)) for n, fn in variants.items()}, a.repeats - 1) \
         if a.repeats > 1 else {n: [] for n in variants}
-    for n, fn in variants.items():
-        runs[n].append(fn(steps=a.steps, **({"keep_model": True} if n.startswith("trl") else {})))
+    last = list(variants) if (a.repeats - 1) % 2 == 0 else list(variants)[::-1]  # the alternation goes on
+    for n in last:
+        runs[n].append(variants[n](steps=a.steps, **({"keep_model": True} if n.startswith("trl") else {})))
         print(f"# {n}: {runs[n][-1]['pairs_per_s']:.3g} pairs/s", flush=True)
     sets = {"train": train, "test": test}
     accs = {n: score_variant(rs[-1], sets) for n, rs in runs.items()}
@@ -342,13 +365,17 @@ def bench_synthetic(a) -> dict:
         warmup = harness.warm_up({n: (lambda fn=fn: fn(warm_pairs, a.warmup_steps)) for n, fn in variants.items()},
                                  keep_going=True)  # one failing variant must not cost the others a GPU lease
         variants = {n: fn for n, fn in variants.items() if "error" not in warmup[n]}
+        if "trl" not in variants or len(variants) < 2:  # stop now: timing the rest would only spend the lease
+            _give_up(a, f"no ratio: the warm-up of TRL or of all of ours failed (left: {sorted(variants)})",
+                     packed_check=check, warmup=warmup)
         runs = harness.interleaved({n: (lambda fn=fn: fn(pairs, a.steps)) for n, fn in variants.items()}, a.repeats,
                                    keep_going=True, verbose=True)
         profiles = {n: profile_run(variants[n], pairs, a.profile_steps, batch) for n in ("ours", "ours-eager")
                     if a.profile_steps and n in variants and runs.get(n)}
     runs = {n: rs for n, rs in runs.items() if rs}  # a failed variant was reported and dropped
     if "trl" not in runs or len(runs) < 2:
-        raise SystemExit(f"no ratio: TRL or all of ours failed (finished: {sorted(runs)})")
+        _give_up(a, f"no ratio: TRL or all of ours failed (finished: {sorted(runs)})", packed_check=check,
+                 warmup=warmup, runs=runs, profiles=profiles)
     rows = []
     for n, rs in runs.items():
         for r in rs:
@@ -374,6 +401,13 @@ def bench_synthetic(a) -> dict:
             "mean_seq_tokens": last["real_tokens"] / (2 * len(pairs)), "packed_check": check, "warmup": warmup,
             "profiles": profiles,
             "runs": runs, "table": rows, "ratios": ratios, "mfu_peak_flops": H100_BF16_PEAK, "_workdir": work}
+
+
+def _give_up(a, why: str, **partial) -> None:
+    """Write what was measured so far (a GPU lease is not spent for nothing), then stop with ``why``."""
+    record = {"benchmark": "bench_train", "machine": harness.machine(), "settings": vars(a), "error": why, **partial}
+    print(f"results (partial): {harness.write_results('bench_train', record, a.json)}", flush=True)
+    raise SystemExit(why)
 
 
 def profile_run(fn, pairs, steps: int, batch: int, top: int = 12) -> dict:

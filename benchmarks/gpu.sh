@@ -6,10 +6,11 @@
 # Usage: benchmarks/gpu.sh OUT_DIR      (results JSON + logs land in OUT_DIR)
 # On a machine without trl/datasets/this transformers, put their wheels in .whl/ first (they are installed with
 # --no-deps into /tmp/site, ahead of the system's packages).
-set -u
+set -u -o pipefail  # a failing benchmark fails the script (not tee's exit status)
 out=${1:?usage: benchmarks/gpu.sh OUT_DIR}
-mkdir -p "$out"
+out=$(mkdir -p "$out" && cd "$out" && pwd)  # absolute before the cd below
 cd "$(dirname "$0")/.."
+limit=${LIMIT_S:-540}  # each benchmark stops well inside a 600 s device call; its JSON is written on failure too
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
@@ -26,10 +27,12 @@ from torch.nn.attention.varlen import varlen_attn
 print("torch", torch.__version__, "transformers", transformers.__version__, "trl", trl.__version__,
       "datasets", datasets.__version__, "varlen_attn", list(inspect.signature(varlen_attn).parameters))
 PY
-TORCH_LOGS=recompiles python3 benchmarks/bench_train.py --gpu-synthetic --steps "${STEPS:-40}" \
+TORCH_LOGS=recompiles timeout "$limit" python3 benchmarks/bench_train.py --gpu-synthetic --steps "${STEPS:-40}" \
   --repeats "${REPEATS:-3}" --warmup-steps "${WARMUP:-10}" --variants ${VARIANTS:-ours trl ours-eager} \
-  --profile-steps "${PROFILE_STEPS:-8}" --json "$out/bench_train_gpu.json" 2>&1 | grep -v "^{'" | tee "$out/bench_train_gpu.log"
+  --profile-steps "${PROFILE_STEPS:-8}" --json "$out/bench_train_gpu.json" 2>&1 | grep -v "^{'" \
+  | tee "$out/bench_train_gpu.log" || rc=$?
 if [ "${SCORE:-0}" = 1 ]; then
-  python3 benchmarks/bench_score.py --gpu-synthetic --bf16-variant --pairs "${PAIRS:-192}" --repeats "${REPEATS:-2}" \
-    --json "$out/bench_score_gpu.json" 2>&1 | tee "$out/bench_score_gpu.log"
+  timeout "$limit" python3 benchmarks/bench_score.py --gpu-synthetic --bf16-variant --pairs "${PAIRS:-192}" --repeats "${REPEATS:-2}" \
+    --json "$out/bench_score_gpu.json" 2>&1 | tee "$out/bench_score_gpu.log" || rc=$?
 fi
+exit "${rc:-0}"

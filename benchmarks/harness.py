@@ -46,18 +46,37 @@ def machine() -> dict:
             versions[name] = __import__(name).__version__
         except ImportError:
             versions[name] = None
+    try:
+        versions["triton"] = __import__("triton").__version__
+    except ImportError:
+        versions["triton"] = None
     gpu = None
     if torch.cuda.is_available():
         gpu = {"name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(),
-               "memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)}
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+               "memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
+               "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "driver": _driver()}
+    commit, dirty = _git("rev-parse", "--short", "HEAD"), _git("status", "--porcelain", "--untracked-files=no")
     return {"cpu": cpu, "cpu_flags": flags, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "gpu": gpu, "loadavg_start": _loadavg(), "versions": versions, "git_commit": commit,
-            "host": platform.node()}
+            # the GPU machine gets the working tree, committed or not: say when the commit is not the whole story
+            "git_dirty": bool(dirty) if dirty is not None else None, "host": platform.node()}
+
+
+def _git(*args) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _driver() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
 def _loadavg():
@@ -79,17 +98,19 @@ def quiet() -> None:
 
 # ----------------------------------------------------------------------------------- timing
 def interleaved(variants: dict[str, Callable[[], dict]], repeats: int, *, keep_going: bool = False,
-                verbose: bool = False) -> dict[str, list[dict]]:
+                verbose: bool = False, start: int = 0) -> dict[str, list[dict]]:
     """Run every variant ``repeats`` times in ABBA order; each call returns a dict of measurements.
 
     The order alternates each repeat (A B, B A, A B ...) so neither side always runs right after the other's
     garbage or cache state. ``keep_going``: a variant that raises is reported and dropped, the others go on
     (on a rented GPU one broken ablation must not cost the whole run). ``verbose``: print each run's pairs/s.
+    ``start``: the number of the first round (a caller that runs more rounds after these continues the
+    alternation with ``start=repeats``).
     """
     names = list(variants)
     runs: dict[str, list[dict]] = {n: [] for n in names}
     failed: set[str] = set()
-    for r in range(repeats):
+    for r in range(start, start + repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
             if name in failed:
                 continue

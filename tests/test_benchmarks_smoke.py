@@ -38,7 +38,8 @@ def test_bench_scripts_run_tiny(tmp_path):
     assert rec["machine"]["versions"]["trl"] and rec["precisions"] == ["fp32"]
     assert set(rec["runs"]) == {"ours-fp32", "trl-fp32"}
     trl_run, ours_run = rec["runs"]["trl-fp32"][-1], rec["runs"]["ours-fp32"][-1]
-    assert trl_run["steps_done"] == 2 and trl_run["pairs_after_filter"] == 8
+    assert trl_run["steps_done"] == ours_run["steps_done"] == 2 and trl_run["pairs_after_filter"] == 8
+    assert "git_dirty" in rec["machine"] and "triton" in rec["machine"]["versions"]
     # 2 steps x 4 pairs = all 8 pairs once on both sides; TRL appends one EOS to each of the 16 sequences
     assert ours_run["real_tokens"] > 0 and trl_run["real_tokens"] == ours_run["real_tokens"] + 16
     for variant in ("ours-fp32", "trl-fp32"):
@@ -57,8 +58,32 @@ def test_gpu_synthetic_paths_run_tiny_on_cpu(tmp_path):
     assert check["padded_left_grads_finite"] and check["padded_right_grads_finite"]
     ours, trl_run = train["runs"]["ours"][-1], train["runs"]["trl"][-1]
     assert ours["real_tokens"] == trl_run["real_tokens"]  # TRL gets our token ids: the same tokens on both sides
+    assert ours["steps_done"] == trl_run["steps_done"] == 2
     score = _script("bench_score").main(["--gpu-synthetic", "--tiny", "--repeats", "1", "--pairs", "12",
                                          "--json", str(tmp_path / "s.json")])
     assert score["token_ids_differ"] == 0 and score["max_abs_delta"] <= 1e-4
     pad = score["padding_factors"]
     assert pad["baseline"] >= 1.0 and pad["ours"] >= 1.0  # computed tokens per real token
+
+
+def test_our_side_trains_exactly_the_steps_asked_for(tmp_path):
+    # epochs = steps / steps_per_epoch rounded up to one step more for some sizes (7 steps of 25 per epoch -> 8)
+    from conftest import make_pairs, save_model, tiny_bert, word_tokenizer
+
+    bench_train = _script("bench_train")
+    backbone = save_model(tmp_path / "bert", tiny_bert(), word_tokenizer("bert"))
+    pairs = make_pairs([{"prompt": f"w{i} ?", "chosen": f"w{i} good", "rejected": "w2 bad"} for i in range(50)])
+    run = bench_train.run_ours(str(backbone), pairs, steps=7, batch_size=2, lr=1e-3, max_length=16, bf16=False,
+                               seed=0, workdir=tmp_path / "w", device="cpu")
+    assert run["steps_done"] == 7
+
+
+def test_rounds_alternate_their_order_across_calls():
+    from itertools import chain
+
+    harness = _script("harness")
+    order = []
+    variants = {n: (lambda n=n: order.append(n) or {}) for n in "AB"}
+    harness.interleaved(variants, 1)
+    harness.interleaved(variants, 1, start=1)  # the round after: reversed
+    assert order == list(chain("AB", "BA"))
