@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -298,3 +299,32 @@ def test_english_vs_target_average_does_not_depend_on_row_order_and_pairs_one_ru
     pd.testing.assert_frame_equal(a, b)
     with pytest.raises(ValueError, match="more than once .* compare one run at a time"):
         paired_difference(pd.concat([s.assign(seed=1), s.assign(seed=2)]), "en", "ko", "ko")
+
+
+def test_notebook_entry_points_name_an_empty_required_parameter(tmp_path, monkeypatch):
+    from xlrm_lib import study
+
+    with pytest.raises(ValueError, match="model_dir is empty: set it in the notebook's parameters cell"):
+        study.evaluate_rm("", rm_name="en", eval_source="embedded", eval_langs=["en"])
+    with pytest.raises(FileNotFoundError, match="model_dir 'no/such/dir' is not a directory"):
+        study.evaluate_rm("no/such/dir", rm_name="en", eval_source="embedded", eval_langs=["en"])
+    with pytest.raises(ValueError, match="rm_dirs is empty: set it in the notebook's parameters cell"):
+        study.representation_shift("me5-small", {}, {"en": ["a"]})
+    # JupyterLab starts a kernel in notebooks/: the notebooks work from the repository root, like `xlrm run`
+    import datasets
+    import plotly.io as pio
+    import transformers
+
+    root = Path(study.__file__).resolve().parents[1]
+    monkeypatch.setattr(pio.renderers, "default", pio.renderers.default)
+    verbosity = transformers.utils.logging.get_verbosity()
+    try:
+        monkeypatch.chdir(root / "notebooks")
+        assert study.setup_notebook() == root and Path.cwd() == root
+        monkeypatch.chdir(tmp_path)  # anywhere else: left alone
+        assert study.setup_notebook() == tmp_path
+        assert transformers.utils.logging.get_verbosity() == transformers.logging.ERROR
+    finally:  # the rest of this process keeps its warnings and progress bars
+        transformers.utils.logging.set_verbosity(verbosity)
+        transformers.utils.logging.enable_progress_bar()
+        datasets.enable_progress_bars()

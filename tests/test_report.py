@@ -106,3 +106,35 @@ def test_backbones_that_share_a_last_name_keep_their_paths():
     assert report.backbone_labels(["/x/a/llama", "/x/b/llama"]) == {"/x/a/llama": "/x/a/llama", "/x/b/llama": "/x/b/llama"}
     assert report.backbone_labels(["Qwen/Qwen2.5-3B", "meta-llama/Llama-3.2-3B"]) == {
         "Qwen/Qwen2.5-3B": "Qwen2.5-3B", "meta-llama/Llama-3.2-3B": "Llama-3.2-3B"}
+
+
+def test_key_numbers_read_as_points_and_tables_as_people_read_them():
+    key = {"english_minus_native_avg": {"diff": 0.0164, "ci": [-0.0357, 0.0699]},
+           "english_minus_translated_avg": {"diff": 0.02, "sd": 0.01, "per_run": [0.01, 0.03]}}
+    t = report.key_numbers_table(key)
+    assert t["points"].tolist() == [1.6, 2.0] and t.loc[0, "ci_low"] == -3.6 and t.loc[1, "sd"] == 1.0
+    assert "backbone" not in t.columns and report.key_numbers_table(None).empty
+    two = report.key_numbers_table({"by_backbone": {"a": key, "b": key}})
+    assert two["backbone"].tolist() == ["a", "a", "b", "b"]
+    head = pd.DataFrame({"lang": ["ko", "average"], "b": ["ko", "{lang}-mt"], "diff": [0.012345, 0.5]})
+    assert report.readable(head)["b"].tolist() == ["ko", "<target>-mt"] and report.readable(head)["diff"][0] == 0.012
+
+
+def test_run_header_says_what_was_run(tmp_path):
+    rep = {"run": "default", "params": {"run": "default", "description": "8 languages", "backbones": ["me5-small"],
+                                        "langs": ["en", "ko"], "translated": [{"from": "en", "to": "es"}],
+                                        "train": {"lr": 1e-4, "epochs": 3.0}}}
+    h = report.run_header(rep).set_index("field")["value"]
+    assert h["description"] == "8 languages" and h["RM languages"] == "en, ko"
+    assert h["translate-train RMs"] == "en->es (apertium)" and h["training"] == "lr 0.0001, epochs 3.0"
+    assert report.run_header({"run": "x"}).empty
+
+
+def test_runs_table_links_from_the_report_notebooks_folder():
+    runs = pd.DataFrame([{"stage": "train", "cell": "train/a", "seconds": 3.0, "notebook_html": "train/a/t.html"}])
+    assert 'href="../train/a/t.html"' in report.runs_table_html(runs)
+
+
+def test_collect_refuses_an_empty_run_dir():
+    with pytest.raises(ValueError, match="run_dir is empty: set it in the notebook's parameters cell"):
+        report.collect("")

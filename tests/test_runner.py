@@ -460,10 +460,17 @@ def test_relative_outputs_are_the_folder_the_kernels_write_to(fake_notebooks, tm
 
 
 def test_a_stale_report_is_not_republished_when_the_report_did_not_run(fake_notebooks, tmp_path):
+    nb = nbformat.read(fake_notebooks / "report.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("from IPython.display import HTML\n"
+                                              "HTML('<a href=\"../train/x/t.html\">a notebook</a>')"))
+    nbformat.write(nb, fake_notebooks / "report.ipynb")
     spec = _spec(fake_notebooks, tmp_path, langs=["en"])
     runner.run(spec, progress=False)
     run_dir = tmp_path / "out" / "t"
-    assert (run_dir / "report.html").exists()  # the report ran: published
+    # the report ran: published one folder up, its links to the notebooks lose their "../"
+    assert 'href="train/x/t.html"' in (run_dir / "report.html").read_text()
+    assert 'href="../train/x/t.html"' in (run_dir / "report" / "report.html").read_text()
+    assert yaml.safe_load((run_dir / "params.yaml").read_text())["langs"] == ["en"]  # what the report shows
     failing = _spec(fake_notebooks, tmp_path, langs=["en"], evaluate={"fail": True})
     summary = runner.run(failing, progress=False)
     assert summary["cells"]["report"]["status"] == "skipped-dep" and not (run_dir / "report.html").exists()

@@ -19,6 +19,9 @@ from .study import METRICS_FILE, has_targets
 
 def collect(run_dir) -> dict:
     """Everything a run produced: ``runs`` (one row per executed notebook), ``train``, ``scores``, ``probe``, ``align``."""
+    if not str(run_dir or "").strip():  # Path("") is the current folder: it would report on whatever is here
+        raise ValueError("run_dir is empty: set it in the notebook's parameters cell, e.g. run_dir = "
+                         "'outputs/default' (`xlrm run` fills it)")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory not found: {run_dir}; run `xlrm run params/<file>.yaml` first")
@@ -33,7 +36,8 @@ def collect(run_dir) -> dict:
                      "kind": m.get("kind"), "seconds": info.get("seconds"),
                      "notebook_html": os.path.relpath(htmls[0], run_dir) if htmls else None})
         by_kind.setdefault(m.get("kind"), []).append((cell_dir, m))
-    out = {"runs": pd.DataFrame(runs), "train": pd.DataFrame([m for _, m in by_kind.get("train", [])])}
+    out = {"runs": pd.DataFrame(runs), "train": pd.DataFrame([m for _, m in by_kind.get("train", [])]),
+           "params": _read_params(run_dir / "params.yaml"), "run": run_dir.name}
     frames = [pd.read_parquet(d / m["tables"]["scores"]) for d, m in by_kind.get("evaluate", []) if "scores" in m.get("tables", {})]
     out["scores"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     for kind in ("probe", "align"):
@@ -154,13 +158,82 @@ def key_numbers(scores: pd.DataFrame, heads: dict, *, english: str = "en") -> di
 
 
 def runs_table_html(runs: pd.DataFrame) -> str:
-    """The table of executed notebooks with links to their rendered HTML (relative to the run directory)."""
+    """The table of executed notebooks with links to their rendered HTML, relative to the report notebook's own
+    folder (``<run>/report/``; the runner's copy at ``<run>/report.html`` drops the ``../``)."""
     rows = []
     for r in runs.itertuples():
-        link = f'<a href="{html.escape(r.notebook_html)}">{html.escape(r.cell)}</a>' if r.notebook_html else html.escape(r.cell)
+        href = html.escape(f"../{r.notebook_html}")
+        link = f'<a href="{href}">{html.escape(r.cell)}</a>' if r.notebook_html else html.escape(r.cell)
         rows.append(f"<tr><td>{html.escape(str(r.stage))}</td><td>{link}</td><td>{r.seconds or ''}</td></tr>")
     return ("<table><thead><tr><th>stage</th><th>notebook</th><th>seconds</th></tr></thead><tbody>"
             + "".join(rows) + "</tbody></table>")
+
+
+def _read_params(path: Path) -> dict:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def run_header(rep: dict) -> pd.DataFrame:
+    """What was run, from the run's ``params.yaml`` (written by ``xlrm run``): name, description, grid axes, data
+    and the main training settings; one ``field, value`` row each (empty without a params file)."""
+    p = rep.get("params") or {}
+    if not p:
+        return pd.DataFrame(columns=["field", "value"])
+    train, ev = p.get("train") or {}, p.get("evaluate") or {}
+    translated = ", ".join(f"{t.get('from')}->{t.get('to')} ({t.get('backend', 'apertium')})"
+                           for t in p.get("translated") or [])
+    rows = [("run", p.get("run", rep.get("run"))), ("description", p.get("description")),
+            ("backbones", ", ".join(map(str, p.get("backbones") or ["me5-small"]))),
+            ("seeds", ", ".join(map(str, p.get("seeds") or [42]))), ("RM languages", ", ".join(p.get("langs") or [])),
+            ("translate-train RMs", translated or None),
+            ("training data", f"{train.get('data_source', 'embedded')} ({train.get('split', 'train')})"),
+            ("evaluation data", f"{ev.get('eval_source', 'embedded')} ({ev.get('split', 'test')})"),
+            ("training", ", ".join(f"{k} {train[k]}" for k in ("lr", "epochs", "batch_size", "max_length")
+                                   if k in train) or None)]
+    return pd.DataFrame([r for r in rows if r[1]], columns=["field", "value"])
+
+
+def figures_dir(run_dir) -> Path:
+    """Where a run's standalone figures go: ``<run>/figures``."""
+    return Path(run_dir) / "figures"
+
+
+def readable(table: pd.DataFrame | None, digits: int = 3) -> pd.DataFrame | None:
+    """A table for people: floats rounded, and a target-RM pattern (``{lang}``, ``{lang}-mt``) spelt
+    ``<target>`` / ``<target>-mt``."""
+    if table is None:
+        return None
+    out = table.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(lambda v: v.replace("{lang}", "<target>") if isinstance(v, str) else v)
+    return out.round(digits)
+
+
+def key_numbers_table(key: dict | None) -> pd.DataFrame:
+    """The average English-minus-target differences of :func:`key_numbers`, in accuracy points, one row per
+    comparison (and backbone): ``comparison, points, ci_low, ci_high`` (several seeds: ``sd`` instead)."""
+    rows = []
+    key = key or {}
+    for backbone, numbers in (key["by_backbone"].items() if "by_backbone" in key else [(None, key)]):
+        for label in ("native", "translated"):
+            v = numbers.get(f"english_minus_{label}_avg")
+            if not v:
+                continue
+            row = {"backbone": backbone, "comparison": f"English RM minus {label} RM, mean over target languages",
+                   "points": round(100 * v["diff"], 1)}
+            if "ci" in v:
+                row.update(ci_low=round(100 * v["ci"][0], 1), ci_high=round(100 * v["ci"][1], 1))
+            else:
+                row.update(sd=round(100 * v["sd"], 1), runs=len(v["per_run"]))
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.drop(columns="backbone") if not out.empty and out["backbone"].isna().all() else out
 
 
 def write_figures(figures: dict, out_dir) -> list[Path]:

@@ -566,6 +566,7 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
 
 
 def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, progress) -> dict:
+    _write_params(spec, run_dir)
     threads_set = executor == "local" and jobs > 1 and "OMP_NUM_THREADS" not in os.environ
     if threads_set:  # kernels inherit it: N notebooks x all cores each would oversubscribe the CPU
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
@@ -624,15 +625,22 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
     report_cell = next((c.name for c in cells if c.stage == "report"), None)
     report, published = run_dir / "report" / "report.html", run_dir / "report.html"
     if report_cell and results.get(report_cell, {}).get("status") in ("ok", "skipped") and report.exists():
-        import shutil
-
-        with store.atomic_path(published) as tmp:
-            shutil.copyfile(report, tmp)
+        # one folder up from the report notebook's own: its links to the other notebooks lose their "../"
+        text = report.read_text(encoding="utf-8").replace('href="../', 'href="')
+        store.write_text(published, text)
     elif report_cell and published.exists():  # an older run's report: it does not describe these results
         published.unlink()
         notes.append("report not made this time (see above); the previous report.html was removed")
     notes += [f"translated RM {t['from']}->{t['to']} not run: {why}" for t, why in unavailable_translations(spec)]
     return _summary(spec, run_dir, results, notes)
+
+
+def _write_params(spec: dict, run_dir: Path) -> None:
+    """The params file as this run read it (``<run>/params.yaml``): the report shows what was run from it."""
+    import yaml
+
+    store.write_text(run_dir / "params.yaml", yaml.safe_dump({k: v for k, v in spec.items() if not k.startswith("_")},
+                                                             sort_keys=False, allow_unicode=True))
 
 
 def _summary(spec, run_dir: Path, results: dict, notes: list[str]) -> dict:

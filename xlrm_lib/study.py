@@ -23,6 +23,38 @@ METRICS_FILE = "metrics.json"
 
 
 # ----------------------------------------------------------------------------------- outputs
+def setup_notebook() -> Path:
+    """The first call of every notebook: run from the repository root, as ``xlrm run`` does (JupyterLab starts a
+    kernel in ``notebooks/``, where ``outputs/default`` or a relative data path would mean another folder),
+    warnings only from our logging, no download/progress widgets or transformers load reports in the rendered
+    HTML (they are blank offline), and plotly figures that survive nbconvert. Returns the working directory."""
+    import os
+
+    from . import plots
+
+    root = Path(__file__).resolve().parents[1]
+    if (root / "notebooks").is_dir() and Path.cwd().resolve() == (root / "notebooks").resolve():
+        os.chdir(root)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        import datasets
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()  # e.g. the "newly initialized: score.weight" report
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover - both are dependencies
+        pass
+    plots.use_embedding_renderer()
+    return Path.cwd()
+
+
+def _required(name: str, value, example: str) -> None:
+    if value is None or (isinstance(value, (str, dict, list)) and not value):
+        raise ValueError(f"{name} is empty: set it in the notebook's parameters cell, e.g. {example} "
+                         "(`xlrm run` fills it from the notebooks it depends on)")
+
+
 def save_outputs(output_dir, metrics: dict, tables: dict[str, pd.DataFrame] | None = None) -> Path:
     """Write ``tables`` (name -> DataFrame, as ``name.parquet`` or ``name.csv``) then ``metrics.json``.
 
@@ -88,6 +120,10 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
     the pools' chosen and rejected answers already scored. ``drop_bad``: leave out (and log) pairs with an empty
     answer or chosen == rejected instead of stopping.
     """
+    _required("model_dir", model_dir, "model_dir = '~/.cache/xlrm/models/en-me5-small-<key>' (an RM directory)")
+    if not Path(str(model_dir)).expanduser().is_dir() and str(model_dir).count("/") != 1:
+        raise FileNotFoundError(f"model_dir {str(model_dir)!r} is not a directory (nor a hub id 'org/name'); give "
+                                "an RM directory, e.g. the model_dir in a train cell's metrics.json")
     eval_langs = checks.languages("eval_langs", eval_langs, strict=False)  # empty would mean every language
     checks.positive_int("batch_size", batch_size)
     drop_bad = checks.choice("drop_bad", drop_bad, (True, False))
@@ -153,8 +189,8 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
 
     ``max_length``: tokens per text; a longer text keeps its end (where an RM reads its score).
     """
-    if not rm_dirs:
-        raise ValueError("no reward models to compare with the base model (rm_dirs is empty)")
+    _required("rm_dirs", rm_dirs, "rm_dirs = {'en': '<RM directory>', 'ko': '<RM directory>'} (RM name -> "
+              "model directory)")
     checks.layer_list("layers", layers)
     toks: dict = {}  # the RMs' directories hold copies of one tokenizer: read it once
     langs = list(texts)
@@ -257,9 +293,8 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     """
     from . import align
 
-    if not rm_dirs:
-        raise ValueError("rm_dirs is empty: give RM name -> model directory for every RM to compare (the runner "
-                         "fills it from the train notebooks)")
+    _required("rm_dirs", rm_dirs, "rm_dirs = {'en': '<RM directory>', 'ko': '<RM directory>'} (RM name -> "
+              "model directory)")
     langs = normalize_langs(langs)  # "EN" / "kor_Hang" -> "en" / "ko", as load_pairs names them
     checks.judge("judge", judge)  # before any scoring: a typo here would otherwise fail at the end
     checks.positive_int("n", n, minimum=4)

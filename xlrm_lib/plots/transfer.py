@@ -11,8 +11,11 @@ import plotly.graph_objects as go
 
 
 def transfer_heatmap(matrix: pd.DataFrame, *, title: str = "RM accuracy: source (train) x target (eval)",
-                     diverging: bool = False, zmid: float | None = None, fmt: str = ".2f") -> go.Figure:
-    """Annotated heatmap of a source x target matrix (:func:`xlrm_lib.evaluate.transfer_matrix`).
+                     diverging: bool = False, zmid: float | None = None, fmt: str = ".2f",
+                     x_title: str = "target language (evaluated on)", y_title: str = "source (RM trained on)",
+                     hover: str = "source %{y} -> target %{x}") -> go.Figure:
+    """Annotated heatmap of a source x target matrix (:func:`xlrm_lib.evaluate.transfer_matrix`), or of any
+    square language matrix given its axis titles and hover text.
 
     ``diverging=True`` (for differences) centres a red-blue scale on ``zmid`` (default 0).
     """
@@ -20,10 +23,9 @@ def transfer_heatmap(matrix: pd.DataFrame, *, title: str = "RM accuracy: source 
     text = [[("" if np.isnan(v) else format(v, fmt)) for v in row] for row in z]
     kw = dict(colorscale="RdBu", zmid=0.0 if zmid is None else zmid) if diverging else dict(colorscale="Viridis")
     fig = go.Figure(go.Heatmap(z=z, x=[str(c) for c in matrix.columns], y=[str(i) for i in matrix.index],
-                               text=text, texttemplate="%{text}", hovertemplate="source %{y} -> target %{x}: %{z:.3f}<extra></extra>",
+                               text=text, texttemplate="%{text}", hovertemplate=hover + ": %{z:.3f}<extra></extra>",
                                **kw))
-    fig.update_layout(title=title, xaxis_title="target language (evaluated on)",
-                      yaxis_title="source (RM trained on)", yaxis_autorange="reversed",
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, yaxis_autorange="reversed",
                       width=120 + 70 * max(len(matrix.columns), 4), height=160 + 50 * max(len(matrix.index), 4))
     return fig
 
@@ -40,7 +42,7 @@ def english_vs_target_bars(table: pd.DataFrame, *, title: str | None = None) -> 
         fig = px.bar(t, x="lang", y="diff", color="run", barmode="group", error_y=t["ci_high"] - t["diff"],
                      error_y_minus=t["diff"] - t["ci_low"])
         fig.add_hline(y=0, line_color="black", line_width=1)
-        fig.update_layout(title=title or f"English RM minus target RM ({t['b'].iloc[0]}) per seed, overall accuracy",
+        fig.update_layout(title=title or f"English RM minus {_target_rm(t)} per seed, overall accuracy",
                           yaxis_title="accuracy difference", xaxis_title="target language")
         return fig
     err_hi = t["ci_high"] - t["diff"]
@@ -50,9 +52,20 @@ def english_vs_target_bars(table: pd.DataFrame, *, title: str | None = None) -> 
                            error_y=dict(type="data", array=err_hi, arrayminus=err_lo, visible=True),
                            hovertemplate="%{x}: %{y:+.3f}<extra></extra>"))
     fig.add_hline(y=0, line_color="black", line_width=1)
-    fig.update_layout(title=title or f"English RM minus target RM ({t['b'].iloc[0]}), overall accuracy",
+    fig.update_layout(title=title or f"English RM minus {_target_rm(t)}, overall accuracy",
                       yaxis_title="accuracy difference", xaxis_title="target language")
     return fig
+
+
+def _target_rm(t: pd.DataFrame) -> str:
+    """Which RM each bar compares with: each target language's own RM, native or translate-train (the average
+    row names the pattern, e.g. "{lang}-mt"; every other row a concrete RM)."""
+    pattern = next((b for b in t["b"].astype(str) if "{lang}" in b), None)
+    if pattern is None:  # no average row: derive the suffix from a row
+        first = t.iloc[0]
+        pattern = str(first["b"]).replace(str(first["lang"]), "{lang}", 1)
+    suffix = pattern.replace("{lang}", "")
+    return "each target language's own RM" + (f" ({suffix.lstrip('-')}: translate-train)" if suffix else "")
 
 
 def category_bars(acc: pd.DataFrame, *, source_col: str = "source") -> go.Figure:
@@ -60,8 +73,11 @@ def category_bars(acc: pd.DataFrame, *, source_col: str = "source") -> go.Figure
     import plotly.express as px
 
     d = acc[acc["category"] != "overall"]
+    rms = sorted(d[source_col].astype(str).unique()) if source_col in d.columns else []
     fig = px.bar(d, x="lang", y="accuracy", color="category", barmode="group", facet_row=source_col,
                  error_y=d["ci_high"] - d["accuracy"], error_y_minus=d["accuracy"] - d["ci_low"],
-                 height=220 * max(d[source_col].nunique(), 1))
+                 height=220 * max(d[source_col].nunique(), 1),
+                 title=f"Accuracy per category and target language: RM {', '.join(rms)}" if len(rms) == 1
+                 else "Accuracy per category and target language, per RM")
     fig.update_yaxes(range=[0, 1])
     return fig
