@@ -320,11 +320,33 @@ def test_notebook_entry_points_name_an_empty_required_parameter(tmp_path, monkey
     verbosity = transformers.utils.logging.get_verbosity()
     try:
         monkeypatch.chdir(root / "notebooks")
-        assert study.setup_notebook() == root and Path.cwd() == root
+        study.setup_notebook()
+        assert Path.cwd() == root
         monkeypatch.chdir(tmp_path)  # anywhere else: left alone
-        assert study.setup_notebook() == tmp_path
+        study.setup_notebook()
+        assert Path.cwd() == tmp_path
         assert transformers.utils.logging.get_verbosity() == transformers.logging.ERROR
     finally:  # the rest of this process keeps its warnings and progress bars
         transformers.utils.logging.set_verbosity(verbosity)
         transformers.utils.logging.enable_progress_bar()
         datasets.enable_progress_bars()
+
+
+def test_cell_notebooks_of_a_run_share_its_plotly_js(tmp_path, monkeypatch):
+    # embedded once per notebook, plotly.js (4.9 MB) made the default run's rendered notebooks 225 MB
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from xlrm_lib import study
+
+    monkeypatch.setattr(pio.renderers, "default", pio.renderers.default)
+    cell = tmp_path / "run" / "evaluate" / "me5-small-s42-en"
+    cell.mkdir(parents=True)
+    study.setup_notebook(cell)  # no shared file yet: embedded
+    assert pio.renderers.default == "notebook+plotly_mimetype"
+    (tmp_path / "run" / "figures").mkdir()
+    (tmp_path / "run" / "figures" / "plotly.min.js").write_text("//")
+    study.setup_notebook(cell)
+    bundle = pio.renderers["xlrm_shared_js"].to_mimebundle(go.Figure(go.Bar(y=[1])).to_dict())
+    html = bundle["text/html"]
+    assert 'src="../../figures/plotly.min.js"' in html and len(html) < 20_000

@@ -225,7 +225,7 @@ def key_numbers_table(key: dict | None) -> pd.DataFrame:
             v = numbers.get(f"english_minus_{label}_avg")
             if not v:
                 continue
-            row = {"backbone": backbone, "comparison": f"English RM minus {label} RM, mean over target languages",
+            row = {"backbone": backbone, "comparison": f"English RM − {label} RM, mean over targets",
                    "points": round(100 * v["diff"], 1)}
             if "ci" in v:
                 row.update(ci_low=round(100 * v["ci"][0], 1), ci_high=round(100 * v["ci"][1], 1))

@@ -567,6 +567,11 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
 
 def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, progress) -> dict:
     _write_params(spec, run_dir)
+    shared_js = run_dir / "figures" / "plotly.min.js"  # the cell notebooks' figures load it (plots.use_embedding_renderer)
+    if not shared_js.exists():
+        from plotly.offline import get_plotlyjs
+
+        store.write_text(shared_js, get_plotlyjs())
     threads_set = executor == "local" and jobs > 1 and "OMP_NUM_THREADS" not in os.environ
     if threads_set:  # kernels inherit it: N notebooks x all cores each would oversubscribe the CPU
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))

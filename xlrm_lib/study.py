@@ -23,11 +23,13 @@ METRICS_FILE = "metrics.json"
 
 
 # ----------------------------------------------------------------------------------- outputs
-def setup_notebook() -> Path:
+def setup_notebook(output_dir=None) -> None:
     """The first call of every notebook: run from the repository root, as ``xlrm run`` does (JupyterLab starts a
     kernel in ``notebooks/``, where ``outputs/default`` or a relative data path would mean another folder),
     warnings only from our logging, no download/progress widgets or transformers load reports in the rendered
-    HTML (they are blank offline), and plotly figures that survive nbconvert. Returns the working directory."""
+    HTML (they are blank offline), and plotly figures that survive nbconvert: they load the run's shared
+    ``figures/plotly.min.js`` when ``output_dir`` is a cell of a run that has one (``xlrm run`` writes it first),
+    else embed plotly.js."""
     import os
 
     from . import plots
@@ -45,8 +47,8 @@ def setup_notebook() -> Path:
         datasets.disable_progress_bars()
     except ImportError:  # pragma: no cover - both are dependencies
         pass
-    plots.use_embedding_renderer()
-    return Path.cwd()
+    shared = Path(output_dir).expanduser() / ".." / ".." / "figures" / "plotly.min.js" if output_dir else None
+    plots.use_embedding_renderer("../../figures/plotly.min.js" if shared and shared.is_file() else None)
 
 
 def _required(name: str, value, example: str) -> None:

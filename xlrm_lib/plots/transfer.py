@@ -76,7 +76,7 @@ def category_bars(acc: pd.DataFrame, *, source_col: str = "source") -> go.Figure
     rms = sorted(d[source_col].astype(str).unique()) if source_col in d.columns else []
     fig = px.bar(d, x="lang", y="accuracy", color="category", barmode="group", facet_row=source_col,
                  error_y=d["ci_high"] - d["accuracy"], error_y_minus=d["accuracy"] - d["ci_low"],
-                 height=220 * max(d[source_col].nunique(), 1),
+                 height=140 + 220 * max(d[source_col].nunique(), 1),
                  title=f"Accuracy per category and target language: RM {', '.join(rms)}" if len(rms) == 1
                  else "Accuracy per category and target language, per RM")
     fig.update_yaxes(range=[0, 1])
