@@ -102,10 +102,10 @@ def stratified_boot(values, categories, ids, *, groups=None, weights=None, n_boo
     rng = np.random.default_rng(seed)
     per_group: dict[str, list] = {}
     for n, sums in _item_sums(values, categories, ids, groups, weights).values():
-        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)  # (n_boot, n): how often each item is drawn
+        draw = rng.integers(0, n, size=(n_boot, n))  # the items of each resample, the same for every group
         for gg, (S, W) in sums.items():
             with np.errstate(invalid="ignore", divide="ignore"):
-                per_group.setdefault(gg, []).append((counts @ S) / (counts @ W))
+                per_group.setdefault(gg, []).append(S[draw].sum(axis=1) / W[draw].sum(axis=1))
     return _mean_of_means(per_group)
 
 
