@@ -356,3 +356,17 @@ def test_missing_answers_are_bad_rows_and_a_byte_order_mark_is_read(tmp_path):
     array.write_text('[{"prompt": "a",\n "chosen": }]')
     with pytest.raises(ValueError, match=r"broken\.json:2: not valid JSON"):
         load_pairs(str(array))
+
+
+def test_missing_and_repeated_ids_name_one_item_each(tmp_path, caplog):
+    rows = [{"id": None, "lang": "en", "prompt": "p1", "chosen": "a", "rejected": "b"},
+            {"id": None, "lang": "en", "prompt": "p2", "chosen": "a", "rejected": "b"},
+            {"id": 3, "lang": "en", "prompt": "p3", "chosen": "a", "rejected": "b"},
+            {"id": 3, "lang": "en", "prompt": "p4", "chosen": "a", "rejected": "b"},
+            {"id": 3, "lang": "ko", "prompt": "p3", "chosen": "a", "rejected": "b"}]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    with caplog.at_level("WARNING", logger="xlrm_lib.data"):
+        ds = load_pairs(str(path))
+    assert ds["id"] == ["pairs.jsonl-0", "pairs.jsonl-1", "3", "3#2", "3"]  # "None" was one id for every row
+    assert "1 row(s) repeat an (id, lang)" in caplog.text

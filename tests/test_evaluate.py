@@ -350,3 +350,21 @@ def test_cell_notebooks_of_a_run_share_its_plotly_js(tmp_path, monkeypatch):
     bundle = pio.renderers["xlrm_shared_js"].to_mimebundle(go.Figure(go.Bar(y=[1])).to_dict())
     html = bundle["text/html"]
     assert 'src="../../figures/plotly.min.js"' in html and len(html) < 20_000
+
+
+def test_rms_that_share_no_item_are_named():
+    s = pd.DataFrame({"id": ["a", "b"], "lang": "ko", "category": "chat", "correct": [True, False], "tie": False,
+                      "source": ["en", "ko"]})
+    with pytest.raises(ValueError, match="'en' and 'ko' share no item id on 'ko'"):
+        paired_difference(s, "en", "ko", "ko")
+
+
+def test_relative_position_encoders_have_no_length_cap():
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    from xlrm_lib.formatting import position_limit
+
+    cfg = DebertaV2Config(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=32, max_position_embeddings=16, position_biased_input=False,
+                          relative_attention=True, num_labels=1)
+    assert position_limit(DebertaV2ForSequenceClassification(cfg)) is None  # mDeBERTa: runs past 16 tokens

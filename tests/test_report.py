@@ -138,3 +138,9 @@ def test_runs_table_links_from_the_report_notebooks_folder():
 def test_collect_refuses_an_empty_run_dir():
     with pytest.raises(ValueError, match="run_dir is empty: set it in the notebook's parameters cell"):
         report.collect("")
+
+
+def test_run_header_takes_single_values_for_grid_axes():
+    h = report.run_header({"params": {"run": "x", "seeds": 7, "backbones": "me5-small", "langs": "en"}})
+    h = h.set_index("field")["value"]
+    assert (h["seeds"], h["backbones"], h["RM languages"]) == ("7", "me5-small", "en")

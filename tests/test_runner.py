@@ -475,3 +475,13 @@ def test_a_stale_report_is_not_republished_when_the_report_did_not_run(fake_note
     summary = runner.run(failing, progress=False)
     assert summary["cells"]["report"]["status"] == "skipped-dep" and not (run_dir / "report.html").exists()
     assert any("previous report.html was removed" in n for n in summary["notes"])
+
+
+def test_yaml_merge_keys_and_path_values_in_a_spec(fake_notebooks, tmp_path):
+    p = tmp_path / "merge.yaml"
+    p.write_text("run: m\nlangs: [en]\ntrain: &t {lr: 0.001, seed: 1}\nevaluate: {<<: *t, seed: 2}\n")
+    assert runner.load_spec(p)["evaluate"] == {"lr": 0.001, "seed": 2}  # merged, then overridden: no repeat
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"], evaluate=None, report=None)
+    spec["notebooks_dir"] = Path(spec["notebooks_dir"])  # a Path, as plan() accepts
+    assert runner.run(spec, progress=False)["failed"] == 0
+    assert yaml.safe_load((tmp_path / "out" / "t" / "params.yaml").read_text())["notebooks_dir"] == str(fake_notebooks)

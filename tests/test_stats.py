@@ -140,3 +140,13 @@ def test_signflip_p_hand_computed_and_tests_the_weighted_statistic():
     assert stratified_mean(d2, c2, np.arange(10)) == pytest.approx((1 - 1 / 9) / 2)
     p = signflip_p(d2, c2, np.arange(10), n_perm=4000, seed=1)
     assert 0.4 < p <= 1.0  # two items with nonzero differences: no evidence either way
+
+
+def test_an_interval_over_groups_survives_draws_without_a_groups_item():
+    # 60 items in one language, 3 in the other: some draws hold none of the small language's items
+    rng = np.random.default_rng(0)
+    d = np.r_[rng.choice([-1.0, 0.0, 1.0], 60), [1.0, 0.0, -1.0]]
+    ids = np.r_[np.arange(60), [100, 101, 102]].astype(str)
+    groups = np.array(["ko"] * 60 + ["zh"] * 3)
+    draws = stratified_boot(d, np.array(["a"] * 63), ids, groups=groups, n_boot=500)
+    assert np.isfinite(draws).all()

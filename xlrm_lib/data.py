@@ -139,7 +139,8 @@ def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "
     if source:
         meta.setdefault("source_file", source)
     return {
-        "id": str(raw.get("id", "")), "lang": normalize_lang(str(lang)), "category": str(category),
+        "id": "" if _missing(raw.get("id")) else str(raw["id"]), "lang": normalize_lang(str(lang)),
+        "category": str(category),
         "subset": subset, "prompt": prompt, "chosen": str(chosen), "rejected": str(rejected),
         "meta": json.dumps(meta, ensure_ascii=False, default=str),
     }
@@ -369,8 +370,18 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
         except ValueError as e:
             rid = r.get("id") if isinstance(r, dict) else None
             raise ValueError(f"{name}: record {i}{f' (id {rid!r})' if rid is not None else ''}: {e}") from None
+    seen: dict[tuple, int] = {}
+    repeated = 0
     for i, r in enumerate(rows):
         r["id"] = r["id"] or f"{name}-{i}"
+        # an id names one item per language (pairing, intervals and pools rely on it): a repeat gets "#2", "#3"...
+        # in every language alike, so parallel data stay parallel
+        k = seen[(r["id"], r["lang"])] = seen.get((r["id"], r["lang"]), 0) + 1
+        if k > 1:
+            r["id"], repeated = f"{r['id']}#{k}", repeated + 1
+    if repeated:
+        log.warning("%s: %d row(s) repeat an (id, lang) already seen; they are told apart as <id>#2, <id>#3, ...",
+                    name, repeated)
     if langs:
         rows = [r for r in rows if r["lang"] in langs]
         if not rows:

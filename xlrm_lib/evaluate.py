@@ -166,7 +166,8 @@ def _weights(g: pd.DataFrame) -> np.ndarray:
 
 
 def _ids(g: pd.DataFrame) -> np.ndarray:
-    return g["id"].to_numpy() if "id" in g.columns else np.arange(len(g))
+    """Item ids as strings (1 and "1" are one item, as the bootstrap counts them); row numbers without ids."""
+    return (g["id"] if "id" in g.columns else pd.Series(np.arange(len(g)))).astype(str).to_numpy()
 
 
 def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -198,11 +199,14 @@ def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int =
 
 
 def transfer_matrix(scores: pd.DataFrame, *, category: str = "overall", source_col: str = "source",
-                    value: str = "accuracy") -> pd.DataFrame:
-    """Source (RM's training language) x target (evaluation language) matrix of ``value`` for ``category``."""
+                    value: str = "accuracy", table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Source (RM's training language) x target (evaluation language) matrix of ``value`` for ``category``.
+
+    ``table``: the :func:`accuracy_table` of ``scores`` by (source, lang), when the caller has it already.
+    """
     choice("value", value, ACCURACY_COLUMNS)
     _check_scores(scores, [source_col, "lang"])
-    table = accuracy_table(scores, by=(source_col, "lang"))
+    table = accuracy_table(scores, by=(source_col, "lang")) if table is None else table
     sub = table[table["category"] == category]
     if sub.empty:
         raise ValueError(f"no rows for category {category!r}; expected one of {sorted(set(table['category']))}")
@@ -224,6 +228,9 @@ def _paired(scores: pd.DataFrame, rm_a: str, rm_b: str, lang: str, source_col: s
                              "scores[scores.seed == 42]")
         sides.append(s.set_index("id"))
     common = sides[0].index.intersection(sides[1].index)
+    if common.empty:
+        raise ValueError(f"{rm_a!r} and {rm_b!r} share no item id on {lang!r}; compare RMs scored on the same "
+                         "pairs (the same eval_source and split)")
     cols = ["category"] + (["subset"] if "subset" in sides[0].columns else [])
     out = sides[0].loc[common, cols].reset_index()
     out["a"] = sides[0].loc[common, "correct"].to_numpy(bool)

@@ -167,6 +167,8 @@ def position_limit(model) -> int | None:
     n = getattr(cfg, "max_position_embeddings", None)
     if cfg is None or n is None or is_decoder(cfg) or getattr(cfg, "position_embedding_type", "absolute") != "absolute":
         return None
+    if getattr(cfg, "position_biased_input", True) is False:  # DeBERTa-v2/v3 (mDeBERTa): relative positions only
+        return None
     return int(n) - (int(cfg.pad_token_id or 0) + 1 if _positions_from_ids(model) else 0)
 
 

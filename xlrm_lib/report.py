@@ -185,11 +185,13 @@ def run_header(rep: dict) -> pd.DataFrame:
     if not p:
         return pd.DataFrame(columns=["field", "value"])
     train, ev = p.get("train") or {}, p.get("evaluate") or {}
+    as_list = lambda v, default: default if v is None else v if isinstance(v, list) else [v]  # noqa: E731 (seeds: 7)
     translated = ", ".join(f"{t.get('from')}->{t.get('to')} ({t.get('backend', 'apertium')})"
                            for t in p.get("translated") or [])
     rows = [("run", p.get("run", rep.get("run"))), ("description", p.get("description")),
-            ("backbones", ", ".join(map(str, p.get("backbones") or ["me5-small"]))),
-            ("seeds", ", ".join(map(str, p.get("seeds") or [42]))), ("RM languages", ", ".join(p.get("langs") or [])),
+            ("backbones", ", ".join(map(str, as_list(p.get("backbones"), ["me5-small"])))),
+            ("seeds", ", ".join(map(str, as_list(p.get("seeds"), [42])))),
+            ("RM languages", ", ".join(map(str, as_list(p.get("langs"), [])))),
             ("translate-train RMs", translated or None),
             ("training data", f"{train.get('data_source', 'embedded')} ({train.get('split', 'train')})"),
             ("evaluation data", f"{ev.get('eval_source', 'embedded')} ({ev.get('split', 'test')})"),
@@ -256,7 +258,8 @@ def tables(rep: dict, *, english: str = "en") -> dict:
         scores = rep["scores"]
         heads = headlines(scores, english=english)  # paired within each (backbone, seed) run
         view = by_backbone_view(scores)  # several seeds of one backbone pool; several backbones do not
-        out.update(matrix=evaluate.transfer_matrix(view), accuracy=evaluate.accuracy_table(view), headlines=heads,
+        acc = evaluate.accuracy_table(view)  # once: the matrix is one of its categories
+        out.update(matrix=evaluate.transfer_matrix(view, table=acc), accuracy=acc, headlines=heads,
                    key_numbers=key_numbers(scores, heads, english=english))
         if _seeds_per_backbone(scores) > 1:
             out["seed_summary"] = seed_summary(heads)  # the spread across seeds of one backbone

@@ -108,6 +108,8 @@ def _unique_key_loader():
         def construct_mapping(self, node, deep=False):
             seen = {}
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *anchor": merged keys may be overridden
+                    continue
                 key = self.construct_object(key_node, deep=deep)
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
@@ -644,8 +646,8 @@ def _write_params(spec: dict, run_dir: Path) -> None:
     """The params file as this run read it (``<run>/params.yaml``): the report shows what was run from it."""
     import yaml
 
-    store.write_text(run_dir / "params.yaml", yaml.safe_dump({k: v for k, v in spec.items() if not k.startswith("_")},
-                                                             sort_keys=False, allow_unicode=True))
+    plain = json.loads(json.dumps({k: v for k, v in spec.items() if not k.startswith("_")}, default=str))  # Paths
+    store.write_text(run_dir / "params.yaml", yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
 
 
 def _summary(spec, run_dir: Path, results: dict, notes: list[str]) -> dict:

@@ -85,7 +85,9 @@ def _item_sums(values, categories, ids, groups, weights) -> dict:
 def _mean_of_means(per_group: dict) -> np.ndarray:
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a draw with no item of a category in some group: NaN
-        return np.mean([np.nanmean(v, axis=0) for v in per_group.values()], axis=0)
+        # a draw that holds no item of some category of a group (a language with few items) leaves that
+        # category, or that group, out of the draw's mean instead of making the whole interval NaN
+        return np.nanmean([np.nanmean(v, axis=0) for v in per_group.values()], axis=0)
 
 
 def stratified_boot(values, categories, ids, *, groups=None, weights=None, n_boot: int = 2000,
