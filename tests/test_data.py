@@ -363,10 +363,12 @@ def test_missing_and_repeated_ids_name_one_item_each(tmp_path, caplog):
             {"id": None, "lang": "en", "prompt": "p2", "chosen": "a", "rejected": "b"},
             {"id": 3, "lang": "en", "prompt": "p3", "chosen": "a", "rejected": "b"},
             {"id": 3, "lang": "en", "prompt": "p4", "chosen": "a", "rejected": "b"},
-            {"id": 3, "lang": "ko", "prompt": "p3", "chosen": "a", "rejected": "b"}]
+            {"id": 3, "lang": "ko", "prompt": "p3", "chosen": "a", "rejected": "b"},
+            {"id": "3#2", "lang": "en", "prompt": "p5", "chosen": "a", "rejected": "b"}]
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     with caplog.at_level("WARNING", logger="xlrm_lib.data"):
         ds = load_pairs(str(path))
-    assert ds["id"] == ["pairs.jsonl-0", "pairs.jsonl-1", "3", "3#2", "3"]  # "None" was one id for every row
+    # "None" was one id for every row; the repeat of 3 skips "3#2", which the data already use
+    assert ds["id"] == ["pairs.jsonl-0", "pairs.jsonl-1", "3", "3#3", "3", "3#2"]
     assert "1 row(s) repeat an (id, lang)" in caplog.text

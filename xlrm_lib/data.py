@@ -371,14 +371,20 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
             rid = r.get("id") if isinstance(r, dict) else None
             raise ValueError(f"{name}: record {i}{f' (id {rid!r})' if rid is not None else ''}: {e}") from None
     seen: dict[tuple, int] = {}
+    taken = {(r["id"], r["lang"]) for r in rows}
     repeated = 0
     for i, r in enumerate(rows):
         r["id"] = r["id"] or f"{name}-{i}"
         # an id names one item per language (pairing, intervals and pools rely on it): a repeat gets "#2", "#3"...
-        # in every language alike, so parallel data stay parallel
+        # in every language alike, so parallel data stay parallel (skipping a suffix the data already use)
         k = seen[(r["id"], r["lang"])] = seen.get((r["id"], r["lang"]), 0) + 1
         if k > 1:
-            r["id"], repeated = f"{r['id']}#{k}", repeated + 1
+            base = r["id"]
+            while (f"{base}#{k}", r["lang"]) in taken:
+                k += 1
+            seen[(base, r["lang"])] = k
+            r["id"], repeated = f"{base}#{k}", repeated + 1
+            taken.add((r["id"], r["lang"]))
     if repeated:
         log.warning("%s: %d row(s) repeat an (id, lang) already seen; they are told apart as <id>#2, <id>#3, ...",
                     name, repeated)
