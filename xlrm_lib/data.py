@@ -370,24 +370,9 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
         except ValueError as e:
             rid = r.get("id") if isinstance(r, dict) else None
             raise ValueError(f"{name}: record {i}{f' (id {rid!r})' if rid is not None else ''}: {e}") from None
-    seen: dict[tuple, int] = {}
-    taken = {(r["id"], r["lang"]) for r in rows}
-    repeated = 0
     for i, r in enumerate(rows):
         r["id"] = r["id"] or f"{name}-{i}"
-        # an id names one item per language (pairing, intervals and pools rely on it): a repeat gets "#2", "#3"...
-        # in every language alike, so parallel data stay parallel (skipping a suffix the data already use)
-        k = seen[(r["id"], r["lang"])] = seen.get((r["id"], r["lang"]), 0) + 1
-        if k > 1:
-            base = r["id"]
-            while (f"{base}#{k}", r["lang"]) in taken:
-                k += 1
-            seen[(base, r["lang"])] = k
-            r["id"], repeated = f"{base}#{k}", repeated + 1
-            taken.add((r["id"], r["lang"]))
-    if repeated:
-        log.warning("%s: %d row(s) repeat an (id, lang) already seen; they are told apart as <id>#2, <id>#3, ...",
-                    name, repeated)
+    _unique_ids(rows, name)
     if langs:
         rows = [r for r in rows if r["lang"] in langs]
         if not rows:
@@ -408,6 +393,25 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
             random.Random(seed).shuffle(lang_rows)
             rows += lang_rows[: int(limit)]
     return datasets.Dataset.from_list(rows, features=FEATURES)
+
+
+def _unique_ids(rows: list[dict], name: str) -> None:
+    """An id names one item per language (pairing, intervals and pools rely on it): a repeated (id, lang) becomes
+    ``<id>#2``, ``<id>#3``... (the first suffix the data do not use), in every language alike, so parallel data
+    stay parallel."""
+    used = {(r["id"], r["lang"]) for r in rows}
+    seen, repeated = set(), 0
+    for r in rows:
+        if (r["id"], r["lang"]) in seen:
+            k = 2
+            while (f"{r['id']}#{k}", r["lang"]) in used:
+                k += 1
+            r["id"], repeated = f"{r['id']}#{k}", repeated + 1
+            used.add((r["id"], r["lang"]))
+        seen.add((r["id"], r["lang"]))
+    if repeated:
+        log.warning("%s: %d row(s) repeat an (id, lang) already seen; they are told apart as <id>#2, <id>#3, ...",
+                    name, repeated)
 
 
 FEATURES = datasets.Features({

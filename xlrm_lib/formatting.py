@@ -172,18 +172,24 @@ def position_limit(model) -> int | None:
     return int(n) - (int(cfg.pad_token_id or 0) + 1 if _positions_from_ids(model) else 0)
 
 
-def fit_positions(fmt: "TextFormat", model) -> "TextFormat":
-    """``fmt`` with ``max_length`` capped at what ``model``'s position table holds (a longer text would index
-    past it), with a warning naming both numbers."""
+def fit_length(max_length: int, model) -> int:
+    """``max_length`` capped at what ``model``'s position table holds (a longer text would index past it), with a
+    warning naming both numbers."""
     limit = position_limit(model)
-    if limit is None or fmt.max_length <= limit:
-        return fmt
+    if limit is None or max_length <= limit:
+        return max_length
     import logging
 
     logging.getLogger(__name__).warning(
         "max_length %d is more than %s takes (%d positions): texts are cut at %d tokens; set max_length <= %d "
-        "to silence this", fmt.max_length, type(model).__name__, limit, limit, limit)
-    return TextFormat(fmt.template, limit, fmt.truncation_side)
+        "to silence this", max_length, type(model).__name__, limit, limit, limit)
+    return limit
+
+
+def fit_positions(fmt: "TextFormat", model) -> "TextFormat":
+    """``fmt`` with its ``max_length`` fitted to ``model`` (:func:`fit_length`)."""
+    length = fit_length(fmt.max_length, model)
+    return fmt if length == fmt.max_length else TextFormat(fmt.template, length, fmt.truncation_side)
 
 
 def _positions_from_ids(model) -> bool:

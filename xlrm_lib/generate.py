@@ -117,7 +117,8 @@ def _stop_ids(policy, tokenizer) -> tuple[set, int]:
 
 
 @torch.no_grad()
-def _sample(policy, tokenizer, texts, add_special, *, n, max_new_tokens, temperature, top_p, seed, batch_size):
+def _sample(policy, tokenizer, texts, add_special, *, n, max_new_tokens, temperature, top_p, seed, batch_size,
+            eos_ids: set, pad: int):
     """``n`` samples for each text, ``batch_size`` rows per ``generate`` call: list (texts) of lists (n)."""
     from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
@@ -125,7 +126,6 @@ def _sample(policy, tokenizer, texts, add_special, *, n, max_new_tokens, tempera
         pass
 
     device = next(policy.parameters()).device
-    eos_ids, pad = _stop_ids(policy, tokenizer)
     cfg = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, pad_token_id=pad,
                            eos_token_id=sorted(eos_ids) or None, repetition_penalty=1.0)
     enc = [tokenizer(t, add_special_tokens=s)["input_ids"] for t, s in zip(texts, add_special)]
@@ -199,7 +199,7 @@ def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4,
     if todo:
         log.info("generating %d x %d samples (%d prompts cached)", len(todo), n, len(first) - len(todo))
         samples = _sample(policy, tokenizer, [rendered[i][0] for i in todo], [rendered[i][1] for i in todo],
-                          batch_size=int(batch_size), **params)
+                          batch_size=int(batch_size), eos_ids=eos_ids, pad=pad, **params)
         for i, s in zip(todo, samples):
             write_json(root / f"{keys[i]}.json", {"texts": s, "prompt": rendered[i][0], **params})
             texts[keys[i]] = s

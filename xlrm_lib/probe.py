@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import logging
 import os
 import warnings
 from pathlib import Path
@@ -29,10 +28,8 @@ import torch
 
 from . import store
 from .checks import layer_list, positive_int
-from .formatting import forward_kwargs, position_ids, position_limit
+from .formatting import fit_length, forward_kwargs, position_ids
 from .models import is_decoder, tokenizer_identity
-
-log = logging.getLogger(__name__)
 
 POOLINGS = ("auto", "mean", "cls", "last")
 
@@ -178,11 +175,7 @@ def hidden_states(model, tokenizer, texts, *, layers="all", pooling: str = "auto
         raise ValueError("tokenizer has no pad token; set tokenizer.pad_token = tokenizer.eos_token "
                          "(pooling reads the attention mask, so which token pads does not matter)")
     pooling = _resolve_pooling(model, pooling)
-    limit = position_limit(model)
-    if limit is not None and max_length > limit:
-        log.warning("max_length %d is more than %s takes (%d positions): texts are cut at %d tokens",
-                    max_length, type(model).__name__, limit, limit)
-        max_length = limit
+    max_length = fit_length(max_length, model)
     side = truncation_side or tokenizer.truncation_side
     if side not in ("left", "right"):
         raise ValueError(f"truncation_side = {truncation_side!r}; expected 'left', 'right' or None")

@@ -83,10 +83,10 @@ def _item_sums(values, categories, ids, groups, weights) -> dict:
 
 
 def _mean_of_means(per_group: dict) -> np.ndarray:
+    # a draw that holds no item of some category of a group (a language with few items) is NaN there: it leaves
+    # that category, or that group, out of the draw's mean instead of making the whole interval NaN
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a draw with no item of a category in some group: NaN
-        # a draw that holds no item of some category of a group (a language with few items) leaves that
-        # category, or that group, out of the draw's mean instead of making the whole interval NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean([np.nanmean(v, axis=0) for v in per_group.values()], axis=0)
 
 
@@ -128,14 +128,13 @@ def signflip_p(diffs, categories, ids, *, groups=None, weights=None, n_perm: int
     ``p = (1 + #{|T*| >= |T|}) / (1 + n_perm)``.
     """
     rng = np.random.default_rng(seed)
-    observed, flipped = {}, {}
+    flipped: dict[str, list] = {}
     for n, sums in _item_sums(diffs, categories, ids, groups, weights).values():
         signs = rng.choice(np.array([-1.0, 1.0]), size=(n_perm, n))
         for gg, (S, W) in sums.items():
-            observed.setdefault(gg, []).append(np.array([S.sum() / W.sum()]))
             flipped.setdefault(gg, []).append((signs @ S) / W.sum())
-    t, t_star = abs(_mean_of_means(observed)[0]), np.abs(_mean_of_means(flipped))
-    return float((1 + np.sum(t_star >= t - 1e-12)) / (1 + n_perm))
+    t = abs(stratified_mean(diffs, categories, ids, groups=groups, weights=weights))
+    return float((1 + np.sum(np.abs(_mean_of_means(flipped)) >= t - 1e-12)) / (1 + n_perm))
 
 
 def ci_from_draws(draws, alpha: float = 0.05) -> tuple[float, float]:

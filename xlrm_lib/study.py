@@ -51,6 +51,9 @@ def setup_notebook(output_dir=None) -> None:
     plots.use_embedding_renderer("../../figures/plotly.min.js" if shared and shared.is_file() else None)
 
 
+RM_DIRS_EXAMPLE = "rm_dirs = {'en': '<RM directory>', 'ko': '<RM directory>'} (RM name -> model directory)"
+
+
 def _required(name: str, value, example: str) -> None:
     if value is None or (isinstance(value, (str, dict, list)) and not value):
         raise ValueError(f"{name} is empty: set it in the notebook's parameters cell, e.g. {example} "
@@ -123,9 +126,11 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
     answer or chosen == rejected instead of stopping.
     """
     _required("model_dir", model_dir, "model_dir = '~/.cache/xlrm/models/en-me5-small-<key>' (an RM directory)")
-    if not Path(str(model_dir)).expanduser().is_dir() and str(model_dir).count("/") != 1:
+    try:
+        models.check_backbone(model_dir)
+    except ValueError:
         raise FileNotFoundError(f"model_dir {str(model_dir)!r} is not a directory (nor a hub id 'org/name'); give "
-                                "an RM directory, e.g. the model_dir in a train cell's metrics.json")
+                                "an RM directory, e.g. the model_dir in a train cell's metrics.json") from None
     eval_langs = checks.languages("eval_langs", eval_langs, strict=False)  # empty would mean every language
     checks.positive_int("batch_size", batch_size)
     drop_bad = checks.choice("drop_bad", drop_bad, (True, False))
@@ -191,8 +196,7 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
 
     ``max_length``: tokens per text; a longer text keeps its end (where an RM reads its score).
     """
-    _required("rm_dirs", rm_dirs, "rm_dirs = {'en': '<RM directory>', 'ko': '<RM directory>'} (RM name -> "
-              "model directory)")
+    _required("rm_dirs", rm_dirs, RM_DIRS_EXAMPLE)
     checks.layer_list("layers", layers)
     toks: dict = {}  # the RMs' directories hold copies of one tokenizer: read it once
     langs = list(texts)
@@ -295,8 +299,7 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     """
     from . import align
 
-    _required("rm_dirs", rm_dirs, "rm_dirs = {'en': '<RM directory>', 'ko': '<RM directory>'} (RM name -> "
-              "model directory)")
+    _required("rm_dirs", rm_dirs, RM_DIRS_EXAMPLE)
     langs = normalize_langs(langs)  # "EN" / "kor_Hang" -> "en" / "ko", as load_pairs names them
     checks.judge("judge", judge)  # before any scoring: a typo here would otherwise fail at the end
     checks.positive_int("n", n, minimum=4)
