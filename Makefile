@@ -11,9 +11,14 @@ PARAMS ?= params/default.yaml
 JOBS   ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup extras demo smoke test test-slow test-all lab bench clean-outputs
+.PHONY: setup git-filter extras demo smoke test test-slow test-all lab bench clean-outputs
 
-setup: $(VENV)/.xlrm-installed
+setup: $(VENV)/.xlrm-installed git-filter
+
+# git stores notebooks/*.ipynb without outputs (.gitattributes); a copy that is not a git checkout skips this
+git-filter: $(VENV)/.xlrm-installed
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git config filter.xlrm-nbclean.clean "$(abspath $(BIN))/python -m xlrm_lib.nbclean"; fi
 
 $(VENV)/.xlrm-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -130,7 +130,7 @@ def notebook_parameters(path: Path) -> dict:
     """``name -> {"default": value, "type": type name, "required": bool, "help": str}`` of a notebook.
 
     Read from the cell tagged ``parameters``; a parameter whose comment contains ``required`` must be given.
-    Refuses a notebook committed with outputs.
+    Outputs saved in the template (a session in JupyterLab) do not matter: papermill clears them as it starts.
     """
     import ast
 
@@ -140,9 +140,6 @@ def notebook_parameters(path: Path) -> dict:
         raise ParamError(f"unknown notebook {path}; expected one of "
                          f"{sorted(p.name for p in path.parent.glob('*.ipynb'))}")
     nb = nbformat.read(path, as_version=4)
-    if any(c.get("outputs") or c.get("execution_count") for c in nb.cells if c.cell_type == "code"):
-        raise ParamError(f"{path} is committed with outputs; clear them: "
-                         f"jupyter nbconvert --clear-output --inplace {path}")
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         raise ParamError(f"{path} has no cell tagged 'parameters'")
