@@ -334,6 +334,11 @@ def test_hidden_states_disk_cache(tmp_path):
     key = probe.model_digest(model)
     np.testing.assert_array_equal(hidden_states(model, tok, TEXTS, cache_dir=tmp_path, model_key=key), first)
     assert len(list(tmp_path.glob("hidden-*.npy"))) == 3
+    # a change inside the body (a LoRA merge, a retrain with frozen embeddings and norms) is another model
+    with torch.no_grad():
+        model.layers[0].self_attn.q_proj.weight[2, 1] += 0.25
+    changed = hidden_states(model, tok, TEXTS, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("hidden-*.npy"))) == 4 and not np.array_equal(changed, first)
 
 
 def test_hidden_states_cache_keys_on_the_tokenizer_files_not_their_directory(tmp_path):

@@ -112,6 +112,10 @@ def test_a_model_changed_in_memory_or_wrapped_by_peft_does_not_read_its_director
     with torch.no_grad():
         model.classifier.weight.add_(0.1)  # e.g. trained further in the notebook
     assert RewardCache.for_model(model).path != path
+    body, _ = load_reward_model(rm_dir)
+    with torch.no_grad():  # the body changed, the head not (an ablation, a further step with the head frozen)
+        body.bert.encoder.layer[0].attention.self.query.weight[3, 5] += 0.5
+    assert RewardCache.for_model(body).path != path
     lora = get_peft_model(load_reward_model(rm_dir)[0], LoraConfig(task_type=TaskType.SEQ_CLS, r=2,
                                                                    target_modules=["query", "value"]))
     assert RewardCache.for_model(lora) is None

@@ -66,6 +66,24 @@ def loaded_from(model) -> Path | None:
     return Path(path) if path and Path(path).is_dir() else None
 
 
+def weights_digest(model, sample: int = 4096) -> str:
+    """sha256 of ``model``'s weights, cheap enough to take per load: for every named parameter its name, shape,
+    dtype, float64 sum and ``sample`` evenly strided values.
+
+    Fine-tuning, a merged LoRA update or a retrained head changes a tensor throughout (the sample sees it), an
+    edit of a few rows moves its sum; hashing every byte of a 3B model would take seconds. It identifies weights
+    for caches (hidden states, rewards), not against a deliberate collision.
+    """
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            flat = p.detach().reshape(-1)
+            step = max(1, flat.numel() // sample)
+            h.update(f"{name}{tuple(p.shape)}{p.dtype}{float(flat.sum(dtype=torch.float64)):.17g}".encode())
+            h.update(flat[::step].contiguous().view(torch.uint8).cpu().numpy())
+    return h.hexdigest()
+
+
 def _dtype(dtype):
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype

@@ -29,7 +29,7 @@ import torch
 from . import store
 from .checks import layer_list, positive_int
 from .formatting import fit_length, forward_kwargs, position_ids
-from .models import is_decoder, tokenizer_identity
+from .models import is_decoder, tokenizer_identity, weights_digest
 
 POOLINGS = ("auto", "mean", "cls", "last")
 
@@ -104,23 +104,18 @@ def _forward(body, enc, pooling: str, layers, rows: list[int]) -> torch.Tensor:
     return torch.stack(pooled, 1)
 
 
-STATES_VERSION = 2  # part of the hidden-state cache key; 2: RoBERTa-family encoders number their own positions
+STATES_VERSION = 3  # part of the hidden-state cache key; 2: RoBERTa-family encoders number their own positions;
+# 3: every weight tensor in the model digest, texts in the RMs' format
 
 
 def model_digest(model) -> str:
-    """A key of ``model``'s identity for :func:`hidden_states`' cache: config, path and two weight tensors.
-
-    Hashing every weight is too slow for a 3B model; the first (embeddings) and last (head) tensors change under
-    fine-tuning and, with the config and path, tell checkpoints apart. Even so it reads the whole embedding
-    matrix (0.4 s for me5-small's 96M), so compute it once per model and pass it to each ``hidden_states`` call.
-    """
+    """A key of ``model``'s identity for :func:`hidden_states`' cache: config, path and every weight tensor
+    (:func:`xlrm_lib.models.weights_digest`; the first and last tensors alone did not tell a LoRA retrain apart).
+    Compute it once per model and pass it to each ``hidden_states`` call."""
     h = hashlib.sha256()
     h.update(model.config.to_json_string().encode())
     h.update(str(getattr(model, "name_or_path", "")).encode())
-    params = list(model.parameters())
-    for p in (params[0], params[-1]):
-        h.update(f"{tuple(p.shape)}{p.dtype}".encode())
-        h.update(p.detach().reshape(-1).view(torch.uint8).cpu().numpy())
+    h.update(weights_digest(model).encode())
     return h.hexdigest()
 
 

@@ -7,7 +7,8 @@ new.
 
 What identifies a model: its ``xlrm_card.json``, whole (the ``key`` in it fingerprints backbone, data and every
 training knob, and the card's metrics and timings differ between two trainings under one key, e.g. a forced retrain
-on another thread count, which gives other weights), the parameter dtype, the device type and the autocast flag;
+on another thread count, which gives other weights), a digest of its weights, the parameter dtype, the device
+type and the autocast flag;
 a reward computed under another of these is another entry, never reused. A model
 without a card (a hub RM, a bare backbone) is not cached: nothing identifies its weights cheaply. One file per
 model under ``$XLRM_CACHE/rewards/``: a blake2b digest of each sequence's token ids and its reward.
@@ -29,30 +30,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .models import loaded_from
+from .models import loaded_from, weights_digest
 from .store import CARD_FILE, atomic_path, cache_dir, fingerprint
 
 log = logging.getLogger(__name__)
 
 SCORER_VERSION = 2  # part of every cache key: bump when a change to scoring changes the rewards it gives
 # 2: RoBERTa-family encoders number their own positions (0-based ids shifted every token)
+# (the key took a digest of the score head only until a body change was shown to be read as cached: it now
+# takes every weight, models.weights_digest)
 
 
 def sequence_digest(seq) -> bytes:
     """16-byte digest of a token-id sequence (the cache's entry key)."""
     return hashlib.blake2b(np.asarray(seq, dtype=np.int64).tobytes(), digest_size=16).digest()
-
-
-def _head_digest(model) -> str:
-    """sha256 of the module that holds the last parameter: a sequence classifier's score head (``classifier``,
-    ``score``), a few hundred numbers."""
-    params = list(model.named_parameters())
-    head = params[-1][0].rpartition(".")[0]
-    h = hashlib.sha256()
-    for name, p in params:
-        if name.rpartition(".")[0] == head:
-            h.update(name.encode() + p.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 class RewardCache:
@@ -65,8 +56,9 @@ class RewardCache:
     def for_model(cls, model, *, bf16: bool = False) -> "RewardCache | None":
         """The cache of ``model`` as loaded from an xlrm RM directory, or ``None`` if it has no card.
 
-        Also ``None`` for a PEFT-wrapped model (its adapters are not in the card). A digest of the score head's
-        weights is part of the key, so a model fine-tuned further in memory does not read its directory's rewards.
+        Also ``None`` for a PEFT-wrapped model (its adapters are not in the card). A digest of all its weights
+        (:func:`xlrm_lib.models.weights_digest`) is part of the key, so a model changed in memory after loading
+        (fine-tuned further, ablated, pruned) does not read its directory's rewards.
         """
         if hasattr(model, "get_base_model"):
             return None
@@ -81,7 +73,7 @@ class RewardCache:
             log.warning("%s is unreadable or has no 'key': rewards of this model are not cached", card)
             return None
         param = next(model.parameters())
-        key = fingerprint({"card": hashlib.sha256(text.encode()).hexdigest(), "head": _head_digest(model),
+        key = fingerprint({"card": hashlib.sha256(text.encode()).hexdigest(), "weights": weights_digest(model),
                            "dtype": str(param.dtype), "device": param.device.type, "bf16": bool(bf16),
                            "scorer": SCORER_VERSION})
         return cls(cache_dir("rewards") / f"{model_key}-{key}.npz")
