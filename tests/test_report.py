@@ -144,3 +144,46 @@ def test_run_header_takes_single_values_for_grid_axes():
     h = report.run_header({"params": {"run": "x", "seeds": 7, "backbones": "me5-small", "langs": "en"}})
     h = h.set_index("field")["value"]
     assert (h["seeds"], h["backbones"], h["RM languages"]) == ("7", "me5-small", "en")
+
+
+def _cell(run_dir, name, source, correct, *, done=True):
+    """A finished evaluate cell folder: its scores table, metrics.json and (if done) the runner's _done.json."""
+    from xlrm_lib import store
+
+    d = run_dir / name
+    d.mkdir(parents=True)
+    pd.DataFrame(_rows(source, "ko", correct, 42)).to_parquet(d / "scores.parquet")
+    store.write_json(d / "metrics.json", {"kind": "evaluate", "tables": {"scores": "scores.parquet"}})
+    if done:
+        store.write_json(d / store.DONE_FILE, {"key": "k", "seconds": 1.0})
+
+
+def test_collect_reads_only_this_grids_finished_cells(tmp_path):
+    """A language dropped from the grid, or a cell that did not finish this time, leaves a folder with results of
+    other settings: they must not enter the report (they did: every */*/metrics.json was read)."""
+    from xlrm_lib import store
+
+    _cell(tmp_path, "evaluate/bb-s42-en", "en", [1, 1, 1, 0])
+    _cell(tmp_path, "evaluate/bb-s42-ko", "ko", [1, 0, 0, 0])       # dropped from the grid since
+    _cell(tmp_path, "evaluate/bb-s42-es", "es", [0, 0, 0, 0], done=False)  # in the grid, unfinished this time
+    store.write_json(tmp_path / store.PLAN_FILE, {"cells": ["evaluate/bb-s42-en", "evaluate/bb-s42-es", "report"]})
+    rep = report.collect(tmp_path)
+    assert sorted(rep["scores"]["source"].unique()) == ["en"]
+    assert rep["ignored"] == ["evaluate/bb-s42-es", "evaluate/bb-s42-ko"]
+    header = report.run_header({**rep, "params": {"run": "x"}}).set_index("field")["value"]
+    assert header["not in this grid or unfinished (left out)"] == "evaluate/bb-s42-es, evaluate/bb-s42-ko"
+    (tmp_path / store.PLAN_FILE).unlink()  # notebooks run by hand into a folder: everything there is read
+    assert sorted(report.collect(tmp_path)["scores"]["source"].unique()) == ["en", "es", "ko"]
+
+
+def test_report_outputs_of_an_earlier_report_are_removed(tmp_path):
+    import plotly.graph_objects as go
+
+    (tmp_path / "english_vs_translated.csv").write_text("stale")
+    (tmp_path / "figs").mkdir()
+    (tmp_path / "figs" / "best_of_n_translated.html").write_text("stale")
+    (tmp_path / "figs" / "plotly.min.js").write_text("js")
+    report.save_tables(tmp_path, {"probe_summary": pd.DataFrame({"model": ["base"]})})
+    report.write_figures({"cka_by_layer": go.Figure()}, tmp_path / "figs")
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == ["probe_summary.csv"]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["cka_by_layer.html", "plotly.min.js"]

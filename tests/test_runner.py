@@ -332,6 +332,9 @@ def test_only_runs_selected_stages_on_finished_upstream(fake_notebooks, tmp_path
     runner.run(spec, only=["train"], progress=False)
     summary = runner.run(spec, only=["evaluate"], force=True, progress=False)
     assert {k: v["status"] for k, v in summary["cells"].items()} == {"evaluate/me5-small-s42-en": "ok"}
+    # the grid's cells, whichever stages ran: the report reads only these
+    plan = json.loads((tmp_path / "out" / "t" / "_plan.json").read_text())["cells"]
+    assert plan == ["train/me5-small-s42-en", "evaluate/me5-small-s42-en", "report"]
     # the finished training was run with lr 0.001: with another lr the evaluation would read a stale RM
     changed = _spec(fake_notebooks, tmp_path, langs=["en"], train={"lr": 0.01})
     with pytest.raises(runner.ParamError, match=r"1 upstream notebook\(s\) that finished with other parameters"):

@@ -25,11 +25,18 @@ def collect(run_dir) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory not found: {run_dir}; run `xlrm run params/<file>.yaml` first")
-    runs, by_kind = [], {}
+    plan = _read_plan(run_dir)
+    runs, by_kind, ignored = [], {}, []
     for metrics_path in sorted(run_dir.glob(f"*/*/{METRICS_FILE}")) + sorted(run_dir.glob(f"*/{METRICS_FILE}")):
         cell_dir = metrics_path.parent
+        name = cell_dir.relative_to(run_dir).as_posix()
+        done = cell_dir / store.DONE_FILE
+        # a run by `xlrm run` reads only its grid's finished cells: a folder of a cell since dropped from the grid,
+        # or one whose notebook did not finish this time, holds results of other settings
+        if plan is not None and (name not in plan or not done.exists()):
+            ignored.append(name)
+            continue
         m = json.loads(metrics_path.read_text())
-        done = cell_dir / "_done.json"
         info = json.loads(done.read_text()) if done.exists() else {}
         htmls = sorted(p for p in cell_dir.glob("*.html") if not p.name.endswith(".failed.html"))
         runs.append({"stage": cell_dir.relative_to(run_dir).parts[0], "cell": str(cell_dir.relative_to(run_dir)),
@@ -37,7 +44,7 @@ def collect(run_dir) -> dict:
                      "notebook_html": os.path.relpath(htmls[0], run_dir) if htmls else None})
         by_kind.setdefault(m.get("kind"), []).append((cell_dir, m))
     out = {"runs": pd.DataFrame(runs), "train": pd.DataFrame([m for _, m in by_kind.get("train", [])]),
-           "params": _read_params(run_dir / "params.yaml"), "run": run_dir.name}
+           "params": _read_params(run_dir / "params.yaml"), "run": run_dir.name, "ignored": ignored}
     frames = [pd.read_parquet(d / m["tables"]["scores"]) for d, m in by_kind.get("evaluate", []) if "scores" in m.get("tables", {})]
     out["scores"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     for kind in ("probe", "align"):
@@ -49,6 +56,12 @@ def collect(run_dir) -> dict:
         out[kind] = {name: pd.concat(dfs, ignore_index=True) for name, dfs in tables.items()}
         out[f"{kind}_metrics"] = [m for _, m in by_kind.get(kind, [])]
     return out
+
+
+def _read_plan(run_dir: Path) -> set[str] | None:
+    """The cell names of the run's grid (written by ``xlrm run``); None for a folder of notebooks run by hand."""
+    path = run_dir / store.PLAN_FILE
+    return set(json.loads(path.read_text())["cells"]) if path.exists() else None
 
 
 RUN_KEYS = ("backbone", "seed")  # one training run of the grid: the paired tests never mix two of them
@@ -197,6 +210,10 @@ def run_header(rep: dict) -> pd.DataFrame:
             ("evaluation data", f"{ev.get('eval_source', 'embedded')} ({ev.get('split', 'test')})"),
             ("training", ", ".join(f"{k} {train[k]}" for k in ("lr", "epochs", "batch_size", "max_length")
                                    if k in train) or None)]
+    ignored = rep.get("ignored") or []
+    if ignored:  # cell folders of an earlier grid in this run folder
+        rows.append(("not in this grid or unfinished (left out)",
+                     ", ".join(ignored[:6]) + (f" and {len(ignored) - 6} more" if len(ignored) > 6 else "")))
     return pd.DataFrame([r for r in rows if r[1]], columns=["field", "value"])
 
 
@@ -239,9 +256,13 @@ def key_numbers_table(key: dict | None) -> pd.DataFrame:
 
 
 def write_figures(figures: dict, out_dir) -> list[Path]:
-    """Standalone HTML per figure, all sharing one ``plotly.min.js`` in ``out_dir`` (written once)."""
+    """Standalone HTML per figure, all sharing one ``plotly.min.js`` in ``out_dir`` (written once). The folder is
+    the report's: an earlier report's figure that this one lacks is removed."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.html"):  # an earlier report's figure that this one lacks would pass for this run's
+        if old.stem not in figures:
+            old.unlink()
     paths = []
     for name, fig in figures.items():
         dest = out_dir / f"{name}.html"
@@ -297,7 +318,8 @@ def figures(t: dict) -> dict:
 
 
 def save_tables(output_dir, t: dict) -> Path:
-    """The report's CSVs (transfer matrix, headline differences, accuracies, shift, win rates) and metrics.json."""
+    """The report's CSVs (transfer matrix, headline differences, accuracies, shift, win rates) and metrics.json;
+    an earlier report's CSV that this one lacks is removed."""
     from .study import save_outputs
 
     files = {}
@@ -310,4 +332,7 @@ def save_tables(output_dir, t: dict) -> Path:
     for name in ("probe_summary", "align_native", "align_translated"):
         if t.get(name) is not None:
             files[f"{name}.csv"] = t[name]
+    for old in Path(output_dir).glob("*.csv"):  # an earlier report's table that this one lacks
+        if old.name not in files:
+            old.unlink()
     return save_outputs(output_dir, {"kind": "report", **t.get("key_numbers", {})}, files)

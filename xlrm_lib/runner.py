@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checks, store
+from .store import DONE_FILE, PLAN_FILE
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ NOTEBOOKS = {"train": "train_reward_model", "evaluate": "evaluate_transfer", "pr
 TOP_KEYS = {"run", "description", "backbones", "seeds", "langs", "eval_langs", "translated", "notebooks_dir",
             "kernel", "num_gpus", *NOTEBOOKS}
 TRANSLATED_KEYS = {"from", "to", "backend", "model"}  # one translate-train RM: {from: en, to: es, backend: apertium}
-DONE_FILE = "_done.json"
 KERNEL_RACE = re.compile(r"Kernel died before replying|kernel_info|Address already in use|ZMQError|"
                          r"Kernel didn't respond|timed out waiting|failed to start", re.I)
 
@@ -554,14 +554,21 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
         everything, cells = cells, [c for c in cells if c.stage in stages]
         satisfied = _check_upstream(cells, everything, run_dir)
     else:
-        satisfied = set()
+        everything, satisfied = cells, set()
     validate(cells)
     kernel = kernel or spec.get("kernel") or "python3"
     _check_kernel(kernel)
     _check_writable(run_dir)
     with _run_lock(run_dir):
+        _write_plan(run_dir, everything)
         return _run(spec, cells, run_dir, satisfied, jobs=jobs, force=force, executor=executor, kernel=kernel,
                     progress=progress)
+
+
+def _write_plan(run_dir: Path, cells: list[Cell]) -> None:
+    """The cells of this grid (``<run>/_plan.json``): the report reads only these, so folders left by an earlier
+    grid of the same run (a language or seed since dropped) never mix into its tables."""
+    store.write_json(run_dir / PLAN_FILE, {"cells": [c.name for c in cells]})
 
 
 def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, progress) -> dict:
