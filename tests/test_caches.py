@@ -123,3 +123,19 @@ def test_atomic_dir_replaces_a_finished_directory_and_tolerates_a_concurrent_wri
         (tmp / "w.bin").write_text("ours")
     monkeypatch.undo()
     assert (dest / "w.bin").read_text() == "theirs" and sorted(p.name for p in dest.parent.iterdir()) == ["rm-abc"]
+
+
+def test_atomic_dir_without_replace_keeps_a_copy_another_writer_finished(tmp_path):
+    """Two runs train one content address at once: the one that finishes second must not swap the files under
+    the first one's readers (it did: the first copy was renamed aside and deleted)."""
+    from xlrm_lib import store
+
+    dest = tmp_path / "models" / "rm-abc"
+    with store.atomic_dir(dest, replace=False) as tmp:
+        (tmp / "w.bin").write_text("first")
+        with store.atomic_dir(dest, replace=False) as other:  # finishes while the first is still writing
+            (other / "w.bin").write_text("second")
+    assert (dest / "w.bin").read_text() == "second"
+    with store.atomic_dir(dest, replace=False) as tmp:
+        (tmp / "w.bin").write_text("third")
+    assert (dest / "w.bin").read_text() == "second" and sorted(p.name for p in dest.parent.iterdir()) == ["rm-abc"]

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import random
+import time
 
 import datasets
 import numpy as np
@@ -143,6 +144,20 @@ def test_cache_hit_returns_same_path_without_training(tiny_bert_dir, small_pairs
     assert (trained / "model.safetensors").stat().st_mtime_ns == mtime
     # progress only changes the display; it is not part of the key
     assert train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", **{**FAST, "progress": True}) == trained
+
+
+def test_the_key_holds_the_precision_bf16_auto_resolves_to(tiny_bert_dir, small_pairs, trained, monkeypatch):
+    """bf16=None trains in bf16 where that is fast: a cache shared with such a machine must not hand it this
+    fp32-trained RM, and bf16=None resolving to fp32 here is the same RM as bf16=False."""
+    def boom(*a, **k):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(train_mod, "load_reward_model", boom)
+    monkeypatch.setattr(train_mod, "fast_bf16", lambda: False)
+    assert train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", **{**FAST, "bf16": None}) == trained
+    monkeypatch.setattr(train_mod, "fast_bf16", lambda: True)
+    with pytest.raises(AssertionError, match="trained"):
+        train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", **{**FAST, "bf16": None})
 
 
 def test_different_param_or_data_gives_a_different_path(tiny_bert_dir, small_pairs, trained):
@@ -346,6 +361,15 @@ def test_file_digest_memo_reads_a_file_again_only_when_it_changed(tmp_path, monk
     assert store.file_digest_memo(f) == first  # same path, size and mtime: remembered
     os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
     assert store.file_digest_memo(f) == "not read again"
+    # a same-size edit with its modification time put back (cp -p, rsync -a): the change time still moves
+    monkeypatch.undo()
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
+    st = f.stat()
+    before = store.file_digest_memo(f)
+    time.sleep(0.01)
+    f.write_bytes(b"two")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert f.stat().st_mtime_ns == st.st_mtime_ns and store.file_digest_memo(f) != before
 
 
 DDP_SCRIPT = """

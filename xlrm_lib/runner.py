@@ -401,9 +401,10 @@ def cell_key(cell: Cell, params: dict, run_dir: Path) -> str:
 
 def _local_files(params: dict, run_dir: Path) -> dict:
     """What the local files and directories a cell reads hold (a data file, a local backbone, a judge RM): an
-    edited data file is another input, though its path is the same. Files by content (remembered by size and
-    mtime), directories by their files' names, sizes and mtimes. Paths are read as the kernels read them, from
-    the repository. The run's own folder is left out: what the cell reads there, its dependencies' keys cover."""
+    edited data file is another input, though its path is the same. Files by content (remembered by
+    :func:`xlrm_lib.store.stat_identity`), directories by their files' names and stat identities. Paths are read
+    as the kernels read them, from the repository. The run's own folder is left out: what the cell reads there,
+    its dependencies' keys cover."""
     out = {}
     for name, value in sorted(params.items()):
         if not isinstance(value, str) or not value.strip():
@@ -416,8 +417,7 @@ def _local_files(params: dict, run_dir: Path) -> dict:
             out[name] = store.file_digest_memo(path)
         elif path.is_dir():
             files = sorted(f for f in path.rglob("*") if f.is_file())
-            out[name] = store.fingerprint([(str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns)
-                                           for f in files])
+            out[name] = store.fingerprint([(str(f.relative_to(path)), *store.stat_identity(f)) for f in files])
     return out
 
 

@@ -62,16 +62,22 @@ def file_digest(path: str | os.PathLike, n: int = 16) -> str:
 
 
 def file_digest_memo(path: str | os.PathLike, n: int = 16) -> str:
-    """:func:`file_digest`, remembered in ``$XLRM_CACHE/digests`` under the file's path, size and modification
-    time: a 3B model's weight shards (~12 GB) are read once, not at every training of a grid."""
+    """:func:`file_digest`, remembered in ``$XLRM_CACHE/digests`` under the file's path, inode, size, modification
+    and change times: a 3B model's weight shards (~12 GB) are read once, not at every training of a grid. The
+    change time catches a same-size edit whose modification time was put back (``cp -p``, ``rsync -a``)."""
     path = Path(path).resolve()
-    st = path.stat()
-    memo = cache_dir("digests") / fingerprint([str(path), st.st_size, st.st_mtime_ns, n], n=32)
+    memo = cache_dir("digests") / fingerprint([str(path), *stat_identity(path), n], n=32)
     if memo.exists():
         return memo.read_text().strip()
     digest = file_digest(path, n)
     write_text(memo, digest)
     return digest
+
+
+def stat_identity(path: str | os.PathLike) -> tuple[int, int, int, int]:
+    """(inode, size, mtime, ctime) in ns: what changes when a file's content may have (ctime cannot be set back)."""
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 @contextlib.contextmanager
@@ -96,8 +102,11 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
-    """Like :func:`atomic_path` for a directory: build it under a temporary name, then rename."""
+def atomic_dir(dest: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
+    """Like :func:`atomic_path` for a directory: build it under a temporary name, then rename.
+
+    ``replace=False``: a ``dest`` that exists by then (another writer of the same content address finished
+    first) is kept and this copy dropped, so a reader that already uses it is never switched to other files."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
@@ -107,7 +116,10 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
         for f in tmp.rglob("*"):  # and some writers (safetensors) make their files private too
             if f.is_file():
                 os.chmod(f, 0o666 & ~_UMASK)
-        _replace_dir(tmp, dest)
+        if replace or not dest.exists():
+            _replace_dir(tmp, dest)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

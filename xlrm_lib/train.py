@@ -328,8 +328,11 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         except (RuntimeError, TypeError):
             raise ValueError(f"device = {device!r}; expected a torch device such as 'cpu', 'cuda' or 'cuda:1'") from None
     langs = sorted(set(pairs["lang"])) if "lang" in pairs.column_names else []
-    key_obj = {"backbone": backbone_fingerprint(backbone), "data": data_fingerprint(pairs), "config": asdict(cfg),
-               "trainer": TRAINER_VERSION}
+    # bf16=None means "where it is fast": the key holds what that resolves to here, so a cache shared between
+    # machines never hands an fp32-trained RM to a caller that would have trained in bf16 (or back)
+    use_bf16 = cfg.bf16 if cfg.bf16 is not None else fast_bf16()
+    key_obj = {"backbone": backbone_fingerprint(backbone), "data": data_fingerprint(pairs),
+               "config": {**asdict(cfg), "bf16": use_bf16}, "trainer": TRAINER_VERSION}
     key = fingerprint(key_obj)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "rm")  # a hub id or path in the name must not nest dirs
     out = Path(output_dir) if output_dir else cache_dir("models") / f"{slug}-{key}"
@@ -346,14 +349,14 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     fmt = fit_positions(TextFormat(cfg.template, cfg.max_length).resolved(tok), model)
     features = tokenize_pairs(tok, pairs, fmt)
     model = _prepare_model(model.train(), cfg)
-    use_bf16 = cfg.bf16 if cfg.bf16 is not None else fast_bf16()
     packed = resolve_packing(cfg.packing, model, half=use_bf16)
     model_device = next(model.parameters()).device
     compiled = compile_blocks(model) if resolve_compile(cfg.torch_compile, packed=packed,
                                                         device_type=model_device.type) else 0
     # under torchrun / accelerate launch every process runs this function: all of them train, the main one writes
     main = int(os.environ.get("RANK", "0")) == 0
-    with atomic_dir(out) if main else _scratch_dir() as tmp:
+    # not forced, a copy another process finished meanwhile (same key) is kept: its readers stay on its files
+    with atomic_dir(out, replace=force) if main else _scratch_dir() as tmp:
         args = TrainingArguments(
             output_dir=str(tmp / "_trainer"), per_device_train_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
