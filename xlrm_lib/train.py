@@ -33,6 +33,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 
+from .backbones import PACKAGED, build_stamp
 from .compiling import compile_blocks, resolve_compile
 from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
 from .models import config_files_digest, load_reward_model, resolve_backbone
@@ -150,8 +151,9 @@ def data_fingerprint(pairs) -> str:
 
 
 def backbone_fingerprint(backbone: str) -> dict:
-    """What identifies a backbone: a packaged name + converter version, a hub id, or a local dir's contents (the
-    weights, and the config, tokenizer and chat template: an edited template or tokenizer is another backbone)."""
+    """What identifies a backbone: a packaged name + its build stamp (builder and source package versions), a hub
+    id, or a local dir's contents (the weights, and the config, tokenizer and chat template: an edited template
+    or tokenizer is another backbone)."""
     path = Path(str(backbone)).expanduser()
     if path.is_dir():
         card = path / CARD_FILE
@@ -159,7 +161,9 @@ def backbone_fingerprint(backbone: str) -> dict:
         return {"local": str(path.name), "card": file_digest(card) if card.exists() else None,
                 "weights": [file_digest_memo(w) for w in weights],  # every shard: a 3B model has several
                 "files": (config_files_digest(path) or "")[:16]}
-    return {"name": str(backbone), "converter": 2}
+    if str(backbone) in PACKAGED:
+        return {"name": str(backbone), "build": build_stamp(str(backbone))}
+    return {"name": str(backbone)}
 
 
 def tokenize_pairs(tokenizer, pairs, fmt: TextFormat) -> list[dict]:
