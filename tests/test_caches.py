@@ -67,6 +67,17 @@ def test_prune_plan_keeps_what_any_given_outputs_dir_uses(cache):
         caches.prune_plan([root / "nope"])
 
 
+def test_prune_keeps_a_judge_named_by_a_runs_params_and_lists_copies_left_aside(cache):
+    """A judge RM is named by the params file (align: judge: <dir>), not as any cell's model_dir: pruning it
+    broke the next run. A copy a killed forced retrain left aside is never read again."""
+    root, outputs, other, old = cache
+    (outputs / "run" / "params.yaml").write_text(f"run: run\nalign:\n  judge: {old}\n")
+    aside = root / "models" / ".en-aaaa.0123456789ab.old"
+    aside.mkdir()
+    plan = caches.prune_plan([outputs, other])
+    assert old not in plan and aside in plan and plan[-1] == aside
+
+
 def test_cli_lists_then_deletes_only_with_yes(cache, capsys):
     root, outputs, other, old = cache
     assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other)]) == 0

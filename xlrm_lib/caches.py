@@ -3,10 +3,12 @@
 Everything under ``$XLRM_CACHE`` is content-addressed and can be rebuilt, but some of it is expensive and large:
 every trained RM is a full model directory (470 MB for me5-small, ~6 GB for a 3B model in bf16), and a forced
 retrain or a changed recipe leaves the old one behind. ``xlrm cache`` lists the space per kind;
-``xlrm cache --prune --outputs outputs`` lists the RMs that no finished notebook under the given outputs
-directories names as its ``model_dir``, with the reward caches and hidden states of exactly those RMs (a 3B
-model's probe states are ~4 GB at 23 languages x 500 items), and ``--yes`` deletes them. Hidden-state files from
-before they were kept per model (``hidden_states/hidden-*.npy``) are never read again and are listed too.
+``xlrm cache --prune --outputs outputs`` lists the RMs that no notebook under the given outputs directories
+names (as its ``model_dir``, a judge, any path in its ``metrics.json`` or the run's ``params.yaml``), with the
+reward caches and hidden states of exactly those RMs (a 3B model's probe states are ~4 GB at 23 languages x 500
+items), and ``--yes`` deletes them. Hidden-state files from
+before they were kept per model (``hidden_states/hidden-*.npy``) are never read again and are listed too, and
+so are old copies a killed forced retrain left aside (``models/.<name>.*.old``).
 Nothing else is pruned: translations are small, backbones are needed, and a directory still being written
 (``.<name>.*.tmp``) is only reported.
 
@@ -18,6 +20,7 @@ Nothing else is pruned: translations are small, backbones are needed, and a dire
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -45,21 +48,35 @@ def usage(root: str | Path | None = None) -> list[dict]:
 
 
 def used_models(outputs_dirs) -> set[Path]:
-    """RM directories named as ``model_dir`` by a finished notebook's ``metrics.json`` under ``outputs_dirs``."""
+    """Paths a run under ``outputs_dirs`` names: every string in a notebook's ``metrics.json`` (its ``model_dir``,
+    a judge RM...) and in a run's ``params.yaml`` (a judge or backbone given as a cache path), resolved."""
+    import yaml
+
     used = set()
     for out in outputs_dirs:
         out = Path(out)
         if not out.is_dir():
             raise FileNotFoundError(f"outputs directory {str(out)!r} does not exist; pass the directories your runs "
                                     "write to (xlrm run --outputs, default <repo>/outputs)")
-        for f in out.rglob("metrics.json"):
+        for f in [*out.rglob("metrics.json"), *out.rglob("params.yaml")]:
             try:
-                model_dir = json.loads(f.read_text()).get("model_dir")
-            except (OSError, ValueError, AttributeError):
+                text = f.read_text()
+                doc = json.loads(text) if f.suffix == ".json" else yaml.safe_load(text)
+            except (OSError, ValueError, yaml.YAMLError):
                 continue
-            if model_dir:
-                used.add(Path(model_dir).resolve())
+            used.update(Path(v).expanduser().resolve() for v in _strings(doc) if "/" in v or os.sep in v)
     return used
+
+
+def _strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _strings(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _strings(v)
 
 
 def prune_plan(outputs_dirs, root: str | Path | None = None) -> list[Path]:
@@ -74,7 +91,8 @@ def prune_plan(outputs_dirs, root: str | Path | None = None) -> list[Path]:
     rewards = [f for f in sorted((root / "rewards").glob("*.npz")) if f.name.split("-", 1)[0] in keys]
     states = [root / "hidden_states" / p.name for p in unused if (root / "hidden_states" / p.name).is_dir()]
     flat = sorted((root / "hidden_states").glob("hidden-*.npy"))
-    return unused + rewards + states + flat
+    aside = sorted(p for p in (root / "models").glob(".*.old") if p.is_dir())  # a replaced copy a killed run left
+    return unused + rewards + states + flat + aside
 
 
 def _card_key(model_dir: Path) -> str | None:
