@@ -468,3 +468,16 @@ def test_best_of_n_study_refuses_what_cannot_judge_or_compare(tmp_path):
     with pytest.raises(ValueError, match="has no trained reward head .*score.weight"):
         load_reward_model(base, require_head=True)
     load_reward_model(base)  # a backbone to train: a fresh head is what it needs
+
+
+def test_a_bf16_checkpoint_loads_as_a_float32_policy(policy, tmp_path):
+    """transformers 5 keeps a hub checkpoint's bf16; in bf16 a prompt's logits move with its batch-mates and the
+    seeded sampler picks other tokens, so samples depended on batch_size (5 of 9 the same at 1 vs 9)."""
+    import copy
+
+    model, tok = policy
+    copy.deepcopy(model).to(torch.bfloat16).save_pretrained(tmp_path / "p")  # the fixture stays float32
+    tok.save_pretrained(tmp_path / "p")
+    loaded, _ = align.load_policy(str(tmp_path / "p"))
+    assert next(loaded.parameters()).dtype == torch.float32
+    assert next(align.load_policy(str(tmp_path / "p"), dtype="bfloat16")[0].parameters()).dtype == torch.bfloat16

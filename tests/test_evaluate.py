@@ -368,3 +368,30 @@ def test_relative_position_encoders_have_no_length_cap():
                           intermediate_size=32, max_position_embeddings=16, position_biased_input=False,
                           relative_attention=True, num_labels=1)
     assert position_limit(DebertaV2ForSequenceClassification(cfg)) is None  # mDeBERTa: runs past 16 tokens
+
+
+def test_evaluate_rm_refuses_a_base_model_and_reads_a_hub_rm_at_max_length(tmp_path):
+    """A hub id or directory without a trained head was scored by a random head (~50%, no warning), and an RM
+    without a saved xlrm format was cut to 256 tokens whatever the notebook wanted."""
+    from transformers import LlamaModel
+
+    from xlrm_lib import study
+
+    base = save_model(tmp_path / "base", LlamaModel(tiny_llama().config), word_tokenizer("llama"))
+    with pytest.raises(ValueError, match="has no trained reward head"):
+        study.evaluate_rm(base, rm_name="en", eval_source="embedded", eval_langs=["en"])
+    hub_rm = save_model(tmp_path / "hub-rm", tiny_llama(), word_tokenizer("llama"))  # a head, no xlrm format
+    langs = ["en"]
+    short = study.evaluate_rm(hub_rm, rm_name="x", eval_source="embedded", eval_langs=langs, max_length=16)
+    full = study.evaluate_rm(hub_rm, rm_name="x", eval_source="embedded", eval_langs=langs, max_length=2048)
+    assert short["len_chosen"].max() == 16 and full["len_chosen"].max() > 16
+
+
+def test_a_decoder_with_a_learned_position_table_is_capped():
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from xlrm_lib.formatting import position_limit
+
+    cfg = GPT2Config(n_positions=32, n_embd=16, n_layer=1, n_head=2, vocab_size=50, bos_token_id=0,
+                     eos_token_id=0, num_labels=1)
+    assert position_limit(GPT2ForSequenceClassification(cfg)) == 32  # indexed past it: IndexError

@@ -131,6 +131,7 @@ def _evaluate(p: dict, cwd) -> None:
     check_source(_seen_from(p.get("eval_source", "embedded"), cwd), p.get("split", "test"), name="eval_source",
                  langs=langs)
     positive_int("batch_size", p.get("batch_size", 64))
+    positive_int("max_length", p.get("max_length", 2048), minimum=8)
 
 
 def _probe(p: dict, cwd) -> None:

@@ -157,14 +157,20 @@ def forward_kwargs(model, batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k != "position_ids"}
 
 
+LEARNED_POSITION_DECODERS = {"gpt2", "gpt_neo", "opt"}  # decoders with a position table (most use rotary)
+
+
 def position_limit(model) -> int | None:
-    """Tokens an encoder with a learned position table can take (``max_position_embeddings``, less the
-    RoBERTa family's ``padding_idx + 1`` offset); None for decoders (rotary positions have no hard end)."""
+    """Tokens a model with a learned position table can take (``max_position_embeddings``, less the RoBERTa
+    family's ``padding_idx + 1`` offset): encoders and :data:`LEARNED_POSITION_DECODERS` (GPT-2: ``n_positions``);
+    None for rotary / relative positions, which have no hard end."""
     from .models import is_decoder
     from .packing import _unwrap
 
     cfg = getattr(_unwrap(model), "config", None)
     n = getattr(cfg, "max_position_embeddings", None)
+    if cfg is not None and n is not None and getattr(cfg, "model_type", "") in LEARNED_POSITION_DECODERS:
+        return int(n)
     if cfg is None or n is None or is_decoder(cfg) or getattr(cfg, "position_embedding_type", "absolute") != "absolute":
         return None
     if getattr(cfg, "position_biased_input", True) is False:  # DeBERTa-v2/v3 (mDeBERTa): relative positions only

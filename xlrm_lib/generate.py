@@ -38,8 +38,13 @@ def _require(df, columns, what: str) -> None:
         raise ValueError(f"{what} lacks column(s) {missing}; it has {list(df.columns)}")
 
 
-def load_policy(policy, *, dtype=None, device=None, trust_remote_code: bool = False):
-    """A causal LM and its tokenizer (pad token set) from a packaged name (``"gemma3-270m"``), a dir or a hub id."""
+def load_policy(policy, *, dtype="float32", device=None, trust_remote_code: bool = False):
+    """A causal LM and its tokenizer (pad token set) from a packaged name (``"gemma3-270m"``), a dir or a hub id.
+
+    float32 by default, whatever the checkpoint holds (transformers 5 would keep a hub model's bf16): in bf16 a
+    prompt's logits move with the other rows of its batch, enough for the seeded sampler to pick other tokens,
+    and samples would then depend on ``batch_size``. ``dtype="bfloat16"`` halves the memory of a large policy.
+    """
     from transformers import AutoModelForCausalLM
 
     path = resolve_backbone(policy)

@@ -118,12 +118,14 @@ def train_metrics(model_dir, *, rm_name: str, backbone: str, seed: int, train_la
 
 # ----------------------------------------------------------------------------------- evaluation
 def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split: str = "test",
-                batch_size: int = 64, drop_bad: bool = False, **labels) -> pd.DataFrame:
+                batch_size: int = 64, drop_bad: bool = False, max_length: int = 2048, **labels) -> pd.DataFrame:
     """Per-pair scores of one RM on every target language (``source`` column = ``rm_name``).
 
     The rewards are also recorded in the RM's reward cache (:mod:`xlrm_lib.reward_cache`), where best-of-n finds
     the pools' chosen and rejected answers already scored. ``drop_bad``: leave out (and log) pairs with an empty
-    answer or chosen == rejected instead of stopping.
+    answer or chosen == rejected instead of stopping. ``max_length``: tokens per text for an RM without a saved
+    xlrm format (a hub RM; capped at an encoder's position table); an xlrm RM reads as it was trained. The model
+    must have a trained score head: a base model would be scored by a random one.
     """
     _required("model_dir", model_dir, "model_dir = '~/.cache/xlrm/models/en-me5-small-<key>' (an RM directory)")
     try:
@@ -133,10 +135,13 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
                                 "an RM directory, e.g. the model_dir in a train cell's metrics.json") from None
     eval_langs = checks.languages("eval_langs", eval_langs, strict=False)  # empty would mean every language
     checks.positive_int("batch_size", batch_size)
+    checks.positive_int("max_length", max_length, minimum=8)
     drop_bad = checks.choice("drop_bad", drop_bad, (True, False))
     pairs = data.load_pairs(eval_source, langs=eval_langs, split=split, drop_bad=drop_bad)
-    model, tok = models.load_reward_model(model_dir)
-    return evaluate.score_pairs(model, tok, pairs, batch_size=batch_size, cache=True, source=rm_name, **labels)
+    model, tok = models.load_reward_model(model_dir, require_head=True)
+    fmt = evaluate.model_format(model, default=TextFormat(max_length=max_length))
+    return evaluate.score_pairs(model, tok, pairs, fmt=fmt, batch_size=batch_size, cache=True, source=rm_name,
+                                **labels)
 
 
 def eval_metrics(acc: pd.DataFrame, **labels) -> dict:
