@@ -250,7 +250,9 @@ def test_shift_summary():
     out = shift_summary(base, rms, n_boot=200, seed=0)
     assert list(out.model) == ["base", "same", "scrambled"]
     assert list(out.columns) == ["model", "sv_ratio_mean", "sv_ratio_ci_low", "sv_ratio_ci_high",
-                                 "cka_last_layer_vs_base", "mean_norm"]
+                                 "sv_closest_share", "cka_last_layer_vs_base", "mean_norm"]
+    # "same" equals the base on every resample: the nearest in all of them
+    assert np.isnan(out.sv_closest_share.iloc[0]) and list(out.sv_closest_share.iloc[1:]) == [1.0, 0.0]
     assert (out.sv_ratio_ci_low <= out.sv_ratio_mean).all() and (out.sv_ratio_mean <= out.sv_ratio_ci_high).all()
     assert out.cka_last_layer_vs_base.iloc[1] == pytest.approx(1.0)
     assert abs(out.cka_last_layer_vs_base.iloc[2]) < 0.1
@@ -399,7 +401,36 @@ def test_closest_to_base_ranks_defined_values_and_keeps_order_on_ties():
                             "cka_last_layer_vs_base": [1.0, np.nan, 0.5, 0.5]})
     got = closest_to_base(summary)
     # CKA: en and zh tie at 0.5 (summary order), ko's undefined CKA ranks last; sv: |0.25 - 0.5| = |0.75 - 0.5|
-    assert got == {"closest_by_cka": "en", "closest_by_sv_ratio": "en", "rank_by_cka": ["en", "zh", "ko"],
-                   "rank_by_sv_ratio": ["en", "zh", "ko"]}
+    assert got == {"closest_by_cka": "en", "closest_by_sv_ratio": "en", "sv_ratio_closest_share": None,
+                   "rank_by_cka": ["en", "zh", "ko"], "rank_by_sv_ratio": ["en", "zh", "ko"]}
+    shares = closest_to_base(summary.assign(sv_closest_share=[np.nan, 0.1, 0.3, 0.6]))
+    assert shares["closest_by_sv_ratio"] == "en" and shares["sv_ratio_closest_share"] == 0.3  # a weak winner
     undefined = closest_to_base(summary.assign(cka_last_layer_vs_base=np.nan))
     assert undefined["closest_by_cka"] is None and undefined["closest_by_sv_ratio"] == "en"
+
+
+def test_the_probe_reads_items_in_the_rms_format(tmp_path, monkeypatch):
+    """(prompt, answer) items go through formatting.encode in the RMs' saved format, every turn kept, as the RMs
+    were trained and scored (the probe fed 'last user turn + blank line + answer' with no template)."""
+    from conftest import save_model, tiny_bert, word_tokenizer
+    from xlrm_lib import study
+    from xlrm_lib.formatting import TextFormat, encode
+
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
+    tok = word_tokenizer("bert")
+    save_model(tmp_path / "base", tiny_bert(seed=0), tok)
+    rm = save_model(tmp_path / "en", tiny_bert(seed=1), tok)
+    TextFormat("plain", 32, "left").save(rm)
+    turns = [{"role": "user", "content": "w1 w2 ?"}, {"role": "assistant", "content": "w3"},
+             {"role": "user", "content": "w4 ?"}]
+    items = [(turns, "good w5"), ("w6 ?", "bad w7")]
+    got = study.model_states(str(rm), {"en": items}, layers=[-1], max_length=32, fmt=study.probe_format({"en": rm}))
+    model, _ = study.models.load_backbone(str(rm))
+    ids = encode(tok, [p for p, _ in items], [a for _, a in items], TextFormat("plain", 32, "left"))
+    assert "User : w1 w2 ? Assistant : w3 User : w4 ? Assistant : good w5" in tok.decode(ids[0])  # every turn
+    np.testing.assert_allclose(got["en"], hidden_states(model, tok, ids, layers=[-1]), atol=1e-6)
+    other = save_model(tmp_path / "ko", tiny_bert(seed=2), tok)
+    TextFormat("plain", 32, "right").save(other)
+    with pytest.raises(ValueError, match="different text formats"):
+        study.probe_format({"en": rm, "ko": other})
+    assert study.probe_format({"hub": "org/rm"}) == TextFormat()

@@ -140,7 +140,9 @@ def hidden_states(model, tokenizer, texts, *, layers="all", pooling: str = "auto
         hidden states is the embedding layer.
     tokenizer : transformers tokenizer
         Must have a pad token. Texts are tokenized as given (apply the chat template first).
-    texts : list of str, length n_texts
+    texts : list of str, or list of token-id lists, length n_texts
+        Token ids (e.g. :func:`xlrm_lib.formatting.encode` of (prompt, answer) pairs in an RM's format) are
+        used as they are: ``max_length`` and ``truncation_side`` apply to strings only.
     layers : "all" or list of int
         Hidden-state indices; negative counts from the end as in Python.
     pooling : {"auto", "mean", "cls", "last"}
@@ -163,9 +165,13 @@ def hidden_states(model, tokenizer, texts, *, layers="all", pooling: str = "auto
         raise ValueError(f"texts must be a non-empty list of strings; got {type(texts).__name__} {texts!r:.60}")
     positive_int("batch_size", batch_size)
     positive_int("max_length", max_length)
-    if not all(isinstance(t, str) for t in texts):
-        bad = next(i for i, t in enumerate(texts) if not isinstance(t, str))
-        raise ValueError(f"texts[{bad}] is {texts[bad]!r}; expected every text to be a string")
+    encoded = not isinstance(texts[0], str)
+    kind = (lambda t: isinstance(t, (list, tuple)) and len(t) > 0 and all(isinstance(i, int) for i in t)) \
+        if encoded else (lambda t: isinstance(t, str))
+    if not all(map(kind, texts)):
+        bad = next(i for i, t in enumerate(texts) if not kind(t))
+        raise ValueError(f"texts[{bad}] is {texts[bad]!r:.80}; expected every text to be a string, or every one a "
+                         "non-empty list of token ids")
     if getattr(tokenizer, "pad_token", None) is None:
         raise ValueError("tokenizer has no pad token; set tokenizer.pad_token = tokenizer.eos_token "
                          "(pooling reads the attention mask, so which token pads does not matter)")
@@ -174,7 +180,7 @@ def hidden_states(model, tokenizer, texts, *, layers="all", pooling: str = "auto
     side = truncation_side or tokenizer.truncation_side
     if side not in ("left", "right"):
         raise ValueError(f"truncation_side = {truncation_side!r}; expected 'left', 'right' or None")
-    texts = list(texts)
+    texts = [list(t) for t in texts] if encoded else list(texts)
     path = None
     if cache_dir is not None:
         key = _cache_key(model_key or model_digest(model), tokenizer, texts, pooling, layers, max_length, side)
@@ -189,11 +195,14 @@ def hidden_states(model, tokenizer, texts, *, layers="all", pooling: str = "auto
     was_training = model.training
     model.eval()
     # batches of similar lengths (sorted), so little of each forward is padding; rows go back in text order
-    before, tokenizer.truncation_side = tokenizer.truncation_side, side
-    try:
-        ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    finally:
-        tokenizer.truncation_side = before
+    if encoded:
+        ids = texts
+    else:
+        before, tokenizer.truncation_side = tokenizer.truncation_side, side
+        try:
+            ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        finally:
+            tokenizer.truncation_side = before
     order = np.argsort([len(x) for x in ids], kind="stable")
     result = None
     try:
@@ -479,9 +488,11 @@ def shift_summary(base: dict[str, np.ndarray], rms: dict[str, dict[str, np.ndarr
     """One row per model ("base", then each RM) of representation-shift measures at ``layer``.
 
     Columns: model, sv_ratio_mean, sv_ratio_ci_low, sv_ratio_ci_high (percentile bootstrap over items, the
-    same resamples for every model), cka_last_layer_vs_base (debiased CKA with the base model on all
-    languages' items stacked, as :func:`layerwise_cka` computes it: minibatches above
-    :data:`FULL_CKA_MAX_N` items; named for the default layer=-1), mean_norm.
+    same resamples for every model), sv_closest_share (the share of those resamples in which this RM's mean
+    sv_ratio is the nearest to the base's: how firm "closest to base" is; NaN for the base),
+    cka_last_layer_vs_base (debiased CKA with the base model on all languages' items stacked, as
+    :func:`layerwise_cka` computes it: minibatches above :data:`FULL_CKA_MAX_N` items; named for the default
+    layer=-1), mean_norm.
     Inputs map lang -> (n_items, n_layers, d), with the same languages and items for every model.
     """
     if not 0 < ci < 1 or n_boot < 1:
@@ -497,13 +508,20 @@ def shift_summary(base: dict[str, np.ndarray], rms: dict[str, dict[str, np.ndarr
             raise ValueError(f"RM {name!r} has {_same_n(states)} items per language; the base model has {n}")
     resamples = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
     base_stack = np.concatenate([_at_layer(base[lang], layer, f"base[{lang!r}]") for lang in langs])
-    rows = []
+    rows, boot = [], {}
     for name, states in {"base": base, **rms}.items():
         ratios = sv_ratios({lang: states[lang] for lang in langs}, layer=layer)
-        low, high = np.quantile(ratios[resamples].mean(1), [(1 - ci) / 2, (1 + ci) / 2])
+        boot[name] = ratios[resamples].mean(1)
+        low, high = np.quantile(boot[name], [(1 - ci) / 2, (1 + ci) / 2])
         stack = np.concatenate([_at_layer(states[lang], layer, f"{name}[{lang!r}]") for lang in langs])
         rows.append({"model": name, "sv_ratio_mean": ratios.mean(), "sv_ratio_ci_low": low,
                      "sv_ratio_ci_high": high,
                      "cka_last_layer_vs_base": layerwise_cka(base_stack[:, None], stack[:, None])[0],
                      "mean_norm": np.linalg.norm(stack, axis=1).mean()})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.insert(4, "sv_closest_share", np.nan)
+    if rms:  # paired: every RM and the base on the same resampled items
+        dist = np.abs(np.stack([boot[name] for name in rms]) - boot["base"])  # (n_rms, n_boot)
+        wins = np.bincount(np.argmin(np.where(np.isnan(dist), np.inf, dist), axis=0), minlength=len(rms))
+        out.loc[1:, "sv_closest_share"] = wins / n_boot
+    return out

