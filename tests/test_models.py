@@ -364,3 +364,37 @@ def test_a_packaged_backbone_built_by_another_builder_or_package_is_rebuilt(tmp_
     (tmp_path / "backbones" / "me5-small" / backbones.SOURCE_FILE).unlink()  # a build from before stamps
     backbones.packaged_path("me5-small")
     assert len(builds) == 3
+
+
+def _fake_hub_ref(cache, repo_id, sha, repo_type="model"):
+    ref = cache / f"{repo_type}s--{repo_id.replace('/', '--')}" / "refs" / "main"
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(sha)
+
+
+def test_hub_commits_come_from_the_local_cache_offline(tmp_path, monkeypatch):
+    """Offline (as tests and these machines are), a hub id's commit is the cache's refs/main: an upstream update
+    that reached the cache is another commit, so RMs on it get another key and cells that read it rerun."""
+    from huggingface_hub import constants
+
+    from xlrm_lib import hub, runner
+    from xlrm_lib.train import backbone_fingerprint
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    hub.commit.cache_clear()
+    _fake_hub_ref(tmp_path, "Qwen/Qwen2.5-3B-Instruct", "a" * 40)
+    _fake_hub_ref(tmp_path, "CohereLabsCommunity/multilingual-reward-bench", "b" * 40, "dataset")
+    assert hub.commit("Qwen/Qwen2.5-3B-Instruct") == "a" * 40
+    assert hub.commit("org/never-downloaded") is None
+    assert hub.commit("org/x", revision="c" * 40) == "c" * 40  # a commit is its own answer
+    assert backbone_fingerprint("Qwen/Qwen2.5-3B-Instruct") == {"name": "Qwen/Qwen2.5-3B-Instruct",
+                                                                  "revision": "a" * 40}
+    params = {"eval_source": "CohereLabsCommunity/multilingual-reward-bench", "backbone": "me5-small",
+              "output_dir": "outputs/x", "model_dir": str(tmp_path)}
+    assert runner._hub_commits(params) == {"eval_source": "b" * 40}
+    _fake_hub_ref(tmp_path, "CohereLabsCommunity/multilingual-reward-bench", "d" * 40, "dataset")  # re-cut
+    hub.commit.cache_clear()
+    assert runner._hub_commits(params) == {"eval_source": "d" * 40}
+    assert not hub.is_hub_id("me5-small") and not hub.is_hub_id("../a/b") and hub.is_hub_id("org/name-1.5B")
+    hub.commit.cache_clear()
+

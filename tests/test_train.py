@@ -494,3 +494,29 @@ def test_max_length_past_an_encoders_position_table_is_capped_with_a_warning(tin
     from conftest import tiny_llama
 
     assert position_limit(tiny_llama()) is None  # rotary positions: no hard end
+
+
+def test_training_loads_the_hub_commit_its_key_holds(tmp_path, monkeypatch, small_pairs):
+    from huggingface_hub import constants
+
+    from xlrm_lib import hub
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "xlrm"))
+    hub.commit.cache_clear()
+    ref = tmp_path / "models--org--rm-base" / "refs" / "main"
+    ref.parent.mkdir(parents=True)
+    ref.write_text("e" * 40)
+    seen = {}
+
+    def fake_load(backbone, **kw):
+        seen.update(kw)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(train_mod, "load_reward_model", fake_load)
+    with pytest.raises(RuntimeError, match="stop here"):
+        train_mod.train_reward_model("org/rm-base", small_pairs, epochs=1, batch_size=4, bf16=False)
+    assert seen["revision"] == "e" * 40
+    with pytest.raises(ValueError, match="a revision pins a hub id"):
+        load_reward_model(str(tmp_path), revision="main")
+    hub.commit.cache_clear()

@@ -55,6 +55,16 @@ def resolve_backbone(backbone: str | os.PathLike) -> str:
     return name  # a hub id; from_pretrained raises its own (clear) error when offline
 
 
+def _revision(path: str, revision: str | None) -> dict:
+    """``from_pretrained``'s ``revision`` for a hub id; a local directory has none."""
+    if revision is None:
+        return {}
+    if Path(path).is_dir():
+        raise ValueError(f"revision = {revision!r} was given for the local directory {path!r}; a revision pins a "
+                         "hub id ('org/name')")
+    return {"revision": revision}
+
+
 def is_decoder(model_or_config) -> bool:
     cfg = getattr(model_or_config, "config", model_or_config)
     return bool(getattr(cfg, "is_decoder", False)) or getattr(cfg, "model_type", "") in DECODER_TYPES
@@ -119,7 +129,8 @@ def config_files_digest(path: str, trust_remote_code: bool = False) -> str | Non
     return h.hexdigest()
 
 
-def _load_tokenizer(path: str, trust_remote_code: bool, shared: dict | None = None, *, new_pad: bool = True):
+def _load_tokenizer(path: str, trust_remote_code: bool, shared: dict | None = None, *, new_pad: bool = True,
+                    revision: str | None = None):
     """The directory's tokenizer; with ``shared`` (a dict kept by the caller) identical files load once.
 
     A tokenizer read from a local directory carries the digest of its files (:func:`tokenizer_identity`).
@@ -127,7 +138,7 @@ def _load_tokenizer(path: str, trust_remote_code: bool, shared: dict | None = No
     key = config_files_digest(path, trust_remote_code)
     if shared is not None and key is not None and key in shared:
         return shared[key]
-    tok = _read_tokenizer(path, trust_remote_code, new_pad)
+    tok = _read_tokenizer(path, trust_remote_code, new_pad, revision)
     if key is not None:
         tok.xlrm_files_digest = key
         if shared is not None:
@@ -147,10 +158,10 @@ RESERVED_PADS = ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]", "<|pa
 ADDED_PAD = "<|xlrm_pad|>"
 
 
-def _read_tokenizer(path: str, trust_remote_code: bool, new_pad: bool = True):
+def _read_tokenizer(path: str, trust_remote_code: bool, new_pad: bool = True, revision: str | None = None):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **_revision(path, revision))
     if tok.pad_token is None:
         _set_pad(tok, path, new_pad)
     return tok
@@ -193,7 +204,8 @@ def _fit_vocab(model, tok, seed: int = 0) -> None:
 
 
 def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: bool = False, seed: int = 0,
-                      shared_tokenizers: dict | None = None, require_head: bool = False):
+                      shared_tokenizers: dict | None = None, require_head: bool = False,
+                      revision: str | None = None):
     """A 1-output ``AutoModelForSequenceClassification`` (Bradley-Terry score head) and its tokenizer.
 
     Parameters
@@ -215,6 +227,8 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
     require_head : bool
         Refuse a checkpoint without trained score-head weights (a base model): for judges and scoring, where a
         fresh head would give a seeded random projection as "rewards".
+    revision : str, optional
+        A hub id's branch, tag or commit (training pins the commit it keys on: :mod:`xlrm_lib.hub`).
 
     Returns
     -------
@@ -223,12 +237,12 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
     from transformers import AutoModelForSequenceClassification
 
     path = resolve_backbone(backbone)
-    tok = _load_tokenizer(path, trust_remote_code, shared_tokenizers)
+    tok = _load_tokenizer(path, trust_remote_code, shared_tokenizers, revision=revision)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model, info = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=1, dtype=_dtype(dtype) or torch.float32, trust_remote_code=trust_remote_code,
-            output_loading_info=True,
+            output_loading_info=True, **_revision(path, revision),
         )
     fresh = sorted(str(k) for k in info.get("missing_keys", ()))
     if require_head and fresh:
@@ -245,7 +259,7 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
 
 
 def load_backbone(backbone, *, dtype=None, device=None, trust_remote_code: bool = False,
-                  shared_tokenizers: dict | None = None):
+                  shared_tokenizers: dict | None = None, revision: str | None = None):
     """The bare encoder/decoder (``AutoModel``) and tokenizer, for representation probes.
 
     A trained RM directory gives its transformer body without the score head, so base and RM are probed alike.
@@ -254,14 +268,14 @@ def load_backbone(backbone, *, dtype=None, device=None, trust_remote_code: bool 
     from transformers import AutoModel
 
     path = resolve_backbone(backbone)
-    tok = _load_tokenizer(path, trust_remote_code, shared_tokenizers)
+    tok = _load_tokenizer(path, trust_remote_code, shared_tokenizers, revision=revision)
     # an RM directory's head (classifier / score) is left out on purpose, and BERT-style checkpoints may lack the
     # pooler (unused by the probes): transformers' load report of those would fill every probe notebook, so it
     # is silenced and only body weights that are really missing or mis-shaped are reported
     with _transformers_verbosity_error():
         model, info = AutoModel.from_pretrained(path, dtype=_dtype(dtype) or torch.float32,  # as load_reward_model
                                                 trust_remote_code=trust_remote_code,
-                                                output_loading_info=True)
+                                                output_loading_info=True, **_revision(path, revision))
     missing = sorted(k for k in info.get("missing_keys", ()) if not k.split(".")[0] == "pooler")
     bad = missing + sorted(str(k) for k in info.get("mismatched_keys", ()))
     if bad:

@@ -334,7 +334,7 @@ def _grid_axes(spec: dict):
 
 def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
     """Translated-RM entries whose MT backend cannot run here, with the reason (the grid skips them)."""
-    from .translate import available_backends, can_translate
+    from .translate import available_backends, why_unavailable
 
     out, backends = [], None
     for t in spec.get("translated") or []:
@@ -355,10 +355,13 @@ def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
         backends = backends or available_backends()
         if backend not in backends:
             raise ParamError(f"translated entry {t!r}: unknown backend {backend!r}; expected one of {sorted(backends)}")
+        if backend == "hf" and not t.get("model"):
+            raise ParamError(f"translated entry {t!r}: backend 'hf' needs a model, e.g. "
+                             "model: facebook/nllb-200-distilled-600M (a hub id or a local directory)")
         if backends[backend] != "ok":
             out.append((t, backends[backend]))
-        elif not can_translate(t["from"], t["to"], backend):
-            out.append((t, f"{backend} cannot translate {t['from']} -> {t['to']} here"))
+        elif why := why_unavailable(t["from"], t["to"], backend, model=t.get("model")):
+            out.append((t, why))
     return out
 
 
@@ -396,7 +399,20 @@ def cell_key(cell: Cell, params: dict, run_dir: Path) -> str:
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     upstream = {dep: done_key(run_dir / dep) for dep in cell.deps}
     return store.fingerprint({"code": code, "params": params, "inputs": _inputs_digest(), "upstream": upstream,
-                              "files": _local_files(params, run_dir)})
+                              "files": _local_files(params, run_dir), "hub": _hub_commits(params)})
+
+
+def _hub_commits(params: dict) -> dict:
+    """The commit each hub model or dataset a cell names points at now (:mod:`xlrm_lib.hub`): an upstream change
+    (M-RewardBench re-cut, a backbone re-uploaded) reruns the cell instead of keeping its old numbers."""
+    from . import hub
+
+    out = {}
+    for name, value in sorted(params.items()):
+        if name in ("output_dir", "run_dir") or not hub.is_hub_id(value) or (REPO / value).exists():
+            continue
+        out[name] = hub.any_commit(value)
+    return out
 
 
 def _local_files(params: dict, run_dir: Path) -> dict:

@@ -33,6 +33,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 
+from . import hub
 from .backbones import PACKAGED, build_stamp
 from .compiling import compile_blocks, resolve_compile
 from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
@@ -152,8 +153,9 @@ def data_fingerprint(pairs) -> str:
 
 def backbone_fingerprint(backbone: str) -> dict:
     """What identifies a backbone: a packaged name + its build stamp (builder and source package versions), a hub
-    id, or a local dir's contents (the weights, and the config, tokenizer and chat template: an edited template
-    or tokenizer is another backbone)."""
+    id + the commit its main branch points at (:func:`xlrm_lib.hub.commit`; the RM is trained from that commit),
+    or a local dir's contents (the weights, and the config, tokenizer and chat template: an edited template or
+    tokenizer is another backbone)."""
     path = Path(str(backbone)).expanduser()
     if path.is_dir():
         card = path / CARD_FILE
@@ -163,7 +165,7 @@ def backbone_fingerprint(backbone: str) -> dict:
                 "files": (config_files_digest(path) or "")[:16]}
     if str(backbone) in PACKAGED:
         return {"name": str(backbone), "build": build_stamp(str(backbone))}
-    return {"name": str(backbone)}
+    return {"name": str(backbone), "revision": hub.commit(str(backbone))}
 
 
 def tokenize_pairs(tokenizer, pairs, fmt: TextFormat) -> list[dict]:
@@ -348,7 +350,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         log.info("cache hit: %s", out)
         return out
 
-    model, tok = load_reward_model(backbone, device=device, seed=cfg.seed)
+    model, tok = load_reward_model(backbone, device=device, seed=cfg.seed,
+                                   revision=key_obj["backbone"].get("revision"))  # the commit the key holds
     check_pairs(pairs, tok, model)
     fmt = fit_positions(TextFormat(cfg.template, cfg.max_length).resolved(tok), model)
     features = tokenize_pairs(tok, pairs, fmt)
@@ -419,6 +422,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         shutil.rmtree(tmp / "_trainer", ignore_errors=True)
         card = {
             "key": key, "backbone": str(backbone), "backbone_fingerprint": key_obj["backbone"],
+            "backbone_revision": key_obj["backbone"].get("revision"),
             "data_fingerprint": key_obj["data"], "languages": langs, "n_pairs": len(features),
             "config": asdict(cfg), "packed": packed, "compiled_blocks": compiled, "format": asdict(fmt),
             "versions": _versions(),

@@ -1,0 +1,66 @@
+"""Which commit of a Hugging Face hub repository a name means now: the revision caches and records key on.
+
+A hub id (``Qwen/Qwen2.5-3B-Instruct``, ``CohereLabsCommunity/multilingual-reward-bench``) names a moving branch:
+M-RewardBench has been re-cut and re-translated since its release. So the training key of an RM on a hub backbone
+holds the backbone's commit and the RM is loaded at that commit, and the runner's cell keys hold the commit of
+every hub model or dataset a cell names: an upstream change reruns what read it instead of reusing old numbers.
+
+The commit comes from the hub (one metadata request, a few seconds at most) or, offline (``HF_HUB_OFFLINE=1``, or
+no network), from the local hub cache's ``refs/<revision>``. None when neither knows it: a hub id that was never
+downloaded cannot be loaded offline anyway.
+
+>>> commit("Qwen/Qwen2.5-3B-Instruct")   # doctest: +SKIP
+'aa8e72537993ba99e69dfaafa59ed015b17504d1'
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # org/name, as the hub spells repository ids
+
+
+def is_hub_id(value) -> bool:
+    """Whether ``value`` reads as a hub repository id (``org/name``) and names no local path."""
+    if not isinstance(value, str) or not HUB_ID.match(value):
+        return False
+    return not Path(value).expanduser().exists()
+
+
+def _cached_commit(repo_id: str, repo_type: str, revision: str) -> str | None:
+    from huggingface_hub import constants
+
+    ref = Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}" / "refs" / revision
+    try:
+        return ref.read_text().strip() or None
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=256)
+def commit(repo_id: str, repo_type: str = "model", revision: str = "main", timeout: float = 10.0) -> str | None:
+    """The commit sha ``revision`` of hub repository ``repo_id`` (``repo_type`` "model" or "dataset") points at,
+    asked once per process; the local cache's answer when offline; None if unknown."""
+    if repo_type not in ("model", "dataset"):
+        raise ValueError(f"repo_type = {repo_type!r}; expected 'model' or 'dataset'")
+    if re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision  # already a commit
+    from huggingface_hub import HfApi, constants
+
+    if not constants.is_offline_mode():
+        try:
+            return HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=timeout).sha
+        except Exception as e:  # noqa: BLE001 - no network, no such repo, gated: the cache may still know
+            log.info("hub commit of %s %s@%s not available (%s); using the local cache's", repo_type, repo_id,
+                     revision, type(e).__name__)
+    return _cached_commit(repo_id, repo_type, revision)
+
+
+def any_commit(repo_id: str) -> str | None:
+    """The commit of ``repo_id`` as a model, else as a dataset (a parameter that may name either)."""
+    return commit(repo_id, "model") or commit(repo_id, "dataset")
