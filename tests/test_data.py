@@ -187,6 +187,33 @@ def test_m_rewardbench_english_is_rewardbench(monkeypatch):
     assert ds["subset"] == ["mt-bench-hard", "mt-bench-hard"] and ds["id"] == ["30", "30"]
 
 
+def test_rewardbench_sources_refuse_a_training_split(monkeypatch):
+    # RewardBench and M-RewardBench are test sets, and M-RewardBench's English is RewardBench itself: training on
+    # them, natively or translated from English, would train on the items the RMs are evaluated on
+    from xlrm_lib import data as data_mod, study
+
+    calls = []
+
+    def load_dataset(name, config=None, split=None):
+        calls.append((name, config, split))
+        return datasets.Dataset.from_list([{"id": 7, "prompt": "Q?", "chosen": "good", "rejected": "bad",
+                                            "subset": "alpacaeval-easy"}])
+
+    monkeypatch.setattr(data_mod.datasets, "load_dataset", load_dataset)
+    mrb = "CohereLabsCommunity/multilingual-reward-bench"
+    for source, lang in ((mrb, "en"), (mrb, "es"), ("allenai/reward-bench", "en")):
+        for split in ("train", "all"):
+            with pytest.raises(ValueError, match=rf"{source} is an evaluation benchmark .* split = '{split}' is "
+                                                 r"refused .*use another source"):
+                load_pairs(source, langs=[lang], split=split)
+    with pytest.raises(ValueError, match="evaluation benchmark"):
+        study.training_pairs(mrb, "es", split="train", translate_from="en")
+    assert calls == []  # refused before anything is read
+    assert load_pairs("allenai/reward-bench", langs=["en"])["id"] == ["7"]
+    assert load_pairs(mrb, langs=["es"], split="test")["lang"] == ["es"]
+    assert calls == [("allenai/reward-bench", None, "filtered"), (mrb, "spa_Latn", "test")]
+
+
 def test_rewardbench_subset_map_is_complete():
     assert len(SUBSET_TO_CATEGORY) == 23
     assert set(SUBSET_TO_CATEGORY.values()) == {"chat", "chat_hard", "safety", "reasoning"}

