@@ -247,11 +247,25 @@ def test_apertium_pivot_en_fr(tmp_path):
 
 
 def test_hf_translation_cache_key_covers_what_changes_the_output(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from xlrm_lib import hub as hub_mod
+
     monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    hub_mod.commit.cache_clear()
+    ref = tmp_path / "hf" / "models--facebook--nllb-200-distilled-600M" / "refs" / "main"
+    ref.parent.mkdir(parents=True)
+    ref.write_text("a" * 40)
     hub = T.HFBackend("en", "es", model="facebook/nllb-200-distilled-600M")
-    assert hub.revision == "segments-1"  # default settings: the keys of the caches already built
-    assert T.HFBackend("en", "es", model="org/mt", max_new_tokens=3).revision == "segments-1:new-tokens=3"
-    assert T.HFBackend("en", "es", model="org/mt", max_segment_tokens=64).revision == "segments-1:segment-tokens=64"
+    assert hub.revision == f"segments-1:commit={'a' * 40}"  # the commit the model is loaded from
+    assert hub._pin() == {"revision": "a" * 40}
+    assert T.HFBackend("en", "es", model="org/mt", max_new_tokens=3).revision == "segments-1:new-tokens=3:commit=None"
+    assert T.HFBackend("en", "es", model="org/mt", max_segment_tokens=64).revision.startswith(
+        "segments-1:segment-tokens=64")
+    with pytest.raises(T.TranslationUnavailable, match="neither reachable on the hub nor in the local hub cache"):
+        T.HFBackend("en", "es", model="org/mt")._pin()  # offline and never downloaded: refused at once
+    hub_mod.commit.cache_clear()
     local = tmp_path / "mt"
     local.mkdir()
     (local / "model.safetensors").write_bytes(b"one")

@@ -343,8 +343,8 @@ class HFBackend:
     @property
     def revision(self) -> str:
         """Part of the translation cache's key: how texts are cut before the model sees them ("segments-1"),
-        plus whatever else changes the output: non-default lengths, and a local model directory's weights (a
-        re-finetuned model at the same path is another translator). Default settings keep the keys of before."""
+        plus whatever else changes the output: non-default lengths, a hub model's commit, and a local model
+        directory's weights (a re-finetuned model at the same path is another translator)."""
         parts = ["segments-1"]
         if self.max_segment_tokens != 128:
             parts.append(f"segment-tokens={self.max_segment_tokens}")
@@ -356,6 +356,10 @@ class HFBackend:
 
             files = sorted(local.glob("*.safetensors")) or sorted(local.glob("*.bin"))
             parts.append("weights=" + ",".join(file_digest_memo(f) for f in files))
+        else:  # a hub model: the commit it is loaded from (see _pin)
+            from . import hub
+
+            parts.append(f"commit={hub.commit(self.model)}")
         if self._target and self._target.get("prefix"):  # a >>xx<< prefix (known after check()) changes the output
             parts.append("prefix=" + self._target["prefix"].strip())
         return ":".join(parts)
@@ -387,7 +391,7 @@ class HFBackend:
         from transformers import AutoTokenizer
 
         try:
-            tok = AutoTokenizer.from_pretrained(self.model)
+            tok = AutoTokenizer.from_pretrained(self.model, **self._pin())
         except (OSError, ValueError) as e:
             raise TranslationUnavailable(f"cannot load the tokenizer of hf model {self.model!r}: {e}") from e
         how = _hf_target(tok, self.model, self.src, self.tgt)
@@ -397,12 +401,27 @@ class HFBackend:
             tok.src_lang = how["src_lang"]  # NLLB / M2M100 tokenizers put the source's language token first
         self._tok, self._target = tok, how
 
+    def _pin(self) -> dict:
+        """``revision=`` the commit a hub model's main branch points at (:mod:`xlrm_lib.hub`): tokenizer and weights
+        come from one commit, which keys the cache, and a cached commit loads offline without minutes of
+        retries. Refuses at once a hub model that is neither reachable nor cached."""
+        from . import hub
+
+        if Path(self.model).expanduser().is_dir():
+            return {}
+        commit = hub.commit(self.model)
+        if commit is None:
+            raise TranslationUnavailable(f"hf model {self.model!r} is neither reachable on the hub nor in the local "
+                                         "hub cache; download it on a machine with internet, or give a local "
+                                         "directory")
+        return {"revision": commit}
+
     def _load(self):
         import torch
         from transformers import AutoModelForSeq2SeqLM
 
         self.check()
-        net = AutoModelForSeq2SeqLM.from_pretrained(self.model).eval()
+        net = AutoModelForSeq2SeqLM.from_pretrained(self.model, **self._pin()).eval()
         net.to("cuda" if torch.cuda.is_available() else "cpu")
         gen = {k: v for k, v in self._target.items() if k == "forced_bos_token_id"}
         self._loaded = (self._tok, net, gen)
