@@ -142,11 +142,18 @@ def test_atomic_dir_without_replace_keeps_a_copy_another_writer_finished(tmp_pat
     from xlrm_lib import store
 
     dest = tmp_path / "models" / "rm-abc"
-    with store.atomic_dir(dest, replace=False) as tmp:
+    finished = lambda d: (d / "w.bin").exists()  # noqa: E731  (the test of a finished copy)
+    with store.atomic_dir(dest, keep=finished) as tmp:
         (tmp / "w.bin").write_text("first")
-        with store.atomic_dir(dest, replace=False) as other:  # finishes while the first is still writing
+        with store.atomic_dir(dest, keep=finished) as other:  # finishes while the first is still writing
             (other / "w.bin").write_text("second")
     assert (dest / "w.bin").read_text() == "second"
-    with store.atomic_dir(dest, replace=False) as tmp:
+    with store.atomic_dir(dest, keep=finished) as tmp:
         (tmp / "w.bin").write_text("third")
     assert (dest / "w.bin").read_text() == "second" and sorted(p.name for p in dest.parent.iterdir()) == ["rm-abc"]
+    # a folder that is not a finished copy (made beforehand, half-copied) is replaced, not kept
+    (dest / "w.bin").unlink()
+    (dest / "notes.txt").write_text("mine")
+    with store.atomic_dir(dest, keep=finished) as tmp:
+        (tmp / "w.bin").write_text("fourth")
+    assert (dest / "w.bin").read_text() == "fourth"

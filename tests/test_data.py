@@ -211,7 +211,14 @@ def test_rewardbench_sources_refuse_a_training_split(monkeypatch):
     assert calls == []  # refused before anything is read
     assert load_pairs("allenai/reward-bench", langs=["en"])["id"] == ["7"]
     assert load_pairs(mrb, langs=["es"], split="test")["lang"] == ["es"]
-    assert calls == [("allenai/reward-bench", None, "filtered"), (mrb, "spa_Latn", "test")]
+    assert load_pairs("allenai/reward-bench", langs=["en"], split="filtered")["id"] == ["7"]  # its own name
+    assert calls == [("allenai/reward-bench", None, "filtered"), (mrb, "spa_Latn", "test"),
+                     ("allenai/reward-bench", None, "filtered")]
+    # and before any notebook runs: the planning check of a train cell names it
+    from xlrm_lib.checks import notebook_problems
+
+    problems = notebook_problems("train", {"data_source": mrb, "split": "train", "train_lang": "es"})
+    assert problems and "evaluation benchmark" in problems[0]
 
 
 def test_rewardbench_subset_map_is_complete():

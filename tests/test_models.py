@@ -398,3 +398,22 @@ def test_hub_commits_come_from_the_local_cache_offline(tmp_path, monkeypatch):
     assert not hub.is_hub_id("me5-small") and not hub.is_hub_id("../a/b") and hub.is_hub_id("org/name-1.5B")
     hub.commit.cache_clear()
 
+
+
+def test_a_model_fetched_only_by_commit_is_found_offline(tmp_path, monkeypatch):
+    """Downloading by commit writes no refs/main: the cache's snapshot must still name the commit, or a pinned
+    translation model is refused offline and a pinned backbone loses its key."""
+    from huggingface_hub import constants
+
+    from xlrm_lib import hub
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    hub.commit.cache_clear()
+    repo = tmp_path / "models--facebook--nllb-200-distilled-600M"
+    (repo / "snapshots" / ("f" * 40)).mkdir(parents=True)
+    assert hub.commit("facebook/nllb-200-distilled-600M") == "f" * 40
+    assert hub.commit("org/unknown") is None
+    (tmp_path / "models--org--unknown" / "refs").mkdir(parents=True)
+    (tmp_path / "models--org--unknown" / "refs" / "main").write_text("1" * 40)
+    assert hub.commit("org/unknown") == "1" * 40  # an unknown answer is not remembered
+    hub.commit.cache_clear()

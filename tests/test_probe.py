@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -434,3 +436,18 @@ def test_the_probe_reads_items_in_the_rms_format(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="different text formats"):
         study.probe_format({"en": rm, "ko": other})
     assert study.probe_format({"hub": "org/rm"}) == TextFormat()
+
+
+def test_a_hub_base_model_is_probed_at_the_commit_its_rms_were_trained_from(tmp_path):
+    from xlrm_lib import study
+
+    cards = {}
+    for name, rev in (("en", "a" * 40), ("ko", "a" * 40), ("zh", None)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "xlrm_card.json").write_text(json.dumps({"key": name, "backbone_revision": rev}))
+        cards[name] = str(tmp_path / name)
+    assert study._trained_from(cards) == "a" * 40
+    assert study._trained_from({"hub": "org/rm"}) is None  # no card: nothing to pin
+    (tmp_path / "zh" / "xlrm_card.json").write_text(json.dumps({"key": "zh", "backbone_revision": "b" * 40}))
+    with pytest.raises(ValueError, match="different commits of their backbone"):
+        study._trained_from(cards)

@@ -167,6 +167,8 @@ def test_collect_reads_only_this_grids_finished_cells(tmp_path):
     _cell(tmp_path, "evaluate/bb-s42-ko", "ko", [1, 0, 0, 0])       # dropped from the grid since
     _cell(tmp_path, "evaluate/bb-s42-es", "es", [0, 0, 0, 0], done=False)  # in the grid, unfinished this time
     store.write_json(tmp_path / store.PLAN_FILE, {"cells": ["evaluate/bb-s42-en", "evaluate/bb-s42-es", "report"]})
+    (tmp_path / "report").mkdir()  # a rerun: the report's own metrics of last time, its _done.json removed
+    store.write_json(tmp_path / "report" / "metrics.json", {"kind": "report"})
     rep = report.collect(tmp_path)
     assert sorted(rep["scores"]["source"].unique()) == ["en"]
     assert rep["ignored"] == ["evaluate/bb-s42-es", "evaluate/bb-s42-ko"]
@@ -180,10 +182,11 @@ def test_report_outputs_of_an_earlier_report_are_removed(tmp_path):
     import plotly.graph_objects as go
 
     (tmp_path / "english_vs_translated.csv").write_text("stale")
+    (tmp_path / "notes.csv").write_text("not the report's")
     (tmp_path / "figs").mkdir()
     (tmp_path / "figs" / "best_of_n_translated.html").write_text("stale")
     (tmp_path / "figs" / "plotly.min.js").write_text("js")
     report.save_tables(tmp_path, {"probe_summary": pd.DataFrame({"model": ["base"]})})
     report.write_figures({"cka_by_layer": go.Figure()}, tmp_path / "figs")
-    assert sorted(p.name for p in tmp_path.glob("*.csv")) == ["probe_summary.csv"]
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == ["notes.csv", "probe_summary.csv"]
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["cka_by_layer.html", "plotly.min.js"]

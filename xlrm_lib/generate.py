@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from .formatting import TextFormat, as_messages, chat_text, pad_batch, render
-from .models import _dtype, _load_tokenizer, default_device, resolve_backbone
+from .models import _dtype, _load_tokenizer, default_device, resolve_backbone, weights_digest
 from .store import cache_dir as default_cache_dir
 from .store import fingerprint, write_json
 
@@ -69,14 +69,9 @@ def policy_prompt(tokenizer, prompt) -> tuple[str, bool]:
 
 
 def model_fingerprint(model, tokenizer=None) -> str:
-    """Short content hash of a model (config + a checksum of every weight tensor) and its tokenizer."""
+    """Short content hash of a model (config + :func:`xlrm_lib.models.weights_digest`) and its tokenizer."""
     cfg = {k: v for k, v in model.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
-    weights = []
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            flat = p.detach().reshape(-1)
-            weights.append((name, list(p.shape), f"{float(torch.sum(flat, dtype=torch.float32)):.6g}",
-                            [f"{v:.6g}" for v in flat[:4].float().tolist()]))
+    weights = weights_digest(model)
     tok = None
     if tokenizer is not None:
         backend = getattr(tokenizer, "backend_tokenizer", None)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import re
-from functools import lru_cache
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -33,32 +32,54 @@ def is_hub_id(value) -> bool:
 
 
 def _cached_commit(repo_id: str, repo_type: str, revision: str) -> str | None:
+    """``refs/<revision>`` of the local hub cache; for ``main`` without one (a model fetched only by commit, which
+    writes no ref), its snapshot: the only one, else the newest (with a warning naming the others)."""
     from huggingface_hub import constants
 
-    ref = Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}" / "refs" / revision
+    repo = Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}"
     try:
-        return ref.read_text().strip() or None
+        return (repo / "refs" / revision).read_text().strip() or None
     except OSError:
+        pass
+    snaps = [d for d in (repo / "snapshots").glob("*") if d.is_dir() and re.fullmatch(r"[0-9a-f]{40}", d.name)]
+    if revision != "main" or not snaps:
         return None
+    snaps.sort(key=lambda d: d.stat().st_mtime)
+    if len(snaps) > 1:
+        log.warning("%s %s has no refs/main and %d snapshots in the local hub cache; using the newest, %s",
+                    repo_type, repo_id, len(snaps), snaps[-1].name)
+    return snaps[-1].name
 
 
-@lru_cache(maxsize=256)
+_COMMITS: dict = {}
+
+
 def commit(repo_id: str, repo_type: str = "model", revision: str = "main", timeout: float = 10.0) -> str | None:
     """The commit sha ``revision`` of hub repository ``repo_id`` (``repo_type`` "model" or "dataset") points at,
-    asked once per process; the local cache's answer when offline; None if unknown."""
+    asked once per process; the local cache's answer when offline; None if unknown (asked again next time)."""
     if repo_type not in ("model", "dataset"):
         raise ValueError(f"repo_type = {repo_type!r}; expected 'model' or 'dataset'")
     if re.fullmatch(r"[0-9a-f]{40}", revision):
         return revision  # already a commit
+    key = (repo_id, repo_type, revision)
+    if key in _COMMITS:
+        return _COMMITS[key]
     from huggingface_hub import HfApi, constants
 
+    sha = None
     if not constants.is_offline_mode():
         try:
-            return HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=timeout).sha
+            sha = HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=timeout).sha
         except Exception as e:  # noqa: BLE001 - no network, no such repo, gated: the cache may still know
             log.info("hub commit of %s %s@%s not available (%s); using the local cache's", repo_type, repo_id,
                      revision, type(e).__name__)
-    return _cached_commit(repo_id, repo_type, revision)
+    sha = sha or _cached_commit(repo_id, repo_type, revision)
+    if sha is not None:
+        _COMMITS[key] = sha
+    return sha
+
+
+commit.cache_clear = _COMMITS.clear  # forget what was asked (tests; a long-lived kernel after an upstream change)
 
 
 def any_commit(repo_id: str) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -31,12 +32,14 @@ def collect(run_dir) -> dict:
         cell_dir = metrics_path.parent
         name = cell_dir.relative_to(run_dir).as_posix()
         done = cell_dir / store.DONE_FILE
+        m = json.loads(metrics_path.read_text())
+        if m.get("kind") == "report":  # this report's own folder (its previous metrics), or another report's
+            continue
         # a run by `xlrm run` reads only its grid's finished cells: a folder of a cell since dropped from the grid,
         # or one whose notebook did not finish this time, holds results of other settings
         if plan is not None and (name not in plan or not done.exists()):
             ignored.append(name)
             continue
-        m = json.loads(metrics_path.read_text())
         info = json.loads(done.read_text()) if done.exists() else {}
         htmls = sorted(p for p in cell_dir.glob("*.html") if not p.name.endswith(".failed.html"))
         runs.append({"stage": cell_dir.relative_to(run_dir).parts[0], "cell": str(cell_dir.relative_to(run_dir)),
@@ -317,6 +320,9 @@ def figures(t: dict) -> dict:
     return figs
 
 
+REPORT_CSV = re.compile(r"(transfer_matrix|accuracy|english_vs_\w+|seed_summary|probe_summary|align_\w+)\.csv")
+
+
 def save_tables(output_dir, t: dict) -> Path:
     """The report's CSVs (transfer matrix, headline differences, accuracies, shift, win rates) and metrics.json;
     an earlier report's CSV that this one lacks is removed."""
@@ -332,7 +338,7 @@ def save_tables(output_dir, t: dict) -> Path:
     for name in ("probe_summary", "align_native", "align_translated"):
         if t.get(name) is not None:
             files[f"{name}.csv"] = t[name]
-    for old in Path(output_dir).glob("*.csv"):  # an earlier report's table that this one lacks
-        if old.name not in files:
+    for old in Path(output_dir).glob("*.csv"):  # an earlier report's table that this one lacks (only the report's)
+        if old.name not in files and REPORT_CSV.fullmatch(old.name):
             old.unlink()
     return save_outputs(output_dir, {"kind": "report", **t.get("key_numbers", {})}, files)

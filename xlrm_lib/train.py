@@ -363,7 +363,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     # under torchrun / accelerate launch every process runs this function: all of them train, the main one writes
     main = int(os.environ.get("RANK", "0")) == 0
     # not forced, a copy another process finished meanwhile (same key) is kept: its readers stay on its files
-    with atomic_dir(out, replace=force) if main else _scratch_dir() as tmp:
+    same = None if force else (lambda d: (d / CARD_FILE).is_file() and read_card(d).get("key") == key)
+    with atomic_dir(out, keep=same) if main else _scratch_dir() as tmp:
         args = TrainingArguments(
             output_dir=str(tmp / "_trainer"), per_device_train_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
