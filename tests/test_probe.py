@@ -122,6 +122,8 @@ def test_cka_errors_name_shapes():
         linear_cka(np.ones((10, 3)), rng.normal(size=(10, 3)))
     with pytest.raises(ValueError, match=r"\(10, 3, 4\) and \(10, 2, 4\)"):
         layerwise_cka(rng.normal(size=(10, 3, 4)), rng.normal(size=(10, 2, 4)))
+    with pytest.raises(ValueError, match="3 items; the debiased CKA needs at least 4"):  # was "compute() called
+        layerwise_cka(rng.normal(size=(3, 1, 4)), rng.normal(size=(3, 1, 4)), batch_size=4)  # before any update()"
     nan = rng.normal(size=(10, 3, 4))
     nan[2, 1, 0] = np.nan  # would make the CKA NaN (or the SVD fail): named instead
     with pytest.raises(ValueError, match=r"rm_states has 1 non-finite values"):

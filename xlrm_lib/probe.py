@@ -391,6 +391,8 @@ def layerwise_cka(base_states, rm_states, *, debiased: bool = True, batch_size: 
     positive_int("batch_size", batch_size, minimum=4)  # the debiased estimator needs 4 rows per batch
     if not debiased:
         raise ValueError("the minibatch estimator is debiased only; pass debiased=True or batch_size=None")
+    if len(a) < 4:
+        raise ValueError(f"{len(a)} items; the debiased CKA needs at least 4 (more for a stable value)")
     order = np.random.default_rng(seed).permutation(len(a))
     cka = MinibatchCKA()
     for start in range(0, len(a), batch_size):
