@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -63,8 +64,20 @@ def test_judge_that_always_prefers_position_a_ties_after_averaging():
     np.testing.assert_array_equal(judge.compare(["q", "r"], ["w1", "w2 w3"], ["w4 w5", "w6"]), [0.0, 0.0])
 
 
+def test_a_verdict_that_flips_with_the_positions_is_a_tie():
+    """Log-odds 3.0 for (x, y) and 2.9 for (y, x): position A wins both times. Averaging gave x a full win (0.05);
+    MT-Bench's conservative rule calls it a tie."""
+    judge = FakeJudge(bias=2.95, content=0.05)  # x has one word more: lo(x, y) = 3.0, lo(y, x) = 2.9
+    np.testing.assert_array_equal(judge.compare(["q"], ["w1 w2"], ["w3"]), [0.0])
+    from xlrm_lib import align
+
+    picks = [pd.DataFrame({"prompt_id": [0], "lang": ["en"], "cand_id": [i], "text": [t], "prompt": ["q"]})
+             for i, t in ((0, "w1 w2"), (1, "w3"))]
+    assert align.judge_outcomes(*picks, judge)["outcome"].tolist() == [0.5]
+
+
 def test_position_bias_cancels_and_content_preference_survives():
-    judge = FakeJudge(bias=-2.5, content=1.0)  # prefers B by 2.5 nats, and longer answers by 1 nat per word
+    judge = FakeJudge(bias=-0.5, content=1.0)  # prefers B by 0.5 nats, and longer answers by 1 nat per word
     d = judge.compare(["q"] * 3, ["w1 w2 w3 w4", "w1", "w1 w2"], ["w1", "w1 w2 w3", "w3 w4"])
     np.testing.assert_allclose(d, [3.0, -2.0, 0.0])
     scores = judge.score_pairs(make_pairs(PAIRS), source="fake")
@@ -109,7 +122,9 @@ def test_tiny_lm_judge_matches_unbatched_forward_and_is_antisymmetric(tiny_lm):
     d = judge.compare(qs, xs, ys)
     np.testing.assert_allclose(judge.compare(qs, ys, xs), -d, atol=1e-6)
     np.testing.assert_allclose(PairwiseLMJudge(tiny_lm, tok, batch_size=1).compare(qs, xs, ys), d, atol=1e-5)
-    assert np.all(d != 0)
+    xy, yx = lo, -judge.position_logodds(qs, ys, xs)  # each order's log-odds that x is better
+    np.testing.assert_allclose(d, np.where(np.sign(xy) == np.sign(yx), (xy + yx) / 2, 0.0), atol=1e-9)
+    assert np.all(xy != 0) and np.all(yx != 0)  # a random LM: real numbers, not ties by construction
 
 
 def test_tiny_lm_judge_feeds_the_accuracy_table(tiny_lm):
@@ -127,3 +142,15 @@ def test_judge_needs_single_tokens_for_the_labels():
         judge.label_ids()
     with pytest.raises(ValueError, match="no pairs"):
         FakeJudge(0.0).score_pairs(make_pairs(PAIRS).select([]))
+
+
+def test_judge_runs_in_eval_mode_and_refuses_a_prompt_past_the_position_table(tiny_lm):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tiny_lm.train()
+    PairwiseLMJudge(tiny_lm, _tokenizer())
+    assert not tiny_lm.training  # dropout would move verdicts from call to call
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(WORDS), n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                                      bos_token_id=1, eos_token_id=1))
+    with pytest.raises(ValueError, match="takes 16 positions: lower max_answer_tokens"):  # was an IndexError
+        PairwiseLMJudge(gpt2, _tokenizer()).compare(["w1 ?"], ["w2 w3"], ["w4"])

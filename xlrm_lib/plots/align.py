@@ -12,6 +12,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from .transfer import languages_then_average
+
 
 def win_rate_bars(table: pd.DataFrame, *, title: str | None = None) -> go.Figure:
     """Win rate per language with 95% CI error bars and a dashed 0.5 line (no preference).
@@ -26,6 +28,10 @@ def win_rate_bars(table: pd.DataFrame, *, title: str | None = None) -> go.Figure
     fig = go.Figure()
     for name, g in t.groupby("a", sort=False):
         against = g["b"].astype(str) if "b" in g.columns else pd.Series([""] * len(g), index=g.index)
+        # the average row names a pattern ("{lang}", "{lang}-mt"): each language's own target RM
+        against = against.where(~against.str.contains("{lang}", regex=False),
+                                against.str.replace("{lang}", "each target language's ", regex=False)
+                                .str.replace("'s -mt", "'s translate-train", regex=False).str.strip() + " RM")
         fig.add_bar(x=g["lang"], y=g["win_rate"], name=name, customdata=against,
                     error_y=dict(type="data", array=g["ci_high"] - g["win_rate"],
                                  arrayminus=g["win_rate"] - g["ci_low"], visible=True),
@@ -38,4 +44,4 @@ def win_rate_bars(table: pd.DataFrame, *, title: str | None = None) -> go.Figure
         title = f"Best-of-n win rate{against}{judge}"
     fig.update_layout(title=title, barmode="group", xaxis_title="language", yaxis_title="win rate (ties count 1/2)",
                       yaxis_range=[0, 1], showlegend=t["a"].nunique() > 1)
-    return fig
+    return languages_then_average(fig, t["lang"])

@@ -15,4 +15,5 @@ def training_curves(history: pd.DataFrame) -> go.Figure:
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels)
     for i, col in enumerate(panels, 1):
         fig.add_trace(go.Scatter(x=history["step"], y=history[col], mode="lines+markers", name=col), row=1, col=i)
+    fig.update_xaxes(title_text="optimizer step")
     return fig.update_layout(title="Training (Bradley-Terry)", showlegend=False, height=320)

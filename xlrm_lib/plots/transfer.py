@@ -30,6 +30,13 @@ def transfer_heatmap(matrix: pd.DataFrame, *, title: str = "RM accuracy: source 
     return fig
 
 
+def languages_then_average(fig: go.Figure, langs) -> go.Figure:
+    """Order the x axis: languages sorted, ``average`` last (plotly would take the first trace's order, so a
+    language the first RM or run lacks landed after the average)."""
+    langs = sorted({str(x) for x in langs} - {"average"}) + (["average"] if "average" in set(map(str, langs)) else [])
+    return fig.update_xaxes(categoryorder="array", categoryarray=langs)
+
+
 def english_vs_target_bars(table: pd.DataFrame, *, title: str | None = None) -> go.Figure:
     """Bars of acc(English RM) - acc(target RM) per target language with 95% CIs (and the average)."""
     t = table.copy()
@@ -44,7 +51,7 @@ def english_vs_target_bars(table: pd.DataFrame, *, title: str | None = None) -> 
         fig.add_hline(y=0, line_color="black", line_width=1)
         fig.update_layout(title=title or f"English RM minus {_target_rm(t)} per seed, overall accuracy",
                           yaxis_title="accuracy difference", xaxis_title="target language")
-        return fig
+        return languages_then_average(fig, t["lang"])
     err_hi = t["ci_high"] - t["diff"]
     err_lo = t["diff"] - t["ci_low"]
     colors = ["#555" if lang == "average" else ("#2b8cbe" if d >= 0 else "#e34a33") for lang, d in zip(t["lang"], t["diff"])]
@@ -54,12 +61,14 @@ def english_vs_target_bars(table: pd.DataFrame, *, title: str | None = None) -> 
     fig.add_hline(y=0, line_color="black", line_width=1)
     fig.update_layout(title=title or f"English RM minus {_target_rm(t)}, overall accuracy",
                       yaxis_title="accuracy difference", xaxis_title="target language")
-    return fig
+    return languages_then_average(fig, t["lang"])
 
 
 def _target_rm(t: pd.DataFrame) -> str:
     """Which RM each bar compares with: each target language's own RM, native or translate-train (the average
     row names the pattern, e.g. "{lang}-mt"; every other row a concrete RM)."""
+    if "b" not in t.columns or t.empty:
+        return "the target RM"
     pattern = next((b for b in t["b"].astype(str) if "{lang}" in b), None)
     if pattern is None:  # no average row: derive the suffix from a row
         first = t.iloc[0]
@@ -73,10 +82,12 @@ def category_bars(acc: pd.DataFrame, *, source_col: str = "source") -> go.Figure
     import plotly.express as px
 
     d = acc[acc["category"] != "overall"]
-    rms = sorted(d[source_col].astype(str).unique()) if source_col in d.columns else []
-    fig = px.bar(d, x="lang", y="accuracy", color="category", barmode="group", facet_row=source_col,
+    has_source = source_col in d.columns  # one RM's table may come without it
+    rms = sorted(d[source_col].astype(str).unique()) if has_source else []
+    fig = px.bar(d, x="lang", y="accuracy", color="category", barmode="group",
+                 facet_row=source_col if has_source else None,
                  error_y=d["ci_high"] - d["accuracy"], error_y_minus=d["accuracy"] - d["ci_low"],
-                 height=140 + 220 * max(d[source_col].nunique(), 1),
+                 height=140 + 220 * max(len(rms), 1),
                  title=f"Accuracy per category and target language: RM {', '.join(rms)}" if len(rms) == 1
                  else "Accuracy per category and target language, per RM")
     fig.update_yaxes(range=[0, 1])
