@@ -263,7 +263,8 @@ def judge_outcomes(picks_a: pd.DataFrame, picks_b: pd.DataFrame, judge) -> pd.Da
 
     ``judge``: ``"gold"`` (the pool's gold labels), a DataFrame of judge rewards per candidate
     (``prompt_id, lang, cand_id, reward``), or an object with ``compare(questions, answers_x, answers_y)``
-    returning log-odds that x is better, averaged over both orders (:class:`~xlrm_lib.judges.PairwiseLMJudge`).
+    returning log-odds that x is better, 0 for a tie (:class:`~xlrm_lib.judges.PairwiseLMJudge`: averaged over both
+    orders where they agree).
     """
     for p, what in ((picks_a, "picks A"), (picks_b, "picks B")):
         _require(p, ["prompt_id", "lang", "cand_id", "text"], what)
