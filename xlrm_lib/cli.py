@@ -43,13 +43,14 @@ def main(argv=None) -> int:
     try:
         if args.cmd in ("validate", "plan"):
             spec = runner.load_spec(args.params)
-            cells = runner.plan(spec)
+            missing = runner.unavailable_translations(spec)
+            cells = runner.plan(spec, unavailable=missing)
             runner.validate(cells)
             if args.cmd == "plan":
                 for c in cells:
                     print(f"{c.name:45s} {c.notebook.name:28s} deps={len(c.deps)}")
             print(f"{args.params}: {len(cells)} notebook executions, parameters valid")
-            for t, why in runner.unavailable_translations(spec):  # what `run` will leave out, said before it runs
+            for t, why in missing:  # what `run` will leave out, said before it runs
                 print(f"  note: translated RM {t['from']}->{t['to']} will not run: {why}")
             return 0
         if args.cmd == "cache":

@@ -292,15 +292,13 @@ def _benchmark_split(name: str, split) -> None:
     or translated from English, would train on the items the RMs are evaluated on."""
     if split not in (None, "test", REWARDBENCH_EN[1]):
         raise ValueError(f"{name} is an evaluation benchmark with test items only; split = {split!r} is refused "
-                         f"(expected None, 'test' or {REWARDBENCH_EN[1]!r}). To train an RM (translate-train included), use another "
-                         "source: the embedded benchmark (split 'train') or a preference dataset (a .jsonl file, "
-                         "or a hub id such as 'iqwiki-kor/MP-86k')")
+                         f"(expected None, 'test' or {REWARDBENCH_EN[1]!r}). To train an RM (translate-train "
+                         "included), use another source: the embedded benchmark (split 'train') or a preference "
+                         "dataset (a .jsonl file, or a hub id such as 'iqwiki-kor/MP-86k')")
 
 
 def _hub(name: str, langs, split) -> list[dict]:
-    if name in M_REWARDBENCH or name == REWARDBENCH_EN[0]:
-        _benchmark_split(name, split)
-    if name in M_REWARDBENCH:
+    if name in M_REWARDBENCH:  # a training split was refused by check_source
         if not langs:
             raise ValueError(f"{name} has one config per language: pass langs=[...] (e.g. ['ko', 'zh'])")
         rows = []
@@ -441,6 +439,6 @@ FEATURES = datasets.Features({
 
 
 def prompt_text(prompt) -> str:
-    """The last user turn of a canonical prompt (what a translator or a judge shows)."""
+    """The last user turn of a canonical prompt."""
     users = [m["content"] for m in prompt if m["role"] == "user"]
     return users[-1] if users else (prompt[-1]["content"] if prompt else "")

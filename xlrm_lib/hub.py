@@ -22,6 +22,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # org/name, as the hub spells repository ids
+COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def is_hub_id(value) -> bool:
@@ -41,7 +42,7 @@ def _cached_commit(repo_id: str, repo_type: str, revision: str) -> str | None:
         return (repo / "refs" / revision).read_text().strip() or None
     except OSError:
         pass
-    snaps = [d for d in (repo / "snapshots").glob("*") if d.is_dir() and re.fullmatch(r"[0-9a-f]{40}", d.name)]
+    snaps = [d for d in (repo / "snapshots").glob("*") if d.is_dir() and COMMIT.fullmatch(d.name)]
     if revision != "main" or not snaps:
         return None
     snaps.sort(key=lambda d: d.stat().st_mtime)
@@ -59,7 +60,7 @@ def commit(repo_id: str, repo_type: str = "model", revision: str = "main", timeo
     asked once per process; the local cache's answer when offline; None if unknown (asked again next time)."""
     if repo_type not in ("model", "dataset"):
         raise ValueError(f"repo_type = {repo_type!r}; expected 'model' or 'dataset'")
-    if re.fullmatch(r"[0-9a-f]{40}", revision):
+    if COMMIT.fullmatch(revision):
         return revision  # already a commit
     key = (repo_id, repo_type, revision)
     if key in _COMMITS:

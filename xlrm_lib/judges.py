@@ -6,7 +6,7 @@ next-token log-probabilities of ``A`` and ``B``. LMs favour one position whateve
 is judged in both orders: where the two orders agree the log-odds are averaged, where they disagree (the verdict
 follows the position) the pair is a tie, MT-Bench's conservative rule.
 
-- ``compare(questions, x, y)`` -> that log-odds that x beats y, ``(n,)``; antisymmetric by construction.
+- ``compare(questions, x, y)`` -> those log-odds that x beats y (0: a tie), ``(n,)``; antisymmetric.
 - ``score_pairs(pairs)`` -> the table of :func:`xlrm_lib.evaluate.score_pairs` (``reward_chosen`` = averaged
   log-odds for chosen, ``reward_rejected`` = for rejected = its negative), so RewardBench's rule (correct iff
   reward_chosen > reward_rejected; equal = tie) and the transfer matrix apply to generative judges unchanged.

@@ -200,8 +200,11 @@ def _placeholder(schema, key):
 
 
 # ----------------------------------------------------------------------------------- planning
-def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
-    """Expand a spec into cells in dependency order (see the module docstring for the format)."""
+def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> list[Cell]:
+    """Expand a spec into cells in dependency order (see the module docstring for the format).
+
+    ``unavailable``: :func:`unavailable_translations` of ``spec`` when the caller has it already (it loads each hf
+    translation model's tokenizer); the translated RMs it names get no cells."""
     from .evaluate import TRANSLATED_SUFFIX
     from .langs import normalize_lang
 
@@ -232,7 +235,8 @@ def plan(spec: dict, *, notebooks_dir=None) -> list[Cell]:
         cells.append(Cell(name, stage, nb(stage), {**params, "output_dir": str(out)}, list(deps), inputs or {},
                           0.0 if stage == "report" else gpus, list(after)))  # the report only reads tables
 
-    skipped = {id(t) for t, _ in unavailable_translations(spec)}
+    unavailable = unavailable_translations(spec) if unavailable is None else unavailable
+    skipped = {id(t) for t, _ in unavailable}
     mt_rms = [(normalize_lang(t["to"]) + TRANSLATED_SUFFIX, normalize_lang(t["to"]), normalize_lang(t["from"]),
                t.get("backend", "apertium"), t.get("model", "")) for t in translated if id(t) not in skipped]
     rms_by_group: dict[tuple, list[str]] = {}
@@ -410,7 +414,7 @@ def _hub_commits(params: dict) -> dict:
     out = {}
     for name, value in sorted(params.items()):
         if name in ("output_dir", "run_dir") or not hub.is_hub_id(value) or (REPO / value).exists():
-            continue
+            continue  # where the cell writes, or a relative path the kernels read
         out[name] = hub.any_commit(value)
     return out
 
@@ -563,7 +567,8 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     spec = load_spec(spec_or_path) if not isinstance(spec_or_path, dict) else dict(spec_or_path)
     if outputs_dir:  # kernels run in the repository: a relative path would mean another folder to them
         spec["_outputs"] = str(Path(outputs_dir).expanduser().resolve())
-    cells = plan(spec)
+    missing = unavailable_translations(spec)  # once: plan leaves them out, the summary names them
+    cells = plan(spec, unavailable=missing)
     jobs = jobs or (1 if executor == "local" else max(1, len(cells)))
     run_dir = Path(spec.get("_outputs", REPO / "outputs")) / str(spec["run"])
     if only:
@@ -583,7 +588,7 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     with _run_lock(run_dir):
         _write_plan(run_dir, everything)
         return _run(spec, cells, run_dir, satisfied, jobs=jobs, force=force, executor=executor, kernel=kernel,
-                    progress=progress)
+                    progress=progress, missing=missing)
 
 
 def _write_plan(run_dir: Path, cells: list[Cell]) -> None:
@@ -592,7 +597,7 @@ def _write_plan(run_dir: Path, cells: list[Cell]) -> None:
     store.write_json(run_dir / PLAN_FILE, {"cells": [c.name for c in cells]})
 
 
-def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, progress) -> dict:
+def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, progress, missing) -> dict:
     _write_params(spec, run_dir)
     shared_js = run_dir / "figures" / "plotly.min.js"  # the cell notebooks' figures load it (plots.use_embedding_renderer)
     if not shared_js.exists():
@@ -663,7 +668,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
     elif report_cell and published.exists():  # an older run's report: it does not describe these results
         published.unlink()
         notes.append("report not made this time (see above); the previous report.html was removed")
-    notes += [f"translated RM {t['from']}->{t['to']} not run: {why}" for t, why in unavailable_translations(spec)]
+    notes += [f"translated RM {t['from']}->{t['to']} not run: {why}" for t, why in missing]
     return _summary(spec, run_dir, results, notes)
 
 

@@ -176,10 +176,6 @@ class ApertiumBackend:
         path = cls.route(src, tgt)
         return path if isinstance(path, str) else None
 
-    @classmethod
-    def supports(cls, src: str, tgt: str, model: str | None = None) -> bool:
-        return cls.unavailable(src, tgt) is None
-
     def translate(self, texts: list[str]) -> list[str]:
         """One translation per text; texts may hold newlines and `inline code` (kept verbatim)."""
         # `inline code` becomes an unknown word (XLRMCODEB) that apertium carries along, then goes back in
@@ -367,8 +363,8 @@ class HFBackend:
     @classmethod
     def unavailable(cls, src: str, tgt: str, model: str | None = None) -> str | None:
         """Why ``model`` cannot translate ``src`` -> ``tgt`` here, or None; loads its tokenizer (not its weights)."""
-        if _hf_reason() is not None:
-            return _hf_reason()
+        if why := _hf_reason():
+            return why
         if src == tgt:
             return f"source and target language are both {src!r}"
         if not model:
@@ -378,10 +374,6 @@ class HFBackend:
         except TranslationUnavailable as e:
             return str(e)
         return None
-
-    @classmethod
-    def supports(cls, src: str, tgt: str, model: str | None = None) -> bool:
-        return cls.unavailable(src, tgt, model) is None
 
     def check(self) -> None:
         """Load the tokenizer and raise :class:`TranslationUnavailable` unless the model can be made to write the
@@ -488,10 +480,7 @@ def available_backends() -> dict[str, str]:
 def why_unavailable(src: str, tgt: str, backend: str = "apertium", model: str | None = None) -> str | None:
     """Why ``backend`` (with ``model``, for ``"hf"``) cannot translate ``src`` -> ``tgt`` here, or None if it can:
     the same answer :func:`translate_pairs` gives (an hf model's tokenizer is loaded to tell)."""
-    cls, src, tgt = _backend_class(backend), normalize_lang(src), normalize_lang(tgt)
-    if hasattr(cls, "unavailable"):
-        return cls.unavailable(src, tgt, model)
-    return None if cls.supports(src, tgt) else f"{backend} cannot translate {src} -> {tgt} here"
+    return _backend_class(backend).unavailable(normalize_lang(src), normalize_lang(tgt), model)
 
 
 def can_translate(src: str, tgt: str, backend: str = "apertium", model: str | None = None) -> bool:
