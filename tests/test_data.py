@@ -187,6 +187,26 @@ def test_m_rewardbench_english_is_rewardbench(monkeypatch):
     assert ds["subset"] == ["mt-bench-hard", "mt-bench-hard"] and ds["id"] == ["30", "30"]
 
 
+def test_hub_sources_load_at_the_commit_cells_are_keyed_on(monkeypatch):
+    # the runner keys a cell on the commit a hub dataset points at when planned: loading the moving main branch
+    # instead would read an upstream re-cut under the old key
+    from xlrm_lib import data as data_mod
+
+    calls = []
+
+    def load_dataset(name, config=None, split=None, **kw):
+        calls.append((name, config, split, kw.get("revision")))
+        return datasets.Dataset.from_list([{"id": 1, "prompt": "Q?", "chosen": "good", "rejected": "bad",
+                                            "subset": "alpacaeval-easy", "category": "Chat"}])
+
+    shas = {"allenai/reward-bench": "a" * 40, "CohereLabsCommunity/multilingual-reward-bench": None}
+    monkeypatch.setattr(data_mod.datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(data_mod, "hub_commit", lambda name, repo_type: shas[name] if repo_type == "dataset" else 0)
+    load_pairs("CohereLabsCommunity/multilingual-reward-bench", langs=["en", "ko"], split="test")
+    assert calls == [("allenai/reward-bench", None, "filtered", "a" * 40),  # pinned
+                     ("CohereLabsCommunity/multilingual-reward-bench", "kor_Hang", "test", None)]  # unknown: main
+
+
 def test_rewardbench_sources_refuse_a_training_split(monkeypatch):
     # RewardBench and M-RewardBench are test sets, and M-RewardBench's English is RewardBench itself: training on
     # them, natively or translated from English, would train on the items the RMs are evaluated on

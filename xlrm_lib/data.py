@@ -34,7 +34,7 @@ from typing import Iterable
 
 import datasets
 
-from .hub import HUB_ID
+from .hub import HUB_ID, commit as hub_commit
 from .langs import flores, normalize_lang, normalize_langs
 
 log = logging.getLogger(__name__)
@@ -297,6 +297,14 @@ def _benchmark_split(name: str, split) -> None:
                          "dataset (a .jsonl file, or a hub id such as 'iqwiki-kor/MP-86k')")
 
 
+def _load_hub(name: str, config=None, *, split: str) -> "datasets.Dataset":
+    """``datasets.load_dataset`` at the commit the runner's cell keys hold (:func:`xlrm_lib.hub.commit`), so an
+    upstream re-cut between planning and loading is not read under the old key; the default branch when the
+    commit is unknown, and offline ``datasets`` serves its cached copy whatever the revision."""
+    revision = hub_commit(name, "dataset")
+    return datasets.load_dataset(name, config, split=split, **({"revision": revision} if revision else {}))
+
+
 def _hub(name: str, langs, split) -> list[dict]:
     if name in M_REWARDBENCH:  # a training split was refused by check_source
         if not langs:
@@ -304,16 +312,15 @@ def _hub(name: str, langs, split) -> list[dict]:
         rows = []
         for lang in langs:
             if lang == "en":  # RewardBench itself: its filtered split is the test set M-RewardBench translates
-                ds = datasets.load_dataset(REWARDBENCH_EN[0], split=REWARDBENCH_EN[1])
+                ds = _load_hub(REWARDBENCH_EN[0], split=REWARDBENCH_EN[1])
                 log.info("%s has no English config: English rows are %s, split %s", name, *REWARDBENCH_EN)
             else:
-                ds = datasets.load_dataset(name, flores(lang), split="test")
+                ds = _load_hub(name, flores(lang), split="test")
             rows += [dict(r, lang=lang, id=f"{r.get('id', i)}") for i, r in enumerate(ds)]
         return rows
     if name == REWARDBENCH_EN[0]:  # its splits are "raw" and "filtered"; the filtered one is the benchmark
-        return list(datasets.load_dataset(name, split=REWARDBENCH_EN[1]))
-    ds = datasets.load_dataset(name, split=split or "train")
-    return list(ds)
+        return list(_load_hub(name, split=REWARDBENCH_EN[1]))
+    return list(_load_hub(name, split=split or "train"))
 
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
