@@ -134,16 +134,23 @@ def test_encoders_are_not_packed():
 
 
 def test_packed_training_is_padded_training(tmp_path):
-    """Same pairs, order and seed: the packed and the padded trainer log the same losses and save the same model."""
+    """Same pairs, order and seed: the packed and the padded trainer log the same losses and save the same model;
+    so does packed training with gradient checkpointing (its backward re-runs each layer's forward: with the
+    model's own attention there, it attended across the packed row and torch's checkpoint raised)."""
     base = save_model(tmp_path / "llama", tiny_llama(pad_token_id=0), word_tokenizer("llama"))
     pairs = make_pairs([{"prompt": f"w{i} w{i + 1} ?", "chosen": f"w{i} good great " + "w3 " * (i % 5),
                          "rejected": f"bad awful w{i + 2}"} for i in range(12)])
     kw = dict(epochs=2, batch_size=4, lr=1e-3, bf16=False, progress=False, max_length=32, group_by_length=False,
               logging_steps=1)
     cards = {}
-    for packing in (True, False):
-        path = train_reward_model(str(base), pairs, output_dir=tmp_path / f"rm-{packing}", packing=packing, **kw)
+    for packing in (True, False, "gc"):
+        path = train_reward_model(str(base), pairs, output_dir=tmp_path / f"rm-{packing}", packing=bool(packing),
+                                  gradient_checkpointing=packing == "gc", **kw)
         cards[packing] = read_card(path)
+    assert cards["gc"]["packed"] is True
+    assert [h["loss"] for h in cards["gc"]["log_history"]] == pytest.approx(
+        [h["loss"] for h in cards[True]["log_history"]], abs=1e-5)
+    del cards["gc"]
     assert cards[True]["packed"] is True and cards[False]["packed"] is False
     assert cards[True]["train_metrics"]["real_tokens"] == cards[False]["train_metrics"]["real_tokens"]
     losses = {p: [h["loss"] for h in c["log_history"]] for p, c in cards.items()}

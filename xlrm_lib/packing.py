@@ -207,6 +207,17 @@ def _attention_implementation(config, name: str):
         config._attn_implementation = before
 
 
+@contextlib.contextmanager
+def packed_training(model):
+    """Keep the packed attention on for a whole training loop, not only for :func:`packed_rewards`' forward:
+    gradient checkpointing re-runs each layer's forward during backward, after that call has returned, and with
+    the model's own attention the re-run would attend across the packed row (torch's non-reentrant checkpoint
+    then fails; the reentrant one, transformers 4's default, silently computes wrong gradients)."""
+    _register()
+    with _attention_implementation(_unwrap(model).config, ATTN_NAME):
+        yield
+
+
 def packed_rewards(model, batch: dict) -> torch.Tensor:
     """Rewards ``(n,)`` of a :func:`pack` batch (on the model's device), read at each sequence's last token.
 

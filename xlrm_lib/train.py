@@ -38,7 +38,7 @@ from .backbones import PACKAGED, build_stamp
 from .compiling import compile_blocks, resolve_compile
 from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
 from .models import config_files_digest, load_reward_model, resolve_backbone
-from .packing import pack, packed_rewards, should_pack, supports_packing
+from .packing import pack, packed_rewards, packed_training, should_pack, supports_packing
 from .store import CARD_FILE, atomic_dir, cache_dir, file_digest, file_digest_memo, fingerprint
 
 log = logging.getLogger(__name__)
@@ -269,8 +269,8 @@ def _prepare_model(model, cfg: RewardConfig):
         model = get_peft_model(model, LoraConfig(
             task_type=TaskType.SEQ_CLS, r=int(lc.get("r", 16)), lora_alpha=int(lc.get("alpha", 32)),
             lora_dropout=float(lc.get("dropout", 0.05)), target_modules=lc.get("target_modules", "all-linear")))
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    if cfg.gradient_checkpointing:  # transformers 5.x renamed it (the old name warns); 4.x has the old one only
+        (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
     return model
 
 
@@ -384,7 +384,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             margin=cfg.margin, center_coef=cfg.center_coef,
         )
         try:
-            with _attention_backend(model):
+            # a packed training loop keeps the packed attention through backward (gradient checkpointing's re-runs)
+            with _attention_backend(model), (packed_training(model) if packed else contextlib.nullcontext()):
                 result = trainer.train()
         except Exception as e:  # compiling happens at the first step, inside the Trainer
             if compiled and _is_compile_error(e):
