@@ -203,6 +203,31 @@ def test_score_pairs_batch_size_invariance(which, tiny_bert_dir, tiny_llama_dir)
     assert a["reward_chosen"].std() > 1e-3  # the rewards are not all the same value
 
 
+def test_an_encoder_is_scored_right_padded_whatever_its_tokenizer_says(tiny_bert_dir):
+    # BERT's classifier reads position 0: under a left-padding tokenizer a short row's reward was the padding's
+    model, tok = load_reward_model(tiny_bert_dir)
+    pairs = make_pairs(PAIRS)
+    right = score_pairs(model, tok, pairs, batch_size=7)
+    tok.padding_side = "left"
+    left = score_pairs(model, tok, pairs, batch_size=7)
+    assert np.abs(left["reward_chosen"].to_numpy() - right["reward_chosen"].to_numpy()).max() <= 1e-5
+
+
+@pytest.mark.parametrize("which", ["bert", "llama"])
+def test_bf16_scoring_keeps_float32_rewards(which, tiny_bert_dir, tiny_llama_dir):
+    # the score head's last projection runs in float32: rewards rounded to bf16 (3 significant digits) tied and
+    # swapped nearly equal pairs
+    import torch
+
+    model, tok = load_reward_model(tiny_bert_dir if which == "bert" else tiny_llama_dir)
+    pairs = make_pairs(PAIRS)
+    exact = score_pairs(model, tok, pairs)["reward_chosen"].to_numpy()
+    half = score_pairs(model, tok, pairs, bf16=True)["reward_chosen"].to_numpy()
+    as_bf16 = torch.tensor(half).to(torch.bfloat16).double().numpy()
+    assert (as_bf16 != half).any()  # not bf16 values
+    assert np.abs(half - exact).max() < 0.1  # a bf16 body: close, not equal
+
+
 def test_score_pairs_uses_the_recorded_format(tmp_path, tiny_llama_dir):
     # a decoder whose tokenizer has a chat template, but whose RM recorded "plain": scoring must use plain
     path = save_model(tmp_path / "rm", tiny_llama(), word_tokenizer("llama", chat_template=CHAT_TEMPLATE))

@@ -14,6 +14,7 @@ languages or from several seeds move together; p-values flip the sign of each it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -24,7 +25,7 @@ import torch
 from .checks import choice, positive_int
 from .data import CATEGORIES
 from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
-from .models import loaded_from
+from .models import is_decoder, loaded_from
 from .packing import pack, packed_rewards, should_pack
 from .reward_cache import RewardCache
 from .stats import ci_from_draws, signflip_p, stratified_boot, stratified_mean
@@ -78,27 +79,62 @@ def _check_model(model) -> None:
                         "model, tokenizer = xlrm_lib.models.load_reward_model(path)")
 
 
+def _head_linear(model) -> torch.nn.Linear | None:
+    """The score head's last projection: a decoder's ``score``, BERT's ``classifier``, RoBERTa's
+    ``classifier.out_proj``; None for another head."""
+    for name in ("score", "classifier"):
+        mod = getattr(model, name, None)
+        mod = mod if isinstance(mod, torch.nn.Linear) else getattr(mod, "out_proj", None)
+        if isinstance(mod, torch.nn.Linear):
+            return mod
+    return None
+
+
+@contextlib.contextmanager
+def _float32_head(model, enabled: bool):
+    """Under bf16 autocast, run the score head's last projection in float32: rounded to bf16 (3 significant
+    digits) nearly equal rewards became ties and swapped pairs. The hidden state it reads stays bf16."""
+    head = _head_linear(model) if enabled else None
+    if head is None:
+        yield
+        return
+
+    def fp32(module, inputs, _output):
+        with torch.autocast(inputs[0].device.type, enabled=False):
+            bias = None if module.bias is None else module.bias.float()
+            return torch.nn.functional.linear(inputs[0].float(), module.weight.float(), bias)
+
+    handle = head.register_forward_hook(fp32)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 @torch.inference_mode()
 def _score(model, tokenizer, seqs: list[list[int]], *, batch_size: int, bf16: bool) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
     packed = should_pack(model, half=bf16)  # fp32 stays padded and exact
+    # an encoder's classifier reads the first position: pad on the right whatever the tokenizer says (a
+    # decoder's head finds the last real token, and position ids count real tokens, so either side is right)
+    side = tokenizer.padding_side if is_decoder(model) else "right"
     order = np.argsort([len(s) for s in seqs], kind="stable")
     out = np.full(len(seqs), np.nan)
-    for start in range(0, len(seqs), batch_size):
-        idx = order[start : start + batch_size]
-        batch_seqs = [seqs[i] for i in idx]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            if packed:
-                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in pack(batch_seqs).items()}
-                rewards = packed_rewards(model, batch)[:, None]
-            else:
-                batch = {k: v.to(device) for k, v in pad_batch(batch_seqs, tokenizer.pad_token_id,
-                                                                 tokenizer.padding_side).items()}
-                rewards = model(**forward_kwargs(model, batch)).logits
-        if rewards.shape[-1] != 1:
-            raise ValueError(f"model has {rewards.shape[-1]} outputs; a reward model has one (num_labels=1)")
-        out[idx] = rewards[:, 0].float().cpu().numpy()
+    with _float32_head(model, bf16):
+        for start in range(0, len(seqs), batch_size):
+            idx = order[start : start + batch_size]
+            batch_seqs = [seqs[i] for i in idx]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                if packed:
+                    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in pack(batch_seqs).items()}
+                    rewards = packed_rewards(model, batch)[:, None]
+                else:
+                    batch = {k: v.to(device) for k, v in pad_batch(batch_seqs, tokenizer.pad_token_id, side).items()}
+                    rewards = model(**forward_kwargs(model, batch)).logits
+            if rewards.shape[-1] != 1:
+                raise ValueError(f"model has {rewards.shape[-1]} outputs; a reward model has one (num_labels=1)")
+            out[idx] = rewards[:, 0].float().cpu().numpy()
     if np.isnan(out).any():  # a NaN reward would also be taken for "not scored yet" by the reward cache
         raise FloatingPointError(f"{int(np.isnan(out).sum())} of {len(out)} rewards are NaN; check the model's "
                                  "weights and dtype (float16 overflow is a common cause)")

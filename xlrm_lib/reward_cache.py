@@ -35,8 +35,9 @@ from .store import CARD_FILE, atomic_path, cache_dir, fingerprint
 
 log = logging.getLogger(__name__)
 
-SCORER_VERSION = 2  # part of every cache key: bump when a change to scoring changes the rewards it gives
+SCORER_VERSION = 3  # part of every cache key: bump when a change to scoring changes the rewards it gives
 # 2: RoBERTa-family encoders number their own positions (0-based ids shifted every token)
+# 3: under bf16 the score head's last projection runs in float32 (bf16 rewards made ties); encoders pad right
 # (the key took a digest of the score head only until a body change was shown to be read as cached: it now
 # takes every weight, models.weights_digest)
 
