@@ -483,6 +483,38 @@ def test_a_numpy_lora_rank_is_a_rank(tiny_bert_dir):
     assert peft_model.peft_config["default"].r == 4 and peft_model.peft_config["default"].lora_alpha == 8
 
 
+def test_lora_settings_are_what_was_asked(tiny_bert_dir):
+    # {} is LoRA with the defaults (it was full fine-tuning: {} is falsy); a fractional alpha is kept (int(0.5)
+    # scaled the adapters by zero); disable_dropout also turns off LoRA's own dropout (it ran at 0.05)
+    import torch
+
+    from xlrm_lib.train import RewardConfig, _prepare_model
+
+    assert RewardConfig(lora={}).validate().lora_settings() == {"r": 16, "alpha": 32.0, "dropout": 0.05,
+                                                                "target_modules": "all-linear"}
+    assert RewardConfig(lora={"r": 4}).lora_settings()["alpha"] == 8.0  # 2 x r, as for a bare rank
+    assert RewardConfig(lora=0).lora_settings() is None and RewardConfig().lora_settings() is None
+    model, _ = load_reward_model(tiny_bert_dir)
+    peft_model = _prepare_model(model, RewardConfig(lora={"r": 8, "alpha": 0.5}).validate())
+    lin = next(m for m in peft_model.modules() if isinstance(getattr(m, "scaling", None), dict))
+    assert lin.scaling["default"] == pytest.approx(0.5 / 8)
+    assert [m.p for m in peft_model.modules() if isinstance(m, torch.nn.Dropout) and m.p > 0] == []
+    model, _ = load_reward_model(tiny_bert_dir)
+    kept = _prepare_model(model, RewardConfig(lora={"dropout": 0.1}, disable_dropout=False).validate())
+    assert {m.p for m in kept.modules() if isinstance(m, torch.nn.Dropout)} >= {0.1}
+
+
+def test_bt_loss_refuses_rewards_that_would_broadcast():
+    import torch
+
+    from xlrm_lib.train import bt_loss
+
+    with pytest.raises(ValueError, match=r"got \(4, 1\) and \(4,\)"):
+        bt_loss(torch.zeros(4, 1), torch.zeros(4))
+    assert float(bt_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0]))) == pytest.approx(
+        (0.31326169 + 0.69314718) / 2)
+
+
 def test_max_length_past_an_encoders_position_table_is_capped_with_a_warning(tiny_bert_dir, tmp_path, caplog):
     # paper.yaml's 2048 with a 512-position encoder failed inside the embedding layer ("index 128 is out of
     # bounds"), naming neither max_length nor the limit

@@ -46,7 +46,8 @@ STAT_NAMES = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "rewar
 # part of the cache key: bump when a change to this module changes what training produces (5: a tokenizer without
 # a pad token gets its own instead of EOS, chat templates render with a fixed date, a bf16 checkpoint trains in
 # float32 weights; see models._set_pad and load_reward_model)
-TRAINER_VERSION = 6  # 6: RoBERTa-family encoders number their own positions
+TRAINER_VERSION = 7  # 7: LoRA: dropout off under disable_dropout, alpha 2 x rank unless given
+# 6: RoBERTa-family encoders number their own positions
 
 
 @dataclass
@@ -65,6 +66,7 @@ class RewardConfig:
     freeze_embeddings: bool = True   # keep the (huge, multilingual) word-embedding matrix fixed
     disable_dropout: bool = True     # TRL's default: chosen and rejected see the same network (and 1.3x faster on CPU)
     lora: dict | int | None = None   # LoRA rank, or {"r": 16, "alpha": 32, "dropout": 0.05}; None/0 = full FT
+    #                                  (alpha: 2 x r unless given; {}: LoRA with these defaults)
     margin: float = 0.0              # constant margin inside the sigmoid
     center_coef: float = 0.0         # reward-centring weight (Eisenstein et al. 2023), TRL's center_rewards_coefficient
     bf16: bool | None = None         # None = bf16 autocast where it is fast (bf16 GPU; CPU with AMX/AVX512-BF16)
@@ -73,6 +75,16 @@ class RewardConfig:
     packing: bool | str = "auto"     # padding-free rows + flash varlen attention; "auto" = decoder RM on a CUDA GPU
     torch_compile: bool | str = "auto"  # torch.compile the repeated blocks; "auto" = packed training on a CUDA GPU
     logging_steps: int = 5
+
+    def lora_settings(self) -> dict | None:
+        """The LoRA adapters' settings (rank, alpha = 2 x rank unless given, dropout, target modules), or None
+        for full fine-tuning (``lora`` None or 0; ``{}`` means LoRA with the defaults)."""
+        if self.lora is None or (isinstance(self.lora, Integral) and self.lora == 0):
+            return None
+        given = {"r": int(self.lora)} if isinstance(self.lora, Integral) else dict(self.lora)
+        r = int(given.get("r", 16))
+        return {"r": r, "alpha": float(given.get("alpha", 2 * r)), "dropout": float(given.get("dropout", 0.05)),
+                "target_modules": given.get("target_modules", "all-linear")}
 
     def validate(self) -> "RewardConfig":
         """``self`` if every knob has a usable value; else one ValueError naming each bad one and what it takes."""
@@ -139,6 +151,9 @@ def bt_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, *, margin: float =
     >>> round(float(bt_loss(torch.tensor([1.0]), torch.tensor([0.0]))), 4)  # -log sigmoid(1)
     0.3133
     """
+    if r_chosen.ndim != 1 or r_chosen.shape != r_rejected.shape:  # (n, 1) - (n,) would broadcast to (n, n)
+        raise ValueError(f"bt_loss takes two reward vectors of one shape (batch,); got {tuple(r_chosen.shape)} and "
+                         f"{tuple(r_rejected.shape)} (squeeze a (batch, 1) head output with [:, 0])")
     loss = -F.logsigmoid(r_chosen - r_rejected - margin).mean()
     if center_coef:
         loss = loss + center_coef * ((r_chosen + r_rejected) ** 2).mean()
@@ -256,19 +271,18 @@ def _make_trainer_class():
 
 
 def _prepare_model(model, cfg: RewardConfig):
-    if cfg.disable_dropout:
+    if cfg.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    if lora := cfg.lora_settings():
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            task_type=TaskType.SEQ_CLS, r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+            target_modules=lora["target_modules"]))
+    if cfg.disable_dropout:  # after wrapping: LoRA brings dropout modules of its own
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
-    if cfg.freeze_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(False)
-    if cfg.lora:
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        lc = {"r": int(cfg.lora), "alpha": 2 * int(cfg.lora)} if isinstance(cfg.lora, Integral) else dict(cfg.lora)
-        model = get_peft_model(model, LoraConfig(
-            task_type=TaskType.SEQ_CLS, r=int(lc.get("r", 16)), lora_alpha=int(lc.get("alpha", 32)),
-            lora_dropout=float(lc.get("dropout", 0.05)), target_modules=lc.get("target_modules", "all-linear")))
     if cfg.gradient_checkpointing:  # transformers 5.x renamed it (the old name warns); 4.x has the old one only
         (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
     return model
@@ -399,13 +413,13 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         model = trainer.model
         # the weights as saved: under DeepSpeed ZeRO-3 each process holds a shard, gathered here (a collective;
         # the main process gets them, in 16 bits); elsewhere the model's own tensors
-        state = acc.get_state_dict(trainer.model_wrapped) if _zero3(acc) and not cfg.lora else None
+        state = acc.get_state_dict(trainer.model_wrapped) if _zero3(acc) and not cfg.lora_settings() else None
         # only what training changed (LoRA: the adapters, before merging): a frozen matrix keeps its loaded
         # values, and reading it would page in all of a memory-mapped embedding matrix for nothing
         tensors = dict(model.named_parameters()) if state is None else state
         broken = [n for n, p in model.named_parameters()
                   if p.requires_grad and n in tensors and not _all_finite(tensors[n])]
-        if cfg.lora:
+        if cfg.lora_settings():
             model = model.merge_and_unload()
         # every process stops, not only the one that holds the gathered weights (the others would wait forever)
         if int(acc.reduce(torch.tensor(len(broken), device=acc.device), "sum")):
