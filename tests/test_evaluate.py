@@ -84,9 +84,21 @@ def test_accuracy_table_category_weighting():
     assert ko.loc["overall", "ties"] == 1
     es = acc[acc["lang"] == "es"].set_index("category")
     assert list(es.index) == ["chat", "safety", "mystery", "overall"]
-    assert es["n"].tolist() == [2, 6, 1, 9]
-    assert es.loc["overall", "accuracy"] == pytest.approx((1.0 + 0.5 + 1.0) / 3)
+    # RewardBench's overall is the mean of its four categories: another one has its row but stays out of it
+    assert es["n"].tolist() == [2, 6, 1, 8]
+    assert es.loc["overall", "accuracy"] == pytest.approx((1.0 + 0.5) / 2)
+    own = accuracy_table(table([("a", "es", "helpful", 1), ("b", "es", "helpful", 1), ("c", "es", "honest", 0)]),
+                         n_boot=20).set_index("category")  # only a dataset's own categories: their mean
+    assert own.loc["overall", "accuracy"] == pytest.approx(0.5) and own.loc["overall", "n"] == 3
     assert (acc["ci_low"] <= acc["accuracy"] + 1e-12).all() and (acc["accuracy"] <= acc["ci_high"] + 1e-12).all()
+
+
+def test_paired_difference_compares_overall_accuracy_rows():
+    # the paired comparison's rows are overall accuracy's: a fifth category does not move it
+    rows = [("a", "ko", "chat", 1), ("b", "ko", "safety", 0), ("x", "ko", "mystery", 1)]
+    s = pd.concat([table(rows, source="en"), table([(i, l, c, 0) for i, l, c, _ in rows], source="ko")])
+    d = paired_difference(s, "en", "ko", "ko", n_boot=50)
+    assert d["diff"] == pytest.approx(0.5) and d["n"] == 2  # (1 + 0) / 2 - 0; the mystery win is left out
 
 
 def test_accuracy_table_without_group_columns_and_missing_columns():
@@ -248,6 +260,29 @@ def test_score_pairs_rejects_empty(tiny_bert_dir):
     model, tok = load_reward_model(tiny_bert_dir)
     with pytest.raises(ValueError, match="no pairs"):
         score_pairs(model, tok, make_pairs([]))
+
+
+def test_score_pairs_names_missing_columns_before_scoring(tiny_bert_dir, monkeypatch):
+    import datasets
+
+    from xlrm_lib import evaluate
+
+    model, tok = load_reward_model(tiny_bert_dir)
+    monkeypatch.setattr(evaluate, "score_texts", lambda *a, **k: pytest.fail("scored before the check"))
+    bare = datasets.Dataset.from_list([{"prompt": "w1", "chosen": "good", "rejected": "bad"}])
+    with pytest.raises(ValueError, match=r"lack column\(s\) \['id', 'lang', 'category', 'subset'\]; .*load_pairs"):
+        score_pairs(model, tok, bare)
+
+
+def test_an_rm_not_trained_here_is_told_its_texts_are_cut(tiny_bert_dir, caplog):
+    model, tok = load_reward_model(tiny_bert_dir)  # saved by the tests, without a text-format file
+    with caplog.at_level("WARNING", logger="xlrm_lib.evaluate"):
+        assert model_format(model) == TextFormat()
+    assert "texts are cut to the default 256 tokens" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="xlrm_lib.evaluate"):
+        assert model_format(model, default=TextFormat(max_length=64)).max_length == 64
+    assert caplog.text == ""
 
 
 def test_bad_arguments_are_named_before_scoring(tiny_bert_dir):

@@ -24,7 +24,7 @@ import torch
 
 from .checks import choice, positive_int
 from .data import CATEGORIES
-from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
+from .formatting import FORMAT_FILE, TextFormat, encode, fit_positions, forward_kwargs, pad_batch
 from .models import is_decoder, loaded_from
 from .packing import pack, packed_rewards, should_pack
 from .reward_cache import RewardCache
@@ -40,10 +40,16 @@ SCORE_COLUMNS = ["id", "lang", "category", "subset", "reward_chosen", "reward_re
 
 
 def model_format(model, default: TextFormat | None = None) -> TextFormat:
-    """The text format an RM was trained with (``xlrm_format.json`` beside its weights), else ``default``."""
+    """The text format an RM was trained with (``xlrm_format.json`` beside its weights), else ``default``, else
+    the built-in one (256 tokens: an RM not trained here, e.g. from the hub, is told so in a warning)."""
     path = loaded_from(model)
-    fmt = TextFormat.load(path) if path else None
-    return fmt or default or TextFormat()
+    fmt = (TextFormat.load(path) if path else None) or default
+    if fmt is None:
+        fmt = TextFormat()
+        log.warning("%s has no %s (not trained here): texts are cut to the default %d tokens; pass "
+                    "fmt=TextFormat(max_length=...) to read longer ones", path or type(model).__name__, FORMAT_FILE,
+                    fmt.max_length)
+    return fmt
 
 
 def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32, bf16: bool = False,
@@ -152,6 +158,11 @@ def score_pairs(model, tokenizer, pairs, *, batch_size: int = 32, fmt: TextForma
     _check_model(model)
     if len(pairs) == 0:
         raise ValueError("no pairs to score")
+    missing = [c for c in ("prompt", "chosen", "rejected", "id", "lang", "category", "subset")
+               if c not in pairs.column_names]
+    if missing:  # before scoring: the table needs them at the end
+        raise ValueError(f"pairs lack column(s) {missing}; load them with xlrm_lib.data.load_pairs, which fills "
+                         "id, lang, category and subset")
     fmt = fit_positions((fmt or model_format(model)).resolved(tokenizer), model)
     chosen = encode(tokenizer, pairs["prompt"], pairs["chosen"], fmt)
     rejected = encode(tokenizer, pairs["prompt"], pairs["rejected"], fmt)
@@ -206,11 +217,20 @@ def _ids(g: pd.DataFrame) -> np.ndarray:
     return (g["id"] if "id" in g.columns else pd.Series(np.arange(len(g)))).astype(str).to_numpy()
 
 
+def _in_overall(cats: np.ndarray) -> np.ndarray:
+    """Which rows ``overall`` averages: RewardBench's is the mean of its four categories, so where any of them
+    is present the others (``unknown``: a subset no category is known for, a dataset's own labels) get rows of
+    their own but stay out of it; a table with none of the four averages the categories it has."""
+    m = np.isin(cats, CATEGORIES)
+    return m if m.any() else np.ones(len(cats), bool)
+
+
 def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Accuracy per group x category (+ ``overall``), with 95% bootstrap CIs, item counts and ties.
 
     Returns a long table: ``*by, category, n, accuracy, ci_low, ci_high, ties``. ``n`` counts items (ids); rows
     of one item (several seeds pooled in a group) are averaged and resampled together; ``ties`` counts rows.
+    ``overall`` is the mean of the categories, RewardBench's four only where any of them is present.
     """
     by = [by] if isinstance(by, str) else list(by)
     unknown = [c for c in by if c not in scores.columns and c not in ("source", "lang")]  # the defaults may be absent
@@ -219,6 +239,9 @@ def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int =
     by = [c for c in by if c in scores.columns]
     positive_int("n_boot", n_boot)
     _check_scores(scores, ["correct", "tie", "category"])
+    if (out := ~_in_overall(scores["category"].to_numpy())).any():
+        log.warning("overall accuracy averages RewardBench's categories; %d row(s) of %s have rows of their own "
+                    "but are left out of it", int(out.sum()), sorted(set(scores["category"][out])))
     rows = []
     for key, g in scores.groupby(by, sort=True) if by else [((), scores)]:
         key = key if isinstance(key, tuple) else (key,)
@@ -228,9 +251,11 @@ def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int =
             lo, hi = ci_from_draws(stratified_boot(x[m], cats[m], ids[m], weights=w[m], n_boot=n_boot, seed=seed))
             rows.append((*key, cat, len(set(ids[m].tolist())), float(np.average(x[m], weights=w[m])), lo, hi,
                          int(g["tie"].to_numpy()[m].sum())))
+        m = _in_overall(cats)
+        x, cats, ids, w = x[m], cats[m], ids[m], w[m]
         lo, hi = ci_from_draws(stratified_boot(x, cats, ids, weights=w, n_boot=n_boot, seed=seed))
         rows.append((*key, "overall", len(set(ids.tolist())), stratified_mean(x, cats, ids, weights=w), lo, hi,
-                     int(g["tie"].sum())))
+                     int(g["tie"].to_numpy()[m].sum())))
     return pd.DataFrame(rows, columns=[*by, "category", "n", "accuracy", "ci_low", "ci_high", "ties"])
 
 
@@ -275,6 +300,7 @@ def _paired(scores: pd.DataFrame, rm_a: str, rm_b: str, lang: str, source_col: s
 
 
 def _compare(p: pd.DataFrame, *, groups, n_boot: int, seed: int) -> dict:
+    p = p[_in_overall(p["category"].to_numpy())]  # overall accuracy's rows
     d = p["a"].to_numpy(float) - p["b"].to_numpy(float)
     cats, ids, w = p["category"].to_numpy(), p["id"].to_numpy(), p["w"].to_numpy()
     g = p["lang"].to_numpy() if groups else None
