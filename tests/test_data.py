@@ -425,4 +425,70 @@ def test_missing_and_repeated_ids_name_one_item_each(tmp_path, caplog):
         ds = load_pairs(str(path))
     # "None" was one id for every row; the repeat of 3 skips "3#2", which the data already use
     assert ds["id"] == ["pairs.jsonl-0", "pairs.jsonl-1", "3", "3#3", "3", "3#2"]
-    assert "1 row(s) repeat an (id, lang)" in caplog.text
+    assert "1 row(s) repeat an (id, lang) already seen (0 of them exact copies" in caplog.text
+
+
+# ----------------------------------------------------------------------------- formats and splits users have
+def test_hh_rlhf_transcripts_need_no_prompt_column(tmp_path):
+    # Anthropic HH-RLHF: chosen and rejected are whole "\n\nHuman: ...\n\nAssistant: ..." transcripts
+    hh = {"chosen": "\n\nHuman: Hi there\n\nAssistant: Hello!\n\nHuman: How are you?\n\nAssistant: Well, thanks.",
+          "rejected": "\n\nHuman: Hi there\n\nAssistant: Hello!\n\nHuman: How are you?\n\nAssistant: Go away."}
+    ds = load_pairs(write_jsonl(tmp_path / "hh.jsonl", [hh]), langs="en")
+    assert ds["prompt"][0] == [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"},
+                               {"role": "user", "content": "How are you?"}]
+    assert (ds["chosen"], ds["rejected"]) == (["Well, thanks."], ["Go away."])
+    # TRL's ultrafeedback_binarized without its prompt column: message lists that hold the user turn
+    uf = {"chosen": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "Good."}],
+          "rejected": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "Bad."}], "lang": "en"}
+    ds = load_pairs(write_jsonl(tmp_path / "uf.jsonl", [uf]))
+    assert ds["prompt"][0] == [{"role": "user", "content": "Q?"}] and ds["chosen"] == ["Good."]
+    # plain answers still need a prompt, and the message says which shapes are read
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['prompt'\].*HH-RLHF"):
+        load_pairs(write_jsonl(tmp_path / "p.jsonl", [{"chosen": "a", "rejected": "b", "lang": "en"}]))
+
+
+def test_answers_that_continue_different_conversations_are_refused(tmp_path):
+    row = {"lang": "en", "prompt": "Q0",
+           "chosen": [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A"}],
+           "rejected": [{"role": "user", "content": "Q2"}, {"role": "assistant", "content": "B"}]}
+    with pytest.raises(ValueError, match=r"record 1: chosen and rejected continue different conversations"):
+        load_pairs(write_jsonl(tmp_path / "p.jsonl", [row]))
+
+
+def test_a_files_split_column_selects_its_rows(tmp_path):
+    rows = [dict(ROWS[0], id=f"r{i}", split=s) for i, s in enumerate(["train", "train", "test"])]
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    assert load_pairs(path, split="train")["id"] == ["r0", "r1"]
+    assert load_pairs(path, split="test")["id"] == ["r2"]
+    assert load_pairs(path, split="all")["id"] == load_pairs(path)["id"] == ["r0", "r1", "r2"]
+    with pytest.raises(ValueError, match=r"no rows of split 'validation'; its 'split' column has \['test', 'train'\]"):
+        load_pairs(path, split="validation")
+    # without the column the file is one split: every row, whatever split says
+    assert len(load_pairs(write_jsonl(tmp_path / "q.jsonl", ROWS), split="test")) == 3
+
+
+def test_a_requested_language_without_rows_is_named(tmp_path):
+    # dropped quietly, it went missing from the transfer matrix and every average
+    path = write_jsonl(tmp_path / "p.jsonl", ROWS)
+    with pytest.raises(ValueError, match=r"no rows in language\(s\) \['ar'\] .*; it has \['en', 'ko'\]"):
+        load_pairs(path, langs=["en", "ar"])
+
+
+def test_csv_ids_stay_text(tmp_path):
+    pd.DataFrame({"id": ["001", "01", "1e3"], "lang": "en", "prompt": ["p1", "p2", "p3"], "chosen": "a",
+                  "rejected": "b"}).to_csv(tmp_path / "p.csv", index=False)
+    assert load_pairs(str(tmp_path / "p.csv"))["id"] == ["001", "01", "1e3"]  # were 1.0, 1.0#2, 1000.0
+
+
+def test_json_file_holding_one_object_or_no_records(tmp_path):
+    one = tmp_path / "dict.json"
+    one.write_text(json.dumps({"data": ROWS}, indent=2))
+    with pytest.raises(ValueError, match=r"dict\.json holds one JSON dict; expected an array of records"):
+        load_pairs(str(one))
+    nums = tmp_path / "nums.json"
+    nums.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"nums\.json: the first record is int 1; expected records"):
+        load_pairs(str(nums))
+    single = tmp_path / "single.json"  # JSON Lines of one record, named .json
+    single.write_text(json.dumps(ROWS[0]))
+    assert load_pairs(str(single))["id"] == ["r1"]

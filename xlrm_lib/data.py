@@ -6,7 +6,8 @@ Every loader returns a ``datasets.Dataset`` with the columns
     prompt (list of {"role", "content"}), chosen (str), rejected (str), meta (str, JSON)
 
 ``prompt`` is always a list of chat messages (a plain string prompt becomes one user turn); ``chosen`` and
-``rejected`` are the assistant's answer text only (MP-86k style whole conversations are split).
+``rejected`` are the assistant's answer text only (whole conversations are split: message lists as in MP-86k or
+UltraFeedback, and, without a prompt column, HH-RLHF's ``"\n\nHuman: ...\n\nAssistant: ..."`` transcripts).
 
 Sources for :func:`load_pairs`:
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -90,10 +92,25 @@ def _messages(prompt, field: str = "prompt") -> list[dict]:
     return out
 
 
+HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
+
+
+def _hh_messages(text: str) -> list[dict] | None:
+    """An Anthropic HH-RLHF transcript (``"\n\nHuman: ...\n\nAssistant: ..."``) as messages; None for other text."""
+    parts = HH_TURN.split(text.lstrip("\n"))
+    if len(parts) < 5 or parts[0].strip() or parts[1] != "Human":  # "", Human, q, Assistant, a, ...
+        return None
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [{"role": roles[r], "content": c.strip()} for r, c in zip(parts[1::2], parts[2::2])]
+
+
 def _split_conversation(prompt, answer, field: str):
-    """MP-86k / UltraFeedback style: ``answer`` is a whole conversation whose last turn is the assistant's.
+    """MP-86k / UltraFeedback style: ``answer`` is a whole conversation whose last turn is the assistant's (a
+    list of messages, or, without a prompt, an HH-RLHF transcript).
 
     A missing answer becomes "" (an empty answer, which :func:`check_rows` refuses or drops)."""
+    if isinstance(answer, str) and _missing(prompt):
+        answer = _hh_messages(answer) or answer
     if isinstance(answer, str) or _missing(answer):
         return _messages(prompt), "" if _missing(answer) else answer
     if isinstance(answer, (int, float, bool, dict)):
@@ -121,7 +138,10 @@ def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "
     if not isinstance(raw, dict):
         raise ValueError(f"expected a record with prompt, chosen and rejected, got {type(raw).__name__} {raw!r:.60}")
     prompt, chosen = _split_conversation(raw.get("prompt"), raw.get("chosen"), "chosen")
-    _, rejected = _split_conversation(raw.get("prompt"), raw.get("rejected"), "rejected")
+    other, rejected = _split_conversation(raw.get("prompt"), raw.get("rejected"), "rejected")
+    if other != prompt:  # whole conversations whose earlier turns differ: no one prompt for both answers
+        raise ValueError(f"chosen and rejected continue different conversations: {prompt[-1:]!r:.80} vs "
+                         f"{other[-1:]!r:.80}; a pair's answers must follow the same prompt")
     lang = raw.get("lang") or raw.get("language") or default_lang
     if lang is None:
         raise ValueError(f"row {raw.get('id')!r} of {source or 'the source'} has no 'lang'; pass langs=[...] "
@@ -221,11 +241,20 @@ def _read_local(path: Path) -> list[dict]:
             text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors) is dropped
         except UnicodeDecodeError as e:
             raise ValueError(f"{path} is not UTF-8 text ({e}); re-encode it as UTF-8") from e
-        if suffix == ".json" and text.lstrip().startswith("["):
+        if suffix == ".json" and text.lstrip()[:1] in ("[", "{"):
             try:
-                return json.loads(text)
+                records = json.loads(text)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+                if text.lstrip().startswith("["):
+                    raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+            else:
+                if isinstance(records, dict) and {"chosen", "rejected"} <= set(records):
+                    return [records]  # one record (JSON Lines of one line)
+                if not isinstance(records, list):
+                    raise ValueError(f"{path} holds one JSON {type(records).__name__}; expected an array of records "
+                                     "[{\"prompt\": ..., \"chosen\": ..., \"rejected\": ...}, ...] or JSON Lines "
+                                     "(one record per line)")
+                return records
         out = []
         for i, line in enumerate(text.splitlines(), 1):
             if line.strip():
@@ -242,7 +271,8 @@ def _read_local(path: Path) -> list[dict]:
         try:
             # keep_default_na=False: an empty cell stays "" (caught by check_rows / the lang default) and an
             # answer that reads "None" or "NA" stays text, instead of becoming a float NaN
-            rows = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False).to_dict("records")
+            # dtype=str: ids "001" and "1e3" stay those ids (as numbers they became "1.0" and "1000.0")
+            rows = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False, dtype=str).to_dict("records")
         except UnicodeDecodeError as e:
             raise ValueError(f"{path} is not UTF-8 text ({e}); re-encode it as UTF-8") from e
         return [{k: _csv_messages(v) if k in ("prompt", "chosen", "rejected") else v for k, v in r.items()}
@@ -364,7 +394,8 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
     ----------
     langs : codes (ISO 639-1 or FLORES) to keep; ``None`` keeps all. For files without a ``lang`` column the
         single given language labels every row.
-    split : ``"train"``, ``"test"`` or ``"all"`` for the embedded benchmark; the hub split otherwise.
+    split : ``"train"``, ``"test"`` or ``"all"`` for the embedded benchmark; the hub split; for a file, the rows
+        whose ``split`` column says so (a file without one is read whole).
     limit : at most this many pairs *per language*, drawn with ``seed`` (the order is shuffled by ``seed``).
     drop_bad : drop rows with empty text or chosen == rejected (and log how many), instead of raising.
     """
@@ -380,11 +411,11 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
         raw, name = _read_local(Path(source).expanduser()), Path(source).name
     else:
         raw, name = _hub(source, langs, split), source
+    if kind == "file":
+        raw = _file_split(raw, split, name)
     if not raw:
         raise ValueError(f"{name}: no rows (split={split!r}, langs={langs})")
-    missing_cols = {"prompt", "chosen", "rejected"} - set(raw[0] if isinstance(raw[0], dict) else ())
-    if missing_cols:
-        raise ValueError(f"{name}: missing column(s) {sorted(missing_cols)}; found {sorted(raw[0])}")
+    _check_columns(raw[0], name)
     default_lang = langs[0] if langs and len(langs) == 1 else None
     rows = []
     for i, r in enumerate(raw, 1):
@@ -397,9 +428,11 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
         r["id"] = r["id"] or f"{name}-{i}"
     _unique_ids(rows, name)
     if langs:
+        found = sorted({r["lang"] for r in rows})
+        absent = [lang for lang in langs if lang not in found]
+        if absent:  # dropped quietly, a language would be missing from every table and average
+            raise ValueError(f"{name}: no rows in language(s) {absent} (split={split!r}); it has {found}")
         rows = [r for r in rows if r["lang"] in langs]
-        if not rows:
-            raise ValueError(f"{name}: no rows in language(s) {langs}")
     rows = check_rows(rows, drop_bad=drop_bad, source=name)
     if not rows:
         raise ValueError(f"{name}: every row was bad and dropped (drop_bad=True); nothing is left to load")
@@ -418,23 +451,57 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
     return datasets.Dataset.from_list(rows, features=FEATURES)
 
 
+def _file_split(raw: list, split, name: str) -> list:
+    """A file's rows of ``split``: those whose ``split`` column says so; all of them for split None/"all" or a
+    file without that column (it is one split: evaluating on the file an RM trained on is refused at planning)."""
+    if split in (None, "all") or not raw or not isinstance(raw[0], dict) or "split" not in raw[0]:
+        if split not in (None, "all"):
+            log.info("%s has no 'split' column: all its rows are read (split=%r)", name, split)
+        return raw
+    found = sorted({str(r.get("split")) for r in raw if isinstance(r, dict)})
+    if split not in found:
+        raise ValueError(f"{name}: no rows of split {split!r}; its 'split' column has {found}")
+    return [r for r in raw if isinstance(r, dict) and str(r.get("split")) == split]
+
+
+def _check_columns(first, name: str) -> None:
+    """``chosen`` and ``rejected``, and ``prompt`` unless the answers are whole conversations (message lists,
+    or HH-RLHF transcripts) whose earlier turns are the prompt."""
+    if not isinstance(first, dict):
+        raise ValueError(f"{name}: the first record is {type(first).__name__} {first!r:.60}; expected records "
+                         "with prompt, chosen and rejected")
+    conversation = not isinstance(first.get("chosen"), str) or _hh_messages(first["chosen"]) is not None
+    missing = {"chosen", "rejected"} - set(first) | ({"prompt"} - set(first) if not conversation else set())
+    if missing:
+        raise ValueError(f"{name}: missing column(s) {sorted(missing)}; found {sorted(first)}. Expected prompt, "
+                         "chosen and rejected (answers as text), or chosen and rejected as whole conversations "
+                         "(message lists, or HH-RLHF '\\n\\nHuman: ... \\n\\nAssistant: ...' transcripts)")
+
+
 def _unique_ids(rows: list[dict], name: str) -> None:
     """An id names one item per language (pairing, intervals and pools rely on it): a repeated (id, lang) becomes
     ``<id>#2``, ``<id>#3``... (the first suffix the data do not use), in every language alike, so parallel data
     stay parallel."""
     used = {(r["id"], r["lang"]) for r in rows}
-    seen, repeated = set(), 0
+    seen, repeated, copies = {}, 0, 0
     for r in rows:
-        if (r["id"], r["lang"]) in seen:
+        key = (r["id"], r["lang"])
+        if key in seen:
+            copies += _content(seen[key]) == _content(r)
             k = 2
             while (f"{r['id']}#{k}", r["lang"]) in used:
                 k += 1
             r["id"], repeated = f"{r['id']}#{k}", repeated + 1
             used.add((r["id"], r["lang"]))
-        seen.add((r["id"], r["lang"]))
+        seen.setdefault(key, r)
     if repeated:
-        log.warning("%s: %d row(s) repeat an (id, lang) already seen; they are told apart as <id>#2, <id>#3, ...",
-                    name, repeated)
+        log.warning("%s: %d row(s) repeat an (id, lang) already seen (%d of them exact copies, which count twice "
+                    "in training and in the intervals); they are told apart as <id>#2, <id>#3, ...", name,
+                    repeated, copies)
+
+
+def _content(r: dict) -> tuple:
+    return json.dumps(r["prompt"], ensure_ascii=False), r["chosen"], r["rejected"]
 
 
 FEATURES = datasets.Features({
