@@ -94,6 +94,8 @@ def _spec(tmp_path, **over):
     ({"probe": {"max_items": 0, "layers": [0, 12]}}, r"probe/me5-small-s42: max_items = 0; expected an integer >= 1"),
     ({"align": {"judge": "goldd"}}, r"align/me5-small-s42: judge = 'goldd'"),
     ({"train": {"lr": "1e-4"}}, r"expects float \(YAML reads 1e-4 as text.*1\.0e-4\)"),
+    ({"train": {"warmup_ratio": 1.5}}, r"warmup_ratio = 1\.5; expected a finite number >= 0 and < 1"),
+    ({"train": {"template": "chatml"}}, r"unknown template 'chatml'"),
 ])
 def test_bad_values_fail_validation_before_anything_runs(tmp_path, over, message):
     cells = runner.plan(_spec(tmp_path, **over))

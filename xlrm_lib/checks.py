@@ -123,7 +123,8 @@ def _train(p: dict, cwd) -> None:
                  langs=[lang])
     positive_int("limit", p.get("limit", 0), minimum=0)
     RewardConfig(**{k: p[k] for k in ("lr", "epochs", "batch_size", "grad_accum", "max_length", "freeze_embeddings",
-                                      "seed", "packing", "torch_compile") if k in p},
+                                      "seed", "packing", "torch_compile", "warmup_ratio", "weight_decay",
+                                      "disable_dropout", "gradient_checkpointing", "bf16", "template") if k in p},
                  **({"lora": p["lora_r"]} if "lora_r" in p else {})).validate()
 
 
