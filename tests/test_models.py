@@ -194,6 +194,36 @@ def test_shared_tokenizers_load_identical_files_once(tiny_bert_dir, tmp_path):
     assert tokenizer_identity(load_reward_model(other_rm)[1]) == tokenizer_identity(t1) != tokenizer_identity(t3)
 
 
+@pytest.mark.parametrize("whole", [True, False], ids=["cpu-whole", "gpu-sampled"])
+def test_weights_digest_sees_a_training_step_and_a_few_edited_rows(tiny_bert_dir, whole):
+    # the GPU branch (sum + strided sample, not copied off the device) runs here on CPU tensors
+    import hashlib
+
+    import torch
+
+    from xlrm_lib import models
+
+    def digest(model):
+        h = hashlib.sha256()
+        for name, p in model.named_parameters():
+            h.update(name.encode())
+            models._hash_tensor(h, p.detach().reshape(-1), whole=whole, sample=64)
+        return h.hexdigest()
+
+    model, _ = load_reward_model(tiny_bert_dir)
+    before = digest(model)
+    assert digest(model) == before and digest(load_reward_model(tiny_bert_dir)[0]) == before
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[5, 3] += 1e-3  # one value, between the sampled ones
+    assert digest(model) != before
+    edited = digest(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1 + 1e-6)  # a small step everywhere
+    assert digest(model) != edited
+    assert models.weights_digest(model) == models.weights_digest(model)
+
+
 def test_unknown_dtype():
     from xlrm_lib.models import _dtype
 

@@ -88,15 +88,19 @@ def weights_digest(model, sample: int = 4096) -> str:
     h = hashlib.sha256()
     with torch.no_grad():
         for name, p in model.named_parameters():
-            flat = p.detach().reshape(-1)
             h.update(f"{name}{tuple(p.shape)}{p.dtype}".encode())
-            if flat.device.type == "cpu":
-                h.update(flat.contiguous().view(torch.uint8).numpy())
-                continue
-            step = max(1, flat.numel() // sample)
-            h.update(f"{float(flat.sum(dtype=torch.float64)):.17g}".encode())
-            h.update(flat[::step].contiguous().view(torch.uint8).cpu().numpy())
+            _hash_tensor(h, p.detach().reshape(-1), whole=p.device.type == "cpu", sample=sample)
     return h.hexdigest()
+
+
+def _hash_tensor(h, flat: torch.Tensor, *, whole: bool, sample: int) -> None:
+    """Every byte of ``flat``, or (not ``whole``: on a GPU) its float64 sum and ``sample`` strided values."""
+    if whole:
+        h.update(flat.contiguous().view(torch.uint8).numpy())
+        return
+    step = max(1, flat.numel() // sample)
+    h.update(f"{float(flat.sum(dtype=torch.float64)):.17g}".encode())
+    h.update(flat[::step].contiguous().view(torch.uint8).cpu().numpy())
 
 
 def _dtype(dtype):
