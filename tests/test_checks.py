@@ -194,8 +194,13 @@ def test_cli_only_with_no_stage_or_an_absent_section(tmp_path, capsys):
 
 def test_relative_paths_are_checked_where_the_notebooks_run(tmp_path, monkeypatch):
     # the kernels run in the repository root: a data file given relative to it is found from any directory
+    import os
+
+    (tmp_path / "pairs.jsonl").write_text("".join(
+        json.dumps({"id": i, "lang": lang, "prompt": f"q{i}", "chosen": "good", "rejected": "bad"}) + "\n"
+        for i in range(2) for lang in ("en", "ko")))
     monkeypatch.chdir(tmp_path)
-    rel = "xlrm_lib/benchmark/items/chat_a.jsonl"  # any file of the repository
+    rel = os.path.relpath(tmp_path / "pairs.jsonl", runner.REPO)  # a data file given relative to the repository
     runner.validate(runner.plan(_spec(tmp_path, train={"data_source": rel}, probe=None, align=None)))
-    with pytest.raises(runner.ParamError, match=r"data_source = '.*/xlrm_lib/benchmark/items/missing\.jsonl': data "):
-        runner.validate(runner.plan(_spec(tmp_path, train={"data_source": rel.replace("chat_a", "missing")})))
+    with pytest.raises(runner.ParamError, match=r"data_source = '.*/missing\.jsonl': data "):
+        runner.validate(runner.plan(_spec(tmp_path, train={"data_source": rel.replace("pairs", "missing")})))

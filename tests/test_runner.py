@@ -271,6 +271,40 @@ def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
     assert sum(s == "ok" for s in st.values()) == 3 - len(done_before)
 
 
+def test_an_interrupted_run_says_what_became_of_every_cell(fake_notebooks, tmp_path, monkeypatch):
+    # Ctrl-C: summary.json listed only the interrupted notebook, though the message says it tells which finished
+    runner.run(_spec(fake_notebooks, tmp_path, langs=["en"], evaluate=None, report=None), progress=False)
+    real_wait, waits = runner.cf.wait, []
+
+    def wait(futures, **kw):  # Ctrl-C while the second notebook of this run executes
+        waits.append(1)
+        if len(waits) == 2:
+            for f in futures:
+                f.result()  # let it end (its kernel): the runner no longer waits for it
+            raise KeyboardInterrupt
+        return real_wait(futures, **kw)
+
+    monkeypatch.setattr(runner.cf, "wait", wait)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(_spec(fake_notebooks, tmp_path), progress=False)
+    summary = json.loads((tmp_path / "out" / "t" / "summary.json").read_text())
+    assert {k: v["status"] for k, v in summary["cells"].items()} == {
+        "train/me5-small-s42-en": "skipped", "evaluate/me5-small-s42-en": "ok", "train/me5-small-s42-ko": "interrupted",
+        "evaluate/me5-small-s42-ko": "not-started", "report": "not-started"}
+    assert summary["notes"] == ["interrupted: finished notebooks are kept; rerun to resume"]
+
+
+def test_cli_cache_flags_without_prune_print_only_the_error(capsys, monkeypatch, tmp_path):
+    from xlrm_lib.cli import main
+
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path))
+    (tmp_path / "models" / "en-me5-small-0123").mkdir(parents=True)  # a cache with something to list
+    assert main(["cache"]) == 0 and "models" in capsys.readouterr().out
+    assert main(["cache", "--yes"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "--yes and --outputs go with --prune" in out.err  # not under the usage table
+
+
 def test_cli_rejects_typo_before_running(fake_notebooks, tmp_path):
     spec = _spec(fake_notebooks, tmp_path)
     spec["train"] = {"lrr": 0.1}

@@ -92,12 +92,12 @@ def main(argv=None) -> int:
 def _cache(args, repo) -> int:
     from . import caches
 
+    if not args.prune and (args.yes or args.outputs):  # before the table: the error alone, not under it
+        raise ValueError("--yes and --outputs go with --prune: xlrm cache --prune [--outputs DIR] [--yes]")
     for row in caches.usage():
         extra = f", {row['unfinished']} unfinished ({caches.human(row['unfinished_bytes'])})" if row["unfinished"] else ""
         print(f"{row['kind']:14s} {row['entries']:6d} entries {caches.human(row['bytes']):>10s}{extra}")
     if not args.prune:
-        if args.yes or args.outputs:
-            raise ValueError("--yes and --outputs go with --prune")
         return 0
     outputs = args.outputs or [str(repo / "outputs")]
     plan = caches.prune_plan(outputs)

@@ -11,7 +11,10 @@ Guarantees
 - Every cell's parameters are checked against its notebook's ``parameters`` cell BEFORE anything runs
   (papermill alone only warns on an unknown name and runs on the defaults): unknown, missing-required and
   wrongly-typed parameters are all reported in one :class:`ParamError`, then each cell's values
-  (:func:`xlrm_lib.checks.notebook_problems`: languages, backbones, sources, training knobs... nothing loaded).
+  (:func:`xlrm_lib.checks.notebook_problems`: languages, backbones, sources, training knobs... nothing loaded),
+  then what the grid reads: every local data file is loaded once as its notebooks load it, a backbone or judge
+  named like a hub id must be known to the hub or the local hub cache, and no RM is evaluated on the rows it
+  trains on.
 - Content addressing: a cell whose notebook source + parameters + inputs + dependencies' keys are unchanged is
   skipped (``_done.json`` holds its key); ``force=True`` reruns.
 - Resume: outputs are written atomically and ``_done.json`` last, so a killed run restarts where it stopped.
@@ -172,8 +175,12 @@ def _type_ok(value, expected: str) -> bool:
 
 
 def validate(cells: list[Cell]) -> None:
-    """Check every cell's parameters against its notebook; raise one :class:`ParamError` listing all problems."""
-    problems, schemas = [], {}
+    """Check every cell's parameters against its notebook; raise one :class:`ParamError` listing all problems.
+
+    Once names, types and values are right, the local data files the cells read are loaded (each once, as the
+    notebooks load them), hub ids of backbones and judges must be known to the hub or the local hub cache, and
+    no RM may be evaluated on the items it was trained on."""
+    problems, schemas, reads, valid = [], {}, {}, []
     for cell in cells:
         before = len(problems)
         schema = schemas.setdefault(cell.notebook, notebook_parameters(cell.notebook))
@@ -191,12 +198,137 @@ def validate(cells: list[Cell]) -> None:
                 problems.append(f"{cell.name}: missing required parameter {k!r} ({s['help']})")
         if len(problems) == before:  # the values, once every name and type is right (a check may read any)
             problems += [f"{cell.name}: {p}" for p in checks.notebook_problems(cell.stage, cell.params, cwd=REPO)]
+        if len(problems) == before:
+            valid.append(cell)
+            read = _data_read(cell)
+            if read and _local_file(read) and isinstance(loaded := _load_file(reads, *read[1:]), str):
+                problems.append(f"{cell.stage}.{read[0]} = {read[1]!r}: {loaded}")
+    problems += _model_problems(cells) + _same_rows_problems(valid, reads)
     if problems:
+        problems = list(dict.fromkeys(problems))  # a section's file or backbone is read by many cells: said once
         raise ParamError(f"{len(problems)} problem(s) in the parameters; nothing was run:\n  " + "\n  ".join(problems))
 
 
 def _placeholder(schema, key):
     return schema[key]["default"] if key in schema else None
+
+
+# the data each stage's notebook loads: (its source parameter, default source, default split)
+DATA_PARAMS = {"train": ("data_source", "embedded", "train"), "evaluate": ("eval_source", "embedded", "test"),
+               "probe": ("source", "embedded", "test"), "align": ("source", "embedded", "test")}
+
+
+def _data_read(cell: Cell) -> tuple | None:
+    """``(parameter, source, langs, split, drop_bad)``: what the cell's notebook passes to
+    :func:`xlrm_lib.data.load_pairs` (study.training_pairs, evaluate_rm, parallel_texts, best_of_n_study); None for
+    a stage that loads no pairs. A translate-train RM reads its source language."""
+    from .langs import normalize_langs
+
+    if cell.stage not in DATA_PARAMS:
+        return None
+    key, source, split = DATA_PARAMS[cell.stage]
+    p = cell.params
+    if cell.stage == "train":
+        langs = [p.get("translate_from") or p.get("train_lang", "en")]
+    else:
+        langs = p.get("eval_langs" if cell.stage == "evaluate" else "langs", ["en"])
+    source = p.get(key, source)
+    if source == "bible":  # the probe's verses, not pairs (checked by checks.check_bible_langs)
+        return None
+    return key, source, tuple(normalize_langs(langs)), p.get("split", split), bool(p.get("drop_bad", False))
+
+
+def _repo_path(value) -> Path:
+    """A path parameter as the kernels read it: relative to the repository root, where they run."""
+    path = Path(value).expanduser()
+    return (path if path.is_absolute() else REPO / path).resolve()
+
+
+def _local_file(read: tuple) -> Path | None:
+    """The resolved path of a :func:`_data_read` source that is a local data file (named by its suffix, as
+    :func:`xlrm_lib.data.check_source` tells them); None for other sources."""
+    from .data import FILE_SUFFIXES
+
+    return _repo_path(read[1]) if Path(str(read[1])).suffix.lower() in FILE_SUFFIXES else None
+
+
+def _load_file(reads: dict, source: str, langs: tuple, split, drop_bad: bool):
+    """The pairs of a local data file as a notebook loads them, or the reason it cannot (a str); each
+    (file, languages, split) once per :func:`validate`, kept in ``reads``."""
+    from .data import load_pairs
+
+    key = (_repo_path(source), langs, split, drop_bad)
+    if key not in reads:
+        t0 = time.time()
+        try:
+            reads[key] = load_pairs(str(key[0]), langs=list(langs), split=split, drop_bad=drop_bad)
+        except (ValueError, TypeError, OSError) as e:
+            reads[key] = str(e)
+        if time.time() - t0 > 2:
+            log.info("validation read %s (langs %s, split %r) in %.1f s", key[0], list(langs), split, time.time() - t0)
+    return reads[key]
+
+
+def _same_rows_problems(cells: list[Cell], reads: dict) -> list[str]:
+    """Evaluations that would score an RM on the rows it was trained on: the same source (paths resolved) read
+    with the same split, or with 'all' (None) on either side of the embedded benchmark or a file, or a local file
+    without a ``split`` column (read whole, whatever the split). ``cells``: those whose values are valid; an
+    evaluation is checked where its training is among them."""
+    by_name = {c.name: c for c in cells}
+    out = []
+    for cell in cells:
+        train = by_name.get(cell.inputs.get("model_dir")) if cell.stage == "evaluate" else None
+        if train is None:
+            continue
+        t_read, e_read = _data_read(train), _data_read(cell)
+        (t_key, t_src, t_langs, t_split, drop_bad), (e_key, e_src, _, e_split, _) = t_read, e_read
+        file = _local_file(t_read)
+        if (file or t_src) != (_local_file(e_read) or e_src):
+            continue
+        same = t_split == e_split or ((file or t_src == "embedded") and {t_split, e_split} & {None, "all"})
+        why = ""
+        if file and not same:  # two splits of one file: the same rows if it has no split column to filter by
+            a = _load_file(reads, t_src, t_langs, t_split, drop_bad)
+            b = _load_file(reads, t_src, t_langs, e_split, drop_bad)
+            same = not isinstance(a, str) and not isinstance(b, str) and a.data.table.equals(b.data.table)
+            why = " (the file has no 'split' column, so both read all of it)"
+        if not same:
+            continue
+        if file:
+            fix = ("evaluate on another file, or give this one a 'split' column (e.g. train / test) and read another "
+                   "split in each section (train: {split: train}, evaluate: {split: test})")
+        elif t_src == "embedded":
+            fix = ("read another split in each section: the embedded benchmark has 'train' and 'test' "
+                   "(train: {split: train}, evaluate: {split: test})")
+        else:
+            fix = "evaluate on another split of the dataset, or on another source"
+        out.append(f"evaluate.{e_key} = {e_src!r} (split {e_split!r}) reads the rows train.{t_key} = {t_src!r} "
+                   f"(split {t_split!r}) trains on{why}: the RMs would be evaluated on the items they were trained "
+                   f"on; {fix}")
+    return out
+
+
+def _model_problems(cells: list[Cell]) -> list[str]:
+    """Backbones and judges named like hub ids ('org/name') that are no local directory either: the hub or the
+    local hub cache must know them (:func:`xlrm_lib.hub.commit`, one request per id), else they are typos (a
+    mistyped relative directory reads as a hub id) that would fail only when a notebook loads them."""
+    from huggingface_hub import constants
+
+    from . import hub
+    from .backbones import PACKAGED
+
+    def unknown(value) -> bool:
+        return (isinstance(value, str) and value not in PACKAGED and bool(hub.HUB_ID.match(value))
+                and not _repo_path(value).exists() and hub.commit(value) is None)
+
+    why = "not a local directory, and not reachable on the hub nor in the local hub cache" + (
+        " (offline: HF_HUB_OFFLINE is set, so only the cache was asked)" if constants.is_offline_mode() else "")
+    backbones = dict.fromkeys(c.params.get("backbone") for c in cells if c.stage in ("train", "probe"))
+    judges = dict.fromkeys(c.params.get("judge") for c in cells if c.stage == "align")
+    return ([f"backbones: {b!r} is not a packaged backbone {list(PACKAGED)}, {why}; check its spelling (a relative "
+             f"directory is read from the repository root, {REPO})" for b in backbones if unknown(b)]
+            + [f"align.judge = {j!r} is {why}; expected 'gold' (the pool's labels) or a held-out judge RM (its "
+               f"model directory, relative to {REPO}, or a hub reward model 'org/name')" for j in judges if unknown(j)])
 
 
 # ----------------------------------------------------------------------------------- planning
@@ -306,10 +438,10 @@ def _grid_axes(spec: dict):
         langs = checks.languages("langs", _as_list(spec, "langs", []), allow_empty=True)
     except ValueError as e:
         problems.append(str(e))
-    translated = spec.get("translated") or []
-    if not isinstance(translated, list):
-        problems.append(f"translated: expected a list of {{from: en, to: es, backend: apertium}} entries, got "
-                        f"{translated!r:.60}")
+    try:
+        translated = _translated(spec)
+    except ParamError as e:
+        problems.append(str(e))
         translated = []
     if not _as_list(spec, "langs", []) and not translated:
         problems.append("the grid expands to nothing: 'langs' is empty and there are no 'translated' RMs")
@@ -341,7 +473,7 @@ def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
     from .translate import available_backends, why_unavailable
 
     out, backends = [], None
-    for t in spec.get("translated") or []:
+    for t in _translated(spec):
         if not isinstance(t, dict) or {"from", "to"} - set(t):
             raise ParamError(f"translated entry {t!r} needs 'from' and 'to'; e.g. {{from: en, to: es, backend: apertium}}")
         unknown = sorted(set(t) - TRANSLATED_KEYS)
@@ -367,6 +499,15 @@ def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
         elif why := why_unavailable(t["from"], t["to"], backend, model=t.get("model")):
             out.append((t, why))
     return out
+
+
+def _translated(spec: dict) -> list:
+    """The ``translated`` entries of a spec; a ParamError unless they are a list (a mapping would iterate its keys)."""
+    translated = spec.get("translated") or []
+    if not isinstance(translated, list):
+        raise ParamError(f"translated = {translated!r:.80}: expected a list of entries, e.g. "
+                         "- {from: en, to: es, backend: apertium}")
+    return translated
 
 
 def _as_list(spec, key, default):
@@ -429,8 +570,7 @@ def _local_files(params: dict, run_dir: Path) -> dict:
     for name, value in sorted(params.items()):
         if not isinstance(value, str) or not value.strip():
             continue
-        path = Path(value).expanduser()
-        path = (path if path.is_absolute() else REPO / path).resolve()
+        path = _repo_path(value)
         if path == run_dir.resolve() or run_dir.resolve() in path.parents:
             continue
         if path.is_file():
@@ -649,9 +789,10 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                     except Exception as e:  # noqa: BLE001 - an executor-level failure (not the notebook's)
                         results[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
                     bar.update(1)
-    except KeyboardInterrupt:  # Ctrl-C: say what finished (kept: a rerun resumes there), then stop
+    except KeyboardInterrupt:  # Ctrl-C: say what each cell came to (finished ones are kept: a rerun resumes there)
         for name in running:
-            results[name] = {"status": "failed", "error": "interrupted (Ctrl-C)"}
+            results[name] = {"status": "interrupted", "error": "interrupted (Ctrl-C)"}
+        results = {c.name: results.get(c.name, {"status": "not-started"}) for c in cells}  # in the plan's order
         _summary(spec, run_dir, results, ["interrupted: finished notebooks are kept; rerun to resume"])
         raise
     finally:

@@ -1,0 +1,155 @@
+"""The runner's pre-flight looks into what the grid will read: local data files (loaded once, as the notebooks load
+them), training and evaluation rows that would be the same, backbones and judges that name nothing, and the shape
+of ``translated``. All on the real notebooks' parameter cells; nothing is executed."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from xlrm_lib import data, hub, runner
+
+REPO = Path(__file__).resolve().parents[1]
+PAIR = {"prompt": "Why is the sky blue?", "chosen": "Rayleigh scattering.", "rejected": "It reflects the sea."}
+
+
+def _spec(tmp_path, **over):
+    spec = {"run": "t", "_outputs": str(tmp_path / "out"), "langs": ["en", "ko"], "train": {}, "evaluate": {},
+            "probe": None, "align": None, "report": None}
+    spec.update(over)
+    return spec
+
+
+def _validate(spec):
+    runner.validate(runner.plan(spec))
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _pairs(langs=("en", "ko"), n=2, **extra) -> list[dict]:
+    return [{**PAIR, "id": f"q{i}", "lang": lang, **extra} for i in range(n) for lang in langs]
+
+
+# ----------------------------------------------------------------------------------- local data files
+def _bad_files(tmp_path):
+    """Files that exist (all validation looked at) but that the evaluate notebook cannot load for [en, ko]."""
+    hh = _jsonl(tmp_path / "hh.jsonl", [{"chosen": "\n\nHuman: hi\n\nAssistant: hello",
+                                         "rejected": "\n\nHuman: hi\n\nAssistant: go away"}])  # no lang column
+    columns = _jsonl(tmp_path / "columns.jsonl", [{"question": "q", "answer": "a", "lang": "en"}])
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(json.dumps({**PAIR, "lang": "en", "chosen": "café"}, ensure_ascii=False).encode("latin-1"))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    return [(hh, r"has no 'lang'"), (columns, r"missing column\(s\) \['chosen', 'rejected'\]"),
+            (latin1, r"is not UTF-8 text"), (empty, r"data file is empty")]
+
+
+def test_a_bad_evaluation_file_fails_validation_not_after_the_trainings(tmp_path):
+    # each of these passed validation (the file exists) and failed in the evaluate notebooks, after all trainings
+    for path, reason in _bad_files(tmp_path):
+        with pytest.raises(runner.ParamError, match=rf"1 problem.*\n  evaluate\.eval_source = '{path}': .*{reason}"):
+            _validate(_spec(tmp_path, evaluate={"eval_source": str(path)}))
+
+
+def test_a_bad_training_file_is_named_by_its_key(tmp_path):
+    columns, reason = _bad_files(tmp_path)[1]
+    with pytest.raises(runner.ParamError, match=rf"train\.data_source = '{columns}': .*{reason}"):
+        _validate(_spec(tmp_path, train={"data_source": str(columns)}))
+
+
+def test_each_file_is_loaded_once_per_languages_and_split_as_the_notebooks_load_it(tmp_path, monkeypatch):
+    train_file, eval_file = _jsonl(tmp_path / "train.jsonl", _pairs()), _jsonl(tmp_path / "test.jsonl", _pairs())
+    calls = []
+    load = data.load_pairs
+    monkeypatch.setattr(data, "load_pairs", lambda source, **kw: calls.append((source, kw)) or load(source, **kw))
+    _validate(_spec(tmp_path, train={"data_source": str(train_file), "drop_bad": True},
+                    evaluate={"eval_source": str(eval_file)}))
+    # one load per training language; the two evaluations read the same languages: one load for both
+    assert calls == [(str(train_file), {"langs": ["en"], "split": "train", "drop_bad": True}),
+                     (str(eval_file), {"langs": ["en", "ko"], "split": "test", "drop_bad": False}),
+                     (str(train_file), {"langs": ["ko"], "split": "train", "drop_bad": True})]
+
+
+def test_a_translate_train_rm_reads_its_source_language_from_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "unavailable_translations", lambda spec: [])  # whether or not apertium is here
+    english = _jsonl(tmp_path / "en.jsonl", _pairs(langs=("en",)))
+    spec = _spec(tmp_path, langs=["en"], translated=[{"from": "en", "to": "es"}], train={"data_source": str(english)},
+                 evaluate=None)
+    _validate(spec)  # the es-mt RM reads English rows, which the file has
+    spec["langs"] = ["en", "ko"]  # a native Korean RM would read Korean rows, which it has not
+    with pytest.raises(runner.ParamError, match=r"train\.data_source = .*: en\.jsonl: no rows in language\(s\) \['ko'\]"):
+        _validate(spec)
+
+
+# ----------------------------------------------------------------------------------- the same rows twice
+SAME_ROWS = r"the RMs would be evaluated on the items they were trained on"
+
+
+@pytest.mark.parametrize("train, evaluate", [
+    ({}, {"split": "train"}),  # the training split is the train section's default
+    ({}, {"split": "all"}),
+    ({"split": "all"}, {}),
+])
+def test_evaluating_on_the_embedded_training_split_is_refused(tmp_path, train, evaluate):
+    with pytest.raises(runner.ParamError, match=rf"1 problem.*\n  evaluate\.eval_source = 'embedded' .*{SAME_ROWS}; "
+                                                r"read another split in each section: the embedded benchmark"):
+        _validate(_spec(tmp_path, train=train, evaluate=evaluate))
+
+
+def test_the_same_file_is_the_same_rows_unless_its_split_column_keeps_them_apart(tmp_path):
+    one_split = _jsonl(tmp_path / "pairs.jsonl", _pairs())
+    relative = os.path.relpath(one_split, REPO)  # the same file, as the kernels find it from the repository
+    spec = _spec(tmp_path, train={"data_source": relative}, evaluate={"eval_source": str(one_split)})
+    # no split column: train and test both read the whole file
+    with pytest.raises(runner.ParamError, match=rf"has no 'split' column, so both read all of it\): {SAME_ROWS}; "
+                                                r"evaluate on another file, or give this one a 'split' column"):
+        _validate(spec)
+    two_splits = _jsonl(tmp_path / "split.jsonl", _pairs(split="train") + _pairs(split="test"))
+    spec = _spec(tmp_path, train={"data_source": str(two_splits)}, evaluate={"eval_source": str(two_splits)})
+    _validate(spec)  # train and test rows
+    spec["evaluate"]["split"] = "train"
+    with pytest.raises(runner.ParamError, match=rf"\(split 'train'\) reads the rows train\.data_source = .* \(split "
+                                                rf"'train'\) trains on: {SAME_ROWS}"):
+        _validate(spec)
+    other = _jsonl(tmp_path / "other.jsonl", _pairs())
+    _validate(_spec(tmp_path, train={"data_source": str(one_split)}, evaluate={"eval_source": str(other)}))
+
+
+# ----------------------------------------------------------------------------------- backbones and judges
+@pytest.mark.parametrize("backbone", ["my_models/rm-en", "foo/bar-not-exist"])
+def test_a_backbone_that_names_nothing_fails_validation(tmp_path, backbone):
+    # offline (HF_HUB_OFFLINE=1, tests/conftest.py) and never downloaded: not in the local hub cache either
+    with pytest.raises(runner.ParamError, match=rf"1 problem.*\n  backbones: '{backbone}' is not a packaged backbone "
+                                                r"\['me5-small', .*\], not a local directory, and not reachable on the "
+                                                r"hub nor in the local hub cache \(offline: HF_HUB_OFFLINE is set, so only "
+                                                r"the cache was asked\); check its spelling"):
+        _validate(_spec(tmp_path, backbones=[backbone]))
+
+
+def test_a_hub_id_the_hub_knows_and_a_local_directory_pass(tmp_path, monkeypatch, tiny_bert_dir):
+    asked = []
+    monkeypatch.setattr(hub, "commit", lambda repo_id, *a, **k: asked.append(repo_id) or "0" * 40)
+    relative = os.path.relpath(tiny_bert_dir, REPO)  # a directory, found from the repository as the kernels do
+    _validate(_spec(tmp_path, backbones=["org/known", relative], probe={}))
+    assert asked == ["org/known"]  # once, for its two trainings and its probe; never for the directory
+
+
+def test_a_judge_that_names_nothing_fails_validation(tmp_path):
+    with pytest.raises(runner.ParamError, match=r"align\.judge = 'org/judge-rm' is not a local directory, and not "
+                                                r"reachable on the hub nor in the local hub cache \(offline: .*\); expected 'gold'"):
+        _validate(_spec(tmp_path, align={"judge": "org/judge-rm"}))
+
+
+# ----------------------------------------------------------------------------------- translated RMs
+def test_translated_written_as_a_mapping_says_it_must_be_a_list(tmp_path):
+    spec = _spec(tmp_path, translated={"from": "en", "to": "es", "backend": "apertium"})
+    message = (r"translated = \{'from': 'en', 'to': 'es', 'backend': 'apertium'\}: expected a list of entries, "
+               r"e\.g\. - \{from: en, to: es, backend: apertium\}")
+    with pytest.raises(runner.ParamError, match=message):
+        runner.unavailable_translations(spec)  # what `xlrm validate` asks first
+    with pytest.raises(runner.ParamError, match=message):
+        runner.plan(spec)
