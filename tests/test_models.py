@@ -421,10 +421,21 @@ def test_hub_commits_come_from_the_local_cache_offline(tmp_path, monkeypatch):
                                                                   "revision": "a" * 40}
     params = {"eval_source": "CohereLabsCommunity/multilingual-reward-bench", "backbone": "me5-small",
               "output_dir": "outputs/x", "model_dir": str(tmp_path)}
-    assert runner._hub_commits(params) == {"eval_source": "b" * 40}
+    # M-RewardBench's English is RewardBench's filtered split: its commit is part of the cell too
+    assert runner._hub_commits(params) == {"CohereLabsCommunity/multilingual-reward-bench": "b" * 40,
+                                           "allenai/reward-bench": None}
     _fake_hub_ref(tmp_path, "CohereLabsCommunity/multilingual-reward-bench", "d" * 40, "dataset")  # re-cut
+    _fake_hub_ref(tmp_path, "allenai/reward-bench", "e" * 40, "dataset")
     hub.commit.cache_clear()
-    assert runner._hub_commits(params) == {"eval_source": "d" * 40}
+    assert runner._hub_commits(params) == {"CohereLabsCommunity/multilingual-reward-bench": "d" * 40,
+                                           "allenai/reward-bench": "e" * 40}
+    # a notebook's kernel is told those commits and loads them, whatever main has become since
+    monkeypatch.setenv(hub.PINS_ENV, json.dumps({"allenai/reward-bench": "f" * 40}))
+    assert hub.commit("allenai/reward-bench", "dataset") == "f" * 40
+    assert hub.commit("allenai/reward-bench", "dataset", revision="a" * 40) == "a" * 40  # asked for a commit
+    monkeypatch.setenv(hub.PINS_ENV, "{oops")
+    with pytest.raises(ValueError, match="XLRM_HUB_COMMITS = '{oops' is not JSON"):
+        hub.commit("allenai/reward-bench", "dataset")
     assert not hub.is_hub_id("me5-small") and not hub.is_hub_id("../a/b") and hub.is_hub_id("org/name-1.5B")
     hub.commit.cache_clear()
 

@@ -66,6 +66,22 @@ def _spec(nbs, tmp_path, **over):
     return spec
 
 
+def test_a_cells_kernel_loads_the_hub_commits_its_key_holds(tmp_path):
+    # the key's commits were asked in the runner's process; a kernel asking the hub for main again would read an
+    # upstream re-cut under the old key
+    nb = tmp_path / "pins.ipynb"
+    _nb(nb, 'output_dir = ""  # required\n',
+        "import json, os\nfrom xlrm_lib import hub\nos.makedirs(output_dir, exist_ok=True)\n"
+        "json.dump([hub.commit('org/bench', 'dataset'), hub.commit('org/other')], "
+        "open(os.path.join(output_dir, 'seen.json'), 'w'))\n")
+    out = tmp_path / "cell"
+    res = runner.execute_cell(str(nb), {"output_dir": str(out)}, str(out), "k",
+                              hub_commits={"org/bench": "e" * 40, "org/unknown": None})
+    assert res["status"] == "ok", res
+    assert json.loads((out / "seen.json").read_text()) == ["e" * 40, None]
+    assert "XLRM_HUB_COMMITS" not in os.environ  # the kernel's, not the runner's environment shared by threads
+
+
 # ----------------------------------------------------------------------------------- validation
 def test_plan_orders_dependencies_and_names_outputs(fake_notebooks, tmp_path):
     cells = runner.plan(_spec(fake_notebooks, tmp_path))

@@ -119,15 +119,39 @@ def test_the_same_file_is_the_same_rows_unless_its_split_column_keeps_them_apart
     _validate(_spec(tmp_path, train={"data_source": str(one_split)}, evaluate={"eval_source": str(other)}))
 
 
+def test_a_hub_datasets_unnamed_split_is_its_train_split(tmp_path):
+    # data._hub reads split None as "train": evaluating on "train" of the dataset trained on with no split is the
+    # same rows
+    spec = _spec(tmp_path, train={"data_source": "org/prefs", "split": None},
+                 evaluate={"eval_source": "org/prefs", "split": "train"})
+    with pytest.raises(runner.ParamError, match=rf"\(split 'train'\) reads the rows train\.data_source = 'org/prefs' "
+                                                rf"\(split 'train'\) trains on: {SAME_ROWS}; evaluate on another split"):
+        _validate(spec)
+    spec["evaluate"]["split"] = "test"
+    _validate(spec)
+
+
 # ----------------------------------------------------------------------------------- backbones and judges
 @pytest.mark.parametrize("backbone", ["my_models/rm-en", "foo/bar-not-exist"])
 def test_a_backbone_that_names_nothing_fails_validation(tmp_path, backbone):
     # offline (HF_HUB_OFFLINE=1, tests/conftest.py) and never downloaded: not in the local hub cache either
     with pytest.raises(runner.ParamError, match=rf"1 problem.*\n  backbones: '{backbone}' is not a packaged backbone "
-                                                r"\['me5-small', .*\], not a local directory, and not reachable on the "
-                                                r"hub nor in the local hub cache \(offline: HF_HUB_OFFLINE is set, so only "
-                                                r"the cache was asked\); check its spelling"):
+                                                r"\['me5-small', .*\], not a local directory and not in the local hub "
+                                                r"cache \(offline: HF_HUB_OFFLINE is set\); download it .*, or check its "
+                                                r"spelling"):
         _validate(_spec(tmp_path, backbones=[backbone]))
+
+
+def test_plan_previews_a_grid_whose_hub_models_are_not_downloaded_yet(tmp_path, capsys):
+    # `xlrm plan params/paper.yaml` on a machine without the hub lists the grid and says what `run` would refuse
+    from xlrm_lib import cli
+
+    params = tmp_path / "p.yaml"
+    params.write_text(f"run: t\nbackbones: [org/not-downloaded]\nlangs: [en]\ntrain: {{}}\nevaluate: {{}}\n")
+    assert cli.main(["plan", str(params)]) == 0
+    out = capsys.readouterr().out
+    assert "train/not-downloaded-s42-en" in out and "note: backbones: 'org/not-downloaded' is not a packaged" in out
+    assert cli.main(["validate", str(params)]) == 2
 
 
 def test_a_hub_id_the_hub_knows_and_a_local_directory_pass(tmp_path, monkeypatch, tiny_bert_dir):
@@ -139,8 +163,8 @@ def test_a_hub_id_the_hub_knows_and_a_local_directory_pass(tmp_path, monkeypatch
 
 
 def test_a_judge_that_names_nothing_fails_validation(tmp_path):
-    with pytest.raises(runner.ParamError, match=r"align\.judge = 'org/judge-rm' is not a local directory, and not "
-                                                r"reachable on the hub nor in the local hub cache \(offline: .*\); expected 'gold'"):
+    with pytest.raises(runner.ParamError, match=r"align\.judge = 'org/judge-rm' is not a local directory and not in "
+                                                r"the local hub cache \(offline: .*spelling; expected 'gold'"):
         _validate(_spec(tmp_path, align={"judge": "org/judge-rm"}))
 
 

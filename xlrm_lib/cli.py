@@ -45,13 +45,15 @@ def main(argv=None) -> int:
             spec = runner.load_spec(args.params)
             missing = runner.unavailable_translations(spec)
             cells = runner.plan(spec, unavailable=missing)
-            runner.validate(cells)
+            runner.validate(cells, models=args.cmd == "validate")  # plan previews a grid not downloaded yet
             if args.cmd == "plan":
                 for c in cells:
                     print(f"{c.name:45s} {c.notebook.name:28s} deps={len(c.deps)}")
             print(f"{args.params}: {len(cells)} notebook executions, parameters valid")
             for t, why in missing:  # what `run` will leave out, said before it runs
                 print(f"  note: translated RM {t['from']}->{t['to']} will not run: {why}")
+            for problem in runner.model_problems(cells) if args.cmd == "plan" else ():
+                print(f"  note: {problem}; `xlrm run` refuses it")
             return 0
         if args.cmd == "cache":
             return _cache(args, runner.REPO)

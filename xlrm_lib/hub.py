@@ -7,7 +7,9 @@ every hub model or dataset a cell names: an upstream change reruns what read it 
 
 The commit comes from the hub (one metadata request, a few seconds at most) or, offline (``HF_HUB_OFFLINE=1``, or
 no network), from the local hub cache's ``refs/<revision>``. None when neither knows it: a hub id that was never
-downloaded cannot be loaded offline anyway.
+downloaded cannot be loaded offline anyway. A notebook that ``xlrm run`` executes is told the commits its cell is
+keyed on (:data:`PINS_ENV`, a JSON ``{repo_id: commit}``), so it loads exactly those, not what ``main`` has
+become since the run was planned.
 
 >>> commit("Qwen/Qwen2.5-3B-Instruct")   # doctest: +SKIP
 'aa8e72537993ba99e69dfaafa59ed015b17504d1'
@@ -15,7 +17,9 @@ downloaded cannot be loaded offline anyway.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -23,6 +27,18 @@ log = logging.getLogger(__name__)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # org/name, as the hub spells repository ids
 COMMIT = re.compile(r"[0-9a-f]{40}")
+PINS_ENV = "XLRM_HUB_COMMITS"  # {repo_id: commit} of a cell's hub ids, set by the runner for its notebook's kernel
+
+
+def pinned(repo_id: str) -> str | None:
+    """The commit the runner pinned ``repo_id`` to for this process (:data:`PINS_ENV`), or None."""
+    try:
+        pins = json.loads(os.environ.get(PINS_ENV) or "{}")
+    except ValueError:
+        raise ValueError(f"{PINS_ENV} = {os.environ[PINS_ENV]!r:.80} is not JSON; expected {{repo_id: commit}} "
+                         "(the runner sets it; unset it to use the hub's main branch)") from None
+    sha = pins.get(repo_id) if isinstance(pins, dict) else None
+    return sha if isinstance(sha, str) and COMMIT.fullmatch(sha) else None
 
 
 def is_hub_id(value) -> bool:
@@ -62,6 +78,8 @@ def commit(repo_id: str, repo_type: str = "model", revision: str = "main", timeo
         raise ValueError(f"repo_type = {repo_type!r}; expected 'model' or 'dataset'")
     if COMMIT.fullmatch(revision):
         return revision  # already a commit
+    if revision == "main" and (sha := pinned(repo_id)):
+        return sha  # what this notebook's cell is keyed on
     key = (repo_id, repo_type, revision)
     if key in _COMMITS:
         return _COMMITS[key]

@@ -174,12 +174,12 @@ def _type_ok(value, expected: str) -> bool:
     return type(value).__name__ == expected
 
 
-def validate(cells: list[Cell]) -> None:
+def validate(cells: list[Cell], *, models: bool = True) -> None:
     """Check every cell's parameters against its notebook; raise one :class:`ParamError` listing all problems.
 
     Once names, types and values are right, the local data files the cells read are loaded (each once, as the
-    notebooks load them), hub ids of backbones and judges must be known to the hub or the local hub cache, and
-    no RM may be evaluated on the items it was trained on."""
+    notebooks load them), hub ids of backbones and judges must be known to the hub or the local hub cache
+    (``models``; :func:`model_problems`), and no RM may be evaluated on the items it was trained on."""
     problems, schemas, reads, valid = [], {}, {}, []
     for cell in cells:
         before = len(problems)
@@ -200,10 +200,10 @@ def validate(cells: list[Cell]) -> None:
             problems += [f"{cell.name}: {p}" for p in checks.notebook_problems(cell.stage, cell.params, cwd=REPO)]
         if len(problems) == before:
             valid.append(cell)
-            read = _data_read(cell)
+            read = _data_read(cell, schema)
             if read and _local_file(read) and isinstance(loaded := _load_file(reads, *read[1:]), str):
                 problems.append(f"{cell.stage}.{read[0]} = {read[1]!r}: {loaded}")
-    problems += _model_problems(cells) + _same_rows_problems(valid, reads)
+    problems += (model_problems(cells) if models else []) + _same_rows_problems(valid, reads, schemas)
     if problems:
         problems = list(dict.fromkeys(problems))  # a section's file or backbone is read by many cells: said once
         raise ParamError(f"{len(problems)} problem(s) in the parameters; nothing was run:\n  " + "\n  ".join(problems))
@@ -213,29 +213,27 @@ def _placeholder(schema, key):
     return schema[key]["default"] if key in schema else None
 
 
-# the data each stage's notebook loads: (its source parameter, default source, default split)
-DATA_PARAMS = {"train": ("data_source", "embedded", "train"), "evaluate": ("eval_source", "embedded", "test"),
-               "probe": ("source", "embedded", "test"), "align": ("source", "embedded", "test")}
+# the parameters naming the pairs each stage's notebook loads: (source, languages)
+DATA_PARAMS = {"train": ("data_source", "train_lang"), "evaluate": ("eval_source", "eval_langs"),
+               "probe": ("source", "langs"), "align": ("source", "langs")}
 
 
-def _data_read(cell: Cell) -> tuple | None:
+def _data_read(cell: Cell, schema: dict) -> tuple | None:
     """``(parameter, source, langs, split, drop_bad)``: what the cell's notebook passes to
-    :func:`xlrm_lib.data.load_pairs` (study.training_pairs, evaluate_rm, parallel_texts, best_of_n_study); None for
-    a stage that loads no pairs. A translate-train RM reads its source language."""
+    :func:`xlrm_lib.data.load_pairs` (study.training_pairs, evaluate_rm, parallel_texts, best_of_n_study), its
+    parameters over the notebook's defaults (``schema``); None for a stage that loads no pairs. A translate-train
+    RM reads its source language."""
     from .langs import normalize_langs
 
     if cell.stage not in DATA_PARAMS:
         return None
-    key, source, split = DATA_PARAMS[cell.stage]
-    p = cell.params
-    if cell.stage == "train":
-        langs = [p.get("translate_from") or p.get("train_lang", "en")]
-    else:
-        langs = p.get("eval_langs" if cell.stage == "evaluate" else "langs", ["en"])
-    source = p.get(key, source)
-    if source == "bible":  # the probe's verses, not pairs (checked by checks.check_bible_langs)
+    p = {**{k: v["default"] for k, v in schema.items()}, **cell.params}
+    key, langs_key = DATA_PARAMS[cell.stage]
+    if p.get(key) in (None, "bible"):  # a notebook without that source; the probe's verses (not pairs)
         return None
-    return key, source, tuple(normalize_langs(langs)), p.get("split", split), bool(p.get("drop_bad", False))
+    langs = p.get("translate_from") or p.get(langs_key) or ["en"]
+    return (key, p[key], tuple(normalize_langs([langs] if isinstance(langs, str) else langs)), p.get("split"),
+            bool(p.get("drop_bad", False)))
 
 
 def _repo_path(value) -> Path:
@@ -269,7 +267,7 @@ def _load_file(reads: dict, source: str, langs: tuple, split, drop_bad: bool):
     return reads[key]
 
 
-def _same_rows_problems(cells: list[Cell], reads: dict) -> list[str]:
+def _same_rows_problems(cells: list[Cell], reads: dict, schemas: dict) -> list[str]:
     """Evaluations that would score an RM on the rows it was trained on: the same source (paths resolved) read
     with the same split, or with 'all' (None) on either side of the embedded benchmark or a file, or a local file
     without a ``split`` column (read whole, whatever the split). ``cells``: those whose values are valid; an
@@ -280,11 +278,15 @@ def _same_rows_problems(cells: list[Cell], reads: dict) -> list[str]:
         train = by_name.get(cell.inputs.get("model_dir")) if cell.stage == "evaluate" else None
         if train is None:
             continue
-        t_read, e_read = _data_read(train), _data_read(cell)
+        t_read, e_read = _data_read(train, schemas[train.notebook]), _data_read(cell, schemas[cell.notebook])
+        if t_read is None or e_read is None:
+            continue
         (t_key, t_src, t_langs, t_split, drop_bad), (e_key, e_src, _, e_split, _) = t_read, e_read
         file = _local_file(t_read)
         if (file or t_src) != (_local_file(e_read) or e_src):
             continue
+        if not file and t_src != "embedded":  # a hub dataset: no split is its "train" split (data._hub)
+            t_split, e_split = t_split or "train", e_split or "train"
         same = t_split == e_split or ((file or t_src == "embedded") and {t_split, e_split} & {None, "all"})
         why = ""
         if file and not same:  # two splits of one file: the same rows if it has no split column to filter by
@@ -308,10 +310,11 @@ def _same_rows_problems(cells: list[Cell], reads: dict) -> list[str]:
     return out
 
 
-def _model_problems(cells: list[Cell]) -> list[str]:
+def model_problems(cells: list[Cell]) -> list[str]:
     """Backbones and judges named like hub ids ('org/name') that are no local directory either: the hub or the
     local hub cache must know them (:func:`xlrm_lib.hub.commit`, one request per id), else they are typos (a
-    mistyped relative directory reads as a hub id) that would fail only when a notebook loads them."""
+    mistyped relative directory reads as a hub id) or not downloaded, and would fail only when a notebook loads
+    them."""
     from huggingface_hub import constants
 
     from . import hub
@@ -321,12 +324,15 @@ def _model_problems(cells: list[Cell]) -> list[str]:
         return (isinstance(value, str) and value not in PACKAGED and bool(hub.HUB_ID.match(value))
                 and not _repo_path(value).exists() and hub.commit(value) is None)
 
-    why = "not a local directory, and not reachable on the hub nor in the local hub cache" + (
-        " (offline: HF_HUB_OFFLINE is set, so only the cache was asked)" if constants.is_offline_mode() else "")
+    why = ("not a local directory and not in the local hub cache (offline: HF_HUB_OFFLINE is set); download it "
+           "on a machine with internet (huggingface-cli download <id>), or check its spelling"
+           if constants.is_offline_mode() else
+           "not a local directory, not on the hub (or not reachable) and not in the local hub cache; check its "
+           "spelling")
     backbones = dict.fromkeys(c.params.get("backbone") for c in cells if c.stage in ("train", "probe"))
     judges = dict.fromkeys(c.params.get("judge") for c in cells if c.stage == "align")
-    return ([f"backbones: {b!r} is not a packaged backbone {list(PACKAGED)}, {why}; check its spelling (a relative "
-             f"directory is read from the repository root, {REPO})" for b in backbones if unknown(b)]
+    return ([f"backbones: {b!r} is not a packaged backbone {list(PACKAGED)}, {why} (a relative directory is read "
+             f"from the repository root, {REPO})" for b in backbones if unknown(b)]
             + [f"align.judge = {j!r} is {why}; expected 'gold' (the pool's labels) or a held-out judge RM (its "
                f"model directory, relative to {REPO}, or a hub reward model 'org/name')" for j in judges if unknown(j)])
 
@@ -548,16 +554,21 @@ def cell_key(cell: Cell, params: dict, run_dir: Path) -> str:
 
 
 def _hub_commits(params: dict) -> dict:
-    """The commit each hub model or dataset a cell names points at now (:mod:`xlrm_lib.hub`): an upstream change
-    (M-RewardBench re-cut, a backbone re-uploaded) reruns the cell instead of keeping its old numbers."""
+    """``{repo_id: commit}`` of each hub model or dataset a cell names, as it points now (:mod:`xlrm_lib.hub`):
+    part of the cell's key, so an upstream change (M-RewardBench re-cut, a backbone re-uploaded) reruns the cell,
+    and handed to its kernel (:data:`xlrm_lib.hub.PINS_ENV`), which loads those commits. M-RewardBench brings
+    RewardBench, whose filtered split is its English."""
     from . import hub
+    from .data import M_REWARDBENCH, REWARDBENCH_EN
 
     out = {}
     for name, value in sorted(params.items()):
         if name in ("output_dir", "run_dir") or not hub.is_hub_id(value) or (REPO / value).exists():
             continue  # where the cell writes, or a relative path the kernels read
-        out[name] = hub.any_commit(value)
-    return out
+        out[value] = hub.any_commit(value)
+        if value in M_REWARDBENCH:
+            out[REWARDBENCH_EN[0]] = hub.commit(REWARDBENCH_EN[0], "dataset")
+    return dict(sorted(out.items()))
 
 
 def _local_files(params: dict, run_dir: Path) -> dict:
@@ -597,8 +608,17 @@ def _inputs_digest() -> str:
     return _DIGEST["v"]
 
 
-def _kernel_manager_class():
-    """Kernels talk over Unix sockets where the platform has them and the socket path fits.
+def _kernel_env(hub_commits: dict | None) -> dict:
+    """Environment a cell's kernel gets on top of this process's: the hub commits its key holds."""
+    from .hub import PINS_ENV
+
+    pins = {k: v for k, v in (hub_commits or {}).items() if v}
+    return {PINS_ENV: json.dumps(pins, sort_keys=True)} if pins else {}
+
+
+def _kernel_manager_class(extra_env: dict | None = None):
+    """Kernels talk over Unix sockets where the platform has them and the socket path fits, and start with
+    ``extra_env`` added to this process's environment (one kernel's, not the threads' shared ``os.environ``).
 
     No ports to race for when several kernels start at once, and no "running over TCP without encryption"
     warning from every notebook. Elsewhere (Windows, a temp directory too deep for a socket path) TCP.
@@ -608,11 +628,16 @@ def _kernel_manager_class():
 
     from jupyter_client.manager import AsyncKernelManager
 
+    class EnvKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            kw["env"] = {**(kw.get("env") or os.environ), **(extra_env or {})}
+            return await super().start_kernel(**kw)
+
     if os.name != "posix" or len(os.fsencode(tempfile.gettempdir())) + len("/xlrm-kernel-0123456789ab-10") > 107:
-        return AsyncKernelManager  # a Unix socket path has at most 107 bytes
+        return EnvKernelManager  # a Unix socket path has at most 107 bytes
     from traitlets import CaselessStrEnum, default
 
-    class IPCKernelManager(AsyncKernelManager):
+    class IPCKernelManager(EnvKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
         @default("ip")
@@ -635,9 +660,10 @@ def is_done(cell_dir: Path, key: str | None) -> bool:
 
 
 def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: str = "python3",
-                 retries: int = 3) -> dict:
+                 retries: int = 3, hub_commits: dict | None = None) -> dict:
     """Execute one notebook with papermill into ``out_dir`` (atomically), render HTML, write ``_done.json``.
 
+    ``hub_commits``: ``{repo_id: commit}`` the cell is keyed on; its kernel loads those (:data:`hub.PINS_ENV`).
     Returns ``{"status": "ok"|"failed", "seconds", "notebook", "html", "error"}``. Runs in any process
     (a thread here, a Ray worker there): arguments and result are plain paths and strings.
     """
@@ -658,7 +684,8 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
     for attempt in range(1, retries + 1):
         try:
             pm.execute_notebook(notebook, str(tmp), parameters=params, kernel_name=kernel, cwd=str(REPO),
-                                progress_bar=False, log_output=False, kernel_manager_class=_kernel_manager_class())
+                                progress_bar=False, log_output=False,
+                                kernel_manager_class=_kernel_manager_class(_kernel_env(hub_commits)))
             error = None
         except Exception as e:  # noqa: BLE001 - classified below; the notebook keeps the traceback
             msg = str(e).strip()
@@ -775,7 +802,8 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                         continue
                     else:
                         time.sleep(0.5 * (len(running) > 0))  # stagger kernel starts
-                        running[name] = submit(cell, params, str(run_dir / cell.name), key, kernel)
+                        running[name] = submit(cell, params, str(run_dir / cell.name), key, kernel,
+                                               _hub_commits(params))
                         del pending[name]
                         continue
                 del pending[name]
@@ -907,10 +935,12 @@ def _check_writable(run_dir: Path) -> None:
 
 
 def _executor(kind: str, jobs: int):
-    """A ``submit(cell, params, out_dir, key, kernel) -> concurrent.futures.Future`` for the chosen engine."""
+    """A ``submit(cell, params, out_dir, key, kernel, hub_commits) -> concurrent.futures.Future`` for the chosen
+    engine."""
     if kind == "local":
         pool = cf.ThreadPoolExecutor(max_workers=jobs)  # papermill kernels are subprocesses: threads suffice
-        return lambda c, p, o, k, kern: pool.submit(execute_cell, str(c.notebook), p, o, k, kern)
+        return lambda c, p, o, k, kern, pins: pool.submit(execute_cell, str(c.notebook), p, o, k, kern,
+                                                          hub_commits=pins)
     if kind == "ray":
         try:
             import ray
@@ -919,8 +949,8 @@ def _executor(kind: str, jobs: int):
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False)
         remote = ray.remote(execute_cell)
-        return lambda c, p, o, k, kern: remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(
-            str(c.notebook), p, o, k, kern).future()
+        return lambda c, p, o, k, kern, pins: remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(
+            str(c.notebook), p, o, k, kern, hub_commits=pins).future()
     raise ValueError(f"unknown executor {kind!r}; expected 'local' or 'ray'")
 
 
