@@ -98,6 +98,11 @@ def test_evaluating_on_the_embedded_training_split_is_refused(tmp_path, train, e
     with pytest.raises(runner.ParamError, match=rf"1 problem.*\n  evaluate\.eval_source = 'embedded' .*{SAME_ROWS}; "
                                                 r"read another split in each section: the embedded benchmark"):
         _validate(_spec(tmp_path, train=train, evaluate=evaluate))
+    # `xlrm run --only evaluate` validates the evaluations alone: their trainings come from the rest of the grid
+    cells = runner.plan(_spec(tmp_path, train=train, evaluate=evaluate))
+    evaluations = [c for c in cells if c.stage == "evaluate"]
+    with pytest.raises(runner.ParamError, match=SAME_ROWS):
+        runner.validate(evaluations, upstream=cells)
 
 
 def test_the_same_file_is_the_same_rows_unless_its_split_column_keeps_them_apart(tmp_path):

@@ -174,12 +174,13 @@ def _type_ok(value, expected: str) -> bool:
     return type(value).__name__ == expected
 
 
-def validate(cells: list[Cell], *, models: bool = True) -> None:
+def validate(cells: list[Cell], *, models: bool = True, upstream: list[Cell] = ()) -> None:
     """Check every cell's parameters against its notebook; raise one :class:`ParamError` listing all problems.
 
     Once names, types and values are right, the local data files the cells read are loaded (each once, as the
     notebooks load them), hub ids of backbones and judges must be known to the hub or the local hub cache
-    (``models``; :func:`model_problems`), and no RM may be evaluated on the items it was trained on."""
+    (``models``; :func:`model_problems`), and no RM may be evaluated on the items it was trained on (its
+    training cell among ``cells`` or ``upstream``: the grid's other cells, under ``--only``)."""
     problems, schemas, reads, valid = [], {}, {}, []
     for cell in cells:
         before = len(problems)
@@ -203,7 +204,7 @@ def validate(cells: list[Cell], *, models: bool = True) -> None:
             read = _data_read(cell, schema)
             if read and _local_file(read) and isinstance(loaded := _load_file(reads, *read[1:]), str):
                 problems.append(f"{cell.stage}.{read[0]} = {read[1]!r}: {loaded}")
-    problems += (model_problems(cells) if models else []) + _same_rows_problems(valid, reads, schemas)
+    problems += (model_problems(cells) if models else []) + _same_rows_problems(valid, reads, schemas, upstream)
     if problems:
         problems = list(dict.fromkeys(problems))  # a section's file or backbone is read by many cells: said once
         raise ParamError(f"{len(problems)} problem(s) in the parameters; nothing was run:\n  " + "\n  ".join(problems))
@@ -267,18 +268,19 @@ def _load_file(reads: dict, source: str, langs: tuple, split, drop_bad: bool):
     return reads[key]
 
 
-def _same_rows_problems(cells: list[Cell], reads: dict, schemas: dict) -> list[str]:
+def _same_rows_problems(cells: list[Cell], reads: dict, schemas: dict, upstream: list[Cell] = ()) -> list[str]:
     """Evaluations that would score an RM on the rows it was trained on: the same source (paths resolved) read
     with the same split, or with 'all' (None) on either side of the embedded benchmark or a file, or a local file
     without a ``split`` column (read whole, whatever the split). ``cells``: those whose values are valid; an
     evaluation is checked where its training is among them."""
-    by_name = {c.name: c for c in cells}
+    by_name = {c.name: c for c in [*upstream, *cells]}
     out = []
     for cell in cells:
         train = by_name.get(cell.inputs.get("model_dir")) if cell.stage == "evaluate" else None
         if train is None:
             continue
-        t_read, e_read = _data_read(train, schemas[train.notebook]), _data_read(cell, schemas[cell.notebook])
+        t_schema = schemas.setdefault(train.notebook, notebook_parameters(train.notebook))
+        t_read, e_read = _data_read(train, t_schema), _data_read(cell, schemas[cell.notebook])
         if t_read is None or e_read is None:
             continue
         (t_key, t_src, t_langs, t_split, drop_bad), (e_key, e_src, _, e_split, _) = t_read, e_read
@@ -748,7 +750,7 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
         satisfied = _check_upstream(cells, everything, run_dir)
     else:
         everything, satisfied = cells, set()
-    validate(cells)
+    validate(cells, upstream=everything)
     kernel = kernel or spec.get("kernel") or "python3"
     _check_kernel(kernel)
     _check_writable(run_dir)
