@@ -105,6 +105,15 @@ def test_evaluating_on_the_embedded_training_split_is_refused(tmp_path, train, e
         runner.validate(evaluations, upstream=cells)
 
 
+def test_best_of_n_on_the_training_rows_is_refused(tmp_path):
+    # the RMs would pick among candidates they were trained on; said once for all of them
+    with pytest.raises(runner.ParamError, match=rf"1 problem.*\n  align\.source = 'embedded' \(split 'train'\) reads "
+                                                rf"the rows train\.data_source = 'embedded' \(split 'train'\) trains "
+                                                rf"on: {SAME_ROWS}"):
+        _validate(_spec(tmp_path, align={"split": "train", "limit": 4}))
+    _validate(_spec(tmp_path, align={"limit": 4}))  # its test split
+
+
 def test_the_same_file_is_the_same_rows_unless_its_split_column_keeps_them_apart(tmp_path):
     one_split = _jsonl(tmp_path / "pairs.jsonl", _pairs())
     relative = os.path.relpath(one_split, REPO)  # the same file, as the kernels find it from the repository

@@ -269,14 +269,14 @@ def _load_file(reads: dict, source: str, langs: tuple, split, drop_bad: bool):
 
 
 def _same_rows_problems(cells: list[Cell], reads: dict, schemas: dict, upstream: list[Cell] = ()) -> list[str]:
-    """Evaluations that would score an RM on the rows it was trained on: the same source (paths resolved) read
-    with the same split, or with 'all' (None) on either side of the embedded benchmark or a file, or a local file
-    without a ``split`` column (read whole, whatever the split). ``cells``: those whose values are valid; an
-    evaluation is checked where its training is among them."""
+    """Evaluations (and best-of-n) that would score an RM on the rows it was trained on: the same source (paths
+    resolved) read with the same split, or with 'all' (None) on either side of the embedded benchmark or a file, or
+    a local file without a ``split`` column (read whole, whatever the split). ``cells``: those whose values are
+    valid; a cell is checked where its trainings are among them or ``upstream``."""
     by_name = {c.name: c for c in [*upstream, *cells]}
     out = []
-    for cell in cells:
-        train = by_name.get(cell.inputs.get("model_dir")) if cell.stage == "evaluate" else None
+    for cell, train in [(c, by_name.get(t)) for c in cells if c.stage in ("evaluate", "align")
+                        for t in _trainings(c)]:
         if train is None:
             continue
         t_schema = schemas.setdefault(train.notebook, notebook_parameters(train.notebook))
@@ -306,10 +306,16 @@ def _same_rows_problems(cells: list[Cell], reads: dict, schemas: dict, upstream:
                    "(train: {split: train}, evaluate: {split: test})")
         else:
             fix = "evaluate on another split of the dataset, or on another source"
-        out.append(f"evaluate.{e_key} = {e_src!r} (split {e_split!r}) reads the rows train.{t_key} = {t_src!r} "
+        out.append(f"{cell.stage}.{e_key} = {e_src!r} (split {e_split!r}) reads the rows train.{t_key} = {t_src!r} "
                    f"(split {t_split!r}) trains on{why}: the RMs would be evaluated on the items they were trained "
                    f"on; {fix}")
     return out
+
+
+def _trainings(cell: Cell) -> list[str]:
+    """The training cells whose RMs a cell reads (an evaluation's one, best-of-n's all)."""
+    rms = cell.inputs.get("model_dir") or cell.inputs.get("rm_dirs") or {}
+    return [rms] if isinstance(rms, str) else list(rms.values())
 
 
 def model_problems(cells: list[Cell]) -> list[str]:
