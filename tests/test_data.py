@@ -460,6 +460,10 @@ def test_answers_that_continue_different_conversations_are_refused(tmp_path):
     assert load_pairs(path, drop_bad=True)["id"] == ["ok"]  # droppable like the other bad rows
     korean = write_jsonl(tmp_path / "q.jsonl", [dict(row, lang="ko"), dict(ROWS[0], id="ok")])
     assert load_pairs(korean, langs=["en"])["id"] == ["ok"]  # a language not asked for is not looked at
+    unlabelled = write_jsonl(tmp_path / "r.jsonl", [{k: v for k, v in row.items() if k != "lang"},
+                                                    dict(ROWS[0], id="ok"), dict(ROWS[1], id="ko")])
+    with pytest.raises(BadRowsError, match="different conversations"):  # no language: not taken for another one
+        load_pairs(unlabelled, langs=["en", "ko"])
 
 
 def test_a_files_split_column_selects_its_rows(tmp_path):

@@ -429,6 +429,8 @@ def test_hub_commits_come_from_the_local_cache_offline(tmp_path, monkeypatch):
     hub.commit.cache_clear()
     assert runner._hub_commits(params) == {"CohereLabsCommunity/multilingual-reward-bench": "d" * 40,
                                            "allenai/reward-bench": "e" * 40}
+    assert runner._hub_commits({**params, "eval_langs": ["ko", "zh"]}) == {  # no English read: not keyed on it
+        "CohereLabsCommunity/multilingual-reward-bench": "d" * 40}
     # a notebook's kernel is told those commits and loads them, whatever main has become since
     monkeypatch.setenv(hub.PINS_ENV, json.dumps({"allenai/reward-bench": "f" * 40}))
     assert hub.commit("allenai/reward-bench", "dataset") == "f" * 40
@@ -439,6 +441,18 @@ def test_hub_commits_come_from_the_local_cache_offline(tmp_path, monkeypatch):
     assert not hub.is_hub_id("me5-small") and not hub.is_hub_id("../a/b") and hub.is_hub_id("org/name-1.5B")
     hub.commit.cache_clear()
 
+
+
+def test_a_hub_model_loads_at_its_pinned_commit(tiny_bert_dir, monkeypatch):
+    # a hub RM evaluated as-is, a hub judge and a hub policy load at the commit the cell is keyed on (the runner's
+    # XLRM_HUB_COMMITS), not at whatever main has become
+    from xlrm_lib import hub, models
+
+    monkeypatch.setenv(hub.PINS_ENV, json.dumps({"org/rm": "9" * 40}))
+    assert models._revision("org/rm", None) == {"revision": "9" * 40}
+    assert models._revision("org/rm", "8" * 40) == {"revision": "8" * 40}  # asked for
+    assert models._revision(str(tiny_bert_dir), None) == {}  # a directory
+    assert models._revision("org/never-downloaded", None) == {}  # unknown offline: from_pretrained says so
 
 
 def test_a_model_fetched_only_by_commit_is_found_offline(tmp_path, monkeypatch):

