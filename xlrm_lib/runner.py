@@ -556,16 +556,18 @@ def _resolve_inputs(cell: Cell, run_dir: Path) -> dict:
     return params
 
 
-def cell_key(cell: Cell, params: dict, run_dir: Path) -> str:
-    """Content address of a cell: notebook code, final parameters, the library's and the benchmark's digests, and
-    the keys its dependencies finished with (a report, say, reads their outputs: when one reran, it reruns)."""
+def cell_key(cell: Cell, params: dict, run_dir: Path, hub_commits: dict | None = None) -> str:
+    """Content address of a cell: notebook code, final parameters, the library's and the benchmark's digests, the
+    keys its dependencies finished with (a report, say, reads their outputs: when one reran, it reruns) and the
+    commits of the hub ids it names (``hub_commits``: :func:`_hub_commits` of ``params``, if the caller has it)."""
     import nbformat
 
     nb = nbformat.read(cell.notebook, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     upstream = {dep: done_key(run_dir / dep) for dep in cell.deps}
     return store.fingerprint({"code": code, "params": params, "inputs": _inputs_digest(), "upstream": upstream,
-                              "files": _local_files(params, run_dir), "hub": _hub_commits(params)})
+                              "files": _local_files(params, run_dir),
+                              "hub": _hub_commits(params) if hub_commits is None else hub_commits})
 
 
 def _hub_commits(params: dict) -> dict:
@@ -821,16 +823,16 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                 else:
                     if name not in resolved:  # once per cell, not on every poll while it waits for a slot
                         params = _resolve_inputs(cell, run_dir)
-                        resolved[name] = (params, cell_key(cell, params, run_dir))
-                    params, key = resolved[name]
+                        pins = _hub_commits(params)  # in the key, and handed to the kernel, which loads them
+                        resolved[name] = (params, cell_key(cell, params, run_dir, pins), pins)
+                    params, key, pins = resolved[name]
                     if not force and is_done(run_dir / cell.name, key):
                         results[name] = {"status": "skipped", "notebook": str(run_dir / cell.name)}
                     elif len(running) >= jobs:
                         continue
                     else:
                         time.sleep(0.5 * (len(running) > 0))  # stagger kernel starts
-                        running[name] = submit(cell, params, str(run_dir / cell.name), key, kernel,
-                                               _hub_commits(params))
+                        running[name] = submit(cell, params, str(run_dir / cell.name), key, kernel, pins)
                         del pending[name]
                         continue
                 del pending[name]
