@@ -154,3 +154,49 @@ def test_judge_runs_in_eval_mode_and_refuses_a_prompt_past_the_position_table(ti
                                       bos_token_id=1, eos_token_id=1))
     with pytest.raises(ValueError, match="takes 16 positions: lower max_answer_tokens"):  # was an IndexError
         PairwiseLMJudge(gpt2, _tokenizer()).compare(["w1 ?"], ["w2 w3"], ["w4"])
+
+
+def test_the_evaluate_notebooks_judge_path_scores_like_the_judge_itself(tiny_lm, tmp_path):
+    """``study.evaluate_rm(model_kind="judge")`` (a pretrained judge of a grid) loads the LM from its directory and
+    gives the judge's own table, labelled; its metrics say it was evaluated as it is."""
+    import json
+
+    from xlrm_lib import study
+    from xlrm_lib.store import CARD_FILE
+
+    tok = _tokenizer(chat_template=TEMPLATE)
+    judge_dir = tmp_path / "judge"
+    tiny_lm.save_pretrained(judge_dir)
+    tok.save_pretrained(judge_dir)
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"lang": "en", **p}) + "\n" for p in PAIRS))
+    scores = study.evaluate_rm(str(judge_dir), rm_name="tiny-judge", eval_source=str(data), eval_langs=["en", "ko"],
+                               model_kind="judge", batch_size=2, backbone="tiny", seed=0)
+    direct = PairwiseLMJudge(tiny_lm, tok).compare([p["prompt"] for p in PAIRS], [p["chosen"] for p in PAIRS],
+                                                   [p["rejected"] for p in PAIRS])
+    scores = scores.set_index("id").loc[[p["id"] for p in PAIRS]]
+    np.testing.assert_allclose(scores["reward_chosen"], direct, atol=1e-5)
+    np.testing.assert_allclose(scores["reward_rejected"], -direct, atol=1e-5)
+    assert (scores["source"] == "tiny-judge").all() and (scores["backbone"] == "tiny").all()
+    acc = accuracy_table(scores.reset_index(), n_boot=20)
+    metrics = study.eval_metrics(acc, rm_name="tiny-judge", model_dir=str(judge_dir), model_kind="judge")
+    assert metrics["pretrained"] is True and metrics["model_kind"] == "judge"
+    (judge_dir / CARD_FILE).write_text("{}")  # what an RM trained by xlrm has
+    assert study.eval_metrics(acc, model_dir=str(judge_dir))["pretrained"] is False
+    with pytest.raises(ValueError, match=r"model_kind = 'lm'; expected one of \['rm', 'judge'\]"):
+        study.evaluate_rm(str(judge_dir), rm_name="x", eval_source=str(data), eval_langs=["en"], model_kind="lm")
+
+
+def test_a_reward_models_checkpoint_is_refused_as_a_judge(tmp_path):
+    # loaded as a causal LM, a reward model's checkpoint has no LM head: a fresh random one would give the verdicts
+    from transformers import LlamaForSequenceClassification
+
+    from xlrm_lib.generate import load_policy
+
+    cfg = LlamaConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                      num_key_value_heads=2, intermediate_size=64, num_labels=1, pad_token_id=0)
+    LlamaForSequenceClassification(cfg).save_pretrained(tmp_path / "rm")
+    _tokenizer().save_pretrained(tmp_path / "rm")
+    with pytest.raises(ValueError, match=r"is not a complete causal LM: 1 weight\(s\) would be freshly initialised "
+                                         r"\(\['lm_head.weight'\]\); give a causal LM"):
+        load_policy(str(tmp_path / "rm"))

@@ -49,8 +49,13 @@ def load_policy(policy, *, dtype="float32", device=None, trust_remote_code: bool
 
     path = resolve_backbone(policy)
     tok = _load_tokenizer(path, trust_remote_code, new_pad=False)  # pads with EOS if it must: see models._set_pad
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code,
-                                                 **_revision(str(path), None))  # a hub id at its pinned commit
+    model, info = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code,
+                                                       output_loading_info=True,
+                                                       **_revision(str(path), None))  # a hub id at its pinned commit
+    fresh = sorted(str(k) for k in info.get("missing_keys", ()))
+    if fresh:  # e.g. a reward model's checkpoint: its LM head would be random, and so would every token or verdict
+        raise ValueError(f"{str(policy)!r} is not a complete causal LM: {len(fresh)} weight(s) would be freshly "
+                         f"initialised ({fresh[:3]}); give a causal LM (a policy or judge), not a reward model")
     return model.to(default_device(device)).eval(), tok
 
 
