@@ -54,6 +54,9 @@ def number_text_hint(value) -> str:
     return f" (YAML reads {value} as text: write the number with a dot and a signed exponent, e.g. 1.0e-4)"
 
 
+MODEL_KINDS = ("rm", "judge")  # what evaluate scores with: a reward model (score head), or a causal LM judge
+
+
 def choice(name: str, value, options) -> object:
     """``value`` if it is one of ``options``; else a ValueError that lists them. A flag is a bool (numpy's too):
     ``1`` is not ``True`` here, though Python says ``1 == True``."""
@@ -130,7 +133,19 @@ def _train(p: dict, cwd) -> None:
 
 def _evaluate(p: dict, cwd) -> None:
     from .data import check_source
+    from .models import PACKAGED, check_backbone
 
+    kind = choice("model_kind", p.get("model_kind", "rm"), MODEL_KINDS)
+    if p.get("model_dir"):  # a pretrained model (a trained RM's directory is filled in when its training finished)
+        try:
+            check_backbone(_seen_from(p["model_dir"], cwd))
+        except ValueError:
+            raise ValueError(f"model_dir {p['model_dir']!r} is not a directory, a packaged model or a hub id "
+                             "'org/name'; give the model to evaluate") from None
+        if kind == "rm" and p["model_dir"] in PACKAGED:
+            raise ValueError(f"model_dir {p['model_dir']!r} is a packaged base model, without a trained score head "
+                             "(its scores would be a random projection): give a trained RM, or ask it as a generative "
+                             "judge (model_kind 'judge'; in a params file's pretrained entry, kind: judge)")
     langs = languages("eval_langs", p.get("eval_langs", ["en"]))
     check_source(_seen_from(p.get("eval_source", "embedded"), cwd), p.get("split", "test"), name="eval_source",
                  langs=langs)

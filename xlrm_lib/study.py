@@ -118,7 +118,8 @@ def train_metrics(model_dir, *, rm_name: str, backbone: str, seed: int, train_la
 
 # ----------------------------------------------------------------------------------- evaluation
 def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split: str = "test",
-                batch_size: int = 64, drop_bad: bool = False, max_length: int = 2048, **labels) -> pd.DataFrame:
+                batch_size: int = 64, drop_bad: bool = False, max_length: int = 2048, model_kind: str = "rm",
+                **labels) -> pd.DataFrame:
     """Per-pair scores of one RM on every target language (``source`` column = ``rm_name``).
 
     The rewards are also recorded in the RM's reward cache (:mod:`xlrm_lib.reward_cache`), where best-of-n finds
@@ -126,18 +127,30 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
     answer or chosen == rejected instead of stopping. ``max_length``: tokens per text for an RM without a saved
     xlrm format (a hub RM; capped at an encoder's position table); an xlrm RM reads as it was trained. The model
     must have a trained score head: a base model would be scored by a random one.
+
+    ``model_kind="judge"``: ``model_dir`` is a causal LM (packaged name, directory or hub id) used as a generative
+    judge (:class:`xlrm_lib.judges.PairwiseLMJudge`: it sees both answers, in both orders; ``batch_size`` prompts
+    per forward pass), scored by the same rule; ``max_length`` does not apply (the judge clips each answer).
     """
     _required("model_dir", model_dir, "model_dir = '~/.cache/xlrm/models/en-me5-small-<key>' (an RM directory)")
+    model_kind = checks.choice("model_kind", model_kind, checks.MODEL_KINDS)
     try:
         models.check_backbone(model_dir)
     except ValueError:
+        what = "a causal LM: a packaged name, a directory" if model_kind == "judge" else "an RM directory"
         raise FileNotFoundError(f"model_dir {str(model_dir)!r} is not a directory (nor a hub id 'org/name'); give "
-                                "an RM directory, e.g. the model_dir in a train cell's metrics.json") from None
+                                f"{what}, e.g. the model_dir in a train cell's metrics.json") from None
     eval_langs = checks.languages("eval_langs", eval_langs, strict=False)  # empty would mean every language
     checks.positive_int("batch_size", batch_size)
     checks.positive_int("max_length", max_length, minimum=8)
     drop_bad = checks.choice("drop_bad", drop_bad, (True, False))
     pairs = data.load_pairs(eval_source, langs=eval_langs, split=split, drop_bad=drop_bad)
+    if model_kind == "judge":
+        from .generate import load_policy
+        from .judges import PairwiseLMJudge
+
+        judge = PairwiseLMJudge(*load_policy(model_dir), name=rm_name, batch_size=batch_size)
+        return judge.score_pairs(pairs, source=rm_name, **labels)
     model, tok = models.load_reward_model(model_dir, require_head=True)
     fmt = evaluate.model_format(model, default=TextFormat(max_length=max_length))
     return evaluate.score_pairs(model, tok, pairs, fmt=fmt, batch_size=batch_size, cache=True, source=rm_name,
@@ -145,9 +158,15 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
 
 
 def eval_metrics(acc: pd.DataFrame, **labels) -> dict:
-    """Overall accuracy per target language (and the mean) from :func:`xlrm_lib.evaluate.accuracy_table`."""
+    """Overall accuracy per target language (and the mean) from :func:`xlrm_lib.evaluate.accuracy_table`.
+
+    With a ``model_dir`` label, ``pretrained`` says whether the model was evaluated as it is (a hub RM, a judge,
+    any model without an xlrm training card): the report shows those apart from the run's trained RMs.
+    """
     overall = acc[acc["category"] == "overall"].set_index("lang")["accuracy"]
-    return {"kind": "evaluate", **labels, "overall": {k: round(float(v), 4) for k, v in overall.items()},
+    card = Path(str(labels.get("model_dir", ""))).expanduser() / train.CARD_FILE
+    extra = {"pretrained": not card.is_file()} if "model_dir" in labels else {}
+    return {"kind": "evaluate", **labels, **extra, "overall": {k: round(float(v), 4) for k, v in overall.items()},
             "mean_overall": round(float(overall.mean()), 4)}
 
 
