@@ -146,14 +146,15 @@ def test_run_header_takes_single_values_for_grid_axes():
     assert (h["seeds"], h["backbones"], h["RM languages"]) == ("7", "me5-small", "en")
 
 
-def _cell(run_dir, name, source, correct, *, done=True):
+def _cell(run_dir, name, source, correct, *, done=True, **metrics):
     """A finished evaluate cell folder: its scores table, metrics.json and (if done) the runner's _done.json."""
     from xlrm_lib import store
 
     d = run_dir / name
     d.mkdir(parents=True)
     pd.DataFrame(_rows(source, "ko", correct, 42)).to_parquet(d / "scores.parquet")
-    store.write_json(d / "metrics.json", {"kind": "evaluate", "tables": {"scores": "scores.parquet"}})
+    store.write_json(d / "metrics.json", {"kind": "evaluate", "rm_name": source, "tables": {"scores": "scores.parquet"},
+                                           **metrics})
     if done:
         store.write_json(d / store.DONE_FILE, {"key": "k", "seconds": 1.0})
 
@@ -190,3 +191,31 @@ def test_report_outputs_of_an_earlier_report_are_removed(tmp_path):
     report.write_figures({"cka_by_layer": go.Figure()}, tmp_path / "figs")
     assert sorted(p.name for p in tmp_path.glob("*.csv")) == ["notes.csv", "probe_summary.csv"]
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["cka_by_layer.html", "plotly.min.js"]
+
+
+def test_models_evaluated_as_they_are_get_their_own_rows_and_stay_out_of_the_headline(tmp_path):
+    _cell(tmp_path, "evaluate/pretrained-s42-en", "en", [1, 1, 1, 0], model_dir="/cache/en", pretrained=False)
+    _cell(tmp_path, "evaluate/pretrained-s42-ko", "ko", [1, 0, 0, 0], model_dir="/cache/ko", pretrained=False)
+    assert sorted(report.collect(tmp_path)["scores"]["source"].unique()) == ["en", "ko"]  # backbone 'org/pretrained'
+    import shutil
+
+    shutil.rmtree(tmp_path / "evaluate")
+    _cell(tmp_path, "evaluate/bb-s42-en", "en", [1, 1, 1, 0], model_dir="/cache/en", pretrained=False)
+    _cell(tmp_path, "evaluate/bb-s42-ko", "ko", [1, 0, 0, 0], model_dir="/cache/ko", pretrained=False)
+    _cell(tmp_path, "pretrained/sky", "sky", [1, 1, 0, 0], model_dir="Org/Sky-RM", model_kind="rm",
+          pretrained=False)  # an RM another xlrm run trained (it has a card), listed under the params' `pretrained`
+    _cell(tmp_path, "pretrained/judge", "judge", [0, 0, 0, 1], model_dir="Org/LM", model_kind="judge",
+          pretrained=True)
+    rep = report.collect(tmp_path)
+    assert sorted(rep["scores"]["source"].unique()) == ["en", "ko"]
+    assert sorted(rep["pretrained_scores"]["source"].unique()) == ["judge", "sky"]
+    t = report.tables(rep)
+    assert t["headlines"]["native"].set_index("lang").loc["ko", "diff"] == pytest.approx(0.5)  # en 3/4 - ko 1/4
+    assert list(t["matrix"].index) == ["en", "ko", "judge", "sky"]  # trained rows first
+    assert t["matrix"]["ko"].to_dict() == {"en": 0.75, "ko": 0.25, "judge": 0.25, "sky": 0.5}
+    assert list(t["key_numbers"]["diagonal"]) == ["ko"]
+    assert t["pretrained"].to_dict("records") == [
+        {"name": "judge", "kind": "judge", "model": "Org/LM", "ko": 0.25, "mean": 0.25, "tied": 0.0},
+        {"name": "sky", "kind": "rm", "model": "Org/Sky-RM", "ko": 0.5, "mean": 0.5, "tied": 0.0}]
+    report.save_tables(tmp_path / "report", t)
+    assert (tmp_path / "report" / "pretrained.csv").exists()

@@ -52,7 +52,8 @@ def fake_notebooks(tmp_path):
         common + 'train_lang = "en"  # language\nrm_name = "en"  # name\nlr = 0.0001  # lr\ntranslate_from = ""  # source\nmt_backend = "apertium"  # backend\nmt_model = ""  # model\n',
         WRITE.replace("KIND", '"train"').replace("SEEN", "[train_lang, lr]"))
     _nb(d / "evaluate_transfer.ipynb",
-        common + 'model_dir = ""  # required: from the train notebook\nrm_name = "en"  # name\neval_langs = ["en"]  # langs\n',
+        common + 'model_dir = ""  # required: from the train notebook\nrm_name = "en"  # name\neval_langs = ["en"]  # langs\n'
+        'model_kind = "rm"  # rm or judge\n',
         WRITE.replace("KIND", '"evaluate"').replace("SEEN", "[model_dir]"))
     _nb(d / "report.ipynb", 'run_dir = ""  # required: the run\noutput_dir = ""  # out\nsleep = 0.0  # s\nfail = False  # f\n',
         WRITE.replace("KIND", '"report"').replace("SEEN", "[run_dir]"))
@@ -91,6 +92,55 @@ def test_plan_orders_dependencies_and_names_outputs(fake_notebooks, tmp_path):
     assert cells[1].deps == ["train/me5-small-s42-en"] and cells[1].inputs == {"model_dir": "train/me5-small-s42-en"}
     assert cells[0].params["output_dir"].endswith("out/t/train/me5-small-s42-en")
     assert set(cells[-1].deps) == set(names[:-1])
+
+
+def test_pretrained_models_are_evaluated_as_they_are_beside_the_trained_rms(fake_notebooks, tmp_path):
+    rm_dir, lm_dir = tmp_path / "hub-rm", tmp_path / "lm"
+    rm_dir.mkdir(), lm_dir.mkdir()
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"], eval_langs=["en", "ko"], evaluate={"sleep": 0.01},
+                 pretrained=[{"name": "hub-rm", "model": str(rm_dir)},
+                             {"name": "lm-judge", "model": str(lm_dir), "kind": "judge"}])
+    cells = {c.name: c for c in runner.plan(spec)}
+    assert list(cells) == ["pretrained/hub-rm", "pretrained/lm-judge", "train/me5-small-s42-en",
+                           "evaluate/me5-small-s42-en", "report"]
+    judge = cells["pretrained/lm-judge"]
+    assert judge.stage == "evaluate"  # `--only evaluate` runs them
+    assert (judge.deps, judge.inputs) == ([], {})  # nothing to train first
+    assert {k: judge.params[k] for k in ("model_dir", "model_kind", "rm_name", "eval_langs", "backbone", "sleep")} \
+        == {"model_dir": str(lm_dir), "model_kind": "judge", "rm_name": "lm-judge", "eval_langs": ["en", "ko"],
+            "backbone": str(lm_dir), "sleep": 0.01}  # the evaluate section applies to them too
+    assert cells["pretrained/hub-rm"].params["model_kind"] == "rm"
+    assert "pretrained/lm-judge" in cells["report"].deps
+    summary = runner.run(spec, progress=False)
+    assert {v["status"] for v in summary["cells"].values()} == {"ok"} and len(summary["cells"]) == 5
+    seen = json.loads((tmp_path / "out" / "t" / "pretrained" / "lm-judge" / "metrics.json").read_text())["seen"]
+    assert seen == [str(lm_dir)]
+
+
+def test_pretrained_entries_are_checked_all_at_once(fake_notebooks, tmp_path):
+    bad = [{"name": "en", "model": "a/b"}, {"name": "ko-mt", "model": "a/b"}, {"name": "my rm", "model": "a/b"},
+           {"name": "x", "model": "a/b", "kind": "lm"}, {"name": "y", "modle": "a/b"}, {"name": "z", "model": ""},
+           {"name": "w", "model": "a/b", "revision": "v1"}, {"name": "v", "model": "a/b"}, {"name": "v", "model": "c/d"}]
+    with pytest.raises(runner.ParamError) as e:
+        runner.plan(_spec(fake_notebooks, tmp_path, pretrained=bad))
+    msg = str(e.value).splitlines()
+    assert len(msg) == 8, msg
+    assert "name 'en' reads as a language, which names the grid's trained RMs" in msg[0]
+    assert "name 'ko-mt' reads as a language" in msg[1]
+    assert "name 'my rm' is not a plain name" in msg[2]
+    assert "kind 'lm'; expected one of ['rm', 'judge']" in msg[3]
+    assert "needs 'name' and 'model'" in msg[4]
+    assert "model ''; expected a hub id, a directory or a packaged name" in msg[5]
+    assert "unknown key(s) ['revision']; expected ['kind', 'model', 'name']" in msg[6]
+    assert "name 'v' is used twice" in msg[7]
+    with pytest.raises(runner.ParamError, match=r"pretrained = .*: expected a list of entries"):
+        runner.plan(_spec(fake_notebooks, tmp_path, pretrained={"name": "x", "model": "a/b"}))
+    with pytest.raises(runner.ParamError, match="with the 'evaluate' section's settings, which is missing or null"):
+        runner.plan(_spec(fake_notebooks, tmp_path, evaluate=None, pretrained=[{"name": "x", "model": "a/b"}]))
+    with pytest.raises(runner.ParamError, match="evaluate.model_kind is set by the grid; use the top-level 'pretrained'"):
+        runner.plan(_spec(fake_notebooks, tmp_path, evaluate={"model_kind": "judge"}))
+    with pytest.raises(runner.ParamError, match="unknown parameter 'model_kind'"):  # not the grid's: a typo
+        runner.run(_spec(fake_notebooks, tmp_path, train={"model_kind": "judge"}), progress=False)
 
 
 def test_validation_lists_every_problem_before_running(fake_notebooks, tmp_path):

@@ -165,6 +165,22 @@ def test_a_backbone_that_names_nothing_fails_validation(tmp_path, backbone):
         _validate(_spec(tmp_path, backbones=[backbone]))
 
 
+def test_a_pretrained_model_that_names_nothing_fails_validation(tmp_path):
+    spec = _spec(tmp_path, pretrained=[{"name": "skywork", "model": "org/not-downloaded"},
+                                       {"name": "mine", "model": "/no/such/dir"}])
+    with pytest.raises(runner.ParamError) as e:
+        _validate(spec)
+    msg = str(e.value)
+    assert msg.startswith("2 problem(s)")
+    assert ("pretrained/mine: model_dir '/no/such/dir' is not a directory, a packaged model or a hub id "
+            "'org/name'; give the model to evaluate") in msg
+    assert "pretrained 'skywork': model 'org/not-downloaded' is not a local directory and not in the local hub cache" in msg
+    with pytest.raises(runner.ParamError, match=r"pretrained/base: model_dir 'me5-small' is a packaged base model, "
+                                                r"without a trained score head .*kind: judge\)"):
+        _validate(_spec(tmp_path, pretrained=[{"name": "base", "model": "me5-small"}]))
+    _validate(_spec(tmp_path, pretrained=[{"name": "judge", "model": "gemma3-270m", "kind": "judge"}]))
+
+
 def test_plan_previews_a_grid_whose_hub_models_are_not_downloaded_yet(tmp_path, capsys):
     # `xlrm plan params/paper.yaml` on a machine without the hub lists the grid and says what `run` would refuse
     from xlrm_lib import cli

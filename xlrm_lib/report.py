@@ -19,7 +19,8 @@ from .study import METRICS_FILE, has_targets
 
 
 def collect(run_dir) -> dict:
-    """Everything a run produced: ``runs`` (one row per executed notebook), ``train``, ``scores``, ``probe``, ``align``."""
+    """Everything a run produced: ``runs`` (one row per executed notebook), ``train``, ``scores`` (of the run's
+    trained RMs), ``pretrained_scores`` (of models evaluated as they are: hub RMs, judges), ``probe``, ``align``."""
     if not str(run_dir or "").strip():  # Path("") is the current folder: it would report on whatever is here
         raise ValueError("run_dir is empty: set it in the notebook's parameters cell, e.g. run_dir = "
                          "'outputs/default' (`xlrm run` fills it)")
@@ -48,8 +49,14 @@ def collect(run_dir) -> dict:
         by_kind.setdefault(m.get("kind"), []).append((cell_dir, m))
     out = {"runs": pd.DataFrame(runs), "train": pd.DataFrame([m for _, m in by_kind.get("train", [])]),
            "params": _read_params(run_dir / "params.yaml"), "run": run_dir.name, "ignored": ignored}
-    frames = [pd.read_parquet(d / m["tables"]["scores"]) for d, m in by_kind.get("evaluate", []) if "scores" in m.get("tables", {})]
-    out["scores"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    # models evaluated as they are (the params file's `pretrained`, or any model without an xlrm training card)
+    # are shown apart from the run's trained RMs
+    evals = [(d, m, bool(m.get("pretrained")) or d.relative_to(run_dir).parts[0] == store.PRETRAINED_DIR)
+             for d, m in by_kind.get("evaluate", []) if "scores" in m.get("tables", {})]
+    for key, pretrained in (("scores", False), ("pretrained_scores", True)):
+        frames = [pd.read_parquet(d / m["tables"]["scores"]) for d, m, p in evals if p == pretrained]
+        out[key] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out["pretrained_metrics"] = [m for _, m, p in evals if p]
     for kind in ("probe", "align"):
         tables: dict[str, list[pd.DataFrame]] = {}
         for d, m in by_kind.get(kind, []):
@@ -209,6 +216,9 @@ def run_header(rep: dict) -> pd.DataFrame:
             ("seeds", ", ".join(map(str, as_list(p.get("seeds"), [42])))),
             ("RM languages", ", ".join(map(str, as_list(p.get("langs"), [])))),
             ("translate-train RMs", translated or None),
+            ("pretrained (evaluated as they are)", ", ".join(f"{e.get('name')}: {e.get('model')} ({e.get('kind', 'rm')})"
+                                                            for e in p.get("pretrained") or [] if isinstance(e, dict))
+             or None),
             ("training data", f"{train.get('data_source', 'embedded')} ({train.get('split', 'train')})"),
             ("evaluation data", f"{ev.get('eval_source', 'embedded')} ({ev.get('split', 'test')})"),
             ("training", ", ".join(f"{k} {train[k]}" for k in ("lr", "epochs", "batch_size", "max_length")
@@ -287,6 +297,12 @@ def tables(rep: dict, *, english: str = "en") -> dict:
                    key_numbers=key_numbers(scores, heads, english=english))
         if _seeds_per_backbone(scores) > 1:
             out["seed_summary"] = seed_summary(heads)  # the spread across seeds of one backbone
+    pre = rep.get("pretrained_scores")
+    if pre is not None and not pre.empty:
+        matrix = evaluate.transfer_matrix(pre)
+        out["pretrained"] = pretrained_table(matrix, rep.get("pretrained_metrics") or [], pre)
+        if "matrix" in out:  # their rows under the trained RMs' (the heatmap's colour scale is then shared)
+            out["matrix"] = pd.concat([out["matrix"], matrix])
     if rep.get("probe"):
         cka = rep["probe"].get("cka")
         if cka is not None and "cell" in cka.columns and cka["cell"].nunique() > 1:  # one line per probe cell and RM
@@ -300,13 +316,29 @@ def tables(rep: dict, *, english: str = "en") -> dict:
     return out
 
 
+def pretrained_table(matrix: pd.DataFrame, metrics: list[dict], scores: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per model evaluated as it is: ``name, kind, model``, its overall accuracy on each target language,
+    their ``mean`` and, given its ``scores``, the share of pairs it ``tied`` (counted wrong: a judge whose verdict
+    follows the answers' positions ties every pair). ``matrix``: their :func:`xlrm_lib.evaluate.transfer_matrix`;
+    ``metrics``: their evaluate notebooks' ``metrics.json``, which say what each name is."""
+    info = {m.get("rm_name"): m for m in metrics}
+    out = matrix.assign(mean=matrix.mean(axis=1))
+    if scores is not None:
+        out["tied"] = scores.groupby("source")["tie"].mean().reindex(out.index)
+    out.insert(0, "model", [str(info.get(n, {}).get("model_dir", "")) for n in out.index])
+    out.insert(0, "kind", [info.get(n, {}).get("model_kind", "rm") for n in out.index])
+    out.columns.name = None
+    return out.rename_axis("name").reset_index()
+
+
 def figures(t: dict) -> dict:
     """Figures for the tables of :func:`tables` (name -> plotly figure); only those the run has data for."""
     from . import plots
 
     figs = {}
     if "matrix" in t:
-        figs["transfer_matrix"] = plots.transfer_heatmap(t["matrix"])
+        figs["transfer_matrix"] = plots.transfer_heatmap(t["matrix"], **(
+            {"y_title": "source (RM trained on), then pretrained"} if "pretrained" in t else {}))
         figs["categories"] = plots.category_bars(t["accuracy"])
         for label, table in t["headlines"].items():
             if "backbone" in table.columns:  # short names in the legend
@@ -320,7 +352,7 @@ def figures(t: dict) -> dict:
     return figs
 
 
-REPORT_CSV = re.compile(r"(transfer_matrix|accuracy|english_vs_\w+|seed_summary|probe_summary|align_\w+)\.csv")
+REPORT_CSV = re.compile(r"(transfer_matrix|accuracy|english_vs_\w+|seed_summary|probe_summary|align_\w+|pretrained)\.csv")
 
 
 def save_tables(output_dir, t: dict) -> Path:
@@ -335,7 +367,7 @@ def save_tables(output_dir, t: dict) -> Path:
         files.update({f"english_vs_{label}.csv": h for label, h in t["headlines"].items()})
     if t.get("seed_summary") is not None:
         files["seed_summary.csv"] = t["seed_summary"]
-    for name in ("probe_summary", "align_native", "align_translated"):
+    for name in ("pretrained", "probe_summary", "align_native", "align_translated"):
         if t.get(name) is not None:
             files[f"{name}.csv"] = t[name]
     for old in Path(output_dir).glob("*.csv"):  # an earlier report's table that this one lacks (only the report's)

@@ -3,9 +3,10 @@
     xlrm run params/default.yaml --jobs 2        # or: python -m xlrm_lib.cli run ...
 
 A params YAML (see ``params/default.yaml``) names the run, the grid axes (``backbones`` x ``seeds`` x
-``langs`` + ``translated`` RMs) and one section of notebook parameters per stage (``train``, ``evaluate``,
-``probe``, ``align``, ``report``; ``null`` skips a stage). :func:`plan` expands it into :class:`Cell` s in
-dependency order (train -> evaluate -> probe / align -> report).
+``langs`` + ``translated`` RMs), models evaluated as they are (``pretrained``: ``pretrained/<name>`` cells of
+the evaluate notebook) and one section of notebook parameters per stage (``train``, ``evaluate``, ``probe``,
+``align``, ``report``; ``null`` skips a stage). :func:`plan` expands it into :class:`Cell` s in dependency order
+(train -> evaluate -> probe / align -> report).
 
 Guarantees
 - Every cell's parameters are checked against its notebook's ``parameters`` cell BEFORE anything runs
@@ -41,16 +42,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checks, store
-from .store import DONE_FILE, PLAN_FILE
+from .store import DONE_FILE, PLAN_FILE, PRETRAINED_DIR
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {"train": "train_reward_model", "evaluate": "evaluate_transfer", "probe": "representation_shift",
              "align": "alignment", "report": "report"}
-TOP_KEYS = {"run", "description", "backbones", "seeds", "langs", "eval_langs", "translated", "notebooks_dir",
-            "kernel", "num_gpus", *NOTEBOOKS}
+TOP_KEYS = {"run", "description", "backbones", "seeds", "langs", "eval_langs", "translated", "pretrained",
+            "notebooks_dir", "kernel", "num_gpus", *NOTEBOOKS}
 TRANSLATED_KEYS = {"from", "to", "backend", "model"}  # one translate-train RM: {from: en, to: es, backend: apertium}
+PRETRAINED_KEYS = {"name", "model", "kind"}  # one model evaluated as it is: {name: skywork, model: Skywork/...}
+PRETRAINED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 KERNEL_RACE = re.compile(r"Kernel died before replying|kernel_info|Address already in use|ZMQError|"
                          r"Kernel didn't respond|timed out waiting|failed to start", re.I)
 
@@ -346,10 +349,13 @@ def model_problems(cells: list[Cell]) -> list[str]:
            "spelling")
     backbones = dict.fromkeys(c.params.get("backbone") for c in cells if c.stage in ("train", "probe"))
     judges = dict.fromkeys(c.params.get("judge") for c in cells if c.stage == "align")
+    pretrained = {c.params["rm_name"]: c.params["model_dir"] for c in cells if c.stage == "evaluate" and "model_dir" in c.params}
     return ([f"backbones: {b!r} is not a packaged backbone {list(PACKAGED)}, {why} (a relative directory is read "
              f"from the repository root, {REPO})" for b in backbones if unknown(b)]
             + [f"align.judge = {j!r} is {why}; expected 'gold' (the pool's labels) or a held-out judge RM (its "
-               f"model directory, relative to {REPO}, or a hub reward model 'org/name')" for j in judges if unknown(j)])
+               f"model directory, relative to {REPO}, or a hub reward model 'org/name')" for j in judges if unknown(j)]
+            + [f"pretrained {name!r}: model {m!r} is {why} (a relative directory is read from the repository root, "
+               f"{REPO})" for name, m in pretrained.items() if unknown(m)])
 
 
 # ----------------------------------------------------------------------------------- planning
@@ -370,14 +376,14 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
                  "translate_from": "translated", "mt_backend": "translated", "mt_model": "translated",
                  "eval_langs": "eval_langs",
                  "langs": "eval_langs", "output_dir": "run", "run_dir": "run", "model_dir": "(the train cells)",
-                 "rm_dirs": "(the train cells)"}
+                 "rm_dirs": "(the train cells)", "model_kind": "pretrained"}
     problems = [f"{stage}: expected a mapping of {NOTEBOOKS[stage]}.ipynb parameters (or null to skip the stage), "
                 f"got {type(spec[stage]).__name__} {spec[stage]!r:.40}"
                 for stage in NOTEBOOKS if spec.get(stage) is not None and not isinstance(spec[stage], dict)]
     own = {("probe", "langs")}  # the probe may look at fewer languages than are evaluated (its cost grows with them)
     problems += [f"{stage}.{k} is set by the grid; use the top-level '{grid_keys[k]}' instead"
                  for stage in NOTEBOOKS if isinstance(spec.get(stage), dict) for k in spec[stage]
-                 if k in grid_keys and (stage, k) not in own]
+                 if k in grid_keys and (stage, k) not in own and (k != "model_kind" or stage == "evaluate")]
     if problems:
         raise ParamError("\n".join(problems))
     section = lambda stage: dict(spec.get(stage) or {})  # noqa: E731
@@ -393,6 +399,14 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
     mt_rms = [(normalize_lang(t["to"]) + TRANSLATED_SUFFIX, normalize_lang(t["to"]), normalize_lang(t["from"]),
                t.get("backend", "apertium"), t.get("model", "")) for t in translated if id(t) not in skipped]
     rms_by_group: dict[tuple, list[str]] = {}
+    pretrained = _pretrained(spec)
+    if pretrained and spec.get("evaluate") is None:
+        raise ParamError("pretrained models are evaluated with the 'evaluate' section's settings, which is missing "
+                         "or null here; give it a mapping (e.g. evaluate: {eval_source: embedded}) or drop 'pretrained'")
+    for p in pretrained:  # evaluated as they are: no training, no probe, no best-of-n
+        add("evaluate", f"{PRETRAINED_DIR}/{p['name']}",  # a folder of their own: no trained RM's name can clash
+            {**section("evaluate"), "model_dir": p["model"], "model_kind": p["kind"], "rm_name": p["name"],
+             "eval_langs": eval_langs, "backbone": p["model"]})
     for backbone, seed in itertools.product(backbones, seeds):
         tag = f"{_slug(backbone)}-s{seed}"
         group = rms_by_group.setdefault((backbone, seed), [])
@@ -519,6 +533,47 @@ def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
             out.append((t, backends[backend]))
         elif why := why_unavailable(t["from"], t["to"], backend, model=t.get("model")):
             out.append((t, why))
+    return out
+
+
+def _pretrained(spec: dict) -> list[dict]:
+    """The ``pretrained`` entries of a spec, checked, as ``{name, model, kind}`` (kind defaults to ``rm``): models
+    scored as they are, beside the grid's trained RMs (a hub RM, a local RM directory, a causal LM as a judge)."""
+    entries = spec.get("pretrained") or []
+    if not isinstance(entries, list):
+        raise ParamError(f"pretrained = {entries!r:.80}: expected a list of entries, e.g. "
+                         "- {name: skywork, model: Skywork/Skywork-Reward-Llama-3.1-8B-v0.2}")
+    problems, out, names = [], [], set()
+    example = "e.g. {name: skywork, model: Skywork/Skywork-Reward-Llama-3.1-8B-v0.2} or {name: qwen-judge, model: " \
+              "Qwen/Qwen2.5-7B-Instruct, kind: judge}"
+    for e in entries:
+        if not isinstance(e, dict) or {"name", "model"} - set(e):
+            problems.append(f"pretrained entry {e!r:.80} needs 'name' and 'model'; {example}")
+            continue
+        unknown = sorted(set(e) - PRETRAINED_KEYS)
+        name, model, kind = e["name"], e["model"], e.get("kind", "rm")
+        if unknown:
+            problems.append(f"pretrained entry {e!r}: unknown key(s) {unknown}{_suggest(unknown[0], PRETRAINED_KEYS)}; "
+                            f"expected {sorted(PRETRAINED_KEYS)}")
+        elif not isinstance(name, str) or not PRETRAINED_NAME.fullmatch(name):
+            problems.append(f"pretrained entry {e!r}: name {name!r} is not a plain name; expected letters, digits, "
+                            "'.', '_' or '-' (it names the model's row in the transfer matrix and its folder)")
+        elif checks.normalized_or_none(name.removesuffix("-mt")):
+            problems.append(f"pretrained entry {e!r}: name {name!r} reads as a language, which names the grid's "
+                            "trained RMs; give the model a name of its own, e.g. 'skywork'")
+        elif name in names:
+            problems.append(f"pretrained entry {e!r}: name {name!r} is used twice; each model needs its own name")
+        elif not isinstance(model, str) or not model.strip():
+            problems.append(f"pretrained entry {e!r}: model {model!r}; expected a hub id, a directory or a packaged "
+                            "name")
+        elif kind not in checks.MODEL_KINDS:
+            problems.append(f"pretrained entry {e!r}: kind {kind!r}; expected one of {list(checks.MODEL_KINDS)} ('rm': "
+                            "a reward model with a score head, 'judge': a causal LM asked which answer is better)")
+        else:
+            names.add(name)
+            out.append({"name": name, "model": model, "kind": kind})
+    if problems:
+        raise ParamError("\n".join(problems))
     return out
 
 

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 CARD_FILE = "xlrm_card.json"  # beside a trained RM's weights: its cache key, config, data fingerprint, metrics
 DONE_FILE = "_done.json"  # in a run's cell folder once its notebook finished: the key it finished with
 PLAN_FILE = "_plan.json"  # in a run folder: the cells of the grid as last run (the report reads only these)
+PRETRAINED_DIR = "pretrained"  # in a run folder: the evaluate notebooks of its params file's `pretrained` models
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
