@@ -400,6 +400,17 @@ def test_smoke_grid_end_to_end(tmp_path):
         assert check_report.check(run_dir / "report.html") == []
     again = runner.run(runner.load_spec(REPO / "params" / "smoke.yaml"), outputs_dir=tmp_path, progress=False)
     assert {r["status"] for r in again["cells"].values()} == {"skipped"}
+    # the English RM again, as a model evaluated as it is (a params file's `pretrained`): only its cell and the
+    # report run; its row joins the matrix with the same accuracies, apart from the trained RMs
+    spec = runner.load_spec(REPO / "params" / "smoke.yaml")
+    en_rm = json.loads((run_dir / "train" / "me5-small-s42-en" / "metrics.json").read_text())["model_dir"]
+    spec["pretrained"] = [{"name": "en-again", "model": en_rm}]
+    third = runner.run(spec, outputs_dir=tmp_path, progress=False)
+    assert sorted(n for n, r in third["cells"].items() if r["status"] == "ok") == ["pretrained/en-again", "report"]
+    matrix = pd_read(run_dir / "report" / "transfer_matrix.csv").set_index("source")
+    assert list(matrix.index) == ["en", "ko", "en-again"]
+    assert matrix.loc["en-again"].tolist() == matrix.loc["en"].tolist()
+    assert pd_read(run_dir / "report" / "pretrained.csv")["name"].tolist() == ["en-again"]
 
 
 def pd_read(path):
