@@ -445,6 +445,11 @@ def test_evaluate_rm_refuses_a_base_model_and_reads_a_hub_rm_at_max_length(tmp_p
     short = study.evaluate_rm(hub_rm, rm_name="x", eval_source="embedded", eval_langs=langs, max_length=16)
     full = study.evaluate_rm(hub_rm, rm_name="x", eval_source="embedded", eval_langs=langs, max_length=2048)
     assert short["len_chosen"].max() == 16 and full["len_chosen"].max() > 16
+    half = study.evaluate_rm(hub_rm, rm_name="x", eval_source="embedded", eval_langs=langs, max_length=2048, bf16=True)
+    diff = (half["reward_chosen"] - full["reward_chosen"]).abs()
+    assert 0 < diff.max() < 0.05  # bfloat16 autocast: other numbers (not the float32 ones from the reward cache)
+    with pytest.raises(ValueError, match=r"bf16 = 'yes'; expected one of \[True, False\]"):
+        study.evaluate_rm(hub_rm, rm_name="x", eval_source="embedded", eval_langs=langs, bf16="yes")
 
 
 def test_a_decoder_with_a_learned_position_table_is_capped():

@@ -136,6 +136,7 @@ def _evaluate(p: dict, cwd) -> None:
     from .models import PACKAGED, check_backbone
 
     kind = choice("model_kind", p.get("model_kind", "rm"), MODEL_KINDS)
+    choice("bf16", p.get("bf16", False), (True, False))
     if p.get("model_dir"):  # a pretrained model (a trained RM's directory is filled in when its training finished)
         try:
             check_backbone(_seen_from(p["model_dir"], cwd))

@@ -119,7 +119,7 @@ def train_metrics(model_dir, *, rm_name: str, backbone: str, seed: int, train_la
 # ----------------------------------------------------------------------------------- evaluation
 def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split: str = "test",
                 batch_size: int = 64, drop_bad: bool = False, max_length: int = 2048, model_kind: str = "rm",
-                **labels) -> pd.DataFrame:
+                bf16: bool = False, **labels) -> pd.DataFrame:
     """Per-pair scores of one RM on every target language (``source`` column = ``rm_name``).
 
     The rewards are also recorded in the RM's reward cache (:mod:`xlrm_lib.reward_cache`), where best-of-n finds
@@ -131,6 +131,10 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
     ``model_kind="judge"``: ``model_dir`` is a causal LM (packaged name, directory or hub id) used as a generative
     judge (:class:`xlrm_lib.judges.PairwiseLMJudge`: it sees both answers, in both orders; ``batch_size`` prompts
     per forward pass), scored by the same rule; ``max_length`` does not apply (the judge clips each answer).
+
+    ``bf16``: an RM scores under bfloat16 autocast (its weights stay float32, its head's last projection runs in
+    float32: :func:`xlrm_lib.evaluate.score_texts`), ~7x faster on a GPU and ~2.5x on a CPU with AMX, rewards
+    within ~1e-2 of float32's (98-99.5% of verdicts the same in the benchmarks); a judge loads in bfloat16 (half the memory). The default is the exact float32 path.
     """
     _required("model_dir", model_dir, "model_dir = '~/.cache/xlrm/models/en-me5-small-<key>' (an RM directory)")
     model_kind = checks.choice("model_kind", model_kind, checks.MODEL_KINDS)
@@ -144,17 +148,19 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
     checks.positive_int("batch_size", batch_size)
     checks.positive_int("max_length", max_length, minimum=8)
     drop_bad = checks.choice("drop_bad", drop_bad, (True, False))
+    bf16 = checks.choice("bf16", bf16, (True, False))
     pairs = data.load_pairs(eval_source, langs=eval_langs, split=split, drop_bad=drop_bad)
     if model_kind == "judge":
         from .generate import load_policy
         from .judges import PairwiseLMJudge
 
-        judge = PairwiseLMJudge(*load_policy(model_dir), name=rm_name, batch_size=batch_size)
+        judge = PairwiseLMJudge(*load_policy(model_dir, dtype="bfloat16" if bf16 else "float32"), name=rm_name,
+                                batch_size=batch_size)
         return judge.score_pairs(pairs, source=rm_name, **labels)
     model, tok = models.load_reward_model(model_dir, require_head=True)
     fmt = evaluate.model_format(model, default=TextFormat(max_length=max_length))
-    return evaluate.score_pairs(model, tok, pairs, fmt=fmt, batch_size=batch_size, cache=True, source=rm_name,
-                                **labels)
+    return evaluate.score_pairs(model, tok, pairs, fmt=fmt, batch_size=batch_size, bf16=bf16, cache=True,
+                                source=rm_name, **labels)
 
 
 def eval_metrics(acc: pd.DataFrame, **labels) -> dict:
