@@ -340,11 +340,11 @@ def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
 def test_an_interrupted_run_says_what_became_of_every_cell(fake_notebooks, tmp_path, monkeypatch):
     # Ctrl-C: summary.json listed only the interrupted notebook, though the message says it tells which finished
     runner.run(_spec(fake_notebooks, tmp_path, langs=["en"], evaluate=None, report=None), progress=False)
-    real_wait, waits = runner.cf.wait, []
+    real_wait, first = runner.cf.wait, set()
 
-    def wait(futures, **kw):  # Ctrl-C while the second notebook of this run executes
-        waits.append(1)
-        if len(waits) == 2:
+    def wait(futures, **kw):  # Ctrl-C while the second notebook of this run executes (not on the first's 2nd poll)
+        first.update(first or map(id, futures))
+        if not first & set(map(id, futures)):
             for f in futures:
                 f.result()  # let it end (its kernel): the runner no longer waits for it
             raise KeyboardInterrupt
