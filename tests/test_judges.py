@@ -200,3 +200,40 @@ def test_a_reward_models_checkpoint_is_refused_as_a_judge(tmp_path):
     with pytest.raises(ValueError, match=r"is not a complete causal LM: 1 weight\(s\) would be freshly initialised "
                                          r"\(\['lm_head.weight'\]\); give a causal LM"):
         load_policy(str(tmp_path / "rm"))
+
+
+def test_best_of_n_takes_a_generative_judge(tiny_lm, tmp_path):
+    """``best_of_n_study(judge_kind="judge")``: a causal LM compares each RM's pick with the other's, as the
+    library's PairwiseLMJudge does (AlpacaEval's way); the same LM taken for a judge RM is refused (no score head)."""
+    import json
+
+    from transformers import LlamaForSequenceClassification
+
+    from xlrm_lib import align, study
+    from xlrm_lib.data import load_pairs
+
+    tok = _tokenizer(chat_template=TEMPLATE)
+    judge_dir, rm_dir = tmp_path / "judge", tmp_path / "rm"
+    tiny_lm.save_pretrained(judge_dir)
+    tok.save_pretrained(judge_dir)
+    torch.manual_seed(1)
+    rm_cfg = LlamaConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=64, num_labels=1, pad_token_id=0, initializer_range=0.2)
+    LlamaForSequenceClassification(rm_cfg).save_pretrained(rm_dir)
+    tok.save_pretrained(rm_dir)
+    rows = [{"id": f"i{i}", "lang": "en", "category": "chat", "prompt": f"w{i} w{i + 1} ?", "chosen": f"w{i + 2} w{i + 3}",
+             "rejected": f"w{i + 4}"} for i in range(6)]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match="has no trained reward head"):
+        study.best_of_n_study({"en": str(rm_dir)}, langs=["en"], source=str(data), judge=str(judge_dir))
+    tables = study.best_of_n_study({"en": str(rm_dir)}, langs=["en"], source=str(data), judge=str(judge_dir),
+                                   judge_kind="judge", seed=0)
+    judge = PairwiseLMJudge(tiny_lm, tok)
+    cands = align.candidate_pool(load_pairs(str(data), langs=["en"], split="test"), n=4, seed=0)
+    expected = align.win_rate(tables["picks"], align.random_picks(cands, seed=0), judge, seed=0, names=("en", "random"))
+    got = tables["vs_random"]
+    assert got["judge"].unique().tolist() == [str(judge_dir)]
+    np.testing.assert_allclose(got["win_rate"], expected["win_rate"], atol=1e-9)
+    with pytest.raises(ValueError, match=r"judge_kind = 'lm'; expected one of \['rm', 'judge'\]"):
+        study.best_of_n_study({"en": str(rm_dir)}, langs=["en"], source=str(data), judge=str(judge_dir), judge_kind="lm")

@@ -181,6 +181,16 @@ def test_a_pretrained_model_that_names_nothing_fails_validation(tmp_path):
     _validate(_spec(tmp_path, pretrained=[{"name": "judge", "model": "gemma3-270m", "kind": "judge"}]))
 
 
+def test_best_of_n_takes_a_packaged_lm_as_a_generative_judge_not_as_a_judge_rm(tmp_path):
+    align = {"judge": "gemma3-270m", "limit": 4}
+    with pytest.raises(runner.ParamError, match=r"align/me5-small-s42: judge = 'gemma3-270m' is a packaged base "
+                                                r"backbone: .*or ask it as a generative judge \(judge_kind 'judge'\)"):
+        _validate(_spec(tmp_path, align=align))
+    _validate(_spec(tmp_path, align={**align, "judge_kind": "judge"}))
+    with pytest.raises(runner.ParamError, match=r"judge_kind = 'llm'; expected one of \['rm', 'judge'\]"):
+        _validate(_spec(tmp_path, align={**align, "judge_kind": "llm"}))
+
+
 def test_plan_previews_a_grid_whose_hub_models_are_not_downloaded_yet(tmp_path, capsys):
     # `xlrm plan params/paper.yaml` on a machine without the hub lists the grid and says what `run` would refuse
     from xlrm_lib import cli

@@ -185,7 +185,8 @@ def _align(p: dict, cwd) -> None:
     positive_int("n", p.get("n", 4), minimum=4)
     positive_int("limit", p.get("limit", 0), minimum=0)
     positive_int("batch_size", p.get("batch_size", 64))
-    judge("judge", _seen_from(p.get("judge", "gold"), cwd))
+    kind = choice("judge_kind", p.get("judge_kind", "rm"), MODEL_KINDS)
+    judge("judge", _seen_from(p.get("judge", "gold"), cwd), kind=kind)
 
 
 def _report(p: dict, cwd) -> None:
@@ -260,16 +261,24 @@ def layer_list(name: str, value):
                      "(0 is the embeddings, -1 the last layer)")
 
 
-def judge(name: str, value) -> str:
-    """``"gold"`` or a model a judge RM can be loaded from (checked without loading it)."""
+def judge(name: str, value, kind: str = "rm") -> str:
+    """``"gold"`` or a model a judge can be loaded from (checked without loading it): a judge RM (``kind="rm"``)
+    or a causal LM asked which answer is better (``kind="judge"``)."""
     from .models import PACKAGED, check_backbone
 
     if value == "gold":
         return value
+    if kind == "judge":
+        try:
+            return check_backbone(value)
+        except ValueError:
+            raise ValueError(f"{name} = {value!r}; expected 'gold' (the pool's labels) or a causal LM to ask as a "
+                             "judge: a packaged name, a model directory or a hub id 'org/name'") from None
     if str(value) in PACKAGED:
         raise ValueError(f"{name} = {value!r} is a packaged base backbone: it has no trained reward head, so its "
                          "scores would be a random projection. Use 'gold' (the pool's labels) or a held-out "
-                         "trained RM (its model directory, or a hub reward model 'org/name')")
+                         "trained RM (its model directory, or a hub reward model 'org/name'), or ask it as a "
+                         "generative judge (judge_kind 'judge')")
     try:
         check_backbone(value)
     except ValueError:

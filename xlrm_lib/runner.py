@@ -352,8 +352,9 @@ def model_problems(cells: list[Cell]) -> list[str]:
     pretrained = {c.params["rm_name"]: c.params["model_dir"] for c in cells if c.stage == "evaluate" and "model_dir" in c.params}
     return ([f"backbones: {b!r} is not a packaged backbone {list(PACKAGED)}, {why} (a relative directory is read "
              f"from the repository root, {REPO})" for b in backbones if unknown(b)]
-            + [f"align.judge = {j!r} is {why}; expected 'gold' (the pool's labels) or a held-out judge RM (its "
-               f"model directory, relative to {REPO}, or a hub reward model 'org/name')" for j in judges if unknown(j)]
+            + [f"align.judge = {j!r} is {why}; expected 'gold' (the pool's labels) or a held-out judge (an RM, or a "
+               f"causal LM with judge_kind 'judge'): its model directory, relative to {REPO}, or a hub id 'org/name'"
+               for j in judges if unknown(j)]
             + [f"pretrained {name!r}: model {m!r} is {why} (a relative directory is read from the repository root, "
                f"{REPO})" for name, m in pretrained.items() if unknown(m)])
 

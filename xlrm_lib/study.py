@@ -134,7 +134,8 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
 
     ``bf16``: an RM scores under bfloat16 autocast (its weights stay float32, its head's last projection runs in
     float32: :func:`xlrm_lib.evaluate.score_texts`), ~7x faster on a GPU and ~2.5x on a CPU with AMX, rewards
-    within ~1e-2 of float32's (98-99.5% of verdicts the same in the benchmarks); a judge loads in bfloat16 (half the memory). The default is the exact float32 path.
+    within ~1e-2 of float32's (98-99.5% of verdicts the same in the benchmarks); a judge loads in bfloat16 (half
+    the memory). The default is the exact float32 path.
     """
     _required("model_dir", model_dir, "model_dir = '~/.cache/xlrm/models/en-me5-small-<key>' (an RM directory)")
     model_kind = checks.choice("model_kind", model_kind, checks.MODEL_KINDS)
@@ -368,11 +369,13 @@ def probe_metrics(shift: dict[str, pd.DataFrame], **labels) -> dict:
 
 # ----------------------------------------------------------------------------------- best-of-n
 def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded", split: str = "test", n: int = 4,
-                    limit: int = 0, judge: str = "gold", english: str = "en", batch_size: int = 64,
-                    seed: int = 0, drop_bad: bool = False) -> dict:
+                    limit: int = 0, judge: str = "gold", judge_kind: str = "rm", english: str = "en",
+                    batch_size: int = 64, seed: int = 0, drop_bad: bool = False) -> dict:
     """Best-of-n with every RM on the same candidate pools; win rates under a judge that is none of the RMs.
 
-    ``judge`` is ``"gold"`` (the pool's gold labels) or the directory / name of a held-out judge RM.
+    ``judge`` is ``"gold"`` (the pool's gold labels) or the directory / name / hub id of a held-out judge: an RM
+    (``judge_kind="rm"``, which scores each pick), or a causal LM that compares the two picks in both orders
+    (``judge_kind="judge"``, :class:`xlrm_lib.judges.PairwiseLMJudge`: AlpacaEval's way, with a local model).
     ``limit`` keeps that many items (prompts) per language, drawn with ``seed``; 0 keeps all. Each RM scores
     ``n x items x languages`` candidates, so this is what the step costs.
     Returns tables: ``picks`` (every RM's pick per prompt), ``vs_random`` (each RM vs a random pick),
@@ -382,7 +385,8 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
 
     _required("rm_dirs", rm_dirs, RM_DIRS_EXAMPLE)
     langs = normalize_langs(langs)  # "EN" / "kor_Hang" -> "en" / "ko", as load_pairs names them
-    checks.judge("judge", judge)  # before any scoring: a typo here would otherwise fail at the end
+    judge_kind = checks.choice("judge_kind", judge_kind, checks.MODEL_KINDS)
+    checks.judge("judge", judge, kind=judge_kind)  # before any scoring: a typo here would otherwise fail at the end
     checks.positive_int("n", n, minimum=4)
     checks.positive_int("limit", limit, minimum=0)
     checks.positive_int("batch_size", batch_size)
@@ -399,7 +403,12 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
         scored = align.score_candidates(model, tok, cands, batch_size=batch_size, cache=True)
         picks[name] = align.best_of_n(scored, rm=name)
     judge_obj = judge
-    if judge != "gold":
+    if judge != "gold" and judge_kind == "judge":
+        from .generate import load_policy
+        from .judges import PairwiseLMJudge
+
+        judge_obj = PairwiseLMJudge(*load_policy(judge), name=str(judge), batch_size=batch_size)
+    elif judge != "gold":
         model, tok = models.load_reward_model(judge, require_head=True)
         # a judge from the hub has no saved format: it reads at least as many tokens as the RMs it grades
         fmt = evaluate.model_format(model, default=TextFormat(max_length=max(lengths)))
