@@ -5,6 +5,7 @@ Hand-built score tables: one category, 4 items on the target language, so every 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -219,3 +220,24 @@ def test_models_evaluated_as_they_are_get_their_own_rows_and_stay_out_of_the_hea
         {"name": "sky", "kind": "rm", "model": "Org/Sky-RM", "ko": 0.5, "mean": 0.5, "tied": 0.0}]
     report.save_tables(tmp_path / "report", t)
     assert (tmp_path / "report" / "pretrained.csv").exists()
+
+
+def test_the_run_header_says_which_software_made_the_results():
+    a = {"python": "3.11.7", "torch": "2.13.0", "peft": None}
+    b = {"python": "3.11.7", "torch": "2.12.0", "peft": None}
+    one = pd.DataFrame({"cell": ["x", "y"], "software": [a, a]})
+    assert report.software_line(one) == "python 3.11.7, torch 2.13.0"  # an uninstalled package is left out
+    mixed = pd.DataFrame({"cell": ["x", "y", "z"], "software": [a, b, a]})
+    assert report.software_line(mixed) == ("python 3.11.7, torch 2.13.0 (2 notebooks); "
+                                          "python 3.11.7, torch 2.12.0 (1 notebook)")
+    assert report.software_line(pd.DataFrame({"cell": ["x"]})) is None  # notebooks from before it was recorded
+    header = report.run_header({"params": {"run": "r"}, "runs": one}).set_index("field")["value"]
+    assert header["software"] == "python 3.11.7, torch 2.13.0"
+
+
+def test_every_notebooks_metrics_record_the_software_that_made_them(tmp_path):
+    from xlrm_lib import store, study
+
+    path = study.save_outputs(tmp_path, {"kind": "evaluate"})
+    software = json.loads(path.read_text())["software"]
+    assert software == store.library_versions() and software["torch"] and list(software) == list(store.SOFTWARE)

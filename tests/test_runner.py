@@ -143,6 +143,22 @@ def test_pretrained_entries_are_checked_all_at_once(fake_notebooks, tmp_path):
         runner.run(_spec(fake_notebooks, tmp_path, train={"model_kind": "judge"}), progress=False)
 
 
+def test_a_run_says_when_its_results_were_made_with_different_library_versions(fake_notebooks, tmp_path):
+    spec = _spec(fake_notebooks, tmp_path, evaluate=None, report=None)
+    assert runner.run(spec, progress=False)["notes"] == []
+    run_dir = tmp_path / "out" / "t"
+    for cell, torch_version in (("train/me5-small-s42-en", "2.12.0"), ("train/me5-small-s42-ko", "2.13.0")):
+        m = json.loads((run_dir / cell / "metrics.json").read_text())  # as study.save_outputs records them
+        (run_dir / cell / "metrics.json").write_text(json.dumps({**m, "software": {"python": "3.11.7",
+                                                                                   "torch": torch_version}}))
+    again = runner.run(spec, progress=False)  # both kept (unchanged): the torch upgrade between them is said
+    assert {r["status"] for r in again["cells"].values()} == {"skipped"}
+    assert again["notes"] == [
+        "this run's results were made with different library versions: torch 2.12.0 (1 notebook, e.g. "
+        "train/me5-small-s42-en); torch 2.13.0 (1 notebook, e.g. train/me5-small-s42-ko). Numbers can move with "
+        "them: `xlrm run --force` redoes every notebook with the installed ones"]
+
+
 def test_validation_lists_every_problem_before_running(fake_notebooks, tmp_path):
     spec = _spec(fake_notebooks, tmp_path, train={"lrr": 0.1, "lr": "x"})
     with pytest.raises(runner.ParamError) as e:

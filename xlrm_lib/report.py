@@ -44,7 +44,7 @@ def collect(run_dir) -> dict:
         info = json.loads(done.read_text()) if done.exists() else {}
         htmls = sorted(p for p in cell_dir.glob("*.html") if not p.name.endswith(".failed.html"))
         runs.append({"stage": cell_dir.relative_to(run_dir).parts[0], "cell": str(cell_dir.relative_to(run_dir)),
-                     "kind": m.get("kind"), "seconds": info.get("seconds"),
+                     "kind": m.get("kind"), "seconds": info.get("seconds"), "software": m.get("software"),
                      "notebook_html": os.path.relpath(htmls[0], run_dir) if htmls else None})
         by_kind.setdefault(m.get("kind"), []).append((cell_dir, m))
     out = {"runs": pd.DataFrame(runs), "train": pd.DataFrame([m for _, m in by_kind.get("train", [])]),
@@ -223,11 +223,25 @@ def run_header(rep: dict) -> pd.DataFrame:
             ("evaluation data", f"{ev.get('eval_source', 'embedded')} ({ev.get('split', 'test')})"),
             ("training", ", ".join(f"{k} {train[k]}" for k in ("lr", "epochs", "batch_size", "max_length")
                                    if k in train) or None)]
+    rows.append(("software", software_line(rep.get("runs"))))
     ignored = rep.get("ignored") or []
     if ignored:  # cell folders of an earlier grid in this run folder
         rows.append(("not in this grid or unfinished (left out)",
                      ", ".join(ignored[:6]) + (f" and {len(ignored) - 6} more" if len(ignored) > 6 else "")))
     return pd.DataFrame([r for r in rows if r[1]], columns=["field", "value"])
+
+
+def software_line(runs: pd.DataFrame | None) -> str | None:
+    """The library versions the run's notebooks were made with (their metrics.json's ``software``), one line;
+    several sets (a notebook kept from before an upgrade) are each listed with their count of notebooks."""
+    if runs is None or "software" not in runs.columns:
+        return None
+    sets = [json.dumps(s) for s in runs["software"] if isinstance(s, dict)]  # in library_versions' order
+    counts = pd.Series(sets, dtype=object).value_counts(sort=True)
+    text = lambda s: ", ".join(f"{k} {v}" for k, v in json.loads(s).items() if v)  # noqa: E731
+    if len(counts) == 1:
+        return text(counts.index[0])
+    return "; ".join(f"{text(s)} ({n} notebook{'s' * (n > 1)})" for s, n in counts.items())
 
 
 def figures_dir(run_dir) -> Path:

@@ -923,7 +923,30 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
         published.unlink()
         notes.append("report not made this time (see above); the previous report.html was removed")
     notes += [f"translated RM {t['from']}->{t['to']} not run: {why}" for t, why in missing]
+    notes += _software_notes(run_dir, [n for n, r in results.items() if r.get("status") in ("ok", "skipped")])
     return _summary(spec, run_dir, results, notes)
+
+
+def _software_notes(run_dir: Path, cells: list[str]) -> list[str]:
+    """A note when the finished cells of a run were made with different library versions (their metrics.json's
+    ``software``): a cell is kept while its notebook, parameters, inputs and this library are unchanged, not when
+    torch or transformers were upgraded since, and an upgrade can move numbers."""
+    made: dict[str, list[str]] = {}
+    for name in cells:
+        try:
+            software = json.loads((run_dir / name / "metrics.json").read_text()).get("software")
+        except (OSError, ValueError):
+            continue
+        if software:
+            made.setdefault(json.dumps(software, sort_keys=True), []).append(name)
+    if len(made) < 2:
+        return []
+    sets = [json.loads(k) for k in made]
+    differ = sorted(k for k in set().union(*sets) if len({str(s.get(k)) for s in sets}) > 1)
+    parts = [", ".join(f"{k} {s.get(k)}" for k in differ) + f" ({len(names)} notebook{'s' * (len(names) > 1)}, e.g. {names[0]})"
+             for s, names in zip(sets, made.values())]
+    return ["this run's results were made with different library versions: " + "; ".join(parts)
+            + ". Numbers can move with them: `xlrm run --force` redoes every notebook with the installed ones"]
 
 
 def _write_params(spec: dict, run_dir: Path) -> None:

@@ -17,6 +17,24 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+SOFTWARE = ("python", "xlrm", "torch", "transformers", "datasets", "peft", "numpy")  # what results are made with
+
+
+def library_versions() -> dict:
+    """The installed versions of what computes the results (:data:`SOFTWARE`; None for one not installed), read
+    from package metadata (nothing imported): recorded with every notebook's outputs and every RM's card."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {"python": platform.python_version(), **{name: installed(name) for name in SOFTWARE[1:]}}
+
+
 CARD_FILE = "xlrm_card.json"  # beside a trained RM's weights: its cache key, config, data fingerprint, metrics
 DONE_FILE = "_done.json"  # in a run's cell folder once its notebook finished: the key it finished with
 PLAN_FILE = "_plan.json"  # in a run folder: the cells of the grid as last run (the report reads only these)

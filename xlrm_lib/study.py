@@ -63,7 +63,8 @@ def _required(name: str, value, example: str) -> None:
 def save_outputs(output_dir, metrics: dict, tables: dict[str, pd.DataFrame] | None = None) -> Path:
     """Write ``tables`` (name -> DataFrame, as ``name.parquet`` or ``name.csv``) then ``metrics.json``.
 
-    ``metrics.json`` is written last: its presence means the notebook's outputs are complete.
+    ``metrics.json`` is written last: its presence means the notebook's outputs are complete. It also records the
+    ``software`` that made them (:func:`xlrm_lib.store.library_versions`, in the notebook's own kernel).
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,7 +73,7 @@ def save_outputs(output_dir, metrics: dict, tables: dict[str, pd.DataFrame] | No
         fname = name if Path(name).suffix in (".csv", ".parquet") else f"{name}.parquet"
         store.write_frame(out / fname, df)
         files[Path(fname).stem] = fname
-    store.write_json(out / METRICS_FILE, {**metrics, "tables": files})
+    store.write_json(out / METRICS_FILE, {**metrics, "tables": files, "software": store.library_versions()})
     return out / METRICS_FILE
 
 

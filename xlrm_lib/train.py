@@ -39,7 +39,7 @@ from .compiling import compile_blocks, resolve_compile
 from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
 from .models import config_files_digest, load_reward_model, resolve_backbone
 from .packing import pack, packed_rewards, packed_training, should_pack, supports_packing
-from .store import CARD_FILE, atomic_dir, cache_dir, file_digest, file_digest_memo, fingerprint
+from .store import CARD_FILE, atomic_dir, cache_dir, file_digest, file_digest_memo, fingerprint, library_versions
 
 log = logging.getLogger(__name__)
 STAT_NAMES = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "rewards/min", "rewards/max")
@@ -441,7 +441,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             "backbone_revision": key_obj["backbone"].get("revision"),
             "data_fingerprint": key_obj["data"], "languages": langs, "n_pairs": len(features),
             "config": asdict(cfg), "packed": packed, "compiled_blocks": compiled, "format": asdict(fmt),
-            "versions": _versions(),
+            "versions": library_versions(),
             # results depend on these through floating-point reduction order (see README, "What the default
             # run finds"): the same seed on another thread count or device is a different run
             "runtime": {"device": str(model_device), "threads": torch.get_num_threads(),
@@ -541,12 +541,3 @@ def _sampling_args(group_by_length: bool) -> dict:
         return {"train_sampling_strategy": "group_by_length" if group_by_length else "random"}
     return {"group_by_length": group_by_length}
 
-
-def _versions() -> dict:
-    import datasets
-    import transformers
-
-    import xlrm_lib
-
-    return {"xlrm": xlrm_lib.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "datasets": datasets.__version__}
