@@ -15,9 +15,10 @@ from xlrm_lib import report
 
 
 def _rows(source, lang, correct, seed, backbone="bb"):
+    """``correct``: 1 right, 0 wrong, 0.5 a tie (equal rewards, counted wrong)."""
     return [{"id": f"{lang}-{i}", "lang": lang, "category": "chat", "subset": "toy", "source": source,
-             "reward_chosen": float(c), "reward_rejected": 0.5, "margin": float(c) - 0.5, "correct": bool(c),
-             "tie": False, "len_chosen": 3, "len_rejected": 3, "backbone": backbone, "seed": seed}
+             "reward_chosen": float(c), "reward_rejected": 0.5, "margin": float(c) - 0.5, "correct": c == 1,
+             "tie": c == 0.5, "len_chosen": 3, "len_rejected": 3, "backbone": backbone, "seed": seed}
             for i, c in enumerate(correct)]
 
 
@@ -205,7 +206,7 @@ def test_models_evaluated_as_they_are_get_their_own_rows_and_stay_out_of_the_hea
     _cell(tmp_path, "evaluate/bb-s42-ko", "ko", [1, 0, 0, 0], model_dir="/cache/ko", pretrained=False)
     _cell(tmp_path, "pretrained/sky", "sky", [1, 1, 0, 0], model_dir="Org/Sky-RM", model_kind="rm",
           pretrained=False)  # an RM another xlrm run trained (it has a card), listed under the params' `pretrained`
-    _cell(tmp_path, "pretrained/judge", "judge", [0, 0, 0, 1], model_dir="Org/LM", model_kind="judge",
+    _cell(tmp_path, "pretrained/judge", "judge", [0, 0, 0.5, 1], model_dir="Org/LM", model_kind="judge",
           pretrained=True)
     rep = report.collect(tmp_path)
     assert sorted(rep["scores"]["source"].unique()) == ["en", "ko"]
@@ -216,8 +217,9 @@ def test_models_evaluated_as_they_are_get_their_own_rows_and_stay_out_of_the_hea
     assert t["matrix"]["ko"].to_dict() == {"en": 0.75, "ko": 0.25, "judge": 0.25, "sky": 0.5}
     assert list(t["key_numbers"]["diagonal"]) == ["ko"]
     assert t["pretrained"].to_dict("records") == [
-        {"name": "judge", "kind": "judge", "model": "Org/LM", "ko": 0.25, "mean": 0.25, "tied": 0.0},
-        {"name": "sky", "kind": "rm", "model": "Org/Sky-RM", "ko": 0.5, "mean": 0.5, "tied": 0.0}]
+        {"name": "judge", "kind": "judge", "model": "Org/LM", "ko": 0.25, "mean": 0.25, "tied": 0.25,
+         "mean_ties_as_half": 0.375},
+        {"name": "sky", "kind": "rm", "model": "Org/Sky-RM", "ko": 0.5, "mean": 0.5, "tied": 0.0, "mean_ties_as_half": 0.5}]
     report.save_tables(tmp_path / "report", t)
     assert (tmp_path / "report" / "pretrained.csv").exists()
 

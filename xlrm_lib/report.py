@@ -315,6 +315,8 @@ def tables(rep: dict, *, english: str = "en") -> dict:
     if pre is not None and not pre.empty:
         matrix = evaluate.transfer_matrix(pre)
         out["pretrained"] = pretrained_table(matrix, rep.get("pretrained_metrics") or [], pre)
+        half = evaluate.transfer_matrix(pre.assign(correct=pre["correct"].astype(float) + 0.5 * pre["tie"]))
+        out["pretrained"]["mean_ties_as_half"] = half.mean(axis=1).reindex(out["pretrained"]["name"]).to_numpy()
         if "matrix" in out:  # their rows under the trained RMs' (the heatmap's colour scale is then shared)
             out["matrix"] = pd.concat([out["matrix"], matrix])
     if rep.get("probe"):
@@ -333,7 +335,8 @@ def tables(rep: dict, *, english: str = "en") -> dict:
 def pretrained_table(matrix: pd.DataFrame, metrics: list[dict], scores: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per model evaluated as it is: ``name, kind, model``, its overall accuracy on each target language,
     their ``mean`` and, given its ``scores``, the share of pairs it ``tied`` (counted wrong: a judge whose verdict
-    follows the answers' positions ties every pair). ``matrix``: their :func:`xlrm_lib.evaluate.transfer_matrix`;
+    follows the answers' positions ties every pair). :func:`tables` adds ``mean_ties_as_half``, the mean with a tie
+    worth 1/2: what RewardBench's generative script expects of a judge, which it asks in one random order. ``matrix``: their :func:`xlrm_lib.evaluate.transfer_matrix`;
     ``metrics``: their evaluate notebooks' ``metrics.json``, which say what each name is."""
     info = {m.get("rm_name"): m for m in metrics}
     out = matrix.assign(mean=matrix.mean(axis=1))
