@@ -198,8 +198,14 @@ def test_a_reward_models_checkpoint_is_refused_as_a_judge(tmp_path):
     LlamaForSequenceClassification(cfg).save_pretrained(tmp_path / "rm")
     _tokenizer().save_pretrained(tmp_path / "rm")
     with pytest.raises(ValueError, match=r"is not a complete causal LM: 1 weight\(s\) would be freshly initialised "
-                                         r"\(\['lm_head.weight'\]\); give a causal LM"):
+                                         r"\(\['lm_head.weight'\]\); give a decoder with its LM head"):
         load_policy(str(tmp_path / "rm"))
+    # with tied embeddings nothing is missing (the LM head is the embedding matrix): the config says what it is
+    cfg.tie_word_embeddings = True
+    LlamaForSequenceClassification(cfg).save_pretrained(tmp_path / "tied")
+    _tokenizer().save_pretrained(tmp_path / "tied")
+    with pytest.raises(ValueError, match=r"is a reward model \(LlamaForSequenceClassification\), not a causal LM"):
+        load_policy(str(tmp_path / "tied"))
 
 
 def test_best_of_n_takes_a_generative_judge(tiny_lm, tmp_path):
@@ -235,5 +241,8 @@ def test_best_of_n_takes_a_generative_judge(tiny_lm, tmp_path):
     got = tables["vs_random"]
     assert got["judge"].unique().tolist() == [str(judge_dir)]
     np.testing.assert_allclose(got["win_rate"], expected["win_rate"], atol=1e-9)
+    half = study.best_of_n_study({"en": str(rm_dir)}, langs=["en"], source=str(data), judge=str(judge_dir),
+                                 judge_kind="judge", seed=0, bf16=True)  # RMs under autocast, the judge LM in bf16
+    assert half["vs_random"]["win_rate"].between(0, 1).all()
     with pytest.raises(ValueError, match=r"judge_kind = 'lm'; expected one of \['rm', 'judge'\]"):
         study.best_of_n_study({"en": str(rm_dir)}, langs=["en"], source=str(data), judge=str(judge_dir), judge_kind="lm")

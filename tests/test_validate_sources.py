@@ -179,6 +179,9 @@ def test_a_pretrained_model_that_names_nothing_fails_validation(tmp_path):
                                                 r"without a trained score head .*kind: judge\)"):
         _validate(_spec(tmp_path, pretrained=[{"name": "base", "model": "me5-small"}]))
     _validate(_spec(tmp_path, pretrained=[{"name": "judge", "model": "gemma3-270m", "kind": "judge"}]))
+    with pytest.raises(runner.ParamError, match=r"pretrained/e5: model_dir = 'me5-small' is a packaged encoder, not a "
+                                                r"causal LM; a generative judge needs a decoder: \['gemma3-270m'\]"):
+        _validate(_spec(tmp_path, pretrained=[{"name": "e5", "model": "me5-small", "kind": "judge"}]))
 
 
 def test_best_of_n_takes_a_packaged_lm_as_a_generative_judge_not_as_a_judge_rm(tmp_path):
@@ -187,6 +190,8 @@ def test_best_of_n_takes_a_packaged_lm_as_a_generative_judge_not_as_a_judge_rm(t
                                                 r"backbone: .*or ask it as a generative judge \(judge_kind 'judge'\)"):
         _validate(_spec(tmp_path, align=align))
     _validate(_spec(tmp_path, align={**align, "judge_kind": "judge"}))
+    with pytest.raises(runner.ParamError, match=r"judge = 'me5-small' is a packaged encoder, not a causal LM"):
+        _validate(_spec(tmp_path, align={**align, "judge": "me5-small", "judge_kind": "judge"}))
     with pytest.raises(runner.ParamError, match=r"judge_kind = 'llm'; expected one of \['rm', 'judge'\]"):
         _validate(_spec(tmp_path, align={**align, "judge_kind": "llm"}))
 

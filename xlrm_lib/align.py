@@ -181,11 +181,12 @@ def _check_candidates(cands: pd.DataFrame, what: str = "candidates") -> None:
 
 
 def score_candidates(model, tokenizer, cands: pd.DataFrame, *, batch_size: int = 32, fmt: TextFormat | None = None,
-                     column: str = "reward", cache: bool = False) -> pd.DataFrame:
+                     column: str = "reward", cache: bool = False, bf16: bool = False) -> pd.DataFrame:
     """``cands`` plus a ``reward`` column: the RM's score of each (prompt, text), in the RM's saved format.
 
     ``cache=True``: candidates this RM already scored (e.g. a pool's chosen and rejected answers, scored by the
-    evaluate notebook) come from its reward cache (:func:`xlrm_lib.evaluate.score_texts`).
+    evaluate notebook with the same ``bf16``) come from its reward cache (:func:`xlrm_lib.evaluate.score_texts`).
+    ``bf16``: bfloat16 autocast scoring (see there).
     """
     _check_candidates(cands)
     fmt = fit_positions((fmt or model_format(model)).resolved(tokenizer), model)
@@ -194,7 +195,7 @@ def score_candidates(model, tokenizer, cands: pd.DataFrame, *, batch_size: int =
     # tokens) get exactly equal rewards, so best_of_n's tie rule decides them, not ~1e-9 of batch noise
     unique = {tuple(s): None for s in seqs}
     index = {s: i for i, s in enumerate(unique)}
-    rewards = score_texts(model, tokenizer, [list(s) for s in unique], batch_size=batch_size, cache=cache)
+    rewards = score_texts(model, tokenizer, [list(s) for s in unique], batch_size=batch_size, cache=cache, bf16=bf16)
     out = cands.copy()
     out[column] = rewards[[index[tuple(s)] for s in seqs]]
     return out

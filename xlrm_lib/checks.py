@@ -143,6 +143,8 @@ def _evaluate(p: dict, cwd) -> None:
         except ValueError:
             raise ValueError(f"model_dir {p['model_dir']!r} is not a directory, a packaged model or a hub id "
                              "'org/name'; give the model to evaluate") from None
+        if kind == "judge":
+            causal_lm("model_dir", p["model_dir"])
         if kind == "rm" and p["model_dir"] in PACKAGED:
             raise ValueError(f"model_dir {p['model_dir']!r} is a packaged base model, without a trained score head "
                              "(its scores would be a random projection): give a trained RM, or ask it as a generative "
@@ -185,6 +187,7 @@ def _align(p: dict, cwd) -> None:
     positive_int("n", p.get("n", 4), minimum=4)
     positive_int("limit", p.get("limit", 0), minimum=0)
     positive_int("batch_size", p.get("batch_size", 64))
+    choice("bf16", p.get("bf16", False), (True, False))
     kind = choice("judge_kind", p.get("judge_kind", "rm"), MODEL_KINDS)
     judge("judge", _seen_from(p.get("judge", "gold"), cwd), kind=kind)
 
@@ -261,6 +264,21 @@ def layer_list(name: str, value):
                      "(0 is the embeddings, -1 the last layer)")
 
 
+def causal_lm(name: str, value) -> str:
+    """A model a generative judge (or policy) can be loaded from, checked without loading it."""
+    from .backbones import PACKAGED_CAUSAL_LMS
+    from .models import PACKAGED, check_backbone
+
+    if str(value) in PACKAGED and str(value) not in PACKAGED_CAUSAL_LMS:
+        raise ValueError(f"{name} = {value!r} is a packaged encoder, not a causal LM; a generative judge needs a "
+                         f"decoder: {list(PACKAGED_CAUSAL_LMS)}, a model directory or a hub id 'org/name'")
+    try:
+        return check_backbone(value)
+    except ValueError:
+        raise ValueError(f"{name} = {value!r}; expected a causal LM to ask as a judge: a packaged decoder "
+                         f"{list(PACKAGED_CAUSAL_LMS)}, a model directory or a hub id 'org/name'") from None
+
+
 def judge(name: str, value, kind: str = "rm") -> str:
     """``"gold"`` or a model a judge can be loaded from (checked without loading it): a judge RM (``kind="rm"``)
     or a causal LM asked which answer is better (``kind="judge"``)."""
@@ -269,11 +287,8 @@ def judge(name: str, value, kind: str = "rm") -> str:
     if value == "gold":
         return value
     if kind == "judge":
-        try:
-            return check_backbone(value)
-        except ValueError:
-            raise ValueError(f"{name} = {value!r}; expected 'gold' (the pool's labels) or a causal LM to ask as a "
-                             "judge: a packaged name, a model directory or a hub id 'org/name'") from None
+        causal_lm(name, value)
+        return value
     if str(value) in PACKAGED:
         raise ValueError(f"{name} = {value!r} is a packaged base backbone: it has no trained reward head, so its "
                          "scores would be a random projection. Use 'gold' (the pool's labels) or a held-out "

@@ -55,7 +55,12 @@ def load_policy(policy, *, dtype="float32", device=None, trust_remote_code: bool
     fresh = sorted(str(k) for k in info.get("missing_keys", ()))
     if fresh:  # e.g. a reward model's checkpoint: its LM head would be random, and so would every token or verdict
         raise ValueError(f"{str(policy)!r} is not a complete causal LM: {len(fresh)} weight(s) would be freshly "
-                         f"initialised ({fresh[:3]}); give a causal LM (a policy or judge), not a reward model")
+                         f"initialised ({fresh[:3]}); give a decoder with its LM head (a policy or judge), not a "
+                         "reward model or an encoder")
+    classifier = [a for a in getattr(model.config, "architectures", None) or [] if "ForSequenceClassification" in a]
+    if classifier:  # a reward model whose LM head is tied to its embeddings: nothing is missing, yet no LM was trained
+        raise ValueError(f"{str(policy)!r} is a reward model ({classifier[0]}), not a causal LM; give a policy or "
+                         "judge LM (a reward model is evaluated with model_kind 'rm')")
     return model.to(default_device(device)).eval(), tok
 
 

@@ -261,7 +261,8 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
     if require_head and fresh:
         raise ValueError(f"{str(backbone)!r} has no trained reward head (freshly initialised: {fresh[:3]}); it is a "
                          "base model, and its scores would be a random projection. Give a trained RM: a directory "
-                         "this project trained, or a hub reward model")
+                         "this project trained, or a hub reward model (a causal LM can be asked as a generative "
+                         "judge instead: model_kind 'judge')")
     _fit_vocab(model, tok, seed)
     if model.config.num_labels != 1:
         raise ValueError(f"{backbone!r} has a {model.config.num_labels}-label head; a reward model needs num_labels=1")

@@ -143,9 +143,10 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
     try:
         models.check_backbone(model_dir)
     except ValueError:
-        what = "a causal LM: a packaged name, a directory" if model_kind == "judge" else "an RM directory"
+        what = ("a causal LM to ask as a judge: a packaged decoder, a directory or a hub id" if model_kind == "judge"
+                else "an RM directory, e.g. the model_dir in a train cell's metrics.json")
         raise FileNotFoundError(f"model_dir {str(model_dir)!r} is not a directory (nor a hub id 'org/name'); give "
-                                f"{what}, e.g. the model_dir in a train cell's metrics.json") from None
+                                f"{what}") from None
     eval_langs = checks.languages("eval_langs", eval_langs, strict=False)  # empty would mean every language
     checks.positive_int("batch_size", batch_size)
     checks.positive_int("max_length", max_length, minimum=8)
@@ -371,12 +372,14 @@ def probe_metrics(shift: dict[str, pd.DataFrame], **labels) -> dict:
 # ----------------------------------------------------------------------------------- best-of-n
 def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded", split: str = "test", n: int = 4,
                     limit: int = 0, judge: str = "gold", judge_kind: str = "rm", english: str = "en",
-                    batch_size: int = 64, seed: int = 0, drop_bad: bool = False) -> dict:
+                    batch_size: int = 64, seed: int = 0, drop_bad: bool = False, bf16: bool = False) -> dict:
     """Best-of-n with every RM on the same candidate pools; win rates under a judge that is none of the RMs.
 
     ``judge`` is ``"gold"`` (the pool's gold labels) or the directory / name / hub id of a held-out judge: an RM
     (``judge_kind="rm"``, which scores each pick), or a causal LM that compares the two picks in both orders
     (``judge_kind="judge"``, :class:`xlrm_lib.judges.PairwiseLMJudge`: AlpacaEval's way, with a local model).
+    ``bf16``: the RMs and a judge RM score under bfloat16 autocast, a judge LM loads in bfloat16 (as
+    :func:`evaluate_rm`; with the evaluate notebooks' setting, their rewards are reused from the reward cache).
     ``limit`` keeps that many items (prompts) per language, drawn with ``seed``; 0 keeps all. Each RM scores
     ``n x items x languages`` candidates, so this is what the step costs.
     Returns tables: ``picks`` (every RM's pick per prompt), ``vs_random`` (each RM vs a random pick),
@@ -391,6 +394,7 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     checks.positive_int("n", n, minimum=4)
     checks.positive_int("limit", limit, minimum=0)
     checks.positive_int("batch_size", batch_size)
+    bf16 = checks.choice("bf16", bf16, (True, False))
     if judge != "gold" and (judge in rm_dirs or str(judge) in map(str, rm_dirs.values())):
         raise ValueError(f"judge {judge!r} is one of the compared RMs: it would grade itself; "
                          "use 'gold' or a held-out RM")
@@ -401,19 +405,21 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
         model, tok = models.load_reward_model(d, shared_tokenizers=toks)  # scoring does not change a tokenizer
         lengths.append(evaluate.model_format(model).max_length)
         # cache: each pool's chosen and rejected answers were scored by this RM's evaluate notebook
-        scored = align.score_candidates(model, tok, cands, batch_size=batch_size, cache=True)
+        scored = align.score_candidates(model, tok, cands, batch_size=batch_size, cache=True, bf16=bf16)
         picks[name] = align.best_of_n(scored, rm=name)
+        model = tok = None  # freed before the next model (or the judge) loads: one model in memory at a time
     judge_obj = judge
     if judge != "gold" and judge_kind == "judge":
         from .generate import load_policy
         from .judges import PairwiseLMJudge
 
-        judge_obj = PairwiseLMJudge(*load_policy(judge), name=str(judge), batch_size=batch_size)
+        judge_obj = PairwiseLMJudge(*load_policy(judge, dtype="bfloat16" if bf16 else "float32"), name=str(judge),
+                                    batch_size=batch_size)
     elif judge != "gold":
         model, tok = models.load_reward_model(judge, require_head=True)
         # a judge from the hub has no saved format: it reads at least as many tokens as the RMs it grades
         fmt = evaluate.model_format(model, default=TextFormat(max_length=max(lengths)))
-        judge_obj = align.score_candidates(model, tok, cands, batch_size=batch_size, fmt=fmt, cache=True)
+        judge_obj = align.score_candidates(model, tok, cands, batch_size=batch_size, fmt=fmt, cache=True, bf16=bf16)
         judge_obj.attrs["name"] = str(judge)
     out = {"picks": pd.concat(picks.values(), ignore_index=True),
            "vs_random": align.win_rate_table(picks, align.random_picks(cands, seed=seed), judge_obj, seed=seed,
