@@ -222,6 +222,14 @@ def test_models_evaluated_as_they_are_get_their_own_rows_and_stay_out_of_the_hea
         {"name": "sky", "kind": "rm", "model": "Org/Sky-RM", "ko": 0.5, "mean": 0.5, "tied": 0.0, "mean_ties_as_half": 0.5}]
     report.save_tables(tmp_path / "report", t)
     assert (tmp_path / "report" / "pretrained.csv").exists()
+    import shutil
+
+    shutil.rmtree(tmp_path / "evaluate")  # a run of pretrained models only: their matrix, table and heatmap
+    t = report.tables(report.collect(tmp_path))
+    assert list(t["matrix"].index) == ["judge", "sky"] and "headlines" not in t and "accuracy" not in t
+    assert list(report.figures(t)) == ["transfer_matrix"]
+    report.save_tables(tmp_path / "report", t)
+    assert sorted(p.name for p in (tmp_path / "report").glob("*.csv")) == ["pretrained.csv", "transfer_matrix.csv"]
 
 
 def test_the_run_header_says_which_software_made_the_results():

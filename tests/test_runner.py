@@ -117,6 +117,17 @@ def test_pretrained_models_are_evaluated_as_they_are_beside_the_trained_rms(fake
     assert seen == [str(lm_dir)]
 
 
+def test_a_grid_of_pretrained_models_only(fake_notebooks, tmp_path):
+    spec = _spec(fake_notebooks, tmp_path, train=None, pretrained=[{"name": "sky", "model": "Org/Sky-RM"}])
+    assert [c.name for c in runner.plan(spec)] == ["pretrained/sky", "report"]
+    with pytest.raises(runner.ParamError, match=r"probe compare\(s\) trained RMs, and 'train' is null or missing: "
+                                                r"set probe: null, or give a train section"):
+        runner.plan({**spec, "probe": {}})
+    with pytest.raises(runner.ParamError, match=r"the 'train' section is missing: every other stage needs trained "
+                                                r"RMs \(or list models under 'pretrained'"):
+        runner.plan({**spec, "pretrained": []})
+
+
 def test_pretrained_entries_are_checked_all_at_once(fake_notebooks, tmp_path):
     bad = [{"name": "en", "model": "a/b"}, {"name": "ko-mt", "model": "a/b"}, {"name": "my rm", "model": "a/b"},
            {"name": "x", "model": "a/b", "kind": "lm"}, {"name": "y", "modle": "a/b"}, {"name": "z", "model": ""},
@@ -319,13 +330,19 @@ def test_independent_cells_run_when_one_fails(fake_notebooks, tmp_path, monkeypa
     cells = runner.plan(spec)
     assert any(c.name.endswith("es-mt") for c in cells)
     nb = nbformat.read(fake_notebooks / "train_reward_model.ipynb", as_version=4)
-    nb.cells[1].source = "if translate_from:\n    raise RuntimeError('no translator')\n" + nb.cells[1].source
+    nb.cells[1].source = ("import os\nif translate_from and os.environ.get('NO_TRANSLATOR'):\n"
+                          "    raise RuntimeError('no translator')\n" + nb.cells[1].source)
     nbformat.write(nb, fake_notebooks / "train_reward_model.ipynb")
+    monkeypatch.setenv("NO_TRANSLATOR", "1")  # the kernels inherit it (not a parameter: not in any key)
     summary = runner.run(spec, jobs=2, progress=False)
     st = {k: v["status"] for k, v in summary["cells"].items()}
     assert st["train/me5-small-s42-es-mt"] == "failed" and st["evaluate/me5-small-s42-es-mt"] == "skipped-dep"
     assert st["evaluate/me5-small-s42-en"] == "ok" and st["evaluate/me5-small-s42-ko"] == "ok"
-    assert st["report"] == "skipped-dep" and summary["failed"] == 1
+    assert st["report"] == "ok" and summary["failed"] == 1  # the report of what finished; the run still failed
+    monkeypatch.delenv("NO_TRANSLATOR")  # the translator is back: what failed runs, and the report again (it reads it)
+    again = {k: v["status"] for k, v in runner.run(spec, jobs=2, progress=False)["cells"].items()}
+    assert sorted(k for k, v in again.items() if v == "ok") == ["evaluate/me5-small-s42-es-mt", "report",
+                                                               "train/me5-small-s42-es-mt"]
 
 
 def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
@@ -598,7 +615,7 @@ def test_a_stale_report_is_not_republished_when_the_report_did_not_run(fake_note
     assert 'href="train/x/t.html"' in (run_dir / "report.html").read_text()
     assert 'href="../train/x/t.html"' in (run_dir / "report" / "report.html").read_text()
     assert yaml.safe_load((run_dir / "params.yaml").read_text())["langs"] == ["en"]  # what the report shows
-    failing = _spec(fake_notebooks, tmp_path, langs=["en"], evaluate={"fail": True})
+    failing = _spec(fake_notebooks, tmp_path, langs=["en"], train={"lr": 0.001, "fail": True})  # nothing to report
     summary = runner.run(failing, progress=False)
     assert summary["cells"]["report"]["status"] == "skipped-dep" and not (run_dir / "report.html").exists()
     assert any("previous report.html was removed" in n for n in summary["notes"])

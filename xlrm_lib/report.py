@@ -317,8 +317,8 @@ def tables(rep: dict, *, english: str = "en") -> dict:
         out["pretrained"] = pretrained_table(matrix, rep.get("pretrained_metrics") or [], pre)
         half = evaluate.transfer_matrix(pre.assign(correct=pre["correct"].astype(float) + 0.5 * pre["tie"]))
         out["pretrained"]["mean_ties_as_half"] = half.mean(axis=1).reindex(out["pretrained"]["name"]).to_numpy()
-        if "matrix" in out:  # their rows under the trained RMs' (the heatmap's colour scale is then shared)
-            out["matrix"] = pd.concat([out["matrix"], matrix])
+        # their rows under the trained RMs' (the heatmap's colour scale is then shared), or the matrix's only ones
+        out["matrix"] = pd.concat([out["matrix"], matrix]) if "matrix" in out else matrix
     if rep.get("probe"):
         cka = rep["probe"].get("cka")
         if cka is not None and "cell" in cka.columns and cka["cell"].nunique() > 1:  # one line per probe cell and RM
@@ -356,6 +356,7 @@ def figures(t: dict) -> dict:
     if "matrix" in t:
         figs["transfer_matrix"] = plots.transfer_heatmap(t["matrix"], **(
             {"y_title": "source (RM trained on), then pretrained"} if "pretrained" in t else {}))
+    if "accuracy" in t:  # the trained RMs'
         figs["categories"] = plots.category_bars(t["accuracy"])
         for label, table in t["headlines"].items():
             if "backbone" in table.columns:  # short names in the legend
@@ -380,6 +381,7 @@ def save_tables(output_dir, t: dict) -> Path:
     files = {}
     if "matrix" in t:
         files["transfer_matrix.csv"] = t["matrix"].reset_index()
+    if "accuracy" in t:
         files["accuracy.csv"] = t["accuracy"]
         files.update({f"english_vs_{label}.csv": h for label, h in t["headlines"].items()})
     if t.get("seed_summary") is not None:

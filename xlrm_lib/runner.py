@@ -74,6 +74,7 @@ class Cell:
     inputs: dict = field(default_factory=dict)  # param -> dep name (str) or {key: dep name} ; filled at run time
     num_gpus: float = 0.0
     after: list[str] = field(default_factory=list)  # ordering only: wait for these if they run, whatever they end in
+    partial: bool = False  # runs once its deps have ended if one finished, others may fail (the report of those)
 
 
 # ----------------------------------------------------------------------------------- params
@@ -408,11 +409,17 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
         add("evaluate", f"{PRETRAINED_DIR}/{p['name']}",  # a folder of their own: no trained RM's name can clash
             {**section("evaluate"), "model_dir": p["model"], "model_kind": p["kind"], "rm_name": p["name"],
              "eval_langs": eval_langs, "backbone": p["model"]})
-    for backbone, seed in itertools.product(backbones, seeds):
+    if spec.get("train") is None:
+        if not pretrained:
+            raise ParamError("the 'train' section is missing: every other stage needs trained RMs (or list models "
+                             "under 'pretrained' to evaluate them as they are)")
+        needs = [stage for stage in ("probe", "align") if spec.get(stage) is not None]
+        if needs:
+            raise ParamError(f"{' and '.join(needs)} compare(s) trained RMs, and 'train' is null or missing: set "
+                             f"{', '.join(f'{s}: null' for s in needs)}, or give a train section")
+    for backbone, seed in itertools.product(backbones, seeds) if spec.get("train") is not None else ():
         tag = f"{_slug(backbone)}-s{seed}"
         group = rms_by_group.setdefault((backbone, seed), [])
-        if spec.get("train") is None:
-            raise ParamError("the 'train' section is missing: every other stage needs trained RMs")
         rm_specs = [(lang, lang, "") for lang in langs] + mt_rms
         for rm_name, lang, src, *mt in rm_specs:
             extra = {"translate_from": src, "mt_backend": mt[0], "mt_model": mt[1]} if src else {}
@@ -439,6 +446,8 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
         if "english" in report:  # an RM name: a language (any spelling), or one with the translated suffix
             report["english"] = _rm_name(report["english"], {rm for group in rms_by_group.values() for rm in group})
         add("report", "report", {**report, "run_dir": str(run_dir)}, deps=[c.name for c in cells])
+        cells[-1].partial = True  # a failed notebook (an off-the-shelf model that does not fit, say) leaves the
+        # others' report: its header names what is left out, and the run still exits non-zero
     twice = sorted({c.name for c in cells if sum(d.name == c.name for d in cells) > 1})
     if twice:
         raise ParamError(f"the grid names {len(twice)} notebook(s) twice, e.g. {twice[:3]}: a backbone, seed or "
@@ -872,7 +881,9 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
             for name, cell in list(pending.items()):
                 states = [results[d]["status"] if d in results else "skipped" if d in satisfied else None
                           for d in cell.deps]
-                if any(st in ("failed", "skipped-dep") for st in states):
+                failed = any(st in ("failed", "skipped-dep") for st in states)
+                nothing_finished = None not in states and not {"ok", "skipped"} & set(states)
+                if failed and (not cell.partial or nothing_finished):
                     results[name] = {"status": "skipped-dep", "error": "a dependency failed"}
                 elif None in states or any(a in pending or a in running for a in cell.after):
                     continue  # a dependency (or a cell it runs after) is still pending or running
