@@ -335,8 +335,9 @@ def tables(rep: dict, *, english: str = "en") -> dict:
 def pretrained_table(matrix: pd.DataFrame, metrics: list[dict], scores: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per model evaluated as it is: ``name, kind, model``, its overall accuracy on each target language,
     their ``mean`` and, given its ``scores``, the share of pairs it ``tied`` (counted wrong: a judge whose verdict
-    follows the answers' positions ties every pair). :func:`tables` adds ``mean_ties_as_half``, the mean with a tie
-    worth 1/2: what RewardBench's generative script expects of a judge, which it asks in one random order. ``matrix``: their :func:`xlrm_lib.evaluate.transfer_matrix`;
+    follows the answers' positions ties every pair; a share of rows, where the means weigh categories, so
+    ``mean_ties_as_half - mean`` is ``tied / 2`` only roughly). :func:`tables` adds ``mean_ties_as_half``, the mean
+    with a tie worth 1/2: what RewardBench's generative script expects of a judge, which it asks in one random order. ``matrix``: their :func:`xlrm_lib.evaluate.transfer_matrix`;
     ``metrics``: their evaluate notebooks' ``metrics.json``, which say what each name is."""
     info = {m.get("rm_name"): m for m in metrics}
     out = matrix.assign(mean=matrix.mean(axis=1))
