@@ -80,10 +80,10 @@ def test_prune_keeps_a_judge_named_by_a_runs_params_and_lists_copies_left_aside(
 
 def test_cli_lists_then_deletes_only_with_yes(cache, capsys):
     root, outputs, other, old = cache
-    assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other)]) == 0
+    assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other), "--min-age", "0"]) == 0
     out = capsys.readouterr().out
     assert "5 entries (3.1 kB)" in out and "rerun with --yes" in out and old.exists()  # 3000 + 2 x 10 + 100 + 7
-    assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other), "--yes"]) == 0
+    assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other), "--yes", "--min-age", "0"]) == 0
     assert "deleted 3.1 kB" in capsys.readouterr().out
     assert not old.exists() and sorted(p.name for p in (root / "rewards").iterdir()) == ["aaaa-1.npz", "eeee-1.npz"]
     assert sorted(p.name for p in (root / "hidden_states").iterdir()) == ["en-aaaa", "me5-small"]
@@ -157,3 +157,34 @@ def test_atomic_dir_without_replace_keeps_a_copy_another_writer_finished(tmp_pat
     with store.atomic_dir(dest, keep=finished) as tmp:
         (tmp / "w.bin").write_text("fourth")
     assert (dest / "w.bin").read_text() == "fourth"
+
+
+def test_prune_keeps_young_rms_and_refuses_to_delete_while_a_run_holds_an_outputs_folder(cache, capsys):
+    """A running grid names its RMs in metrics.json only when their notebooks finish: pruning meanwhile deleted an
+    RM it had just trained (or one of a run writing elsewhere), and its evaluation failed."""
+    import fcntl
+
+    root, outputs, other, old = cache
+    hour_ago = os.stat(old).st_mtime - 3700
+    for p in [old, *old.iterdir()]:
+        os.utime(p, (hour_ago, hour_ago))
+    assert caches.prune_plan([outputs, other], min_age_s=3600)[:1] == [old]  # ko-cccc is young but used
+    young = _model(root, "de", "ffff")  # just trained by a run that has not written its metrics.json yet
+    assert young not in caches.prune_plan([outputs, other], min_age_s=3600)
+    assert young in caches.prune_plan([outputs, other])  # min_age_s=0: the library's default
+    assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "unused: " + str(old) in out and str(young) not in out
+    assert "kept 1 unused RM(s) written in the last 60 min" in out
+    (outputs / "run" / ".lock").write_text("")
+    with open(outputs / "run" / ".lock", "r+") as lock:  # as runner._run_lock holds it
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write("4242")
+        lock.flush()
+        assert caches.live_runs([outputs, other]) == [f"{outputs / 'run'} (pid 4242)"]
+        assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other), "--yes"]) == 2
+        assert "not deleting: xlrm run is using" in capsys.readouterr().err and old.exists()
+    assert caches.live_runs([outputs]) == []  # released: deleting may go ahead
+    assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other), "--yes"]) == 0
+    assert not old.exists() and young.exists()
+    assert main(["cache", "--prune", "--min-age", "-1"]) == 2

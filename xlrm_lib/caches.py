@@ -10,7 +10,9 @@ items), and ``--yes`` deletes them. Hidden-state files from
 before they were kept per model (``hidden_states/hidden-*.npy``) are never read again and are listed too, and
 so are old copies a killed forced retrain left aside (``models/.<name>.*.old``).
 Nothing else is pruned: translations are small, backbones are needed, and a directory still being written
-(``.<name>.*.tmp``) is only reported.
+(``.<name>.*.tmp``) is only reported. A run in progress may use an RM no ``metrics.json`` names yet (its
+training just finished, or its outputs are elsewhere): ``xlrm cache --prune`` keeps RMs younger than an hour
+(``--min-age``) and refuses ``--yes`` while an ``xlrm run`` holds one of the given outputs' run folders.
 
 >>> plan = prune_plan(["outputs"])            # doctest: +SKIP
 >>> [p.name for p in plan]                     # doctest: +SKIP
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 from .store import CARD_FILE, cache_dir
@@ -84,20 +87,46 @@ def _strings(obj):
             yield from _strings(v)
 
 
-def prune_plan(outputs_dirs, root: str | Path | None = None) -> list[Path]:
+def prune_plan(outputs_dirs, root: str | Path | None = None, *, min_age_s: float = 0) -> list[Path]:
     """The RM directories in the cache that no finished notebook under ``outputs_dirs`` uses, followed by the
     reward-cache files of those RMs (named by their card's key), their hidden-state directories
-    (:func:`xlrm_lib.store.states_dir`) and the unreachable flat hidden-state files. Deletes nothing."""
+    (:func:`xlrm_lib.store.states_dir`) and the unreachable flat hidden-state files. Deletes nothing.
+    ``min_age_s``: RMs written less than that many seconds ago are kept (a running grid may be about to use them)."""
     root = Path(root) if root else cache_dir()
     used = used_models(outputs_dirs)
     models = [p for p in sorted((root / "models").glob("*")) if p.is_dir() and not p.name.startswith(".")]
-    unused = [p for p in models if p.resolve() not in used]
+    now = time.time()
+    unused = [p for p in models if p.resolve() not in used and now - _written(p) >= min_age_s]
     keys = {_card_key(p) for p in unused} - {_card_key(p) for p in models if p not in unused} - {None}
     rewards = [f for f in sorted((root / "rewards").glob("*.npz")) if f.name.split("-", 1)[0] in keys]
     states = [root / "hidden_states" / p.name for p in unused if (root / "hidden_states" / p.name).is_dir()]
     flat = sorted((root / "hidden_states").glob("hidden-*.npy"))
     aside = sorted(p for p in (root / "models").glob(".*.old") if p.is_dir())  # a replaced copy a killed run left
     return unused + rewards + states + flat + aside
+
+
+def _written(model_dir: Path) -> float:
+    """When an RM directory was last written (it is renamed into place whole, its card among its files)."""
+    return max([model_dir.stat().st_mtime] + [f.stat().st_mtime for f in model_dir.iterdir() if f.is_file()])
+
+
+def live_runs(outputs_dirs) -> list[str]:
+    """The run folders under ``outputs_dirs`` an ``xlrm run`` is using now (it holds their ``.lock``), with its pid."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks (the runner takes none either)
+        return []
+    live = []
+    for out in outputs_dirs:
+        for lock in sorted(Path(out).glob("*/.lock")):
+            with open(lock, "a+") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(f, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    f.seek(0)
+                    live.append(f"{lock.parent} (pid {f.read().strip() or '?'})")
+    return live
 
 
 def _card_key(model_dir: Path) -> str | None:
