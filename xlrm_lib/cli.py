@@ -4,7 +4,7 @@
     xlrm validate params/default.yaml      # check every notebook parameter, run nothing
     xlrm plan params/default.yaml          # list the cells the grid expands to
     xlrm backbones [me5-small gemma3-270m]  # build the offline backbones into $XLRM_CACHE
-    xlrm cache [--prune --outputs outputs [--yes]]  # space used in $XLRM_CACHE; RMs no finished run uses
+    xlrm cache [--prune --outputs outputs [--min-age 60] [--yes]]  # space in $XLRM_CACHE; RMs no finished run uses
 """
 
 from __future__ import annotations
