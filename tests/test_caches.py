@@ -89,7 +89,7 @@ def test_cli_lists_then_deletes_only_with_yes(cache, capsys):
     assert sorted(p.name for p in (root / "hidden_states").iterdir()) == ["en-aaaa", "me5-small"]
     assert (root / "models" / "ko-cccc").exists() and (root / "models" / ".ko-dddd.x1y2.tmp").exists()
     assert main(["cache", "--yes"]) == 2  # --yes without --prune deletes nothing and says so
-    assert "--yes and --outputs go with --prune" in capsys.readouterr().err
+    assert "--yes, --outputs and --min-age go with --prune" in capsys.readouterr().err
 
 
 def test_human_sizes():
@@ -182,6 +182,7 @@ def test_prune_keeps_young_rms_and_refuses_to_delete_while_a_run_holds_an_output
         lock.write("4242")
         lock.flush()
         assert caches.live_runs([outputs, other]) == [f"{outputs / 'run'} (pid 4242)"]
+        assert caches.live_runs([outputs / "run"]) == [f"{outputs / 'run'} (pid 4242)"]  # the run folder itself
         assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other), "--yes"]) == 2
         assert "not deleting: xlrm run is using" in capsys.readouterr().err and old.exists()
     assert caches.live_runs([outputs]) == []  # released: deleting may go ahead

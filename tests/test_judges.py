@@ -244,5 +244,7 @@ def test_best_of_n_takes_a_generative_judge(tiny_lm, tmp_path):
     half = study.best_of_n_study({"en": str(rm_dir)}, langs=["en"], source=str(data), judge=str(judge_dir),
                                  judge_kind="judge", seed=0, bf16=True)  # RMs under autocast, the judge LM in bf16
     assert half["vs_random"]["win_rate"].between(0, 1).all()
+    diff = (half["picks"]["reward"] - tables["picks"]["reward"]).abs()  # per prompt: other rewards
+    assert 0 < diff.max() < 0.05
     with pytest.raises(ValueError, match=r"judge_kind = 'lm'; expected one of \['rm', 'judge'\]"):
         study.best_of_n_study({"en": str(rm_dir)}, langs=["en"], source=str(data), judge=str(judge_dir), judge_kind="lm")

@@ -345,6 +345,29 @@ def test_independent_cells_run_when_one_fails(fake_notebooks, tmp_path, monkeypa
                                                                "train/me5-small-s42-es-mt"]
 
 
+def test_a_partial_report_reads_only_what_finished_this_time(fake_notebooks, tmp_path, monkeypatch):
+    """A notebook skipped because its dependency failed keeps its folder from an earlier run: made from upstream
+    results this run does not have, it must not enter the report as current, and the header names it."""
+    from xlrm_lib import report
+
+    nb = nbformat.read(fake_notebooks / "train_reward_model.ipynb", as_version=4)
+    nb.cells[1].source = ("import os\nif train_lang == 'ko' and os.environ.get('FAIL_KO'):\n"
+                          "    raise RuntimeError('ko fails')\n" + nb.cells[1].source)
+    nbformat.write(nb, fake_notebooks / "train_reward_model.ipynb")
+    spec = _spec(fake_notebooks, tmp_path)
+    runner.run(spec, progress=False)
+    monkeypatch.setenv("FAIL_KO", "1")
+    spec["train"] = {"lr": 0.5}  # every RM retrains; ko's training fails
+    st = {k: v["status"] for k, v in runner.run(spec, progress=False)["cells"].items()}
+    assert (st["train/me5-small-s42-ko"], st["evaluate/me5-small-s42-ko"], st["report"]) == ("failed", "skipped-dep", "ok")
+    run_dir = tmp_path / "out" / "t"
+    assert (run_dir / "evaluate" / "me5-small-s42-ko" / "metrics.json").exists()  # lr 0.001's, still on disk
+    assert not (run_dir / "evaluate" / "me5-small-s42-ko" / "_done.json").exists()
+    rep = report.collect(run_dir)
+    assert rep["ignored"] == ["evaluate/me5-small-s42-ko", "train/me5-small-s42-ko"]  # named in the header
+    assert sorted(rep["runs"]["cell"]) == ["evaluate/me5-small-s42-en", "train/me5-small-s42-en"]
+
+
 def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
     spec = _spec(fake_notebooks, tmp_path, langs=["en", "ko", "de"], evaluate=None, report=None)
     spec["train"] = {"lr": 0.001, "sleep": 2.0}
@@ -401,7 +424,7 @@ def test_cli_cache_flags_without_prune_print_only_the_error(capsys, monkeypatch,
     assert main(["cache"]) == 0 and "models" in capsys.readouterr().out
     assert main(["cache", "--yes"]) == 2
     out = capsys.readouterr()
-    assert out.out == "" and "--yes and --outputs go with --prune" in out.err  # not under the usage table
+    assert out.out == "" and "--yes, --outputs and --min-age go with --prune" in out.err  # not under the usage table
 
 
 def test_cli_rejects_typo_before_running(fake_notebooks, tmp_path):
@@ -615,7 +638,7 @@ def test_a_stale_report_is_not_republished_when_the_report_did_not_run(fake_note
     assert 'href="train/x/t.html"' in (run_dir / "report.html").read_text()
     assert 'href="../train/x/t.html"' in (run_dir / "report" / "report.html").read_text()
     assert yaml.safe_load((run_dir / "params.yaml").read_text())["langs"] == ["en"]  # what the report shows
-    failing = _spec(fake_notebooks, tmp_path, langs=["en"], train={"lr": 0.001, "fail": True})  # nothing to report
+    failing = _spec(fake_notebooks, tmp_path, langs=["en"], evaluate={"fail": True})  # no results: no report
     summary = runner.run(failing, progress=False)
     assert summary["cells"]["report"]["status"] == "skipped-dep" and not (run_dir / "report.html").exists()
     assert any("previous report.html was removed" in n for n in summary["notes"])

@@ -11,8 +11,9 @@ before they were kept per model (``hidden_states/hidden-*.npy``) are never read 
 so are old copies a killed forced retrain left aside (``models/.<name>.*.old``).
 Nothing else is pruned: translations are small, backbones are needed, and a directory still being written
 (``.<name>.*.tmp``) is only reported. A run in progress may use an RM no ``metrics.json`` names yet (its
-training just finished, or its outputs are elsewhere): ``xlrm cache --prune`` keeps RMs younger than an hour
-(``--min-age``) and refuses ``--yes`` while an ``xlrm run`` holds one of the given outputs' run folders.
+training just finished): ``xlrm cache --prune`` keeps RMs younger than an hour (``--min-age``) and refuses
+``--yes`` while an ``xlrm run`` holds one of the given outputs' run folders. A run writing to another outputs
+directory is guarded only by the age rule: pass its directory too.
 
 >>> plan = prune_plan(["outputs"])            # doctest: +SKIP
 >>> [p.name for p in plan]                     # doctest: +SKIP
@@ -106,8 +107,12 @@ def prune_plan(outputs_dirs, root: str | Path | None = None, *, min_age_s: float
 
 
 def _written(model_dir: Path) -> float:
-    """When an RM directory was last written (it is renamed into place whole, its card among its files)."""
-    return max([model_dir.stat().st_mtime] + [f.stat().st_mtime for f in model_dir.iterdir() if f.is_file()])
+    """When an RM directory was last written (it is renamed into place whole, its card among its files); now, if
+    it is being moved (a forced retrain sets the old copy aside)."""
+    try:
+        return max([model_dir.stat().st_mtime] + [f.stat().st_mtime for f in model_dir.iterdir() if f.is_file()])
+    except FileNotFoundError:
+        return time.time()
 
 
 def live_runs(outputs_dirs) -> list[str]:
@@ -117,15 +122,17 @@ def live_runs(outputs_dirs) -> list[str]:
     except ImportError:  # pragma: no cover - Windows: no advisory locks (the runner takes none either)
         return []
     live = []
-    for out in outputs_dirs:
-        for lock in sorted(Path(out).glob("*/.lock")):
-            with open(lock, "a+") as f:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    fcntl.flock(f, fcntl.LOCK_UN)
-                except BlockingIOError:
-                    f.seek(0)
-                    live.append(f"{lock.parent} (pid {f.read().strip() or '?'})")
+    for out in outputs_dirs:  # an outputs directory's run folders, or a run folder given itself
+        for lock in [*Path(out).glob(".lock"), *sorted(Path(out).glob("*/.lock"))]:
+            try:
+                with open(lock) as f:  # read-only: a shared lock for an instant (the runner retries meanwhile)
+                    try:
+                        fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                        fcntl.flock(f, fcntl.LOCK_UN)
+                    except BlockingIOError:
+                        live.append(f"{lock.parent} (pid {f.read().strip() or '?'})")
+            except OSError:  # not readable here: not this user's run to guard
+                continue
     return live
 
 

@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     c.add_argument("--outputs", action="append", default=None,
                    help="an outputs directory whose runs keep their RMs (repeatable; default <repo>/outputs)")
     c.add_argument("--yes", action="store_true", help="with --prune: delete what it lists")
-    c.add_argument("--min-age", type=float, default=60.0, metavar="MINUTES",
+    c.add_argument("--min-age", type=float, default=None, metavar="MINUTES",
                    help="with --prune: keep RMs written less than this long ago (default 60: a running grid may be "
                         "about to use them)")
     args = ap.parse_args(argv)
@@ -97,17 +97,19 @@ def main(argv=None) -> int:
 def _cache(args, repo) -> int:
     from . import caches
 
-    if not args.prune and (args.yes or args.outputs):  # before the table: the error alone, not under it
-        raise ValueError("--yes and --outputs go with --prune: xlrm cache --prune [--outputs DIR] [--yes]")
-    if not args.min_age >= 0:
-        raise ValueError(f"--min-age {args.min_age:g}: expected minutes >= 0 (0 lists RMs written just now too)")
+    if not args.prune and (args.yes or args.outputs or args.min_age is not None):  # the error alone, no table
+        raise ValueError("--yes, --outputs and --min-age go with --prune: xlrm cache --prune [--outputs DIR] "
+                         "[--min-age MINUTES] [--yes]")
+    min_age = 60.0 if args.min_age is None else args.min_age
+    if not min_age >= 0:
+        raise ValueError(f"--min-age {min_age:g}: expected minutes >= 0 (0 lists RMs written just now too)")
     for row in caches.usage():
         extra = f", {row['unfinished']} unfinished ({caches.human(row['unfinished_bytes'])})" if row["unfinished"] else ""
         print(f"{row['kind']:14s} {row['entries']:6d} entries {caches.human(row['bytes']):>10s}{extra}")
     if not args.prune:
         return 0
     outputs = args.outputs or [str(repo / "outputs")]
-    plan = caches.prune_plan(outputs, min_age_s=60 * args.min_age)
+    plan = caches.prune_plan(outputs, min_age_s=60 * min_age)
     total = sum(map(caches.size_of, plan))
     for p in plan:
         print(f"  unused: {p}")
@@ -115,10 +117,10 @@ def _cache(args, repo) -> int:
           + ("" if args.yes or not plan else "; rerun with --yes to delete them"))
     young = [p for p in caches.prune_plan(outputs) if p not in plan and p.parent.name == "models"]
     if young:
-        print(f"kept {len(young)} unused RM(s) written in the last {args.min_age:g} min (a running grid may be about "
+        print(f"kept {len(young)} unused RM(s) written in the last {min_age:g} min (a running grid may be about "
               "to use them; --min-age 0 lists them too)")
-    live = caches.live_runs(outputs)
-    if live and args.yes and plan:
+    live = caches.live_runs(outputs) if args.yes and plan else []
+    if live:
         print(f"xlrm: error: not deleting: xlrm run is using {', '.join(live)}; prune after it ends (its RMs are "
               "named only once its notebooks finish)", file=sys.stderr)
         return 2

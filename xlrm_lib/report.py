@@ -47,6 +47,9 @@ def collect(run_dir) -> dict:
                      "kind": m.get("kind"), "seconds": info.get("seconds"), "software": m.get("software"),
                      "notebook_html": os.path.relpath(htmls[0], run_dir) if htmls else None})
         by_kind.setdefault(m.get("kind"), []).append((cell_dir, m))
+    if plan is not None:  # also the grid's cells that did not finish and wrote no metrics (failed, not run)
+        ignored = sorted({*ignored, *(name for name in plan if name != "report"
+                                      and not (run_dir / name / store.DONE_FILE).exists())})
     out = {"runs": pd.DataFrame(runs), "train": pd.DataFrame([m for _, m in by_kind.get("train", [])]),
            "params": _read_params(run_dir / "params.yaml"), "run": run_dir.name, "ignored": ignored}
     # models evaluated as they are (the params file's `pretrained`, or any model without an xlrm training card)

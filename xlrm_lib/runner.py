@@ -54,6 +54,7 @@ TOP_KEYS = {"run", "description", "backbones", "seeds", "langs", "eval_langs", "
 TRANSLATED_KEYS = {"from", "to", "backend", "model"}  # one translate-train RM: {from: en, to: es, backend: apertium}
 PRETRAINED_KEYS = {"name", "model", "kind"}  # one model evaluated as it is: {name: skywork, model: Skywork/...}
 PRETRAINED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+RESULT_STAGES = ("evaluate", "probe", "align")  # what a report shows (a partial one needs one of them finished)
 KERNEL_RACE = re.compile(r"Kernel died before replying|kernel_info|Address already in use|ZMQError|"
                          r"Kernel didn't respond|timed out waiting|failed to start", re.I)
 
@@ -447,7 +448,7 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
             report["english"] = _rm_name(report["english"], {rm for group in rms_by_group.values() for rm in group})
         add("report", "report", {**report, "run_dir": str(run_dir)}, deps=[c.name for c in cells])
         cells[-1].partial = True  # a failed notebook (an off-the-shelf model that does not fit, say) leaves the
-        # others' report: its header names what is left out, and the run still exits non-zero
+        # report of what finished: its header names what is left out, and the run still exits non-zero
     twice = sorted({c.name for c in cells if sum(d.name == c.name for d in cells) > 1})
     if twice:
         raise ParamError(f"the grid names {len(twice)} notebook(s) twice, e.g. {twice[:3]}: a backbone, seed or "
@@ -841,7 +842,7 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
         everything, cells = cells, [c for c in cells if c.stage in stages]
         satisfied = _check_upstream(cells, everything, run_dir)
     else:
-        everything, satisfied = cells, set()
+        everything, satisfied = cells, {}
     validate(cells, upstream=everything)
     kernel = kernel or spec.get("kernel") or "python3"
     _check_kernel(kernel)
@@ -869,6 +870,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
     if threads_set:  # kernels inherit it: N notebooks x all cores each would oversubscribe the CPU
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     submit = _executor(executor, jobs)
+    stage_of = {c.name: c.stage for c in cells} | dict(satisfied)
     results: dict[str, dict] = {}
     pending = {c.name: c for c in cells}
     resolved: dict[str, tuple[dict, str]] = {}
@@ -882,9 +884,13 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                 states = [results[d]["status"] if d in results else "skipped" if d in satisfied else None
                           for d in cell.deps]
                 failed = any(st in ("failed", "skipped-dep") for st in states)
-                nothing_finished = None not in states and not {"ok", "skipped"} & set(states)
-                if failed and (not cell.partial or nothing_finished):
+                results_of = {st for d, st in zip(cell.deps, states) if stage_of[d] in RESULT_STAGES}
+                nothing_to_report = None not in states and not {"ok", "skipped"} & results_of
+                if failed and (not cell.partial or nothing_to_report):
                     results[name] = {"status": "skipped-dep", "error": "a dependency failed"}
+                    # its outputs of an earlier run (if any) were made from upstream results this run lacks: a
+                    # report of what finished must not read them as current
+                    (run_dir / name / DONE_FILE).unlink(missing_ok=True)
                 elif None in states or any(a in pending or a in running for a in cell.after):
                     continue  # a dependency (or a cell it runs after) is still pending or running
                 else:
@@ -985,12 +991,16 @@ def _run_lock(run_dir: Path):
         yield
         return
     with open(run_dir / ".lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            raise ParamError(f"another xlrm run is using {run_dir} (pid {f.read().strip() or '?'}); wait for it, or "
-                             "give this one another --outputs directory") from None
+        for attempt in range(20):  # `xlrm cache --prune` tests the lock for an instant: not a run to refuse for
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == 19:
+                    f.seek(0)
+                    raise ParamError(f"another xlrm run is using {run_dir} (pid {f.read().strip() or '?'}); wait for "
+                                     "it, or give this one another --outputs directory") from None
+                time.sleep(0.1)
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))
@@ -1012,7 +1022,7 @@ def _check_kernel(kernel: str) -> None:
                          f"{sorted(manager.find_kernel_specs())} (--kernel, or `kernel:` in the params file)") from None
 
 
-def _check_upstream(cells: list[Cell], everything: list[Cell], run_dir: Path) -> set[str]:
+def _check_upstream(cells: list[Cell], everything: list[Cell], run_dir: Path) -> dict[str, str]:
     """With ``only``, dependencies outside the selected stages must have finished in an earlier run, with the
     parameters (and code) this params file gives them now: else the selected notebooks would read stale outputs."""
     selected = {c.name for c in cells}
@@ -1039,7 +1049,7 @@ def _check_upstream(cells: list[Cell], everything: list[Cell], run_dir: Path) ->
                          "(unchanged trainings are fetched from the model cache) or drop --only")
     for c in cells:  # cells left out are not waited for (best-of-n runs after the evaluations only if they run)
         c.after = [a for a in c.after if a in selected]
-    return set(needed)  # finished as this file says: the selected cells' dependencies are met
+    return {name: by_name[name].stage for name in needed}  # finished as this file says: the selected cells' deps
 
 
 def _check_writable(run_dir: Path) -> None:
