@@ -126,6 +126,12 @@ def test_a_grid_of_pretrained_models_only(fake_notebooks, tmp_path):
     with pytest.raises(runner.ParamError, match=r"the 'train' section is missing: every other stage needs trained "
                                                 r"RMs \(or list models under 'pretrained'"):
         runner.plan({**spec, "pretrained": []})
+    alone = {**spec, "langs": []}  # no trained RMs: the languages come from eval_langs
+    with pytest.raises(runner.ParamError, match="eval_langs is missing: pretrained models without trained RMs"):
+        runner.plan(alone)
+    assert runner.plan({**alone, "eval_langs": ["en", "ko"]})[0].params["eval_langs"] == ["en", "ko"]
+    with pytest.raises(runner.ParamError, match="evaluate.model_dir is set by the grid; use the top-level 'pretrained'"):
+        runner.plan(_spec(fake_notebooks, tmp_path, evaluate={"model_dir": "Org/Sky-RM"}))
 
 
 def test_pretrained_entries_are_checked_all_at_once(fake_notebooks, tmp_path):
@@ -140,7 +146,7 @@ def test_pretrained_entries_are_checked_all_at_once(fake_notebooks, tmp_path):
     assert "name 'ko-mt' reads as a language" in msg[1]
     assert "name 'my rm' is not a plain name" in msg[2]
     assert "kind 'lm'; expected one of ['rm', 'judge']" in msg[3]
-    assert "needs 'name' and 'model'" in msg[4]
+    assert "needs 'name' and 'model' (did you mean 'model'?)" in msg[4]
     assert "model ''; expected a hub id, a directory or a packaged name" in msg[5]
     assert "unknown key(s) ['revision']; expected ['kind', 'model', 'name']" in msg[6]
     assert "name 'v' is used twice" in msg[7]

@@ -378,13 +378,14 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
     grid_keys = {"backbone": "backbones", "seed": "seeds", "train_lang": "langs", "rm_name": "langs",
                  "translate_from": "translated", "mt_backend": "translated", "mt_model": "translated",
                  "eval_langs": "eval_langs",
-                 "langs": "eval_langs", "output_dir": "run", "run_dir": "run", "model_dir": "(the train cells)",
-                 "rm_dirs": "(the train cells)", "model_kind": "pretrained"}
+                 "langs": "eval_langs", "output_dir": "run", "run_dir": "run", "model_dir": "pretrained",
+                 "rm_dirs": "(the train cells)", "model_kind": "pretrained"}  # model_dir: a given model's evaluation
     problems = [f"{stage}: expected a mapping of {NOTEBOOKS[stage]}.ipynb parameters (or null to skip the stage), "
                 f"got {type(spec[stage]).__name__} {spec[stage]!r:.40}"
                 for stage in NOTEBOOKS if spec.get(stage) is not None and not isinstance(spec[stage], dict)]
     own = {("probe", "langs")}  # the probe may look at fewer languages than are evaluated (its cost grows with them)
     problems += [f"{stage}.{k} is set by the grid; use the top-level '{grid_keys[k]}' instead"
+                 if not grid_keys[k].startswith("(") else f"{stage}.{k} is set by the grid, from {grid_keys[k][1:-1]}"
                  for stage in NOTEBOOKS if isinstance(spec.get(stage), dict) for k in spec[stage]
                  if k in grid_keys and (stage, k) not in own and (k != "model_kind" or stage == "evaluate")]
     if problems:
@@ -490,7 +491,11 @@ def _grid_axes(spec: dict):
         problems.append(str(e))
         translated = []
     if not _as_list(spec, "langs", []) and not translated:
-        problems.append("the grid expands to nothing: 'langs' is empty and there are no 'translated' RMs")
+        if not spec.get("pretrained"):
+            problems.append("the grid expands to nothing: 'langs' is empty and there are no 'translated' RMs")
+        elif spec.get("eval_langs") is None:  # pretrained models only: the languages they are scored on
+            problems.append("eval_langs is missing: pretrained models without trained RMs are scored on the "
+                            "languages 'eval_langs' names (or 'langs'), e.g. eval_langs: [en, ko]")
     if spec.get("eval_langs") is not None:
         try:
             eval_langs = checks.languages("eval_langs", _as_list(spec, "eval_langs", []))
@@ -559,7 +564,9 @@ def _pretrained(spec: dict) -> list[dict]:
               "Qwen/Qwen2.5-7B-Instruct, kind: judge}"
     for e in entries:
         if not isinstance(e, dict) or {"name", "model"} - set(e):
-            problems.append(f"pretrained entry {e!r:.80} needs 'name' and 'model'; {example}")
+            typo = next((_suggest(k, PRETRAINED_KEYS) for k in (e if isinstance(e, dict) else ())
+                         if k not in PRETRAINED_KEYS and _suggest(k, PRETRAINED_KEYS)), "")
+            problems.append(f"pretrained entry {e!r:.80} needs 'name' and 'model'{typo}; {example}")
             continue
         unknown = sorted(set(e) - PRETRAINED_KEYS)
         name, model, kind = e["name"], e["model"], e.get("kind", "rm")

@@ -134,8 +134,8 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
     per forward pass), scored by the same rule; ``max_length`` does not apply (the judge clips each answer).
 
     ``bf16``: an RM scores under bfloat16 autocast (its weights stay float32, its head's last projection runs in
-    float32: :func:`xlrm_lib.evaluate.score_texts`), ~7x faster on a GPU and ~2.5x on a CPU with AMX, rewards
-    within ~1e-2 of float32's (98-99.5% of verdicts the same in the benchmarks); a judge loads in bfloat16 (half
+    float32: :func:`xlrm_lib.evaluate.score_texts`), ~3.7x the float32 path on a GPU and ~2x on a CPU with AMX,
+    rewards within ~1e-2 of float32's (97.7-99.5% of verdicts the same in the benchmarks); a judge loads in bfloat16 (half
     the memory). The default is the exact float32 path.
     """
     _required("model_dir", model_dir, "model_dir = '~/.cache/xlrm/models/en-me5-small-<key>' (an RM directory)")
