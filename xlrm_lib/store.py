@@ -20,19 +20,22 @@ from typing import Any, Iterator
 SOFTWARE = ("python", "xlrm", "torch", "transformers", "datasets", "peft", "numpy")  # what results are made with
 
 
+def installed_version(package: str) -> str | None:
+    """The installed version of a PyPI distribution, or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def library_versions() -> dict:
     """The installed versions of what computes the results (:data:`SOFTWARE`; None for one not installed), read
     from package metadata (nothing imported): recorded with every notebook's outputs and every RM's card."""
     import platform
-    from importlib.metadata import PackageNotFoundError, version
 
-    def installed(name):
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    return {"python": platform.python_version(), **{name: installed(name) for name in SOFTWARE[1:]}}
+    return {"python": platform.python_version(), **{name: installed_version(name) for name in SOFTWARE[1:]}}
 
 
 CARD_FILE = "xlrm_card.json"  # beside a trained RM's weights: its cache key, config, data fingerprint, metrics
