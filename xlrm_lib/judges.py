@@ -193,3 +193,12 @@ class PairwiseLMJudge:
         for k, v in labels.items():
             df[k] = v
         return df
+
+
+def load_judge(model, *, name: str | None = None, bf16: bool = False, batch_size: int = 8) -> PairwiseLMJudge:
+    """A :class:`PairwiseLMJudge` over the causal LM ``model`` (packaged name, directory or hub id; see
+    :func:`xlrm_lib.generate.load_policy`), in bfloat16 weights if ``bf16`` (half the memory), else float32."""
+    from .generate import load_policy
+
+    return PairwiseLMJudge(*load_policy(model, dtype="bfloat16" if bf16 else "float32"),
+                           name=str(model) if name is None else name, batch_size=batch_size)

@@ -154,11 +154,9 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
     bf16 = checks.choice("bf16", bf16, (True, False))
     pairs = data.load_pairs(eval_source, langs=eval_langs, split=split, drop_bad=drop_bad)
     if model_kind == "judge":
-        from .generate import load_policy
-        from .judges import PairwiseLMJudge
+        from .judges import load_judge
 
-        judge = PairwiseLMJudge(*load_policy(model_dir, dtype="bfloat16" if bf16 else "float32"), name=rm_name,
-                                batch_size=batch_size)
+        judge = load_judge(model_dir, name=rm_name, bf16=bf16, batch_size=batch_size)
         return judge.score_pairs(pairs, source=rm_name, **labels)
     model, tok = models.load_reward_model(model_dir, require_head=True)
     fmt = evaluate.model_format(model, default=TextFormat(max_length=max_length))
@@ -410,11 +408,9 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
         model = tok = None  # freed before the next model (or the judge) loads: one model in memory at a time
     judge_obj = judge
     if judge != "gold" and judge_kind == "judge":
-        from .generate import load_policy
-        from .judges import PairwiseLMJudge
+        from .judges import load_judge
 
-        judge_obj = PairwiseLMJudge(*load_policy(judge, dtype="bfloat16" if bf16 else "float32"), name=str(judge),
-                                    batch_size=batch_size)
+        judge_obj = load_judge(judge, bf16=bf16, batch_size=batch_size)
     elif judge != "gold":
         model, tok = models.load_reward_model(judge, require_head=True)
         # a judge from the hub has no saved format: it reads at least as many tokens as the RMs it grades
