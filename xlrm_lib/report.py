@@ -317,9 +317,7 @@ def tables(rep: dict, *, english: str = "en") -> dict:
     pre = rep.get("pretrained_scores")
     if pre is not None and not pre.empty:
         matrix = evaluate.transfer_matrix(pre)
-        out["pretrained"] = pretrained_table(matrix, rep.get("pretrained_metrics") or [], pre)
-        half = evaluate.transfer_matrix(pre.assign(correct=pre["correct"].astype(float) + 0.5 * pre["tie"]))
-        out["pretrained"]["mean_ties_as_half"] = half.mean(axis=1).reindex(out["pretrained"]["name"]).to_numpy()
+        out["pretrained"] = pretrained_table(matrix, pre, rep.get("pretrained_metrics") or [])
         # their rows under the trained RMs' (the heatmap's colour scale is then shared), or the matrix's only ones
         out["matrix"] = pd.concat([out["matrix"], matrix]) if "matrix" in out else matrix
     if rep.get("probe"):
@@ -335,17 +333,19 @@ def tables(rep: dict, *, english: str = "en") -> dict:
     return out
 
 
-def pretrained_table(matrix: pd.DataFrame, metrics: list[dict], scores: pd.DataFrame | None = None) -> pd.DataFrame:
+def pretrained_table(matrix: pd.DataFrame, scores: pd.DataFrame, metrics: list[dict]) -> pd.DataFrame:
     """One row per model evaluated as it is: ``name, kind, model``, its overall accuracy on each target language,
-    their ``mean`` and, given its ``scores``, the share of pairs it ``tied`` (counted wrong: a judge whose verdict
-    follows the answers' positions ties every pair; a share of rows, where the means weigh categories, so
-    ``mean_ties_as_half - mean`` is ``tied / 2`` only roughly). :func:`tables` adds ``mean_ties_as_half``, the mean
-    with a tie worth 1/2: what RewardBench's generative script expects of a judge, which it asks in one random order. ``matrix``: their :func:`xlrm_lib.evaluate.transfer_matrix`;
-    ``metrics``: their evaluate notebooks' ``metrics.json``, which say what each name is."""
+    their ``mean``, the share of pairs it ``tied`` (counted wrong: a judge whose verdict follows the answers'
+    positions ties every pair) and ``mean_ties_as_half``, the mean with a tie worth 1/2: what RewardBench's
+    generative script expects of a judge, which it asks in one random order (``tied`` is a share of rows, where
+    the means weigh categories, so the two means differ by ``tied / 2`` only roughly).
+
+    ``matrix``: the :func:`xlrm_lib.evaluate.transfer_matrix` of their ``scores``; ``metrics``: their evaluate
+    notebooks' ``metrics.json``, which say what each name is."""
     info = {m.get("rm_name"): m for m in metrics}
-    out = matrix.assign(mean=matrix.mean(axis=1))
-    if scores is not None:
-        out["tied"] = scores.groupby("source")["tie"].mean().reindex(out.index)
+    half = evaluate.transfer_matrix(scores.assign(correct=scores["correct"].astype(float) + 0.5 * scores["tie"]))
+    out = matrix.assign(mean=matrix.mean(axis=1), tied=scores.groupby("source")["tie"].mean(),
+                        mean_ties_as_half=half.mean(axis=1))
     out.insert(0, "model", [str(info.get(n, {}).get("model_dir", "")) for n in out.index])
     out.insert(0, "kind", [info.get(n, {}).get("model_kind", "rm") for n in out.index])
     out.columns.name = None
