@@ -88,16 +88,23 @@ def _strings(obj):
             yield from _strings(v)
 
 
-def prune_plan(outputs_dirs, root: str | Path | None = None, *, min_age_s: float = 0) -> list[Path]:
+def prune_plan(outputs_dirs, root: str | Path | None = None, *, min_age_s: float = 0,
+               young: list | None = None) -> list[Path]:
     """The RM directories in the cache that no finished notebook under ``outputs_dirs`` uses, followed by the
     reward-cache files of those RMs (named by their card's key), their hidden-state directories
     (:func:`xlrm_lib.store.states_dir`) and the unreachable flat hidden-state files. Deletes nothing.
-    ``min_age_s``: RMs written less than that many seconds ago are kept (a running grid may be about to use them)."""
+    ``min_age_s``: RMs written less than that many seconds ago are kept (a running grid may be about to use them);
+    those unused ones are appended to ``young`` if given."""
     root = Path(root) if root else cache_dir()
     used = used_models(outputs_dirs)
     models = [p for p in sorted((root / "models").glob("*")) if p.is_dir() and not p.name.startswith(".")]
     now = time.time()
-    unused = [p for p in models if p.resolve() not in used and now - _written(p) >= min_age_s]
+    unused, recent = [], []
+    for p in models:
+        if p.resolve() not in used:
+            (unused if now - _written(p) >= min_age_s else recent).append(p)
+    if young is not None:
+        young.extend(recent)
     keys = {_card_key(p) for p in unused} - {_card_key(p) for p in models if p not in unused} - {None}
     rewards = [f for f in sorted((root / "rewards").glob("*.npz")) if f.name.split("-", 1)[0] in keys]
     states = [root / "hidden_states" / p.name for p in unused if (root / "hidden_states" / p.name).is_dir()]

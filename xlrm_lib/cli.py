@@ -109,13 +109,13 @@ def _cache(args, repo) -> int:
     if not args.prune:
         return 0
     outputs = args.outputs or [str(repo / "outputs")]
-    plan = caches.prune_plan(outputs, min_age_s=60 * min_age)
+    young: list = []
+    plan = caches.prune_plan(outputs, min_age_s=60 * min_age, young=young)
     total = sum(map(caches.size_of, plan))
     for p in plan:
         print(f"  unused: {p}")
     print(f"{len(plan)} entries ({caches.human(total)}) that no finished notebook under {outputs} uses"
           + ("" if args.yes or not plan else "; rerun with --yes to delete them"))
-    young = [p for p in caches.prune_plan(outputs) if p not in plan and p.parent.name == "models"]
     if young:
         print(f"kept {len(young)} unused RM(s) written in the last {min_age:g} min (a running grid may be about "
               "to use them; --min-age 0 lists them too)")
