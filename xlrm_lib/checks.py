@@ -137,15 +137,15 @@ def _evaluate(p: dict, cwd) -> None:
 
     kind = choice("model_kind", p.get("model_kind", "rm"), MODEL_KINDS)
     choice("bf16", p.get("bf16", False), (True, False))
-    if p.get("model_dir"):  # a pretrained model (a trained RM's directory is filled in when its training finished)
+    if p.get("model_dir") and kind == "judge":  # a pretrained model (a trained RM's is filled in after training)
+        causal_lm("model_dir", _seen_from(p["model_dir"], cwd))
+    elif p.get("model_dir"):
         try:
             check_backbone(_seen_from(p["model_dir"], cwd))
         except ValueError:
             raise ValueError(f"model_dir {p['model_dir']!r} is not a directory, a packaged model or a hub id "
                              "'org/name'; give the model to evaluate") from None
-        if kind == "judge":
-            causal_lm("model_dir", p["model_dir"])
-        if kind == "rm" and p["model_dir"] in PACKAGED:
+        if p["model_dir"] in PACKAGED:
             raise ValueError(f"model_dir {p['model_dir']!r} is a packaged base model, without a trained score head "
                              "(its scores would be a random projection): give a trained RM, or ask it as a generative "
                              "judge (model_kind 'judge'; in a params file's pretrained entry, kind: judge)")
