@@ -309,6 +309,11 @@ def test_run_skips_unchanged_cells_and_force_reruns(fake_notebooks, tmp_path):
     assert (run_dir / "train/me5-small-s42-en/train_reward_model.html").exists()
     second = runner.run(spec, jobs=2, progress=False)
     assert {r["status"] for r in second["cells"].values()} == {"skipped"}
+    # a kept cell's summary entry still says when it was made and what it cost (from its _done.json)
+    kept, made = second["cells"]["train/me5-small-s42-en"], first["cells"]["train/me5-small-s42-en"]
+    assert (kept["seconds"], kept["finished"]) == (made["seconds"], made["finished"])
+    assert json.loads((run_dir / "summary.json").read_text())["cells"]["report"]["seconds"] == \
+        first["cells"]["report"]["seconds"]
     changed = runner.run(_spec(fake_notebooks, tmp_path, train={"lr": 0.002}), progress=False)
     assert changed["cells"]["train/me5-small-s42-en"]["status"] == "ok"
     forced = runner.run(spec, force=True, progress=False)

@@ -749,16 +749,19 @@ def _kernel_manager_class(extra_env: dict | None = None):
     return IPCKernelManager
 
 
+def done_record(cell_dir: Path) -> dict:
+    """A finished cell's ``_done.json`` (its key, when it finished, how long it took), or {} if it has not."""
+    try:
+        record = json.loads((cell_dir / DONE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def done_key(cell_dir: Path) -> str | None:
     """The key a cell finished with (its ``_done.json``), or None if it has not finished."""
-    try:
-        return json.loads((cell_dir / DONE_FILE).read_text()).get("key")
-    except (OSError, ValueError):
-        return None
+    return done_record(cell_dir).get("key")
 
-
-def is_done(cell_dir: Path, key: str | None) -> bool:
-    return key is not None and done_key(cell_dir) == key
 
 
 def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: str = "python3",
@@ -766,7 +769,7 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
     """Execute one notebook with papermill into ``out_dir`` (atomically), render HTML, write ``_done.json``.
 
     ``hub_commits``: ``{repo_id: commit}`` the cell is keyed on; its kernel loads those (:data:`hub.PINS_ENV`).
-    Returns ``{"status": "ok"|"failed", "seconds", "notebook", "html", "error"}``. Runs in any process
+    Returns ``{"status": "ok"|"failed", "finished", "seconds", "notebook", "html", "error"}``. Runs in any process
     (a thread here, a Ray worker there): arguments and result are plain paths and strings.
     """
     import papermill as pm
@@ -803,12 +806,13 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
     if tmp.exists():
         os.replace(tmp, target)
     html = render_html(target, final_html if error is None else out / f"{name}.failed.html")
-    result = {"status": "ok" if error is None else "failed", "seconds": round(time.time() - t0, 1),
-              "notebook": str(target), "html": str(html) if html else None, "error": error}
+    result = {"status": "ok" if error is None else "failed", "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "seconds": round(time.time() - t0, 1), "notebook": str(target), "html": str(html) if html else None,
+              "error": error}
     if error is None:
         for stale in (out / f"{name}.failed.ipynb", out / f"{name}.failed.html"):
             stale.unlink(missing_ok=True)
-        store.write_json(out / DONE_FILE, {"key": key, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **result})
+        store.write_json(out / DONE_FILE, {"key": key, **result})
     return result
 
 
@@ -906,8 +910,10 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                         pins = _hub_commits(params)  # in the key, and handed to the kernel, which loads them
                         resolved[name] = (params, cell_key(cell, params, run_dir, pins), pins)
                     params, key, pins = resolved[name]
-                    if not force and is_done(run_dir / cell.name, key):
-                        results[name] = {"status": "skipped", "notebook": str(run_dir / cell.name)}
+                    done = {} if force else done_record(run_dir / cell.name)
+                    if done.get("key") == key:  # kept: the summary still says when it was made and its cost
+                        results[name] = {"status": "skipped", "notebook": str(run_dir / cell.name),
+                                         **{k: done[k] for k in ("finished", "seconds") if k in done}}
                     elif len(running) >= jobs:
                         continue
                     else:
