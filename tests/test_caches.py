@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from xlrm_lib import caches
+from xlrm_lib import caches, store
 from xlrm_lib.cli import main
 
 
@@ -189,3 +189,16 @@ def test_prune_keeps_young_rms_and_refuses_to_delete_while_a_run_holds_an_output
     assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other), "--yes"]) == 0
     assert not old.exists() and young.exists()
     assert main(["cache", "--prune", "--min-age", "-1"]) == 2
+
+
+def test_write_json_is_strict_json_undefined_numbers_as_null(tmp_path):
+    # a probe's base row has no sv_closest_share (NaN): Python's bare NaN is refused by JavaScript's JSON.parse
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "m.json"
+    store.write_json(path, {"a": float("nan"), "b": [1.5, float("inf"), np.float32("nan"), np.float64(2.0)],
+                            "c": {"d": -float("inf"), "e": np.float32(0.5)}, "p": tmp_path, "n": 3, "t": True})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    back = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict constant {c}"))
+    assert back == {"a": None, "b": [1.5, None, None, 2.0], "c": {"d": None, "e": 0.5}, "p": str(tmp_path),
+                    "n": 3, "t": True}

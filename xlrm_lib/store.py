@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -169,9 +170,26 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+def _strict(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as None: strict JSON (JavaScript's JSON.parse refuses Python's bare NaN)."""
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, float) or (hasattr(obj, "dtype") and getattr(obj, "ndim", None) == 0
+                                  and obj.dtype.kind == "f"):  # Python and NumPy floats
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def json_text(obj: Any) -> str:
+    """Indented, strict JSON (undefined numbers as null; Paths and other objects as strings)."""
+    return json.dumps(_strict(obj), indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n"
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        tmp.write_text(json_text(obj), encoding="utf-8")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -33,7 +33,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 
-from . import hub
+from . import hub, store
 from .backbones import PACKAGED, build_stamp
 from .compiling import compile_blocks, resolve_compile
 from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
@@ -450,7 +450,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
                               "final_accuracy": history[-1].get("accuracy") if history else None},
             "log_history": history,
         }
-        (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str))
+        (tmp / CARD_FILE).write_text(store.json_text(card), encoding="utf-8")
     acc.wait_for_everyone()  # the directory is in place: let the other processes return it
     return out
 
