@@ -83,6 +83,32 @@ def test_a_cells_kernel_loads_the_hub_commits_its_key_holds(tmp_path):
     assert "XLRM_HUB_COMMITS" not in os.environ  # the kernel's, not the runner's environment shared by threads
 
 
+def test_injected_problems_name_unknown_parameters_and_wrong_types():
+    declared = ('from typing import Union\nlimit = 0  # pairs; 0 keeps all\nlr = 1e-05  # learning rate\n'
+                'langs = ["en"]  # languages\ntorch_compile: Union[bool, str] = "auto"  # or a mode\n')
+    ok = '# Parameters\nlimit = 16\nlr = 1\nlangs = ["en", "ko"]\ntorch_compile = False\n'
+    assert runner.injected_problems(declared, ok) == []  # an int is a float; either member of a Union
+    problems = runner.injected_problems(declared, '# Parameters\nlimt = 16\nlr = "1e-5x"\nlangs = "en"\n')
+    assert problems[0].startswith("unknown parameter 'limt' (did you mean 'limit'?); expected one of ")
+    assert problems[1].startswith("parameter 'lr' = '1e-5x' is str; expected float")
+    assert problems[2] == "parameter 'langs' = 'en' is str; expected list"
+    assert len(problems) == 3
+
+
+def test_a_notebook_run_by_hand_with_papermill_refuses_a_typod_parameter(tmp_path):
+    # papermill only warns about 'limt' and runs on the defaults (a whole training instead of 16 pairs)
+    nb = tmp_path / "hand.ipynb"
+    _nb(nb, 'output_dir = ""  # out\nlimit = 0  # pairs\n',
+        "from xlrm_lib import study\nstudy.setup_notebook(output_dir)\nopen(output_dir + '/ran', 'w').close()\n")
+    out = tmp_path / "cell"
+    bad = runner.execute_cell(str(nb), {"output_dir": str(out), "limt": 16}, str(out), "k")
+    assert bad["status"] == "failed" and "unknown parameter 'limt' (did you mean 'limit'?)" in bad["error"]
+    assert not (out / "ran").exists()
+    good = runner.execute_cell(str(nb), {"output_dir": str(out), "limit": 16}, str(out), "k")
+    assert good["status"] == "ok", good
+    assert (out / "ran").exists()
+
+
 # ----------------------------------------------------------------------------------- validation
 def test_plan_orders_dependencies_and_names_outputs(fake_notebooks, tmp_path):
     cells = runner.plan(_spec(fake_notebooks, tmp_path))

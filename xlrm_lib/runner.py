@@ -140,8 +140,6 @@ def notebook_parameters(path: Path) -> dict:
     Read from the cell tagged ``parameters``; a parameter whose comment contains ``required`` must be given.
     Outputs saved in the template (a session in JupyterLab) do not matter: papermill clears them as it starts.
     """
-    import ast
-
     import nbformat
 
     if not path.exists():
@@ -151,8 +149,15 @@ def notebook_parameters(path: Path) -> dict:
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         raise ParamError(f"{path} has no cell tagged 'parameters'")
+    return parameters_from_source(cells[0].source)
+
+
+def parameters_from_source(source: str) -> dict:
+    """:func:`notebook_parameters` of a parameters cell's source: one ``name[: type] = literal  # help`` a line."""
+    import ast
+
     out = {}
-    for line in cells[0].source.splitlines():
+    for line in source.splitlines():
         m = re.match(r"^(\w+)\s*(?::\s*([^=]+?))?\s*=\s*(.+?)\s*(?:#\s*(.*))?$", line)
         if not m:
             continue
@@ -161,6 +166,32 @@ def notebook_parameters(path: Path) -> dict:
         out[name] = {"default": value, "type": annotation or type(value).__name__,  # "Union[bool, str]": either
                      "required": "required" in comment.lower(), "help": comment}
     return out
+
+
+def injected_problems(parameters_source: str, injected_source: str) -> list[str]:
+    """What is wrong with the parameters papermill injected (its ``# Parameters`` cell) for a notebook whose
+    parameters cell is ``parameters_source``: names it does not take and values of the wrong type. papermill
+    itself only warns about an unknown name and then runs on the defaults (a typo'd ``limt`` trains on all the
+    pairs); :func:`xlrm_lib.study.setup_notebook` raises on these in a notebook run by hand with papermill."""
+    import ast
+
+    schema = parameters_from_source(parameters_source)
+    problems = []
+    for node in ast.parse(injected_source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            continue
+        name = node.targets[0].id
+        if name not in schema:
+            problems.append(f"unknown parameter {name!r}{_suggest(name, schema)}; expected one of {sorted(schema)}")
+            continue
+        try:
+            value = ast.literal_eval(node.value)
+        except ValueError:  # not a literal: nothing to check it against
+            continue
+        if not _type_ok(value, schema[name]["type"]):
+            problems.append(f"parameter {name!r} = {value!r} is {type(value).__name__}; expected "
+                            f"{schema[name]['type']}{checks.number_text_hint(value) if 'float' in schema[name]['type'] else ''}")
+    return problems
 
 
 def _type_ok(value, expected: str) -> bool:

@@ -49,6 +49,29 @@ def setup_notebook(output_dir=None) -> None:
         pass
     shared = Path(output_dir).expanduser() / ".." / ".." / "figures" / "plotly.min.js" if output_dir else None
     plots.use_embedding_renderer("../../figures/plotly.min.js" if shared and shared.is_file() else None)
+    _check_injected_parameters()
+
+
+def _check_injected_parameters() -> None:
+    """Under papermill, refuse parameters the notebook does not take or of the wrong type (papermill only warns
+    about an unknown name, then runs on the defaults). Its injected cell (``# Parameters``) comes right after
+    the parameters cell and right before the cell calling :func:`setup_notebook`: the kernel's input history
+    holds both sources. A kernel without that history (plain Python, JupyterLab) is not checked."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - ipykernel brings IPython
+        return
+    shell = get_ipython()
+    history = list(shell.user_ns.get("In") or []) if shell is not None else []
+    if len(history) < 3 or not history[-2].startswith("# Parameters\n"):
+        return
+    from .runner import injected_problems
+
+    problems = injected_problems(history[-3], history[-2])
+    if problems:
+        raise ValueError("papermill passed parameters that this notebook's parameters cell does not declare or of "
+                         "another type (papermill itself only warns, then runs on the defaults): " + "; ".join(problems)
+                         + ". Fix the -p/-y/-f options and run it again")
 
 
 RM_DIRS_EXAMPLE = "rm_dirs = {'en': '<RM directory>', 'ko': '<RM directory>'} (RM name -> model directory)"
