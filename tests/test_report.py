@@ -142,6 +142,13 @@ def test_collect_refuses_an_empty_run_dir():
         report.collect("")
 
 
+def test_collect_says_where_it_looked_for_a_relative_run_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # papermill run by hand from another folder: relative to there, not the repository
+    with pytest.raises(FileNotFoundError) as err:
+        report.collect("outputs/default")
+    assert f"looked in {tmp_path.resolve() / 'outputs' / 'default'}" in str(err.value)
+
+
 def test_run_header_takes_single_values_for_grid_axes():
     h = report.run_header({"params": {"run": "x", "seeds": 7, "backbones": "me5-small", "langs": "en"}})
     h = h.set_index("field")["value"]

@@ -24,9 +24,12 @@ def collect(run_dir) -> dict:
     if not str(run_dir or "").strip():  # Path("") is the current folder: it would report on whatever is here
         raise ValueError("run_dir is empty: set it in the notebook's parameters cell, e.g. run_dir = "
                          "'outputs/default' (`xlrm run` fills it)")
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).expanduser()
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory not found: {run_dir}; run `xlrm run params/<file>.yaml` first")
+        where = f" (looked in {run_dir.resolve()}: a relative path is read from the working directory)" \
+            if not run_dir.is_absolute() else ""
+        raise FileNotFoundError(f"run directory not found: {run_dir}{where}; give the run's folder "
+                                "(outputs/<run>), or make it with `xlrm run params/<file>.yaml`")
     plan = _read_plan(run_dir)
     runs, by_kind, ignored = [], {}, []
     for metrics_path in sorted(run_dir.glob(f"*/*/{METRICS_FILE}")) + sorted(run_dir.glob(f"*/{METRICS_FILE}")):
