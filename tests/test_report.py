@@ -258,3 +258,12 @@ def test_every_notebooks_metrics_record_the_software_that_made_them(tmp_path):
     path = study.save_outputs(tmp_path, {"kind": "evaluate"})
     software = json.loads(path.read_text())["software"]
     assert software == store.library_versions() and software["torch"] and list(software) == list(store.SOFTWARE)
+
+
+def test_a_report_made_by_hand_from_another_run_keeps_its_figures_apart(tmp_path):
+    run = tmp_path / "outputs" / "default"
+    assert report.figures_dir(run) == run / "figures"
+    assert report.figures_dir(run, run / "report") == run / "figures"  # the run's own report (as xlrm run sets it)
+    assert report.figures_dir(str(run) + "/", tmp_path / "outputs" / "default" / "x" / ".." / "report") == run / "figures"
+    mine = tmp_path / "scratch" / "report"
+    assert report.figures_dir(run, mine) == mine / "figures"  # not the run's: it would rewrite and remove them

@@ -250,9 +250,14 @@ def software_line(runs: pd.DataFrame | None) -> str | None:
     return "; ".join(f"{text(s)} ({n} notebook{'s' * (n > 1)})" for s, n in counts.items())
 
 
-def figures_dir(run_dir) -> Path:
-    """Where a run's standalone figures go: ``<run>/figures``."""
-    return Path(run_dir) / "figures"
+def figures_dir(run_dir, output_dir=None) -> Path:
+    """Where a report's standalone figures go: the run's ``<run>/figures`` when the report is the run's own
+    (``output_dir`` is ``<run>/report``, or not given), else ``<output_dir>/figures``: a report made by hand from
+    another run's results does not rewrite (or remove) that run's figures."""
+    run_dir = Path(run_dir).expanduser()
+    if output_dir is None or Path(output_dir).expanduser().resolve() == (run_dir / "report").resolve():
+        return run_dir / "figures"
+    return Path(output_dir).expanduser() / "figures"
 
 
 def readable(table: pd.DataFrame | None, digits: int = 3) -> pd.DataFrame | None:
