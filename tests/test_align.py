@@ -460,6 +460,13 @@ def test_best_of_n_study_refuses_what_cannot_judge_or_compare(tmp_path):
 
     with pytest.raises(ValueError, match="rm_dirs is empty"):
         study.best_of_n_study({}, langs=["en", "ko"])
+    # one directory given as a string (papermill -p rm_dirs <dir>): said before the candidate pools are built
+    with pytest.raises(ValueError, match=r"rm_dirs = '.*' is a str; expected a mapping of RM names to model dir"):
+        study.best_of_n_study(str(tmp_path), langs=["en"])
+    with pytest.raises(FileNotFoundError, match=r"rm_dirs\['ko'\] = '.*nope' is not a directory"):
+        study.best_of_n_study({"en": str(tmp_path), "ko": str(tmp_path / "nope")}, langs=["en"])
+    with pytest.raises(ValueError, match=r"rm_dirs = \['.*'\] is a list"):
+        study.representation_shift("me5-small", [str(tmp_path)], {"en": ["a"]})
     with pytest.raises(ValueError, match="'me5-small' is a packaged base backbone: it has no trained reward head"):
         study.best_of_n_study({"en": str(tmp_path)}, langs=["en"], judge="me5-small")
     base = tmp_path / "base"  # a base causal LM (no score head) given as a judge

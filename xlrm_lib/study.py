@@ -77,6 +77,21 @@ def _check_injected_parameters() -> None:
 RM_DIRS_EXAMPLE = "rm_dirs = {'en': '<RM directory>', 'ko': '<RM directory>'} (RM name -> model directory)"
 
 
+def _rm_dirs(rm_dirs) -> dict:
+    """``rm_dirs`` checked before any work: a non-empty mapping of RM names to model directories (or hub ids)."""
+    _required("rm_dirs", rm_dirs, RM_DIRS_EXAMPLE)
+    if not isinstance(rm_dirs, dict):
+        raise ValueError(f"rm_dirs = {rm_dirs!r:.120} is a {type(rm_dirs).__name__}; expected a mapping of RM names "
+                         f"to model directories, e.g. {RM_DIRS_EXAMPLE}")
+    for name, d in rm_dirs.items():
+        try:
+            models.check_backbone(d)
+        except ValueError:
+            raise FileNotFoundError(f"rm_dirs[{name!r}] = {str(d)!r} is not a directory (nor a hub id 'org/name'); "
+                                    "give an RM directory, e.g. the model_dir in a train cell's metrics.json") from None
+    return rm_dirs
+
+
 def _required(name: str, value, example: str) -> None:
     if value is None or (isinstance(value, (str, dict, list)) and not value):
         raise ValueError(f"{name} is empty: set it in the notebook's parameters cell, e.g. {example} "
@@ -290,7 +305,7 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
 
     ``max_length``: tokens per text; a longer text keeps its end (where an RM reads its score).
     """
-    _required("rm_dirs", rm_dirs, RM_DIRS_EXAMPLE)
+    rm_dirs = _rm_dirs(rm_dirs)
     checks.layer_list("layers", layers)
     toks: dict = {}  # the RMs' directories hold copies of one tokenizer: read it once
     langs = list(texts)
@@ -408,7 +423,7 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     """
     from . import align
 
-    _required("rm_dirs", rm_dirs, RM_DIRS_EXAMPLE)
+    rm_dirs = _rm_dirs(rm_dirs)
     langs = normalize_langs(langs)  # "EN" / "kor_Hang" -> "en" / "ko", as load_pairs names them
     judge_kind = checks.choice("judge_kind", judge_kind, checks.MODEL_KINDS)
     checks.judge("judge", judge, kind=judge_kind)  # before any scoring: a typo here would otherwise fail at the end
