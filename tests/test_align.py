@@ -321,7 +321,7 @@ def test_win_rate_with_a_pairwise_judge_skips_identical_picks():
 def test_a_mistyped_judge_is_refused_before_any_rm_is_loaded(tmp_path):
     from xlrm_lib import study
 
-    never = {"en": str(tmp_path / "no-such-rm")}  # loading it would fail: the judge check must come first
+    never = {"en": str(tmp_path)}  # an empty folder: loading it would fail, the judge check must come first
     with pytest.raises(ValueError, match=r"judge = 'goldd'; expected 'gold'"):
         study.best_of_n_study(never, langs=["en"], judge="goldd")
     with pytest.raises(ValueError, match=r"n = 2; expected an integer >= 4"):

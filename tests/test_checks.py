@@ -70,7 +70,9 @@ def test_layers_judge_and_stage_problems():
     with pytest.raises(ValueError, match=r"judge = 'goldd'; expected 'gold'"):
         checks.judge("judge", "goldd")
     assert checks.notebook_problems("align", {"n": 4, "judge": "gold", "langs": ["en"]}) == []
-    assert checks.notebook_problems("align", {"n": 2}) == ["n = 2; expected an integer >= 4"]
+    assert checks.notebook_problems("align", {"n": 2}) == [
+        "n = 2; expected an integer >= 4 (a best-of-n pool holds the chosen and rejected answers and at least 2 "
+        "distractors)"]
     assert checks.notebook_problems("probe", {"max_items": 0}) == ["max_items = 0; expected an integer >= 1"]
     assert checks.notebook_problems("probe", {"max_length": 1}) == ["max_length = 1; expected an integer >= 2"]
     [problem] = checks.notebook_problems("train", {"lr": float("inf"), "lora_r": -4})

@@ -21,10 +21,14 @@ from numbers import Integral, Real
 from pathlib import Path
 
 
-def positive_int(name: str, value, minimum: int = 1) -> int:
-    """``value`` if it is an integer (not a bool) >= ``minimum``; else a ValueError naming ``name``."""
+POOL_SIZE_WHY = "a best-of-n pool holds the chosen and rejected answers and at least 2 distractors"
+
+
+def positive_int(name: str, value, minimum: int = 1, why: str = "") -> int:
+    """``value`` if it is an integer (not a bool) >= ``minimum``; else a ValueError naming ``name`` (and ``why``
+    the minimum is what it is)."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:  # numpy ints are Integral
-        raise ValueError(f"{name} = {value!r}; expected an integer >= {minimum}")
+        raise ValueError(f"{name} = {value!r}; expected an integer >= {minimum}" + (f" ({why})" if why else ""))
     return int(value)
 
 
@@ -184,7 +188,7 @@ def _align(p: dict, cwd) -> None:
 
     langs = languages("langs", p.get("langs", ["en"]))
     check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source", langs=langs)
-    positive_int("n", p.get("n", 4), minimum=4)
+    positive_int("n", p.get("n", 4), minimum=4, why=POOL_SIZE_WHY)
     positive_int("limit", p.get("limit", 0), minimum=0)
     positive_int("batch_size", p.get("batch_size", 64))
     choice("bf16", p.get("bf16", False), (True, False))

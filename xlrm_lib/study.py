@@ -427,7 +427,7 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     langs = normalize_langs(langs)  # "EN" / "kor_Hang" -> "en" / "ko", as load_pairs names them
     judge_kind = checks.choice("judge_kind", judge_kind, checks.MODEL_KINDS)
     checks.judge("judge", judge, kind=judge_kind)  # before any scoring: a typo here would otherwise fail at the end
-    checks.positive_int("n", n, minimum=4)
+    checks.positive_int("n", n, minimum=4, why=checks.POOL_SIZE_WHY)
     checks.positive_int("limit", limit, minimum=0)
     checks.positive_int("batch_size", batch_size)
     bf16 = checks.choice("bf16", bf16, (True, False))
