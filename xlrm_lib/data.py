@@ -475,6 +475,22 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
     return datasets.Dataset.from_list(rows, features=FEATURES)
 
 
+PARALLEL_MIN = 5  # items a comparison across languages (the probe) needs in every language
+
+
+def shared_ids(ids_by_lang: dict, *, source: str = "", minimum: int = PARALLEL_MIN) -> list[str]:
+    """The ids present in every language (``lang -> ids``), sorted: the items a comparison across languages can
+    line up. A ValueError when fewer than ``minimum``: rows of one item in several languages must share an
+    ``id``, and a file without an ``id`` column gives each row its own."""
+    common = sorted(set.intersection(*(set(v) for v in ids_by_lang.values()))) if ids_by_lang else []
+    if len(common) < minimum:
+        where = f"{source}: " if source else ""
+        raise ValueError(f"{where}need the same >= {minimum} items in every language; {len(common)} ids are shared "
+                         f"by {sorted(ids_by_lang)}. The rows of one item in several languages must have the same "
+                         "'id' (a file without an 'id' column gives each row an id of its own)")
+    return common
+
+
 def _file_split(raw: list, split, name: str) -> list:
     """A file's rows of ``split``: those whose ``split`` column says so; all of them for split None/"all" or a
     file without that column (it is one split: evaluating on the file an RM trained on is refused at planning)."""

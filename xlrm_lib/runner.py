@@ -240,6 +240,8 @@ def validate(cells: list[Cell], *, models: bool = True, upstream: list[Cell] = (
             read = _data_read(cell, schema)
             if read and _local_file(read) and isinstance(loaded := _load_file(reads, *read[1:]), str):
                 problems.append(f"{cell.stage}.{read[0]} = {read[1]!r}: {loaded}")
+            elif read and _local_file(read) and cell.stage == "probe":  # it lines up the same items across languages
+                problems += _parallel_problems(cell, read, loaded)
     problems += (model_problems(cells) if models else []) + _same_rows_problems(valid, reads, schemas, upstream)
     if problems:
         problems = list(dict.fromkeys(problems))  # a section's file or backbone is read by many cells: said once
@@ -302,6 +304,17 @@ def _load_file(reads: dict, source: str, langs: tuple, split, drop_bad: bool):
         if time.time() - t0 > 2:
             log.info("validation read %s (langs %s, split %r) in %.1f s", key[0], list(langs), split, time.time() - t0)
     return reads[key]
+
+
+def _parallel_problems(cell: Cell, read: tuple, pairs) -> list[str]:
+    from .data import shared_ids
+
+    frame = pairs.select_columns(["id", "lang"]).to_pandas()
+    try:
+        shared_ids({lang: g["id"] for lang, g in frame.groupby("lang")})
+    except ValueError as e:
+        return [f"{cell.stage}.{read[0]} = {read[1]!r}: {e}"]
+    return []
 
 
 def _same_rows_problems(cells: list[Cell], reads: dict, schemas: dict, upstream: list[Cell] = ()) -> list[str]:

@@ -232,11 +232,7 @@ def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 
 
         return bible_verses(langs, n=max_items, seed=seed)
     pairs = data.load_pairs(source, langs=langs, split=split, drop_bad=drop_bad).to_pandas()  # every lang has rows
-    ids_by_lang = {lang: set(g["id"]) for lang, g in pairs.groupby("lang")}
-    common = sorted(set.intersection(*ids_by_lang.values()))
-    if len(common) < 5:
-        raise ValueError(f"need the same >= 5 items in every language; {len(common)} ids are shared by "
-                         f"{sorted(ids_by_lang)}")
+    common = data.shared_ids({lang: g["id"] for lang, g in pairs.groupby("lang")}, source=str(source))
     rng = np.random.default_rng(seed)
     ids = sorted(rng.choice(common, size=min(max_items, len(common)), replace=False).tolist())
     texts = {}
