@@ -34,6 +34,11 @@ def _pairs(langs=("en", "ko"), n=2, **extra) -> list[dict]:
     return [{**PAIR, "id": f"q{i}", "lang": lang, **extra} for i in range(n) for lang in langs]
 
 
+def _other(rows: list[dict]) -> list[dict]:
+    """The same ids and languages, other pairs (a file of held-out rows)."""
+    return [dict(r, chosen=f"{r['chosen']} (held out)") for r in rows]
+
+
 # ----------------------------------------------------------------------------------- local data files
 def _bad_files(tmp_path):
     """Files that exist (all validation looked at) but that the evaluate notebook cannot load for [en, ko]."""
@@ -62,7 +67,7 @@ def test_a_bad_training_file_is_named_by_its_key(tmp_path):
 
 
 def test_each_file_is_loaded_once_per_languages_and_split_as_the_notebooks_load_it(tmp_path, monkeypatch):
-    train_file, eval_file = _jsonl(tmp_path / "train.jsonl", _pairs()), _jsonl(tmp_path / "test.jsonl", _pairs())
+    train_file, eval_file = _jsonl(tmp_path / "train.jsonl", _pairs()), _jsonl(tmp_path / "test.jsonl", _other(_pairs()))
     calls = []
     load = data.load_pairs
     monkeypatch.setattr(data, "load_pairs", lambda source, **kw: calls.append((source, kw)) or load(source, **kw))
@@ -150,15 +155,29 @@ def test_the_same_file_is_the_same_rows_unless_its_split_column_keeps_them_apart
     with pytest.raises(runner.ParamError, match=rf"has no 'split' column, so both read all of it\): {SAME_ROWS}; "
                                                 r"read another file, or give this one a 'split' column"):
         _validate(spec)
-    two_splits = _jsonl(tmp_path / "split.jsonl", _pairs(split="train") + _pairs(split="test"))
+    two_splits = _jsonl(tmp_path / "split.jsonl", _pairs(split="train") + _other(_pairs(split="test")))
     spec = _spec(tmp_path, train={"data_source": str(two_splits)}, evaluate={"eval_source": str(two_splits)})
     _validate(spec)  # train and test rows
     spec["evaluate"]["split"] = "train"
     with pytest.raises(runner.ParamError, match=rf"\(split 'train'\) reads the rows train\.data_source = .* \(split "
                                                 rf"'train'\) trains on: {SAME_ROWS}"):
         _validate(spec)
-    other = _jsonl(tmp_path / "other.jsonl", _pairs())
+    other = _jsonl(tmp_path / "other.jsonl", _other(_pairs()))
     _validate(_spec(tmp_path, train={"data_source": str(one_split)}, evaluate={"eval_source": str(other)}))
+
+
+def test_a_training_pair_copied_into_the_evaluation_rows_is_refused(tmp_path):
+    # a split column (or another file) apart is not enough when a pair was copied into both
+    train = _pairs(split="train", n=3)
+    leaky = _jsonl(tmp_path / "leak.jsonl", train + _other(_pairs(split="test", n=3)) + [dict(train[2], split="test")])
+    with pytest.raises(runner.ParamError, match=r"1 problem.*\n  evaluate\.eval_source = '.*leak\.jsonl' \(split "
+                                                r"'test'\): 1 pair\(s\) repeat training pairs of train\.data_source = "
+                                                r"'.*leak\.jsonl' \(split 'train'\) word for word \(ids \['q1#2'\]\): "
+                                                r"the RMs would be evaluated on items they were trained on"):
+        _validate(_spec(tmp_path, train={"data_source": str(leaky)}, evaluate={"eval_source": str(leaky)}))
+    other = _jsonl(tmp_path / "other.jsonl", _other(_pairs(n=3)) + [dict(train[3], id="copy")])  # another file
+    with pytest.raises(runner.ParamError, match=r"other\.jsonl' \(split 'test'\): 1 pair\(s\) .* \(ids \['copy'\]\)"):
+        _validate(_spec(tmp_path, train={"data_source": str(leaky)}, evaluate={"eval_source": str(other)}))
 
 
 def test_a_hub_datasets_unnamed_split_is_its_train_split(tmp_path):

