@@ -87,6 +87,27 @@ def test_csv_empty_answer_is_a_bad_row(tmp_path):
     assert load_pairs(str(path), langs="en", drop_bad=True)["id"] == ["b"]
 
 
+def test_a_csv_that_is_not_comma_separated_says_so(tmp_path):
+    path = tmp_path / "pairs.csv"  # a spreadsheet's export in a locale that writes ';'
+    path.write_text("id;lang;prompt;chosen;rejected\na;en;Hi?;Hello, friend.;Go away.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"pairs\.csv: missing column\(s\) .* The header reads as one column joined "
+                                         r"by ';': a CSV needs ',' between fields"):
+        load_pairs(str(path), langs="en")
+    path.write_text("id,lang,prompt,chosen,rejected\na,en,Hi?,Hello.,Go away.\nb,en,\"Hi?,Hello.,Go away.\n")
+    with pytest.raises(ValueError, match=r"pairs\.csv: not a comma-separated file with a header row \(.*\); save it "
+                                         r"with ',' between fields and text with commas or line breaks in double"):
+        load_pairs(str(path), langs="en")  # an unclosed quote
+
+
+def test_a_non_utf8_file_names_the_line(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    good = json.dumps({**ROWS[0], "id": "ok"}, ensure_ascii=False).encode("utf-8")
+    bad = json.dumps({**ROWS[0], "chosen": "caf\u00e9"}, ensure_ascii=False).encode("latin-1")
+    path.write_bytes(good + b"\n" + good + b"\n" + bad + b"\n")
+    with pytest.raises(ValueError, match=r"pairs\.jsonl:3: not UTF-8 text"):
+        load_pairs(str(path))
+
+
 def test_the_notebooks_drop_bad_rows_only_when_asked(tmp_path):
     # the train and evaluate notebooks' `drop_bad` parameter reaches load_pairs; the error says where to set it
     from xlrm_lib import study
@@ -296,7 +317,7 @@ def test_unknown_or_missing_language(tmp_path):
     with pytest.raises(ValueError, match="'ko'"):
         load_pairs(path)
     path = write_jsonl(tmp_path / "q.jsonl", [{k: v for k, v in ROWS[0].items() if k != "lang"}])
-    with pytest.raises(ValueError, match="has no 'lang'"):
+    with pytest.raises(ValueError, match="has no 'lang'; add a 'lang' column"):
         load_pairs(path)
     assert load_pairs(path, langs="es")["lang"] == ["es"]
     with pytest.raises(ValueError, match="no rows in language"):
@@ -398,7 +419,7 @@ def test_malformed_records_name_the_file_record_and_field(tmp_path, bad, message
 def test_missing_answers_are_bad_rows_and_a_byte_order_mark_is_read(tmp_path):
     rows = [ROWS[0], {"id": "gone", "lang": "en", "prompt": "Hi", "chosen": None, "rejected": "x"}]
     path = write_jsonl(tmp_path / "pairs.jsonl", rows)
-    with pytest.raises(BadRowsError, match=r"1 x empty chosen/rejected \(e\.g\. ids \['gone'\]\)"):
+    with pytest.raises(BadRowsError, match=r"1 x empty chosen/rejected \(e\.g\. ids \['gone'\] in en\)"):
         load_pairs(path)
     assert load_pairs(path, drop_bad=True)["id"] == ["r1"]
     with pytest.raises(ValueError, match="every row was bad and dropped"):

@@ -411,8 +411,8 @@ def test_pairs_that_translate_alike_are_dropped_with_a_warning(monkeypatch, tmp_
     with caplog.at_level("WARNING"):
         out = T.translate_pairs(_pairs(rows), "es", backend="table", cache_dir=tmp_path, progress=False)
     assert out["id"] == ["r1"] and out[0]["chosen"] == "Sí." and out[0]["rejected"] == "Seguro."
-    assert ("translation into 'es' (en->es, table): dropped 1 x chosen == rejected (e.g. ids ['r0']); "
-            "1 x empty chosen/rejected (e.g. ids ['r2'])") in caplog.text
+    assert ("translation into 'es' (en->es, table): dropped 1 x chosen == rejected (e.g. ids ['r0'] in es); "
+            "1 x empty chosen/rejected (e.g. ids ['r2'] in es)") in caplog.text
     with pytest.raises(ValueError, match="all 1 pairs translated into 'es' have chosen == rejected"):
         T.translate_pairs(_pairs(rows[:1]), "es", backend="table", cache_dir=tmp_path, progress=False)
 

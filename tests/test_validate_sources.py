@@ -31,7 +31,9 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def _pairs(langs=("en", "ko"), n=2, **extra) -> list[dict]:
-    return [{**PAIR, "id": f"q{i}", "lang": lang, **extra} for i in range(n) for lang in langs]
+    """Parallel pairs: item q<i> in every language, its text in each ("[ko]" stands for a translation)."""
+    return [{**PAIR, "chosen": f"{PAIR['chosen']} [{lang}]", "id": f"q{i}", "lang": lang, **extra}
+            for i in range(n) for lang in langs]
 
 
 def _other(rows: list[dict]) -> list[dict]:
@@ -50,7 +52,7 @@ def _bad_files(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
     return [(hh, r"has no 'lang'"), (columns, r"missing column\(s\) \['chosen', 'rejected'\]"),
-            (latin1, r"is not UTF-8 text"), (empty, r"data file is empty")]
+            (latin1, r"latin1\.jsonl:1: not UTF-8 text"), (empty, r"data file is empty")]
 
 
 def test_a_bad_evaluation_file_fails_validation_not_after_the_trainings(tmp_path):
@@ -131,6 +133,20 @@ def test_a_probe_file_whose_languages_share_no_item_fails_validation(tmp_path):
         _validate(_spec(tmp_path, probe={"source": str(no_ids), "split": "test"}))
     parallel = _jsonl(tmp_path / "ids.jsonl", [dict(r, id=f"q{i % 6}") for i, r in enumerate(rows)])
     _validate(_spec(tmp_path, probe={"source": str(parallel), "split": "test"}))
+
+
+def test_a_file_without_languages_read_for_several_training_languages_is_refused(tmp_path):
+    # read for one language, a file without a 'lang' column is taken as in that language: en, ko and es RMs
+    # would each train on all of its (mixed) rows
+    mixed = _jsonl(tmp_path / "mixed.jsonl", [{k: v for k, v in r.items() if k != "lang"} for r in _pairs(n=3)
+                                              if r["lang"] == "en"])
+    with pytest.raises(runner.ParamError, match=r"1 problem.*\n  train\.data_source = '.*mixed\.jsonl' gives the same "
+                                                r"pairs to every training language \['en', 'ko'\]: a file without a "
+                                                r"'lang' column .*; add a 'lang' column"):
+        _validate(_spec(tmp_path, train={"data_source": str(mixed)}, evaluate=None))
+    _validate(_spec(tmp_path, langs=["en"], train={"data_source": str(mixed)}, evaluate=None))  # one language: fine
+    labelled = _jsonl(tmp_path / "labelled.jsonl", _pairs(n=3))
+    _validate(_spec(tmp_path, train={"data_source": str(labelled)}, evaluate=None))
 
 
 def test_shared_ids_are_the_items_of_every_language():

@@ -148,8 +148,8 @@ def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "
     prompt = prompt or other
     lang = raw.get("lang") or raw.get("language") or default_lang
     if lang is None:
-        raise ValueError(f"row {raw.get('id')!r} of {source or 'the source'} has no 'lang'; pass langs=[...] "
-                         "to say which language the file is in")
+        raise ValueError(f"row {raw.get('id')!r} of {source or 'the source'} has no 'lang'; add a 'lang' column "
+                         "(or read it for one language: its rows are then all in that language)")
     subset = str(raw.get("subset") or raw.get("source") or "")
     category = _category(raw.get("category"), subset)
     known = {"id", "lang", "language", "category", "subset", "prompt", "chosen", "rejected", "meta"}
@@ -191,6 +191,7 @@ def check_rows(rows: list[dict], *, drop_bad: bool, source: str, bad: dict | Non
     """Refuse (or, with ``drop_bad``, drop and report) rows with empty text or chosen == rejected, and the
     records ``bad`` lists already (reason -> ids: no pair could be made of them)."""
     reasons: dict[str, list[str]] = {k: list(v) for k, v in (bad or {}).items()}
+    langs_of: dict[str, set] = {}  # an id names an item in every language: say which ones
     good = []
     for r in rows:
         why = None
@@ -202,10 +203,13 @@ def check_rows(rows: list[dict], *, drop_bad: bool, source: str, bad: dict | Non
             why = "chosen == rejected"
         if why:
             reasons.setdefault(why, []).append(r["id"])
+            langs_of.setdefault(why, set()).add(r["lang"])
         else:
             good.append(r)
     if reasons:
-        summary = "; ".join(f"{len(ids)} x {why} (e.g. ids {ids[:3]})" for why, ids in reasons.items())
+        summary = "; ".join(f"{len(ids)} x {why} (e.g. ids {ids[:3]}"
+                            f"{' in ' + ', '.join(sorted(langs_of[why])) if why in langs_of else ''})"
+                            for why, ids in reasons.items())
         if not drop_bad:
             raise BadRowsError(f"{source}: bad rows: {summary}. Fix the data or pass drop_bad=True to drop them "
                               "(a params file: `drop_bad: true` in the section that reads it)")
@@ -253,7 +257,7 @@ def _read_local(path: Path) -> list[dict]:
         try:
             text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors) is dropped
         except UnicodeDecodeError as e:
-            raise ValueError(f"{path} is not UTF-8 text ({e}); re-encode it as UTF-8") from e
+            raise ValueError(f"{path}:{_line_of(path, e.start)}: not UTF-8 text ({e}); re-encode it as UTF-8") from e
         if suffix == ".json" and text.lstrip()[:1] in ("[", "{"):
             try:
                 records = json.loads(text)
@@ -289,10 +293,20 @@ def _read_local(path: Path) -> list[dict]:
             # dtype=str: ids "001" and "1e3" stay those ids (as numbers they became "1.0" and "1000.0")
             rows = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False, dtype=str).to_dict("records")
         except UnicodeDecodeError as e:
-            raise ValueError(f"{path} is not UTF-8 text ({e}); re-encode it as UTF-8") from e
+            raise ValueError(f"{path}:{_line_of(path, e.start)}: not UTF-8 text ({e}); re-encode it as UTF-8") from e
+        except pd.errors.ParserError as e:
+            raise ValueError(f"{path}: not a comma-separated file with a header row ({str(e).strip()}); save it "
+                             "with ',' between fields and text with commas or line breaks in double quotes "
+                             "(pandas: df.to_csv(path, index=False))") from e
         return [{k: _csv_messages(v) if k in ("prompt", "chosen", "rejected") else v for k, v in r.items()}
                 for r in rows]
     raise ValueError(f"unsupported data file {path.name!r}; expected .jsonl, .json, .csv or .parquet")
+
+
+def _line_of(path: Path, offset: int) -> int:
+    """The line of a byte offset in a file (a decoding error's position)."""
+    with open(path, "rb") as f:
+        return f.read(offset).count(b"\n") + 1
 
 
 def _csv_messages(cell):
@@ -513,9 +527,12 @@ def _check_columns(first, name: str) -> None:
     conversation = not isinstance(first.get("chosen"), str) or _hh_messages(first["chosen"]) is not None
     missing = {"chosen", "rejected"} - set(first) | ({"prompt"} - set(first) if not conversation else set())
     if missing:
+        other = next((sep for sep in (";", "\t", "|") if any(sep in str(k) for k in first)), None)
+        hint = (f" The header reads as one column joined by {other!r}: a CSV needs ',' between fields (pandas: "
+                "df.to_csv(path, index=False))" if other and len(first) <= 2 else "")
         raise ValueError(f"{name}: missing column(s) {sorted(missing)}; found {sorted(first)}. Expected prompt, "
                          "chosen and rejected (answers as text), or chosen and rejected as whole conversations "
-                         "(message lists, or HH-RLHF '\\n\\nHuman: ... \\n\\nAssistant: ...' transcripts)")
+                         "(message lists, or HH-RLHF '\\n\\nHuman: ... \\n\\nAssistant: ...' transcripts)." + hint)
 
 
 def _unique_ids(rows: list[dict], name: str) -> None:

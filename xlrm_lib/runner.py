@@ -243,6 +243,7 @@ def validate(cells: list[Cell], *, models: bool = True, upstream: list[Cell] = (
             elif read and _local_file(read) and cell.stage == "probe":  # it lines up the same items across languages
                 problems += _parallel_problems(cell, read, loaded)
     problems += (model_problems(cells) if models else []) + _same_rows_problems(valid, reads, schemas, upstream)
+    problems += _unlabelled_file_problems(valid, reads, schemas)
     if problems:
         problems = list(dict.fromkeys(problems))  # a section's file or backbone is read by many cells: said once
         raise ParamError(f"{len(problems)} problem(s) in the parameters; nothing was run:\n  " + "\n  ".join(problems))
@@ -304,6 +305,30 @@ def _load_file(reads: dict, source: str, langs: tuple, split, drop_bad: bool):
         if time.time() - t0 > 2:
             log.info("validation read %s (langs %s, split %r) in %.1f s", key[0], list(langs), split, time.time() - t0)
     return reads[key]
+
+
+def _unlabelled_file_problems(cells: list[Cell], reads: dict, schemas: dict) -> list[str]:
+    """A local file read for several training languages that gives each the same pairs: it has no ``lang``
+    column (a file read for one language is taken as in that language), so every language's RM would train on
+    all of its rows, whatever their language."""
+    by_file: dict = {}
+    for cell in cells:
+        read = _data_read(cell, schemas[cell.notebook]) if cell.stage == "train" else None
+        if read and _local_file(read) and not isinstance(pairs := _load_file(reads, *read[1:]), str):
+            by_file.setdefault((_local_file(read), read[3], read[4]), {})[read[2]] = (read, pairs)
+    out = []
+    for reads_of_file in by_file.values():
+        if len(reads_of_file) < 2:
+            continue
+        (read, first), *others = reads_of_file.values()
+        content = ["id", "prompt", "chosen", "rejected"]
+        if all(p.select_columns(content).data.table.equals(first.select_columns(content).data.table) for _, p in others):
+            langs = sorted(lang for langs in reads_of_file for lang in langs)
+            out.append(f"train.{read[0]} = {read[1]!r} gives the same pairs to every training language {langs}: a "
+                       "file without a 'lang' column (or rows without one) is read as in whichever language is "
+                       "asked, so each language's RM would train on the same rows; add a 'lang' column, or train "
+                       "one language from it")
+    return out
 
 
 def _parallel_problems(cell: Cell, read: tuple, pairs) -> list[str]:
