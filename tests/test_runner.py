@@ -297,6 +297,23 @@ def test_translated_rms_skipped_with_a_note_when_no_backend(fake_notebooks, tmp_
     assert [c.name for c in runner.plan(spec)] == ["train/me5-small-s42-en"]
     summary = runner.run(spec, progress=False)
     assert "translated RM en->es not run: the `apertium` command is not installed" in runner.format_summary(summary)
+    # the report's header says so too (it listed the params file's entry as if it had run)
+    from xlrm_lib import report
+
+    header = report.run_header(report.collect(summary["run_dir"])).set_index("field")["value"]
+    assert header["translate-train RMs"] == "en->es (apertium; not run: the `apertium` command is not installed)"
+
+
+def test_a_translation_model_that_names_nothing_is_refused_not_skipped(fake_notebooks, tmp_path, monkeypatch):
+    # a typo'd hf model was "not available here": its RM left the grid with a note and the run exited 0
+    from xlrm_lib import hub
+
+    monkeypatch.setattr(hub, "commit", lambda repo_id, *a, **k: None)  # offline and never downloaded
+    entry = {"from": "en", "to": "ko", "backend": "hf", "model": "facebook/nllb-200-distiled-600M"}
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"], translated=[entry])
+    with pytest.raises(runner.ParamError, match=r"model 'facebook/nllb-200-distiled-600M' is not a local directory, "
+                                                r"not on the hub .* check its spelling"):
+        runner.unavailable_translations(spec)
 
 
 def test_grid_that_expands_to_nothing(fake_notebooks, tmp_path):

@@ -196,9 +196,10 @@ def test_a_training_pair_copied_into_the_evaluation_rows_is_refused(tmp_path):
         _validate(_spec(tmp_path, train={"data_source": str(leaky)}, evaluate={"eval_source": str(other)}))
 
 
-def test_a_hub_datasets_unnamed_split_is_its_train_split(tmp_path):
+def test_a_hub_datasets_unnamed_split_is_its_train_split(tmp_path, monkeypatch):
     # data._hub reads split None as "train": evaluating on "train" of the dataset trained on with no split is the
     # same rows
+    monkeypatch.setattr(hub, "commit", lambda repo_id, *a, **k: "0" * 40)  # a dataset the hub knows
     spec = _spec(tmp_path, train={"data_source": "org/prefs", "split": None},
                  evaluate={"eval_source": "org/prefs", "split": "train"})
     with pytest.raises(runner.ParamError, match=rf"\(split 'train'\) reads the rows train\.data_source = 'org/prefs' "
@@ -206,6 +207,21 @@ def test_a_hub_datasets_unnamed_split_is_its_train_split(tmp_path):
         _validate(spec)
     spec["evaluate"]["split"] = "test"
     _validate(spec)
+
+
+def test_a_hub_dataset_that_names_nothing_fails_validation(tmp_path, monkeypatch):
+    # offline (tests/conftest.py) and never downloaded: a typo in eval_source failed after every training
+    asked = []
+    monkeypatch.setattr(hub, "commit", lambda repo_id, repo_type="model", **k: asked.append((repo_id, repo_type))
+                        or ("0" * 40 if repo_id == "CohereLabsCommunity/multilingual-reward-bench" else None))
+    typo = "CohereLabsCommunity/multilingual-reward-bnch"
+    with pytest.raises(runner.ParamError, match=rf"1 problem.*\n  evaluate\.eval_source = '{typo}' is not a dataset on "
+                                                r"the hub .* nor in the local hub cache; check its spelling"):
+        _validate(_spec(tmp_path, evaluate={"eval_source": typo, "split": "test"}))
+    assert asked == [(typo, "dataset")]  # once for the two evaluate cells
+    asked.clear()
+    _validate(_spec(tmp_path, evaluate={"eval_source": "CohereLabsCommunity/multilingual-reward-bench",
+                                        "split": "test"}))
 
 
 # ----------------------------------------------------------------------------------- backbones and judges

@@ -54,7 +54,8 @@ def collect(run_dir) -> dict:
         ignored = sorted({*ignored, *(name for name in plan if name != "report"
                                       and not (run_dir / name / store.DONE_FILE).exists())})
     out = {"runs": pd.DataFrame(runs), "train": pd.DataFrame([m for _, m in by_kind.get("train", [])]),
-           "params": _read_params(run_dir / "params.yaml"), "run": run_dir.name, "ignored": ignored}
+           "params": _read_params(run_dir / "params.yaml"), "run": run_dir.name, "ignored": ignored,
+           "translations_not_run": _read_plan(run_dir, "translations_not_run") or []}
     # models evaluated as they are (the params file's `pretrained`, or any model without an xlrm training card)
     # are shown apart from the run's trained RMs
     evals = [(d, m, bool(m.get("pretrained")) or d.relative_to(run_dir).parts[0] == store.PRETRAINED_DIR)
@@ -74,10 +75,14 @@ def collect(run_dir) -> dict:
     return out
 
 
-def _read_plan(run_dir: Path) -> set[str] | None:
-    """The cell names of the run's grid (written by ``xlrm run``); None for a folder of notebooks run by hand."""
+def _read_plan(run_dir: Path, key: str = "cells"):
+    """The cell names of the run's grid (written by ``xlrm run``; None for a folder of notebooks run by hand), or
+    another entry of its plan (``translations_not_run``)."""
     path = run_dir / store.PLAN_FILE
-    return set(json.loads(path.read_text())["cells"]) if path.exists() else None
+    if not path.exists():
+        return None
+    plan = json.loads(path.read_text())
+    return set(plan["cells"]) if key == "cells" else plan.get(key)
 
 
 RUN_KEYS = ("backbone", "seed")  # one training run of the grid: the paired tests never mix two of them
@@ -215,8 +220,12 @@ def run_header(rep: dict) -> pd.DataFrame:
         return pd.DataFrame(columns=["field", "value"])
     train, ev = p.get("train") or {}, p.get("evaluate") or {}
     as_list = lambda v, default: default if v is None else v if isinstance(v, list) else [v]  # noqa: E731 (seeds: 7)
-    translated = ", ".join(f"{t.get('from')}->{t.get('to')} ({t.get('backend', 'apertium')})"
-                           for t in p.get("translated") or [])
+    not_run = {(t.get("from"), t.get("to"), t.get("backend")): t.get("why")
+               for t in rep.get("translations_not_run") or [] if isinstance(t, dict)}
+    translated = ", ".join(f"{t.get('from')}->{t.get('to')} ({t.get('backend', 'apertium')}"
+                           + (f"; not run: {why}" if (why := not_run.get((t.get("from"), t.get("to"),
+                                                                           t.get("backend", "apertium")))) else "")
+                           + ")" for t in p.get("translated") or [] if isinstance(t, dict))
     rows = [("run", p.get("run", rep.get("run"))), ("description", p.get("description")),
             ("backbones", ", ".join(map(str, as_list(p.get("backbones"), ["me5-small"])))),
             ("seeds", ", ".join(map(str, as_list(p.get("seeds"), [42])))),

@@ -242,7 +242,8 @@ def validate(cells: list[Cell], *, models: bool = True, upstream: list[Cell] = (
                 problems.append(f"{cell.stage}.{read[0]} = {read[1]!r}: {loaded}")
             elif read and _local_file(read) and cell.stage == "probe":  # it lines up the same items across languages
                 problems += _parallel_problems(cell, read, loaded)
-    problems += (model_problems(cells) if models else []) + _same_rows_problems(valid, reads, schemas, upstream)
+    problems += (model_problems(cells) + dataset_problems(valid, schemas) if models else [])
+    problems += _same_rows_problems(valid, reads, schemas, upstream)
     problems += _unlabelled_file_problems(valid, reads, schemas)
     if problems:
         problems = list(dict.fromkeys(problems))  # a section's file or backbone is read by many cells: said once
@@ -428,15 +429,11 @@ def model_problems(cells: list[Cell]) -> list[str]:
     them."""
     from huggingface_hub import constants
 
-    from . import hub
     from .backbones import PACKAGED
 
-    def unknown(value) -> bool:
-        return (isinstance(value, str) and value not in PACKAGED and bool(hub.HUB_ID.match(value))
-                and not _repo_path(value).exists() and hub.commit(value) is None)
-
+    unknown = _unknown_hub_model
     why = ("not a local directory and not in the local hub cache (offline: HF_HUB_OFFLINE is set); download it "
-           "on a machine with internet (huggingface-cli download <id>), or check its spelling"
+           "on a machine with internet (hf download <id>), or check its spelling"
            if constants.is_offline_mode() else
            "not a local directory, not on the hub (or not reachable) and not in the local hub cache; check its "
            "spelling")
@@ -450,6 +447,32 @@ def model_problems(cells: list[Cell]) -> list[str]:
                for j in judges if unknown(j)]
             + [f"pretrained {name!r}: model {m!r} is {why} (a relative directory is read from the repository root, "
                f"{REPO})" for name, m in pretrained.items() if unknown(m)])
+
+
+def dataset_problems(cells: list[Cell], schemas: dict) -> list[str]:
+    """Data sources named like hub dataset ids ('org/name') that neither the hub nor the local hub cache knows
+    (:func:`xlrm_lib.hub.commit`, one request per id): a typo in ``eval_source`` would fail only when the
+    evaluate notebooks load it, after every training."""
+    from huggingface_hub import constants
+
+    from . import hub
+    from .data import FILE_SUFFIXES
+
+    offline = " (offline: HF_HUB_OFFLINE is set; download it on a machine with internet: hf download --repo-type " \
+              "dataset <id>)" if constants.is_offline_mode() else " (or not reachable)"
+    seen, out = set(), []
+    for cell in cells:
+        read = _data_read(cell, schemas[cell.notebook])
+        if not read or (read[0], read[1]) in seen:
+            continue
+        seen.add((read[0], read[1]))
+        key, source = read[0], str(read[1])
+        if (Path(source).suffix.lower() in FILE_SUFFIXES or not hub.HUB_ID.match(source)
+                or _repo_path(source).exists() or hub.commit(source, "dataset") is not None):
+            continue
+        out.append(f"{cell.stage}.{key} = {source!r} is not a dataset on the hub{offline} nor in the local hub cache; "
+                   "check its spelling (e.g. CohereLabsCommunity/multilingual-reward-bench)")
+    return out
 
 
 # ----------------------------------------------------------------------------------- planning
@@ -638,9 +661,23 @@ def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
                              "model: facebook/nllb-200-distilled-600M (a hub id or a local directory)")
         if backends[backend] != "ok":
             out.append((t, backends[backend]))
+        elif backend == "hf" and _unknown_hub_model(t["model"]):  # a typo is not a backend missing here: refused
+            raise ParamError(f"translated entry {t!r}: model {t['model']!r} is not a local directory, not on the hub "
+                             "(or not reachable) and not in the local hub cache; check its spelling, or download it "
+                             "on a machine with internet (hf download <id>)")
         elif why := why_unavailable(t["from"], t["to"], backend, model=t.get("model")):
             out.append((t, why))
     return out
+
+
+def _unknown_hub_model(value) -> bool:
+    """A model named like a hub id ('org/name') that is no local directory, and that neither the hub nor the local
+    hub cache knows (:func:`xlrm_lib.hub.commit`: one request per id and process)."""
+    from . import hub
+    from .backbones import PACKAGED
+
+    return (isinstance(value, str) and value not in PACKAGED and bool(hub.HUB_ID.match(value))
+            and not _repo_path(value).exists() and hub.commit(value) is None)
 
 
 def _pretrained(spec: dict) -> list[dict]:
@@ -950,15 +987,17 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     _check_kernel(kernel)
     _check_writable(run_dir)
     with _run_lock(run_dir):
-        _write_plan(run_dir, everything)
+        _write_plan(run_dir, everything, missing)
         return _run(spec, cells, run_dir, satisfied, jobs=jobs, force=force, executor=executor, kernel=kernel,
                     progress=progress, missing=missing)
 
 
-def _write_plan(run_dir: Path, cells: list[Cell]) -> None:
+def _write_plan(run_dir: Path, cells: list[Cell], missing: list = ()) -> None:
     """The cells of this grid (``<run>/_plan.json``): the report reads only these, so folders left by an earlier
-    grid of the same run (a language or seed since dropped) never mix into its tables."""
-    store.write_json(run_dir / PLAN_FILE, {"cells": [c.name for c in cells]})
+    grid of the same run (a language or seed since dropped) never mix into its tables; and the translated RMs of
+    the params file that get no cells here (``missing``: :func:`unavailable_translations`), which its header names."""
+    store.write_json(run_dir / PLAN_FILE, {"cells": [c.name for c in cells], "translations_not_run": [
+        {"from": t["from"], "to": t["to"], "backend": t.get("backend", "apertium"), "why": why} for t, why in missing]})
 
 
 def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, progress, missing) -> dict:
