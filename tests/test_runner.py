@@ -422,6 +422,57 @@ def test_a_partial_report_reads_only_what_finished_this_time(fake_notebooks, tmp
     assert sorted(rep["runs"]["cell"]) == ["evaluate/me5-small-s42-en", "train/me5-small-s42-en"]
 
 
+def _marked(mark: str, but: int) -> list[int]:
+    """Pids of live processes (other than ``but``) whose environment holds ``XLRM_TEST_MARK=<mark>``: the kernels
+    a test's runner started (they inherit its environment)."""
+    pids, needle = [], f"XLRM_TEST_MARK={mark}\0".encode()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if int(proc.name) != but and needle in (proc / "environ").read_bytes():
+                pids.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_sigterm_stops_a_run_like_ctrl_c(fake_notebooks, tmp_path):
+    # Slurm (time limit, preemption) and `kill` send SIGTERM: the run died without summary.json
+    spec = _spec(fake_notebooks, tmp_path, langs=["en", "ko"], evaluate=None, report=None)
+    spec["train"] = {"lr": 0.001, "sleep": 30.0}
+    spec_path = tmp_path / "grid.yaml"
+    spec_path.write_text(yaml.safe_dump({k: v for k, v in spec.items() if k != "_outputs"}))
+    cmd = [sys.executable, "-m", "xlrm_lib.cli", "run", str(spec_path), "--outputs", str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "XLRM_TEST_MARK": str(tmp_path)})
+    kernels = lambda: _marked(str(tmp_path), but=proc.pid)  # noqa: E731
+    deadline = time.time() + 120
+    while time.time() < deadline and not kernels():
+        time.sleep(0.2)
+    assert kernels(), "no kernel started"
+    time.sleep(1.0)  # the notebook is running
+    proc.send_signal(signal.SIGTERM)  # the runner only, as a scheduler's kill does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "xlrm: terminated (SIGTERM); finished notebooks are kept" in err
+    summary = json.loads((tmp_path / "out" / "t" / "summary.json").read_text())
+    assert {v["status"] for v in summary["cells"].values()} == {"interrupted", "not-started"}
+    deadline = time.time() + 30  # a kernel notices its parent is gone within seconds
+    while time.time() < deadline and kernels():
+        time.sleep(0.5)
+    assert not kernels(), "a kernel outlived its runner"
+
+
+def test_ray_missing_is_said_before_the_run_folder_is_touched(fake_notebooks, tmp_path, monkeypatch):
+    # it was an ImportError traceback after _plan.json and params.yaml had replaced the last run's
+    find = runner.importlib.util.find_spec
+    monkeypatch.setattr(runner.importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find(name, *a))
+    with pytest.raises(runner.ParamError, match=r"executor 'ray' needs Ray, which is not installed .* "
+                                                r"pip install -e '\.\[ray\]'"):
+        runner.run(_spec(fake_notebooks, tmp_path), executor="ray", progress=False)
+    assert not (tmp_path / "out" / "t").exists()
+
+
 def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
     spec = _spec(fake_notebooks, tmp_path, langs=["en", "ko", "de"], evaluate=None, report=None)
     spec["train"] = {"lr": 0.001, "sleep": 2.0}

@@ -72,6 +72,7 @@ def main(argv=None) -> int:
         if only and set(only) - set(runner.NOTEBOOKS):
             raise runner.ParamError(f"unknown stage(s) {sorted(set(only) - set(runner.NOTEBOOKS))}; "
                                     f"expected {list(runner.NOTEBOOKS)}")
+        _stop_on_sigterm()
         summary = runner.run(args.params, jobs=args.jobs, force=args.force, executor=args.executor, only=only,
                              outputs_dir=args.outputs, kernel=args.kernel)
     except (runner.ParamError, FileNotFoundError, PermissionError, ValueError) as e:
@@ -80,11 +81,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         import os
 
-        print("\nxlrm: interrupted; finished notebooks are kept (summary.json says which), rerun to resume",
+        how = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
+        print(f"\nxlrm: {how}; finished notebooks are kept (summary.json says which), rerun to resume",
               file=sys.stderr)
         sys.stderr.flush()
         # now, not after the notebook still running in a worker thread: its kernel exits with its parent
-        os._exit(130)
+        os._exit(143 if _TERMINATED else 130)
     print(runner.format_summary(summary))
     report = f"{summary['run_dir']}/report.html"
     import os
@@ -92,6 +94,23 @@ def main(argv=None) -> int:
     if os.path.exists(report):
         print(f"report: {report}")
     return 1 if summary["failed"] else 0
+
+
+_TERMINATED: list = []
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a batch scheduler's stop: Slurm at a time limit or preemption, ``kill``) stops a run as Ctrl-C
+    does: summary.json says what became of every cell, the kernels go with the runner, a rerun resumes."""
+    import signal
+    import threading
+
+    def stop(signum, frame):
+        _TERMINATED.append(signum)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
 
 
 def _cache(args, repo) -> int:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import difflib
+import importlib.util
 import itertools
 import json
 import logging
@@ -985,6 +986,7 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     validate(cells, upstream=everything)
     kernel = kernel or spec.get("kernel") or "python3"
     _check_kernel(kernel)
+    _check_executor(executor)
     _check_writable(run_dir)
     with _run_lock(run_dir):
         _write_plan(run_dir, everything, missing)
@@ -1064,7 +1066,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                     bar.update(1)
     except KeyboardInterrupt:  # Ctrl-C: say what each cell came to (finished ones are kept: a rerun resumes there)
         for name in running:
-            results[name] = {"status": "interrupted", "error": "interrupted (Ctrl-C)"}
+            results[name] = {"status": "interrupted", "error": "interrupted (Ctrl-C or SIGTERM)"}
         results = {c.name: results.get(c.name, {"status": "not-started"}) for c in cells}  # in the plan's order
         _summary(spec, run_dir, results, ["interrupted: finished notebooks are kept; rerun to resume"])
         raise
@@ -1204,6 +1206,15 @@ def _check_writable(run_dir: Path) -> None:
     except OSError as e:
         raise PermissionError(f"output directory {run_dir} is not writable ({e.strerror}); "
                               "choose another with --outputs DIR") from None
+
+
+def _check_executor(kind: str) -> None:
+    """Before the run folder is touched: an engine that is not installed here is a parameter error."""
+    if kind not in ("local", "ray"):
+        raise ParamError(f"unknown executor {kind!r}; expected 'local' or 'ray'")
+    if kind == "ray" and importlib.util.find_spec("ray") is None:
+        raise ParamError("executor 'ray' needs Ray, which is not installed in this environment: "
+                         "pip install -e '.[ray]' (on every node of the cluster)")
 
 
 def _executor(kind: str, jobs: int):
