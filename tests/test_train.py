@@ -560,3 +560,21 @@ def test_training_loads_the_hub_commit_its_key_holds(tmp_path, monkeypatch, smal
     with pytest.raises(ValueError, match="a revision pins a hub id"):
         load_reward_model(str(tmp_path), revision="main")
     hub.commit.cache_clear()
+
+
+def test_zero3_without_16bit_gathering_is_refused_before_training():
+    # accelerate raised at the save, after the whole training; "auto" (accelerate's default) means false
+    from types import SimpleNamespace
+
+    from xlrm_lib.train import check_zero3_saving
+
+    def acc(zero):
+        return SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(
+            zero_stage=3, deepspeed_config={"zero_optimization": {"stage": 3, **zero}})))
+
+    for zero in ({}, {"stage3_gather_16bit_weights_on_model_save": "auto"},
+                 {"stage3_gather_16bit_weights_on_model_save": False}):
+        with pytest.raises(ValueError, match="set `stage3_gather_16bit_weights_on_model_save: true` under "
+                                             "zero_optimization"):
+            check_zero3_saving(acc(zero))
+    check_zero3_saving(acc({"stage3_gather_16bit_weights_on_model_save": True}))

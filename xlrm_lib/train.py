@@ -397,6 +397,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             data_collator=PackedPairCollator() if packed else PairCollator(tok.pad_token_id, "right"),
             margin=cfg.margin, center_coef=cfg.center_coef,
         )
+        if _zero3(trainer.accelerator) and not cfg.lora_settings():
+            check_zero3_saving(trainer.accelerator)  # before training: after it, the weights could not be saved
         try:
             # a packed training loop keeps the packed attention through backward (gradient checkpointing's re-runs)
             with _attention_backend(model), (packed_training(model) if packed else contextlib.nullcontext()):
@@ -458,6 +460,18 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
 def _zero3(accelerator) -> bool:
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     return plugin is not None and getattr(plugin, "zero_stage", None) == 3
+
+
+def check_zero3_saving(accelerator) -> None:
+    """Under DeepSpeed ZeRO-3 each process holds a shard of the weights: saving gathers them, which DeepSpeed does
+    only with ``stage3_gather_16bit_weights_on_model_save: true`` (accelerate's "auto" means false). Without it
+    the whole training would end in accelerate's ValueError at the save."""
+    config = accelerator.state.deepspeed_plugin.deepspeed_config or {}
+    if (config.get("zero_optimization") or {}).get("stage3_gather_16bit_weights_on_model_save") is not True:
+        raise ValueError("DeepSpeed ZeRO-3 without stage3_gather_16bit_weights_on_model_save: the trained weights "
+                         "could not be gathered to save; set `stage3_gather_16bit_weights_on_model_save: true` under "
+                         "zero_optimization in the DeepSpeed config (or answer yes to saving 16-bit weights in "
+                         "`accelerate config`: zero3_save_16bit_model: true), or train with LoRA (lora_r > 0)")
 
 
 @contextlib.contextmanager
