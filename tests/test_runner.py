@@ -597,6 +597,26 @@ def test_ray_executor_runs_the_same_grid(fake_notebooks, tmp_path, monkeypatch):
         ray.shutdown()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is an optional extra: pip install -e '.[ray]'")
+def test_ray_tasks_get_this_processs_cache_settings(fake_notebooks, tmp_path, monkeypatch):
+    # a node's worker started without XLRM_CACHE would train into (and read RMs from) another cache
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_TOKEN", "secret")
+    seen, real = {}, ray.init
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw) or real(**kw, num_cpus=2, include_dashboard=False))
+    try:
+        summary = runner.run(_spec(fake_notebooks, tmp_path, langs=["en"], evaluate=None, report=None),
+                             executor="ray", progress=False)
+        assert summary["failed"] == 0, runner.format_summary(summary)
+    finally:
+        ray.shutdown()
+    env = seen["runtime_env"]["env_vars"]
+    assert env["XLRM_CACHE"] == str(tmp_path / "cache") and "HF_TOKEN" not in env  # a token is not shown in Ray
+
+
 def test_only_runs_selected_stages_on_finished_upstream(fake_notebooks, tmp_path):
     spec = _spec(fake_notebooks, tmp_path, langs=["en"])
     with pytest.raises(runner.ParamError, match="--only leaves out 1 unfinished upstream"):

@@ -1208,6 +1208,11 @@ def _check_writable(run_dir: Path) -> None:
                               "choose another with --outputs DIR") from None
 
 
+# set here, handed to every Ray task (not HF_TOKEN: a runtime_env is shown in Ray's dashboard; set it on the nodes)
+RAY_FORWARDED_ENV = ("XLRM_CACHE", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
+                     "TRANSFORMERS_OFFLINE", "NUMBA_CACHE_DIR")
+
+
 def _check_executor(kind: str) -> None:
     """Before the run folder is touched: an engine that is not installed here is a parameter error."""
     if kind not in ("local", "ray"):
@@ -1230,7 +1235,10 @@ def _executor(kind: str, jobs: int):
         except ImportError:
             raise ImportError("executor 'ray' needs Ray: pip install -e '.[ray]'") from None
         if not ray.is_initialized():
-            ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False)
+            # the kernels on other nodes must find the same caches and hub settings as this process
+            env = {k: os.environ[k] for k in RAY_FORWARDED_ENV if k in os.environ}
+            ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False,
+                     runtime_env={"env_vars": env} if env else None)
         remote = ray.remote(execute_cell)
         return lambda c, p, o, k, kern, pins: remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(
             str(c.notebook), p, o, k, kern, hub_commits=pins).future()
