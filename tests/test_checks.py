@@ -88,8 +88,10 @@ def _spec(tmp_path, **over):
 
 
 @pytest.mark.parametrize("over, message", [
-    ({"evaluate": {"batch_size": -1}}, r"evaluate/me5-small-s42-en: batch_size = -1; expected an integer >= 1"),
-    ({"train": {"lr": float("inf")}}, r"train/me5-small-s42-en: invalid training parameter\(s\): lr = inf"),
+    ({"evaluate": {"batch_size": -1}}, r"evaluate/me5-small-s42-en, evaluate/me5-small-s42-ko: batch_size = -1; "
+                                       r"expected an integer >= 1"),
+    ({"train": {"lr": float("inf")}}, r"train/me5-small-s42-en, train/me5-small-s42-ko: invalid training "
+                                      r"parameter\(s\): lr = inf"),
     ({"train": {"split": "trian"}}, r"split = 'trian'; the embedded benchmark has splits"),
     ({"train": {"data_source": "/nonexistent/pairs.jsonl"}}, r"data_source = '/nonexistent/pairs.jsonl': data file not found"),
     ({"backbones": ["me5-smal"]}, r"unknown backbone 'me5-smal'"),
@@ -199,7 +201,7 @@ def test_relative_paths_are_checked_where_the_notebooks_run(tmp_path, monkeypatc
     import os
 
     (tmp_path / "pairs.jsonl").write_text("".join(
-        json.dumps({"id": i, "lang": lang, "prompt": f"q{i}", "chosen": "good", "rejected": "bad"}) + "\n"
+        json.dumps({"id": i, "lang": lang, "prompt": f"q{i} ({lang})", "chosen": "good", "rejected": "bad"}) + "\n"
         for i in range(2) for lang in ("en", "ko")))
     monkeypatch.chdir(tmp_path)
     rel = os.path.relpath(tmp_path / "pairs.jsonl", runner.REPO)  # a data file given relative to the repository

@@ -141,8 +141,8 @@ def test_a_file_without_languages_read_for_several_training_languages_is_refused
     mixed = _jsonl(tmp_path / "mixed.jsonl", [{k: v for k, v in r.items() if k != "lang"} for r in _pairs(n=3)
                                               if r["lang"] == "en"])
     with pytest.raises(runner.ParamError, match=r"1 problem.*\n  train\.data_source = '.*mixed\.jsonl' gives the same "
-                                                r"pairs to every training language \['en', 'ko'\]: a file without a "
-                                                r"'lang' column .*; add a 'lang' column"):
+                                                r"pairs \(ids and texts\) to every training language \['en', 'ko'\]: .* "
+                                                r"A file without a 'lang' column .*; add a 'lang' column"):
         _validate(_spec(tmp_path, train={"data_source": str(mixed)}, evaluate=None))
     _validate(_spec(tmp_path, langs=["en"], train={"data_source": str(mixed)}, evaluate=None))  # one language: fine
     labelled = _jsonl(tmp_path / "labelled.jsonl", _pairs(n=3))
@@ -276,6 +276,27 @@ def test_plan_previews_a_grid_whose_hub_models_are_not_downloaded_yet(tmp_path, 
     out = capsys.readouterr().out
     assert "train/not-downloaded-s42-en" in out and "note: backbones: 'org/not-downloaded' is not a packaged" in out
     assert cli.main(["validate", str(params)]) == 2
+
+
+def test_validate_checks_the_kernel_run_would_use(tmp_path, capsys):
+    from xlrm_lib import cli
+
+    params = tmp_path / "p.yaml"
+    params.write_text("run: t\nkernel: python9\nlangs: [en]\ntrain: {}\nevaluate: {}\n")
+    assert cli.main(["validate", str(params)]) == 2  # it said "parameters valid"; only `run` refused the kernel
+    assert "kernel 'python9' is not installed; expected one of" in capsys.readouterr().err
+
+
+def test_one_mistake_passed_to_many_cells_is_said_once_naming_them(tmp_path):
+    # a misspelt backbone reached all its trainings and the probe: three identical lines, and no suggestion
+    with pytest.raises(runner.ParamError) as e:
+        _validate(_spec(tmp_path, langs=["en", "ko", "de", "fr"], backbones=["me5-smal"], evaluate=None))
+    assert str(e.value).splitlines()[1:] == [
+        "  train/me5-smal-s42-en, train/me5-smal-s42-ko, train/me5-smal-s42-de and 1 more: unknown backbone "
+        "'me5-smal' (did you mean 'me5-small'?): not a packaged backbone ['me5-small', 'gemma3-270m'], not an "
+        "existing directory, and not a hub id of the form 'org/name'"]
+    with pytest.raises(runner.ParamError, match=r"notebooks_dir 'notebookz' is not a directory \(looked in "):
+        _validate(_spec(tmp_path, notebooks_dir="notebookz"))
 
 
 def test_a_hub_id_the_hub_knows_and_a_local_directory_pass(tmp_path, monkeypatch, tiny_bert_dir):

@@ -49,6 +49,8 @@ def main(argv=None) -> int:
             missing = runner.unavailable_translations(spec)
             cells = runner.plan(spec, unavailable=missing)
             runner.validate(cells, models=args.cmd == "validate")  # plan previews a grid not downloaded yet
+            if args.cmd == "validate":
+                runner.check_kernel(spec.get("kernel") or "python3")  # as `run` will (--kernel overrides it there)
             if args.cmd == "plan":
                 for c in cells:
                     print(f"{c.name:45s} {c.notebook.name:28s} deps={len(c.deps)}")

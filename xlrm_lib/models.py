@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import logging
 import os
@@ -40,9 +41,10 @@ def check_backbone(backbone: str | os.PathLike) -> str:
     if name in PACKAGED or Path(name).expanduser().is_dir():
         return name
     if not HUB_ID.match(name):
+        close = difflib.get_close_matches(name, list(PACKAGED), n=1)
         raise ValueError(
-            f"unknown backbone {name!r}: not a packaged backbone {list(PACKAGED)}, not an existing directory, "
-            "and not a hub id of the form 'org/name'"
+            f"unknown backbone {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}: not a packaged backbone "
+            f"{list(PACKAGED)}, not an existing directory, and not a hub id of the form 'org/name'"
         )
     return name
 

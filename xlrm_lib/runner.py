@@ -143,6 +143,9 @@ def notebook_parameters(path: Path) -> dict:
     """
     import nbformat
 
+    if not path.parent.is_dir():
+        raise ParamError(f"notebooks_dir {str(path.parent)!r} is not a directory (looked in {path.parent.resolve()}); "
+                         f"expected the folder of the notebooks (default {REPO / 'notebooks'})")
     if not path.exists():
         raise ParamError(f"unknown notebook {path}; expected one of "
                          f"{sorted(p.name for p in path.parent.glob('*.ipynb'))}")
@@ -247,8 +250,27 @@ def validate(cells: list[Cell], *, models: bool = True, upstream: list[Cell] = (
     problems += _same_rows_problems(valid, reads, schemas, upstream)
     problems += _unlabelled_file_problems(valid, reads, schemas)
     if problems:
-        problems = list(dict.fromkeys(problems))  # a section's file or backbone is read by many cells: said once
+        problems = _merge_by_cell(problems, [c.name for c in cells])
         raise ParamError(f"{len(problems)} problem(s) in the parameters; nothing was run:\n  " + "\n  ".join(problems))
+
+
+def _merge_by_cell(problems: list[str], names: list[str]) -> list[str]:
+    """Each problem once: a section's value is passed to many cells (a backbone to every training), so the same
+    message for several cells becomes one line naming them all (the first three, and how many more)."""
+    cells_of: dict[str, list[str]] = {}
+    for problem in problems:
+        name = next((n for n in names if problem.startswith(f"{n}: ")), None)
+        message = problem[len(name) + 2:] if name else problem
+        cells_of.setdefault(message, [])
+        if name and name not in cells_of[message]:
+            cells_of[message].append(name)
+    out = []
+    for message, where in cells_of.items():
+        if where:
+            more = f" and {len(where) - 3} more" if len(where) > 3 else ""
+            message = f"{', '.join(where[:3])}{more}: {message}"
+        out.append(message)
+    return out
 
 
 def _placeholder(schema, key):
@@ -326,10 +348,10 @@ def _unlabelled_file_problems(cells: list[Cell], reads: dict, schemas: dict) -> 
         content = ["id", "prompt", "chosen", "rejected"]
         if all(p.select_columns(content).data.table.equals(first.select_columns(content).data.table) for _, p in others):
             langs = sorted(lang for langs in reads_of_file for lang in langs)
-            out.append(f"train.{read[0]} = {read[1]!r} gives the same pairs to every training language {langs}: a "
-                       "file without a 'lang' column (or rows without one) is read as in whichever language is "
-                       "asked, so each language's RM would train on the same rows; add a 'lang' column, or train "
-                       "one language from it")
+            out.append(f"train.{read[0]} = {read[1]!r} gives the same pairs (ids and texts) to every training "
+                       f"language {langs}: each language's RM would train on the same rows. A file without a 'lang' "
+                       "column (or rows without one) is read as in whichever language is asked; add a 'lang' "
+                       "column, or train one language from it")
     return out
 
 
@@ -985,7 +1007,7 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
         everything, satisfied = cells, {}
     validate(cells, upstream=everything)
     kernel = kernel or spec.get("kernel") or "python3"
-    _check_kernel(kernel)
+    check_kernel(kernel)
     _check_executor(executor)
     _check_writable(run_dir)
     with _run_lock(run_dir):
@@ -1156,7 +1178,7 @@ def _run_lock(run_dir: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _check_kernel(kernel: str) -> None:
+def check_kernel(kernel: str) -> None:
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     manager = KernelSpecManager()
