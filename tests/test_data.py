@@ -87,6 +87,16 @@ def test_csv_empty_answer_is_a_bad_row(tmp_path):
     assert load_pairs(str(path), langs="en", drop_bad=True)["id"] == ["b"]
 
 
+def test_an_unknown_message_role_is_refused(tmp_path):
+    # a chat template drops, refuses or renders as it is a role it does not know ("usr")
+    row = dict(ROWS[0], prompt=[{"role": "usr", "content": "Hi?"}])
+    with pytest.raises(ValueError, match=r"record 1 .*prompt: message role 'usr' \(did you mean 'user'\?\); expected "
+                                         r"one of \['system', 'user', 'assistant', 'tool'\]"):
+        load_pairs(write_jsonl(tmp_path / "p.jsonl", [row]))
+    ok = dict(ROWS[0], prompt=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}])
+    assert load_pairs(write_jsonl(tmp_path / "q.jsonl", [ok]))["prompt"][0][0]["role"] == "system"
+
+
 def test_a_csv_that_is_not_comma_separated_says_so(tmp_path):
     path = tmp_path / "pairs.csv"  # a spreadsheet's export in a locale that writes ';'
     path.write_text("id;lang;prompt;chosen;rejected\na;en;Hi?;Hello, friend.;Go away.\n", encoding="utf-8")

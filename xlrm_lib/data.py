@@ -27,6 +27,7 @@ Sources for :func:`load_pairs`:
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import random
@@ -80,6 +81,9 @@ def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and v != v)  # JSON null, or a pandas NaN from an empty cell
 
 
+ROLES = ("system", "user", "assistant", "tool")  # the roles chat templates know
+
+
 def _messages(prompt, field: str = "prompt") -> list[dict]:
     if _missing(prompt):
         return []
@@ -92,6 +96,10 @@ def _messages(prompt, field: str = "prompt") -> list[dict]:
     for m in prompt:
         if not isinstance(m, dict) or not {"role", "content"} <= set(m):
             raise ValueError(f"{field}: expected {expected}; a message is {m!r:.60}")
+        if str(m["role"]) not in ROLES:  # a chat template would drop or refuse it, or render it as it is
+            close = difflib.get_close_matches(str(m["role"]), ROLES, n=1)
+            raise ValueError(f"{field}: message role {m['role']!r}"
+                             f"{f' (did you mean {close[0]!r}?)' if close else ''}; expected one of {list(ROLES)}")
         out.append({"role": str(m["role"]), "content": "" if _missing(m["content"]) else str(m["content"])})
     return out
 
