@@ -473,6 +473,19 @@ def test_ray_missing_is_said_before_the_run_folder_is_touched(fake_notebooks, tm
     assert not (tmp_path / "out" / "t").exists()
 
 
+def test_a_grid_that_asks_for_gpus_is_refused_locally_where_torch_sees_none(fake_notebooks, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(runner.ParamError, match=r"num_gpus: 1 asks for a GPU per notebook, but torch sees none here "
+                                                r".* or set num_gpus: 0 to run it on this CPU"):
+        runner.run(_spec(fake_notebooks, tmp_path, num_gpus=1), progress=False)
+    assert not (tmp_path / "out" / "t").exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine: it runs
+    assert runner.run(_spec(fake_notebooks, tmp_path, num_gpus=1, langs=["en"], evaluate=None, report=None),
+                      progress=False)["failed"] == 0
+
+
 def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
     spec = _spec(fake_notebooks, tmp_path, langs=["en", "ko", "de"], evaluate=None, report=None)
     spec["train"] = {"lr": 0.001, "sleep": 2.0}

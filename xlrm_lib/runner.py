@@ -1009,6 +1009,7 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     kernel = kernel or spec.get("kernel") or "python3"
     check_kernel(kernel)
     _check_executor(executor)
+    _check_gpus(cells, executor)
     _check_writable(run_dir)
     with _run_lock(run_dir):
         _write_plan(run_dir, everything, missing)
@@ -1228,6 +1229,19 @@ def _check_writable(run_dir: Path) -> None:
     except OSError as e:
         raise PermissionError(f"output directory {run_dir} is not writable ({e.strerror}); "
                               "choose another with --outputs DIR") from None
+
+
+def _check_gpus(cells: list[Cell], executor: str) -> None:
+    """A grid that asks for GPUs (``num_gpus``) run locally on a machine whose torch sees none would train and
+    score its models on the CPU (a 3B model: days), which is not what its params file says."""
+    if executor != "local" or not any(c.num_gpus > 0 for c in cells):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ParamError(f"num_gpus: {max(c.num_gpus for c in cells):g} asks for a GPU per notebook, but torch sees none "
+                         "here (torch.cuda.is_available() is False); run it on a GPU machine (or a Ray cluster: "
+                         "--executor ray), or set num_gpus: 0 to run it on this CPU")
 
 
 # set here, handed to every Ray task (not HF_TOKEN: a runtime_env is shown in Ray's dashboard; set it on the nodes)
