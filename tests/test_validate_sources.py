@@ -149,6 +149,18 @@ def test_a_file_without_languages_read_for_several_training_languages_is_refused
     _validate(_spec(tmp_path, train={"data_source": str(labelled)}, evaluate=None))
 
 
+def test_a_files_warning_is_said_once_though_each_training_language_reads_it(tmp_path, caplog):
+    rows = _pairs(langs=("en", "ko", "de"), n=3)
+    dup = _jsonl(tmp_path / "dup.jsonl", rows + [rows[0]])  # one exact copy: load_pairs warns on every read
+    with caplog.at_level("WARNING", logger="xlrm_lib.data"):
+        _validate(_spec(tmp_path, langs=["en", "ko", "de"], train={"data_source": str(dup)}, evaluate=None))
+    said = [r.getMessage() for r in caplog.records if "repeat an (id, lang)" in r.getMessage()]
+    assert len(said) == 1, said
+    with caplog.at_level("WARNING", logger="xlrm_lib.data"):  # the next validation says it again
+        _validate(_spec(tmp_path, langs=["en", "ko"], train={"data_source": str(dup)}, evaluate=None))
+    assert len([r for r in caplog.records if "repeat an (id, lang)" in r.getMessage()]) == 2
+
+
 def test_shared_ids_are_the_items_of_every_language():
     assert data.shared_ids({"en": ["a", "b", "c"], "ko": ["c", "b", "x"]}, minimum=2) == ["b", "c"]
     with pytest.raises(ValueError, match=r"pairs\.jsonl: need the same >= 3 items in every language; 2 ids are"):

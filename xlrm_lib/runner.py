@@ -221,6 +221,27 @@ def validate(cells: list[Cell], *, models: bool = True, upstream: list[Cell] = (
     notebooks load them), hub ids of backbones and judges must be known to the hub or the local hub cache
     (``models``; :func:`model_problems`), and no RM may be evaluated on the items it was trained on (its
     training cell among ``cells`` or ``upstream``: the grid's other cells, under ``--only``)."""
+    with _said_once(logging.getLogger("xlrm_lib.data")):  # a file read for each training language warns once
+        _validate(cells, models=models, upstream=upstream)
+
+
+@contextlib.contextmanager
+def _said_once(logger: logging.Logger):
+    """Within the block, a record of ``logger`` whose message it logged already is dropped."""
+    seen: set = set()
+
+    def first_time(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message in seen or seen.add(message))
+
+    logger.addFilter(first_time)
+    try:
+        yield
+    finally:
+        logger.removeFilter(first_time)
+
+
+def _validate(cells: list[Cell], *, models: bool, upstream: list[Cell]) -> None:
     problems, schemas, reads, valid = [], {}, {}, []
     for cell in cells:
         before = len(problems)
