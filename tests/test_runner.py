@@ -95,6 +95,38 @@ def test_injected_problems_name_unknown_parameters_and_wrong_types():
     assert len(problems) == 3
 
 
+def test_injected_problems_read_the_parameters_cell_as_python():
+    # a value over several lines (a hand-edited rm_dirs) and a default that is not a literal: no crash, and the
+    # names are still checked
+    declared = ('import os\nrm_dirs = {\n    "en": "/rms/en",\n}  # RMs\nthreads = int(os.environ.get("T", 1))\n'
+                'bf16: bool = False\n')
+    assert runner.injected_problems(declared, '# Parameters\nrm_dirs = {"ko": "/rms/ko"}\nthreads = "x"\n') == []
+    assert runner.injected_problems(declared, "# Parameters\nbf16 = 'yes'\n") == [
+        "parameter 'bf16' = 'yes' is str; expected bool"]
+    assert runner.injected_problems(declared, "# Parameters\nrm_dir = {}\n")[0].startswith(
+        "unknown parameter 'rm_dir' (did you mean 'rm_dirs'?)")
+    assert runner.injected_problems("x = (\n", "# Parameters\ny = 1\n") == []  # not Python: nothing to tell
+
+
+def test_the_injected_check_reads_only_a_fresh_papermill_history(monkeypatch):
+    # in a JupyterLab session the cell before papermill's may be any cell: it refused 'output_dir' as unknown
+    import IPython
+
+    from xlrm_lib import study
+
+    shell = type("Shell", (), {})()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    injected = "# Parameters\nlimt = 3\n"
+    shell.user_ns = {"In": ["", "limit = 0  # pairs", injected, "study.setup_notebook()"]}
+    with pytest.raises(ValueError, match="unknown parameter 'limt' \\(did you mean 'limit'\\?\\)"):
+        study._check_injected_parameters()
+    for history in (["", "limit = 0", "print(1)", injected, "study.setup_notebook()"],  # cells re-run by hand
+                    ["", "ev = evaluate_rm(model_dir)", injected, "study.setup_notebook()"][1:],
+                    ["", "print(1)", "study.setup_notebook()"]):
+        shell.user_ns = {"In": history}
+        study._check_injected_parameters()  # not told apart: not checked
+
+
 def test_a_notebook_run_by_hand_with_papermill_refuses_a_typod_parameter(tmp_path):
     # papermill only warns about 'limt' and runs on the defaults (a whole training instead of 16 pairs)
     nb = tmp_path / "hand.ipynb"

@@ -176,12 +176,29 @@ def injected_problems(parameters_source: str, injected_source: str) -> list[str]
     """What is wrong with the parameters papermill injected (its ``# Parameters`` cell) for a notebook whose
     parameters cell is ``parameters_source``: names it does not take and values of the wrong type. papermill
     itself only warns about an unknown name and then runs on the defaults (a typo'd ``limt`` trains on all the
-    pairs); :func:`xlrm_lib.study.setup_notebook` raises on these in a notebook run by hand with papermill."""
+    pairs); :func:`xlrm_lib.study.setup_notebook` raises on these in a notebook run by hand with papermill.
+
+    The parameters cell is read as Python (a value may span lines); a default that is not a literal has no type
+    to check against, and a cell that is not valid Python gives no problems (nothing can be told)."""
     import ast
 
-    schema = parameters_from_source(parameters_source)
+    try:
+        declared, injected = ast.parse(parameters_source), ast.parse(injected_source)
+    except SyntaxError:
+        return []
+    schema: dict[str, str | None] = {}  # name -> expected type (None: not known)
+    for node in declared.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            schema[node.target.id] = ast.unparse(node.annotation)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    try:
+                        schema[target.id] = type(ast.literal_eval(node.value)).__name__
+                    except (ValueError, SyntaxError, TypeError):
+                        schema[target.id] = None
     problems = []
-    for node in ast.parse(injected_source).body:
+    for node in injected.body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
             continue
         name = node.targets[0].id
@@ -190,11 +207,12 @@ def injected_problems(parameters_source: str, injected_source: str) -> list[str]
             continue
         try:
             value = ast.literal_eval(node.value)
-        except ValueError:  # not a literal: nothing to check it against
+        except (ValueError, SyntaxError, TypeError):  # not a literal: nothing to check it against
             continue
-        if not _type_ok(value, schema[name]["type"]):
+        expected = schema[name]
+        if expected is not None and not _type_ok(value, expected):
             problems.append(f"parameter {name!r} = {value!r} is {type(value).__name__}; expected "
-                            f"{schema[name]['type']}{checks.number_text_hint(value) if 'float' in schema[name]['type'] else ''}")
+                            f"{expected}{checks.number_text_hint(value) if 'float' in expected else ''}")
     return problems
 
 

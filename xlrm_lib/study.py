@@ -54,20 +54,21 @@ def setup_notebook(output_dir=None) -> None:
 
 def _check_injected_parameters() -> None:
     """Under papermill, refuse parameters the notebook does not take or of the wrong type (papermill only warns
-    about an unknown name, then runs on the defaults). Its injected cell (``# Parameters``) comes right after
-    the parameters cell and right before the cell calling :func:`setup_notebook`: the kernel's input history
-    holds both sources. A kernel without that history (plain Python, JupyterLab) is not checked."""
+    about an unknown name, then runs on the defaults). A fresh kernel running the notebook from the top, as
+    papermill does, has run exactly the parameters cell, papermill's injected cell (``# Parameters``) and the cell
+    calling :func:`setup_notebook`: its input history holds both sources. Any other history (a JupyterLab
+    session, cells re-run in another order, plain Python) is not checked: its cells cannot be told apart."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - ipykernel brings IPython
         return
     shell = get_ipython()
     history = list(shell.user_ns.get("In") or []) if shell is not None else []
-    if len(history) < 3 or not history[-2].startswith("# Parameters\n"):
+    if len(history) != 4 or not history[2].startswith("# Parameters\n"):  # "", parameters, injected, this cell
         return
     from .runner import injected_problems
 
-    problems = injected_problems(history[-3], history[-2])
+    problems = injected_problems(history[1], history[2])
     if problems:
         raise ValueError("papermill passed parameters that this notebook's parameters cell does not declare or of "
                          "another type (papermill itself only warns, then runs on the defaults): " + "; ".join(problems)
