@@ -569,11 +569,11 @@ def _content(r: dict) -> tuple:
     return json.dumps(r["prompt"], ensure_ascii=False), r["chosen"], r["rejected"]
 
 
-def repeated_rows(train, test) -> list[str]:
-    """The ids of ``test``'s pairs that repeat a pair of ``train`` word for word (language, prompt and both
-    answers), in ``test``'s order: an RM scored on them is scored on what it was trained on."""
-    seen = {(r["lang"], *_content(r)) for r in train}
-    return [r["id"] for r in test if (r["lang"], *_content(r)) in seen]
+def pair_keys(pairs) -> list[tuple]:
+    """What makes two pairs the same, for each pair of a canonical Dataset: ``(lang, prompt as JSON text, chosen,
+    rejected)``, read column by column (a row-by-row read of 86k pairs takes seconds)."""
+    prompts = (json.dumps(p, ensure_ascii=False) for p in pairs["prompt"])
+    return list(zip(pairs["lang"], prompts, pairs["chosen"], pairs["rejected"]))
 
 
 FEATURES = datasets.Features({

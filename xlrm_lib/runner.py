@@ -466,9 +466,12 @@ def _copied_rows_problems(cell: Cell, reads: dict, t_read: tuple, e_read: tuple,
     train, test = _load_file(reads, *t_read[1:]), _load_file(reads, *e_read[1:])
     if isinstance(train, str) or isinstance(test, str):  # said as a problem of its own
         return []
-    from .data import repeated_rows
-
-    copies = list(dict.fromkeys(repeated_rows(train, test)))
+    # the same two reads come back for every backbone and seed: their keys are made once per validation
+    pair = ("copies", _read_key(t_read), _read_key(e_read))
+    if pair not in reads:
+        seen = set(_pair_keys(reads, t_read, train))
+        reads[pair] = list(dict.fromkeys(i for i, k in zip(test["id"], _pair_keys(reads, e_read, test)) if k in seen))
+    copies = reads[pair]
     if not copies:
         return []
     (t_key, t_src, _, t_split, _), (e_key, e_src, _, e_split, _) = t_read, e_read
@@ -476,6 +479,21 @@ def _copied_rows_problems(cell: Cell, reads: dict, t_read: tuple, e_read: tuple,
             f"train.{t_key} = {t_src!r} (split {t_split!r}) word for word (ids {copies[:5]}"
             f"{' ...' if len(copies) > 5 else ''}): the RMs would {does} items they were trained on; remove them "
             "from one side"]
+
+
+def _read_key(read: tuple) -> tuple:
+    """The key under which :func:`_load_file` keeps a read in ``reads``."""
+    return (_repo_path(read[1]), read[2], read[3], read[4])
+
+
+def _pair_keys(reads: dict, read: tuple, pairs) -> list[tuple]:
+    """:func:`xlrm_lib.data.pair_keys` of a read, made once per validation (kept in ``reads``)."""
+    from .data import pair_keys
+
+    key = ("pair_keys", _read_key(read))
+    if key not in reads:
+        reads[key] = pair_keys(pairs)
+    return reads[key]
 
 
 def _trainings(cell: Cell) -> list[str]:
