@@ -87,12 +87,19 @@ def test_csv_empty_answer_is_a_bad_row(tmp_path):
     assert load_pairs(str(path), langs="en", drop_bad=True)["id"] == ["b"]
 
 
-def test_an_unknown_message_role_is_refused(tmp_path):
+def test_a_misspelt_message_role_is_refused(tmp_path):
     # a chat template drops, refuses or renders as it is a role it does not know ("usr")
     row = dict(ROWS[0], prompt=[{"role": "usr", "content": "Hi?"}])
-    with pytest.raises(ValueError, match=r"record 1 .*prompt: message role 'usr' \(did you mean 'user'\?\); expected "
-                                         r"one of \['system', 'user', 'assistant', 'tool'\]"):
+    with pytest.raises(ValueError, match=r"record 1 .*prompt: message role 'usr' \(did you mean 'user'\?\); the roles "
+                                         r"chat templates know are \['system', 'user', 'assistant', 'tool'\]"):
         load_pairs(write_jsonl(tmp_path / "p.jsonl", [row]))
+    for typo, meant in (("User", "user"), ("asistant", "assistant"), ("sytem", "system")):
+        with pytest.raises(ValueError, match=f"did you mean '{meant}'"):
+            load_pairs(write_jsonl(tmp_path / "p.jsonl", [dict(row, prompt=[{"role": typo, "content": "Hi?"}])]))
+    for other in ("model", "ipython", "developer", "function", "human"):  # roles some templates know: as before
+        assert load_pairs(write_jsonl(tmp_path / "o.jsonl", [dict(
+            row, prompt=[{"role": other, "content": "x"}, {"role": "user", "content": "Hi?"}])]))["prompt"][0][0] \
+            == {"role": other, "content": "x"}
     ok = dict(ROWS[0], prompt=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}])
     assert load_pairs(write_jsonl(tmp_path / "q.jsonl", [ok]))["prompt"][0][0]["role"] == "system"
 
@@ -116,6 +123,13 @@ def test_a_non_utf8_file_names_the_line(tmp_path):
     path.write_bytes(good + b"\n" + good + b"\n" + bad + b"\n")
     with pytest.raises(ValueError, match=r"pairs\.jsonl:3: not UTF-8 text"):
         load_pairs(str(path))
+    csv = tmp_path / "pairs.csv"  # pandas counts its error's position from its read buffer, not the file's start
+    lines = [b"id,lang,prompt,chosen,rejected"] + [f"r{i},en,Question {i}?,Good {i}.,Bad {i}.".encode()
+                                                    for i in range(20000)]
+    lines[15002] = "r15001,en,Question?,caf\u00e9.,Bad.".encode("latin-1")
+    csv.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(ValueError, match=r"pairs\.csv:15003: not UTF-8 text"):
+        load_pairs(str(csv), langs="en")
 
 
 def test_the_notebooks_drop_bad_rows_only_when_asked(tmp_path):

@@ -81,7 +81,7 @@ def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and v != v)  # JSON null, or a pandas NaN from an empty cell
 
 
-ROLES = ("system", "user", "assistant", "tool")  # the roles chat templates know
+ROLES = ("system", "user", "assistant", "tool")  # the roles chat templates share (some know others)
 
 
 def _messages(prompt, field: str = "prompt") -> list[dict]:
@@ -96,10 +96,11 @@ def _messages(prompt, field: str = "prompt") -> list[dict]:
     for m in prompt:
         if not isinstance(m, dict) or not {"role", "content"} <= set(m):
             raise ValueError(f"{field}: expected {expected}; a message is {m!r:.60}")
-        if str(m["role"]) not in ROLES:  # a chat template would drop or refuse it, or render it as it is
-            close = difflib.get_close_matches(str(m["role"]), ROLES, n=1)
-            raise ValueError(f"{field}: message role {m['role']!r}"
-                             f"{f' (did you mean {close[0]!r}?)' if close else ''}; expected one of {list(ROLES)}")
+        role = str(m["role"])
+        close = [] if role in ROLES else difflib.get_close_matches(role.lower(), ROLES, n=1, cutoff=0.7)
+        if close:  # a misspelt role ('usr'): a template would render it as it is; others ('model', 'ipython') pass
+            raise ValueError(f"{field}: message role {role!r} (did you mean {close[0]!r}?); the roles chat "
+                             f"templates know are {list(ROLES)}")
         out.append({"role": str(m["role"]), "content": "" if _missing(m["content"]) else str(m["content"])})
     return out
 
@@ -265,7 +266,7 @@ def _read_local(path: Path) -> list[dict]:
         try:
             text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors) is dropped
         except UnicodeDecodeError as e:
-            raise ValueError(f"{path}:{_line_of(path, e.start)}: not UTF-8 text ({e}); re-encode it as UTF-8") from e
+            raise _not_utf8(path) from e
         if suffix == ".json" and text.lstrip()[:1] in ("[", "{"):
             try:
                 records = json.loads(text)
@@ -301,7 +302,7 @@ def _read_local(path: Path) -> list[dict]:
             # dtype=str: ids "001" and "1e3" stay those ids (as numbers they became "1.0" and "1000.0")
             rows = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False, dtype=str).to_dict("records")
         except UnicodeDecodeError as e:
-            raise ValueError(f"{path}:{_line_of(path, e.start)}: not UTF-8 text ({e}); re-encode it as UTF-8") from e
+            raise _not_utf8(path) from e
         except pd.errors.ParserError as e:
             raise ValueError(f"{path}: not a comma-separated file with a header row ({str(e).strip()}); save it "
                              "with ',' between fields and text with commas or line breaks in double quotes "
@@ -311,10 +312,16 @@ def _read_local(path: Path) -> list[dict]:
     raise ValueError(f"unsupported data file {path.name!r}; expected .jsonl, .json, .csv or .parquet")
 
 
-def _line_of(path: Path, offset: int) -> int:
-    """The line of a byte offset in a file (a decoding error's position)."""
-    with open(path, "rb") as f:
-        return f.read(offset).count(b"\n") + 1
+def _not_utf8(path: Path) -> ValueError:
+    """The error for a file that is not UTF-8, naming the line of its first bad byte (decoded here whole: a
+    reader's own error may count positions from its buffer, not from the file's start)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        return ValueError(f"{path}:{line}: not UTF-8 text ({e}); re-encode it as UTF-8")
+    return ValueError(f"{path} is not UTF-8 text; re-encode it as UTF-8")
 
 
 def _csv_messages(cell):
