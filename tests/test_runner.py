@@ -514,8 +514,13 @@ def test_a_grid_that_asks_for_gpus_is_refused_locally_where_torch_sees_none(fake
         runner.run(_spec(fake_notebooks, tmp_path, num_gpus=1), progress=False)
     assert not (tmp_path / "out" / "t").exists()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine: it runs
-    assert runner.run(_spec(fake_notebooks, tmp_path, num_gpus=1, langs=["en"], evaluate=None, report=None),
-                      progress=False)["failed"] == 0
+    spec = _spec(fake_notebooks, tmp_path, num_gpus=1, langs=["en"])
+    assert runner.run(spec, progress=False)["failed"] == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # back on a CPU machine: what finished is kept
+    (tmp_path / "out" / "t" / "report" / "_done.json").unlink()  # e.g. a report to redo
+    assert runner.run(spec, progress=False)["cells"]["report"]["status"] == "ok"
+    with pytest.raises(runner.ParamError, match="asks for a GPU per notebook"):
+        runner.run(spec, force=True, progress=False)  # --force redoes the GPU trainings too
 
 
 def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):

@@ -1066,7 +1066,7 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     kernel = kernel or spec.get("kernel") or "python3"
     check_kernel(kernel)
     _check_executor(executor)
-    _check_gpus(cells, executor)
+    _check_gpus(cells, executor, run_dir, force)
     _check_writable(run_dir)
     with _run_lock(run_dir):
         _write_plan(run_dir, everything, missing)
@@ -1288,15 +1288,17 @@ def _check_writable(run_dir: Path) -> None:
                               "choose another with --outputs DIR") from None
 
 
-def _check_gpus(cells: list[Cell], executor: str) -> None:
+def _check_gpus(cells: list[Cell], executor: str, run_dir: Path, force: bool) -> None:
     """A grid that asks for GPUs (``num_gpus``) run locally on a machine whose torch sees none would train and
-    score its models on the CPU (a 3B model: days), which is not what its params file says."""
-    if executor != "local" or not any(c.num_gpus > 0 for c in cells):
+    score its models on the CPU (a 3B model: days), which is not what its params file says. Cells that finished
+    (and are not forced) do not count: redoing a report of a GPU grid on a CPU machine is fine."""
+    gpu_cells = [c for c in cells if c.num_gpus > 0 and (force or not (run_dir / c.name / DONE_FILE).exists())]
+    if executor != "local" or not gpu_cells:
         return
     import torch
 
     if not torch.cuda.is_available():
-        raise ParamError(f"num_gpus: {max(c.num_gpus for c in cells):g} asks for a GPU per notebook, but torch sees none "
+        raise ParamError(f"num_gpus: {max(c.num_gpus for c in gpu_cells):g} asks for a GPU per notebook, but torch sees none "
                          "here (torch.cuda.is_available() is False); run it on a GPU machine (or a Ray cluster: "
                          "--executor ray), or set num_gpus: 0 to run it on this CPU")
 
