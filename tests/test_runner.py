@@ -395,6 +395,31 @@ def test_run_skips_unchanged_cells_and_force_reruns(fake_notebooks, tmp_path):
     assert {r["status"] for r in forced["cells"].values()} == {"ok"}
 
 
+def test_pending_says_what_run_would_redo(fake_notebooks, tmp_path, capsys):
+    spec = _spec(fake_notebooks, tmp_path)
+    run_dir = tmp_path / "out" / "t"
+    assert set(runner.pending(runner.plan(spec), run_dir).values()) == {True}  # nothing ran yet
+    runner.run(spec, progress=False)
+    assert set(runner.pending(runner.plan(spec), run_dir).values()) == {False}
+    changed = _spec(fake_notebooks, tmp_path, eval_langs=["ko"])  # the evaluations and the report rerun
+    todo = runner.pending(runner.plan(changed), run_dir)
+    assert sorted(n for n, t in todo.items() if t) == ["evaluate/me5-small-s42-en", "evaluate/me5-small-s42-ko",
+                                                      "report"]
+    st = {n: r["status"] for n, r in runner.run(changed, progress=False)["cells"].items()}
+    assert {n for n, v in st.items() if v == "ok"} == {n for n, t in todo.items() if t}  # as predicted
+    (run_dir / "train/me5-small-s42-ko/_done.json").unlink()  # an unfinished training: it and its dependents
+    todo = runner.pending(runner.plan(changed), run_dir)
+    assert sorted(n for n, t in todo.items() if t) == ["evaluate/me5-small-s42-ko", "report", "train/me5-small-s42-ko"]
+    from xlrm_lib.cli import main
+
+    spec_path = tmp_path / "grid.yaml"
+    spec_path.write_text(yaml.safe_dump({k: v for k, v in changed.items() if k != "_outputs"}))
+    assert main(["plan", str(spec_path), "--outputs", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"train/me5-small-s42-en +train_reward_model\.ipynb +deps=0  kept", out)
+    assert f"3 of 5 to run in {run_dir}" in out
+
+
 def test_failure_summary_names_notebook_and_error(fake_notebooks, tmp_path):
     spec = _spec(fake_notebooks, tmp_path, langs=["ko"])
     spec["train"] = {"lr": 0.001, "fail": True}

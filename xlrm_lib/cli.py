@@ -2,7 +2,7 @@
 
     xlrm run params/default.yaml [--jobs 2] [--force] [--only train,evaluate] [--executor ray]
     xlrm validate params/default.yaml      # check every notebook parameter, run nothing
-    xlrm plan params/default.yaml          # list the cells the grid expands to
+    xlrm plan params/default.yaml [--outputs outputs]  # the grid's cells; which ones `run` would redo
     xlrm backbones [me5-small gemma3-270m]  # build the offline backbones into $XLRM_CACHE
     xlrm cache [--prune --outputs outputs [--min-age 60] [--yes]]  # space in $XLRM_CACHE; RMs no finished run uses
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def main(argv=None) -> int:
@@ -30,6 +31,8 @@ def main(argv=None) -> int:
     for name, help_ in (("validate", "check every cell's parameters; run nothing"), ("plan", "list the cells")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("params")
+    p.add_argument("--outputs", default=None, help="outputs directory whose finished notebooks `run` would keep "
+                                                   "(default: <repo>/outputs); each cell is marked 'kept' or 'to run'")
     b = sub.add_parser("backbones", help="build the packaged offline backbones into $XLRM_CACHE")
     b.add_argument("names", nargs="*", default=["me5-small"])
     c = sub.add_parser("cache", help="space used in $XLRM_CACHE; --prune lists (--yes deletes) RMs no finished run uses")
@@ -46,14 +49,21 @@ def main(argv=None) -> int:
     try:
         if args.cmd in ("validate", "plan"):
             spec = runner.load_spec(args.params)
+            if getattr(args, "outputs", None):  # the cells' output_dir parameters (in their keys) name it
+                spec["_outputs"] = str(Path(args.outputs).expanduser().resolve())
             missing = runner.unavailable_translations(spec)
             cells = runner.plan(spec, unavailable=missing)
             runner.validate(cells, models=args.cmd == "validate")  # plan previews a grid not downloaded yet
             if args.cmd == "validate":
                 runner.check_kernel(spec.get("kernel") or "python3")  # as `run` will (--kernel overrides it there)
             if args.cmd == "plan":
+                run_dir = Path(spec.get("_outputs", runner.REPO / "outputs")) / str(spec["run"])
+                todo = runner.pending(cells, run_dir)
                 for c in cells:
-                    print(f"{c.name:45s} {c.notebook.name:28s} deps={len(c.deps)}")
+                    print(f"{c.name:45s} {c.notebook.name:28s} deps={len(c.deps)}  "
+                          f"{'to run' if todo[c.name] else 'kept'}")
+                print(f"{sum(todo.values())} of {len(cells)} to run in {run_dir} (the others finished with these "
+                      "parameters, code and inputs)")
             print(f"{args.params}: {len(cells)} notebook executions, parameters valid")
             for t, why in missing:  # what `run` will leave out, said before it runs
                 print(f"  note: translated RM {t['from']}->{t['to']} will not run: {why}")

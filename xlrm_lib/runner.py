@@ -1074,6 +1074,29 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
                     progress=progress, missing=missing)
 
 
+def pending(cells: list[Cell], run_dir: Path) -> dict[str, bool]:
+    """Which cells ``xlrm run`` would execute (True) or keep (False) in ``run_dir`` as it is now: a cell is kept
+    when it finished with the key it would have now, which needs every dependency kept too (a dependency that
+    reruns finishes with a new key). The same keys as :func:`run` (notebook code, parameters, inputs, library,
+    data files, hub commits); nothing is executed."""
+    out: dict[str, bool] = {}
+    for cell in cells:  # in dependency order
+        if any(out.get(d, True) for d in cell.deps):
+            out[cell.name] = True
+            continue
+        done = done_key(run_dir / cell.name)
+        if done is None:
+            out[cell.name] = True
+            continue
+        try:
+            params = _resolve_inputs(cell, run_dir)
+        except (OSError, KeyError, ValueError):  # an upstream's metrics unreadable: it would run again
+            out[cell.name] = True
+            continue
+        out[cell.name] = cell_key(cell, params, run_dir) != done
+    return out
+
+
 def _write_plan(run_dir: Path, cells: list[Cell], missing: list = ()) -> None:
     """The cells of this grid (``<run>/_plan.json``): the report reads only these, so folders left by an earlier
     grid of the same run (a language or seed since dropped) never mix into its tables; and the translated RMs of
