@@ -596,6 +596,32 @@ def test_an_interrupted_run_says_what_became_of_every_cell(fake_notebooks, tmp_p
     assert summary["notes"] == ["interrupted: finished notebooks are kept; rerun to resume"]
 
 
+def test_an_interrupted_run_removes_the_report_its_finished_notebooks_outdate(fake_notebooks, tmp_path, monkeypatch):
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"])
+    runner.run(spec, progress=False)
+    published = tmp_path / "out" / "t" / "report.html"
+    published.write_text("the last grid's report")  # the fake report notebook renders none of its own
+    real_wait, trained = runner.cf.wait, []
+
+    def wait(futures, **kw):  # Ctrl-C once the retrained RM's evaluation has started
+        if trained:
+            for f in futures:
+                f.result()
+            raise KeyboardInterrupt
+        done = real_wait(futures, **kw)
+        trained.extend(done)  # the training, recorded by the runner after this call
+        return done
+
+    monkeypatch.setattr(runner.cf, "wait", wait)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(_spec(fake_notebooks, tmp_path, langs=["en"], train={"lr": 0.5}), progress=False)
+    summary = json.loads((tmp_path / "out" / "t" / "summary.json").read_text())
+    assert summary["cells"]["train/me5-small-s42-en"]["status"] == "ok" and summary["cells"]["report"]["status"] == \
+        "not-started"
+    assert not published.exists()  # it described the lr 0.001 grid
+    assert "the previous report.html was removed" in summary["notes"][1]
+
+
 def test_cli_cache_flags_without_prune_print_only_the_error(capsys, monkeypatch, tmp_path):
     from xlrm_lib.cli import main
 

@@ -1171,7 +1171,12 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
         for name in running:
             results[name] = {"status": "interrupted", "error": "interrupted (Ctrl-C or SIGTERM)"}
         results = {c.name: results.get(c.name, {"status": "not-started"}) for c in cells}  # in the plan's order
-        _summary(spec, run_dir, results, ["interrupted: finished notebooks are kept; rerun to resume"])
+        notes = ["interrupted: finished notebooks are kept; rerun to resume"]
+        published = run_dir / "report.html"
+        if published.exists() and any(r["status"] == "ok" for n, r in results.items() if n != "report"):
+            published.unlink()  # it reports results this run has replaced (report/report.html is kept as it was)
+            notes.append("the previous report.html was removed: notebooks finished since it was made")
+        _summary(spec, run_dir, results, notes)
         raise
     finally:
         bar.close()
