@@ -106,7 +106,7 @@ def test_a_misspelt_message_role_is_refused(tmp_path):
 
 def test_a_csv_that_is_not_comma_separated_says_so(tmp_path):
     path = tmp_path / "pairs.csv"  # a spreadsheet's export in a locale that writes ';'
-    path.write_text("id;lang;prompt;chosen;rejected\na;en;Hi?;Hello, friend.;Go away.\n", encoding="utf-8")
+    path.write_text("id;lang;prompt;chosen;rejected\na;en;Hi?;Hello friend.;Go away.\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"pairs\.csv: missing column\(s\) .* The header reads as one column joined "
                                          r"by ';': a CSV needs ',' between fields"):
         load_pairs(str(path), langs="en")
@@ -114,6 +114,10 @@ def test_a_csv_that_is_not_comma_separated_says_so(tmp_path):
     with pytest.raises(ValueError, match=r"pairs\.csv: not a comma-separated file with a header row \(.*\); save it "
                                          r"with ',' between fields and text with commas or line breaks in double"):
         load_pairs(str(path), langs="en")  # an unclosed quote
+    path.write_text("id,lang,prompt,chosen,rejected\nb,en,Hi, there?,Hello.,Bye.\n")  # an unquoted comma
+    with pytest.raises(ValueError, match=r"pairs\.csv: not a comma-separated file with a header row \(Length of "
+                                         r"header .*\); save it with ',' between fields and text with commas"):
+        load_pairs(str(path), langs="en")  # every field was read one column off, the id as the index
 
 
 def test_a_non_utf8_file_names_the_line(tmp_path):

@@ -32,6 +32,7 @@ import json
 import logging
 import random
 import re
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -300,10 +301,15 @@ def _read_local(path: Path) -> list[dict]:
             # keep_default_na=False: an empty cell stays "" (caught by check_rows / the lang default) and an
             # answer that reads "None" or "NA" stays text, instead of becoming a float NaN
             # dtype=str: ids "001" and "1e3" stay those ids (as numbers they became "1.0" and "1000.0")
-            rows = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False, dtype=str).to_dict("records")
+            # index_col=False: rows with one field more than the header (an unquoted comma in every row) are an
+            # error, not a first column silently taken as the index (every field then read one column off)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                rows = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False, dtype=str,
+                                   index_col=False).to_dict("records")
         except UnicodeDecodeError as e:
             raise _not_utf8(path) from e
-        except pd.errors.ParserError as e:
+        except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
             raise ValueError(f"{path}: not a comma-separated file with a header row ({str(e).strip()}); save it "
                              "with ',' between fields and text with commas or line breaks in double quotes "
                              "(pandas: df.to_csv(path, index=False))") from e
