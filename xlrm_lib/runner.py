@@ -371,9 +371,9 @@ def _load_file(reads: dict, source: str, langs: tuple, split, drop_bad: bool):
 
 
 def _unlabelled_file_problems(cells: list[Cell], reads: dict, schemas: dict) -> list[str]:
-    """A local file read for several training languages that gives each the same pairs: it has no ``lang``
-    column (a file read for one language is taken as in that language), so every language's RM would train on
-    all of its rows, whatever their language."""
+    """A local file read for several training languages that gives each the same pairs (ids and texts): most
+    often it has no ``lang`` column (a file read for one language is taken as in that language), and every
+    language's RM would train on all of its rows, whatever their language."""
     by_file: dict = {}
     for cell in cells:
         read = _data_read(cell, schemas[cell.notebook]) if cell.stage == "train" else None
@@ -395,6 +395,7 @@ def _unlabelled_file_problems(cells: list[Cell], reads: dict, schemas: dict) -> 
 
 
 def _parallel_problems(cell: Cell, read: tuple, pairs) -> list[str]:
+    """A probe's pairs whose languages share too few item ids to line the same items up (data.shared_ids)."""
     from .data import shared_ids
 
     frame = pairs.select_columns(["id", "lang"]).to_pandas()
