@@ -16,9 +16,16 @@ ValueError: batch_size = 0; expected an integer >= 1
 
 from __future__ import annotations
 
+import difflib
 import math
 from numbers import Integral, Real
 from pathlib import Path
+
+
+def did_you_mean(value, options, cutoff: float = 0.6) -> str:
+    """`` (did you mean 'x'?)`` for the option closest to a mistyped ``value``, or "" when none is close."""
+    close = difflib.get_close_matches(str(value), list(options), n=1, cutoff=cutoff)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 POOL_SIZE_WHY = "a best-of-n pool holds the chosen and rejected answers and at least 2 distractors"

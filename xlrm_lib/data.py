@@ -27,7 +27,6 @@ Sources for :func:`load_pairs`:
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import random
@@ -38,6 +37,7 @@ from typing import Iterable
 
 import datasets
 
+from .checks import did_you_mean
 from .hub import HUB_ID, commit as hub_commit
 from .langs import flores, normalize_lang, normalize_langs
 
@@ -98,10 +98,9 @@ def _messages(prompt, field: str = "prompt") -> list[dict]:
         if not isinstance(m, dict) or not {"role", "content"} <= set(m):
             raise ValueError(f"{field}: expected {expected}; a message is {m!r:.60}")
         role = str(m["role"])
-        close = [] if role in ROLES else difflib.get_close_matches(role.lower(), ROLES, n=1, cutoff=0.7)
-        if close:  # a misspelt role ('usr'): a template would render it as it is; others ('model', 'ipython') pass
-            raise ValueError(f"{field}: message role {role!r} (did you mean {close[0]!r}?); the roles chat "
-                             f"templates know are {list(ROLES)}")
+        hint = "" if role in ROLES else did_you_mean(role.lower(), ROLES, cutoff=0.7)
+        if hint:  # a misspelt role ('usr'): a template would render it as it is; others ('model', 'ipython') pass
+            raise ValueError(f"{field}: message role {role!r}{hint}; the roles chat templates know are {list(ROLES)}")
         out.append({"role": str(m["role"]), "content": "" if _missing(m["content"]) else str(m["content"])})
     return out
 

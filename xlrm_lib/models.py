@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
 import logging
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .backbones import PACKAGED, packaged_path
+from .checks import did_you_mean
 from .formatting import FORMAT_FILE
 from . import hub
 from .hub import HUB_ID
@@ -41,9 +41,8 @@ def check_backbone(backbone: str | os.PathLike) -> str:
     if name in PACKAGED or Path(name).expanduser().is_dir():
         return name
     if not HUB_ID.match(name):
-        close = difflib.get_close_matches(name, list(PACKAGED), n=1)
         raise ValueError(
-            f"unknown backbone {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}: not a packaged backbone "
+            f"unknown backbone {name!r}{did_you_mean(name, PACKAGED)}: not a packaged backbone "
             f"{list(PACKAGED)}, not an existing directory, and not a hub id of the form 'org/name'"
         )
     return name

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import difflib
 import importlib.util
 import itertools
 import json
@@ -43,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checks, store
+from .checks import did_you_mean
 from .store import DONE_FILE, PLAN_FILE, PRETRAINED_DIR
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def load_spec(path) -> dict:
         raise ParamError(f"{path}: expected a mapping of keys (run, langs, train, ...), got {type(spec).__name__}")
     unknown = sorted(set(spec) - TOP_KEYS)
     if unknown:
-        raise ParamError("\n".join(f"{path}: unknown top-level key {k!r}{_suggest(k, TOP_KEYS)}; expected one of "
+        raise ParamError("\n".join(f"{path}: unknown top-level key {k!r}{did_you_mean(k, TOP_KEYS)}; expected one of "
                                    f"{sorted(TOP_KEYS)}" for k in unknown))
     spec.setdefault("run", path.stem)
     if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", str(spec["run"])):
@@ -130,9 +130,6 @@ def _unique_key_loader():
     return Loader
 
 
-def _suggest(key, options) -> str:
-    close = difflib.get_close_matches(str(key), list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def notebook_parameters(path: Path) -> dict:
@@ -203,7 +200,7 @@ def injected_problems(parameters_source: str, injected_source: str) -> list[str]
             continue
         name = node.targets[0].id
         if name not in schema:
-            problems.append(f"unknown parameter {name!r}{_suggest(name, schema)}; expected one of {sorted(schema)}")
+            problems.append(f"unknown parameter {name!r}{did_you_mean(name, schema)}; expected one of {sorted(schema)}")
             continue
         try:
             value = ast.literal_eval(node.value)
@@ -267,7 +264,7 @@ def _validate(cells: list[Cell], *, models: bool, upstream: list[Cell]) -> None:
         given = {**cell.params, **{k: _placeholder(schema, k) for k in cell.inputs}}
         for k, v in given.items():
             if k not in schema:
-                problems.append(f"{cell.name}: unknown parameter {k!r}{_suggest(k, schema)} for {cell.notebook.name}; "
+                problems.append(f"{cell.name}: unknown parameter {k!r}{did_you_mean(k, schema)} for {cell.notebook.name}; "
                                 f"expected one of {sorted(schema)}")
             elif not _type_ok(v, schema[k]["type"]):
                 problems.append(f"{cell.name}: parameter {k!r} = {v!r} is {type(v).__name__}; "
@@ -725,7 +722,7 @@ def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
         unknown = sorted(set(t) - TRANSLATED_KEYS)
         if unknown:
             raise ParamError(f"translated entry {t!r}: unknown key(s) {unknown}"
-                             f"{_suggest(unknown[0], TRANSLATED_KEYS)}; expected {sorted(TRANSLATED_KEYS)}")
+                             f"{did_you_mean(unknown[0], TRANSLATED_KEYS)}; expected {sorted(TRANSLATED_KEYS)}")
         try:
             src, to = checks.language("from", t["from"]), checks.language("to", t["to"])
         except ValueError as e:
@@ -773,14 +770,14 @@ def _pretrained(spec: dict) -> list[dict]:
               "Qwen/Qwen2.5-7B-Instruct, kind: judge}"
     for e in entries:
         if not isinstance(e, dict) or {"name", "model"} - set(e):
-            typo = next((_suggest(k, PRETRAINED_KEYS) for k in (e if isinstance(e, dict) else ())
-                         if k not in PRETRAINED_KEYS and _suggest(k, PRETRAINED_KEYS)), "")
+            typo = next((did_you_mean(k, PRETRAINED_KEYS) for k in (e if isinstance(e, dict) else ())
+                         if k not in PRETRAINED_KEYS and did_you_mean(k, PRETRAINED_KEYS)), "")
             problems.append(f"pretrained entry {e!r:.80} needs 'name' and 'model'{typo}; {example}")
             continue
         unknown = sorted(set(e) - PRETRAINED_KEYS)
         name, model, kind = e["name"], e["model"], e.get("kind", "rm")
         if unknown:
-            problems.append(f"pretrained entry {e!r}: unknown key(s) {unknown}{_suggest(unknown[0], PRETRAINED_KEYS)}; "
+            problems.append(f"pretrained entry {e!r}: unknown key(s) {unknown}{did_you_mean(unknown[0], PRETRAINED_KEYS)}; "
                             f"expected {sorted(PRETRAINED_KEYS)}")
         elif not isinstance(name, str) or not PRETRAINED_NAME.fullmatch(name):
             problems.append(f"pretrained entry {e!r}: name {name!r} is not a plain name; expected letters, digits, "
