@@ -355,7 +355,7 @@ def _load_file(reads: dict, source: str, langs: tuple, split, drop_bad: bool):
     (file, languages, split) once per :func:`validate`, kept in ``reads``."""
     from .data import load_pairs
 
-    key = (_repo_path(source), langs, split, drop_bad)
+    key = _file_key(source, langs, split, drop_bad)
     if key not in reads:
         t0 = time.time()
         try:
@@ -465,7 +465,7 @@ def _copied_rows_problems(cell: Cell, reads: dict, t_read: tuple, e_read: tuple,
     if isinstance(train, str) or isinstance(test, str):  # said as a problem of its own
         return []
     # the same two reads come back for every backbone and seed: their keys are made once per validation
-    pair = ("copies", _read_key(t_read), _read_key(e_read))
+    pair = ("copies", _file_key(*t_read[1:]), _file_key(*e_read[1:]))
     if pair not in reads:
         seen = set(_pair_keys(reads, t_read, train))
         reads[pair] = list(dict.fromkeys(i for i, k in zip(test["id"], _pair_keys(reads, e_read, test)) if k in seen))
@@ -479,16 +479,16 @@ def _copied_rows_problems(cell: Cell, reads: dict, t_read: tuple, e_read: tuple,
             "from one side"]
 
 
-def _read_key(read: tuple) -> tuple:
-    """The key under which :func:`_load_file` keeps a read in ``reads``."""
-    return (_repo_path(read[1]), read[2], read[3], read[4])
+def _file_key(source, langs: tuple, split, drop_bad: bool) -> tuple:
+    """The key under which :func:`_load_file` keeps a read of a local file in ``reads`` (its path resolved)."""
+    return (_repo_path(source), langs, split, drop_bad)
 
 
 def _pair_keys(reads: dict, read: tuple, pairs) -> list[tuple]:
     """:func:`xlrm_lib.data.pair_keys` of a read, made once per validation (kept in ``reads``)."""
     from .data import pair_keys
 
-    key = ("pair_keys", _read_key(read))
+    key = ("pair_keys", _file_key(*read[1:]))
     if key not in reads:
         reads[key] = pair_keys(pairs)
     return reads[key]
@@ -533,7 +533,6 @@ def dataset_problems(cells: list[Cell], schemas: dict) -> list[str]:
     evaluate notebooks load it, after every training."""
     from huggingface_hub import constants
 
-    from . import hub
     from .data import FILE_SUFFIXES
 
     offline = " (offline: HF_HUB_OFFLINE is set; download it on a machine with internet: hf download --repo-type " \
@@ -545,8 +544,7 @@ def dataset_problems(cells: list[Cell], schemas: dict) -> list[str]:
             continue
         seen.add((read[0], read[1]))
         key, source = read[0], str(read[1])
-        if (Path(source).suffix.lower() in FILE_SUFFIXES or not hub.HUB_ID.match(source)
-                or _repo_path(source).exists() or hub.commit(source, "dataset") is not None):
+        if Path(source).suffix.lower() in FILE_SUFFIXES or not _unknown_hub_model(source, "dataset"):
             continue
         out.append(f"{cell.stage}.{key} = {source!r} is not a dataset on the hub{offline} nor in the local hub cache; "
                    "check its spelling (e.g. CohereLabsCommunity/multilingual-reward-bench)")
@@ -748,14 +746,14 @@ def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
     return out
 
 
-def _unknown_hub_model(value) -> bool:
-    """A model named like a hub id ('org/name') that is no local directory, and that neither the hub nor the local
-    hub cache knows (:func:`xlrm_lib.hub.commit`: one request per id and process)."""
+def _unknown_hub_model(value, repo_type: str = "model") -> bool:
+    """A model (or dataset) named like a hub id ('org/name') that is no local path, and that neither the hub nor
+    the local hub cache knows (:func:`xlrm_lib.hub.commit`: one request per id and process)."""
     from . import hub
     from .backbones import PACKAGED
 
     return (isinstance(value, str) and value not in PACKAGED and bool(hub.HUB_ID.match(value))
-            and not _repo_path(value).exists() and hub.commit(value) is None)
+            and not _repo_path(value).exists() and hub.commit(value, repo_type) is None)
 
 
 def _pretrained(spec: dict) -> list[dict]:
@@ -1345,25 +1343,21 @@ def _check_executor(kind: str) -> None:
 
 def _executor(kind: str, jobs: int):
     """A ``submit(cell, params, out_dir, key, kernel, hub_commits) -> concurrent.futures.Future`` for the chosen
-    engine."""
+    engine, ``"local"`` or ``"ray"`` (:func:`_check_executor` has checked it, and that Ray is installed)."""
     if kind == "local":
         pool = cf.ThreadPoolExecutor(max_workers=jobs)  # papermill kernels are subprocesses: threads suffice
         return lambda c, p, o, k, kern, pins: pool.submit(execute_cell, str(c.notebook), p, o, k, kern,
                                                           hub_commits=pins)
-    if kind == "ray":
-        try:
-            import ray
-        except ImportError:
-            raise ImportError("executor 'ray' needs Ray: pip install -e '.[ray]'") from None
-        if not ray.is_initialized():
-            # the kernels on other nodes must find the same caches and hub settings as this process
-            env = {k: os.environ[k] for k in RAY_FORWARDED_ENV if k in os.environ}
-            ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False,
-                     runtime_env={"env_vars": env} if env else None)
-        remote = ray.remote(execute_cell)
-        return lambda c, p, o, k, kern, pins: remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(
-            str(c.notebook), p, o, k, kern, hub_commits=pins).future()
-    raise ValueError(f"unknown executor {kind!r}; expected 'local' or 'ray'")
+    import ray
+
+    if not ray.is_initialized():
+        # the kernels on other nodes must find the same caches and hub settings as this process
+        env = {k: os.environ[k] for k in RAY_FORWARDED_ENV if k in os.environ}
+        ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False,
+                 runtime_env={"env_vars": env} if env else None)
+    remote = ray.remote(execute_cell)
+    return lambda c, p, o, k, kern, pins: remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(
+        str(c.notebook), p, o, k, kern, hub_commits=pins).future()
 
 
 def format_summary(summary: dict) -> str:
