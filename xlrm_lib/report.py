@@ -30,7 +30,8 @@ def collect(run_dir) -> dict:
             if not run_dir.is_absolute() else ""
         raise FileNotFoundError(f"run directory not found: {run_dir}{where}; give the run's folder "
                                 "(outputs/<run>), or make it with `xlrm run params/<file>.yaml`")
-    plan = _read_plan(run_dir)
+    written = _read_plan(run_dir)
+    plan = set(written["cells"]) if written is not None else None
     runs, by_kind, ignored = [], {}, []
     for metrics_path in sorted(run_dir.glob(f"*/*/{METRICS_FILE}")) + sorted(run_dir.glob(f"*/{METRICS_FILE}")):
         cell_dir = metrics_path.parent
@@ -55,7 +56,7 @@ def collect(run_dir) -> dict:
                                       and not (run_dir / name / store.DONE_FILE).exists())})
     out = {"runs": pd.DataFrame(runs), "train": pd.DataFrame([m for _, m in by_kind.get("train", [])]),
            "params": _read_params(run_dir / "params.yaml"), "run": run_dir.name, "ignored": ignored,
-           "translations_not_run": _read_plan(run_dir, "translations_not_run") or []}
+           "translations_not_run": (written or {}).get("translations_not_run") or []}
     # models evaluated as they are (the params file's `pretrained`, or any model without an xlrm training card)
     # are shown apart from the run's trained RMs
     evals = [(d, m, bool(m.get("pretrained")) or d.relative_to(run_dir).parts[0] == store.PRETRAINED_DIR)
@@ -75,14 +76,11 @@ def collect(run_dir) -> dict:
     return out
 
 
-def _read_plan(run_dir: Path, key: str = "cells"):
-    """The cell names of the run's grid (written by ``xlrm run``; None for a folder of notebooks run by hand), or
-    another entry of its plan (``translations_not_run``)."""
+def _read_plan(run_dir: Path) -> dict | None:
+    """The run's plan as ``xlrm run`` wrote it (``cells``: the grid's cell names; ``translations_not_run``), or
+    None for a folder of notebooks run by hand."""
     path = run_dir / store.PLAN_FILE
-    if not path.exists():
-        return None
-    plan = json.loads(path.read_text())
-    return set(plan["cells"]) if key == "cells" else plan.get(key)
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 RUN_KEYS = ("backbone", "seed")  # one training run of the grid: the paired tests never mix two of them
