@@ -33,13 +33,14 @@ import datasets
 import torch
 import torch.nn.functional as F
 
-from . import hub, store
+from . import hub
 from .backbones import PACKAGED, build_stamp
 from .compiling import compile_blocks, resolve_compile
 from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
 from .models import config_files_digest, load_reward_model, resolve_backbone
 from .packing import pack, packed_rewards, packed_training, should_pack, supports_packing
-from .store import CARD_FILE, atomic_dir, cache_dir, file_digest, file_digest_memo, fingerprint, library_versions
+from .store import (CARD_FILE, atomic_dir, cache_dir, file_digest, file_digest_memo, fingerprint, json_text,
+                    library_versions)
 
 log = logging.getLogger(__name__)
 STAT_NAMES = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "rewards/min", "rewards/max")
@@ -452,7 +453,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
                               "final_accuracy": history[-1].get("accuracy") if history else None},
             "log_history": history,
         }
-        (tmp / CARD_FILE).write_text(store.json_text(card), encoding="utf-8")
+        (tmp / CARD_FILE).write_text(json_text(card), encoding="utf-8")
     acc.wait_for_everyone()  # the directory is in place: let the other processes return it
     return out
 
