@@ -878,3 +878,24 @@ def test_yaml_merge_keys_and_path_values_in_a_spec(fake_notebooks, tmp_path):
     spec["notebooks_dir"] = Path(spec["notebooks_dir"])  # a Path, as plan() accepts
     assert runner.run(spec, progress=False)["failed"] == 0
     assert yaml.safe_load((tmp_path / "out" / "t" / "params.yaml").read_text())["notebooks_dir"] == str(fake_notebooks)
+
+
+def test_a_stop_before_any_notebook_ran_does_not_point_at_a_summary(monkeypatch, capsys, tmp_path):
+    # Ctrl-C during validation said "summary.json says which" of a summary it never wrote
+    from xlrm_lib import cli
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    class Exited(Exception):
+        pass
+
+    def exit_(code):
+        raise Exited(code)
+
+    monkeypatch.setattr(runner, "run", stopped)
+    monkeypatch.setattr(os, "_exit", exit_)
+    with pytest.raises(Exited, match="130"):
+        cli.main(["run", str(REPO / "params" / "smoke.yaml"), "--outputs", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "xlrm: interrupted; no notebook had started; rerun to start" in err and "summary" not in err

@@ -90,12 +90,14 @@ def main(argv=None) -> int:
     except (runner.ParamError, FileNotFoundError, PermissionError, ValueError) as e:
         print(f"xlrm: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         import os
 
         how = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
-        print(f"\nxlrm: {how}; finished notebooks are kept (summary.json says which), rerun to resume",
-              file=sys.stderr)
+        summary = getattr(stop, "summary", None)  # set once notebooks were running (runner.run)
+        said = (f"finished notebooks are kept ({summary} says which), rerun to resume" if summary else
+                "no notebook had started; rerun to start")
+        print(f"\nxlrm: {how}; {said}", file=sys.stderr)
         sys.stderr.flush()
         # now, not after the notebook still running in a worker thread: its kernel exits with its parent
         os._exit(143 if _TERMINATED else 130)

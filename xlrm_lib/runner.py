@@ -1163,7 +1163,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                     except Exception as e:  # noqa: BLE001 - an executor-level failure (not the notebook's)
                         results[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
                     bar.update(1)
-    except KeyboardInterrupt:  # Ctrl-C: say what each cell came to (finished ones are kept: a rerun resumes there)
+    except KeyboardInterrupt as stop:  # Ctrl-C: say what each cell came to (finished ones are kept: a rerun resumes)
         for name in running:
             results[name] = {"status": "interrupted", "error": "interrupted (Ctrl-C or SIGTERM)"}
         results = {c.name: results.get(c.name, {"status": "not-started"}) for c in cells}  # in the plan's order
@@ -1173,6 +1173,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
             published.unlink()  # it reports results this run has replaced (report/report.html is kept as it was)
             notes.append("the previous report.html was removed: notebooks finished since it was made")
         _summary(spec, run_dir, results, notes)
+        stop.summary = run_dir / "summary.json"  # the CLI's last words point at it
         raise
     finally:
         bar.close()
