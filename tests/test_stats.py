@@ -149,4 +149,27 @@ def test_an_interval_over_groups_survives_draws_without_a_groups_item():
     ids = np.r_[np.arange(60), [100, 101, 102]].astype(str)
     groups = np.array(["ko"] * 60 + ["zh"] * 3)
     draws = stratified_boot(d, np.array(["a"] * 63), ids, groups=groups, n_boot=500)
-    assert np.isfinite(draws).all()
+    # a draw without zh's items has no zh mean: it is NaN (about (60/63)**63 = 4.6% of draws), set aside
+    missed = np.isnan(draws)
+    assert 0 < missed.sum() < 0.1 * draws.size
+    lo, hi = ci_from_draws(draws)
+    assert np.isfinite([lo, hi]).all() and lo < stratified_mean(d, np.array(["a"] * 63), ids, groups=groups) < hi
+
+
+def test_a_draw_that_misses_a_category_of_a_group_does_not_change_the_statistic():
+    # ko: 24 chat items (difference 0) and 24 safety (1); zh: one chat item (-1) and 24 safety (1). Draws without
+    # zh's chat item used to average zh's safety alone: a 3-category mean, so constant values got an interval
+    # (0.25, 0.75) around 0.25. Such draws are undefined now, set aside: every kept draw is exactly 0.25
+    ids = np.r_[[f"c{i}" for i in range(24)], [f"s{i}" for i in range(24)], ["c0"], [f"s{i}" for i in range(24)]]
+    cats = np.array(["chat"] * 24 + ["safety"] * 24 + ["chat"] + ["safety"] * 24)
+    d = np.r_[np.zeros(24), np.ones(24), [-1.0], np.ones(24)]
+    groups = np.array(["ko"] * 48 + ["zh"] * 25)
+    assert stratified_mean(d, cats, ids, groups=groups) == pytest.approx(0.25)
+    draws = stratified_boot(d, cats, ids, groups=groups, n_boot=2000)
+    assert np.allclose(draws[np.isfinite(draws)], 0.25)
+    assert ci_from_draws(draws) == pytest.approx((0.25, 0.25))
+
+
+def test_an_interval_needs_most_draws_defined():
+    assert np.isnan(ci_from_draws(np.r_[np.full(6, np.nan), np.arange(4.0)])).all()  # 4 of 10: too few
+    assert ci_from_draws(np.r_[np.nan, np.arange(9.0)]) == pytest.approx((0.2, 7.8))

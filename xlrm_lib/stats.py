@@ -10,7 +10,6 @@ All functions take ``seed`` explicitly; the same inputs give the same intervals.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
@@ -83,11 +82,10 @@ def _item_sums(values, categories, ids, groups, weights) -> dict:
 
 
 def _mean_of_means(per_group: dict) -> np.ndarray:
-    # a draw that holds no item of some category of a group (a language with few items) is NaN there: it leaves
-    # that category, or that group, out of the draw's mean instead of making the whole interval NaN
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean([np.nanmean(v, axis=0) for v in per_group.values()], axis=0)
+    # the mean over groups of the mean over their categories; a draw that holds no item of some category of a
+    # group (a language with few items there) is NaN: leaving that category out would make it another statistic
+    # (a 3-category mean), which widened intervals of constant values; ci_from_draws sets such draws aside
+    return np.mean([np.mean(v, axis=0) for v in per_group.values()], axis=0)
 
 
 def stratified_boot(values, categories, ids, *, groups=None, weights=None, n_boot: int = 2000,
@@ -108,7 +106,7 @@ def stratified_boot(values, categories, ids, *, groups=None, weights=None, n_boo
         for gg, (S, W) in sums.items():
             with np.errstate(invalid="ignore", divide="ignore"):
                 per_group.setdefault(gg, []).append(S[draw].sum(axis=1) / W[draw].sum(axis=1))
-    return _mean_of_means(per_group)
+    return _mean_of_means(per_group)  # NaN where a draw misses all of some group's items of a category
 
 
 def stratified_mean(values, categories, ids, *, groups=None, weights=None) -> float:
@@ -138,4 +136,11 @@ def signflip_p(diffs, categories, ids, *, groups=None, weights=None, n_perm: int
 
 
 def ci_from_draws(draws, alpha: float = 0.05) -> tuple[float, float]:
-    return float(np.quantile(draws, alpha / 2)), float(np.quantile(draws, 1 - alpha / 2))
+    """Percentile interval of bootstrap draws. NaN draws (a resample without any item of some group's category:
+    the statistic is undefined there) are set aside, so the interval is conditional on every stratum being
+    drawn; NaN bounds when fewer than half the draws are defined (too few items to resample)."""
+    draws = np.asarray(draws, dtype=float)
+    kept = draws[np.isfinite(draws)]
+    if kept.size == 0 or kept.size < draws.size / 2:
+        return (math.nan, math.nan)
+    return float(np.quantile(kept, alpha / 2)), float(np.quantile(kept, 1 - alpha / 2))
