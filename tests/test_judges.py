@@ -76,6 +76,14 @@ def test_a_verdict_that_flips_with_the_positions_is_a_tie():
     assert align.judge_outcomes(*picks, judge)["outcome"].tolist() == [0.5]
 
 
+def test_non_finite_log_odds_are_refused_not_made_ties():
+    # NaN's signs never agree, so a NaN verdict passed for a position-bias tie (0.0)
+    judge = FakeJudge(bias=0.0)
+    judge.position_logodds = lambda q, a, b: np.array([np.nan, 2.0, np.nan, -1.0])
+    with pytest.raises(FloatingPointError, match=r"non-finite log-odds for 1 comparison\(s\), e\.g\. question 0: 'q1'"):
+        judge.compare(["q1", "q2"], ["x1", "x2"], ["y1", "y2"])
+
+
 def test_position_bias_cancels_and_content_preference_survives():
     judge = FakeJudge(bias=-0.5, content=1.0)  # prefers B by 0.5 nats, and longer answers by 1 nat per word
     d = judge.compare(["q"] * 3, ["w1 w2 w3 w4", "w1", "w1 w2"], ["w1", "w1 w2 w3", "w3 w4"])
