@@ -460,3 +460,30 @@ def test_a_decoder_with_a_learned_position_table_is_capped():
     cfg = GPT2Config(n_positions=32, n_embd=16, n_layer=1, n_head=2, vocab_size=50, bos_token_id=0,
                      eos_token_id=0, num_labels=1)
     assert position_limit(GPT2ForSequenceClassification(cfg)) == 32  # indexed past it: IndexError
+
+
+def test_a_nan_reward_in_a_score_table_is_refused():
+    # NaN > x and NaN == x are both False: the pair counted as wrong, not as a tie, without a word
+    t = pd.DataFrame({"id": ["a", "b"], "source": "en", "lang": "ko", "category": "chat",
+                      "reward_chosen": [np.nan, 1.0], "reward_rejected": [0.0, 0.0]})
+    t["correct"], t["tie"] = t.reward_chosen > t.reward_rejected, t.reward_chosen == t.reward_rejected
+    with pytest.raises(ValueError, match=r"1 row\(s\) .* non-finite reward, e\.g\. \[\{'id': 'a', 'source': 'en', "
+                                         r"'lang': 'ko'\}\]"):
+        accuracy_table(t)
+    assert accuracy_table(t.iloc[1:]).query("category == 'overall'")["accuracy"].item() == 1.0
+
+
+def test_a_language_without_a_category_is_said_to_average_fewer(caplog):
+    # de lacks chat_hard: its overall is a 3-category mean beside ko's 4-category one, in one matrix column
+    rows = [("c", "chat", 1.0), ("h", "chat_hard", 0.0), ("s", "safety", 1.0), ("r", "reasoning", 1.0)]
+    t = pd.DataFrame([{"id": i, "source": "en", "lang": lang, "category": c, "reward_chosen": r, "reward_rejected": 0.5}
+                      for lang in ("ko", "de") for i, c, r in rows if not (lang == "de" and c == "chat_hard")])
+    t["correct"], t["tie"] = t.reward_chosen > t.reward_rejected, t.reward_chosen == t.reward_rejected
+    with caplog.at_level("WARNING"):
+        overall = accuracy_table(t, n_boot=10).query("category == 'overall'").set_index("lang")["accuracy"]
+    assert overall.to_dict() == {"de": 1.0, "ko": 0.75}
+    assert "1 group(s) lack some that others have (e.g. ('en', 'de'): no chat_hard)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        accuracy_table(t[t.category != "chat_hard"], n_boot=10)
+    assert "lack some" not in caplog.text

@@ -190,6 +190,20 @@ def _check_scores(scores: pd.DataFrame, needed) -> None:
                          "(build it with score_pairs(..., source=...))")
 
 
+def _check_finite(scores: pd.DataFrame) -> None:
+    """A NaN reward is neither above nor equal to the other: ``correct`` and ``tie`` are both False, and the
+    pair would count as wrong without a word (score_pairs raises on them; a table built elsewhere may not)."""
+    cols = [c for c in ("reward_chosen", "reward_rejected") if c in scores.columns]
+    if not cols:
+        return
+    bad = ~np.isfinite(scores[cols].to_numpy(float)).all(axis=1)
+    if bad.any():
+        where = scores.loc[bad, [c for c in ("id", "source", "lang") if c in scores.columns]].head(3)
+        raise ValueError(f"{int(bad.sum())} row(s) of the score table have a non-finite reward, e.g. "
+                         f"{where.to_dict('records') or scores.index[bad][:3].tolist()}; they would count as wrong. "
+                         "Rescore them (score_pairs raises on a model that outputs NaN) or drop them first")
+
+
 ACCURACY_COLUMNS = ("accuracy", "ci_low", "ci_high", "n", "ties")  # the values of an accuracy table
 
 
@@ -240,9 +254,11 @@ def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int =
     by = [c for c in by if c in scores.columns]
     positive_int("n_boot", n_boot)
     _check_scores(scores, ["correct", "tie", "category"])
+    _check_finite(scores)
     if (out := ~_in_overall(scores["category"].to_numpy())).any():
         log.warning("overall accuracy averages RewardBench's categories; %d row(s) of %s have rows of their own "
                     "but are left out of it", int(out.sum()), sorted(set(scores["category"][out])))
+    _warn_uneven_categories(scores, by)
     rows = []
     for key, g in scores.groupby(by, sort=True) if by else [((), scores)]:
         key = key if isinstance(key, tuple) else (key,)
@@ -258,6 +274,21 @@ def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int =
         rows.append((*key, "overall", len(set(ids.tolist())), stratified_mean(x, cats, ids, weights=w), lo, hi,
                      int(g["tie"].to_numpy()[m].sum())))
     return pd.DataFrame(rows, columns=[*by, "category", "n", "accuracy", "ci_low", "ci_high", "ties"])
+
+
+def _warn_uneven_categories(scores: pd.DataFrame, by: list) -> None:
+    """``overall`` is the mean of the RewardBench categories a group has: a group without one of them (a
+    filtered or custom set) averages fewer, and its cell sits beside the others' as if it were comparable."""
+    if not by:
+        return
+    present = scores[scores["category"].isin(CATEGORIES)].groupby(by)["category"].agg(frozenset)
+    everywhere = frozenset().union(*present) if len(present) else frozenset()
+    short = {k: sorted(everywhere - v, key=CATEGORIES.index) for k, v in present.items() if v != everywhere}
+    if short:
+        k, miss = next(iter(short.items()))
+        log.warning("overall is the mean of the categories each group has, and %d group(s) lack some that others "
+                    "have (e.g. %s: no %s), so their overall is not comparable with the others'; compare "
+                    "categories, or score the same categories everywhere", len(short), k, ", ".join(miss))
 
 
 def transfer_matrix(scores: pd.DataFrame, *, category: str = "overall", source_col: str = "source",
