@@ -75,6 +75,8 @@ def test_layers_judge_and_stage_problems():
         "distractors)"]
     assert checks.notebook_problems("probe", {"max_items": 0}) == ["max_items = 0; expected an integer >= 1"]
     assert checks.notebook_problems("probe", {"max_length": 1}) == ["max_length = 1; expected an integer >= 2"]
+    assert checks.notebook_problems("probe", {"pooling": "CLS"}) == [
+        "pooling = 'CLS'; expected one of ['auto', 'mean', 'cls', 'last']"]
     [problem] = checks.notebook_problems("train", {"lr": float("inf"), "lora_r": -4})
     assert "lr = inf; expected a finite number > 0" in problem and "lora = -4" in problem
 

@@ -222,6 +222,32 @@ def test_representation_shift_labels_the_layers_it_probed(tmp_path, monkeypatch)
     assert {d.name: len(list(d.glob("hidden-*.npy"))) for d in states.iterdir()} == {"base": 4, "en": 4, "ko": 4}
 
 
+def test_the_probe_pools_as_asked_and_records_it(tmp_path, monkeypatch):
+    # an encoder RM's head reads [CLS]; the probe's default for an encoder is the token mean
+    from conftest import save_model, tiny_bert, word_tokenizer
+    from xlrm_lib import study
+
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(probe, "umap_embed", lambda H, random_state=0: H[:, :2])
+    base = save_model(tmp_path / "base", tiny_bert(seed=0), word_tokenizer("bert"))
+    rms = {"en": str(save_model(tmp_path / "en", tiny_bert(seed=1), word_tokenizer("bert")))}
+    texts = {lang: [f"w{i} w{i + 1} w{(i * 7) % 30} good" for i in range(k, k + 6)] for lang, k in [("en", 0), ("ko", 3)]}
+    auto, cls = (study.representation_shift(str(base), rms, texts, pooling=p) for p in ("auto", "cls"))
+    assert (auto["text_format"]["pooling"].item(), cls["text_format"]["pooling"].item()) == ("auto", "cls")
+    cls_states = study.model_states(str(base), {"en": texts["en"][:2]}, layers=[-1], pooling="cls")["en"][:, 0]
+    mean_states = study.model_states(str(base), {"en": texts["en"][:2]}, layers=[-1], pooling="mean")["en"][:, 0]
+    body = BertModel.from_pretrained(str(base)).eval()
+    tok = PreTrainedTokenizerFast.from_pretrained(str(base))
+    with torch.no_grad():
+        h = body(**tok(texts["en"][:2], return_tensors="pt", padding=True)).last_hidden_state
+    np.testing.assert_allclose(cls_states, h[:, 0].numpy(), atol=1e-5)  # position 0, [CLS]
+    assert not np.allclose(cls_states, mean_states, atol=1e-3)
+    assert not np.allclose(auto["summary"]["sv_ratio_mean"], cls["summary"]["sv_ratio_mean"])
+    assert study.probe_metrics(cls)["text_format"]["pooling"] == "cls"
+    with pytest.raises(ValueError, match=r"pooling = 'max'; expected one of \['auto', 'mean', 'cls', 'last'\]"):
+        study.representation_shift(str(base), rms, texts, pooling="max")
+
+
 # ----------------------------------------------------------------------------- singular values, norms
 
 def test_sv_ratio_hand_computed():

@@ -182,6 +182,9 @@ def _probe(p: dict, cwd) -> None:
                      langs=langs)
     positive_int("max_items", p.get("max_items", 48))
     positive_int("max_length", p.get("max_length", 256), minimum=2)
+    from .probe import POOLINGS
+
+    choice("pooling", p.get("pooling", "auto"), POOLINGS)
     layers = layer_list("layers", p.get("layers", "all"))
     n = hidden_state_count(backbone)
     bad = [i for i in layers if not -n <= i < n] if n and layers != "all" else []

@@ -245,13 +245,14 @@ def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 
 
 def model_states(backbone_or_dir, texts: dict[str, list], *, layers="all", batch_size: int = 16,
                  max_length: int = 256, fmt: TextFormat | None = None, revision: str | None = None,
-                 shared_tokenizers: dict | None = None) -> dict[str, np.ndarray]:
+                 shared_tokenizers: dict | None = None, pooling: str = "auto") -> dict[str, np.ndarray]:
     """Hidden states ``lang -> (n_items, n_layers, d)`` of one model (cached on disk by content).
 
     ``texts`` hold :func:`parallel_texts` items: ``(prompt, answer)`` pairs are rendered and cut by ``fmt``
     (:func:`xlrm_lib.formatting.encode`; default ``TextFormat()``) at ``max_length`` tokens, strings are read as
     they are. ``revision``: a hub backbone's commit. ``shared_tokenizers``: see
-    :func:`xlrm_lib.models.load_reward_model` (the probe does not change them).
+    :func:`xlrm_lib.models.load_reward_model` (the probe does not change them). ``pooling``: see
+    :func:`xlrm_lib.probe.hidden_states`.
     """
     model, tok = models.load_backbone(backbone_or_dir, shared_tokenizers=shared_tokenizers, revision=revision)
     cache, key = store.states_dir(backbone_or_dir), probe.model_digest(model)  # the key's slow part, once per model
@@ -262,7 +263,7 @@ def model_states(backbone_or_dir, texts: dict[str, list], *, layers="all", batch
         if items and not isinstance(items[0], str):  # (prompt, answer): as the RM reads it
             items = encode(tok, [p for p, _ in items], [a for _, a in items], fmt)
         # a long text keeps its end, where an RM reads its score (and a decoder's last token is pooled)
-        out[lang] = probe.hidden_states(model, tok, items, layers=layers, batch_size=batch_size,
+        out[lang] = probe.hidden_states(model, tok, items, layers=layers, batch_size=batch_size, pooling=pooling,
                                         max_length=max_length, truncation_side="left", cache_dir=cache, model_key=key)
     return out
 
@@ -297,13 +298,18 @@ def probe_format(rm_dirs: dict[str, str]) -> TextFormat:
 
 def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str, list[str]], *,
                          layers="all", umap_layer: int = -1, seed: int = 0,
-                         max_length: int = 256) -> dict[str, pd.DataFrame]:
+                         max_length: int = 256, pooling: str = "auto") -> dict[str, pd.DataFrame]:
     """CKA per layer (each RM vs base), shift summary, norms, cross-lingual CKA and UMAP coordinates.
 
     ``max_length``: tokens per text; a longer text keeps its end (where an RM reads its score).
+    ``pooling``: the vector that stands for a text (:func:`xlrm_lib.probe.hidden_states`): ``"auto"`` takes a
+    decoder's last real token (what its score head reads) and an encoder's token mean; ``"cls"`` is what a
+    BERT-style classifier's head reads. s1/sum(s) ranks RMs differently with it (README, "What the default run
+    finds").
     """
     rm_dirs = _rm_dirs(rm_dirs)
     checks.layer_list("layers", layers)
+    checks.choice("pooling", pooling, probe.POOLINGS)
     toks: dict = {}  # the RMs' directories hold copies of one tokenizer: read it once
     langs = list(texts)
     stack = lambda s: np.concatenate([s[lang] for lang in langs])  # noqa: E731  (items of all languages)
@@ -313,13 +319,14 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
     labels = None if isinstance(layers, str) else _layer_labels(layers, [*rm_dirs.values(), backbone])  # before work
     fmt = probe_format(rm_dirs)  # base and RMs read the items as the RMs were trained on them
     base = model_states(backbone, texts, layers=layers, max_length=max_length, fmt=fmt, shared_tokenizers=toks,
-                        revision=_trained_from(rm_dirs) if hub.is_hub_id(str(backbone)) else None)
+                        pooling=pooling, revision=_trained_from(rm_dirs) if hub.is_hub_id(str(backbone)) else None)
     one = {"base": at(base)}
     base_stack = _stack_consuming(base, langs)
     labels = np.arange(base_stack.shape[1]) if labels is None else labels
     cka = []
     for name, d in rm_dirs.items():
-        states = model_states(d, texts, layers=layers, max_length=max_length, fmt=fmt, shared_tokenizers=toks)
+        states = model_states(d, texts, layers=layers, max_length=max_length, fmt=fmt, shared_tokenizers=toks,
+                              pooling=pooling)
         one[name] = at(states)
         rm_stack = _stack_consuming(states, langs)
         cka.append(pd.DataFrame({"model": name, "layer": labels, "cka": probe.layerwise_cka(base_stack, rm_stack)}))
@@ -341,7 +348,7 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
             "norms": norms.reset_index(drop=True), "sv_ratios": ratios, "umap": pd.concat(coords, ignore_index=True),
             "cross_lingual_cka_base": xling.reset_index().rename(columns={"index": "lang"}),
             "text_format": pd.DataFrame([{"template": fmt.template, "max_length": max_length,
-                                          "truncation_side": fmt.truncation_side}])}
+                                          "truncation_side": fmt.truncation_side, "pooling": pooling}])}
 
 
 def _stack_consuming(states: dict, langs: list) -> np.ndarray:
