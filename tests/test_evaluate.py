@@ -487,3 +487,26 @@ def test_a_language_without_a_category_is_said_to_average_fewer(caplog):
     with caplog.at_level("WARNING"):
         accuracy_table(t[t.category != "chat_hard"], n_boot=10)
     assert "lack some" not in caplog.text
+
+
+def test_a_rendered_notebook_re_executed_in_a_copied_run_does_not_write_into_the_original(tmp_path, monkeypatch):
+    # JupyterLab and nbconvert execute a notebook where it lies: in a shared copy of a run, its injected output_dir
+    # still named the original run, whose results it overwrote (or whose folder it recreated)
+    from xlrm_lib import study
+
+    original, copy = tmp_path / "outputs" / "default", tmp_path / "shared" / "default"
+    for run in (original, copy):
+        (run / "evaluate" / "me5-small-s42-en").mkdir(parents=True)
+        (run / "_plan.json").write_text("{}")
+    monkeypatch.chdir(copy / "evaluate" / "me5-small-s42-en")
+    with pytest.raises(RuntimeError, match=r"writes to output_dir = '.*outputs/default/evaluate/me5-small-s42-en', "
+                                           r"another place .* set output_dir = '.*shared/default/evaluate/me5-small"
+                                           r"-s42-en' .* xlrm run .*shared/default/params.yaml --outputs .*shared'?$"):
+        study._check_not_a_copy(str(original / "evaluate" / "me5-small-s42-en"))
+    study._check_not_a_copy(str(copy / "evaluate" / "me5-small-s42-en"))  # its own folder: fine
+    monkeypatch.chdir(copy / "evaluate")  # not a notebook's folder of the run, but inside it: same
+    with pytest.raises(RuntimeError, match="another place"):
+        study._check_not_a_copy(str(original / "report"))
+    monkeypatch.chdir(tmp_path)  # outside any run (the templates in notebooks/, a script): any output_dir
+    study._check_not_a_copy(str(original / "evaluate" / "me5-small-s42-en"))
+    study._check_not_a_copy("outputs/scratch/evaluate")

@@ -389,6 +389,11 @@ def test_run_skips_unchanged_cells_and_force_reruns(fake_notebooks, tmp_path):
     assert (kept["seconds"], kept["finished"]) == (made["seconds"], made["finished"])
     assert json.loads((run_dir / "summary.json").read_text())["cells"]["report"]["seconds"] == \
         first["cells"]["report"]["seconds"]
+    # moved elsewhere (shared, or a disk reorganised), the run keeps what finished: keys don't name its place
+    shutil.move(str(tmp_path / "out"), str(tmp_path / "moved"))
+    moved = runner.run({**spec, "_outputs": str(tmp_path / "moved")}, jobs=2, progress=False)
+    assert {k: r["status"] for k, r in moved["cells"].items() if r["status"] != "skipped"} == {}
+    shutil.move(str(tmp_path / "moved"), str(tmp_path / "out"))
     changed = runner.run(_spec(fake_notebooks, tmp_path, train={"lr": 0.002}), progress=False)
     assert changed["cells"]["train/me5-small-s42-en"]["status"] == "ok"
     forced = runner.run(spec, force=True, progress=False)

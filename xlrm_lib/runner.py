@@ -825,12 +825,22 @@ def _resolve_inputs(cell: Cell, run_dir: Path) -> dict:
     from .study import read_metrics
 
     params = dict(cell.params)
+    model_dir = lambda dep: _moved_with(run_dir / dep, read_metrics(run_dir / dep)["model_dir"])  # noqa: E731
     for key, ref in cell.inputs.items():
-        if isinstance(ref, dict):
-            params[key] = {k: read_metrics(run_dir / dep)["model_dir"] for k, dep in ref.items()}
-        else:
-            params[key] = read_metrics(run_dir / ref)["model_dir"]
+        params[key] = {k: model_dir(dep) for k, dep in ref.items()} if isinstance(ref, dict) else model_dir(ref)
     return params
+
+
+def _moved_with(cell_dir: Path, path: str) -> str:
+    """``path``, recorded by a finished notebook, where it is now: a path inside the notebook's own folder (a
+    model saved there) has moved with the run folder since (its ``_done.json`` says where the folder was)."""
+    was = done_record(cell_dir).get("notebook")
+    if not was or not os.path.isabs(str(path)):
+        return path
+    old = Path(was).parent
+    if Path(path) == old or old in Path(path).parents:
+        return str(cell_dir / Path(path).relative_to(old))
+    return path
 
 
 def cell_key(cell: Cell, params: dict, run_dir: Path, hub_commits: dict | None = None) -> str:
@@ -842,9 +852,30 @@ def cell_key(cell: Cell, params: dict, run_dir: Path, hub_commits: dict | None =
     nb = nbformat.read(cell.notebook, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     upstream = {dep: done_key(run_dir / dep) for dep in cell.deps}
-    return store.fingerprint({"code": code, "params": params, "inputs": _inputs_digest(), "upstream": upstream,
+    return store.fingerprint({"code": code, "params": _in_run(params, run_dir), "inputs": _inputs_digest(),
+                              "upstream": upstream,
                               "files": _local_files(params, run_dir),
                               "hub": _hub_commits(params) if hub_commits is None else hub_commits})
+
+
+def _in_run(params: dict, run_dir: Path) -> dict:
+    """``params`` with the absolute paths inside the run folder (``output_dir``, the report's ``run_dir``, an
+    upstream notebook's folder) written relative to it: a run folder moved or copied elsewhere keeps its
+    finished notebooks (their keys do not name where the run was)."""
+    root = Path(run_dir).resolve()
+
+    def rel(value):
+        if isinstance(value, dict):
+            return {k: rel(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rel(v) for v in value]
+        if isinstance(value, str) and os.path.isabs(value):
+            path = Path(value).resolve()
+            if path == root or root in path.parents:
+                return "<run>/" + path.relative_to(root).as_posix()
+        return value
+
+    return rel(params)
 
 
 def _hub_commits(params: dict) -> dict:

@@ -34,6 +34,7 @@ def setup_notebook(output_dir=None) -> None:
 
     from . import plots
 
+    _check_not_a_copy(output_dir)
     root = Path(__file__).resolve().parents[1]
     if (root / "notebooks").is_dir() and Path.cwd().resolve() == (root / "notebooks").resolve():
         os.chdir(root)
@@ -50,6 +51,24 @@ def setup_notebook(output_dir=None) -> None:
     shared = Path(output_dir).expanduser() / ".." / ".." / "figures" / "plotly.min.js" if output_dir else None
     plots.use_embedding_renderer("../../figures/plotly.min.js" if shared and shared.is_file() else None)
     _check_injected_parameters()
+
+
+def _check_not_a_copy(output_dir) -> None:
+    """A rendered notebook re-executed inside a run folder (JupyterLab and nbconvert run it where it lies) that
+    was made for another folder: a shared or moved copy of a run, whose injected ``output_dir`` still names the
+    original. It would overwrite the original run's results (or recreate its folder), not this one's."""
+    here = Path.cwd().resolve()
+    run = next((d for d in (here, *list(here.parents)[:2]) if (d / store.PLAN_FILE).is_file()), None)
+    if run is None or not output_dir or not Path(str(output_dir)).expanduser().is_absolute():
+        return
+    target = Path(str(output_dir)).expanduser().resolve()
+    if target != here:
+        raise RuntimeError(
+            f"this notebook lies in a run folder ({run}) but writes to output_dir = {str(output_dir)!r}, another "
+            f"place (the run it was rendered in, copied or moved since): re-executing it would change that run's "
+            f"results, not this copy's. To re-execute it here, set output_dir = {str(here)!r} in the parameters "
+            f"(the report also run_dir = {str(run)!r}); or resume the whole grid here, which keeps what finished: "
+            f"xlrm run {run / 'params.yaml'} --outputs {run.parent}")
 
 
 def _check_injected_parameters() -> None:
