@@ -130,6 +130,17 @@ def test_run_header_says_what_was_run(tmp_path):
     assert h["description"] == "8 languages" and h["RM languages"] == "en, ko"
     assert h["translate-train RMs"] == "en->es (apertium)" and h["training"] == "lr 0.0001, epochs 3.0"
     assert report.run_header({"run": "x"}).empty
+    # the other stages' settings, and when the notebooks were made (a kept one can be days older)
+    rep["params"].update(evaluate={"bf16": True, "batch_size": 8}, probe={"langs": ["en", "ko"], "pooling": "cls"},
+                         align={"n": 8, "judge": "gold"})
+    rep["runs"] = pd.DataFrame({"finished": ["2026-11-27T19:11:08", None, "2026-11-26T08:00:00"]})
+    h = report.run_header(rep).set_index("field")["value"]
+    assert (h["evaluation"], h["probe"], h["best-of-n"]) == ("bf16 True", "langs [en, ko], pooling cls",
+                                                             "n 8, judge gold")
+    assert h["notebooks finished"] == "2026-11-26T08:00:00 to 2026-11-27T19:11:08"
+    software = "python 3.11.7, xlrm 0.1.0, torch 2.13.0+cpu, transformers 5.24.0, datasets 5.2.0, peft 0.21.2"
+    shown = report.full_width(pd.DataFrame({"field": ["software"], "value": [software]})).to_html()
+    assert software in shown  # whole: pandas' display cut it at 50 characters, transformers' version with it
 
 
 def test_runs_table_links_from_the_report_notebooks_folder():

@@ -649,6 +649,18 @@ def test_cli_rejects_typo_before_running(fake_notebooks, tmp_path):
     assert not (tmp_path / "o" / "t" / "train").exists()
 
 
+def test_rendered_html_is_titled_and_fetches_nothing(tmp_path):
+    # nbconvert's lab template loaded require.js, MathJax and mermaid from CDNs (a blocking <head> script offline)
+    # and titled every page "Notebook"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# hi"), nbformat.v4.new_code_cell("1")])
+    cell = tmp_path / "run" / "evaluate" / "me5-small-s42-en"
+    cell.mkdir(parents=True)
+    nbformat.write(nb, cell / "x.ipynb")
+    html = runner.render_html(cell / "x.ipynb", cell / "x.html").read_text()
+    assert "<title>evaluate/me5-small-s42-en</title>" in html and "<h1" in html
+    assert not re.findall(r'<script[^>]* src="', html), re.findall(r'<script[^>]* src="[^"]*"', html)
+
+
 # ----------------------------------------------------------------------------------- the real notebooks
 @pytest.mark.slow
 def test_smoke_grid_end_to_end(tmp_path):
@@ -658,6 +670,7 @@ def test_smoke_grid_end_to_end(tmp_path):
     run_dir = Path(summary["run_dir"])
     report = (run_dir / "report.html").read_text()
     assert "RM accuracy: source (train) x target (eval)" in report
+    assert not re.findall(r'<script[^>]* src="https?:', report)  # opens offline: nothing fetched from a CDN
     assert (run_dir / "figures" / "plotly.min.js").exists()
     assert pd_read(run_dir / "report" / "transfer_matrix.csv").shape[0] == 2
     if shutil.which("chromium"):  # the report must render for a reader, not only exist

@@ -48,7 +48,8 @@ def collect(run_dir) -> dict:
         info = json.loads(done.read_text()) if done.exists() else {}
         htmls = sorted(p for p in cell_dir.glob("*.html") if not p.name.endswith(".failed.html"))
         runs.append({"stage": cell_dir.relative_to(run_dir).parts[0], "cell": str(cell_dir.relative_to(run_dir)),
-                     "kind": m.get("kind"), "seconds": info.get("seconds"), "software": m.get("software"),
+                     "kind": m.get("kind"), "seconds": info.get("seconds"), "finished": info.get("finished"),
+                     "software": m.get("software"),
                      "notebook_html": os.path.relpath(htmls[0], run_dir) if htmls else None})
         by_kind.setdefault(m.get("kind"), []).append((cell_dir, m))
     if plan is not None:  # also the grid's cells that did not finish and wrote no metrics (failed, not run)
@@ -201,6 +202,12 @@ def runs_table_html(runs: pd.DataFrame) -> str:
             + "".join(rows) + "</tbody></table>")
 
 
+def full_width(table: pd.DataFrame):
+    """``table`` for display with every value whole (pandas cuts cells at 50 characters: the header's software
+    line lost transformers' version) and left-aligned, without the index."""
+    return table.style.hide(axis="index").set_properties(**{"text-align": "left"})
+
+
 def _read_params(path: Path) -> dict:
     import yaml
 
@@ -236,6 +243,16 @@ def run_header(rep: dict) -> pd.DataFrame:
             ("evaluation data", f"{ev.get('eval_source', 'embedded')} ({ev.get('split', 'test')})"),
             ("training", ", ".join(f"{k} {train[k]}" for k in ("lr", "epochs", "batch_size", "max_length")
                                    if k in train) or None)]
+    for field, section, keys in (("evaluation", "evaluate", ("eval_langs", "limit", "max_length", "bf16")),
+                                 ("probe", "probe", ("langs", "max_items", "max_length", "layers", "pooling")),
+                                 ("best-of-n", "align", ("langs", "n", "limit", "judge", "judge_kind"))):
+        given = p.get(section) or {}
+        shown = lambda v: f"[{', '.join(map(str, v))}]" if isinstance(v, list) else v  # noqa: E731
+        rows.append((field, ", ".join(f"{k} {shown(given[k])}" for k in keys if k in given) or None))
+    runs = rep.get("runs")
+    made = sorted(t for t in (runs["finished"] if runs is not None and "finished" in runs else ()) if isinstance(t, str))
+    rows.append(("notebooks finished", None if not made else made[0] if made[0] == made[-1] else
+                 f"{made[0]} to {made[-1]}"))
     rows.append(("software", software_line(rep.get("runs"))))
     ignored = rep.get("ignored") or []
     if ignored:  # cell folders of an earlier grid in this run folder

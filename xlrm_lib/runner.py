@@ -1051,14 +1051,21 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
     return result
 
 
-def render_html(nb_path: Path, html_path: Path) -> Path | None:
-    """nbconvert the executed notebook to standalone HTML (plotly figures were embedded by their renderer)."""
+OFFLINE_TEMPLATE = Path(__file__).with_name("templates") / "offline.html.j2"
+
+
+def render_html(nb_path: Path, html_path: Path, title: str | None = None) -> Path | None:
+    """nbconvert the executed notebook to standalone HTML (plotly figures were embedded by their renderer), with
+    nbconvert's lab template less its CDN scripts (:data:`OFFLINE_TEMPLATE`). ``title``: the page's title
+    (default ``<stage>/<cell>``, from the folders: every page was titled "Notebook")."""
     if not nb_path.exists():
         return None
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
+    title = title or f"{html_path.parent.parent.name}/{html_path.parent.name}"
+    body, _ = HTMLExporter(template_file=str(OFFLINE_TEMPLATE)).from_notebook_node(
+        nbformat.read(nb_path, as_version=4), resources={"metadata": {"name": title}})
     store.write_text(html_path, body)
     return html_path
 

@@ -23,13 +23,14 @@ METRICS_FILE = "metrics.json"
 
 
 # ----------------------------------------------------------------------------------- outputs
-def setup_notebook(output_dir=None) -> None:
+def setup_notebook(output_dir=None, *, shared_plotly: bool = True) -> None:
     """The first call of every notebook: run from the repository root, as ``xlrm run`` does (JupyterLab starts a
     kernel in ``notebooks/``, where ``outputs/default`` or a relative data path would mean another folder),
     warnings only from our logging, no download/progress widgets or transformers load reports in the rendered
     HTML (they are blank offline), and plotly figures that survive nbconvert: they load the run's shared
-    ``figures/plotly.min.js`` when ``output_dir`` is a cell of a run that has one (``xlrm run`` writes it first),
-    else embed plotly.js."""
+    ``figures/plotly.min.js`` when ``output_dir`` is a cell of a run that has one (``xlrm run`` writes it first)
+    and ``shared_plotly`` (the report embeds plotly.js: its HTML travels alone), else embed plotly.js.
+    A rendered notebook re-executed in a copy of its run, whose ``output_dir`` names the original, is refused."""
     import os
 
     from . import plots
@@ -48,7 +49,8 @@ def setup_notebook(output_dir=None) -> None:
         datasets.disable_progress_bars()
     except ImportError:  # pragma: no cover - both are dependencies
         pass
-    shared = Path(output_dir).expanduser() / ".." / ".." / "figures" / "plotly.min.js" if output_dir else None
+    shared = (Path(output_dir).expanduser() / ".." / ".." / "figures" / "plotly.min.js"
+              if output_dir and shared_plotly else None)
     plots.use_embedding_renderer("../../figures/plotly.min.js" if shared and shared.is_file() else None)
     _check_injected_parameters()
 
