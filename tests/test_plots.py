@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from xlrm_lib.plots import category_bars, english_vs_target_bars, win_rate_bars
+from xlrm_lib.plots import category_bars, english_vs_target_bars, norm_violin, transfer_heatmap, win_rate_bars
 
 
 def _wins():
@@ -30,3 +30,24 @@ def test_optional_columns_are_optional():
     acc = pd.DataFrame({"lang": ["en", "en"], "category": ["chat", "overall"], "accuracy": [0.5, 0.5],
                         "ci_low": [0.4, 0.4], "ci_high": [0.6, 0.6]})  # no "source" column: one panel
     assert [list(t.y) for t in category_bars(acc).data] == [[0.5]]
+
+
+def test_titles_say_what_is_compared_and_axes_what_they_hold():
+    translated = pd.DataFrame({"lang": ["es", "fr", "average"], "a": "en", "b": ["es-mt", "fr-mt", "{lang}-mt"],
+                               "judge": "gold", "win_rate": [0.5] * 3, "ci_low": [0.4] * 3, "ci_high": [0.6] * 3})
+    assert win_rate_bars(translated).layout.title.text == "Best-of-n win rate vs translate-train RM (judge: gold)"
+    native = translated.assign(b=["es", "fr", "{lang}"])
+    assert win_rate_bars(native).layout.title.text == "Best-of-n win rate vs target-language RM (judge: gold)"
+    matrix = pd.DataFrame([[0.6, 0.7]], index=["en"], columns=["en", "ko"])
+    assert transfer_heatmap(matrix).data[0].colorbar.title.text == "accuracy"
+    assert transfer_heatmap(matrix, value_title="CKA").data[0].colorbar.title.text == "CKA"
+    acc = pd.DataFrame({"lang": ["ko"], "category": ["chat"], "accuracy": [0.5], "ci_low": [0.4], "ci_high": [0.6]})
+    assert category_bars(acc).layout.xaxis.title.text == "target language"
+
+
+def test_every_language_of_the_norms_is_named():
+    # 11 panels and no legend: plotly labelled every other violin, the rest were known only by hovering
+    norms = pd.DataFrame({"lang": ["ar", "de", "en", "es"] * 2, "norm": range(8), "model": ["base"] * 4 + ["en"] * 4})
+    fig = norm_violin(norms)
+    assert fig.layout.showlegend is not False and sorted({t.name for t in fig.data}) == ["ar", "de", "en", "es"]
+    assert "last probed layer" in fig.layout.title.text

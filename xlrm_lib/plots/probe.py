@@ -87,7 +87,8 @@ def norm_violin(df) -> go.Figure:
     fig = px.violin(df, x="lang", y="norm", color="lang", box=True, color_discrete_map=colors,
                     category_orders={"lang": list(colors)},
                     facet_col="model" if "model" in df.columns else None)
-    return fig.update_layout(title="Hidden-state norms by language", showlegend=False)
+    # the legend names each colour: with a panel per model, plotly labels only every other language's violin
+    return fig.update_layout(title="Hidden-state norms by language (last probed layer)", legend_title_text="language")
 
 
 def umap_scatter(coords_df: pd.DataFrame) -> go.Figure:
@@ -100,4 +101,4 @@ def umap_scatter(coords_df: pd.DataFrame) -> go.Figure:
     # UMAP axes have no units, and each panel is its own embedding
     fig.update_xaxes(showticklabels=False, title=None, matches=None)
     fig.update_yaxes(showticklabels=False, title=None, matches=None)
-    return fig.update_layout(title="UMAP of hidden states")
+    return fig.update_layout(title="UMAP of hidden states (last probed layer)", legend_title_text="language")

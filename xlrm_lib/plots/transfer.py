@@ -13,18 +13,20 @@ import plotly.graph_objects as go
 def transfer_heatmap(matrix: pd.DataFrame, *, title: str = "RM accuracy: source (train) x target (eval)",
                      diverging: bool = False, zmid: float | None = None, fmt: str = ".2f",
                      x_title: str = "target language (evaluated on)", y_title: str = "source (RM trained on)",
-                     hover: str = "source %{y} -> target %{x}") -> go.Figure:
+                     hover: str = "source %{y} -> target %{x}", value_title: str | None = None) -> go.Figure:
     """Annotated heatmap of a source x target matrix (:func:`xlrm_lib.evaluate.transfer_matrix`), or of any
     square language matrix given its axis titles and hover text.
 
-    ``diverging=True`` (for differences) centres a red-blue scale on ``zmid`` (default 0).
+    ``diverging=True`` (for differences) centres a red-blue scale on ``zmid`` (default 0). ``value_title``: the
+    colour bar's title (default "accuracy" for a source x target matrix, "CKA" and the like are the caller's).
     """
     z = matrix.to_numpy(dtype=float)
     text = [[("" if np.isnan(v) else format(v, fmt)) for v in row] for row in z]
     kw = dict(colorscale="RdBu", zmid=0.0 if zmid is None else zmid) if diverging else dict(colorscale="Viridis")
     fig = go.Figure(go.Heatmap(z=z, x=[str(c) for c in matrix.columns], y=[str(i) for i in matrix.index],
                                text=text, texttemplate="%{text}", hovertemplate=hover + ": %{z:.3f}<extra></extra>",
-                               **kw))
+                               colorbar=dict(title=dict(text=value_title or (
+                                   "accuracy difference" if diverging else "accuracy"))), **kw))
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, yaxis_autorange="reversed",
                       width=120 + 70 * max(len(matrix.columns), 4), height=160 + 50 * max(len(matrix.index), 4))
     return fig
@@ -91,4 +93,4 @@ def category_bars(acc: pd.DataFrame, *, source_col: str = "source") -> go.Figure
                  title=f"Accuracy per category and target language: RM {', '.join(rms)}" if len(rms) == 1
                  else "Accuracy per category and target language, per RM")
     fig.update_yaxes(range=[0, 1])
-    return fig
+    return fig.update_xaxes(title_text="target language")
