@@ -278,3 +278,13 @@ def test_a_report_made_by_hand_from_another_run_keeps_its_figures_apart(tmp_path
     assert report.figures_dir(str(run) + "/", tmp_path / "outputs" / "default" / "x" / ".." / "report") == run / "figures"
     mine = tmp_path / "scratch" / "report"
     assert report.figures_dir(run, mine) == mine / "figures"  # not the run's: it would rewrite and remove them
+
+
+def test_the_english_rm_is_named_as_the_run_names_it_or_said_to_be_missing(caplog):
+    # run by hand, `-p english EN` left the headline sections empty without a word
+    scores = _scores({42: TWO_SEEDS[42]})
+    expected = report.tables({"scores": scores})["headlines"]["native"]
+    pd.testing.assert_frame_equal(report.tables({"scores": scores}, english="EN")["headlines"]["native"], expected)
+    with caplog.at_level("WARNING", logger="xlrm_lib.report"):
+        tabs = report.tables({"scores": scores}, english="de")
+    assert tabs["headlines"] == {} and "english = 'de' is not an RM of this run (its RMs: en, ko)" in caplog.text

@@ -116,6 +116,16 @@ def normalized_or_none(code):
         return None
 
 
+def rm_name(name) -> str:
+    """An RM's name as a grid names it: a language's canonical code (``EN``, ``eng_Latn`` -> ``en``), the
+    translated suffix kept (``ES-mt`` -> ``es-mt``); any other name as it is."""
+    from .evaluate import TRANSLATED_SUFFIX
+
+    text = str(name)
+    base, suffix = (text[: -len(TRANSLATED_SUFFIX)], TRANSLATED_SUFFIX) if text.endswith(TRANSLATED_SUFFIX) else (text, "")
+    return (normalized_or_none(base) or base) + suffix
+
+
 def language(name: str, value) -> str:
     return languages(name, [value])[0]
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 import re
 from pathlib import Path
 
 import pandas as pd
 
-from . import evaluate, store
+from . import checks, evaluate, store
 from .study import METRICS_FILE, has_targets
+
+log = logging.getLogger(__name__)
 
 
 def collect(run_dir) -> dict:
@@ -339,6 +342,7 @@ def tables(rep: dict, *, english: str = "en") -> dict:
     out = {}
     if not rep["scores"].empty:
         scores = rep["scores"]
+        english = _english_rm(english, scores)
         heads = headlines(scores, english=english)  # paired within each (backbone, seed) run
         view = by_backbone_view(scores)  # several seeds of one backbone pool; several backbones do not
         acc = evaluate.accuracy_table(view)  # once: the matrix is one of its categories
@@ -363,6 +367,16 @@ def tables(rep: dict, *, english: str = "en") -> dict:
             if f"headline_{label}" in rep["align"]:
                 out[f"align_{label}"] = rep["align"][f"headline_{label}"]
     return out
+
+
+def _english_rm(english: str, scores: pd.DataFrame) -> str:
+    """``english`` as the run names its RMs (``EN`` -> ``en``), with a warning when the run has no such RM: the
+    headline comparison is then left out (run by hand, the report notebook has no grid to check it against)."""
+    name, rms = checks.rm_name(english), sorted(set(scores["source"].astype(str)))
+    if name not in rms:
+        log.warning("english = %r is not an RM of this run (its RMs: %s): the English-vs-target comparisons are "
+                    "left out; set english to the source-language RM to compare with", english, ", ".join(rms))
+    return name
 
 
 def pretrained_table(matrix: pd.DataFrame, scores: pd.DataFrame, metrics: list[dict]) -> pd.DataFrame:

@@ -649,11 +649,7 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
 
 def _rm_name(name, rm_names: set) -> str:
     """``name`` as the grid names its RMs (canonical language code, ``-mt`` kept); a ParamError if none is."""
-    from .evaluate import TRANSLATED_SUFFIX
-
-    text = str(name)
-    base, suffix = (text[: -len(TRANSLATED_SUFFIX)], TRANSLATED_SUFFIX) if text.endswith(TRANSLATED_SUFFIX) else (text, "")
-    canonical = (checks.normalized_or_none(base) or base) + suffix
+    canonical = checks.rm_name(name)
     if canonical not in rm_names:
         raise ParamError(f"report.english = {name!r} is not an RM of this grid; expected one of {sorted(rm_names)}")
     return canonical
