@@ -43,6 +43,7 @@ def test_one_seed_keeps_the_plain_headline():
     tabs = report.tables({"scores": _scores({42: TWO_SEEDS[42]})})
     assert "seed_summary" not in tabs
     assert tabs["key_numbers"]["english_minus_native_avg"]["diff"] == pytest.approx(0.5)
+    assert 0 < tabs["key_numbers"]["english_minus_native_avg"]["p_value"] <= 1
 
 
 def test_two_seeds_are_tested_apart_and_summarised():
@@ -111,10 +112,11 @@ def test_backbones_that_share_a_last_name_keep_their_paths():
 
 
 def test_key_numbers_read_as_points_and_tables_as_people_read_them():
-    key = {"english_minus_native_avg": {"diff": 0.0164, "ci": [-0.0357, 0.0699]},
+    key = {"english_minus_native_avg": {"diff": 0.0164, "ci": [-0.0357, 0.0699], "p_value": 0.6032},
            "english_minus_translated_avg": {"diff": 0.02, "sd": 0.01, "per_run": [0.01, 0.03]}}
     t = report.key_numbers_table(key)
     assert t["points"].tolist() == [1.6, 2.0] and t.loc[0, "ci_low"] == -3.6 and t.loc[1, "sd"] == 1.0
+    assert t.loc[0, "p_value"] == 0.603  # the sign-flip test of that average, beside its interval
     assert "backbone" not in t.columns and report.key_numbers_table(None).empty
     two = report.key_numbers_table({"by_backbone": {"a": key, "b": key}})
     assert two["backbone"].tolist() == ["a", "a", "b", "b"]
@@ -288,3 +290,11 @@ def test_the_english_rm_is_named_as_the_run_names_it_or_said_to_be_missing(caplo
     with caplog.at_level("WARNING", logger="xlrm_lib.report"):
         tabs = report.tables({"scores": scores}, english="de")
     assert tabs["headlines"] == {} and "english = 'de' is not an RM of this run (its RMs: en, ko)" in caplog.text
+
+
+def test_an_empty_section_says_why():
+    note = report.or_note(None, "best-of-n was not run in this grid")
+    assert note.data == "*best-of-n was not run in this grid*"
+    assert report.or_note(pd.DataFrame(), "none").data == "*none*"
+    table = pd.DataFrame({"a": [1]})
+    assert report.or_note(table, "none") is table

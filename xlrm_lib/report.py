@@ -185,7 +185,9 @@ def key_numbers(scores: pd.DataFrame, heads: dict, *, english: str = "en") -> di
         if len(avgs) == 1:
             avg = avgs.iloc[0]
             out[f"english_minus_{label}_avg"] = {"diff": round(float(avg["diff"]), 4),
-                                                 "ci": [round(float(avg["ci_low"]), 4), round(float(avg["ci_high"]), 4)]}
+                                                 "ci": [round(float(avg["ci_low"]), 4), round(float(avg["ci_high"]), 4)],
+                                                 **({"p_value": round(float(avg["p_value"]), 4)}
+                                                    if "p_value" in avg and pd.notna(avg["p_value"]) else {})}
         else:  # several seeds: the mean of their averages and its spread (no pooled CI: runs are not items)
             d = avgs["diff"].to_numpy(float)
             out[f"english_minus_{label}_avg"] = {"diff": round(float(d.mean()), 4), "sd": round(float(d.std(ddof=1)), 4),
@@ -203,6 +205,16 @@ def runs_table_html(runs: pd.DataFrame) -> str:
         rows.append(f"<tr><td>{html.escape(str(r.stage))}</td><td>{link}</td><td>{r.seconds or ''}</td></tr>")
     return ("<table><thead><tr><th>stage</th><th>notebook</th><th>seconds</th></tr></thead><tbody>"
             + "".join(rows) + "</tbody></table>")
+
+
+def or_note(shown, note: str):
+    """``shown`` (a figure or table), or ``note`` in italics where the run has none: a section of the report
+    without results says why instead of standing empty."""
+    if shown is not None and not (isinstance(shown, pd.DataFrame) and shown.empty):
+        return shown
+    from IPython.display import Markdown
+
+    return Markdown(f"*{note}*")
 
 
 def full_width(table: pd.DataFrame):
@@ -300,8 +312,9 @@ def readable(table: pd.DataFrame | None, digits: int = 3) -> pd.DataFrame | None
 
 
 def key_numbers_table(key: dict | None) -> pd.DataFrame:
-    """The average English-minus-target differences of :func:`key_numbers`, in accuracy points, one row per
-    comparison (and backbone): ``comparison, points, ci_low, ci_high`` (several seeds: ``sd`` instead)."""
+    """The average English-minus-target differences of :func:`key_numbers`, in accuracy points (the tables
+    below them hold fractions: 0.016 is 1.6 points), one row per comparison (and backbone): ``comparison,
+    points, ci_low, ci_high, p_value`` (several seeds: ``sd`` instead)."""
     rows = []
     key = key or {}
     for backbone, numbers in (key["by_backbone"].items() if "by_backbone" in key else [(None, key)]):
@@ -313,6 +326,8 @@ def key_numbers_table(key: dict | None) -> pd.DataFrame:
                    "points": round(100 * v["diff"], 1)}
             if "ci" in v:
                 row.update(ci_low=round(100 * v["ci"][0], 1), ci_high=round(100 * v["ci"][1], 1))
+                if "p_value" in v:
+                    row["p_value"] = round(v["p_value"], 3)
             else:
                 row.update(sd=round(100 * v["sd"], 1), runs=len(v["per_run"]))
             rows.append(row)
