@@ -394,6 +394,16 @@ def test_run_skips_unchanged_cells_and_force_reruns(fake_notebooks, tmp_path):
     moved = runner.run({**spec, "_outputs": str(tmp_path / "moved")}, jobs=2, progress=False)
     assert {k: r["status"] for k, r in moved["cells"].items() if r["status"] != "skipped"} == {}
     shutil.move(str(tmp_path / "moved"), str(tmp_path / "out"))
+    # a finished notebook whose outputs were deleted by hand runs again (it was kept: its dependants then failed
+    # on the missing file every time, or the report left it out unsaid); the others stay kept
+    (run_dir / "train/me5-small-s42-en/metrics.json").unlink()
+    (run_dir / "evaluate/me5-small-s42-ko/evaluate_transfer.html").unlink()
+    assert {k for k, v in runner.pending(runner.plan(spec), run_dir).items() if v} == {
+        "train/me5-small-s42-en", "evaluate/me5-small-s42-ko"}  # what `xlrm plan --outputs` says
+    repaired = runner.run(spec, jobs=2, progress=False)
+    assert {k for k, r in repaired["cells"].items() if r["status"] != "skipped"} == {
+        "train/me5-small-s42-en", "evaluate/me5-small-s42-ko"}
+    assert (run_dir / "train/me5-small-s42-en/metrics.json").exists()
     changed = runner.run(_spec(fake_notebooks, tmp_path, train={"lr": 0.002}), progress=False)
     assert changed["cells"]["train/me5-small-s42-en"]["status"] == "ok"
     forced = runner.run(spec, force=True, progress=False)

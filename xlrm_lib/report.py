@@ -39,16 +39,16 @@ def collect(run_dir) -> dict:
     for metrics_path in sorted(run_dir.glob(f"*/*/{METRICS_FILE}")) + sorted(run_dir.glob(f"*/{METRICS_FILE}")):
         cell_dir = metrics_path.parent
         name = cell_dir.relative_to(run_dir).as_posix()
-        done = cell_dir / store.DONE_FILE
+        done = store.finished_record(cell_dir)
         m = json.loads(metrics_path.read_text())
         if m.get("kind") == "report":  # this report's own folder (its previous metrics), or another report's
             continue
         # a run by `xlrm run` reads only its grid's finished cells: a folder of a cell since dropped from the grid,
         # or one whose notebook did not finish this time, holds results of other settings
-        if plan is not None and (name not in plan or not done.exists()):
+        if plan is not None and (name not in plan or not done):
             ignored.append(name)
             continue
-        info = json.loads(done.read_text()) if done.exists() else {}
+        info = done
         htmls = sorted(p for p in cell_dir.glob("*.html") if not p.name.endswith(".failed.html"))
         runs.append({"stage": cell_dir.relative_to(run_dir).parts[0], "cell": str(cell_dir.relative_to(run_dir)),
                      "kind": m.get("kind"), "seconds": info.get("seconds"), "finished": info.get("finished"),
@@ -57,7 +57,7 @@ def collect(run_dir) -> dict:
         by_kind.setdefault(m.get("kind"), []).append((cell_dir, m))
     if plan is not None:  # also the grid's cells that did not finish and wrote no metrics (failed, not run)
         ignored = sorted({*ignored, *(name for name in plan if name != "report"
-                                      and not (run_dir / name / store.DONE_FILE).exists())})
+                                      and not store.finished_record(run_dir / name))})
     out = {"runs": pd.DataFrame(runs), "train": pd.DataFrame([m for _, m in by_kind.get("train", [])]),
            "params": _read_params(run_dir / "params.yaml"), "run": run_dir.name, "ignored": ignored,
            "translations_not_run": (written or {}).get("translations_not_run") or []}

@@ -847,7 +847,7 @@ def cell_key(cell: Cell, params: dict, run_dir: Path, hub_commits: dict | None =
 
     nb = nbformat.read(cell.notebook, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    upstream = {dep: done_key(run_dir / dep) for dep in cell.deps}
+    upstream = {dep: recorded_key(run_dir / dep) for dep in cell.deps}
     return store.fingerprint({"code": code, "params": _in_run(params, run_dir), "inputs": _inputs_digest(),
                               "upstream": upstream,
                               "files": _local_files(params, run_dir),
@@ -981,17 +981,21 @@ def _kernel_manager_class(extra_env: dict | None = None):
 
 
 def done_record(cell_dir: Path) -> dict:
-    """A finished cell's ``_done.json`` (its key, when it finished, how long it took), or {} if it has not."""
-    try:
-        record = json.loads((cell_dir / DONE_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+    """A finished cell's ``_done.json``, or {} if it has not finished or its outputs are not whole
+    (:func:`xlrm_lib.store.finished_record`)."""
+    return store.finished_record(cell_dir)
 
 
 def done_key(cell_dir: Path) -> str | None:
-    """The key a cell finished with (its ``_done.json``), or None if it has not finished."""
+    """The key a cell finished with (its ``_done.json``), or None if it has not finished or its outputs are not
+    whole (it runs again)."""
     return done_record(cell_dir).get("key")
+
+
+def recorded_key(cell_dir: Path) -> str | None:
+    """The key in a cell's ``_done.json``, its outputs whole or not: what its dependants' keys are made from. A
+    cell run again only to restore deleted outputs finishes with the same key, so its dependants stay kept."""
+    return store.done_json(cell_dir).get("key")
 
 
 
@@ -1110,20 +1114,28 @@ def pending(cells: list[Cell], run_dir: Path) -> dict[str, bool]:
     reruns finishes with a new key). The same keys as :func:`run` (notebook code, parameters, inputs, library,
     data files, hub commits); nothing is executed."""
     out: dict[str, bool] = {}
+    rekeyed: set[str] = set()  # cells that finish with another key than their _done.json's: dependants rerun
     for cell in cells:  # in dependency order
-        if any(out.get(d, True) for d in cell.deps):
+        if rekeyed & set(cell.deps):
             out[cell.name] = True
+            rekeyed.add(cell.name)
             continue
-        done = done_key(run_dir / cell.name)
-        if done is None:
+        recorded = recorded_key(run_dir / cell.name)
+        if recorded is None:
             out[cell.name] = True
+            rekeyed.add(cell.name)
             continue
         try:
-            params = _resolve_inputs(cell, run_dir)
-        except (OSError, KeyError, ValueError):  # an upstream's metrics unreadable: it would run again
+            same = cell_key(cell, _resolve_inputs(cell, run_dir), run_dir) == recorded
+        except (OSError, KeyError, ValueError):  # an upstream's metrics unreadable
+            # by a dependency run again only to restore its outputs (none is rekeyed here): it writes them as
+            # they were (same key, same model); else they are gone for good and this cell would run again
+            same = any(out.get(d) for d in cell.deps)
+        if not same:
             out[cell.name] = True
-            continue
-        out[cell.name] = cell_key(cell, params, run_dir) != done
+            rekeyed.add(cell.name)
+        else:  # the same key: kept, or run again only to restore its deleted outputs
+            out[cell.name] = done_key(run_dir / cell.name) is None
     return out
 
 
@@ -1351,7 +1363,7 @@ def _check_gpus(cells: list[Cell], executor: str, run_dir: Path, force: bool) ->
     """A grid that asks for GPUs (``num_gpus``) run locally on a machine whose torch sees none would train and
     score its models on the CPU (a 3B model: days), which is not what its params file says. Cells that finished
     (and are not forced) do not count: redoing a report of a GPU grid on a CPU machine is fine."""
-    gpu_cells = [c for c in cells if c.num_gpus > 0 and (force or not (run_dir / c.name / DONE_FILE).exists())]
+    gpu_cells = [c for c in cells if c.num_gpus > 0 and (force or not done_record(run_dir / c.name))]
     if executor != "local" or not gpu_cells:
         return
     import torch

@@ -43,6 +43,37 @@ CARD_FILE = "xlrm_card.json"  # beside a trained RM's weights: its cache key, co
 DONE_FILE = "_done.json"  # in a run's cell folder once its notebook finished: the key it finished with
 PLAN_FILE = "_plan.json"  # in a run folder: the cells of the grid as last run (the report reads only these)
 PRETRAINED_DIR = "pretrained"  # in a run folder: the evaluate notebooks of its params file's `pretrained` models
+METRICS_FILE = "metrics.json"  # in a cell folder: what its notebook found, and the tables it wrote ("tables")
+
+
+def done_json(cell_dir) -> dict:
+    """A cell's ``_done.json`` as written, its outputs whole or not; {} without one."""
+    try:
+        record = json.loads((Path(cell_dir) / DONE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def finished_record(cell_dir) -> dict:
+    """A finished cell's ``_done.json`` (its key, when it finished, how long it took), or {} if it has not
+    finished or its outputs are no longer whole: its rendered notebook and HTML, its ``metrics.json`` and the
+    tables that names. A cell whose ``metrics.json`` or ``scores.parquet`` was deleted by hand runs again, where
+    it was kept (its dependants then failed on the missing file, every time) or left out of the report unsaid."""
+    cell_dir = Path(cell_dir)
+    record = done_json(cell_dir)
+    try:
+        metrics = json.loads((cell_dir / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not record or not isinstance(metrics, dict):
+        return {}
+    # the rendered files by name: the record's absolute paths name where the run folder was when they were made
+    made = [Path(str(record[k])).name for k in ("notebook", "html") if record.get(k)]
+    tables = metrics.get("tables") if isinstance(metrics.get("tables"), dict) else {}
+    if not all((cell_dir / name).is_file() for name in [*made, *map(str, tables.values())]):
+        return {}
+    return record
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

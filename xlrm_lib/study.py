@@ -19,7 +19,7 @@ from .formatting import TextFormat, encode, fit_positions
 from .langs import normalize_langs
 
 log = logging.getLogger(__name__)
-METRICS_FILE = "metrics.json"
+METRICS_FILE = store.METRICS_FILE
 
 
 # ----------------------------------------------------------------------------------- outputs
