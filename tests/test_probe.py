@@ -479,3 +479,20 @@ def test_a_hub_base_model_is_probed_at_the_commit_its_rms_were_trained_from(tmp_
     (tmp_path / "zh" / "xlrm_card.json").write_text(json.dumps({"key": "zh", "backbone_revision": "b" * 40}))
     with pytest.raises(ValueError, match="different commits of their backbone"):
         study._trained_from(cards)
+
+
+def test_a_checkpoint_without_a_pooler_loads_the_same_weights_every_time(tmp_path):
+    # me5-small has no pooler: transformers drew a new random one at every load, so the base model's digest, and
+    # its hidden-state cache key, changed on every probe (no hit, and two more files in the cache each time)
+    from conftest import save_model, word_tokenizer
+    from xlrm_lib import models as xmodels
+
+    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                     max_position_embeddings=64, pad_token_id=0)
+    base = save_model(tmp_path / "base", BertModel(cfg, add_pooling_layer=False), word_tokenizer("bert"))
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    digests = {probe.model_digest(xmodels.load_backbone(str(base))[0]) for _ in range(2)}
+    assert len(digests) == 1
+    assert torch.equal(torch.rand(3), expected)  # the caller's random state is left as it was

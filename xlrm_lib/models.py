@@ -287,7 +287,11 @@ def load_backbone(backbone, *, dtype=None, device=None, trust_remote_code: bool 
     # an RM directory's head (classifier / score) is left out on purpose, and BERT-style checkpoints may lack the
     # pooler (unused by the probes): transformers' load report of those would fill every probe notebook, so it
     # is silenced and only body weights that are really missing or mis-shaped are reported
-    with _transformers_verbosity_error():
+    # what the checkpoint lacks (me5-small's pooler) is initialised from a fixed seed, without touching the
+    # caller's random state: the same weights on every load, so the hidden-state cache, keyed by their digest,
+    # finds the base model's states again (a fresh random pooler made a new key, and files, on every probe)
+    with _transformers_verbosity_error(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
         model, info = AutoModel.from_pretrained(path, dtype=_dtype(dtype) or torch.float32,  # as load_reward_model
                                                 trust_remote_code=trust_remote_code,
                                                 output_loading_info=True, **_revision(path, revision))
