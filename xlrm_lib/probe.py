@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -32,6 +33,7 @@ from .formatting import fit_length, forward_kwargs, position_ids
 from .models import is_decoder, tokenizer_identity, weights_digest
 
 POOLINGS = ("auto", "mean", "cls", "last")
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- hidden states
@@ -186,7 +188,15 @@ def hidden_states(model, tokenizer, texts, *, layers="all", pooling: str = "auto
         key = _cache_key(model_key or model_digest(model), tokenizer, texts, pooling, layers, max_length, side)
         path = Path(cache_dir) / f"hidden-{key[:32]}.npy"
         if path.exists():
-            return np.load(path)
+            try:
+                cached = np.load(path)
+            except (OSError, ValueError) as e:  # cut short (a full disk, a copy interrupted): made again
+                log.warning("hidden-state cache file %s is unreadable (%s); computing those states again", path, e)
+            else:
+                if cached.shape[0] == len(texts):
+                    return cached
+                log.warning("hidden-state cache file %s holds %d rows, not %d; computing them again", path,
+                            cached.shape[0], len(texts))
 
     # the wrapper's hidden states are its body's; calling the body skips the LM head, whose logits
     # (batch x seq x vocab) would be ~2 GB per batch for a 128k-vocabulary model
