@@ -231,7 +231,9 @@ def test_a_run_says_when_its_results_were_made_with_different_library_versions(f
     assert again["notes"] == [
         "this run's results were made with different library versions: torch 2.12.0 (1 notebook, e.g. "
         "train/me5-small-s42-en); torch 2.13.0 (1 notebook, e.g. train/me5-small-s42-ko). Numbers can move with "
-        "them: `xlrm run --force` redoes every notebook with the installed ones"]
+        "them: `xlrm run --force` redoes every notebook with the installed ones (trained RMs still come from "
+        "the model cache, whose key has no library versions: delete them from $XLRM_CACHE/models to train them "
+        "again too)"]
 
 
 def test_validation_lists_every_problem_before_running(fake_notebooks, tmp_path):

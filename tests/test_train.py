@@ -146,6 +146,23 @@ def test_cache_hit_returns_same_path_without_training(tiny_bert_dir, small_pairs
     assert train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", **{**FAST, "progress": True}) == trained
 
 
+def test_a_damaged_cached_rm_is_named_when_loaded_and_trained_again_on_a_hit(tiny_bert_dir, small_pairs, tmp_path,
+                                                                             caplog):
+    # a truncated model.safetensors (a full disk, a killed copy) was a cache hit forever, and its load failed with
+    # safetensors' "incomplete metadata" naming no file
+    out = train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=tmp_path / "rm", **FAST)
+    weights = out / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])
+    with pytest.raises(OSError, match=r"model\.safetensors is damaged .* `xlrm run <params> --force --only train`"):
+        load_reward_model(out)
+    with caplog.at_level("WARNING", logger="xlrm_lib.train"):
+        again = train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=tmp_path / "rm", **FAST)
+    assert again == out and "is damaged" in caplog.text and "training it again" in caplog.text
+    assert weights.read_bytes() == good  # the same seed and data: the same model again
+    load_reward_model(out)
+
+
 def test_the_key_holds_the_precision_bf16_auto_resolves_to(tiny_bert_dir, small_pairs, trained, monkeypatch):
     """bf16=None trains in bf16 where that is fast: a cache shared with such a machine must not hand it this
     fp32-trained RM, and bf16=None resolving to fp32 here is the same RM as bf16=False."""

@@ -251,6 +251,7 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
     from transformers import AutoModelForSequenceClassification
 
     path = resolve_backbone(backbone)
+    _check_weights(path)
     tok = _load_tokenizer(path, trust_remote_code, shared_tokenizers, revision=revision)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -273,6 +274,29 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
     return model.to(default_device(device)).eval(), tok
 
 
+def damaged_weights(model_dir) -> str | None:
+    """What is wrong with a local model directory's safetensors files (one cut short by a full disk or a killed
+    copy: their header no longer covers the file), or None. Reads only the headers."""
+    from safetensors import safe_open
+
+    for f in sorted(Path(model_dir).glob("*.safetensors")) if Path(str(model_dir)).is_dir() else ():
+        try:
+            with safe_open(str(f), framework="pt") as st:
+                st.keys()
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types (SafetensorError, OSError)
+            return f"{f} is damaged ({type(e).__name__}: {e})"
+    return None
+
+
+def _check_weights(path) -> None:
+    problem = damaged_weights(path)
+    if problem:
+        fix = ("an xlrm RM: `xlrm run <params> --force --only train` trains it again (a damaged cached RM is "
+               "retrained), or delete its directory" if (Path(path) / "xlrm_card.json").is_file() else
+               "copy or download the model again")
+        raise OSError(f"{problem}; {fix}")
+
+
 def load_backbone(backbone, *, dtype=None, device=None, trust_remote_code: bool = False,
                   shared_tokenizers: dict | None = None, revision: str | None = None):
     """The bare encoder/decoder (``AutoModel``) and tokenizer, for representation probes.
@@ -283,6 +307,7 @@ def load_backbone(backbone, *, dtype=None, device=None, trust_remote_code: bool 
     from transformers import AutoModel
 
     path = resolve_backbone(backbone)
+    _check_weights(path)
     tok = _load_tokenizer(path, trust_remote_code, shared_tokenizers, revision=revision)
     # an RM directory's head (classifier / score) is left out on purpose, and BERT-style checkpoints may lack the
     # pooler (unused by the probes): transformers' load report of those would fill every probe notebook, so it

@@ -1259,7 +1259,9 @@ def _software_notes(run_dir: Path, cells: list[str]) -> list[str]:
     parts = [", ".join(f"{k} {s.get(k)}" for k in differ) + f" ({len(names)} notebook{'s' * (len(names) > 1)}, e.g. {names[0]})"
              for s, names in zip(sets, made.values())]
     return ["this run's results were made with different library versions: " + "; ".join(parts)
-            + ". Numbers can move with them: `xlrm run --force` redoes every notebook with the installed ones"]
+            + ". Numbers can move with them: `xlrm run --force` redoes every notebook with the installed ones "
+            "(trained RMs still come from the model cache, whose key has no library versions: delete them from "
+            "$XLRM_CACHE/models to train them again too)"]
 
 
 def _write_params(spec: dict, run_dir: Path) -> None:

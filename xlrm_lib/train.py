@@ -37,7 +37,7 @@ from . import hub
 from .backbones import PACKAGED, build_stamp
 from .compiling import compile_blocks, resolve_compile
 from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
-from .models import config_files_digest, load_reward_model, resolve_backbone
+from .models import config_files_digest, damaged_weights, load_reward_model, resolve_backbone
 from .packing import pack, packed_rewards, packed_training, should_pack, supports_packing
 from .store import (CARD_FILE, atomic_dir, cache_dir, file_digest, file_digest_memo, fingerprint, json_text,
                     library_versions)
@@ -362,8 +362,11 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         if card.get("key") != key:
             raise ValueError(f"{out} holds a model trained with other parameters (key {card.get('key')} != {key}); "
                              "pass force=True to overwrite it, or another output_dir")
-        log.info("cache hit: %s", out)
-        return out
+        damaged = damaged_weights(out)
+        if not damaged:
+            log.info("cache hit: %s", out)
+            return out
+        log.warning("%s: training it again", damaged)  # (a full disk, a killed copy): every load would fail
 
     model, tok = load_reward_model(backbone, device=device, seed=cfg.seed,
                                    revision=key_obj["backbone"].get("revision"))  # the commit the key holds
@@ -378,7 +381,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     # under torchrun / accelerate launch every process runs this function: all of them train, the main one writes
     main = int(os.environ.get("RANK", "0")) == 0
     # not forced, a copy another process finished meanwhile (same key) is kept: its readers stay on its files
-    same = None if force else (lambda d: (d / CARD_FILE).is_file() and read_card(d).get("key") == key)
+    same = None if force else (lambda d: (d / CARD_FILE).is_file() and read_card(d).get("key") == key
+                                         and not damaged_weights(d))
     with atomic_dir(out, keep=same) if main else _scratch_dir() as tmp:
         args = TrainingArguments(
             output_dir=str(tmp / "_trainer"), per_device_train_batch_size=cfg.batch_size,
