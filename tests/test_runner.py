@@ -510,7 +510,8 @@ def _marked(mark: str, but: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
-def test_sigterm_stops_a_run_like_ctrl_c(fake_notebooks, tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(fake_notebooks, tmp_path, sig, code):
     # Slurm (time limit, preemption) and `kill` send SIGTERM: the run died without summary.json
     spec = _spec(fake_notebooks, tmp_path, langs=["en", "ko"], evaluate=None, report=None)
     spec["train"] = {"lr": 0.001, "sleep": 30.0}
@@ -525,10 +526,10 @@ def test_sigterm_stops_a_run_like_ctrl_c(fake_notebooks, tmp_path):
         time.sleep(0.2)
     assert kernels(), "no kernel started"
     time.sleep(1.0)  # the notebook is running
-    proc.send_signal(signal.SIGTERM)  # the runner only, as a scheduler's kill does
+    proc.send_signal(sig)  # the runner only, as a scheduler's kill (or a closed ssh session) does
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
-    assert "xlrm: terminated (SIGTERM); finished notebooks are kept" in err
+    assert proc.returncode == code, err
+    assert f"xlrm: terminated ({sig.name}); finished notebooks are kept" in err
     summary = json.loads((tmp_path / "out" / "t" / "summary.json").read_text())
     assert {v["status"] for v in summary["cells"].values()} == {"interrupted", "not-started"}
     deadline = time.time() + 30  # a kernel notices its parent is gone within seconds

@@ -93,14 +93,16 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as stop:
         import os
 
-        how = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
+        import signal
+
+        how = f"terminated ({signal.Signals(_TERMINATED[0]).name})" if _TERMINATED else "interrupted"
         summary = getattr(stop, "summary", None)  # set once notebooks were running (runner.run)
         said = (f"finished notebooks are kept ({summary} says which), rerun to resume" if summary else
                 "no notebook had started; rerun to start")
         print(f"\nxlrm: {how}; {said}", file=sys.stderr)
         sys.stderr.flush()
         # now, not after the notebook still running in a worker thread: its kernel exits with its parent
-        os._exit(143 if _TERMINATED else 130)
+        os._exit(128 + _TERMINATED[0] if _TERMINATED else 130)
     print(runner.format_summary(summary))
     report = f"{summary['run_dir']}/report.html"
     import os
@@ -114,8 +116,9 @@ _TERMINATED: list = []
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM (a batch scheduler's stop: Slurm at a time limit or preemption, ``kill``) stops a run as Ctrl-C
-    does: summary.json says what became of every cell, the kernels go with the runner, a rerun resumes."""
+    """SIGTERM (a batch scheduler's stop: Slurm at a time limit or preemption, ``kill``) and SIGHUP (the terminal
+    or ssh session closed) stop a run as Ctrl-C does: summary.json says what became of every cell, the kernels go
+    with the runner, a rerun resumes. Exit status 128 + the signal's number (143, 129)."""
     import signal
     import threading
 
@@ -125,6 +128,9 @@ def _stop_on_sigterm() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop)
+        hup = getattr(signal, "SIGHUP", None)  # none on Windows
+        if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:  # under nohup, a closed terminal must not
+            signal.signal(hup, stop)
 
 
 def _cache(args, repo) -> int:
