@@ -930,3 +930,22 @@ def test_a_stop_before_any_notebook_ran_does_not_point_at_a_summary(monkeypatch,
         cli.main(["run", str(REPO / "params" / "smoke.yaml"), "--outputs", str(tmp_path)])
     err = capsys.readouterr().err
     assert "xlrm: interrupted; no notebook had started; rerun to start" in err and "summary" not in err
+
+
+def test_an_early_stop_says_which_unreached_notebooks_finished_before(fake_notebooks, tmp_path, monkeypatch):
+    # stopped before the loop reached them, cells that finished in an earlier run were all "not-started"
+    spec = _spec(fake_notebooks, tmp_path, evaluate=None, report=None)
+    runner.run(spec, progress=False)
+
+    def wait(futures, **kw):
+        for f in futures:
+            f.result()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.cf, "wait", wait)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(spec, force=True, progress=False)
+    cells = json.loads((tmp_path / "out" / "t" / "summary.json").read_text())["cells"]
+    assert cells["train/me5-small-s42-en"]["status"] == "interrupted"
+    later = cells["train/me5-small-s42-ko"]
+    assert later["status"] == "not-started" and later["finished_earlier"] and "finished" in later

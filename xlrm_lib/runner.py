@@ -1212,7 +1212,11 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
     except KeyboardInterrupt as stop:  # Ctrl-C: say what each cell came to (finished ones are kept: a rerun resumes)
         for name in running:
             results[name] = {"status": "interrupted", "error": "interrupted (Ctrl-C or SIGTERM)"}
-        results = {c.name: results.get(c.name, {"status": "not-started"}) for c in cells}  # in the plan's order
+        # in the plan's order; a cell not reached may have finished in an earlier run: its outputs are there
+        results = {c.name: results.get(c.name) or (
+            {"status": "not-started", "finished_earlier": True,
+             **{k: v for k, v in done_record(run_dir / c.name).items() if k in ("finished", "seconds")}}
+            if done_record(run_dir / c.name) else {"status": "not-started"}) for c in cells}
         notes = ["interrupted: finished notebooks are kept; rerun to resume"]
         published = run_dir / "report.html"
         if published.exists() and any(r["status"] == "ok" for n, r in results.items() if n != "report"):
