@@ -949,3 +949,44 @@ def test_an_early_stop_says_which_unreached_notebooks_finished_before(fake_noteb
     assert cells["train/me5-small-s42-en"]["status"] == "interrupted"
     later = cells["train/me5-small-s42-ko"]
     assert later["status"] == "not-started" and later["finished_earlier"] and "finished" in later
+
+
+def test_a_killed_runs_half_written_files_are_removed_by_the_next(fake_notebooks, tmp_path):
+    # os._exit after a stop skips the atomic writes' cleanup: a 2 MB .report.html.<random>.tmp stayed forever
+    spec = _spec(fake_notebooks, tmp_path, evaluate=None, report=None)
+    run_dir = tmp_path / "out" / "t"
+    (run_dir / "report").mkdir(parents=True)
+    leftovers = [run_dir / "report" / ".report.html.2hp98e35.tmp", run_dir / ".summary.json.x1.tmp"]
+    for f in leftovers:
+        f.write_text("half")
+    (run_dir / ".model.abc.tmp").mkdir()
+    (run_dir / ".model.abc.tmp" / "w").write_text("half")
+    runner.run(spec, progress=False)
+    assert not [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_notebook_whose_html_cannot_be_written_fails_and_says_why(fake_notebooks, tmp_path, monkeypatch):
+    # a full disk at the render raised outside the cell's own handling: "FAILED report: OSError ... see None",
+    # and the notebook stayed in its final place without a _done.json
+    def full(nb, html, title=None):
+        raise OSError(28, "No space left on device", str(html))
+
+    monkeypatch.setattr(runner, "render_html", full)
+    summary = runner.run(_spec(fake_notebooks, tmp_path, langs=["en"], evaluate=None, report=None), progress=False)
+    r = summary["cells"]["train/me5-small-s42-en"]
+    assert r["status"] == "failed" and r["error"].startswith("the notebook ran, but its HTML was not written (OSError")
+    cell = tmp_path / "out" / "t" / "train" / "me5-small-s42-en"
+    assert r["notebook"] == str(cell / "train_reward_model.failed.ipynb") and Path(r["notebook"]).exists()
+    assert not (cell / "train_reward_model.ipynb").exists() and not (cell / "_done.json").exists()
+
+
+def test_a_full_disk_is_a_plain_error_not_a_traceback(monkeypatch, capsys, tmp_path):
+    from xlrm_lib import cli
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device", "/outputs/smoke/figures/plotly.min.js")
+
+    monkeypatch.setattr(runner, "run", full)
+    assert cli.main(["run", str(REPO / "params" / "smoke.yaml"), "--outputs", str(tmp_path)]) == 2
+    assert ("xlrm: error: no space left writing /outputs/smoke/figures/plotly.min.js (No space left on device); "
+            "free some, or put the outputs") in capsys.readouterr().err

@@ -90,6 +90,14 @@ def main(argv=None) -> int:
     except (runner.ParamError, FileNotFoundError, PermissionError, ValueError) as e:
         print(f"xlrm: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"xlrm: error: no space left writing {e.filename or 'a file'} ({e.strerror}); free some, or put the "
+              "outputs (--outputs DIR) or the cache (XLRM_CACHE) on another disk; a rerun resumes", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as stop:
         import os
 

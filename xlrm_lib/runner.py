@@ -1040,7 +1040,16 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
     target = final_nb if error is None else out / f"{name}.failed.ipynb"
     if tmp.exists():
         os.replace(tmp, target)
-    html = render_html(target, final_html if error is None else out / f"{name}.failed.html")
+    try:
+        html = render_html(target, final_html if error is None else out / f"{name}.failed.html")
+    except Exception as e:  # noqa: BLE001 - a full disk, nbconvert on an odd output: the cell is not whole
+        html = None
+        if error is None:
+            error = f"the notebook ran, but its HTML was not written ({type(e).__name__}: {e})"
+            failed = out / f"{name}.failed.ipynb"
+            if target.exists():
+                os.replace(target, failed)
+            target = failed
     result = {"status": "ok" if error is None else "failed", "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "seconds": round(time.time() - t0, 1), "notebook": str(target), "html": str(html) if html else None,
               "error": error}
@@ -1103,6 +1112,7 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     _check_gpus(cells, executor, run_dir, force)
     _check_writable(run_dir)
     with _run_lock(run_dir):
+        _remove_leftovers(run_dir)
         _write_plan(run_dir, everything, missing)
         return _run(spec, cells, run_dir, satisfied, jobs=jobs, force=force, executor=executor, kernel=kernel,
                     progress=progress, missing=missing)
@@ -1354,12 +1364,27 @@ def _check_upstream(cells: list[Cell], everything: list[Cell], run_dir: Path) ->
     return {name: by_name[name].stage for name in needed}  # finished as this file says: the selected cells' deps
 
 
+def _remove_leftovers(run_dir: Path) -> None:
+    """Half-written files of a run that was killed (an atomic write's ``.<name>.<random>.tmp``, papermill's
+    ``.<notebook>.running.ipynb``): under the run's lock nothing else writes them, and their random names
+    would never be reused, so nothing else would ever remove them."""
+    import shutil
+
+    for stale in [*run_dir.rglob(".*.tmp"), *run_dir.rglob(".*.running.ipynb")]:
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 def _check_writable(run_dir: Path) -> None:
+    import tempfile
+
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=run_dir)  # a name of its own: two runs may check
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise PermissionError(f"output directory {run_dir} is not writable ({e.strerror}); "
                               "choose another with --outputs DIR") from None
