@@ -755,7 +755,11 @@ def test_only_runs_selected_stages_on_finished_upstream(fake_notebooks, tmp_path
         runner.run(spec, only=["evaluate"], progress=False)
     runner.run(spec, only=["train"], progress=False)
     summary = runner.run(spec, only=["evaluate"], force=True, progress=False)
-    assert {k: v["status"] for k, v in summary["cells"].items()} == {"evaluate/me5-small-s42-en": "ok"}
+    # every cell of the grid, the ones --only left out too (summary.json listed only the selected ones)
+    assert {k: v["status"] for k, v in summary["cells"].items()} == {
+        "train/me5-small-s42-en": "not-selected", "evaluate/me5-small-s42-en": "ok", "report": "not-selected"}
+    assert "finished" in summary["cells"]["train/me5-small-s42-en"]
+    assert "finished" not in summary["cells"]["report"]
     # the grid's cells, whichever stages ran: the report reads only these
     plan = json.loads((tmp_path / "out" / "t" / "_plan.json").read_text())["cells"]
     assert plan == ["train/me5-small-s42-en", "evaluate/me5-small-s42-en", "report"]

@@ -1287,6 +1287,15 @@ def _write_params(spec: dict, run_dir: Path) -> None:
 
 
 def _summary(spec, run_dir: Path, results: dict, notes: list[str]) -> dict:
+    """Write ``summary.json``: every cell of the grid (``_plan.json``), in its order. A cell ``--only`` left out is
+    ``not-selected``, with when it finished if it has (the summary listed only the selected cells)."""
+    try:
+        order = json.loads((run_dir / PLAN_FILE).read_text())["cells"]
+    except (OSError, ValueError, KeyError, TypeError):
+        order = []
+    results = {**{name: results.get(name) or {"status": "not-selected", **{
+        k: v for k, v in done_record(run_dir / name).items() if k in ("finished", "seconds")}} for name in order},
+               **results}
     summary = {"run": spec["run"], "run_dir": str(run_dir), "cells": results, "notes": notes,
                "failed": sum(r["status"] == "failed" for r in results.values())}
     store.write_json(run_dir / "summary.json", summary)
