@@ -379,6 +379,18 @@ def test_average_ci_resamples_prompts_jointly_across_languages():
     assert width["average"] == pytest.approx(width["en"], rel=0.15)
 
 
+def test_an_average_draw_without_a_languages_prompts_is_set_aside():
+    # ko: 30 prompts, all won; zh: 1 prompt, lost. The average is 0.5; draws without zh's prompt averaged ko
+    # alone (1.0): 37% of them, so the interval was (0.5, 1.0) around outcomes that never vary
+    outcomes = pd.DataFrame({"prompt_id": [f"k{i}" for i in range(30)] + ["z0"], "lang": ["ko"] * 30 + ["zh"],
+                             "outcome": [1.0] * 30 + [0.0]})
+    draws = align._average_draws(outcomes, n_boot=2000, seed=0)
+    assert np.allclose(draws[np.isfinite(draws)], 0.5) and 0.2 < np.isnan(draws).mean() < 0.6
+    from xlrm_lib.stats import ci_from_draws
+
+    assert ci_from_draws(draws) == pytest.approx((0.5, 0.5))
+
+
 def test_end_to_end_on_the_pool_with_tiny_rms(rms, pairs):
     pool = align.candidate_pool(pairs.filter(lambda r: r["lang"] in ("en", "ko")), n=4, seed=0, limit=6)
     picks = {name: align.best_of_n(align.score_candidates(*rms[name], pool), rm=name) for name in ("en", "ko")}

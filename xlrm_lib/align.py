@@ -337,7 +337,9 @@ def _average_draws(outcomes: pd.DataFrame, *, n_boot: int, seed: int) -> np.ndar
     np.add.at(weights, (np.arange(n_boot)[:, None], idx), 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_lang = (weights @ np.nan_to_num(mat)) / (weights @ present)  # (n_boot, langs)
-    return np.nanmean(per_lang, axis=1)
+    # a draw without any prompt of some language is NaN (averaging the others would be another statistic):
+    # ci_from_draws sets it aside
+    return per_lang.mean(axis=1)
 
 
 def _summarise(outcomes: pd.DataFrame, *, a, b, judge, n_boot: int, seed: int) -> pd.DataFrame:

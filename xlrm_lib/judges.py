@@ -172,8 +172,8 @@ class PairwiseLMJudge:
         if not np.isfinite(lo).all():  # NaN signs never agree: it would pass for a position-bias tie
             bad = sorted({int(i) % n for i in np.flatnonzero(~np.isfinite(lo))})
             raise FloatingPointError(f"judge {self.name!r} gave non-finite log-odds for {len(bad)} comparison(s), "
-                                     f"e.g. question {bad[0]}: {questions[bad[0]][:80]!r}; a model in float16 "
-                                     "overflows: load the judge in bfloat16 or float32")
+                                     f"e.g. question {bad[0]}: {questions[bad[0]][:80]!r}: a broken checkpoint, or "
+                                     "an overflow in bfloat16 (evaluate it with bf16: false)")
         xy, yx = lo[:n], -lo[n:]  # each order's log-odds that x is better
         return np.where(np.sign(xy) == np.sign(yx), (xy + yx) / 2, 0.0)
 

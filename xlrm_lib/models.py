@@ -316,7 +316,7 @@ def load_backbone(backbone, *, dtype=None, device=None, trust_remote_code: bool 
     # caller's random state: the same weights on every load, so the hidden-state cache, keyed by their digest,
     # finds the base model's states again (a fresh random pooler made a new key, and files, on every probe)
     with _transformers_verbosity_error(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.default_generator.manual_seed(0)  # the CPU generator only: fork_rng restores no CUDA state here
         model, info = AutoModel.from_pretrained(path, dtype=_dtype(dtype) or torch.float32,  # as load_reward_model
                                                 trust_remote_code=trust_remote_code,
                                                 output_loading_info=True, **_revision(path, revision))

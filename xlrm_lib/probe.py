@@ -190,7 +190,7 @@ def hidden_states(model, tokenizer, texts, *, layers="all", pooling: str = "auto
         if path.exists():
             try:
                 cached = np.load(path)
-            except (OSError, ValueError) as e:  # cut short (a full disk, a copy interrupted): made again
+            except (OSError, ValueError, EOFError) as e:  # cut short (a full disk, an interrupted copy): made again
                 log.warning("hidden-state cache file %s is unreadable (%s); computing those states again", path, e)
             else:
                 if cached.shape[0] == len(texts):

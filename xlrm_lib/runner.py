@@ -830,7 +830,7 @@ def _resolve_inputs(cell: Cell, run_dir: Path) -> dict:
 def _moved_with(cell_dir: Path, path: str) -> str:
     """``path``, recorded by a finished notebook, where it is now: a path inside the notebook's own folder (a
     model saved there) has moved with the run folder since (its ``_done.json`` says where the folder was)."""
-    was = done_record(cell_dir).get("notebook")
+    was = store.done_json(cell_dir).get("notebook")  # whole outputs or not: where the folder was
     if not was or not os.path.isabs(str(path)):
         return path
     old = Path(was).parent
