@@ -503,15 +503,23 @@ def test_a_rendered_notebook_re_executed_in_a_copied_run_does_not_write_into_the
     for run in (original, copy):
         (run / "evaluate" / "me5-small-s42-en").mkdir(parents=True)
         (run / "_plan.json").write_text("{}")
+        (run / "params.yaml").write_text("run: default\n")
     monkeypatch.chdir(copy / "evaluate" / "me5-small-s42-en")
     with pytest.raises(RuntimeError, match=r"writes to output_dir = '.*outputs/default/evaluate/me5-small-s42-en', "
-                                           r"another place .* set output_dir = '.*shared/default/evaluate/me5-small"
-                                           r"-s42-en' .* xlrm run .*shared/default/params.yaml --outputs .*shared'?$"):
+                                           r"outside it .* xlrm run .*shared/default/params.yaml --outputs .*shared$"):
         study._check_not_a_copy(str(original / "evaluate" / "me5-small-s42-en"))
     study._check_not_a_copy(str(copy / "evaluate" / "me5-small-s42-en"))  # its own folder: fine
-    monkeypatch.chdir(copy / "evaluate")  # not a notebook's folder of the run, but inside it: same
-    with pytest.raises(RuntimeError, match="another place"):
+    monkeypatch.chdir(copy / "evaluate")  # papermill by hand from inside the run: its own run's folders are fine
+    study._check_not_a_copy(str(copy / "report"))
+    with pytest.raises(RuntimeError, match="outside it"):
         study._check_not_a_copy(str(original / "report"))
     monkeypatch.chdir(tmp_path)  # outside any run (the templates in notebooks/, a script): any output_dir
     study._check_not_a_copy(str(original / "evaluate" / "me5-small-s42-en"))
     study._check_not_a_copy("outputs/scratch/evaluate")
+    # a copy under another name: the resume command would write into outputs/default, the original's name
+    renamed = tmp_path / "shared" / "default-copy"
+    copy.rename(renamed)
+    monkeypatch.chdir(renamed / "evaluate" / "me5-small-s42-en")
+    with pytest.raises(RuntimeError, match=r"first set `run: default-copy` in .*default-copy/params.yaml \(it says "
+                                           r"'default': the command would write to .*shared/default\), then xlrm run"):
+        study._check_not_a_copy(str(original / "evaluate" / "me5-small-s42-en"))

@@ -56,21 +56,39 @@ def setup_notebook(output_dir=None, *, shared_plotly: bool = True) -> None:
 
 
 def _check_not_a_copy(output_dir) -> None:
-    """A rendered notebook re-executed inside a run folder (JupyterLab and nbconvert run it where it lies) that
-    was made for another folder: a shared or moved copy of a run, whose injected ``output_dir`` still names the
-    original. It would overwrite the original run's results (or recreate its folder), not this one's."""
+    """A rendered notebook re-executed inside a run folder (JupyterLab and nbconvert run it where it lies) whose
+    injected ``output_dir`` is outside that folder: a shared or moved copy of a run, whose parameters still name
+    the original. It would overwrite the original run's results (or recreate its folder), not this one's."""
     here = Path.cwd().resolve()
     run = next((d for d in (here, *list(here.parents)[:2]) if (d / store.PLAN_FILE).is_file()), None)
     if run is None or not output_dir or not Path(str(output_dir)).expanduser().is_absolute():
         return
     target = Path(str(output_dir)).expanduser().resolve()
-    if target != here:
-        raise RuntimeError(
-            f"this notebook lies in a run folder ({run}) but writes to output_dir = {str(output_dir)!r}, another "
-            f"place (the run it was rendered in, copied or moved since): re-executing it would change that run's "
-            f"results, not this copy's. To re-execute it here, set output_dir = {str(here)!r} in the parameters "
-            f"(the report also run_dir = {str(run)!r}); or resume the whole grid here, which keeps what finished: "
-            f"xlrm run {run / 'params.yaml'} --outputs {run.parent}")
+    if target == run or run in target.parents:
+        return
+    resume = _resume_command(run)
+    raise RuntimeError(
+        f"this notebook lies in a run folder ({run}) but writes to output_dir = {str(output_dir)!r}, outside it "
+        f"(the run it was rendered in, copied or moved since): re-executing it would change that run's results, "
+        f"not this copy's. To re-execute it here, set output_dir to this notebook's folder in the parameters (the "
+        f"report also run_dir = {str(run)!r}); or resume the whole grid here, which keeps what finished: {resume}")
+
+
+def _resume_command(run: Path) -> str:
+    """The ``xlrm run`` that resumes the grid in the run folder ``run`` (its outputs folder is the parent, and
+    the run's name, from its ``params.yaml``, must be the folder's)."""
+    import yaml
+
+    params = run / "params.yaml"
+    try:
+        name = str((yaml.safe_load(params.read_text(encoding="utf-8")) or {}).get("run"))
+    except (OSError, yaml.YAMLError, AttributeError):
+        name = run.name
+    command = f"xlrm run {params} --outputs {run.parent}"
+    if name == run.name:
+        return command
+    return (f"first set `run: {run.name}` in {params} (it says {name!r}: the command would write to "
+            f"{run.parent / name}), then {command}")
 
 
 def _check_injected_parameters() -> None:
