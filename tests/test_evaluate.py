@@ -397,24 +397,27 @@ def test_cell_notebooks_of_a_run_share_its_plotly_js(tmp_path, monkeypatch):
     import plotly.graph_objects as go
     import plotly.io as pio
 
-    from xlrm_lib import study
+    from xlrm_lib import plots, study
 
     monkeypatch.setattr(pio.renderers, "default", pio.renderers.default)
     cell = tmp_path / "run" / "evaluate" / "me5-small-s42-en"
     cell.mkdir(parents=True)
-    study.setup_notebook(cell)  # no shared file yet: the first figure embeds plotly.js, the others use it
+    shown = []
+    monkeypatch.setattr(plots, "_show_html", shown.append)
+    study.setup_notebook(cell)  # no shared file yet: plotly.js once, in setup_notebook's output; figures use it
     assert pio.renderers.default == "xlrm_html+plotly_mimetype"
+    assert len(shown) == 1 and len(shown[0]) > 1_000_000 and 'src="http' not in shown[0]
     fig = go.Figure(go.Bar(y=[1])).to_dict()
-    first, second = (pio.renderers["xlrm_html"].to_mimebundle(fig)["text/html"] for _ in range(2))
-    assert len(first) > 1_000_000 and len(second) < 20_000 and "Plotly.newPlot" in second
-    assert 'src="http' not in first + second  # plotly's notebook renderer loaded MathJax from a CDN per figure
+    html = pio.renderers["xlrm_html"].to_mimebundle(fig)["text/html"]
+    assert len(html) < 20_000 and "Plotly.newPlot" in html
+    assert 'src="http' not in html  # plotly's notebook renderer loaded MathJax from a CDN per figure
     (tmp_path / "run" / "figures").mkdir()
     (tmp_path / "run" / "figures" / "plotly.min.js").write_text("//")
     study.setup_notebook(cell)
     html = pio.renderers["xlrm_html"].to_mimebundle(fig)["text/html"]
-    assert 'src="../../figures/plotly.min.js"' in html and len(html) < 20_000
+    assert 'src="../../figures/plotly.min.js"' in html and len(html) < 20_000 and len(shown) == 1
     study.setup_notebook(cell, shared_plotly=False)  # the report: its HTML travels alone, plotly.js embedded
-    assert len(pio.renderers["xlrm_html"].to_mimebundle(fig)["text/html"]) > 1_000_000
+    assert len(shown) == 2 and len(shown[1]) > 1_000_000
 
 
 def test_rms_that_share_no_item_are_named():

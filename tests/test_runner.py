@@ -674,6 +674,28 @@ def test_rendered_html_is_titled_and_fetches_nothing(tmp_path):
     assert not re.findall(r'<script[^>]* src="', html), re.findall(r'<script[^>]* src="[^"]*"', html)
 
 
+def test_figures_keep_plotly_js_when_cells_are_rerun_out_of_order(tmp_path):
+    # plotly.js rode on the kernel's first figure: re-running that cell (JupyterLab) dropped it from the page, and
+    # a figure above it was drawn before plotly.js was defined. It is setup_notebook's output now
+    from nbclient import NotebookClient
+
+    cells = ["from xlrm_lib import study\nstudy.setup_notebook(None)\nimport plotly.graph_objects as go",
+             "go.Figure(go.Bar(y=[1, 2]))", "go.Figure(go.Bar(y=[3, 4]))"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    client = NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(REPO)}})
+    with client.setup_kernel():
+        for i in (0, 2, 1, 2):
+            client.execute_cell(nb.cells[i], i)
+    cell = tmp_path / "run" / "probe" / "x"
+    cell.mkdir(parents=True)
+    nbformat.write(nb, cell / "x.ipynb")
+    html = runner.render_html(cell / "x.ipynb", cell / "x.html").read_text()
+    plotly_js = html.find("plotly.js v")
+    draws = [m.start() for m in re.finditer(r"Plotly\.newPlot\(", html)]
+    assert plotly_js >= 0 and len(draws) == 2 and all(plotly_js < d for d in draws)
+
+
 # ----------------------------------------------------------------------------------- the real notebooks
 @pytest.mark.slow
 def test_smoke_grid_end_to_end(tmp_path):

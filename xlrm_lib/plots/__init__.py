@@ -14,23 +14,42 @@ def use_embedding_renderer(shared_js: str | None = None) -> None:
     """Make figures in executed notebooks survive nbconvert to HTML, offline.
 
     Plotly's default renderer in a papermill kernel emits only a MIME bundle, which nbconvert's HTML exporter
-    drops. Each figure gets HTML+JS here: the first one of the kernel embeds plotly.js (no CDN: reports open
-    offline; plotly's own ``notebook`` renderer also loads MathJax from a CDN for every figure), the others use
-    it; ``plotly_mimetype`` keeps the interactive bundle for JupyterLab. ``shared_js``: a relative path to a
-    ``plotly.min.js`` that every figure loads instead (the runner's cell notebooks share the run's
-    ``figures/plotly.min.js``: 4.9 MB once per run instead of twice per notebook, ~220 MB for the default run).
+    drops. Each figure gets HTML+JS here (plotly's own ``notebook`` renderer also loads MathJax from a CDN for
+    every figure); ``plotly_mimetype`` keeps the interactive bundle for JupyterLab. plotly.js itself is shown
+    once, in the calling cell's output (``setup_notebook``'s, the first of every notebook: re-running or
+    reordering figure cells cannot lose it, as embedding it in the first figure did), so reports open offline.
+    ``shared_js``: a relative path to a ``plotly.min.js`` that every figure loads instead (the runner's cell
+    notebooks share the run's ``figures/plotly.min.js``: 4.9 MB once per run instead of once per notebook,
+    ~220 MB for the default run).
     """
     import plotly.io as pio
     from plotly.io.base_renderers import MimetypeRenderer
 
     class Html(MimetypeRenderer):
-        embedded = False  # plotly.js is in an earlier output of this kernel
-
         def to_mimebundle(self, fig_dict):
-            script = shared_js if shared_js is not None else not Html.embedded
-            Html.embedded = True
-            return {"text/html": pio.to_html(fig_dict, include_plotlyjs=script, include_mathjax=False,
+            return {"text/html": pio.to_html(fig_dict, include_plotlyjs=shared_js or False, include_mathjax=False,
                                              full_html=False, validate=False)}
 
     pio.renderers["xlrm_html"] = Html()
     pio.renderers.default = "xlrm_html+plotly_mimetype"
+    if shared_js is None:
+        _show_html(plotly_script())
+
+
+def plotly_script() -> str:
+    """plotly.js as the ``<script>`` a page's figures use (its global ``Plotly``), with no CDN for MathJax."""
+    from plotly.offline import get_plotlyjs
+
+    return ('<script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: "local"};</script>\n'
+            f'<script charset="utf-8" type="text/javascript">{get_plotlyjs()}</script>')
+
+
+def _show_html(html: str) -> None:
+    """Display raw HTML in the running kernel's current output; nothing outside a kernel (a script, a test)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:  # pragma: no cover - ipykernel brings IPython
+        return
+    if get_ipython() is not None:
+        display(HTML(html))
