@@ -1016,3 +1016,16 @@ def test_a_full_disk_is_a_plain_error_not_a_traceback(monkeypatch, capsys, tmp_p
     assert cli.main(["run", str(REPO / "params" / "smoke.yaml"), "--outputs", str(tmp_path)]) == 2
     assert ("xlrm: error: no space left writing /outputs/smoke/figures/plotly.min.js (No space left on device); "
             "free some, or put the outputs") in capsys.readouterr().err
+
+
+def test_a_stop_after_the_notebooks_ended_still_points_at_their_summary(fake_notebooks, tmp_path, monkeypatch):
+    # Ctrl-C while report.html was being published: the CLI said "no notebook had started"
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_software_notes", stop)
+    with pytest.raises(KeyboardInterrupt) as err:
+        runner.run(_spec(fake_notebooks, tmp_path, langs=["en"], evaluate=None, report=None), progress=False)
+    summary = json.loads(err.value.summary.read_text())
+    assert summary["cells"]["train/me5-small-s42-en"]["status"] == "ok"
+    assert summary["notes"][0].startswith("interrupted after the notebooks ended")

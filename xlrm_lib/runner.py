@@ -1239,6 +1239,18 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
         bar.close()
         if threads_set:
             del os.environ["OMP_NUM_THREADS"]
+    try:
+        return _summary(spec, run_dir, results, _publish(cells, run_dir, results, missing))
+    except KeyboardInterrupt as stop:  # after every notebook ended: the summary can still say what each came to
+        _summary(spec, run_dir, results, ["interrupted after the notebooks ended, before report.html was published: "
+                                          "rerun to publish it (every notebook is kept)"])
+        stop.summary = run_dir / "summary.json"
+        raise
+
+
+def _publish(cells: list[Cell], run_dir: Path, results: dict, missing) -> list[str]:
+    """Copy the report's HTML to ``<run>/report.html`` (or remove an older one that no longer describes the
+    run); return the summary's notes."""
     notes = []
     report_cell = next((c.name for c in cells if c.stage == "report"), None)
     report, published = run_dir / "report" / "report.html", run_dir / "report.html"
@@ -1251,7 +1263,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
         notes.append("report not made this time (see above); the previous report.html was removed")
     notes += [f"translated RM {t['from']}->{t['to']} not run: {why}" for t, why in missing]
     notes += _software_notes(run_dir, [n for n, r in results.items() if r.get("status") in ("ok", "skipped")])
-    return _summary(spec, run_dir, results, notes)
+    return notes
 
 
 def _software_notes(run_dir: Path, cells: list[str]) -> list[str]:
