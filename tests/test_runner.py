@@ -510,16 +510,20 @@ def _marked(mark: str, but: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(fake_notebooks, tmp_path, sig, code):
-    # Slurm (time limit, preemption) and `kill` send SIGTERM: the run died without summary.json
+@pytest.mark.parametrize("sig, code, nohup", [(signal.SIGTERM, 143, False), (signal.SIGHUP, 129, False),
+                                              (signal.SIGHUP, 143, True)])
+def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(fake_notebooks, tmp_path, sig, code, nohup):
+    # Slurm (time limit, preemption) and `kill` send SIGTERM, a closed terminal SIGHUP: the run died without
+    # summary.json. Under nohup (SIGHUP ignored) a hang-up must not stop it: only the SIGTERM sent after does
     spec = _spec(fake_notebooks, tmp_path, langs=["en", "ko"], evaluate=None, report=None)
     spec["train"] = {"lr": 0.001, "sleep": 30.0}
     spec_path = tmp_path / "grid.yaml"
     spec_path.write_text(yaml.safe_dump({k: v for k, v in spec.items() if k != "_outputs"}))
     cmd = [sys.executable, "-m", "xlrm_lib.cli", "run", str(spec_path), "--outputs", str(tmp_path / "out")]
+    hup = signal.SIG_IGN if nohup else signal.SIG_DFL  # whatever this pytest inherited (it may run under nohup)
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "XLRM_TEST_MARK": str(tmp_path)})
+                            start_new_session=True, env={**os.environ, "XLRM_TEST_MARK": str(tmp_path)},
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, hup))
     kernels = lambda: _marked(str(tmp_path), but=proc.pid)  # noqa: E731
     deadline = time.time() + 120
     while time.time() < deadline and not kernels():
@@ -527,9 +531,14 @@ def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(fake_notebooks, tmp_path, sig
     assert kernels(), "no kernel started"
     time.sleep(1.0)  # the notebook is running
     proc.send_signal(sig)  # the runner only, as a scheduler's kill (or a closed ssh session) does
+    if nohup:
+        time.sleep(1.0)
+        assert proc.poll() is None, "an ignored SIGHUP stopped the run"
+        proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    assert f"xlrm: terminated ({sig.name}); finished notebooks are kept" in err
+    stopped_by = signal.SIGTERM if nohup else sig
+    assert f"xlrm: terminated ({stopped_by.name}); finished notebooks are kept" in err
     summary = json.loads((tmp_path / "out" / "t" / "summary.json").read_text())
     assert {v["status"] for v in summary["cells"].values()} == {"interrupted", "not-started"}
     deadline = time.time() + 30  # a kernel notices its parent is gone within seconds
