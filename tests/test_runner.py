@@ -991,13 +991,22 @@ def test_a_killed_runs_half_written_files_are_removed_by_the_next(fake_notebooks
     spec = _spec(fake_notebooks, tmp_path, evaluate=None, report=None)
     run_dir = tmp_path / "out" / "t"
     (run_dir / "report").mkdir(parents=True)
-    leftovers = [run_dir / "report" / ".report.html.2hp98e35.tmp", run_dir / ".summary.json.x1.tmp"]
+    (run_dir / "train" / "me5-small-s42-en").mkdir(parents=True)
+    (run_dir / "notes").mkdir()
+    leftovers = [run_dir / "report" / ".report.html.2hp98e35.tmp", run_dir / ".summary.json.x1ab_9zq.tmp",
+                 run_dir / "train" / "me5-small-s42-en" / ".scores.parquet.k2j4h5l6.parquet.tmp",
+                 run_dir / "train" / "me5-small-s42-en" / ".train_reward_model.running.ipynb"]
     for f in leftovers:
         f.write_text("half")
-    (run_dir / ".model.abc.tmp").mkdir()
-    (run_dir / ".model.abc.tmp" / "w").write_text("half")
+    (run_dir / ".figures.abcd1234.tmp").mkdir()
+    (run_dir / ".figures.abcd1234.tmp" / "w").write_text("half")
+    # not ours: a user's file, and whatever lies in folders the grid does not write
+    kept = [run_dir / ".draft.tmp", run_dir / "notes" / ".summary.json.x1ab_9zq.tmp"]
+    for f in kept:
+        f.write_text("mine")
     runner.run(spec, progress=False)
-    assert not [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
+    assert not [f for f in [*leftovers, run_dir / ".figures.abcd1234.tmp"] if f.exists()]
+    assert all(f.exists() for f in kept)
 
 
 def test_a_notebook_whose_html_cannot_be_written_fails_and_says_why(fake_notebooks, tmp_path, monkeypatch):

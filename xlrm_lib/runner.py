@@ -1112,7 +1112,7 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     _check_gpus(cells, executor, run_dir, force)
     _check_writable(run_dir)
     with _run_lock(run_dir):
-        _remove_leftovers(run_dir)
+        _remove_leftovers(run_dir, [c.name for c in everything])
         _write_plan(run_dir, everything, missing)
         return _run(spec, cells, run_dir, satisfied, jobs=jobs, force=force, executor=executor, kernel=kernel,
                     progress=progress, missing=missing)
@@ -1385,13 +1385,17 @@ def _check_upstream(cells: list[Cell], everything: list[Cell], run_dir: Path) ->
     return {name: by_name[name].stage for name in needed}  # finished as this file says: the selected cells' deps
 
 
-def _remove_leftovers(run_dir: Path) -> None:
+def _remove_leftovers(run_dir: Path, cells: list[str]) -> None:
     """Half-written files of a run that was killed (an atomic write's ``.<name>.<random>.tmp``, papermill's
-    ``.<notebook>.running.ipynb``): under the run's lock nothing else writes them, and their random names
-    would never be reused, so nothing else would ever remove them."""
+    ``.<notebook>.running.ipynb``) in the folders the run writes (its own, ``figures/``, ``report/`` and its
+    cells'): under the run's lock nothing else writes them there, and their random names would never be reused,
+    so nothing else would ever remove them. Other folders (a user's notes, another run nested inside) are left."""
     import shutil
 
-    for stale in [*run_dir.rglob(".*.tmp"), *run_dir.rglob(".*.running.ipynb")]:
+    folders = {run_dir, run_dir / "figures", run_dir / "report", *(run_dir / name for name in cells)}
+    # store.atomic_path / atomic_dir: ".<name>.<8 random characters>[<suffix>].tmp"
+    made_by_us = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.tmp$|^\..+\.running\.ipynb$")
+    for stale in [f for d in folders if d.is_dir() for f in d.iterdir() if made_by_us.match(f.name)]:
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
         else:
