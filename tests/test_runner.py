@@ -406,6 +406,15 @@ def test_run_skips_unchanged_cells_and_force_reruns(fake_notebooks, tmp_path):
     assert {k for k, r in repaired["cells"].items() if r["status"] != "skipped"} == {
         "train/me5-small-s42-en", "evaluate/me5-small-s42-ko"}
     assert (run_dir / "train/me5-small-s42-en/metrics.json").exists()
+    (run_dir / "train/me5-small-s42-ko/_done.json").unlink()  # the same: it runs again, with the same key
+    assert {k for k, v in runner.pending(runner.plan(spec), run_dir).items() if v} == {"train/me5-small-s42-ko"}
+    assert {k for k, r in runner.run(spec, progress=False)["cells"].items() if r["status"] != "skipped"} == {
+        "train/me5-small-s42-ko"}
+    # with another lr every training finishes with a new key: everything below it is predicted, and run, again
+    changed = _spec(fake_notebooks, tmp_path, train={"lr": 0.003})
+    (run_dir / "train/me5-small-s42-en/metrics.json").unlink()
+    predicted = {k for k, v in runner.pending(runner.plan(changed), run_dir).items() if v}
+    assert predicted == {c.name for c in runner.plan(changed)}
     changed = runner.run(_spec(fake_notebooks, tmp_path, train={"lr": 0.002}), progress=False)
     assert changed["cells"]["train/me5-small-s42-en"]["status"] == "ok"
     forced = runner.run(spec, force=True, progress=False)
@@ -424,9 +433,11 @@ def test_pending_says_what_run_would_redo(fake_notebooks, tmp_path, capsys):
                                                       "report"]
     st = {n: r["status"] for n, r in runner.run(changed, progress=False)["cells"].items()}
     assert {n for n, v in st.items() if v == "ok"} == {n for n, t in todo.items() if t}  # as predicted
-    (run_dir / "train/me5-small-s42-ko/_done.json").unlink()  # an unfinished training: it and its dependents
+    # a training without its _done.json runs again, with unchanged inputs: it finishes with the same key, so its
+    # dependants stay kept (they were predicted to run, and run kept them)
+    (run_dir / "train/me5-small-s42-ko/_done.json").unlink()
     todo = runner.pending(runner.plan(changed), run_dir)
-    assert sorted(n for n, t in todo.items() if t) == ["evaluate/me5-small-s42-ko", "report", "train/me5-small-s42-ko"]
+    assert sorted(n for n, t in todo.items() if t) == ["train/me5-small-s42-ko"]
     from xlrm_lib.cli import main
 
     spec_path = tmp_path / "grid.yaml"
@@ -434,7 +445,9 @@ def test_pending_says_what_run_would_redo(fake_notebooks, tmp_path, capsys):
     assert main(["plan", str(spec_path), "--outputs", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert re.search(r"train/me5-small-s42-en +train_reward_model\.ipynb +deps=0  kept", out)
-    assert f"3 of 5 to run in {run_dir}" in out
+    assert f"1 of 5 to run in {run_dir}" in out
+    st = {n: r["status"] for n, r in runner.run(changed, progress=False)["cells"].items()}
+    assert {n for n, v in st.items() if v == "ok"} == {"train/me5-small-s42-ko"}  # as predicted
 
 
 def test_failure_summary_names_notebook_and_error(fake_notebooks, tmp_path):

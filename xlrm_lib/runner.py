@@ -839,7 +839,8 @@ def _moved_with(cell_dir: Path, path: str) -> str:
     return path
 
 
-def cell_key(cell: Cell, params: dict, run_dir: Path, hub_commits: dict | None = None) -> str:
+def cell_key(cell: Cell, params: dict, run_dir: Path, hub_commits: dict | None = None,
+             upstream: dict | None = None) -> str:
     """Content address of a cell: notebook code, final parameters, the library's and the benchmark's digests, the
     keys its dependencies finished with (a report, say, reads their outputs: when one reran, it reruns) and the
     commits of the hub ids it names (``hub_commits``: :func:`_hub_commits` of ``params``, if the caller has it)."""
@@ -847,7 +848,8 @@ def cell_key(cell: Cell, params: dict, run_dir: Path, hub_commits: dict | None =
 
     nb = nbformat.read(cell.notebook, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    upstream = {dep: recorded_key(run_dir / dep) for dep in cell.deps}
+    if upstream is None:  # the keys the dependencies finished with (pending: those they will finish with)
+        upstream = {dep: recorded_key(run_dir / dep) for dep in cell.deps}
     return store.fingerprint({"code": code, "params": _in_run(params, run_dir), "inputs": _inputs_digest(),
                               "upstream": upstream,
                               "files": _local_files(params, run_dir),
@@ -1120,32 +1122,25 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
 
 def pending(cells: list[Cell], run_dir: Path) -> dict[str, bool]:
     """Which cells ``xlrm run`` would execute (True) or keep (False) in ``run_dir`` as it is now: a cell is kept
-    when it finished with the key it would have now, which needs every dependency kept too (a dependency that
-    reruns finishes with a new key). The same keys as :func:`run` (notebook code, parameters, inputs, library,
-    data files, hub commits); nothing is executed."""
+    when its outputs are whole and it finished with the key it would have now, computed from the keys its
+    dependencies will finish with (a dependency run again with unchanged inputs, to restore deleted outputs or
+    a deleted ``_done.json``, keeps its key). The same keys as :func:`run` (notebook code, parameters, inputs,
+    library, data files, hub commits); nothing is executed."""
     out: dict[str, bool] = {}
-    rekeyed: set[str] = set()  # cells that finish with another key than their _done.json's: dependants rerun
+    will_have: dict[str, str | None] = {}  # the key each cell will have finished with; None: not known before
     for cell in cells:  # in dependency order
-        if rekeyed & set(cell.deps):
-            out[cell.name] = True
-            rekeyed.add(cell.name)
-            continue
-        recorded = recorded_key(run_dir / cell.name)
-        if recorded is None:
-            out[cell.name] = True
-            rekeyed.add(cell.name)
+        upstream = {d: will_have.get(d) for d in cell.deps}
+        if None in upstream.values():  # a dependency whose key is known only once it has run
+            out[cell.name], will_have[cell.name] = True, None
             continue
         try:
-            same = cell_key(cell, _resolve_inputs(cell, run_dir), run_dir) == recorded
-        except (OSError, KeyError, ValueError):  # an upstream's metrics unreadable
-            # by a dependency run again only to restore its outputs (none is rekeyed here): it writes them as
-            # they were (same key, same model); else they are gone for good and this cell would run again
-            same = any(out.get(d) for d in cell.deps)
-        if not same:
-            out[cell.name] = True
-            rekeyed.add(cell.name)
-        else:  # the same key: kept, or run again only to restore its deleted outputs
-            out[cell.name] = done_key(run_dir / cell.name) is None
+            key = cell_key(cell, _resolve_inputs(cell, run_dir), run_dir, upstream=upstream)
+        except (OSError, KeyError, ValueError):  # an upstream's metrics unreadable: if every dependency keeps
+            # its key (one run again only to restore its outputs writes them as they were), so does this cell
+            same = any(out.get(d) for d in cell.deps) and all(
+                upstream[d] == recorded_key(run_dir / d) for d in cell.deps)
+            key = recorded_key(run_dir / cell.name) if same else None
+        out[cell.name], will_have[cell.name] = key is None or done_key(run_dir / cell.name) != key, key
     return out
 
 
