@@ -231,7 +231,8 @@ def test_the_probe_pools_as_asked_and_records_it(tmp_path, monkeypatch):
     monkeypatch.setattr(probe, "umap_embed", lambda H, random_state=0: H[:, :2])
     base = save_model(tmp_path / "base", tiny_bert(seed=0), word_tokenizer("bert"))
     rms = {"en": str(save_model(tmp_path / "en", tiny_bert(seed=1), word_tokenizer("bert")))}
-    texts = {lang: [f"w{i} w{i + 1} w{(i * 7) % 30} good" for i in range(k, k + 6)] for lang, k in [("en", 0), ("ko", 3)]}
+    texts = {lang: [f"w{i} w{i + 1} w{(i * 7) % 30} good" for i in range(k, k + 6)]
+             for lang, k in [("en", 0), ("ko", 3)]}
     auto, cls = (study.representation_shift(str(base), rms, texts, pooling=p) for p in ("auto", "cls"))
     assert (auto["text_format"]["pooling"].item(), cls["text_format"]["pooling"].item()) == ("auto", "cls")
     cls_states = study.model_states(str(base), {"en": texts["en"][:2]}, layers=[-1], pooling="cls")["en"][:, 0]

@@ -119,11 +119,12 @@ def normalized_or_none(code):
 def rm_name(name) -> str:
     """An RM's name as a grid names it: a language's canonical code (``EN``, ``eng_Latn`` -> ``en``), the
     translated suffix kept (``ES-mt`` -> ``es-mt``); any other name as it is."""
-    from .evaluate import TRANSLATED_SUFFIX
+    from .langs import TRANSLATED_SUFFIX
 
     text = str(name)
-    base, suffix = (text[: -len(TRANSLATED_SUFFIX)], TRANSLATED_SUFFIX) if text.endswith(TRANSLATED_SUFFIX) else (text, "")
-    return (normalized_or_none(base) or base) + suffix
+    translated = text.endswith(TRANSLATED_SUFFIX)
+    base = text[: -len(TRANSLATED_SUFFIX)] if translated else text
+    return (normalized_or_none(base) or base) + (TRANSLATED_SUFFIX if translated else "")
 
 
 def language(name: str, value) -> str:

@@ -26,6 +26,7 @@ import torch
 from .checks import choice, positive_int
 from .data import CATEGORIES
 from .formatting import FORMAT_FILE, TextFormat, encode, fit_positions, forward_kwargs, pad_batch
+from .langs import TRANSLATED_SUFFIX
 from .models import is_decoder, loaded_from
 from .packing import pack, packed_rewards, should_pack
 from .reward_cache import RewardCache
@@ -33,7 +34,6 @@ from .stats import ci_from_draws, signflip_p, stratified_boot, stratified_mean
 
 log = logging.getLogger(__name__)
 
-TRANSLATED_SUFFIX = "-mt"  # a translate-train RM for language t is named t + this suffix (e.g. "es-mt")
 HEADLINE_TARGETS = {"native": "{lang}", "translated": "{lang}" + TRANSLATED_SUFFIX}  # label -> target RM name
 
 SCORE_COLUMNS = ["id", "lang", "category", "subset", "reward_chosen", "reward_rejected", "margin", "correct", "tie",

@@ -9,6 +9,8 @@ M-RewardBench names its configs by FLORES-200 codes (``kor_Hang``, ``zho_Hans``)
 
 from __future__ import annotations
 
+TRANSLATED_SUFFIX = "-mt"  # a translate-train RM for language t is named t + this suffix (e.g. "es-mt")
+
 # short code -> (FLORES-200 code, English name). The 23 M-RewardBench languages plus English and a few
 # languages of the shared parallel prompt sets (bn, sw, th, ...).
 LANGUAGES: dict[str, tuple[str, str]] = {

@@ -185,7 +185,8 @@ def key_numbers(scores: pd.DataFrame, heads: dict, *, english: str = "en") -> di
         if len(avgs) == 1:
             avg = avgs.iloc[0]
             out[f"english_minus_{label}_avg"] = {"diff": round(float(avg["diff"]), 4),
-                                                 "ci": [round(float(avg["ci_low"]), 4), round(float(avg["ci_high"]), 4)],
+                                                 "ci": [round(float(avg["ci_low"]), 4),
+                                                        round(float(avg["ci_high"]), 4)],
                                                  **({"p_value": round(float(avg["p_value"]), 4)}
                                                     if "p_value" in avg and pd.notna(avg["p_value"]) else {})}
         else:  # several seeds: the mean of their averages and its spread (no pooled CI: runs are not items)
@@ -258,14 +259,15 @@ def run_header(rep: dict) -> pd.DataFrame:
             ("evaluation data", f"{ev.get('eval_source', 'embedded')} ({ev.get('split', 'test')})"),
             ("training", ", ".join(f"{k} {train[k]}" for k in ("lr", "epochs", "batch_size", "max_length")
                                    if k in train) or None)]
+    shown = lambda v: f"[{', '.join(map(str, v))}]" if isinstance(v, list) else v  # noqa: E731
     for field, section, keys in (("evaluation", "evaluate", ("eval_langs", "limit", "max_length", "bf16")),
                                  ("probe", "probe", ("langs", "max_items", "max_length", "layers", "pooling")),
                                  ("best-of-n", "align", ("langs", "n", "limit", "judge", "judge_kind"))):
         given = p.get(section) or {}
-        shown = lambda v: f"[{', '.join(map(str, v))}]" if isinstance(v, list) else v  # noqa: E731
         rows.append((field, ", ".join(f"{k} {shown(given[k])}" for k in keys if k in given) or None))
     runs = rep.get("runs")
-    made = sorted(t for t in (runs["finished"] if runs is not None and "finished" in runs else ()) if isinstance(t, str))
+    finished = runs["finished"] if runs is not None and "finished" in runs else ()
+    made = sorted(t for t in finished if isinstance(t, str))
     rows.append(("notebooks finished", None if not made else made[0] if made[0] == made[-1] else
                  f"{made[0]} to {made[-1]}"))
     rows.append(("software", software_line(rep.get("runs"))))

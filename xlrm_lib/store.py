@@ -75,6 +75,7 @@ def finished_record(cell_dir) -> dict:
         return {}
     return record
 
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
