@@ -526,3 +526,11 @@ def test_a_rendered_notebook_re_executed_in_a_copied_run_does_not_write_into_the
     with pytest.raises(RuntimeError, match=r"first set `run: default-copy` in .*default-copy/params.yaml \(it says "
                                            r"'default': the command would write to .*shared/default\), then xlrm run"):
         study._check_not_a_copy(str(original / "evaluate" / "me5-small-s42-en"))
+    # the usual copies' names ("default copy", "default - Copy") are no run names: rename first, quoted for a shell
+    spaced = tmp_path / "shared" / "default copy"
+    renamed.rename(spaced)
+    monkeypatch.chdir(spaced / "evaluate" / "me5-small-s42-en")
+    with pytest.raises(RuntimeError, match=r"first rename the folder .*`mv '.*/shared/default copy' .*/shared/default_copy`, "
+                                           r"then `run: default_copy` in its params.yaml\), then xlrm run "
+                                           r".*/shared/default_copy/params.yaml --outputs"):
+        study._check_not_a_copy(str(original / "evaluate" / "me5-small-s42-en"))

@@ -94,6 +94,12 @@ def test_a_damaged_cache_file_is_recomputed_not_trusted(rm_dir, counted, caplog)
     rewards = evaluate.score_texts(model, tok, SEQS[:2], cache=True)
     assert len(counted) == 2 and "unreadable" in caplog.text
     np.testing.assert_array_equal(cache.get(SEQS[:2]), rewards)  # rewritten whole
+    # cut short (a full disk, a killed copy): numpy raises EOFError on an empty file, zipfile BadZipFile on a
+    # truncated one; both failed every evaluation of the model until the file was found and deleted
+    whole = cache.path.read_bytes()
+    for cut in (0, 10, len(whole) // 2):
+        cache.path.write_bytes(whole[:cut])
+        assert cache._read() == {}
 
 
 def test_digests_ending_in_zero_bytes_survive_the_file(rm_dir):

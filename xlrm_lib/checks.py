@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -114,6 +115,9 @@ def normalized_or_none(code):
         return normalize_lang(code)
     except ValueError:
         return None
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # a run's name: it names a folder under the outputs directory
 
 
 def rm_name(name) -> str:

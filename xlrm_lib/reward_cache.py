@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,8 @@ class RewardCache:
                 return dict(zip(map(bytes, digests), rewards.tolist()))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError, KeyError) as e:  # a damaged file is only a lost cache: start again
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # a damaged file (an empty or cut
+            # one: EOFError, BadZipFile) is only a lost cache: start again
             log.warning("reward cache %s is unreadable (%s); recomputing its rewards", self.path, e)
             return {}
 

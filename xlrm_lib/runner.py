@@ -43,6 +43,7 @@ from pathlib import Path
 
 from . import checks, store
 from .checks import did_you_mean
+from .langs import TRANSLATED_SUFFIX
 from .store import DONE_FILE, PLAN_FILE, PRETRAINED_DIR
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def load_spec(path) -> dict:
         raise ParamError("\n".join(f"{path}: unknown top-level key {k!r}{did_you_mean(k, TOP_KEYS)}; expected one of "
                                    f"{sorted(TOP_KEYS)}" for k in unknown))
     spec.setdefault("run", path.stem)
-    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", str(spec["run"])):
+    if not checks.RUN_NAME.fullmatch(str(spec["run"])):
         raise ParamError(f"{path}: run name {spec['run']!r} must be letters, digits, '.', '_' or '-', not starting "
                          "with '.' (it names a folder under the outputs directory)")
     return spec
@@ -557,7 +558,6 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
 
     ``unavailable``: :func:`unavailable_translations` of ``spec`` when the caller has it already (it loads each hf
     translation model's tokenizer); the translated RMs it names get no cells."""
-    from .evaluate import TRANSLATED_SUFFIX
     from .langs import normalize_lang
 
     nb_dir = Path(notebooks_dir or spec.get("notebooks_dir") or REPO / "notebooks")
@@ -776,7 +776,7 @@ def _pretrained(spec: dict) -> list[dict]:
         elif not isinstance(name, str) or not PRETRAINED_NAME.fullmatch(name):
             problems.append(f"pretrained entry {e!r}: name {name!r} is not a plain name; expected letters, digits, "
                             "'.', '_' or '-' (it names the model's row in the transfer matrix and its folder)")
-        elif checks.normalized_or_none(name.removesuffix("-mt")):
+        elif checks.normalized_or_none(name.removesuffix(TRANSLATED_SUFFIX)):
             problems.append(f"pretrained entry {e!r}: name {name!r} reads as a language, which names the grid's "
                             "trained RMs; give the model a name of its own, e.g. 'skywork'")
         elif name in names:

@@ -76,7 +76,10 @@ def _check_not_a_copy(output_dir) -> None:
 
 def _resume_command(run: Path) -> str:
     """The ``xlrm run`` that resumes the grid in the run folder ``run`` (its outputs folder is the parent, and
-    the run's name, from its ``params.yaml``, must be the folder's)."""
+    the run's name, from its ``params.yaml``, must be the folder's), quoted for a shell."""
+    import re
+    import shlex
+
     import yaml
 
     params = run / "params.yaml"
@@ -84,9 +87,15 @@ def _resume_command(run: Path) -> str:
         name = str((yaml.safe_load(params.read_text(encoding="utf-8")) or {}).get("run"))
     except (OSError, yaml.YAMLError, AttributeError):
         name = run.name
-    command = f"xlrm run {params} --outputs {run.parent}"
+    command = f"xlrm run {shlex.quote(str(params))} --outputs {shlex.quote(str(run.parent))}"
     if name == run.name:
         return command
+    if not checks.RUN_NAME.fullmatch(run.name):  # no spaces, as in "default copy"
+        plain = re.sub(r"[^A-Za-z0-9_.-]+", "_", run.name).lstrip(".") or "copy"
+        moved = run.parent / plain
+        return (f"first rename the folder to a plain name and set it as the run's (`mv {shlex.quote(str(run))} "
+                f"{shlex.quote(str(moved))}`, then `run: {plain}` in its params.yaml), then "
+                f"xlrm run {shlex.quote(str(moved / 'params.yaml'))} --outputs {shlex.quote(str(run.parent))}")
     return (f"first set `run: {run.name}` in {params} (it says {name!r}: the command would write to "
             f"{run.parent / name}), then {command}")
 

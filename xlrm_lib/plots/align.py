@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..langs import TRANSLATED_SUFFIX
 from .transfer import languages_then_average
 
 
@@ -40,7 +41,7 @@ def win_rate_bars(table: pd.DataFrame, *, title: str | None = None) -> go.Figure
     if title is None:
         judge = f" (judge: {t['judge'].iloc[0]})" if "judge" in t.columns else ""
         bs = sorted(set(t["b"].astype(str))) if "b" in t.columns else []
-        kind = "translate-train" if bs and all(b.endswith("-mt") for b in bs) else "target-language"
+        kind = "translate-train" if bs and all(b.endswith(TRANSLATED_SUFFIX) for b in bs) else "target-language"
         against = f" vs {bs[0]}" if len(bs) == 1 else (f" vs {kind} RM" if bs else "")
         title = f"Best-of-n win rate{against}{judge}"
     fig.update_layout(title=title, barmode="group", xaxis_title="language", yaxis_title="win rate (ties count 1/2)",
