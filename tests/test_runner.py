@@ -1060,3 +1060,24 @@ def test_a_stop_after_the_notebooks_ended_still_points_at_their_summary(fake_not
     summary = json.loads(err.value.summary.read_text())
     assert summary["cells"]["train/me5-small-s42-en"]["status"] == "ok"
     assert summary["notes"][0].startswith("interrupted after the notebooks ended")
+
+
+def test_pending_agrees_with_run_when_an_upstream_folder_is_gone(fake_notebooks, tmp_path):
+    # a dependency whose outputs cannot be read now: pending reused its dependants' recorded keys, so a changed
+    # evaluation was predicted kept; and a deleted training folder predicted every dependant to run again
+    spec = _spec(fake_notebooks, tmp_path)
+    run_dir = tmp_path / "out" / "t"
+    runner.run(spec, progress=False)
+
+    def predicted_then_ran(spec):
+        todo = {k for k, v in runner.pending(runner.plan(spec), run_dir).items() if v}
+        ran = {k for k, r in runner.run(spec, progress=False)["cells"].items() if r["status"] == "ok"}
+        assert todo == ran
+        return ran
+
+    shutil.rmtree(run_dir / "train/me5-small-s42-ko")  # made again with unchanged inputs: the same key
+    assert predicted_then_ran(spec) == {"train/me5-small-s42-ko"}
+    (run_dir / "train/me5-small-s42-ko/metrics.json").unlink()
+    changed = _spec(fake_notebooks, tmp_path, evaluate={"sleep": 0.1})  # and the evaluations' own parameters
+    assert predicted_then_ran(changed) == {"train/me5-small-s42-ko", "evaluate/me5-small-s42-en",
+                                           "evaluate/me5-small-s42-ko", "report"}

@@ -1058,7 +1058,7 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
     if error is None:
         for stale in (out / f"{name}.failed.ipynb", out / f"{name}.failed.html"):
             stale.unlink(missing_ok=True)
-        store.write_json(out / DONE_FILE, {"key": key, **result})
+        store.write_json(out / DONE_FILE, {"key": key, **result, "params": params})  # params: what pending reads
     return result
 
 
@@ -1135,13 +1135,20 @@ def pending(cells: list[Cell], run_dir: Path) -> dict[str, bool]:
             continue
         try:
             key = cell_key(cell, _resolve_inputs(cell, run_dir), run_dir, upstream=upstream)
-        except (OSError, KeyError, ValueError):  # an upstream's metrics unreadable: if every dependency keeps
-            # its key (one run again only to restore its outputs writes them as they were), so does this cell
-            same = any(out.get(d) for d in cell.deps) and all(
-                upstream[d] == recorded_key(run_dir / d) for d in cell.deps)
-            key = recorded_key(run_dir / cell.name) if same else None
+        except (OSError, KeyError, ValueError):  # an upstream's metrics unreadable: it will write them again
+            key = _key_from_record(cell, run_dir, upstream)
         out[cell.name], will_have[cell.name] = key is None or done_key(run_dir / cell.name) != key, key
     return out
+
+
+def _key_from_record(cell: Cell, run_dir: Path, upstream: dict) -> str | None:
+    """A cell's key when its dependencies' outputs cannot be read now (deleted, to be made again): its parameters
+    as the grid gives them, with the inputs (``model_dir``, ``rm_dirs``) its ``_done.json`` recorded when it last
+    finished; None where it recorded none (it has not finished, or did before inputs were recorded)."""
+    recorded = store.done_json(run_dir / cell.name).get("params")
+    if not isinstance(recorded, dict) or any(k not in recorded for k in cell.inputs):
+        return None
+    return cell_key(cell, {**cell.params, **{k: recorded[k] for k in cell.inputs}}, run_dir, upstream=upstream)
 
 
 def _write_plan(run_dir: Path, cells: list[Cell], missing: list = ()) -> None:
