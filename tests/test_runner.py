@@ -1060,6 +1060,29 @@ def test_a_stop_after_the_notebooks_ended_still_points_at_their_summary(fake_not
     summary = json.loads(err.value.summary.read_text())
     assert summary["cells"]["train/me5-small-s42-en"]["status"] == "ok"
     assert summary["notes"][0].startswith("interrupted after the notebooks ended")
+    # with a report: one published earlier no longer describes the notebooks that finished since; it goes
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"])
+    monkeypatch.undo()
+    runner.run(spec, progress=False)
+    published = tmp_path / "out" / "t" / "report.html"
+    assert published.exists()
+    # stopped while publishing: the report of this run's results is published, not the earlier one left
+    real_write, stops = runner.store.write_text, []
+
+    def write_text(path, *a, **k):  # Ctrl-C once, as report.html is being rewritten
+        if str(path) == str(published) and not stops:
+            stops.append(path)
+            stop()
+        return real_write(path, *a, **k)
+
+    monkeypatch.setattr(runner.store, "write_text", write_text)
+    old = published.read_text()
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(_spec(fake_notebooks, tmp_path, langs=["en"], train={"lr": 0.05}), progress=False)
+    monkeypatch.undo()
+    assert stops and published.read_text() != old  # this run's report, not the one of the replaced results
+    assert published.read_text() == (tmp_path / "out" / "t" / "report" / "report.html").read_text().replace(
+        'href="../', 'href="')
 
 
 def test_pending_agrees_with_run_when_an_upstream_folder_is_gone(fake_notebooks, tmp_path):

@@ -1229,11 +1229,8 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
             {"status": "not-started", "finished_earlier": True,
              **{k: v for k, v in done_record(run_dir / c.name).items() if k in ("finished", "seconds")}}
             if done_record(run_dir / c.name) else {"status": "not-started"}) for c in cells}
-        notes = ["interrupted: finished notebooks are kept; rerun to resume"]
-        published = run_dir / "report.html"
-        if published.exists() and any(r["status"] == "ok" for n, r in results.items() if n != "report"):
-            published.unlink()  # it reports results this run has replaced (report/report.html is kept as it was)
-            notes.append("the previous report.html was removed: notebooks finished since it was made")
+        notes = ["interrupted: finished notebooks are kept; rerun to resume",
+                 *_publish_report(cells, run_dir, results, interrupted=True)]
         _summary(spec, run_dir, results, notes)
         stop.summary = run_dir / "summary.json"  # the CLI's last words point at it
         raise
@@ -1244,28 +1241,40 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
     try:
         return _summary(spec, run_dir, results, _publish(cells, run_dir, results, missing))
     except KeyboardInterrupt as stop:  # after every notebook ended: the summary can still say what each came to
-        _summary(spec, run_dir, results, ["interrupted after the notebooks ended, before report.html was published: "
-                                          "rerun to publish it (every notebook is kept)"])
+        notes = ["interrupted after the notebooks ended, before the run's summary was written: rerun to finish "
+                 "(finished notebooks are kept)", *_publish_report(cells, run_dir, results, interrupted=True)]
+        _summary(spec, run_dir, results, notes)
         stop.summary = run_dir / "summary.json"
         raise
 
 
 def _publish(cells: list[Cell], run_dir: Path, results: dict, missing) -> list[str]:
-    """Copy the report's HTML to ``<run>/report.html`` (or remove an older one that no longer describes the
-    run); return the summary's notes."""
-    notes = []
+    """The report published, and the summary's notes."""
+    notes = _publish_report(cells, run_dir, results)
+    notes += [f"translated RM {t['from']}->{t['to']} not run: {why}" for t, why in missing]
+    notes += _software_notes(run_dir, [n for n, r in results.items() if r.get("status") in ("ok", "skipped")])
+    return notes
+
+
+def _publish_report(cells: list[Cell], run_dir: Path, results: dict, interrupted: bool = False) -> list[str]:
+    """Copy the report notebook's HTML to ``<run>/report.html`` when the report finished this time (or was kept);
+    else remove a published one that no longer describes the run: the grid's report was not made, or, after a
+    stop, notebooks finished since it was made (``report/report.html`` is kept as it was). Returns notes."""
     report_cell = next((c.name for c in cells if c.stage == "report"), None)
     report, published = run_dir / "report" / "report.html", run_dir / "report.html"
     if report_cell and results.get(report_cell, {}).get("status") in ("ok", "skipped") and report.exists():
         # one folder up from the report notebook's own: its links to the other notebooks lose their "../"
-        text = report.read_text(encoding="utf-8").replace('href="../', 'href="')
-        store.write_text(published, text)
-    elif report_cell and published.exists():  # an older run's report: it does not describe these results
+        store.write_text(published, report.read_text(encoding="utf-8").replace('href="../', 'href="'))
+        return []
+    if not published.exists():
+        return []
+    if interrupted and any(r.get("status") == "ok" for n, r in results.items() if n != report_cell):
         published.unlink()
-        notes.append("report not made this time (see above); the previous report.html was removed")
-    notes += [f"translated RM {t['from']}->{t['to']} not run: {why}" for t, why in missing]
-    notes += _software_notes(run_dir, [n for n, r in results.items() if r.get("status") in ("ok", "skipped")])
-    return notes
+        return ["the previous report.html was removed: notebooks finished since it was made"]
+    if not interrupted and report_cell:
+        published.unlink()
+        return ["report not made this time (see above); the previous report.html was removed"]
+    return []
 
 
 def _software_notes(run_dir: Path, cells: list[str]) -> list[str]:
