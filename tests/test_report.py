@@ -137,8 +137,13 @@ def test_run_header_says_what_was_run(tmp_path):
                          align={"n": 8, "judge": "gold"})
     rep["runs"] = pd.DataFrame({"finished": ["2026-11-27T19:11:08", None, "2026-11-26T08:00:00"]})
     h = report.run_header(rep).set_index("field")["value"]
-    assert (h["evaluation"], h["probe"], h["best-of-n"]) == ("bf16 True", "langs [en, ko], pooling cls",
+    assert (h["evaluation"], h["probe"], h["best-of-n"]) == ("batch_size 8, bf16 True", "langs [en, ko], pooling cls",
                                                              "n 8, judge gold")
+    rep["params"].update(eval_langs=["ko", "de"], train={"lr": 1e-4, "bf16": False, "lora_r": 4,
+                                                         "freeze_embeddings": False})
+    h = report.run_header(rep).set_index("field")["value"]
+    assert h["evaluation languages"] == "ko, de"  # top-level: the evaluate section may not set it
+    assert h["training"] == "lr 0.0001, bf16 False, freeze_embeddings False, lora_r 4"
     assert h["notebooks finished"] == "2026-11-26T08:00:00 to 2026-11-27T19:11:08"
     software = "python 3.11.7, xlrm 0.1.0, torch 2.13.0+cpu, transformers 5.24.0, datasets 5.2.0, peft 0.21.2"
     shown = report.full_width(pd.DataFrame({"field": ["software"], "value": [software]})).to_html()
@@ -280,6 +285,18 @@ def test_a_report_made_by_hand_from_another_run_keeps_its_figures_apart(tmp_path
     assert report.figures_dir(str(run) + "/", tmp_path / "outputs" / "default" / "x" / ".." / "report") == run / "figures"
     mine = tmp_path / "scratch" / "report"
     assert report.figures_dir(run, mine) == mine / "figures"  # not the run's: it would rewrite and remove them
+
+
+def test_best_of_n_of_several_backbones_is_drawn_apart():
+    # two backbones' English-vs-ko win rates were one trace named "en", two bars on one category, no legend
+    t = pd.DataFrame({"lang": ["ko", "ko"], "a": "en", "b": "ko", "judge": "gold", "win_rate": [0.5, 0.625],
+                      "ci_low": [0.4, 0.5], "ci_high": [0.6, 0.7],
+                      "cell": ["align/me5-small-s42", "align/gemma3-270m-s42"]})
+    tabs = report.tables({"scores": pd.DataFrame(), "align": {"headline_native": t}})
+    assert tabs["align_native"]["a"].tolist() == ["me5-small-s42 · en", "gemma3-270m-s42 · en"]
+    fig = report.figures(tabs)["best_of_n_native"]
+    assert sorted(tr.name for tr in fig.data) == ["gemma3-270m-s42 · en", "me5-small-s42 · en"]
+    assert fig.layout.showlegend
 
 
 def test_the_english_rm_is_named_as_the_run_names_it_or_said_to_be_missing(caplog):

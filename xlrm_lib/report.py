@@ -257,10 +257,13 @@ def run_header(rep: dict) -> pd.DataFrame:
              or None),
             ("training data", f"{train.get('data_source', 'embedded')} ({train.get('split', 'train')})"),
             ("evaluation data", f"{ev.get('eval_source', 'embedded')} ({ev.get('split', 'test')})"),
-            ("training", ", ".join(f"{k} {train[k]}" for k in ("lr", "epochs", "batch_size", "max_length")
-                                   if k in train) or None)]
+            ("training", ", ".join(f"{k} {train[k]}" for k in ("lr", "epochs", "batch_size", "max_length", "bf16",
+                                                               "freeze_embeddings", "lora_r") if k in train) or None)]
     shown = lambda v: f"[{', '.join(map(str, v))}]" if isinstance(v, list) else v  # noqa: E731
-    for field, section, keys in (("evaluation", "evaluate", ("eval_langs", "limit", "max_length", "bf16")),
+    ev_langs = p.get("eval_langs")  # a top-level key: the grid gives it to every evaluation
+    rows.append(("evaluation languages", ", ".join(map(str, ev_langs if isinstance(ev_langs, list) else [ev_langs]))
+                 if ev_langs else None))
+    for field, section, keys in (("evaluation", "evaluate", ("max_length", "batch_size", "bf16")),
                                  ("probe", "probe", ("langs", "max_items", "max_length", "layers", "pooling")),
                                  ("best-of-n", "align", ("langs", "n", "limit", "judge", "judge_kind"))):
         given = p.get(section) or {}
@@ -382,7 +385,10 @@ def tables(rep: dict, *, english: str = "en") -> dict:
     if rep.get("align"):
         for label in ("native", "translated"):
             if f"headline_{label}" in rep["align"]:
-                out[f"align_{label}"] = rep["align"][f"headline_{label}"]
+                t = rep["align"][f"headline_{label}"]
+                if "cell" in t.columns and t["cell"].nunique() > 1:  # several backbones or seeds: bars apart
+                    t = t.assign(a=t["cell"].str.removeprefix("align/") + " · " + t["a"].astype(str))
+                out[f"align_{label}"] = t
     return out
 
 
