@@ -509,3 +509,22 @@ def test_cls_pooling_on_a_decoder_is_refused():
     model, tok = _llama(), _tokenizer("right")
     with pytest.raises(ValueError, match=r"pooling='cls' on a decoder \(LlamaModel\): its first token sees only itself"):
         hidden_states(model, tok, TEXTS, pooling="cls")
+
+
+def test_the_probe_reads_texts_no_longer_than_the_rms_were_trained_on(tmp_path, monkeypatch, caplog):
+    # RMs trained at 32 tokens were probed at the probe's own 256: context no RM ever read
+    from conftest import save_model, tiny_bert, word_tokenizer
+    from xlrm_lib import study
+    from xlrm_lib.formatting import TextFormat
+
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(probe, "umap_embed", lambda H, random_state=0: H[:, :2])
+    tok = word_tokenizer("bert")
+    base = save_model(tmp_path / "base", tiny_bert(seed=0), tok)
+    rm = save_model(tmp_path / "en", tiny_bert(seed=1), tok)
+    TextFormat("plain", 16, "left").save(rm)
+    long = " ".join(f"w{i % 30}" for i in range(40))
+    texts = {lang: [(f"w{k} ?", f"{long} w{k + i}") for i in range(5)] for lang, k in [("en", 0), ("ko", 3)]}
+    with caplog.at_level("WARNING", logger="xlrm_lib.study"):
+        shift = study.representation_shift(str(base), {"en": str(rm)}, texts, max_length=64)
+    assert shift["text_format"]["max_length"].item() == 16 and "cut at 16 tokens" in caplog.text

@@ -366,6 +366,11 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
     at = lambda s: {lang: s[lang][:, [umap_layer]] for lang in langs}  # noqa: E731  (n, 1, d) copies
     labels = None if isinstance(layers, str) else _layer_labels(layers, [*rm_dirs.values(), backbone])  # before work
     fmt = probe_format(rm_dirs)  # base and RMs read the items as the RMs were trained on them
+    trained = [f.max_length for d in rm_dirs.values() if Path(str(d)).is_dir() and (f := TextFormat.load(d))]
+    if trained and min(trained) < max_length:  # context beyond it no RM ever read
+        log.warning("the RMs were trained on texts cut at %d tokens: the probe reads them so (not at max_length "
+                    "%d)", min(trained), max_length)
+        max_length = min(trained)
     base = model_states(backbone, texts, layers=layers, max_length=max_length, fmt=fmt, shared_tokenizers=toks,
                         pooling=pooling, revision=_trained_from(rm_dirs) if hub.is_hub_id(str(backbone)) else None)
     one = {"base": at(base)}
