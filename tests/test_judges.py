@@ -256,3 +256,18 @@ def test_best_of_n_takes_a_generative_judge(tiny_lm, tmp_path):
     assert 0 < diff.max() < 0.05
     with pytest.raises(ValueError, match=r"judge_kind = 'lm'; expected one of \['rm', 'judge'\]"):
         study.best_of_n_study({"en": str(rm_dir)}, langs=["en"], source=str(data), judge=str(judge_dir), judge_kind="lm")
+
+
+def test_a_judge_that_ties_most_pairs_is_said_to(tmp_path, monkeypatch, caplog):
+    # every verdict followed the positions: 0.0 in every category, read as wrong verdicts, without a word
+    import json
+
+    from xlrm_lib import judges, study
+
+    monkeypatch.setattr(judges, "load_judge", lambda *a, **k: FakeJudge(bias=3.0))
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"lang": "en", **p}) + "\n" for p in PAIRS))
+    with caplog.at_level("WARNING", logger="xlrm_lib.study"):
+        scores = study.evaluate_rm(str(tmp_path), rm_name="biased", eval_source=str(data), eval_langs=["en"],
+                                   model_kind="judge")
+    assert scores["tie"].all() and "judge biased tied 100% of the pairs" in caplog.text

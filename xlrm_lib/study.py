@@ -244,7 +244,12 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
         from .judges import load_judge
 
         judge = load_judge(model_dir, name=rm_name, bf16=bf16, batch_size=batch_size)
-        return judge.score_pairs(pairs, source=rm_name, **labels)
+        scores = judge.score_pairs(pairs, source=rm_name, **labels)
+        if len(scores) and scores["tie"].mean() >= 0.5:  # its accuracies below would read as wrong verdicts
+            log.warning("judge %s tied %.0f%% of the pairs (its verdict followed the answers' positions, or it had "
+                        "none): ties count as wrong, so its accuracy says little about its preferences; a larger "
+                        "judge, or a judge prompt it follows, may do better", rm_name, 100 * scores["tie"].mean())
+        return scores
     model, tok = models.load_reward_model(model_dir, require_head=True)
     fmt = evaluate.model_format(model, default=TextFormat(max_length=max_length))
     return evaluate.score_pairs(model, tok, pairs, fmt=fmt, batch_size=batch_size, bf16=bf16, cache=True,
