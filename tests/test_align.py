@@ -500,3 +500,13 @@ def test_a_bf16_checkpoint_loads_as_a_float32_policy(policy, tmp_path):
     loaded, _ = align.load_policy(str(tmp_path / "p"))
     assert next(loaded.parameters()).dtype == torch.float32
     assert next(align.load_policy(str(tmp_path / "p"), dtype="bfloat16")[0].parameters()).dtype == torch.bfloat16
+
+
+def test_the_best_of_n_notebooks_first_table_is_never_empty():
+    # with one language there is no "average" row: the notebook's table of averages showed nothing
+    from xlrm_lib import study
+
+    one = pd.DataFrame({"lang": ["ko"], "a": ["en"], "win_rate": [0.6]})
+    two = pd.DataFrame({"lang": ["ko", "zh", "average"], "a": "en", "win_rate": [0.6, 0.4, 0.5]})
+    assert study.average_rows(one).equals(one)
+    assert study.average_rows(two)["lang"].tolist() == ["average"]

@@ -533,6 +533,13 @@ def has_targets(rm_names, langs, *, english: str = "en", target_fmt: str = "{lan
     return english in names and any(target_fmt.format(lang=lang) in names - {english} for lang in langs)
 
 
+def average_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The ``average`` rows of a per-language win-rate table, or all its rows where it has none (one language:
+    the average is that language's row, and the table showed nothing)."""
+    average = table[table["lang"] == "average"]
+    return average if len(average) else table
+
+
 def align_metrics(tables: dict, **labels) -> dict:
     out = {"kind": "align", **labels}
     for name in ("headline_native", "headline_translated"):
