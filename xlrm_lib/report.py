@@ -378,18 +378,21 @@ def tables(rep: dict, *, english: str = "en") -> dict:
         out["matrix"] = pd.concat([out["matrix"], matrix]) if "matrix" in out else matrix
     if rep.get("probe"):
         cka = rep["probe"].get("cka")
-        if cka is not None and "cell" in cka.columns and cka["cell"].nunique() > 1:  # one line per probe cell and RM
-            cka = cka.assign(model=cka["cell"].str.removeprefix("probe/") + " · " + cka["model"].astype(str))
-        out["probe_cka"] = cka
+        out["probe_cka"] = _per_cell(cka, "model", "probe/")  # one line per probe cell and RM
         out["probe_summary"] = rep["probe"].get("summary")
     if rep.get("align"):
         for label in ("native", "translated"):
             if f"headline_{label}" in rep["align"]:
-                t = rep["align"][f"headline_{label}"]
-                if "cell" in t.columns and t["cell"].nunique() > 1:  # several backbones or seeds: bars apart
-                    t = t.assign(a=t["cell"].str.removeprefix("align/") + " · " + t["a"].astype(str))
-                out[f"align_{label}"] = t
+                out[f"align_{label}"] = _per_cell(rep["align"][f"headline_{label}"], "a", "align/")
     return out
+
+
+def _per_cell(table: pd.DataFrame | None, column: str, stage: str) -> pd.DataFrame | None:
+    """``table`` with ``column`` prefixed by its notebook (``cell`` less ``stage``) where several notebooks (backbones,
+    seeds) made it: each gets its own line or bars in the figures, not one trace of all."""
+    if table is None or "cell" not in table.columns or table["cell"].nunique() < 2:
+        return table
+    return table.assign(**{column: table["cell"].str.removeprefix(stage) + " · " + table[column].astype(str)})
 
 
 def _english_rm(english: str, scores: pd.DataFrame) -> str:

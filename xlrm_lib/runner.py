@@ -1202,7 +1202,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                     done = {} if force else done_record(run_dir / cell.name)
                     if done.get("key") == key:  # kept: the summary still says when it was made and its cost
                         results[name] = {"status": "skipped", "notebook": str(run_dir / cell.name),
-                                         **{k: done[k] for k in ("finished", "seconds") if k in done}}
+                                         **_when_made(done)}
                     elif len(running) >= jobs:
                         continue
                     else:
@@ -1225,10 +1225,11 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
         for name in running:
             results[name] = {"status": "interrupted", "error": "interrupted (Ctrl-C or SIGTERM)"}
         # in the plan's order; a cell not reached may have finished in an earlier run: its outputs are there
-        results = {c.name: results.get(c.name) or (
-            {"status": "not-started", "finished_earlier": True,
-             **{k: v for k, v in done_record(run_dir / c.name).items() if k in ("finished", "seconds")}}
-            if done_record(run_dir / c.name) else {"status": "not-started"}) for c in cells}
+        for c in cells:
+            if c.name not in results:
+                made = _when_made(done_record(run_dir / c.name))
+                results[c.name] = {"status": "not-started", **({"finished_earlier": True, **made} if made else {})}
+        results = {c.name: results[c.name] for c in cells}
         notes = ["interrupted: finished notebooks are kept; rerun to resume",
                  *_publish_report(cells, run_dir, results, interrupted=True)]
         _summary(spec, run_dir, results, notes)
@@ -1309,6 +1310,11 @@ def _write_params(spec: dict, run_dir: Path) -> None:
     store.write_text(run_dir / "params.yaml", yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
 
 
+def _when_made(record: dict) -> dict:
+    """When a finished notebook was made and what it cost (``finished``, ``seconds`` of its ``_done.json``)."""
+    return {k: record[k] for k in ("finished", "seconds") if k in record}
+
+
 def _summary(spec, run_dir: Path, results: dict, notes: list[str]) -> dict:
     """Write ``summary.json``: every cell of the grid (``_plan.json``), in its order. A cell ``--only`` left out is
     ``not-selected``, with when it finished if it has (the summary listed only the selected cells)."""
@@ -1316,9 +1322,8 @@ def _summary(spec, run_dir: Path, results: dict, notes: list[str]) -> dict:
         order = json.loads((run_dir / PLAN_FILE).read_text())["cells"]
     except (OSError, ValueError, KeyError, TypeError):
         order = []
-    results = {**{name: results.get(name) or {"status": "not-selected", **{
-        k: v for k, v in done_record(run_dir / name).items() if k in ("finished", "seconds")}} for name in order},
-               **results}
+    results = {**{name: results.get(name) or {"status": "not-selected", **_when_made(done_record(run_dir / name))}
+                  for name in order}, **results}
     summary = {"run": spec["run"], "run_dir": str(run_dir), "cells": results, "notes": notes,
                "failed": sum(r["status"] == "failed" for r in results.values())}
     store.write_json(run_dir / "summary.json", summary)
