@@ -124,6 +124,17 @@ def test_key_numbers_read_as_points_and_tables_as_people_read_them():
     assert report.readable(head)["b"].tolist() == ["ko", "<target>-mt"] and report.readable(head)["diff"][0] == 0.012
 
 
+def test_the_report_csvs_spell_the_average_rows_target_as_people_read_it(tmp_path):
+    head = pd.DataFrame({"lang": ["ko", "average"], "a": ["en", "en"], "b": ["ko", "{lang}-mt"], "diff": [0.0125, 0.5]})
+    win = pd.DataFrame({"lang": ["average"], "b": ["{lang}"], "win_rate": [0.55]})
+    report.save_tables(tmp_path, {"headlines": {"translated": head}, "accuracy": pd.DataFrame({"x": [1]}),
+                                  "align_native": win})
+    out = pd.read_csv(tmp_path / "english_vs_translated.csv")
+    assert out["b"].tolist() == ["ko", "<target>-mt"] and out["diff"].tolist() == [0.0125, 0.5]  # not rounded
+    assert pd.read_csv(tmp_path / "align_native.csv")["b"].tolist() == ["<target>"]
+    assert head["b"].tolist() == ["ko", "{lang}-mt"]  # the caller's table is left as it was
+
+
 def test_run_header_says_what_was_run(tmp_path):
     rep = {"run": "default", "params": {"run": "default", "description": "8 languages", "backbones": ["me5-small"],
                                         "langs": ["en", "ko"], "translated": [{"from": "en", "to": "es"}],

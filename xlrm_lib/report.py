@@ -304,16 +304,21 @@ def figures_dir(run_dir, output_dir=None) -> Path:
     return Path(output_dir).expanduser() / "figures"
 
 
-def readable(table: pd.DataFrame | None, digits: int = 3) -> pd.DataFrame | None:
-    """A table for people: floats rounded, and a target-RM pattern (``{lang}``, ``{lang}-mt``) spelt
-    ``<target>`` / ``<target>-mt``."""
+def spell_targets(table: pd.DataFrame | None) -> pd.DataFrame | None:
+    """A copy of ``table`` whose target-RM patterns (``{lang}``, ``{lang}-mt``: the ``average`` rows'
+    target) are spelt ``<target>`` / ``<target>-mt``, for people and for the report's CSVs."""
     if table is None:
         return None
     out = table.copy()
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
             out[col] = out[col].map(lambda v: v.replace("{lang}", "<target>") if isinstance(v, str) else v)
-    return out.round(digits)
+    return out
+
+
+def readable(table: pd.DataFrame | None, digits: int = 3) -> pd.DataFrame | None:
+    """A table for people: floats rounded, target-RM patterns spelt as :func:`spell_targets` does."""
+    return None if table is None else spell_targets(table).round(digits)
 
 
 def key_numbers_table(key: dict | None) -> pd.DataFrame:
@@ -459,12 +464,12 @@ def save_tables(output_dir, t: dict) -> Path:
         files["transfer_matrix.csv"] = t["matrix"].reset_index()
     if "accuracy" in t:
         files["accuracy.csv"] = t["accuracy"]
-        files.update({f"english_vs_{label}.csv": h for label, h in t["headlines"].items()})
+        files.update({f"english_vs_{label}.csv": spell_targets(h) for label, h in t["headlines"].items()})
     if t.get("seed_summary") is not None:
         files["seed_summary.csv"] = t["seed_summary"]
     for name in ("pretrained", "probe_summary", "align_native", "align_translated"):
         if t.get(name) is not None:
-            files[f"{name}.csv"] = t[name]
+            files[f"{name}.csv"] = spell_targets(t[name])
     for old in Path(output_dir).glob("*.csv"):  # an earlier report's table that this one lacks (only the report's)
         if old.name not in files and REPORT_CSV.fullmatch(old.name):
             old.unlink()
