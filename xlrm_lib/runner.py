@@ -687,9 +687,8 @@ def _grid_axes(spec: dict):
             eval_langs = checks.languages("eval_langs", _as_list(spec, "eval_langs", []))
         except ValueError as e:
             problems.append(str(e))
-    elif langs:
+    else:  # the RMs' languages: the native ones, then those translate-train RMs were translated from and into
         eval_langs = list(langs)
-    else:  # translated RMs only: the languages they were translated from and into
         for t in translated:
             for key in ("from", "to"):
                 code = checks.normalized_or_none(t.get(key)) if isinstance(t, dict) else None
