@@ -155,11 +155,15 @@ def test_languages_are_planned_in_canonical_codes(tmp_path):
     assert cells[1].params["eval_langs"] == ["en", "ko"]
 
 
-def test_eval_langs_default_to_langs_or_else_the_translated_rms_languages(tmp_path, monkeypatch):
+def test_eval_langs_default_to_langs_then_the_translated_rms_languages(tmp_path, monkeypatch):
+    # each translate-train RM is scored on its own language (the English-vs-translated comparison needs it)
     monkeypatch.setattr(runner, "unavailable_translations", lambda spec: [])
     mt = [{"from": "en", "to": "es"}]
-    cells = runner.plan(_spec(tmp_path, langs=["en", "ko"], translated=mt, probe=None, align=None))
-    assert {c.params["eval_langs"] == ["en", "ko"] for c in cells if c.stage == "evaluate"} == {True}
+    cells = runner.plan(_spec(tmp_path, langs=["ko", "en"], translated=mt, probe=None, align=None))
+    assert {c.name: c.params["eval_langs"] for c in cells if c.stage == "evaluate"} == {
+        f"evaluate/me5-small-s42-{rm}": ["ko", "en", "es"] for rm in ("ko", "en", "es-mt")}
+    cells = runner.plan(_spec(tmp_path, langs=["ko"], eval_langs=["ko"], translated=mt, probe=None, align=None))
+    assert {tuple(c.params["eval_langs"]) for c in cells if c.stage == "evaluate"} == {("ko",)}  # said: kept
     cells = runner.plan(_spec(tmp_path, langs=[], translated=mt, probe=None, align=None))
     assert {c.name: c.params.get("eval_langs") for c in cells if c.stage == "evaluate"} == {
         "evaluate/me5-small-s42-es-mt": ["en", "es"]}

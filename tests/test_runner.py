@@ -323,16 +323,6 @@ def test_the_probe_may_look_at_fewer_languages_and_the_report_holds_no_gpu():
         runner.validate(runner.plan(spec))
 
 
-def test_each_translate_train_rm_is_scored_on_its_own_language_unless_eval_langs_says_otherwise(fake_notebooks,
-                                                                                               tmp_path):
-    spec = _spec(fake_notebooks, tmp_path, langs=["ko"], translated=[{"from": "en", "to": "es"}])
-    cells = {c.name: c for c in runner.plan(spec)}
-    assert cells["evaluate/me5-small-s42-es-mt"].params["eval_langs"] == ["ko", "en", "es"]
-    assert cells["evaluate/me5-small-s42-ko"].params["eval_langs"] == ["ko", "en", "es"]
-    given = {c.name: c for c in runner.plan({**spec, "eval_langs": ["ko"]})}  # said: kept as said
-    assert given["evaluate/me5-small-s42-es-mt"].params["eval_langs"] == ["ko"]
-
-
 def test_translated_rms_skipped_with_a_note_when_no_backend(fake_notebooks, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "unavailable_translations",
                         lambda spec: [(t, "the `apertium` command is not installed") for t in spec["translated"]])
