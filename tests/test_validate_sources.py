@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from xlrm_lib import data, hub, runner
+from xlrm_lib import checks, data, hub, runner
 
 REPO = Path(__file__).resolve().parents[1]
 PAIR = {"prompt": "Why is the sky blue?", "chosen": "Rayleigh scattering.", "rejected": "It reflects the sea."}
@@ -264,6 +264,26 @@ def test_a_pretrained_model_that_names_nothing_fails_validation(tmp_path):
     with pytest.raises(runner.ParamError, match=r"pretrained/e5: model_dir = 'me5-small' is a packaged encoder, not a "
                                                 r"causal LM; a generative judge needs a decoder: \['gemma3-270m'\]"):
         _validate(_spec(tmp_path, pretrained=[{"name": "e5", "model": "me5-small", "kind": "judge"}]))
+
+
+def test_a_base_models_directory_is_refused_as_an_rm_before_any_training(tmp_path):
+    # a saved BertModel / causal LM has no score head: scored as an RM, its fresh head is a random projection
+    for name, arch in (("base", "BertModel"), ("lm", "Qwen2ForCausalLM"), ("rm", "BertForSequenceClassification")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"architectures": [arch]}))
+    with pytest.raises(runner.ParamError) as e:
+        _validate(_spec(tmp_path, pretrained=[{"name": "mine", "model": str(tmp_path / "base")},
+                                              {"name": "lmrm", "model": str(tmp_path / "lm")}],
+                        align={"judge": str(tmp_path / "base"), "limit": 4}))
+    msg = str(e.value)
+    assert msg.startswith("3 problem(s)")
+    assert f"pretrained/mine: model_dir = '{tmp_path / 'base'}' is a BertModel, not a reward model" in msg
+    assert f"pretrained/lmrm: model_dir = '{tmp_path / 'lm'}' is a Qwen2ForCausalLM, not a reward model" in msg
+    assert f"align/me5-small-s42: judge = '{tmp_path / 'base'}' is a BertModel" in msg and "kind: judge" in msg
+    # the notebook's own check (papermill run without the CLI) says the same
+    assert "is a BertModel, not a reward model" in checks.notebook_problems("evaluate", {"model_dir": str(tmp_path / "base")})[0]
+    _validate(_spec(tmp_path, pretrained=[{"name": "mine", "model": str(tmp_path / "rm")}],
+                    align={"judge": str(tmp_path / "rm"), "limit": 4}))
 
 
 def test_best_of_n_takes_a_packaged_lm_as_a_generative_judge_not_as_a_judge_rm(tmp_path):

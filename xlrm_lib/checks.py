@@ -175,6 +175,7 @@ def _evaluate(p: dict, cwd) -> None:
             raise ValueError(f"model_dir {p['model_dir']!r} is a packaged base model, without a trained score head "
                              "(its scores would be a random projection): give a trained RM, or ask it as a generative "
                              "judge (model_kind 'judge'; in a params file's pretrained entry, kind: judge)")
+        trained_head("model_dir", p["model_dir"], cwd)
     langs = languages("eval_langs", p.get("eval_langs", ["en"]))
     check_source(_seen_from(p.get("eval_source", "embedded"), cwd), p.get("split", "test"), name="eval_source",
                  langs=langs)
@@ -327,6 +328,18 @@ def causal_lm(name: str, value) -> str:
                          f"{list(PACKAGED_CAUSAL_LMS)}, a model directory or a hub id 'org/name'") from None
 
 
+def trained_head(name: str, value, cwd=None) -> None:
+    """Refuse a local model directory whose ``config.json`` says it is not a sequence classifier (a base model
+    saved as ``BertModel`` or ``Qwen2ForCausalLM``): scored as an RM, its fresh head would be a random projection.
+    Hub ids and directories without ``architectures`` are checked when loaded (``require_head``)."""
+    archs = (backbone_config(_seen_from(value, cwd)) or {}).get("architectures") or []
+    if isinstance(archs, list) and archs and not any(str(a).endswith("ForSequenceClassification") for a in archs):
+        raise ValueError(f"{name} = {str(value)!r} is a {archs[0]}, not a reward model: it has no trained score "
+                         "head, so its scores would be a random projection. Give a trained RM's directory (one "
+                         "saved as *ForSequenceClassification), or ask a causal LM as a generative judge "
+                         "(kind: judge in a params file's pretrained entry; model_kind 'judge' in the notebook)")
+
+
 def judge(name: str, value, kind: str = "rm") -> str:
     """``"gold"`` or a model a judge can be loaded from (checked without loading it): a judge RM (``kind="rm"``)
     or a causal LM asked which answer is better (``kind="judge"``)."""
@@ -347,4 +360,5 @@ def judge(name: str, value, kind: str = "rm") -> str:
     except ValueError:
         raise ValueError(f"{name} = {value!r}; expected 'gold' (the pool's labels) or a held-out judge RM: a "
                          "model directory or a hub reward model 'org/name'") from None
+    trained_head(name, value)
     return value
