@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from xlrm_lib import checks, runner
+from xlrm_lib import checks, grid, runner
 
 
 # ----------------------------------------------------------------------------------- the checks themselves
@@ -157,7 +157,7 @@ def test_languages_are_planned_in_canonical_codes(tmp_path):
 
 def test_eval_langs_default_to_langs_then_the_translated_rms_languages(tmp_path, monkeypatch):
     # each translate-train RM is scored on its own language (the English-vs-translated comparison needs it)
-    monkeypatch.setattr(runner, "unavailable_translations", lambda spec: [])
+    monkeypatch.setattr(grid, "unavailable_translations", lambda spec: [])
     mt = [{"from": "en", "to": "es"}]
     cells = runner.plan(_spec(tmp_path, langs=["ko", "en"], translated=mt, probe=None, align=None))
     assert {c.name: c.params["eval_langs"] for c in cells if c.stage == "evaluate"} == {

@@ -19,7 +19,7 @@ import nbformat
 import pytest
 import yaml
 
-from xlrm_lib import runner
+from xlrm_lib import grid, kernels, preflight, runner
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def test_a_cells_kernel_loads_the_hub_commits_its_key_holds(tmp_path):
         "json.dump([hub.commit('org/bench', 'dataset'), hub.commit('org/other')], "
         "open(os.path.join(output_dir, 'seen.json'), 'w'))\n")
     out = tmp_path / "cell"
-    res = runner.execute_cell(str(nb), {"output_dir": str(out)}, str(out), "k",
+    res = kernels.execute_cell(str(nb), {"output_dir": str(out)}, str(out), "k",
                               hub_commits={"org/bench": "e" * 40, "org/unknown": None})
     assert res["status"] == "ok", res
     assert json.loads((out / "seen.json").read_text()) == ["e" * 40, None]
@@ -87,8 +87,8 @@ def test_injected_problems_name_unknown_parameters_and_wrong_types():
     declared = ('from typing import Union\nlimit = 0  # pairs; 0 keeps all\nlr = 1e-05  # learning rate\n'
                 'langs = ["en"]  # languages\ntorch_compile: Union[bool, str] = "auto"  # or a mode\n')
     ok = '# Parameters\nlimit = 16\nlr = 1\nlangs = ["en", "ko"]\ntorch_compile = False\n'
-    assert runner.injected_problems(declared, ok) == []  # an int is a float; either member of a Union
-    problems = runner.injected_problems(declared, '# Parameters\nlimt = 16\nlr = "1e-5x"\nlangs = "en"\n')
+    assert preflight.injected_problems(declared, ok) == []  # an int is a float; either member of a Union
+    problems = preflight.injected_problems(declared, '# Parameters\nlimt = 16\nlr = "1e-5x"\nlangs = "en"\n')
     assert problems[0].startswith("unknown parameter 'limt' (did you mean 'limit'?); expected one of ")
     assert problems[1].startswith("parameter 'lr' = '1e-5x' is str; expected float")
     assert problems[2] == "parameter 'langs' = 'en' is str; expected list"
@@ -100,12 +100,12 @@ def test_injected_problems_read_the_parameters_cell_as_python():
     # names are still checked
     declared = ('import os\nrm_dirs = {\n    "en": "/rms/en",\n}  # RMs\nthreads = int(os.environ.get("T", 1))\n'
                 'bf16: bool = False\n')
-    assert runner.injected_problems(declared, '# Parameters\nrm_dirs = {"ko": "/rms/ko"}\nthreads = "x"\n') == []
-    assert runner.injected_problems(declared, "# Parameters\nbf16 = 'yes'\n") == [
+    assert preflight.injected_problems(declared, '# Parameters\nrm_dirs = {"ko": "/rms/ko"}\nthreads = "x"\n') == []
+    assert preflight.injected_problems(declared, "# Parameters\nbf16 = 'yes'\n") == [
         "parameter 'bf16' = 'yes' is str; expected bool"]
-    assert runner.injected_problems(declared, "# Parameters\nrm_dir = {}\n")[0].startswith(
+    assert preflight.injected_problems(declared, "# Parameters\nrm_dir = {}\n")[0].startswith(
         "unknown parameter 'rm_dir' (did you mean 'rm_dirs'?)")
-    assert runner.injected_problems("x = (\n", "# Parameters\ny = 1\n") == []  # not Python: nothing to tell
+    assert preflight.injected_problems("x = (\n", "# Parameters\ny = 1\n") == []  # not Python: nothing to tell
 
 
 def test_the_injected_check_reads_only_a_fresh_papermill_history(monkeypatch):
@@ -133,10 +133,10 @@ def test_a_notebook_run_by_hand_with_papermill_refuses_a_typod_parameter(tmp_pat
     _nb(nb, 'output_dir = ""  # out\nlimit = 0  # pairs\n',
         "from xlrm_lib import study\nstudy.setup_notebook(output_dir)\nopen(output_dir + '/ran', 'w').close()\n")
     out = tmp_path / "cell"
-    bad = runner.execute_cell(str(nb), {"output_dir": str(out), "limt": 16}, str(out), "k")
+    bad = kernels.execute_cell(str(nb), {"output_dir": str(out), "limt": 16}, str(out), "k")
     assert bad["status"] == "failed" and "unknown parameter 'limt' (did you mean 'limit'?)" in bad["error"]
     assert not (out / "ran").exists()
-    good = runner.execute_cell(str(nb), {"output_dir": str(out), "limit": 16}, str(out), "k")
+    good = kernels.execute_cell(str(nb), {"output_dir": str(out), "limit": 16}, str(out), "k")
     assert good["status"] == "ok", good
     assert (out / "ran").exists()
 
@@ -257,14 +257,14 @@ def test_missing_required_parameter(tmp_path):
 def test_annotated_union_parameters(tmp_path, annotation):
     """``name: Union[bool, str] = "auto"`` takes either type (and nothing else); the annotation is the schema's type."""
     _nb(tmp_path / "train.ipynb", f'torch_compile: {annotation} = "auto"  # compile\n', "pass")
-    assert runner.notebook_parameters(tmp_path / "train.ipynb")["torch_compile"]["type"] == annotation
+    assert preflight.notebook_parameters(tmp_path / "train.ipynb")["torch_compile"]["type"] == annotation
     for ok in (False, "auto"):
         runner.validate([runner.Cell("t", "train", tmp_path / "train.ipynb", {"torch_compile": ok})])
     with pytest.raises(runner.ParamError, match=re.escape(f"'torch_compile' = 3 is int; train.ipynb expects {annotation}")):
         runner.validate([runner.Cell("t", "train", tmp_path / "train.ipynb", {"torch_compile": 3})])
 
 
-@pytest.mark.parametrize("name", sorted(runner.NOTEBOOKS.values()))
+@pytest.mark.parametrize("name", sorted(grid.NOTEBOOKS.values()))
 def test_papermill_reads_every_parameter_of_the_real_notebooks(name, caplog):
     # papermill's own parser gives up on a line with two '=' (a comment saying "a == b" is enough) and warns in
     # every run; its inspector (`papermill --help-notebook`) silently skips an annotation it cannot read (`a: b | c`)
@@ -276,7 +276,7 @@ def test_papermill_reads_every_parameter_of_the_real_notebooks(name, caplog):
     with caplog.at_level("WARNING", logger="papermill"):
         theirs = {p.name: p for p in PythonTranslator.inspect(cell)}
     assert not [r.message for r in caplog.records if "Unable to parse" in r.message]
-    ours = runner.notebook_parameters(path)
+    ours = preflight.notebook_parameters(path)
     assert list(theirs) == list(ours)
     for name, p in ours.items():  # the annotated ones show their type there
         assert theirs[name].inferred_type_name == (p["type"] if p["type"].startswith("Union") else "None")
@@ -324,7 +324,7 @@ def test_the_probe_may_look_at_fewer_languages_and_the_report_holds_no_gpu():
 
 
 def test_translated_rms_skipped_with_a_note_when_no_backend(fake_notebooks, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "unavailable_translations",
+    monkeypatch.setattr(grid, "unavailable_translations",
                         lambda spec: [(t, "the `apertium` command is not installed") for t in spec["translated"]])
     spec = _spec(fake_notebooks, tmp_path, langs=["en"], evaluate=None, report=None,
                  translated=[{"from": "en", "to": "es"}])
@@ -347,7 +347,7 @@ def test_a_translation_model_that_names_nothing_is_refused_not_skipped(fake_note
     spec = _spec(fake_notebooks, tmp_path, langs=["en"], translated=[entry])
     with pytest.raises(runner.ParamError, match=r"model 'facebook/nllb-200-distiled-600M' is not a local directory, "
                                                 r"not on the hub .* check its spelling"):
-        runner.unavailable_translations(spec)
+        grid.unavailable_translations(spec)
 
 
 def test_grid_that_expands_to_nothing(fake_notebooks, tmp_path):
@@ -357,14 +357,14 @@ def test_grid_that_expands_to_nothing(fake_notebooks, tmp_path):
 
 def test_unknown_notebook_and_notebook_with_outputs(fake_notebooks, tmp_path):
     with pytest.raises(runner.ParamError, match="unknown notebook"):
-        runner.notebook_parameters(fake_notebooks / "nope.ipynb")
-    before = runner.notebook_parameters(fake_notebooks / "report.ipynb")
+        preflight.notebook_parameters(fake_notebooks / "nope.ipynb")
+    before = preflight.notebook_parameters(fake_notebooks / "report.ipynb")
     nb = nbformat.read(fake_notebooks / "report.ipynb", as_version=4)
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="hi")]
     nb.cells[1].execution_count = 3
     nbformat.write(nb, fake_notebooks / "report.ipynb")
     # saved from a JupyterLab session: the same schema, and papermill clears the outputs when it runs the notebook
-    assert runner.notebook_parameters(fake_notebooks / "report.ipynb") == before
+    assert preflight.notebook_parameters(fake_notebooks / "report.ipynb") == before
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
@@ -464,7 +464,7 @@ def test_failure_summary_names_notebook_and_error(fake_notebooks, tmp_path):
 
 
 def test_independent_cells_run_when_one_fails(fake_notebooks, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "unavailable_translations", lambda spec: [])  # whether or not apertium is here
+    monkeypatch.setattr(grid, "unavailable_translations", lambda spec: [])  # whether or not apertium is here
     spec = _spec(fake_notebooks, tmp_path, translated=[{"from": "en", "to": "es"}])
     spec["train"] = {"lr": 0.001}
     # the translated RM's notebook fails (fake notebooks fail when translate_from is set and fail is set)
@@ -691,7 +691,7 @@ def test_rendered_html_is_titled_and_fetches_nothing(tmp_path):
     cell = tmp_path / "run" / "evaluate" / "me5-small-s42-en"
     cell.mkdir(parents=True)
     nbformat.write(nb, cell / "x.ipynb")
-    html = runner.render_html(cell / "x.ipynb", cell / "x.html").read_text()
+    html = kernels.render_html(cell / "x.ipynb", cell / "x.html").read_text()
     assert "<title>evaluate/me5-small-s42-en</title>" in html and "<h1" in html
     assert not re.findall(r'<script[^>]* src="', html), re.findall(r'<script[^>]* src="[^"]*"', html)
 
@@ -712,7 +712,7 @@ def test_figures_keep_plotly_js_when_cells_are_rerun_out_of_order(tmp_path):
     cell = tmp_path / "run" / "probe" / "x"
     cell.mkdir(parents=True)
     nbformat.write(nb, cell / "x.ipynb")
-    html = runner.render_html(cell / "x.ipynb", cell / "x.html").read_text()
+    html = kernels.render_html(cell / "x.ipynb", cell / "x.html").read_text()
     plotly_js = html.find("plotly.js v")
     draws = [m.start() for m in re.finditer(r"Plotly\.newPlot\(", html)]
     assert plotly_js >= 0 and len(draws) == 2 and all(plotly_js < d for d in draws)
@@ -859,12 +859,12 @@ def test_kernels_use_unix_sockets_with_unique_absolute_paths(monkeypatch, tmp_pa
     if os.name != "posix":
         pytest.skip("Unix sockets only on POSIX")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    cls = runner._kernel_manager_class()
+    cls = kernels._kernel_manager_class()
     a, b = cls(kernel_name="python3"), cls(kernel_name="python3")
     assert a.transport == "ipc" and a.ip.startswith(str(tmp_path)) and a.ip != b.ip  # two kernels never share
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / ("d" * 100)))  # too deep for a socket path: TCP
-    assert cls is not runner._kernel_manager_class()
-    assert runner._kernel_manager_class()(kernel_name="python3").transport == "tcp"
+    assert cls is not kernels._kernel_manager_class()
+    assert kernels._kernel_manager_class()(kernel_name="python3").transport == "tcp"
 
 
 def test_a_failed_rerun_does_not_leave_the_previous_success_behind(fake_notebooks, tmp_path):
@@ -1028,7 +1028,7 @@ def test_a_notebook_whose_html_cannot_be_written_fails_and_says_why(fake_noteboo
     def full(nb, html, title=None):
         raise OSError(28, "No space left on device", str(html))
 
-    monkeypatch.setattr(runner, "render_html", full)
+    monkeypatch.setattr(kernels, "render_html", full)
     summary = runner.run(_spec(fake_notebooks, tmp_path, langs=["en"], evaluate=None, report=None), progress=False)
     r = summary["cells"]["train/me5-small-s42-en"]
     assert r["status"] == "failed" and r["error"].startswith("the notebook ran, but its HTML was not written (OSError")

@@ -369,11 +369,11 @@ def test_hf_m2m100_is_told_both_languages(tmp_path):
 
 
 def test_hf_without_a_model_is_refused_when_the_grid_is_planned(tmp_path):
-    from xlrm_lib import checks, runner
+    from xlrm_lib import checks, grid, runner
 
     spec = {"run": "x", "langs": ["en"], "translated": [{"from": "en", "to": "ko", "backend": "hf"}], "train": {}}
     with pytest.raises(runner.ParamError, match="backend 'hf' needs a model, e.g. model: facebook/nllb"):
-        runner.unavailable_translations(spec)
+        grid.unavailable_translations(spec)
     with pytest.raises(runner.ParamError, match="backend 'hf' needs a model"):
         runner.plan(spec)
     with pytest.raises(ValueError, match="mt_backend = 'hf' needs mt_model"):
@@ -381,7 +381,7 @@ def test_hf_without_a_model_is_refused_when_the_grid_is_planned(tmp_path):
     checks._train({"translate_from": "en", "train_lang": "ko", "mt_backend": "hf", "mt_model": "org/mt"}, ".")
     en_es = _tiny_marian(tmp_path / "opus-mt-en-es", PLAIN)  # a model that cannot write ko: skipped, with why
     spec["translated"] = [{"from": "en", "to": t, "backend": "hf", "model": en_es} for t in ("ko", "es")]
-    [(entry, why)] = runner.unavailable_translations(spec)
+    [(entry, why)] = grid.unavailable_translations(spec)
     assert entry["to"] == "ko" and "not en -> ko" in why
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from xlrm_lib import checks, data, hub, runner
+from xlrm_lib import checks, data, grid, hub, runner
 
 REPO = Path(__file__).resolve().parents[1]
 PAIR = {"prompt": "Why is the sky blue?", "chosen": "Rayleigh scattering.", "rejected": "It reflects the sea."}
@@ -82,7 +82,7 @@ def test_each_file_is_loaded_once_per_languages_and_split_as_the_notebooks_load_
 
 
 def test_a_translate_train_rm_reads_its_source_language_from_the_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "unavailable_translations", lambda spec: [])  # whether or not apertium is here
+    monkeypatch.setattr(grid, "unavailable_translations", lambda spec: [])  # whether or not apertium is here
     english = _jsonl(tmp_path / "en.jsonl", _pairs(langs=("en",)))
     spec = _spec(tmp_path, langs=["en"], translated=[{"from": "en", "to": "es"}], train={"data_source": str(english)},
                  evaluate=None)
@@ -351,6 +351,6 @@ def test_translated_written_as_a_mapping_says_it_must_be_a_list(tmp_path):
     message = (r"translated = \{'from': 'en', 'to': 'es', 'backend': 'apertium'\}: expected a list of entries, "
                r"e\.g\. - \{from: en, to: es, backend: apertium\}")
     with pytest.raises(runner.ParamError, match=message):
-        runner.unavailable_translations(spec)  # what `xlrm validate` asks first
+        grid.unavailable_translations(spec)  # what `xlrm validate` asks first
     with pytest.raises(runner.ParamError, match=message):
         runner.plan(spec)

@@ -14,7 +14,8 @@ Modules (imports flow one way, top to bottom):
 - ``probe``      representation shift: CKA, singular-value ratio, norms, UMAP
 - ``align``      best-of-n selection and win rates; ``judges``: generative judges
 - ``plots``      plotly figures (return figures, never write files)
-- ``runner``     papermill grid runner; ``cli``: the ``xlrm`` command; ``nbclean``: notebooks stored clean
+- ``grid``       a params file's cells; ``preflight``: their checks; ``kernels``: one papermill execution
+- ``runner``     keys, scheduling, resume, summary; ``cli``: the ``xlrm`` command; ``nbclean``: clean notebooks
 """
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """Checks of parameter values: the library's entry points and the runner's pre-flight share them.
 
-The runner (:func:`xlrm_lib.runner.validate`) calls :func:`notebook_problems` for every cell of a grid before
+The runner's pre-flight (:func:`xlrm_lib.preflight.validate`) calls :func:`notebook_problems` for every cell of a grid before
 anything runs, so a bad value in a params file fails in a second instead of after the grid has trained its RMs.
 The library's functions call the same checks on entry, so a direct call fails before it loads a model. Nothing
 here loads a model, builds a backbone or reads a dataset; every message names the parameter, its value and what

@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def main(argv=None) -> int:
-    from . import runner
+    from . import grid, kernels, preflight, runner
 
     ap = argparse.ArgumentParser(prog="xlrm", description="Cross-lingual reward-model transfer: the notebook grid.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -51,11 +51,11 @@ def main(argv=None) -> int:
             spec = runner.load_spec(args.params)
             if getattr(args, "outputs", None):  # the cells' output_dir parameters (in their keys) name it
                 spec["_outputs"] = str(Path(args.outputs).expanduser().resolve())
-            missing = runner.unavailable_translations(spec)
+            missing = grid.unavailable_translations(spec)
             cells = runner.plan(spec, unavailable=missing)
             runner.validate(cells, models=args.cmd == "validate")  # plan previews a grid not downloaded yet
             if args.cmd == "validate":
-                runner.check_kernel(spec.get("kernel") or "python3")  # as `run` will (--kernel overrides it there)
+                kernels.check_kernel(spec.get("kernel") or "python3")  # as `run` will (--kernel overrides it there)
             if args.cmd == "plan":
                 run_dir = Path(spec.get("_outputs", runner.REPO / "outputs")) / str(spec["run"])
                 todo = runner.pending(cells, run_dir)
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
             print(f"{args.params}: {len(cells)} notebook executions, parameters valid")
             for t, why in missing:  # what `run` will leave out, said before it runs
                 print(f"  note: translated RM {t['from']}->{t['to']} will not run: {why}")
-            for problem in runner.model_problems(cells) if args.cmd == "plan" else ():
+            for problem in preflight.model_problems(cells) if args.cmd == "plan" else ():
                 print(f"  note: {problem}; `xlrm run` refuses it")
             return 0
         if args.cmd == "cache":
@@ -80,10 +80,10 @@ def main(argv=None) -> int:
             return 0
         only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only is not None else None
         if only is not None and not only:
-            raise runner.ParamError(f"--only {args.only!r} names no stage; expected some of {list(runner.NOTEBOOKS)}")
-        if only and set(only) - set(runner.NOTEBOOKS):
-            raise runner.ParamError(f"unknown stage(s) {sorted(set(only) - set(runner.NOTEBOOKS))}; "
-                                    f"expected {list(runner.NOTEBOOKS)}")
+            raise runner.ParamError(f"--only {args.only!r} names no stage; expected some of {list(grid.NOTEBOOKS)}")
+        if only and set(only) - set(grid.NOTEBOOKS):
+            raise runner.ParamError(f"unknown stage(s) {sorted(set(only) - set(grid.NOTEBOOKS))}; "
+                                    f"expected {list(grid.NOTEBOOKS)}")
         _stop_on_sigterm()
         summary = runner.run(args.params, jobs=args.jobs, force=args.force, executor=args.executor, only=only,
                              outputs_dir=args.outputs, kernel=args.kernel)

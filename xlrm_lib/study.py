@@ -114,7 +114,7 @@ def _check_injected_parameters() -> None:
     history = list(shell.user_ns.get("In") or []) if shell is not None else []
     if len(history) != 4 or not history[2].startswith("# Parameters\n"):  # "", parameters, injected, this cell
         return
-    from .runner import injected_problems
+    from .preflight import injected_problems
 
     problems = injected_problems(history[1], history[2])
     if problems:
