@@ -331,6 +331,34 @@ def test_reasoning_counts_math_prm_as_much_as_all_code_like_rewardbench():
     assert row["accuracy"] == pytest.approx(0.5) and row["n"] == 5
 
 
+def test_math_prm_weights_reach_the_intervals_and_the_p_value_not_only_the_point_estimates():
+    from xlrm_lib.stats import ci_from_draws, signflip_p, stratified_boot
+
+    # reasoning: 10 math-prm items right, 2 code items wrong (math-prm rows weigh 2/10 each); chat: 2 of 4 right
+    cats = np.array(["reasoning"] * 12 + ["chat"] * 4)
+    subsets = ["math-prm"] * 10 + ["hep-python", "hep-go"] + ["chat"] * 4
+    ids = np.array([f"i{k:02d}" for k in range(16)])
+    x = np.r_[np.ones(10), np.zeros(2), 1, 1, 0, 0]
+    w = np.r_[np.full(10, 0.2), np.ones(6)]  # by hand: code rows / math-prm rows = 2 / 10
+    s = pd.DataFrame({"id": ids, "lang": "en", "source": "en", "category": cats, "subset": subsets, "tie": False,
+                      "correct": x.astype(bool)})
+    overall = accuracy_table(s, n_boot=400, seed=3).set_index("category").loc["overall"]
+    weighted = ci_from_draws(stratified_boot(x, cats, ids, weights=w, n_boot=400, seed=3))
+    unweighted = ci_from_draws(stratified_boot(x, cats, ids, n_boot=400, seed=3))
+    assert overall["accuracy"] == pytest.approx(0.5)  # (0.5 + 0.5) / 2
+    assert (overall["ci_low"], overall["ci_high"]) == pytest.approx(weighted) and weighted != pytest.approx(unweighted)
+    # RM b: math-prm wrong, code right, chat 2 of 4 (one item each way): weighted, a - b is 0 in both categories (p = 1), where
+    # the row mean would favour a (8 of 12 reasoning items)
+    b = np.r_[np.zeros(10), np.ones(2), 0, 1, 1, 0]
+    pair = pd.concat([s, s.assign(source="ko", correct=b.astype(bool))], ignore_index=True)
+    out = paired_difference(pair, "en", "ko", "en", n_boot=400, seed=3)
+    d = x - b
+    assert out["diff"] == pytest.approx(0.0)
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx(ci_from_draws(stratified_boot(d, cats, ids, weights=w,
+                                                                                          n_boot=400, seed=3)))
+    assert out["p_value"] == 1.0 > signflip_p(d, cats, ids, n_perm=400, seed=3)
+
+
 def test_accuracy_table_counts_items_and_resamples_them_across_pooled_seeds():
     rng = np.random.default_rng(0)
     one = pd.DataFrame({"id": [f"i{k}" for k in range(40)], "lang": "ko", "source": "en", "tie": False,

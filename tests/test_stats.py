@@ -1,30 +1,11 @@
-"""xlrm_lib.stats: exact McNemar against hand-computed binomial tails; bootstrap CIs over items; sign-flip tests."""
+"""xlrm_lib.stats: bootstrap CIs over items (stratified, weighted); sign-flip tests, against hand computations."""
 
 import math
 
 import numpy as np
 import pytest
 
-from xlrm_lib.stats import (bootstrap_ci, ci_from_draws, mcnemar_exact, paired_bootstrap_diff, paired_compare,
-                            signflip_p, stratified_boot, stratified_mean)
-
-
-@pytest.mark.parametrize("b, c, expected", [
-    (0, 6, 2 / 64),                    # 2 * 0.5**6 = 0.03125
-    (6, 0, 2 / 64),                    # symmetric
-    (3, 3, 1.0),                       # 2 * P[X <= 3 | n=6] = 2 * 42/64 > 1 -> capped at 1
-    (1, 9, 2 * (1 + 10) / 1024),       # 2 * (C(10,0) + C(10,1)) / 2**10
-    (0, 0, 1.0),                       # no discordant pairs: no evidence
-    (2, 8, 2 * (1 + 10 + 45) / 1024),  # 0.109375
-    (0, 1, 1.0),                       # 2 * 0.5 = 1
-])
-def test_mcnemar_exact(b, c, expected):
-    assert mcnemar_exact(b, c) == pytest.approx(expected, abs=1e-12)
-
-
-def test_mcnemar_b1_c9_literal():
-    # the value a reader checks by hand: P[X<=1] for Binomial(10, 1/2) = 11/1024, doubled
-    assert mcnemar_exact(1, 9) == pytest.approx(0.021484375, abs=1e-12)
+from xlrm_lib.stats import bootstrap_ci, ci_from_draws, signflip_p, stratified_boot, stratified_mean
 
 
 def test_bootstrap_ci_contains_mean_and_is_deterministic():
@@ -40,32 +21,6 @@ def test_bootstrap_ci_degenerate_inputs():
     assert bootstrap_ci(np.ones(10), seed=0) == (1.0, 1.0)
     lo, hi = bootstrap_ci([], seed=0)
     assert math.isnan(lo) and math.isnan(hi)
-
-
-def test_paired_bootstrap_diff_identical_is_zero():
-    a = np.array([1, 0, 1, 1, 0, 0, 1], dtype=float)
-    out = paired_bootstrap_diff(a, a.copy(), seed=0)
-    assert (out["diff"], out["ci_low"], out["ci_high"]) == (0.0, 0.0, 0.0)
-    assert out["n"] == 7
-
-
-def test_paired_bootstrap_diff_values_and_shape_check():
-    a = np.array([1, 1, 1, 1, 0, 1, 1, 1], dtype=float)
-    b = np.array([0, 1, 0, 1, 0, 0, 1, 0], dtype=float)
-    out = paired_bootstrap_diff(a, b, seed=1)
-    assert out["diff"] == pytest.approx(7 / 8 - 3 / 8)
-    assert out["ci_low"] <= 0.5 <= out["ci_high"]
-    with pytest.raises(ValueError, match="aligned"):
-        paired_bootstrap_diff([1, 0], [1, 0, 1])
-
-
-def test_paired_compare_counts_discordant_pairs():
-    a = np.array([1, 1, 1, 0, 0, 1], dtype=bool)
-    b = np.array([0, 0, 1, 0, 1, 1], dtype=bool)
-    out = paired_compare(a, b, seed=0)
-    assert (out["only_a"], out["only_b"]) == (2, 1)
-    assert out["p_mcnemar"] == pytest.approx(1.0)  # 2 * P[X<=1 | n=3] = 2 * 4/8 -> 1
-    assert out["diff"] == pytest.approx(4 / 6 - 3 / 6)
 
 
 def test_stratified_boot_weights_categories_equally():
@@ -117,6 +72,18 @@ def test_stratified_boot_draws_an_item_in_every_group_at_once():
     got = stratified_mean(np.r_[d, d][keep], np.r_[cats, cats][keep], np.r_[ids, ids][keep], groups=g)
     expected = (stratified_mean(d, cats, ids) + stratified_mean(d[1:], cats[1:], ids[1:])) / 2
     assert got == pytest.approx(expected)
+
+
+def test_signflip_p_flips_an_item_in_every_group_at_once():
+    # the same differences given as two languages: an item's sign flips in both together, so the test is the
+    # one-language test (independent flips per language would halve the spread and the p-value: 0.23 vs 0.45)
+    rng = np.random.default_rng(2)
+    d = rng.choice([-1.0, 0.0, 1.0], 80)
+    cats, ids = np.repeat(["a", "b"], 40), np.arange(80)
+    single = signflip_p(d, cats, ids, n_perm=1000, seed=5)
+    joint = signflip_p(np.r_[d, d], np.r_[cats, cats], np.r_[ids, ids], groups=np.repeat(["ko", "zh"], 80),
+                       n_perm=1000, seed=5)
+    assert joint == single and 0.1 < single < 0.9
 
 
 def test_stratified_mean_with_row_weights_hand_computed():

@@ -537,3 +537,26 @@ def test_apertium_real_sentinels_code_spaces_and_collapsed_pairs(tmp_path, caplo
     with caplog.at_level("WARNING"):
         es = T.translate_pairs(_pairs(rows), "es", cache_dir=tmp_path, progress=False)
     assert es["id"] == ["r1"] and "translation into 'es'" in caplog.text and "1 x chosen == rejected" in caplog.text
+
+
+def test_a_translate_train_rm_trains_on_the_source_languages_rows_translated(monkeypatch):
+    # training_pairs with translate_from: English rows, machine-translated (a fake apertium that upper-cases),
+    # labelled with the target language; not the target's native rows
+    from xlrm_lib import data, study
+
+    def upper(cmd, input=None, **kw):
+        if cmd[0] == "dpkg-query":
+            return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="")
+        return _echo(cmd, input.upper())
+
+    monkeypatch.setattr(T.subprocess, "run", upper)
+    monkeypatch.setattr(T.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(T.ApertiumBackend, "installed_modes", staticmethod(lambda: {"eng-spa": ("en", "es")}))
+    english = data.load_pairs("embedded", langs=["en"], split="train", limit=6, seed=3)
+    native = data.load_pairs("embedded", langs=["es"], split="train", limit=6, seed=3)
+    out = study.training_pairs("embedded", "es", translate_from="en", limit=6, seed=3)
+    assert out["id"] == english["id"] and set(out["lang"]) == {"es"}
+    assert out["chosen"] == [t.upper() for t in english["chosen"]] != native["chosen"]
+    assert out["rejected"] == [t.upper() for t in english["rejected"]]
+    assert {json.loads(m)["translated_from"] for m in out["meta"]} == {"en"}
+    assert study.training_pairs("embedded", "es", limit=6, seed=3)["chosen"] == native["chosen"]  # native: as is

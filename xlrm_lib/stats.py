@@ -1,10 +1,10 @@
-"""Uncertainty for accuracies and paired comparisons: percentile bootstrap over items, paired sign-flip tests,
-exact McNemar.
+"""Uncertainty for accuracies and paired comparisons: percentile bootstrap over items (stratified by category,
+an item's rows resampled together), and paired sign-flip tests of the very statistic reported.
 
 All functions take ``seed`` explicitly; the same inputs give the same intervals.
 
->>> round(mcnemar_exact(b=0, c=6), 4)   # 6 discordant pairs all favour one model: 2 * 0.5**6
-0.0312
+>>> stratified_mean([1, 0, 1, 1], ["chat", "chat", "safety", "safety"], ["a", "b", "c", "d"])  # (1/2 + 2/2) / 2
+0.75
 """
 
 from __future__ import annotations
@@ -22,42 +22,6 @@ def bootstrap_ci(values, *, n_boot: int = 2000, alpha: float = 0.05, seed: int =
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
     return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
-
-
-def paired_bootstrap_diff(a, b, *, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> dict:
-    """Mean(a) - mean(b) on the SAME items, with a CI from resampling items (rows) jointly.
-
-    ``a`` and ``b`` are aligned per item (e.g. correctness of two RMs on one language's pairs).
-    """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"paired comparison needs aligned items: got {a.shape} and {b.shape}")
-    d = a - b
-    lo, hi = bootstrap_ci(d, n_boot=n_boot, alpha=alpha, seed=seed)
-    return {"diff": float(d.mean()) if d.size else math.nan, "ci_low": lo, "ci_high": hi, "n": int(d.size)}
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts.
-
-    ``b`` = items only model A gets right, ``c`` = items only model B gets right. Under H0 the discordant
-    items split Binomial(b + c, 1/2); p = min(1, 2 * P[X <= min(b, c)]).
-    """
-    from scipy.stats import binom  # the exact sum of binomial coefficients took 16 s at 16,000 discordant items
-
-    n = b + c
-    if n == 0:
-        return 1.0
-    return float(min(1.0, 2 * binom.cdf(min(b, c), n, 0.5)))
-
-
-def paired_compare(a, b, *, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Difference of accuracies of two RMs on the same items, with bootstrap CI and McNemar p-value."""
-    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
-    out = paired_bootstrap_diff(a, b, n_boot=n_boot, seed=seed)
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    out.update(only_a=only_a, only_b=only_b, p_mcnemar=mcnemar_exact(only_a, only_b))
-    return out
 
 
 def _item_sums(values, categories, ids, groups, weights) -> dict:
