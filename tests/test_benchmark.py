@@ -86,7 +86,7 @@ def test_non_latin_scripts(all_df):
     for lang, script in {"ko": "Hangul", "zh": "Han", "ar": "Arabic", "ru": "Cyrillic"}.items():
         texts = all_df.loc[all_df["lang"] == lang, "chosen"].tolist()
         found[script] = _script_share(texts, *SCRIPTS[script])
-    assert sum(share > 0.5 for share in found.values()) >= 3, found
+    assert all(share > 0.9 for share in found.values()), found  # each is written in its own script (all >= 0.978)
     # and English is written in Latin letters, not in one of those scripts
     en = all_df.loc[all_df["lang"] == "en", "chosen"].tolist()
     assert all(_script_share(en, *rng) < 0.01 for rng in SCRIPTS.values())

@@ -94,6 +94,32 @@ def test_minibatch_cka_agrees_with_full_estimator():
     assert minibatch[0] == pytest.approx(full, abs=1e-2)
 
 
+def _hsic_song(X, Y):
+    # Song et al. (2012)'s unbiased HSIC with linear kernels, written out from the paper
+    n = len(X)
+    K, L = X @ X.T, Y @ Y.T
+    np.fill_diagonal(K, 0)
+    np.fill_diagonal(L, 0)
+    one = np.ones(n)
+    return (np.trace(K @ L) + (one @ K @ one) * (one @ L @ one) / ((n - 1) * (n - 2))
+            - 2 / (n - 2) * (one @ K @ L @ one)) / (n * (n - 3))
+
+
+def test_minibatch_cka_sums_every_batchs_hsic():
+    # Nguyen et al.'s minibatch CKA: the sums over ALL batches of the three HSICs, then the ratio
+    rng = np.random.default_rng(6)
+    batches = [rng.normal(size=(16, 5)) for _ in range(4)]
+    pairs = [(x, x @ rng.normal(size=(5, 3)) + rng.normal(size=(16, 3))) for x in batches]
+    cka = MinibatchCKA()
+    for x, y in pairs:
+        cka.update(x[:, None], y[:, None])
+    xy, xx, yy = (sum(_hsic_song(a, b) for a, b in ((p[i], p[j]) for p in pairs)) for i, j in ((0, 1), (0, 0), (1, 1)))
+    assert cka.compute()[0, 0] == pytest.approx(xy / np.sqrt(xx * yy), rel=1e-10)
+    last = MinibatchCKA()
+    last.update(pairs[-1][0][:, None], pairs[-1][1][:, None])
+    assert last.compute()[0, 0] != pytest.approx(cka.compute()[0, 0], rel=1e-3)
+
+
 def test_minibatch_cka_layer_pairs():
     rng = np.random.default_rng(5)
     cka = MinibatchCKA()
@@ -288,6 +314,13 @@ def test_shift_summary():
     assert out.cka_last_layer_vs_base.iloc[1] == pytest.approx(1.0)
     assert abs(out.cka_last_layer_vs_base.iloc[2]) < 0.1
     assert out.sv_ratio_mean.iloc[0] > out.sv_ratio_mean.iloc[2]  # shared content aligns languages
+    # by hand: the percentile interval over the same item resamples, and the mean L2 norm of the stacked items
+    ratios = probe.sv_ratios(base)
+    boot = ratios[np.random.default_rng(0).integers(0, 30, size=(200, 30))].mean(1)
+    assert (out.sv_ratio_ci_low[0], out.sv_ratio_ci_high[0]) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])))
+    assert out.sv_ratio_ci_high[0] - out.sv_ratio_ci_low[0] > 0.01
+    norms = [np.sqrt((rms["scrambled"][lang][i, -1] ** 2).sum()) for lang in base for i in range(30)]
+    assert out.mean_norm[2] == pytest.approx(np.mean(norms))
     pd.testing.assert_frame_equal(out, shift_summary(base, rms, n_boot=200, seed=0))
     with pytest.raises(ValueError, match="RM 'x' has languages"):
         shift_summary(base, {"x": {"en": base["en"]}})

@@ -8,6 +8,7 @@ import math
 import os
 import random
 import time
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -96,6 +97,22 @@ def small_pairs():
 @pytest.fixture(scope="module")
 def trained(tiny_bert_dir, small_pairs):
     return train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", **FAST)
+
+
+def test_the_default_recipe_keeps_the_word_embeddings_and_trains_the_rest(tiny_bert_dir, small_pairs):
+    from safetensors.torch import load_file
+
+    def trained_weights(**kw):
+        path = train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", lr=1e-2, warmup_ratio=0.0,
+                                  **{**FAST, "epochs": 2}, **kw)
+        return load_file(str(Path(path) / "model.safetensors"))
+
+    base = {("bert." + k if not k.startswith(("bert.", "classifier.")) else k): v
+            for k, v in load_file(str(tiny_bert_dir / "model.safetensors")).items()}
+    emb, layer = "bert.embeddings.word_embeddings.weight", "bert.encoder.layer.0.attention.self.query.weight"
+    frozen = trained_weights()  # freeze_embeddings=True, the default
+    assert torch.equal(frozen[emb], base[emb]) and not torch.equal(frozen[layer], base[layer])
+    assert not torch.equal(trained_weights(freeze_embeddings=False)[emb], base[emb])
 
 
 def test_cpu_training_runs_eager_attention_and_saves_the_models_own_choice(tiny_bert_dir, small_pairs, tmp_path,

@@ -90,12 +90,6 @@ def _read_plan(run_dir: Path) -> dict | None:
 RUN_KEYS = ("backbone", "seed")  # one training run of the grid: the paired tests never mix two of them
 
 
-def run_groups(scores: pd.DataFrame) -> list[tuple]:
-    """The distinct (backbone, seed) runs in a score table (one ``()`` group if it has neither column)."""
-    keys = [k for k in RUN_KEYS if k in scores.columns]
-    return sorted(scores[keys].drop_duplicates().itertuples(index=False, name=None)) if keys else [()]
-
-
 def headlines(scores: pd.DataFrame, *, english: str = "en", n_boot: int = 2000, seed: int = 0) -> dict[str, pd.DataFrame]:
     """English RM minus target RM per language: vs native target RMs and vs translate-train (``-mt``) RMs.
 

@@ -16,7 +16,8 @@ model under ``$XLRM_CACHE/rewards/``: a blake2b digest of each sequence's token 
 Several processes may score one RM at once: every write re-reads the file, merges and renames atomically, so the
 worst a race does is drop entries, which are then simply recomputed.
 
->>> cache = RewardCache.for_model(model)            # doctest: +SKIP  (None: the model has no xlrm card)
+>>> cache = RewardCache.for_model(model)            # doctest: +SKIP
+>>> # (None when the model has no xlrm card)
 >>> cache.get([[0, 17, 2], [0, 9, 2]])              # doctest: +SKIP
 array([0.731, nan])
 """
