@@ -40,13 +40,36 @@ def test_country_codes_are_refused_with_the_language_code(code, right):
     assert f"'{right}'" in msg
 
 
-def test_unknown_code_lists_the_accepted_codes():
+def test_unknown_code_says_what_is_accepted_and_the_nearest_spellings():
     with pytest.raises(ValueError) as e:
         normalize_lang("xx")
     msg = str(e.value)
-    assert "'xx'" in msg
-    assert str(sorted(LANGUAGES)) in msg
-    assert "kor_Hang" in msg  # and says FLORES codes work too
+    assert "'xx'" in msg and "did you mean" not in msg
+    assert "'kor_Hang'" in msg and "'Korean'" in msg and f"one of the {len(LANGUAGES)} FLORES-200 languages" in msg
+    with pytest.raises(ValueError, match=r"unknown language 'Swahilli' \(did you mean 'Swahili'\?\)"):
+        normalize_lang("Swahilli")
+
+
+@pytest.mark.parametrize("given, code", [
+    ("yo", "yo"), ("am", "am"), ("ta", "ta"), ("ur", "ur"), ("sv", "sv"), ("fi", "fi"), ("ms", "ms"),
+    ("fil", "tl"), ("ceb", "ceb"),                                         # beyond M-RewardBench's 23
+    ("pt-BR", "pt"), ("pt_BR", "pt"), ("en-US", "en"), ("es-419", "es"),    # a region is dropped...
+    ("zh-HK", "zh-tw"), ("zh_TW", "zh-tw"), ("zh-CN", "zh"),               # ...except Chinese's: its script
+    ("swa", "sw"), ("hin", "hi"), ("eng", "en"), ("ara", "ar"),            # ISO 639-3
+    ("Swahili", "sw"), ("korean", "ko"), ("Chinese (Traditional)", "zh-tw"), ("Farsi", "fa"),  # names
+    ("yor_Latn", "yo"), ("zsm_Latn", "ms"),
+])
+def test_the_flores_200_languages_in_the_spellings_people_use(given, code):
+    assert normalize_lang(given) == code
+    assert flores(code) == LANGUAGES[code][0] and flores(given) == flores(code)
+
+
+def test_every_language_has_one_flores_code_and_name():
+    assert len(LANGUAGES) > 150
+    assert len({fl for fl, _ in LANGUAGES.values()}) == len(LANGUAGES) == len({n for _, n in LANGUAGES.values()})
+    assert all(normalize_lang(fl) == short and normalize_lang(name) == short
+               for short, (fl, name) in LANGUAGES.items())
+    assert LANGUAGES["en"] == ("eng_Latn", "English") and LANGUAGES["sw"] == ("swh_Latn", "Swahili")
 
 
 @pytest.mark.parametrize("bad", ["", "   ", None, 3])

@@ -9,70 +9,113 @@ M-RewardBench names its configs by FLORES-200 codes (``kor_Hang``, ``zho_Hans``)
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import re
+
 TRANSLATED_SUFFIX = "-mt"  # a translate-train RM for language t is named t + this suffix (e.g. "es-mt")
 
-# short code -> (FLORES-200 code, English name). The 23 M-RewardBench languages plus English and a few
-# languages of the shared parallel prompt sets (bn, sw, th, ...).
+# The FLORES-200 languages (NLLB's): short code (ISO 639-1 where the language has one, else its ISO 639-3
+# code), FLORES-200 code, English name. M-RewardBench's 23 languages and English are among them; a language
+# with two scripts in FLORES-200 is listed in its usual one (the other is refused rather than mislabelled).
+_TABLE = """
+af afr_Latn Afrikaans | ak aka_Latn Akan | am amh_Ethi Amharic | ar arb_Arab Arabic | as asm_Beng Assamese
+ast ast_Latn Asturian | awa awa_Deva Awadhi | ay ayr_Latn Aymara | az azj_Latn Azerbaijani | ba bak_Cyrl Bashkir
+bm bam_Latn Bambara | ban ban_Latn Balinese | be bel_Cyrl Belarusian | bem bem_Latn Bemba | bn ben_Beng Bengali
+bho bho_Deva Bhojpuri | bo bod_Tibt Tibetan | bs bos_Latn Bosnian | bug bug_Latn Buginese | bg bul_Cyrl Bulgarian
+ca cat_Latn Catalan | ceb ceb_Latn Cebuano | cs ces_Latn Czech | ckb ckb_Arab Central Kurdish | cy cym_Latn Welsh
+da dan_Latn Danish | de deu_Latn German | dz dzo_Tibt Dzongkha | el ell_Grek Greek | en eng_Latn English
+eo epo_Latn Esperanto | et est_Latn Estonian | eu eus_Latn Basque | ee ewe_Latn Ewe | fo fao_Latn Faroese
+fa pes_Arab Persian | fj fij_Latn Fijian | fi fin_Latn Finnish | fon fon_Latn Fon | fr fra_Latn French
+fur fur_Latn Friulian | ff fuv_Latn Fulfulde | gd gla_Latn Scottish Gaelic | ga gle_Latn Irish | gl glg_Latn Galician
+gn grn_Latn Guarani | gu guj_Gujr Gujarati | ht hat_Latn Haitian Creole | ha hau_Latn Hausa | he heb_Hebr Hebrew
+hi hin_Deva Hindi | hne hne_Deva Chhattisgarhi | hr hrv_Latn Croatian | hu hun_Latn Hungarian | hy hye_Armn Armenian
+ig ibo_Latn Igbo | ilo ilo_Latn Ilocano | id ind_Latn Indonesian | is isl_Latn Icelandic | it ita_Latn Italian
+jv jav_Latn Javanese | ja jpn_Jpan Japanese | kab kab_Latn Kabyle | kn kan_Knda Kannada | ka kat_Geor Georgian
+kk kaz_Cyrl Kazakh | km khm_Khmr Khmer | ki kik_Latn Kikuyu | rw kin_Latn Kinyarwanda | ky kir_Cyrl Kyrgyz
+kg kon_Latn Kikongo | ko kor_Hang Korean | ku kmr_Latn Kurdish (Kurmanji) | lo lao_Laoo Lao | lv lvs_Latn Latvian
+li lim_Latn Limburgish | ln lin_Latn Lingala | lt lit_Latn Lithuanian | lmo lmo_Latn Lombard
+lb ltz_Latn Luxembourgish | lg lug_Latn Ganda | luo luo_Latn Luo | lus lus_Latn Mizo | mag mag_Deva Magahi
+mai mai_Deva Maithili | ml mal_Mlym Malayalam | mr mar_Deva Marathi | mk mkd_Cyrl Macedonian | mg plt_Latn Malagasy
+mt mlt_Latn Maltese | mn khk_Cyrl Mongolian | mi mri_Latn Maori | ms zsm_Latn Malay | my mya_Mymr Burmese
+nl nld_Latn Dutch | nn nno_Latn Norwegian Nynorsk | nb nob_Latn Norwegian Bokmal | ne npi_Deva Nepali
+nso nso_Latn Northern Sotho | ny nya_Latn Nyanja | oc oci_Latn Occitan | om gaz_Latn Oromo | or ory_Orya Odia
+pa pan_Guru Punjabi | pap pap_Latn Papiamento | pl pol_Latn Polish | pt por_Latn Portuguese | prs prs_Arab Dari
+ps pbt_Arab Pashto | qu quy_Latn Quechua | ro ron_Latn Romanian | rn run_Latn Rundi | ru rus_Cyrl Russian
+sg sag_Latn Sango | sa san_Deva Sanskrit | sat sat_Olck Santali | scn scn_Latn Sicilian | si sin_Sinh Sinhala
+sk slk_Latn Slovak | sl slv_Latn Slovenian | sm smo_Latn Samoan | sn sna_Latn Shona | sd snd_Arab Sindhi
+so som_Latn Somali | st sot_Latn Southern Sotho | es spa_Latn Spanish | sq als_Latn Albanian | sc srd_Latn Sardinian
+sr srp_Cyrl Serbian | ss ssw_Latn Swati | su sun_Latn Sundanese | sv swe_Latn Swedish | sw swh_Latn Swahili
+szl szl_Latn Silesian | ta tam_Taml Tamil | tt tat_Cyrl Tatar | te tel_Telu Telugu | tg tgk_Cyrl Tajik
+tl tgl_Latn Tagalog | th tha_Thai Thai | ti tir_Ethi Tigrinya | tpi tpi_Latn Tok Pisin | tn tsn_Latn Tswana
+ts tso_Latn Tsonga | tk tuk_Latn Turkmen | tum tum_Latn Tumbuka | tr tur_Latn Turkish | tw twi_Latn Twi
+ug uig_Arab Uyghur | uk ukr_Cyrl Ukrainian | umb umb_Latn Umbundu | ur urd_Arab Urdu | uz uzn_Latn Uzbek
+vec vec_Latn Venetian | vi vie_Latn Vietnamese | war war_Latn Waray | wo wol_Latn Wolof | xh xho_Latn Xhosa
+yi ydd_Hebr Yiddish | yo yor_Latn Yoruba | yue yue_Hant Cantonese | zh zho_Hans Chinese (Simplified)
+zh-tw zho_Hant Chinese (Traditional) | zu zul_Latn Zulu
+"""
+
+# short code -> (FLORES-200 code, English name)
 LANGUAGES: dict[str, tuple[str, str]] = {
-    "ar": ("arb_Arab", "Arabic"),
-    "bn": ("ben_Beng", "Bengali"),
-    "ca": ("cat_Latn", "Catalan"),
-    "cs": ("ces_Latn", "Czech"),
-    "de": ("deu_Latn", "German"),
-    "el": ("ell_Grek", "Greek"),
-    "en": ("eng_Latn", "English"),
-    "es": ("spa_Latn", "Spanish"),
-    "fa": ("pes_Arab", "Persian"),
-    "fr": ("fra_Latn", "French"),
-    "he": ("heb_Hebr", "Hebrew"),
-    "hi": ("hin_Deva", "Hindi"),
-    "id": ("ind_Latn", "Indonesian"),
-    "it": ("ita_Latn", "Italian"),
-    "ja": ("jpn_Jpan", "Japanese"),
-    "ko": ("kor_Hang", "Korean"),
-    "nl": ("nld_Latn", "Dutch"),
-    "pl": ("pol_Latn", "Polish"),
-    "pt": ("por_Latn", "Portuguese"),
-    "ro": ("ron_Latn", "Romanian"),
-    "ru": ("rus_Cyrl", "Russian"),
-    "sw": ("swh_Latn", "Swahili"),
-    "th": ("tha_Thai", "Thai"),
-    "tr": ("tur_Latn", "Turkish"),
-    "uk": ("ukr_Cyrl", "Ukrainian"),
-    "vi": ("vie_Latn", "Vietnamese"),
-    "zh": ("zho_Hans", "Chinese (Simplified)"),
-    "zh-tw": ("zho_Hant", "Chinese (Traditional)"),
-}
+    short: (fl, name) for short, fl, name in (entry.split(None, 2) for entry in re.split(r"\s*[|\n]\s*", _TABLE.strip()))}
 
 _FROM_FLORES = {fl.lower(): short for short, (fl, _) in LANGUAGES.items()}
-# common aliases people type
-_ALIASES = {"zh-cn": "zh", "zh_cn": "zh", "zh-hans": "zh", "zh-hant": "zh-tw", "zh_tw": "zh-tw",
+_FROM_ISO3 = {fl.split("_")[0]: short for short, (fl, _) in LANGUAGES.items() if not short.startswith("zh")}
+_FROM_ISO3.update({"ara": "ar", "fas": "fa", "per": "fa", "msa": "ms", "may": "ms", "swa": "sw", "lav": "lv",
+                   "mon": "mn", "nep": "ne", "orm": "om", "uzb": "uz", "aze": "az", "sqi": "sq", "alb": "sq",
+                   "kur": "ku", "fil": "tl", "yid": "yi", "mlg": "mg", "pus": "ps", "que": "qu", "est": "et",
+                   "ger": "de", "fre": "fr", "dut": "nl", "gre": "el", "chi": "zh", "zho": "zh", "cmn": "zh",
+                   "cze": "cs", "rum": "ro", "arm": "hy", "geo": "ka", "ice": "is", "mac": "mk", "bur": "my",
+                   "wel": "cy", "baq": "eu", "tib": "bo", "slo": "sk", "mao": "mi", "nor": "nb", "no": "nb"})
+_FROM_NAME = {name.lower(): short for short, (_, name) in LANGUAGES.items()}
+_FROM_NAME.update({"chinese": "zh", "mandarin": "zh", "farsi": "fa", "filipino": "tl", "norwegian": "nb",
+                   "kurdish": "ku", "malagasy": "mg"})
+# common aliases people type; Chinese regions name a script (Taiwan, Hong Kong, Macau: Traditional)
+_ALIASES = {"zh-cn": "zh", "zh-sg": "zh", "zh-hans": "zh", "zh-hant": "zh-tw", "zh-hk": "zh-tw", "zh-mo": "zh-tw",
             "kr": None, "jp": None}  # kr/jp are country codes: refuse them explicitly (see below)
+_REGION = re.compile(r"([a-z]{2,3})[-_]([a-z]{2}|[0-9]{3})")  # pt-BR, es_419: the language without its region
 
 
 def normalize_lang(code: str) -> str:
-    """Return the canonical short code for an ISO 639-1 or FLORES-200 code (case-insensitive).
+    """The canonical short code of a language, given as an ISO 639-1 or 639-3 code, a FLORES-200 code, a
+    BCP-47 tag with a region (``pt-BR`` -> ``pt``; Chinese regions give the script: ``zh-TW`` -> ``zh-tw``) or
+    its English name (case-insensitive).
 
     Raises
     ------
     ValueError
-        If the code is unknown; the message lists the accepted codes.
+        If the language is unknown (its message suggests the nearest spellings).
     """
     if not isinstance(code, str) or not code.strip():
         raise ValueError(f"language code must be a non-empty string, got {code!r}")
-    key = code.strip().lower().replace(" ", "")
-    if key in LANGUAGES:
-        return key
-    if key in _FROM_FLORES:
-        return _FROM_FLORES[key]
-    if key in _ALIASES and _ALIASES[key]:
-        return _ALIASES[key]
-    hint = ""
+    name = code.strip().lower()
+    if name in _FROM_NAME:
+        return _FROM_NAME[name]
+    key = name.replace(" ", "")
+    for k in (key, key.replace("_", "-"), key.replace("-", "_")):
+        if k in LANGUAGES:
+            return k
+        if k in _FROM_FLORES:
+            return _FROM_FLORES[k]
+        if _ALIASES.get(k):
+            return _ALIASES[k]
+    if key in _FROM_ISO3:
+        return _FROM_ISO3[key]
+    region = _REGION.fullmatch(key)
+    if region and region.group(1) not in ("kr", "jp"):
+        with contextlib.suppress(ValueError):
+            return normalize_lang(region.group(1))
     if key in ("kr", "jp"):
         hint = f" ('{key}' is a country code; the language code is '{'ko' if key == 'kr' else 'ja'}')"
+    else:
+        spelt = {**{k: k for k in LANGUAGES}, **{n: LANGUAGES[s][1] for n, s in _FROM_NAME.items() if s in LANGUAGES},
+                 **{fl.lower(): fl for fl, _ in LANGUAGES.values()}}
+        near = [spelt[n] for n in difflib.get_close_matches(name, spelt, n=3, cutoff=0.75)]
+        hint = f" (did you mean {', '.join(repr(n) for n in near)}?)" if near else ""
     raise ValueError(
-        f"unknown language {code!r}{hint}; expected one of {sorted(LANGUAGES)} "
-        f"or a FLORES-200 code such as 'kor_Hang'"
+        f"unknown language {code!r}{hint}; expected an ISO 639-1 code such as 'ko' (or ISO 639-3, 'kor'), a "
+        f"FLORES-200 code such as 'kor_Hang', or an English name such as 'Korean': one of the "
+        f"{len(LANGUAGES)} FLORES-200 languages (xlrm_lib.langs.LANGUAGES)"
     )
 
 

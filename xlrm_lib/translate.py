@@ -290,7 +290,8 @@ def _hf_target(tok, model: str, src: str, tgt: str) -> dict | str:
         pair, where = tuple(map(str, declared)), "tokenizer config (source_lang, target_lang)"
     else:
         m = _PAIR_NAME.search(Path(model.rstrip("/")).name)
-        pair, where = (m.groups() if m else None), "name"
+        # a name says a pair only if it ends in a language ('my-translator': 'my' is Burmese, 'translator' none)
+        pair, where = (m.groups() if m and _as_lang(m.group(2)) else None), "name"
     if pair and _as_lang(pair[0]) not in (None, src):  # None: a group of source languages (mul, ROMANCE)
         return (f"hf model {model!r} translates from {pair[0]!r} (by its {where}), not from {src!r}; {use}")
     # a multilingual Marian: the target is a >>xx<< token in front of the source text
