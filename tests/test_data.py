@@ -59,12 +59,33 @@ def test_csv_string_prompts(tmp_path):
     path = tmp_path / "pairs.csv"
     pd.DataFrame([{"id": 7, "lang": "de", "prompt": "Wie spät ist es?", "chosen": "Drei Uhr.", "rejected": "None"},
                   {"id": 8, "lang": "", "prompt": "Hallo?", "chosen": "Hallo!", "rejected": "NA"}]).to_csv(path, index=False)
-    ds = load_pairs(str(path), langs=["de"])  # the empty lang cell takes the one language given
+    # an empty lang cell is refused: taking the one language asked labelled other languages' rows with it
+    with pytest.raises(ValueError, match=r"pairs.csv: record 2 \(id '8'\): its 'lang' is empty; give every row"):
+        load_pairs(str(path), langs=["de"])
+    pd.read_csv(path, keep_default_na=False).replace({"lang": {"": "de"}}).to_csv(path, index=False)
+    ds = load_pairs(str(path), langs=["de"])
     assert ds["id"] == ["7", "8"]
     assert ds["lang"] == ["de", "de"]
     assert ds["prompt"][0] == [{"role": "user", "content": "Wie spät ist es?"}]
     # answers that read like missing values stay text
     assert ds["rejected"] == ["None", "NA"]
+
+
+def test_a_misspelt_optional_column_or_a_blank_split_is_refused_not_ignored(tmp_path):
+    row = {"id": "a", "prompt": "Habari?", "chosen": "Nzuri.", "rejected": "Mbaya."}
+    for extra, col, like in (({"Lang": "sw"}, "Lang", "lang"), ({"lang": "sw", "catgory": "chat"}, "catgory", "category"),
+                             ({"lang": "sw", " Split": "test"}, " Split", "split")):
+        path = tmp_path / "pairs.jsonl"
+        path.write_text(json.dumps({**row, **extra}) + "\n")
+        with pytest.raises(ValueError, match=rf"pairs.jsonl: column '{col}' looks like '{like}', which the file lacks"):
+            load_pairs(str(path), langs=["sw"])
+    path.write_text(json.dumps({**row, "language": "sw", "Subsets": "x"}) + "\n")  # 'language' is read as lang
+    with pytest.raises(ValueError, match="column 'Subsets' looks like 'subset'"):
+        load_pairs(str(path), langs=["sw"])
+    path.write_text("".join(json.dumps({**row, "id": i, "lang": "sw", "split": s}) + "\n" for i, s in
+                            enumerate(["test", "", "test", "train"])))
+    with pytest.raises(ValueError, match=r"pairs.jsonl: 1 row\(s\) have an empty 'split'; give every row its split"):
+        load_pairs(str(path), langs=["sw"], split="test")
 
 
 def test_csv_message_list_cells_are_read_back_as_messages(tmp_path):

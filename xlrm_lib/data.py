@@ -27,6 +27,7 @@ Sources for :func:`load_pairs`:
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import random
@@ -80,6 +81,11 @@ class BadPair(ValueError):
 # ----------------------------------------------------------------------------------- normalisation
 def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and v != v)  # JSON null, or a pandas NaN from an empty cell
+
+
+def _blank(v) -> bool:
+    """Missing, or text of only spaces (an empty CSV cell is read as '')."""
+    return _missing(v) or (isinstance(v, str) and not v.strip())
 
 
 ROLES = ("system", "user", "assistant", "tool")  # the roles chat templates share (some know others)
@@ -155,7 +161,11 @@ def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "
     if other != prompt and chosen and rejected:  # (an empty answer is check_rows' to report)
         raise BadPair("chosen and rejected continue different conversations")  # no one prompt for both
     prompt = prompt or other
-    lang = raw.get("lang") or raw.get("language") or default_lang
+    column = "lang" if "lang" in raw else "language" if "language" in raw else None
+    if column and _blank(raw[column]):  # a blank cell of a file's lang column is not "the one language asked"
+        raise ValueError(f"its {column!r} is empty; give every row its language (or drop the {column!r} column "
+                         "to read the file for one language)")
+    lang = raw[column] if column else default_lang
     if lang is None:
         raise ValueError(f"row {raw.get('id')!r} of {source or 'the source'} has no 'lang'; add a 'lang' column "
                          "(or read it for one language: its rows are then all in that language)")
@@ -182,8 +192,9 @@ def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "
 
 def _lang_of(raw: dict, default_lang: str | None) -> str | None:
     """A raw record's language as a canonical code, or None when it has none or an unknown one."""
+    given = raw.get("lang") if "lang" in raw else raw.get("language")
     try:
-        return normalize_lang(str(raw.get("lang") or raw.get("language") or default_lang))
+        return normalize_lang(str(default_lang if _blank(given) else given))
     except ValueError:
         return None
 
@@ -532,6 +543,10 @@ def _file_split(raw: list, split, name: str) -> list:
         if split not in (None, "all"):
             log.info("%s has no 'split' column: all its rows are read (split=%r)", name, split)
         return raw
+    blank = sum(isinstance(r, dict) and _blank(r.get("split")) for r in raw)
+    if blank:
+        raise ValueError(f"{name}: {blank} row(s) have an empty 'split'; give every row its split (e.g. train or "
+                         "test), or drop the column to read the file as one split")
     found = sorted({str(r.get("split")) for r in raw if isinstance(r, dict)})
     if split not in found:
         raise ValueError(f"{name}: no rows of split {split!r}; its 'split' column has {found}")
@@ -546,6 +561,17 @@ def _check_columns(first, name: str) -> None:
                          "with prompt, chosen and rejected")
     conversation = not isinstance(first.get("chosen"), str) or _hh_messages(first["chosen"]) is not None
     missing = {"chosen", "rejected"} - set(first) | ({"prompt"} - set(first) if not conversation else set())
+    # an optional column spelt otherwise ('Lang', 'catgory') would be kept as metadata, unread: every row would get
+    # the one language asked, or the category 'unknown'
+    known = {"id", "lang", "language", "category", "subset", "source", "split", "prompt", "chosen", "rejected", "meta"}
+    for col in (str(c) for c in first if str(c) not in known):
+        absent = [k for k in ("id", "lang", "category", "subset", "split") if k not in first and not (
+            k == "lang" and "language" in first)]
+        near = [k for k in absent if col.strip().lower() == k] or difflib.get_close_matches(col.lower(), absent, 1, 0.8)
+        if near:
+            raise ValueError(f"{name}: column {col!r} looks like {near[0]!r}, which the file lacks: rename it "
+                             f"{near[0]!r} (else it is kept as metadata, unread); the columns read are "
+                             "prompt, chosen, rejected, id, lang, category, subset and split")
     if missing:
         other = next((sep for sep in (";", "\t", "|") if any(sep in str(k) for k in first)), None)
         hint = (f" The header reads as one column joined by {other!r}: a CSV needs ',' between fields (pandas: "
