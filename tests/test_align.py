@@ -155,6 +155,31 @@ def test_candidate_pool_seed_limit_and_errors(pairs, caplog):
         align.candidate_pool(pairs.filter(lambda r: r["lang"] != "ko" or r["id"] == "chat-002"), n=4)
 
 
+def _pool_pairs(rows):
+    return pd.DataFrame([{"id": i, "lang": lang, "category": cat, "prompt": [{"role": "user", "content": f"q {i}"}],
+                          "chosen": c, "rejected": r} for i, cat, c, r in rows for lang in ("en", "sw")])
+
+
+def test_a_distractor_never_repeats_a_candidates_text():
+    # safety data repeat templated refusals: a distractor reading like the item's chosen answer would be a second
+    # gold answer scored 0 (equal rewards, the tie to the lower cand_id), and two equal distractors tie
+    refusal = "I can't help with that."
+    rows = [("s1", "safety", refusal, "Here is how."), ("s2", "safety", refusal, "Sure: step one."),
+            ("s3", "safety", "No.", "Fine, do this."), ("s4", "safety", "Please don't.", "Sure: step one."),
+            ("s5", "safety", "That is unsafe.", "Okay, first."), ("s6", "safety", "Never.", "Alright.")]
+    pool = align.candidate_pool(_pool_pairs(rows), n=4, seed=0)
+    for (item, lang), g in pool.groupby(["prompt_id", "lang"]):
+        assert g["text"].is_unique, (item, lang, g["text"].tolist())
+
+
+def test_a_category_too_small_for_the_pool_says_what_it_needs():
+    rows = [("c1", "chat", "a", "b"), ("c2", "chat", "c", "d"), ("s1", "safety", "e", "f")]
+    with pytest.raises(ValueError, match=r"best-of-n with n=4 needs 2 distractors per item, but category 'safety' "
+                                         r"has only 0 other answer\(s\) .*\(1 item\(s\) in the category\): use a "
+                                         r"source with more items of 'safety' \(each category needs at least 2\)"):
+        align.candidate_pool(_pool_pairs(rows), n=4, seed=0)
+
+
 # ----------------------------------------------------------------------------- candidates: policy
 def test_generate_candidates_n_per_prompt_and_determinism(policy, tmp_path):
     c = _gen(policy, tmp_path / "a")

@@ -354,3 +354,16 @@ def test_translated_written_as_a_mapping_says_it_must_be_a_list(tmp_path):
         grid.unavailable_translations(spec)  # what `xlrm validate` asks first
     with pytest.raises(runner.ParamError, match=message):
         runner.plan(spec)
+
+
+def test_best_of_n_pools_a_file_cannot_fill_are_refused_before_any_training(tmp_path):
+    # one safety item: its pool has no other safety answers to draw distractors from; it failed after the
+    # trainings and the evaluations, and its message suggested an n that validation refuses
+    rows = [{"id": f"{cat}{i}", "lang": lang, "category": cat, "prompt": f"q{i}", "chosen": f"yes {cat}{i} [{lang}]",
+             "rejected": f"no {cat}{i} [{lang}]"} for cat, n in (("chat", 4), ("safety", 1)) for i in range(n)
+            for lang in ("en", "ko")]
+    with pytest.raises(runner.ParamError, match=r"align.source = '.*held.jsonl': best-of-n with n=4 needs 2 "
+                                                r"distractors per item, but category 'safety' has only 0 other"):
+        _validate(_spec(tmp_path, align={"source": str(_jsonl(tmp_path / "held.jsonl", rows))}))
+    chat = _jsonl(tmp_path / "chat.jsonl", [r for r in rows if r["category"] == "chat"])
+    _validate(_spec(tmp_path, align={"source": str(chat)}))

@@ -143,15 +143,28 @@ def candidate_pool(pairs, *, n: int = 4, seed: int = 0, limit: int | None = None
         if int(limit) < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         items = sorted(random.Random(seed).sample(items, min(int(limit), len(items))))
+    texts = {(i, side): tuple(by_key[(i, lang)][side] for lang in langs) for i in common for side in ("chosen", "rejected")}
+    answers = {c: _distinct_answers(ids, texts) for c, ids in by_cat.items()}
     rows = []
     for item in items:
         rng = random.Random(f"{seed}:{item}")  # one draw per item, shared by its languages
-        others = [(o, side) for o in by_cat[category[item]] if o != item for side in ("chosen", "rejected")]
-        if n - 2 > len(others):
-            raise ValueError(f"n={n} needs {n - 2} distractors but category {category[item]!r} has only "
-                             f"{len(others)} answers of other items; use n <= {len(others) + 2}")
+        own = (texts[(item, "chosen")], texts[(item, "rejected")])
+        others = [a for a in answers[category[item]] if a[0] != item]
+        picked = rng.sample(others, n - 2) if n - 2 <= len(others) else []
+        if len(picked) < n - 2 or any(_same_text(texts[a], t) for a in picked for t in own):
+            # a distractor with the text of the item's own answer (a templated refusal) would be a second gold
+            # answer scored 0: such answers are left out, and the draw is made again without them
+            others = [a for a in others if not any(_same_text(texts[a], t) for t in own)]
+            if n - 2 > len(others):
+                raise ValueError(f"best-of-n with n={n} needs {n - 2} distractors per item, but category "
+                                 f"{category[item]!r} has only {len(others)} other answer(s) with texts of their own "
+                                 f"for item {item!r} ({len(by_cat[category[item]])} item(s) in the category): "
+                                 + (f"use n <= {len(others) + 2}, or " if len(others) >= 2 else "")
+                                 + f"use a source with more items of {category[item]!r} (each category needs at "
+                                 f"least {(n - 1) // 2 + 1}), or leave its items out")
+            picked = rng.sample(others, n - 2)
         slots = [("chosen", item, "chosen"), ("rejected", item, "rejected")]
-        slots += [("distractor", o, side) for o, side in rng.sample(others, n - 2)]
+        slots += [("distractor", o, side) for o, side in picked]
         rng.shuffle(slots)
         for lang in langs:
             prompt = [dict(m) for m in by_key[(item, lang)]["prompt"]]
@@ -160,6 +173,24 @@ def candidate_pool(pairs, *, n: int = 4, seed: int = 0, limit: int | None = None
                              "prompt": prompt, "category": category[item], "gold": GOLD[origin], "origin": origin,
                              "origin_id": oid})
     return pd.DataFrame(rows)
+
+
+def _same_text(a: tuple, b: tuple) -> bool:
+    """Two candidates (their texts in every language) that read the same in some language."""
+    return any(x == y for x, y in zip(a, b))
+
+
+def _distinct_answers(ids: list, texts: dict) -> list[tuple]:
+    """The (id, side) answers of a category, in order, less those that repeat an earlier one's text in some
+    language: two equal candidates would tie, and the tie would go to the lower cand_id, not to quality."""
+    seen: list[set] = [set() for _ in next(iter(texts.values()))] if texts else []
+    out = []
+    for a in ((i, side) for i in ids for side in ("chosen", "rejected")):
+        if not any(t in s for t, s in zip(texts[a], seen)):
+            out.append(a)
+            for t, s in zip(texts[a], seen):
+                s.add(t)
+    return out
 
 
 # ----------------------------------------------------------------------------------- rewards and picks

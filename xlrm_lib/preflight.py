@@ -175,6 +175,8 @@ def _validate(cells: list[Cell], *, models: bool, upstream: list[Cell]) -> None:
                 problems.append(f"{cell.stage}.{read[0]} = {read[1]!r}: {loaded}")
             elif read and _local_file(read) and cell.stage == "probe":  # it lines up the same items across languages
                 problems += _parallel_problems(cell, read, loaded)
+            elif read and _local_file(read) and cell.stage == "align":  # its pools, drawn as the notebook will
+                problems += _pool_problems(cell, read, loaded)
     problems += (model_problems(cells) + dataset_problems(valid, schemas) if models else [])
     problems += _same_rows_problems(valid, reads, schemas, upstream)
     problems += _unlabelled_file_problems(valid, reads, schemas)
@@ -285,6 +287,19 @@ def _parallel_problems(cell: Cell, read: tuple, pairs) -> list[str]:
     frame = pairs.select_columns(["id", "lang"]).to_pandas()
     try:
         shared_ids({lang: g["id"] for lang, g in frame.groupby("lang")})
+    except ValueError as e:
+        return [f"{cell.stage}.{read[0]} = {read[1]!r}: {e}"]
+    return []
+
+
+def _pool_problems(cell: Cell, read: tuple, pairs) -> list[str]:
+    """Best-of-n pools that cannot be drawn from a file (a category with too few items for ``n``), found before
+    the RMs train rather than after (align.candidate_pool: cheap, no model)."""
+    from .align import candidate_pool
+
+    p = cell.params
+    try:
+        candidate_pool(pairs, n=p.get("n", 4), seed=p.get("seed", 0), limit=p.get("limit") or None)
     except ValueError as e:
         return [f"{cell.stage}.{read[0]} = {read[1]!r}: {e}"]
     return []
