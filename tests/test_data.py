@@ -131,6 +131,10 @@ def test_a_csv_that_is_not_comma_separated_says_so(tmp_path):
     with pytest.raises(ValueError, match=r"pairs\.csv: missing column\(s\) .* The header reads as one column joined "
                                          r"by ';': a CSV needs ',' between fields"):
         load_pairs(str(path), langs="en")
+    path.write_text("prompt;chosen;rejected\nHi?;Hello, friend.;Go away.\n")  # a comma in a text: pandas' error
+    with pytest.raises(ValueError, match=r"pairs\.csv: not a comma-separated file .*; its header is separated by "
+                                         r"';', not ','; save it with ','"):
+        load_pairs(str(path), langs="en")
     path.write_text("id,lang,prompt,chosen,rejected\na,en,Hi?,Hello.,Go away.\nb,en,\"Hi?,Hello.,Go away.\n")
     with pytest.raises(ValueError, match=r"pairs\.csv: not a comma-separated file with a header row \(.*\); save it "
                                          r"with ',' between fields and text with commas or line breaks in double"):
@@ -463,6 +467,28 @@ def test_malformed_records_name_the_file_record_and_field(tmp_path, bad, message
     path = write_jsonl(tmp_path / "pairs.jsonl", [ROWS[0], {**good, **bad}])
     with pytest.raises(ValueError, match=r"^pairs\.jsonl: " + message):
         load_pairs(path)
+
+
+def test_integer_ids_with_a_gap_stay_integers_in_text(tmp_path):
+    # pandas reads an integer column with a missing value as floats: the ids were '0.0', '1.0'
+    rows = [{"id": i, "lang": "en", "prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"} for i in range(3)]
+    rows[1]["id"] = None
+    pd.DataFrame(rows).to_parquet(tmp_path / "pairs.parquet")
+    ids = load_pairs(str(tmp_path / "pairs.parquet"))["id"]
+    assert ids[0] == "0" and ids[2] == "2" and ids[1] not in ("", "nan")
+
+
+def test_invisible_marks_alone_are_no_answer_and_do_not_make_two_answers_differ(tmp_path):
+    rtl, zw = "\u200f", "\u200b"  # right-to-left mark, zero-width space (Arabic, Hebrew, Persian text has them)
+    rows = [{"id": "marks", "lang": "ar", "prompt": "?", "chosen": rtl + rtl, "rejected": "لا"},
+            {"id": "same", "lang": "ar", "prompt": "?", "chosen": "نعم" + rtl, "rejected": zw + "نعم"},
+            {"id": "ok", "lang": "ar", "prompt": "?", "chosen": rtl + "نعم", "rejected": "لا"},
+            {"id": "code", "lang": "en", "prompt": "?", "chosen": "if x:\n    y()", "rejected": "if x:\n  y()"}]
+    with pytest.raises(BadRowsError, match=r"1 x empty chosen/rejected \(e\.g\. ids \['marks'\] in ar\); "
+                                           r"1 x chosen == rejected \(e\.g\. ids \['same'\]"):
+        load_pairs(write_jsonl(tmp_path / "pairs.jsonl", rows))
+    kept = load_pairs(tmp_path / "pairs.jsonl", drop_bad=True)
+    assert kept["id"] == ["ok", "code"] and kept["chosen"][0] == rtl + "نعم"  # the text itself is kept as given
 
 
 def test_missing_answers_are_bad_rows_and_a_byte_order_mark_is_read(tmp_path):

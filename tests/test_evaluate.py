@@ -213,6 +213,9 @@ def test_score_pairs_batch_size_invariance(which, tiny_bert_dir, tiny_llama_dir)
     assert (a["len_chosen"] == b["len_chosen"]).all()
     assert a["margin"].to_numpy() == pytest.approx((a["reward_chosen"] - a["reward_rejected"]).to_numpy())
     assert a["reward_chosen"].std() > 1e-3  # the rewards are not all the same value
+    frame = pairs.to_pandas().iloc[::-1]  # a pandas table (load_pairs(...).to_pandas(), filtered) is scored too
+    c = score_pairs(model, tok, frame, batch_size=7).set_index("id").loc[a["id"]]
+    assert np.abs(c["margin"].to_numpy() - a["margin"].to_numpy()).max() <= 1e-4
 
 
 def test_an_encoder_is_scored_right_padded_whatever_its_tokenizer_says(tiny_bert_dir):

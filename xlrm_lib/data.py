@@ -32,6 +32,7 @@ import json
 import logging
 import random
 import re
+import unicodedata
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -183,11 +184,18 @@ def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "
     if source:
         meta.setdefault("source_file", source)
     return {
-        "id": "" if _missing(raw.get("id")) else str(raw["id"]), "lang": normalize_lang(str(lang)),
+        "id": _id_text(raw.get("id")), "lang": normalize_lang(str(lang)),
         "category": str(category),
         "subset": subset, "prompt": prompt, "chosen": str(chosen), "rejected": str(rejected),
         "meta": json.dumps(meta, ensure_ascii=False, default=str),
     }
+
+
+def _id_text(v) -> str:
+    """An id as text ('' when missing): an integer column with a gap is read as floats (pandas), 7.0 is '7'."""
+    if _missing(v):
+        return ""
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 
 def _lang_of(raw: dict, default_lang: str | None) -> str | None:
@@ -207,6 +215,13 @@ def _jsonable(v) -> bool:
         return False
 
 
+def _visible(text: str) -> str:
+    """``text`` as read: invisible format marks (right-to-left and zero-width marks, BOMs: Unicode's Cf) left
+    out and the ends stripped, so an answer of marks alone is empty, and two answers that differ only by marks
+    are the same (spaces inside are kept: code's indentation is meaningful)."""
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()
+
+
 def check_rows(rows: list[dict], *, drop_bad: bool, source: str, bad: dict | None = None) -> list[dict]:
     """Refuse (or, with ``drop_bad``, drop and report) rows with empty text or chosen == rejected, and the
     records ``bad`` lists already (reason -> ids: no pair could be made of them)."""
@@ -215,11 +230,12 @@ def check_rows(rows: list[dict], *, drop_bad: bool, source: str, bad: dict | Non
     good = []
     for r in rows:
         why = None
-        if not r["prompt"] or not any(m["content"].strip() for m in r["prompt"]):
+        chosen, rejected = _visible(r["chosen"]), _visible(r["rejected"])
+        if not r["prompt"] or not any(_visible(m["content"]) for m in r["prompt"]):
             why = "empty prompt"
-        elif not r["chosen"].strip() or not r["rejected"].strip():
+        elif not chosen or not rejected:
             why = "empty chosen/rejected"
-        elif r["chosen"].strip() == r["rejected"].strip():
+        elif chosen == rejected:
             why = "chosen == rejected"
         if why:
             reasons.setdefault(why, []).append(r["id"])
@@ -320,7 +336,11 @@ def _read_local(path: Path) -> list[dict]:
         except UnicodeDecodeError as e:
             raise _not_utf8(path) from e
         except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
-            raise ValueError(f"{path}: not a comma-separated file with a header row ({str(e).strip()}); save it "
+            with open(path, encoding="utf-8-sig", errors="replace") as f:
+                header = f.readline()
+            other = next((sep for sep in (";", "\t", "|") if sep in header and "," not in header), None)
+            joined = f"its header is separated by {other!r}, not ','; " if other else ""
+            raise ValueError(f"{path}: not a comma-separated file with a header row ({str(e).strip()}); {joined}save it "
                              "with ',' between fields and text with commas or line breaks in double quotes "
                              "(pandas: df.to_csv(path, index=False))") from e
         return [{k: _csv_messages(v) if k in ("prompt", "chosen", "rejected") else v for k, v in r.items()}

@@ -157,6 +157,10 @@ def score_pairs(model, tokenizer, pairs, *, batch_size: int = 32, fmt: TextForma
     ``cache``: see :func:`score_texts`.
     """
     _check_model(model)
+    if isinstance(pairs, pd.DataFrame):  # e.g. load_pairs(...).to_pandas(), filtered
+        import datasets
+
+        pairs = datasets.Dataset.from_pandas(pairs, preserve_index=False)
     if len(pairs) == 0:
         raise ValueError("no pairs to score")
     missing = [c for c in ("prompt", "chosen", "rejected", "id", "lang", "category", "subset")
