@@ -226,7 +226,8 @@ def test_m_rewardbench_rows(subset, category):
 
 
 @pytest.mark.parametrize("given, subset, expected", [
-    ("Chat Hard", "alpacaeval-easy", "chat_hard"), ("chat-hard", "", "chat_hard"), (" Safety ", "", "safety"),
+    ("Chat Hard", "alpacaeval-easy", "chat_hard"), ("chat-hard", "", "chat_hard"), ("ChatHard", "", "chat_hard"),
+    ("chathard", "", "chat_hard"), ("CHAT_HARD", "", "chat_hard"), (" Safety ", "", "safety"),
     ("REASONING", "", "reasoning"), ("translation", "alpacaeval-easy", "chat"), ("translation", "", "translation"),
     (None, "", "unknown"), ("", "math-prm", "reasoning")])
 def test_a_rows_own_category_is_read_in_our_spelling(given, subset, expected):

