@@ -213,6 +213,13 @@ def test_collect_reads_only_this_grids_finished_cells(tmp_path):
     assert rep["ignored"] == ["evaluate/bb-s42-es", "evaluate/bb-s42-ko"]
     header = report.run_header({**rep, "params": {"run": "x"}}).set_index("field")["value"]
     assert header["not in this grid or unfinished (left out)"] == "evaluate/bb-s42-es, evaluate/bb-s42-ko"
+    # a notebook that failed this time is said to, with the rendered notebook that says why
+    (tmp_path / "evaluate/bb-s42-es/evaluate_transfer.failed.html").write_text("<html/>")
+    rep = report.collect(tmp_path)
+    assert rep["ignored"] == ["evaluate/bb-s42-ko"]
+    header = report.run_header({**rep, "params": {"run": "x"}}).set_index("field")["value"]
+    assert header["failed (left out; its notebook says why)"] == (
+        "evaluate/bb-s42-es (evaluate/bb-s42-es/evaluate_transfer.failed.html)")
     (tmp_path / store.PLAN_FILE).unlink()  # notebooks run by hand into a folder: everything there is read
     assert sorted(report.collect(tmp_path)["scores"]["source"].unique()) == ["en", "es", "ko"]
 

@@ -55,11 +55,17 @@ def collect(run_dir) -> dict:
                      "software": m.get("software"),
                      "notebook_html": os.path.relpath(htmls[0], run_dir) if htmls else None})
         by_kind.setdefault(m.get("kind"), []).append((cell_dir, m))
+    failed = {}
     if plan is not None:  # also the grid's cells that did not finish and wrote no metrics (failed, not run)
         ignored = sorted({*ignored, *(name for name in plan if name != "report"
                                       and not store.finished_record(run_dir / name))})
+        # of those, the ones whose notebook failed this time: the report points at the notebook that says why
+        failed = {name: os.path.relpath(html[0], run_dir) for name in ignored
+                  if (html := sorted((run_dir / name).glob("*.failed.html")))}
+        ignored = [name for name in ignored if name not in failed]
     out = {"runs": pd.DataFrame(runs), "train": pd.DataFrame([m for _, m in by_kind.get("train", [])]),
            "params": _read_params(run_dir / "params.yaml"), "run": run_dir.name, "ignored": ignored,
+           "failed": failed,
            "translations_not_run": (written or {}).get("translations_not_run") or []}
     # models evaluated as they are (the params file's `pretrained`, or any model without an xlrm training card)
     # are shown apart from the run's trained RMs
@@ -268,6 +274,11 @@ def run_header(rep: dict) -> pd.DataFrame:
     rows.append(("notebooks finished", None if not made else made[0] if made[0] == made[-1] else
                  f"{made[0]} to {made[-1]}"))
     rows.append(("software", software_line(rep.get("runs"))))
+    failed = rep.get("failed") or {}
+    if failed:
+        rows.append(("failed (left out; its notebook says why)",
+                     ", ".join(f"{name} ({html})" for name, html in list(failed.items())[:6])
+                     + (f" and {len(failed) - 6} more" if len(failed) > 6 else "")))
     ignored = rep.get("ignored") or []
     if ignored:  # cell folders of an earlier grid in this run folder
         rows.append(("not in this grid or unfinished (left out)",
