@@ -371,7 +371,8 @@ def test_unknown_or_missing_language(tmp_path):
     with pytest.raises(ValueError, match="'ko'"):
         load_pairs(path)
     path = write_jsonl(tmp_path / "q.jsonl", [{k: v for k, v in ROWS[0].items() if k != "lang"}])
-    with pytest.raises(ValueError, match="has no 'lang'; add a 'lang' column"):
+    with pytest.raises(ValueError, match=r"q.jsonl: record 1 \(id 'r1'\): it has no 'lang', and no one language "
+                                         r"was asked to label it: add a 'lang' column"):
         load_pairs(path)
     assert load_pairs(path, langs="es")["lang"] == ["es"]
     with pytest.raises(ValueError, match="no rows in language"):

@@ -171,8 +171,8 @@ def canonical_row(raw: dict, *, default_lang: str | None = None, source: str = "
                          "to read the file for one language)")
     lang = raw[column] if column else default_lang
     if lang is None:
-        raise ValueError(f"row {raw.get('id')!r} of {source or 'the source'} has no 'lang'; add a 'lang' column "
-                         "(or read it for one language: its rows are then all in that language)")
+        raise ValueError("it has no 'lang', and no one language was asked to label it: add a 'lang' column (or "
+                         "read the file for one language: its rows are then all in that language)")
     subset = str(raw.get("subset") or raw.get("source") or "")
     category = _category(raw.get("category"), subset)
     known = {"id", "lang", "language", "category", "subset", "prompt", "chosen", "rejected", "meta"}
