@@ -362,6 +362,19 @@ def test_math_prm_weights_reach_the_intervals_and_the_p_value_not_only_the_point
     assert out["p_value"] == 1.0 > signflip_p(d, cats, ids, n_perm=400, seed=3)
 
 
+def test_a_category_of_a_handful_of_items_is_said_to_have_an_interval_that_says_little(caplog):
+    one = pd.DataFrame({"id": [f"i{k}" for k in range(13)], "lang": "sw", "source": "en", "tie": False,
+                        "category": ["chat"] * 12 + ["safety"], "correct": [True, False] * 6 + [True]})
+    with caplog.at_level("WARNING", logger="xlrm_lib.evaluate"):
+        t = accuracy_table(one, n_boot=100).set_index("category")
+    assert (t.loc["safety", "ci_low"], t.loc["safety", "ci_high"]) == (1.0, 1.0)  # one item: no width
+    assert "1 group(s) x category have fewer than 10 items (e.g. ('en', 'sw', 'safety'): 1)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="xlrm_lib.evaluate"):
+        accuracy_table(one[one.category == "chat"], n_boot=100)
+    assert "fewer than" not in caplog.text
+
+
 def test_accuracy_table_counts_items_and_resamples_them_across_pooled_seeds():
     rng = np.random.default_rng(0)
     one = pd.DataFrame({"id": [f"i{k}" for k in range(40)], "lang": "ko", "source": "en", "tie": False,

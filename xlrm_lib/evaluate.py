@@ -263,6 +263,7 @@ def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int =
         log.warning("overall accuracy averages RewardBench's categories; %d row(s) of %s have rows of their own "
                     "but are left out of it", int(out.sum()), sorted(set(scores["category"][out])))
     _warn_uneven_categories(scores, by)
+    _warn_few_items(scores, by)
     rows = []
     for key, g in scores.groupby(by, sort=True) if by else [((), scores)]:
         key = key if isinstance(key, tuple) else (key,)
@@ -278,6 +279,20 @@ def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int =
         rows.append((*key, "overall", len(set(ids.tolist())), stratified_mean(x, cats, ids, weights=w), lo, hi,
                      int(g["tie"].to_numpy()[m].sum())))
     return pd.DataFrame(rows, columns=[*by, "category", "n", "accuracy", "ci_low", "ci_high", "ties"])
+
+
+FEW_ITEMS = 10  # a category with fewer items has a bootstrap interval that says little (1 item: zero width)
+
+
+def _warn_few_items(scores: pd.DataFrame, by: list) -> None:
+    """A percentile bootstrap over a handful of items understates the uncertainty (over one item it has no
+    width at all): say which categories are that small, once per table."""
+    counts = scores.assign(_id=_ids(scores)).groupby([*by, "category"])["_id"].nunique()
+    few = counts[counts < FEW_ITEMS]
+    if len(few):
+        log.warning("%d group(s) x category have fewer than %d items (e.g. %s: %d): their intervals understate "
+                    "the uncertainty (one item gives an interval of no width)", len(few), FEW_ITEMS,
+                    few.index[0], int(few.iloc[0]))
 
 
 def _warn_uneven_categories(scores: pd.DataFrame, by: list) -> None:
