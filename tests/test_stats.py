@@ -56,7 +56,7 @@ def test_stratified_boot_resamples_items_not_rows_and_ignores_row_order():
     np.testing.assert_allclose(stratified_boot(x[perm], cats[perm], ids[perm], n_boot=500, seed=3), one)
 
 
-def test_stratified_boot_draws_an_item_in_every_group_at_once():
+def test_an_item_is_drawn_and_flipped_in_every_group_at_once():
     # two languages whose per-item differences are identical: the mean over languages must vary exactly as
     # one language does (independent draws per language would shrink the spread by about sqrt(2))
     rng = np.random.default_rng(2)
@@ -66,24 +66,17 @@ def test_stratified_boot_draws_an_item_in_every_group_at_once():
     joint = stratified_boot(np.r_[d, d], np.r_[cats, cats], np.r_[ids, ids], groups=np.repeat(["ko", "zh"], 80),
                             n_boot=400, seed=5)
     np.testing.assert_allclose(joint, single)
+    # and the sign-flip test flips an item in every language at once: the one-language test (independent flips
+    # per language would halve the spread and the p-value: 0.23 vs 0.45)
+    p_single = signflip_p(d, cats, ids, n_perm=1000, seed=5)
+    assert signflip_p(np.r_[d, d], np.r_[cats, cats], np.r_[ids, ids], groups=np.repeat(["ko", "zh"], 80),
+                      n_perm=1000, seed=5) == p_single and 0.1 < p_single < 0.9
     # a language missing an item just skips it: the statistic is the mean of the two languages' means
     keep = np.r_[np.ones(80, bool), ids != 0]
     g = np.repeat(["ko", "zh"], 80)[keep]
     got = stratified_mean(np.r_[d, d][keep], np.r_[cats, cats][keep], np.r_[ids, ids][keep], groups=g)
     expected = (stratified_mean(d, cats, ids) + stratified_mean(d[1:], cats[1:], ids[1:])) / 2
     assert got == pytest.approx(expected)
-
-
-def test_signflip_p_flips_an_item_in_every_group_at_once():
-    # the same differences given as two languages: an item's sign flips in both together, so the test is the
-    # one-language test (independent flips per language would halve the spread and the p-value: 0.23 vs 0.45)
-    rng = np.random.default_rng(2)
-    d = rng.choice([-1.0, 0.0, 1.0], 80)
-    cats, ids = np.repeat(["a", "b"], 40), np.arange(80)
-    single = signflip_p(d, cats, ids, n_perm=1000, seed=5)
-    joint = signflip_p(np.r_[d, d], np.r_[cats, cats], np.r_[ids, ids], groups=np.repeat(["ko", "zh"], 80),
-                       n_perm=1000, seed=5)
-    assert joint == single and 0.1 < single < 0.9
 
 
 def test_stratified_mean_with_row_weights_hand_computed():
