@@ -88,7 +88,7 @@ def test_a_misspelt_optional_column_or_a_blank_split_is_refused_not_ignored(tmp_
         load_pairs(str(path), langs=["sw"], split="test")
 
 
-def test_csv_message_list_cells_are_read_back_as_messages(tmp_path):
+def test_message_lists_written_as_text_are_read_back_as_messages(tmp_path):
     # Dataset.to_csv / pandas write a message list as its Python repr; it was read back as ONE user turn whose
     # content was that repr
     turns = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2 + 2?"}]
@@ -98,6 +98,12 @@ def test_csv_message_list_cells_are_read_back_as_messages(tmp_path):
     ds = load_pairs(str(tmp_path / "pairs.csv"), langs=["en"])
     assert ds["prompt"] == [turns, turns]
     assert ds["rejected"] == ['[{"a": 1}]', "[{broken"]  # text that is not a message list stays text
+    # JSON Lines and a JSON array with the list encoded twice (a string field holding its JSON): read the same
+    write_jsonl(tmp_path / "pairs.jsonl", [{**r, "prompt": json.dumps(turns)} for r in rows])
+    (tmp_path / "pairs.json").write_text(json.dumps([{**r, "prompt": json.dumps(turns)} for r in rows]))
+    for name in ("pairs.jsonl", "pairs.json"):
+        again = load_pairs(str(tmp_path / name), langs=["en"])
+        assert again["prompt"] == [turns, turns] and again["rejected"] == ['[{"a": 1}]', "[{broken"]
 
 
 def test_csv_empty_answer_is_a_bad_row(tmp_path):

@@ -312,12 +312,12 @@ def _read_local(path: Path) -> list[dict]:
                     raise ValueError(f"{path} holds one JSON {type(records).__name__}; expected an array of records "
                                      "[{\"prompt\": ..., \"chosen\": ..., \"rejected\": ...}, ...] or JSON Lines "
                                      "(one record per line); from pandas: df.to_json(path, orient='records')")
-                return records
+                return [_decoded(r) for r in records]
         out = []
         for i, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
-                    out.append(json.loads(line))
+                    out.append(_decoded(json.loads(line)))
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from e
         return out
@@ -346,7 +346,7 @@ def _read_local(path: Path) -> list[dict]:
             raise ValueError(f"{path}: not a comma-separated file with a header row ({str(e).strip()}); {joined}save it "
                              "with ',' between fields and text with commas or line breaks in double quotes "
                              "(pandas: df.to_csv(path, index=False))") from e
-        return [{k: _csv_messages(v) if k in ("prompt", "chosen", "rejected") else v for k, v in r.items()}
+        return [{k: _text_messages(v) if k in ("prompt", "chosen", "rejected") else v for k, v in r.items()}
                 for r in rows]
     raise ValueError(f"unsupported data file {path.name!r}; expected .jsonl, .json, .csv or .parquet")
 
@@ -363,9 +363,17 @@ def _not_utf8(path: Path) -> ValueError:
     return ValueError(f"{path} is not UTF-8 text; re-encode it as UTF-8")
 
 
-def _csv_messages(cell):
-    """A CSV cell holding a message list (``Dataset.to_csv`` / pandas write one as JSON or as a Python repr)
-    becomes that list; any other text stays text (a JSON answer without role/content keys included)."""
+def _decoded(record):
+    """A JSON record whose prompt or answers are message lists encoded as strings, with the lists."""
+    if not isinstance(record, dict):
+        return record
+    return {k: _text_messages(v) if k in ("prompt", "chosen", "rejected") else v for k, v in record.items()}
+
+
+def _text_messages(cell):
+    """Text holding a message list (a CSV cell: ``Dataset.to_csv`` / pandas write one as JSON or as a Python
+    repr; a JSON string field: a list encoded twice) becomes that list; any other text stays text (a JSON answer
+    without role/content keys included)."""
     if not isinstance(cell, str) or not cell.lstrip().startswith("[{"):
         return cell
     import ast
