@@ -95,6 +95,12 @@ def test_load_parallel_prompts_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match=r"ko: 2 \(ids \['2', '3'\]\)"):
         align.load_parallel_prompts(f, langs=["en", "ko"])
     assert len(align.load_parallel_prompts(f, langs=["en"])) == 3
+    # a column is a language only when named by its code: 'source' or 'pt-BR' stay other columns; two columns of
+    # one language are refused
+    rows = [{"id": 1, "en": "q?", "kor_Hang": "질문?", "source": "web", "pt-BR": "p?"}]
+    assert set(align.load_parallel_prompts(_write_prompts(tmp_path / "q.jsonl", rows))["lang"]) == {"en", "ko"}
+    with pytest.raises(ValueError, match=r"columns 'kor_Hang' and 'ko' are both language 'ko'; keep one"):
+        align.load_parallel_prompts(_write_prompts(tmp_path / "r.jsonl", [{**rows[0], "ko": "질문?"}]))
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "x_alpacaeval_parallel_13lang.jsonl").exists(), reason="no ../shared/data")

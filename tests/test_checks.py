@@ -55,7 +55,7 @@ def test_languages_are_canonical_known_and_listed_once():
         checks.languages("langs", ["en", "EN", "eng_Latn"])
     with pytest.raises(ValueError, match=r"eval_langs is empty"):
         checks.languages("eval_langs", [])
-    with pytest.raises(ValueError, match=r"langs: unknown language 'kr' \('kr' is a country code"):
+    with pytest.raises(ValueError, match=r"langs: unknown language 'kr' \('kr' is Korea's country code"):
         checks.languages("langs", ["kr"])
     with pytest.raises(ValueError, match=r"expected a list of language codes"):
         checks.languages("langs", "en,ko")

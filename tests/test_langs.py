@@ -64,6 +64,32 @@ def test_the_flores_200_languages_in_the_spellings_people_use(given, code):
     assert flores(code) == LANGUAGES[code][0] and flores(given) == flores(code)
 
 
+def test_the_table_is_nllbs_language_list():
+    # NLLB-200's tokenizer codes (transformers ships them): each of ours is one, and each of theirs is ours but
+    # the second scripts refused rather than mislabelled; Santali is sat_Olck in FLORES-200, sat_Beng in NLLB
+    from transformers.models.nllb.tokenization_nllb import FAIRSEQ_LANGUAGE_CODES as nllb
+
+    from xlrm_lib.langs import NLLB_TOKEN
+
+    ours = {NLLB_TOKEN.get(fl, fl) for fl, _ in LANGUAGES.values()}
+    assert ours <= set(nllb)
+    assert set(nllb) - ours == {"ace_Arab", "bjn_Arab", "kas_Deva", "knc_Arab", "taq_Tfng"}
+
+
+@pytest.mark.parametrize("given", ["az-IR", "pa-PK", "es-mt", "ES-MT", "kas_Deva"])
+def test_a_tag_that_changes_the_script_or_names_an_rm_is_not_a_language(given):
+    with pytest.raises(ValueError, match="unknown language"):
+        normalize_lang(given)
+
+
+def test_code_of_takes_codes_only_not_words_of_some_language():
+    from xlrm_lib.langs import code_of
+
+    assert [code_of(x) for x in ("EN", "kor_hang", "zh_TW", "ko")] == ["en", "ko", "zh-tw", "ko"]
+    assert [code_of(x) for x in ("dan", "run", "Korean", "pt-BR", "skywork", None)] == [None] * 6
+    assert normalize_lang("dan") == "da"  # the lenient reading still takes an ISO 639-3 code
+
+
 def test_every_language_has_one_flores_code_and_name():
     assert len(LANGUAGES) > 150
     assert len({fl for fl, _ in LANGUAGES.values()}) == len(LANGUAGES) == len({n for _, n in LANGUAGES.values()})

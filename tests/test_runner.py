@@ -208,6 +208,11 @@ def test_pretrained_entries_are_checked_all_at_once(fake_notebooks, tmp_path):
     assert "model ''; expected a hub id, a directory or a packaged name" in msg[5]
     assert "unknown key(s) ['revision']; expected ['kind', 'model', 'name']" in msg[6]
     assert "name 'v' is used twice" in msg[7]
+    # a word that is also an ISO 639-3 code ('dan', 'run', 'per') is a name: only codes name the trained RMs
+    names = [{"name": n, "model": "a/b"} for n in ("dan", "run", "per", "my-rm", "kor_Hang")]
+    with pytest.raises(runner.ParamError) as e:
+        runner.plan(_spec(fake_notebooks, tmp_path, pretrained=names))
+    assert str(e.value).count("reads as a language") == 1 and "'kor_Hang' reads as a language" in str(e.value)
     with pytest.raises(runner.ParamError, match=r"pretrained = .*: expected a list of entries"):
         runner.plan(_spec(fake_notebooks, tmp_path, pretrained={"name": "x", "model": "a/b"}))
     with pytest.raises(runner.ParamError, match="with the 'evaluate' section's settings, which is missing or null"):

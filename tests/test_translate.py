@@ -307,6 +307,14 @@ def test_hf_one_direction_model_is_refused_for_another_target(tiny_mt, tmp_path,
                                                                                                model=tiny_mt)
 
 
+def test_a_multilingual_marians_macrolanguage_tokens_are_found(tmp_path):
+    path = _tiny_marian(tmp_path / "opus-mt-en-mul", PLAIN + [">>lav<<", ">>ara<<", ">>uzb_Latn<<"])
+    for lang, tag in (("lv", ">>lav<<"), ("ar", ">>ara<<"), ("uz", ">>uzb_Latn<<")):
+        tr = T.HFBackend("en", lang, model=path)
+        tr.check()
+        assert tr._target == {"prefix": tag + " "}
+
+
 def test_hf_multilingual_marian_gets_its_target_token(tmp_path):
     path = _tiny_marian(tmp_path / "opus-mt-en-mul", PLAIN + [">>spa<<", ">>deu<<", ">>cmn_Hans<<"])
     tr = T.HFBackend("en", "es", model=path)

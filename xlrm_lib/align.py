@@ -40,7 +40,7 @@ from .evaluate import model_format, score_texts
 from .formatting import TextFormat, encode, fit_positions
 from .generate import CAND_COLUMNS, KEY, _require
 from .generate import generate_candidates, load_policy, policy_prompt  # noqa: F401  (re-exported: the flow's first step)
-from .langs import normalize_lang, normalize_langs
+from .langs import code_of, normalize_langs
 from .stats import bootstrap_ci, ci_from_draws
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,12 @@ def load_parallel_prompts(path, *, langs=None, limit: int | None = None, seed: i
     for key in dict.fromkeys(k for r in records for k in r):
         if key == "id":  # also ISO 639-1 for Indonesian, but here it is the prompt id
             continue
-        try:
-            columns.setdefault(normalize_lang(key), key)
-        except ValueError:
-            continue
+        lang = code_of(key)  # a code, not a name or a region tag: a 'source' or 'pt-BR' column is not read as one
+        if lang in columns:
+            raise ValueError(f"{path.name}: columns {columns[lang]!r} and {key!r} are both language {lang!r}; "
+                             "keep one (prompts must be one per language)")
+        if lang:
+            columns[lang] = key
     if not columns:
         raise ValueError(f"{path.name}: no language columns; expected an 'id' and one column per language code "
                          f"(e.g. 'en', 'ko'), found {list(records[0])}")

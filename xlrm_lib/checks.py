@@ -123,12 +123,12 @@ RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # a run's name: it names
 def rm_name(name) -> str:
     """An RM's name as a grid names it: a language's canonical code (``EN``, ``eng_Latn`` -> ``en``), the
     translated suffix kept (``ES-mt`` -> ``es-mt``); any other name as it is."""
-    from .langs import TRANSLATED_SUFFIX
+    from .langs import TRANSLATED_SUFFIX, code_of
 
     text = str(name)
-    translated = text.endswith(TRANSLATED_SUFFIX)
+    translated = text.lower().endswith(TRANSLATED_SUFFIX)
     base = text[: -len(TRANSLATED_SUFFIX)] if translated else text
-    return (normalized_or_none(base) or base) + (TRANSLATED_SUFFIX if translated else "")
+    return (code_of(base) or base) + (TRANSLATED_SUFFIX if translated else "")
 
 
 def language(name: str, value) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import checks
 from .checks import did_you_mean
-from .langs import TRANSLATED_SUFFIX
+from .langs import TRANSLATED_SUFFIX, code_of
 from .store import PRETRAINED_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -324,7 +324,7 @@ def _pretrained(spec: dict) -> list[dict]:
         elif not isinstance(name, str) or not PRETRAINED_NAME.fullmatch(name):
             problems.append(f"pretrained entry {e!r}: name {name!r} is not a plain name; expected letters, digits, "
                             "'.', '_' or '-' (it names the model's row in the transfer matrix and its folder)")
-        elif checks.normalized_or_none(name.removesuffix(TRANSLATED_SUFFIX)):
+        elif code_of(name.removesuffix(TRANSLATED_SUFFIX)):  # a code ('ko', 'kor_Hang'), not a word ('dan', 'run')
             problems.append(f"pretrained entry {e!r}: name {name!r} reads as a language, which names the grid's "
                             "trained RMs; give the model a name of its own, e.g. 'skywork'")
         elif name in names:

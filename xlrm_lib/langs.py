@@ -16,8 +16,9 @@ import re
 TRANSLATED_SUFFIX = "-mt"  # a translate-train RM for language t is named t + this suffix (e.g. "es-mt")
 
 # The FLORES-200 languages (NLLB's): short code (ISO 639-1 where the language has one, else its ISO 639-3
-# code), FLORES-200 code, English name. M-RewardBench's 23 languages and English are among them; a language
-# with two scripts in FLORES-200 is listed in its usual one (the other is refused rather than mislabelled).
+# code), FLORES-200 code, English name. M-RewardBench's 23 languages and English are among them. A language
+# FLORES-200 writes in two scripts is here in one (Chinese: both, as zh and zh-tw): ace_Arab, bjn_Arab, kas_Deva,
+# knc_Arab, taq_Tfng and min_Arab are refused rather than mislabelled.
 _TABLE = """
 af afr_Latn Afrikaans | ak aka_Latn Akan | am amh_Ethi Amharic | ar arb_Arab Arabic | as asm_Beng Assamese
 ast ast_Latn Asturian | awa awa_Deva Awadhi | ay ayr_Latn Aymara | az azj_Latn Azerbaijani | ba bak_Cyrl Bashkir
@@ -53,15 +54,26 @@ ug uig_Arab Uyghur | uk ukr_Cyrl Ukrainian | umb umb_Latn Umbundu | ur urd_Arab 
 vec vec_Latn Venetian | vi vie_Latn Vietnamese | war war_Latn Waray | wo wol_Latn Wolof | xh xho_Latn Xhosa
 yi ydd_Hebr Yiddish | yo yor_Latn Yoruba | yue yue_Hant Cantonese | zh zho_Hans Chinese (Simplified)
 zh-tw zho_Hant Chinese (Traditional) | zu zul_Latn Zulu
+acm acm_Arab Mesopotamian Arabic | acq acq_Arab Ta'izzi-Adeni Arabic | aeb aeb_Arab Tunisian Arabic
+ajp ajp_Arab South Levantine Arabic | apc apc_Arab North Levantine Arabic | ars ars_Arab Najdi Arabic
+ary ary_Arab Moroccan Arabic | arz arz_Arab Egyptian Arabic | azb azb_Arab South Azerbaijani | ace ace_Latn Acehnese
+bjn bjn_Latn Banjar | cjk cjk_Latn Chokwe | crh crh_Latn Crimean Tatar | dik dik_Latn Southwestern Dinka
+dyu dyu_Latn Dyula | kac kac_Latn Jingpho | kam kam_Latn Kamba | ks kas_Arab Kashmiri | kbp kbp_Latn Kabiye
+kea kea_Latn Kabuverdianu | kmb kmb_Latn Kimbundu | knc knc_Latn Central Kanuri | lij lij_Latn Ligurian
+ltg ltg_Latn Latgalian | lua lua_Latn Luba-Kasai | min min_Latn Minangkabau | mni mni_Beng Meitei | mos mos_Latn Mossi
+nus nus_Latn Nuer | pag pag_Latn Pangasinan | shn shn_Mymr Shan | taq taq_Latn Tamasheq
+tzm tzm_Tfng Central Atlas Tamazight
 """
+# NLLB's tokenizers (their FAIRSEQ_LANGUAGE_CODES) write Santali as sat_Beng, though FLORES-200 writes it in Ol Chiki
+NLLB_TOKEN = {"sat_Olck": "sat_Beng"}
 
 # short code -> (FLORES-200 code, English name)
 LANGUAGES: dict[str, tuple[str, str]] = {
     short: (fl, name) for short, fl, name in (entry.split(None, 2) for entry in re.split(r"\s*[|\n]\s*", _TABLE.strip()))}
 
 _FROM_FLORES = {fl.lower(): short for short, (fl, _) in LANGUAGES.items()}
-_FROM_ISO3 = {fl.split("_")[0]: short for short, (fl, _) in LANGUAGES.items() if not short.startswith("zh")}
-_FROM_ISO3.update({"ara": "ar", "fas": "fa", "per": "fa", "msa": "ms", "may": "ms", "swa": "sw", "lav": "lv",
+ISO3_CODES = {fl.split("_")[0]: short for short, (fl, _) in LANGUAGES.items() if not short.startswith("zh")}
+ISO3_CODES.update({"ara": "ar", "fas": "fa", "per": "fa", "msa": "ms", "may": "ms", "swa": "sw", "lav": "lv",
                    "mon": "mn", "nep": "ne", "orm": "om", "uzb": "uz", "aze": "az", "sqi": "sq", "alb": "sq",
                    "kur": "ku", "fil": "tl", "yid": "yi", "mlg": "mg", "pus": "ps", "que": "qu", "est": "et",
                    "ger": "de", "fre": "fr", "dut": "nl", "gre": "el", "chi": "zh", "zho": "zh", "cmn": "zh",
@@ -74,6 +86,8 @@ _FROM_NAME.update({"chinese": "zh", "mandarin": "zh", "farsi": "fa", "filipino":
 _ALIASES = {"zh-cn": "zh", "zh-sg": "zh", "zh-hans": "zh", "zh-hant": "zh-tw", "zh-hk": "zh-tw", "zh-mo": "zh-tw",
             "kr": None, "jp": None}  # kr/jp are country codes: refuse them explicitly (see below)
 _REGION = re.compile(r"([a-z]{2,3})[-_]([a-z]{2}|[0-9]{3})")  # pt-BR, es_419: the language without its region
+# regions where the language is written in another script than the one listed: refused, not mislabelled
+_OTHER_SCRIPT = {"az-ir", "ku-iq", "ku-ir", "pa-pk", "sd-in", "mn-cn", "ks-in"}
 
 
 def normalize_lang(code: str) -> str:
@@ -99,14 +113,19 @@ def normalize_lang(code: str) -> str:
             return _FROM_FLORES[k]
         if _ALIASES.get(k):
             return _ALIASES[k]
-    if key in _FROM_ISO3:
-        return _FROM_ISO3[key]
-    region = _REGION.fullmatch(key)
-    if region and region.group(1) not in ("kr", "jp"):
+    if key in ISO3_CODES:
+        return ISO3_CODES[key]
+    region = _REGION.fullmatch(key.replace("_", "-"))
+    if region and region.group(1) in ("zh", "zho", "cmn"):  # Chinese: the region names the script
+        return "zh-tw" if region.group(2) in ("tw", "hk", "mo") else "zh"
+    # a region, not '-mt' (an RM name: es-mt is Spanish translate-train), nor one that changes the script
+    if (region and region.group(1) not in ("kr", "jp") and region.group(2) != TRANSLATED_SUFFIX[1:]
+            and region.group(0) not in _OTHER_SCRIPT):
         with contextlib.suppress(ValueError):
             return normalize_lang(region.group(1))
     if key in ("kr", "jp"):
-        hint = f" ('{key}' is a country code; the language code is '{'ko' if key == 'kr' else 'ja'}')"
+        hint = (" ('kr' is Korea's country code, and Kanuri's language code: Korean is 'ko', Kanuri 'knc')"
+                if key == "kr" else " ('jp' is a country code; the language code is 'ja')")
     else:
         spelt = {**{k: k for k in LANGUAGES}, **{n: LANGUAGES[s][1] for n, s in _FROM_NAME.items() if s in LANGUAGES},
                  **{fl.lower(): fl for fl, _ in LANGUAGES.values()}}
@@ -115,8 +134,23 @@ def normalize_lang(code: str) -> str:
     raise ValueError(
         f"unknown language {code!r}{hint}; expected an ISO 639-1 code such as 'ko' (or ISO 639-3, 'kor'), a "
         f"FLORES-200 code such as 'kor_Hang', or an English name such as 'Korean': one of the "
-        f"{len(LANGUAGES)} FLORES-200 languages (xlrm_lib.langs.LANGUAGES)"
+        f"{len(LANGUAGES)} FLORES-200 languages in xlrm_lib.langs.LANGUAGES"
     )
+
+
+def code_of(text) -> str | None:
+    """The canonical code of ``text`` if it is written as a language code, short or FLORES-200 (any case, '_' or
+    '-'), else None. Stricter than :func:`normalize_lang` (no names, ISO 639-3 or regions): for telling a column
+    or model name that IS a language code from one that only looks like a word of some language ('dan', 'run')."""
+    if not isinstance(text, str):
+        return None
+    key = text.strip().lower()
+    for k in (key, key.replace("_", "-"), key.replace("-", "_")):
+        if k in LANGUAGES:
+            return k
+        if k in _FROM_FLORES:
+            return _FROM_FLORES[k]
+    return None
 
 
 def normalize_langs(codes) -> list[str]:

@@ -41,7 +41,7 @@ from pathlib import Path
 import datasets
 
 from .data import FEATURES, check_rows
-from .langs import LANGUAGES, flores, normalize_lang
+from .langs import ISO3_CODES, LANGUAGES, NLLB_TOKEN, flores, normalize_lang
 from .store import cache_dir as _cache_root, fingerprint
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class ApertiumBackend:
 
 
 _SENTENCE_END = re.compile(r"((?<=[.!?;:])\s+|(?<=[。！？；]))")  # the gap after a sentence: spaces, or none (CJK)
-UNSPACED = {"zh", "ja"}  # languages whose sentences follow each other without a space
+UNSPACED = {"zh", "zh-tw", "yue", "ja"}  # languages whose sentences follow each other without a space
 
 
 def segments(line: str, n_tokens, max_tokens: int) -> list[str]:
@@ -248,12 +248,22 @@ def _spellings(lang: str) -> set[str]:
     fl = flores(lang)
     iso3, script = fl.split("_")
     names = {lang, fl} | ({f"cmn_{script}"} if lang.startswith("zh") else {iso3})
+    if not lang.startswith("zh"):  # and its macrolanguage's code (opus-mt writes >>lav<<, >>ara<<, >>swa<<)
+        names |= {code for code, short in ISO3_CODES.items() if short == lang}
+        names |= {f"{code}_{script}" for code in set(names) if len(code) == 3}
     return {n.lower() for n in names}
 
 
 def _as_lang(code: str) -> str | None:
     """Our short code of a model's language code (``es``, ``spa``, ``spa_Latn``), or None (a group: ``mul``)."""
     return next((lang for lang in LANGUAGES if code.lower() in _spellings(lang)), None)
+
+
+def _flores_token(tok, lang: str) -> str:
+    """A language's FLORES token in ``tok``: its FLORES-200 code, or NLLB's own spelling (Santali: sat_Beng)."""
+    fl = flores(lang)
+    alias = NLLB_TOKEN.get(fl)
+    return alias if alias and not _known_token(tok, fl) and _known_token(tok, alias) else fl
 
 
 def _known_token(tok, token: str) -> bool:
@@ -268,13 +278,14 @@ def _hf_target(tok, model: str, src: str, tgt: str) -> dict | str:
     use = (f"use a model that writes {tgt!r}: a multilingual one such as 'facebook/nllb-200-distilled-600M', or "
            f"a one-direction Marian such as 'Helsinki-NLP/opus-mt-{src}-{tgt}'")
     # NLLB: FLORES codes are tokens; the tokenizer puts the source's first, generation is forced to the target's
-    if _known_token(tok, flores(tgt)):
-        if not _known_token(tok, flores(src)):
-            return (f"hf model {model!r} has the target token {flores(tgt)!r} but not the source's "
-                    f"{flores(src)!r}: it cannot be told the text is in {src!r}; {use}")
-        return {"src_lang": flores(src), "forced_bos_token_id": tok.convert_tokens_to_ids(flores(tgt))}
-    if _known_token(tok, flores(src)):
-        return f"hf model {model!r} has FLORES language tokens ({flores(src)!r}) but none for {flores(tgt)!r}; {use}"
+    fl_src, fl_tgt = (_flores_token(tok, lang) for lang in (src, tgt))
+    if _known_token(tok, fl_tgt):
+        if not _known_token(tok, fl_src):
+            return (f"hf model {model!r} has the target token {fl_tgt!r} but not the source's "
+                    f"{fl_src!r}: it cannot be told the text is in {src!r}; {use}")
+        return {"src_lang": fl_src, "forced_bos_token_id": tok.convert_tokens_to_ids(fl_tgt)}
+    if _known_token(tok, fl_src):
+        return f"hf model {model!r} has FLORES language tokens ({fl_src!r}) but none for {fl_tgt!r}; {use}"
     # M2M100: __xx__ tokens, set the same way through its tokenizer's src_lang
     if hasattr(tok, "get_lang_id") or _known_token(tok, f"__{tgt}__"):
         missing = [f"__{c}__" for c in (src, tgt) if not _known_token(tok, f"__{c}__")]
