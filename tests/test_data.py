@@ -73,7 +73,8 @@ def test_csv_string_prompts(tmp_path):
 
 def test_a_misspelt_optional_column_or_a_blank_split_is_refused_not_ignored(tmp_path):
     row = {"id": "a", "prompt": "Habari?", "chosen": "Nzuri.", "rejected": "Mbaya."}
-    for extra, col, like in (({"Lang": "sw"}, "Lang", "lang"), ({"lang": "sw", "catgory": "chat"}, "catgory", "category"),
+    for extra, col, like in (({"Lang": "sw"}, "Lang", "lang"), ({"Language": "sw"}, "Language", "language"),
+                             ({"lang": "sw", "catgory": "chat"}, "catgory", "category"),
                              ({"lang": "sw", " Split": "test"}, " Split", "split")):
         path = tmp_path / "pairs.jsonl"
         path.write_text(json.dumps({**row, **extra}) + "\n")
@@ -82,6 +83,8 @@ def test_a_misspelt_optional_column_or_a_blank_split_is_refused_not_ignored(tmp_
     path.write_text(json.dumps({**row, "language": "sw", "Subsets": "x"}) + "\n")  # 'language' is read as lang
     with pytest.raises(ValueError, match="column 'Subsets' looks like 'subset'"):
         load_pairs(str(path), langs=["sw"])
+    path.write_text(json.dumps({"uid": 7, "idx": 3, **{k: v for k, v in row.items() if k != "id"}, "lang": "sw"}) + "\n")
+    assert load_pairs(str(path), langs=["sw"])["lang"] == ["sw"]  # id look-alikes are other columns: kept in meta
     path.write_text("".join(json.dumps({**row, "id": i, "lang": "sw", "split": s}) + "\n" for i, s in
                             enumerate(["test", "", "test", "train"])))
     with pytest.raises(ValueError, match=r"pairs.jsonl: 1 row\(s\) have an empty 'split'; give every row its split"):
@@ -497,6 +500,10 @@ def test_invisible_marks_alone_are_no_answer_and_do_not_make_two_answers_differ(
         load_pairs(write_jsonl(tmp_path / "pairs.jsonl", rows))
     kept = load_pairs(tmp_path / "pairs.jsonl", drop_bad=True)
     assert kept["id"] == ["ok", "code"] and kept["chosen"][0] == rtl + "نعم"  # the text itself is kept as given
+    # ZWNJ / ZWJ are spelling (Persian "می‌روم" is not "میروم"; a family emoji is not three faces)
+    spelt = [{"id": "fa", "lang": "fa", "prompt": "?", "chosen": "می\u200cروم", "rejected": "میروم"},
+             {"id": "emoji", "lang": "en", "prompt": "?", "chosen": "👨\u200d👩\u200d👧", "rejected": "👨👩👧"}]
+    assert load_pairs(write_jsonl(tmp_path / "spelt.jsonl", spelt))["id"] == ["fa", "emoji"]
 
 
 def test_missing_answers_are_bad_rows_and_a_byte_order_mark_is_read(tmp_path):

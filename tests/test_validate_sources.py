@@ -268,9 +268,14 @@ def test_a_pretrained_model_that_names_nothing_fails_validation(tmp_path):
 
 def test_a_base_models_directory_is_refused_as_an_rm_before_any_training(tmp_path):
     # a saved BertModel / causal LM has no score head: scored as an RM, its fresh head is a random projection
-    for name, arch in (("base", "BertModel"), ("lm", "Qwen2ForCausalLM"), ("rm", "BertForSequenceClassification")):
+    for name, arch in (("base", "BertModel"), ("lm", "Qwen2ForCausalLM"), ("rm", "BertForSequenceClassification"),
+                       ("armo", "LlamaForRewardModelWithGating")):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "config.json").write_text(json.dumps({"architectures": [arch]}))
+        (tmp_path / name / "config.json").write_text(json.dumps(
+            {"architectures": [arch], **({"auto_map": {"AutoModel": "m.X"}} if name == "armo" else {})}))
+    with pytest.raises(runner.ParamError, match=r"is a LlamaForRewardModelWithGating, a model with its own code "
+                                                r"\(auto_map\).*ArmoRM-style custom RMs are not supported"):
+        _validate(_spec(tmp_path, pretrained=[{"name": "armo", "model": str(tmp_path / "armo")}]))
     with pytest.raises(runner.ParamError) as e:
         _validate(_spec(tmp_path, pretrained=[{"name": "mine", "model": str(tmp_path / "base")},
                                               {"name": "lmrm", "model": str(tmp_path / "lm")}],

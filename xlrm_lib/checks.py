@@ -332,7 +332,13 @@ def trained_head(name: str, value, cwd=None) -> None:
     """Refuse a local model directory whose ``config.json`` says it is not a sequence classifier (a base model
     saved as ``BertModel`` or ``Qwen2ForCausalLM``): scored as an RM, its fresh head would be a random projection.
     Hub ids and directories without ``architectures`` are checked when loaded (``require_head``)."""
-    archs = (backbone_config(_seen_from(value, cwd)) or {}).get("architectures") or []
+    cfg = backbone_config(_seen_from(value, cwd)) or {}
+    archs = cfg.get("architectures") or []
+    if isinstance(archs, list) and archs and cfg.get("auto_map") and not any(
+            str(a).endswith("ForSequenceClassification") for a in archs):
+        raise ValueError(f"{name} = {str(value)!r} is a {archs[0]}, a model with its own code (auto_map): xlrm "
+                         "scores reward models that transformers' AutoModelForSequenceClassification loads, with a "
+                         "1-output score head (ArmoRM-style custom RMs are not supported)")
     if isinstance(archs, list) and archs and not any(str(a).endswith("ForSequenceClassification") for a in archs):
         raise ValueError(f"{name} = {str(value)!r} is a {archs[0]}, not a reward model: it has no trained score "
                          "head, so its scores would be a random projection. Give a trained RM's directory (one "

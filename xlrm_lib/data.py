@@ -32,7 +32,6 @@ import json
 import logging
 import random
 import re
-import unicodedata
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -218,11 +217,17 @@ def _jsonable(v) -> bool:
         return False
 
 
+# marks that change no reading: direction marks and embeddings, zero-width space, word joiner, byte-order mark
+# (not ZWNJ/ZWJ, U+200C/U+200D: Persian and Indic spelling, and emoji sequences, depend on them)
+INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200e\u200f\u061c\u2060\ufeff\u202a\u202b\u202c\u202d\u202e"
+                                  "\u2066\u2067\u2068\u2069"))
+
+
 def _visible(text: str) -> str:
-    """``text`` as read: invisible format marks (right-to-left and zero-width marks, BOMs: Unicode's Cf) left
-    out and the ends stripped, so an answer of marks alone is empty, and two answers that differ only by marks
-    are the same (spaces inside are kept: code's indentation is meaningful)."""
-    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()
+    """``text`` as read: invisible marks (:data:`INVISIBLE`) left out and the ends stripped, so an answer of
+    marks alone is empty, and two answers that differ only by marks are the same (spaces inside are kept:
+    code's indentation is meaningful)."""
+    return text.translate(INVISIBLE).strip()
 
 
 def check_rows(rows: list[dict], *, drop_bad: bool, source: str, bad: dict | None = None) -> list[dict]:
@@ -598,10 +603,14 @@ def _check_columns(first, name: str) -> None:
     # an optional column spelt otherwise ('Lang', 'catgory') would be kept as metadata, unread: every row would get
     # the one language asked, or the category 'unknown'
     known = {"id", "lang", "language", "category", "subset", "source", "split", "prompt", "chosen", "rejected", "meta"}
+    read = {"language" if k == "lang" and "language" in first else k for k in known if k in first}
     for col in (str(c) for c in first if str(c) not in known):
-        absent = [k for k in ("id", "lang", "category", "subset", "split") if k not in first and not (
-            k == "lang" and "language" in first)]
-        near = [k for k in absent if col.strip().lower() == k] or difflib.get_close_matches(col.lower(), absent, 1, 0.8)
+        absent = [k for k in ("id", "lang", "language", "category", "subset", "split") if k not in first and not (
+            k in ("lang", "language") and read & {"lang", "language"})]
+        # the same name in other case or with spaces ('Language', 'ID'), or a misspelling of one but 'id' (whose
+        # look-alikes 'uid', 'idx' are other columns, and an unread id only costs the auto-made ids)
+        near = [k for k in absent if col.strip().lower() == k] or [k for k in difflib.get_close_matches(
+            col.strip().lower(), absent, 1, 0.8) if k != "id"]
         if near:
             raise ValueError(f"{name}: column {col!r} looks like {near[0]!r}, which the file lacks: rename it "
                              f"{near[0]!r} (else it is kept as metadata, unread); the columns read are "
