@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -213,8 +214,13 @@ def test_collect_reads_only_this_grids_finished_cells(tmp_path):
     assert rep["ignored"] == ["evaluate/bb-s42-es", "evaluate/bb-s42-ko"]
     header = report.run_header({**rep, "params": {"run": "x"}}).set_index("field")["value"]
     assert header["not in this grid or unfinished (left out)"] == "evaluate/bb-s42-es, evaluate/bb-s42-ko"
-    # a notebook that failed this time is said to, with the rendered notebook that says why
-    (tmp_path / "evaluate/bb-s42-es/evaluate_transfer.failed.html").write_text("<html/>")
+    # a notebook that failed this time is said to, with the rendered notebook that says why; one that failed in
+    # an earlier run (rendered before this run's plan) and was not run now is only unfinished
+    old = tmp_path / "evaluate/bb-s42-es/evaluate_transfer.failed.html"
+    old.write_text("<html/>")
+    os.utime(old, (1, 1))
+    assert report.collect(tmp_path)["failed"] == {}
+    os.utime(old)
     rep = report.collect(tmp_path)
     assert rep["ignored"] == ["evaluate/bb-s42-ko"]
     header = report.run_header({**rep, "params": {"run": "x"}}).set_index("field")["value"]

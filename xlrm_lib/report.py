@@ -59,9 +59,11 @@ def collect(run_dir) -> dict:
     if plan is not None:  # also the grid's cells that did not finish and wrote no metrics (failed, not run)
         ignored = sorted({*ignored, *(name for name in plan if name != "report"
                                       and not store.finished_record(run_dir / name))})
-        # of those, the ones whose notebook failed this time: the report points at the notebook that says why
+        # of those, the ones whose notebook failed this time (not a failure of an earlier run, left beside a cell
+        # not run now): the report points at the notebook that says why
+        started = (run_dir / store.PLAN_FILE).stat().st_mtime
         failed = {name: os.path.relpath(html[0], run_dir) for name in ignored
-                  if (html := sorted((run_dir / name).glob("*.failed.html")))}
+                  if (html := sorted((run_dir / name).glob("*.failed.html"))) and html[0].stat().st_mtime >= started}
         ignored = [name for name in ignored if name not in failed]
     out = {"runs": pd.DataFrame(runs), "train": pd.DataFrame([m for _, m in by_kind.get("train", [])]),
            "params": _read_params(run_dir / "params.yaml"), "run": run_dir.name, "ignored": ignored,
