@@ -155,7 +155,7 @@ def test_languages_are_planned_in_canonical_codes(tmp_path):
     assert cells[1].params["eval_langs"] == ["en", "ko"]
 
 
-def test_eval_langs_default_to_langs_then_the_translated_rms_languages(tmp_path, monkeypatch):
+def test_eval_langs_default_to_langs_then_the_translated_rms_languages(tmp_path, monkeypatch, caplog):
     # each translate-train RM is scored on its own language (the English-vs-translated comparison needs it)
     monkeypatch.setattr(grid, "unavailable_translations", lambda spec: [])
     mt = [{"from": "en", "to": "es"}]
@@ -164,9 +164,28 @@ def test_eval_langs_default_to_langs_then_the_translated_rms_languages(tmp_path,
         f"evaluate/me5-small-s42-{rm}": ["ko", "en", "es"] for rm in ("ko", "en", "es-mt")}
     cells = runner.plan(_spec(tmp_path, langs=["ko"], eval_langs=["ko"], translated=mt, probe=None, align=None))
     assert {tuple(c.params["eval_langs"]) for c in cells if c.stage == "evaluate"} == {("ko",)}  # said: kept
+    # a language the evaluation source lacks (the embedded benchmark has no Catalan) is left out, and said to be
+    ca = [{"from": "en", "to": "ca"}]
+    with caplog.at_level("WARNING", logger="xlrm_lib.grid"):
+        cells = runner.plan(_spec(tmp_path, langs=["ko", "en"], translated=ca, probe=None, align=None))
+    assert {tuple(c.params["eval_langs"]) for c in cells if c.stage == "evaluate"} == {("ko", "en")}
+    assert "translate-train RMs are not scored on ca: the evaluation source 'embedded' has no ca rows" in caplog.text
+    # a translation that will not run adds no language
+    cells = runner.plan(_spec(tmp_path, langs=["ko"], translated=mt, probe=None, align=None),
+                        unavailable=[(mt[0], "no apertium")])
+    assert {tuple(c.params["eval_langs"]) for c in cells if c.stage == "evaluate"} == {("ko",)}
     cells = runner.plan(_spec(tmp_path, langs=[], translated=mt, probe=None, align=None))
     assert {c.name: c.params.get("eval_langs") for c in cells if c.stage == "evaluate"} == {
         "evaluate/me5-small-s42-es-mt": ["en", "es"]}
+
+
+def test_m_rewardbench_languages_are_checked_before_anything_runs():
+    from xlrm_lib.data import check_source
+
+    mrb = "CohereLabsCommunity/multilingual-reward-bench"
+    assert check_source(mrb, "test", langs=["en", "ko", "zh-tw"]) == "hub"
+    with pytest.raises(ValueError, match=r"language\(s\) \['ca', 'sw'\] not in it; it has \['en', 'ar', 'cs'"):
+        check_source(mrb, "test", langs=["ko", "ca", "sw"])
 
 
 def test_report_english_is_an_rm_name_in_any_spelling(tmp_path):

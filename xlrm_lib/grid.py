@@ -6,6 +6,7 @@ makes of it. Nothing here runs or loads a model; :mod:`xlrm_lib.preflight` check
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from .checks import did_you_mean
 from .langs import TRANSLATED_SUFFIX, code_of
 from .store import PRETRAINED_DIR
 
+log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {"train": "train_reward_model", "evaluate": "evaluate_transfer", "probe": "representation_shift",
              "align": "alignment", "report": "report"}
@@ -141,6 +143,9 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
     skipped = {id(t) for t, _ in unavailable}
     mt_rms = [(normalize_lang(t["to"]) + TRANSLATED_SUFFIX, normalize_lang(t["to"]), normalize_lang(t["from"]),
                t.get("backend", "apertium"), t.get("model", "")) for t in translated if id(t) not in skipped]
+    if spec.get("eval_langs") is None and langs:  # each translate-train RM scored on its own language too
+        eval_langs = eval_langs + _scorable([lang for _, to, src, *_ in mt_rms for lang in (src, to)
+                                             if lang not in eval_langs], spec)
     rms_by_group: dict[tuple, list[str]] = {}
     pretrained = _pretrained(spec)
     if pretrained and spec.get("evaluate") is None:
@@ -236,8 +241,9 @@ def _grid_axes(spec: dict):
             eval_langs = checks.languages("eval_langs", _as_list(spec, "eval_langs", []))
         except ValueError as e:
             problems.append(str(e))
-    else:  # the RMs' languages: the native ones, then those translate-train RMs were translated from and into
+    elif langs:  # the native RMs' languages (plan adds the translated RMs' where the evaluation source has them)
         eval_langs = list(langs)
+    else:  # translated RMs only: the languages they were translated from and into
         for t in translated:
             for key in ("from", "to"):
                 code = checks.normalized_or_none(t.get(key)) if isinstance(t, dict) else None
@@ -251,6 +257,29 @@ def _grid_axes(spec: dict):
     if problems:
         raise ParamError("\n".join(problems))
     return backbones, seeds, langs, eval_langs, gpus
+
+
+def _scorable(langs: list, spec: dict) -> list:
+    """Of ``langs`` (in order, once), those the evaluation source has (a file is read by the pre-flight, which
+    names a missing one); the others are said to be left out."""
+    from .data import check_source
+
+    section = spec.get("evaluate") if isinstance(spec.get("evaluate"), dict) else {}
+    source, split = section.get("eval_source", "embedded"), section.get("split", "test")
+    out = []
+    for lang in dict.fromkeys(langs):
+        try:
+            check_source(repo_path(source) if Path(str(source)).suffix else source, split, langs=[lang])
+            out.append(lang)
+        except (ValueError, OSError):
+            if (source, lang) not in _SAID:  # once per process: plan runs for validate, plan and run alike
+                _SAID.add((source, lang))
+                log.warning("translate-train RMs are not scored on %s: the evaluation source %r has no %s rows "
+                            "(eval_langs names the languages to score)", lang, source, lang)
+    return out
+
+
+_SAID: set = set()
 
 
 def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
