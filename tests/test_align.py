@@ -173,9 +173,16 @@ def test_a_distractor_never_repeats_a_candidates_text():
     rows = [("s1", "safety", refusal, "Here is how."), ("s2", "safety", refusal, "Sure: step one."),
             ("s3", "safety", "No.", "Fine, do this."), ("s4", "safety", "Please don't.", "Sure: step one."),
             ("s5", "safety", "That is unsafe.", "Okay, first."), ("s6", "safety", "Never.", "Alright.")]
-    pool = align.candidate_pool(_pool_pairs(rows), n=4, seed=0)
-    for (item, lang), g in pool.groupby(["prompt_id", "lang"]):
-        assert g["text"].is_unique, (item, lang, g["text"].tolist())
+    pairs = _pool_pairs(rows)
+    # and a repeat in one language only (sw's translator wrote one refusal for two different English ones)
+    sw_only = pairs.copy()
+    sw_only.loc[(sw_only.lang == "en") & (sw_only.id == "s2"), "chosen"] = "I won't do that."
+    for data in (pairs, sw_only):
+        for n in (4, 6):
+            for seed in range(6):
+                pool = align.candidate_pool(data, n=n, seed=seed)
+                for (item, lang), g in pool.groupby(["prompt_id", "lang"]):
+                    assert g["text"].is_unique, (n, seed, item, lang, g["text"].tolist())
 
 
 def test_a_category_too_small_for_the_pool_says_what_it_needs():
