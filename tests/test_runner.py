@@ -1111,3 +1111,46 @@ def test_pending_agrees_with_run_when_an_upstream_folder_is_gone(fake_notebooks,
     changed = _spec(fake_notebooks, tmp_path, evaluate={"sleep": 0.1})  # and the evaluations' own parameters
     assert predicted_then_ran(changed) == {"train/me5-small-s42-ko", "evaluate/me5-small-s42-en",
                                            "evaluate/me5-small-s42-ko", "report"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is an optional extra: pip install -e '.[ray]'")
+def test_ray_keeps_the_runners_stop_handling_starts_only_when_needed_and_fits_the_clusters_gpus(
+        fake_notebooks, tmp_path, monkeypatch):
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    calls, real = [], ray.init
+
+    def init(**kw):  # as Ray does: its own SIGTERM handler (a stop then skipped the runner's summary: exit 15)
+        calls.append(kw)
+        out = real(**kw, num_cpus=2, include_dashboard=False)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        return out
+
+    monkeypatch.setattr(ray, "init", init)
+    mine = lambda *_: None  # noqa: E731 - the CLI's handler, installed before the run
+    before = signal.signal(signal.SIGTERM, mine)
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"], evaluate=None, report=None)
+    try:
+        assert runner.run(spec, executor="ray", progress=False)["failed"] == 0 and len(calls) == 1
+        assert signal.getsignal(signal.SIGTERM) is mine
+        ray.shutdown()
+        again = runner.run(spec, executor="ray", progress=False)  # every cell kept: no Ray started (seconds)
+        assert {r["status"] for r in again["cells"].values()} == {"skipped"} and len(calls) == 1
+        with pytest.raises(runner.ParamError, match=r"num_gpus: 1 asks for a GPU per notebook, but the Ray cluster "
+                                                    r"has 0: its tasks could never be scheduled"):
+            runner.run({**spec, "num_gpus": 1}, executor="ray", force=True, progress=False)
+        ray.shutdown()
+        monkeypatch.setattr(ray, "init", lambda **kw: (_ for _ in ()).throw(ConnectionError("no route")))
+        with pytest.raises(RuntimeError, match=r"cannot start or reach a local Ray instance \(ConnectionError: no "
+                                               r"route\)"):
+            runner.run(spec, executor="ray", force=True, progress=False)
+    finally:
+        ray.shutdown()
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_more_than_one_gpu_per_notebook_is_a_whole_number(fake_notebooks, tmp_path):
+    with pytest.raises(runner.ParamError, match=r"num_gpus = 1.5: more than one GPU per notebook must be a whole"):
+        runner.plan(_spec(fake_notebooks, tmp_path, num_gpus=1.5))
+    assert {c.num_gpus for c in runner.plan(_spec(fake_notebooks, tmp_path, num_gpus=0.5))} == {0.5, 0.0}

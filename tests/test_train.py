@@ -612,3 +612,19 @@ def test_zero3_without_16bit_gathering_is_refused_before_training():
                                              "zero_optimization"):
             check_zero3_saving(acc(zero))
     check_zero3_saving(acc({"stage3_gather_16bit_weights_on_model_save": True}))
+    with pytest.raises(ValueError, match="LoRA under DeepSpeed ZeRO-3: the adapters cannot be merged"):
+        check_zero3_saving(acc({"stage3_gather_16bit_weights_on_model_save": True}), lora=True)
+
+
+def test_the_key_holds_how_many_processes_trained_and_deepspeed(tiny_bert_dir, small_pairs, monkeypatch):
+    # torchrun x2 (a global batch twice batch_size) and one process are different trainings: the cache handed one
+    # for the other; DeepSpeed saves 16-bit weights
+    from xlrm_lib.train import launch_settings
+
+    for k in ("WORLD_SIZE", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE"):
+        monkeypatch.delenv(k, raising=False)
+    assert launch_settings() == {}  # one plain process: keys as before
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+    assert launch_settings() == {"processes": 2, "deepspeed": {"zero_stage": "2", "config": None}}

@@ -252,6 +252,9 @@ def _grid_axes(spec: dict):
     gpus = 0.0
     try:
         gpus = checks.finite_number("num_gpus", spec.get("num_gpus", 0) or 0, at_least=0)
+        if gpus > 1 and gpus != int(gpus):
+            problems.append(f"num_gpus = {gpus:g}: more than one GPU per notebook must be a whole number (Ray "
+                            "shares a GPU only as a fraction of one, e.g. 0.5)")
     except ValueError as e:
         problems.append(str(e))
     if problems:

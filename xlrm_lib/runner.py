@@ -278,7 +278,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
     threads_set = executor == "local" and jobs > 1 and "OMP_NUM_THREADS" not in os.environ
     if threads_set:  # kernels inherit it: N notebooks x all cores each would oversubscribe the CPU
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-    submit = _executor(executor, jobs)
+    submit = _lazy(lambda: _executor(executor, jobs, [c for c in cells if c.name not in satisfied]))
     stage_of = {c.name: c.stage for c in cells} | dict(satisfied)
     results: dict[str, dict] = {}
     pending = {c.name: c for c in cells}
@@ -558,9 +558,38 @@ def _check_executor(kind: str) -> None:
                          "pip install -e '.[ray]' (on every node of the cluster)")
 
 
-def _executor(kind: str, jobs: int):
+def _signal_handlers() -> dict:
+    import signal
+
+    return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s}
+
+
+def _restore(handlers: dict) -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _lazy(make):
+    """``make()``'s submit function, made at the first submission: a run whose cells are all kept starts no
+    executor (Ray takes seconds to start)."""
+    made = []
+
+    def submit(*args):
+        if not made:
+            made.append(make())
+        return made[0](*args)
+    return submit
+
+
+def _executor(kind: str, jobs: int, cells: list[Cell] = ()):
     """A ``submit(cell, params, out_dir, key, kernel, hub_commits) -> concurrent.futures.Future`` for the chosen
-    engine, ``"local"`` or ``"ray"`` (:func:`_check_executor` has checked it, and that Ray is installed)."""
+    engine, ``"local"`` or ``"ray"`` (:func:`_check_executor` has checked it, and that Ray is installed); for Ray,
+    ``cells`` (those to run) must fit the cluster's GPUs."""
     if kind == "local":
         pool = cf.ThreadPoolExecutor(max_workers=jobs)  # papermill kernels are subprocesses: threads suffice
         return lambda c, p, o, k, kern, pins: pool.submit(execute_cell, str(c.notebook), p, o, k, kern,
@@ -570,8 +599,23 @@ def _executor(kind: str, jobs: int):
     if not ray.is_initialized():
         # the kernels on other nodes must find the same caches and hub settings as this process
         env = {k: os.environ[k] for k in RAY_FORWARDED_ENV if k in os.environ}
-        ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False,
-                 runtime_env={"env_vars": env} if env else None)
+        handlers = _signal_handlers()
+        try:
+            ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False,
+                     runtime_env={"env_vars": env} if env else None)
+        except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, its own auth errors...
+            where = f"the cluster at RAY_ADDRESS={os.environ['RAY_ADDRESS']}" if os.environ.get("RAY_ADDRESS") else \
+                "a local Ray instance"
+            raise RuntimeError(f"cannot start or reach {where} ({type(e).__name__}: {str(e).strip()[:300]}); check "
+                               "the address and that `ray status` works there (a cluster started with token "
+                               "authentication needs the same RAY_AUTH_* settings here)") from None
+        finally:
+            _restore(handlers)  # Ray installs its own SIGTERM handler: a stop would skip the runner's summary
+    gpus = max((c.num_gpus for c in cells), default=0)
+    if gpus > ray.cluster_resources().get("GPU", 0):
+        raise ParamError(f"num_gpus: {gpus:g} asks for a GPU per notebook, but the Ray cluster has "
+                         f"{ray.cluster_resources().get('GPU', 0):g}: its tasks could never be scheduled (they "
+                         "would wait forever); add GPU nodes, or set num_gpus: 0")
     remote = ray.remote(execute_cell)
     return lambda c, p, o, k, kern, pins: remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(
         str(c.notebook), p, o, k, kern, hub_commits=pins).future()

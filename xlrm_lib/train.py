@@ -354,6 +354,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     use_bf16 = cfg.bf16 if cfg.bf16 is not None else fast_bf16()
     key_obj = {"backbone": backbone_fingerprint(backbone), "data": data_fingerprint(pairs),
                "config": {**asdict(cfg), "bf16": use_bf16}, "trainer": TRAINER_VERSION}
+    if launch := launch_settings():  # several processes (a global batch of batch_size x processes), DeepSpeed
+        key_obj["launch"] = launch
     key = fingerprint(key_obj)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "rm")  # a hub id or path in the name must not nest dirs
     out = Path(output_dir) if output_dir else cache_dir("models") / f"{slug}-{key}"
@@ -402,8 +404,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             data_collator=PackedPairCollator() if packed else PairCollator(tok.pad_token_id, "right"),
             margin=cfg.margin, center_coef=cfg.center_coef,
         )
-        if _zero3(trainer.accelerator) and not cfg.lora_settings():
-            check_zero3_saving(trainer.accelerator)  # before training: after it, the weights could not be saved
+        if _zero3(trainer.accelerator):
+            check_zero3_saving(trainer.accelerator, lora=bool(cfg.lora_settings()))  # before training, not at the save
         try:
             # a packed training loop keeps the packed attention through backward (gradient checkpointing's re-runs)
             with _attention_backend(model), (packed_training(model) if packed else contextlib.nullcontext()):
@@ -452,7 +454,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             # results depend on these through floating-point reduction order (see README, "What the default
             # run finds"): the same seed on another thread count or device is a different run
             "runtime": {"device": str(model_device), "threads": torch.get_num_threads(),
-                        "bf16": use_bf16, "processes": args.world_size},
+                        "bf16": use_bf16, "processes": args.world_size, **launch_settings(),
+                        "saved_dtype": str(next(iter(state.values())).dtype if state else model.dtype)},
             "train_metrics": {**result.metrics, "real_tokens": real_tokens,
                               "final_accuracy": history[-1].get("accuracy") if history else None},
             "log_history": history,
@@ -462,21 +465,39 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     return out
 
 
+def launch_settings() -> dict:
+    """How this process was launched, where that changes the trained model: ``processes`` (torchrun / accelerate
+    set ``WORLD_SIZE``; each takes ``batch_size`` pairs a step) and DeepSpeed (accelerate's environment: ZeRO
+    stage, config file's digest; it saves 16-bit weights). Empty for one plain process, so its key is as before."""
+    out = {}
+    if (world := int(os.environ.get("WORLD_SIZE", "1") or 1)) > 1:
+        out["processes"] = world
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true", "yes"):
+        config = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+        out["deepspeed"] = {"zero_stage": os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE"),
+                            "config": file_digest(config) if config and Path(config).is_file() else None}
+    return out
+
+
 def _zero3(accelerator) -> bool:
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     return plugin is not None and getattr(plugin, "zero_stage", None) == 3
 
 
-def check_zero3_saving(accelerator) -> None:
+def check_zero3_saving(accelerator, lora: bool = False) -> None:
     """Under DeepSpeed ZeRO-3 each process holds a shard of the weights: saving gathers them, which DeepSpeed does
-    only with ``stage3_gather_16bit_weights_on_model_save: true`` (accelerate's "auto" means false). Without it
-    the whole training would end in accelerate's ValueError at the save."""
+    only with ``stage3_gather_16bit_weights_on_model_save: true`` (accelerate's "auto" means false), and LoRA's
+    merge into partitioned weights fails. Either would end the whole training in an error at the save."""
+    if lora:
+        raise ValueError("LoRA under DeepSpeed ZeRO-3: the adapters cannot be merged into weights partitioned across "
+                         "processes (the save would fail after the whole training); train the LoRA RM with ZeRO-2 "
+                         "or without DeepSpeed, or train all weights (lora 0; a params file: lora_r: 0)")
     config = accelerator.state.deepspeed_plugin.deepspeed_config or {}
     if (config.get("zero_optimization") or {}).get("stage3_gather_16bit_weights_on_model_save") is not True:
         raise ValueError("DeepSpeed ZeRO-3 without stage3_gather_16bit_weights_on_model_save: the trained weights "
                          "could not be gathered to save; set `stage3_gather_16bit_weights_on_model_save: true` under "
                          "zero_optimization in the DeepSpeed config (or answer yes to saving 16-bit weights in "
-                         "`accelerate config`: zero3_save_16bit_model: true), or train with LoRA (lora_r > 0)")
+                         "`accelerate config`: zero3_save_16bit_model: true)")
 
 
 @contextlib.contextmanager
