@@ -170,6 +170,13 @@ def test_eval_langs_default_to_langs_then_the_translated_rms_languages(tmp_path,
         cells = runner.plan(_spec(tmp_path, langs=["ko", "en"], translated=ca, probe=None, align=None))
     assert {tuple(c.params["eval_langs"]) for c in cells if c.stage == "evaluate"} == {("ko", "en")}
     assert "translate-train RMs are not scored on ca: the evaluation source 'embedded' has no ca rows" in caplog.text
+    # without an evaluation there is no evaluation source to ask (best-of-n's and the probe's are checked)
+    cells = runner.plan(_spec(tmp_path, langs=["ko", "en"], translated=ca, evaluate=None, probe=None, align={}))
+    assert [c.params["langs"] for c in cells if c.stage == "align"] == [["ko", "en", "ca"]]
+    # a hub dataset whose id has a dot is a hub id, not a file
+    cells = runner.plan(_spec(tmp_path, langs=["ko"], translated=mt, evaluate={"eval_source": "org/prefs-v1.5"},
+                              probe=None, align=None))
+    assert {tuple(c.params["eval_langs"]) for c in cells if c.stage == "evaluate"} == {("ko", "en", "es")}
     # a translation that will not run adds no language
     cells = runner.plan(_spec(tmp_path, langs=["ko"], translated=mt, probe=None, align=None),
                         unavailable=[(mt[0], "no apertium")])
@@ -191,6 +198,8 @@ def test_m_rewardbench_languages_are_checked_before_anything_runs():
 def test_report_english_is_an_rm_name_in_any_spelling(tmp_path):
     cells = runner.plan(_spec(tmp_path, langs=["eng_Latn", "kor_Hang"], report={"english": "eng_Latn"}))
     assert cells[-1].name == "report" and cells[-1].params["english"] == "en"
+    for spelt in ("English", "eng", "EN"):
+        assert runner.plan(_spec(tmp_path, langs=["en", "ko"], report={"english": spelt}))[-1].params["english"] == "en"
 
 
 def test_languages_a_source_lacks_fail_validation(tmp_path):
@@ -258,7 +267,7 @@ def test_probe_settings_that_fail_only_after_the_trainings_are_refused_first(tmp
 @pytest.mark.parametrize("text, hint", [("1e-4", "YAML reads 1e-4 as text: write the number with a dot"),
                                         ("1", "a text, '1': write the number without quotes"),
                                         ("1.0e-4", "a text, '1.0e-4': write the number without quotes"),
-                                        ("nan", "a text, 'nan'"), ("fast", None)])
+                                        ("nan", None), ("fast", None)])
 def test_a_number_written_as_text_gets_the_hint_that_fits(text, hint):
     said = checks.number_text_hint(text)
     assert said.startswith(f" ({hint}") if hint else said == ""

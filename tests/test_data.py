@@ -85,6 +85,8 @@ def test_a_misspelt_optional_column_or_a_blank_split_is_refused_not_ignored(tmp_
         load_pairs(str(path), langs=["sw"])
     path.write_text(json.dumps({"uid": 7, "idx": 3, **{k: v for k, v in row.items() if k != "id"}, "lang": "sw"}) + "\n")
     assert load_pairs(str(path), langs=["sw"])["lang"] == ["sw"]  # id look-alikes are other columns: kept in meta
+    path.write_text(json.dumps({**row, "lang": "sw", "languages": "sw,en"}) + "\n")
+    assert load_pairs(str(path), langs=["sw"])["lang"] == ["sw"]  # so is 'languages' beside 'lang'
     path.write_text("".join(json.dumps({**row, "id": i, "lang": "sw", "split": s}) + "\n" for i, s in
                             enumerate(["test", "", "test", "train"])))
     with pytest.raises(ValueError, match=r"pairs.jsonl: 1 row\(s\) have an empty 'split'; give every row its split"):
@@ -490,7 +492,7 @@ def test_integer_ids_with_a_gap_stay_integers_in_text(tmp_path):
 
 
 def test_invisible_marks_alone_are_no_answer_and_do_not_make_two_answers_differ(tmp_path):
-    rtl, zw = "\u200f", "\u200b"  # right-to-left mark, zero-width space (Arabic, Hebrew, Persian text has them)
+    rtl, zw = "\u200f", "\u200b\u00ad"  # right-to-left mark, zero-width space, soft hyphen
     rows = [{"id": "marks", "lang": "ar", "prompt": "?", "chosen": rtl + rtl, "rejected": "لا"},
             {"id": "same", "lang": "ar", "prompt": "?", "chosen": "نعم" + rtl, "rejected": zw + "نعم"},
             {"id": "ok", "lang": "ar", "prompt": "?", "chosen": rtl + "نعم", "rejected": "لا"},

@@ -53,7 +53,7 @@ def test_unknown_code_says_what_is_accepted_and_the_nearest_spellings():
 @pytest.mark.parametrize("given, code", [
     ("yo", "yo"), ("am", "am"), ("ta", "ta"), ("ur", "ur"), ("sv", "sv"), ("fi", "fi"), ("ms", "ms"),
     ("fil", "tl"), ("ceb", "ceb"),                                         # beyond M-RewardBench's 23
-    ("pt-BR", "pt"), ("pt_BR", "pt"), ("en-US", "en"), ("es-419", "es"),    # a region is dropped...
+    ("pt-BR", "pt"), ("pt_BR", "pt"), ("en-US", "en"), ("es-419", "es"), ("mt-MT", "mt"),  # a region is dropped...
     ("zh-HK", "zh-tw"), ("zh_TW", "zh-tw"), ("zh-CN", "zh"),               # ...except Chinese's: its script
     ("swa", "sw"), ("hin", "hi"), ("eng", "en"), ("ara", "ar"),            # ISO 639-3
     ("Swahili", "sw"), ("korean", "ko"), ("Chinese (Traditional)", "zh-tw"), ("Farsi", "fa"),  # names

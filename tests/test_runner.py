@@ -1114,8 +1114,8 @@ def test_pending_agrees_with_run_when_an_upstream_folder_is_gone(fake_notebooks,
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is an optional extra: pip install -e '.[ray]'")
-def test_ray_keeps_the_runners_stop_handling_starts_only_when_needed_and_fits_the_clusters_gpus(
-        fake_notebooks, tmp_path, monkeypatch):
+def test_ray_keeps_the_runners_stop_handling_starts_only_when_needed_and_says_a_task_waits_for_a_gpu(
+        fake_notebooks, tmp_path, monkeypatch, caplog):
     import ray
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -1137,13 +1137,24 @@ def test_ray_keeps_the_runners_stop_handling_starts_only_when_needed_and_fits_th
         ray.shutdown()
         again = runner.run(spec, executor="ray", progress=False)  # every cell kept: no Ray started (seconds)
         assert {r["status"] for r in again["cells"].values()} == {"skipped"} and len(calls) == 1
-        with pytest.raises(runner.ParamError, match=r"num_gpus: 1 asks for a GPU per notebook, but the Ray cluster "
-                                                    r"has 0: its tasks could never be scheduled"):
+        # a task asking for a GPU the cluster lacks is said to wait (it waited without a word; an autoscaler
+        # may add a GPU node, so it is not refused): Ctrl-C here, once it has been said
+        said = []
+
+        def wait(futures, **kw):
+            said.append(caplog.text)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(runner.cf, "wait", wait)
+        with caplog.at_level("WARNING", logger="xlrm_lib.runner"), pytest.raises(KeyboardInterrupt):
             runner.run({**spec, "num_gpus": 1}, executor="ray", force=True, progress=False)
+        assert "asks for 1 GPU(s) (num_gpus) and the Ray cluster has 0 now: its task waits" in said[0]
+        monkeypatch.undo()
         ray.shutdown()
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
         monkeypatch.setattr(ray, "init", lambda **kw: (_ for _ in ()).throw(ConnectionError("no route")))
-        with pytest.raises(RuntimeError, match=r"cannot start or reach a local Ray instance \(ConnectionError: no "
-                                               r"route\)"):
+        with pytest.raises(runner.ParamError, match=r"cannot start or reach a local Ray instance \(ConnectionError: "
+                                                    r"no route\)"):
             runner.run(spec, executor="ray", force=True, progress=False)
     finally:
         ray.shutdown()

@@ -65,7 +65,9 @@ def number_text_hint(value) -> str:
         return ""
     exponent = re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip())
     yaml_float = re.fullmatch(r"[+-]?(\d[\d_]*)?\.[\d_]*([eE][+-]\d+)?", value.strip())  # what PyYAML reads as one
-    if not math.isfinite(number) or not exponent or yaml_float:
+    if not math.isfinite(number):
+        return ""  # nan / inf: no spelling of them is accepted
+    if not exponent or yaml_float:
         return f" (a text, {value!r}: write the number without quotes)"  # "1", "nan", "2.5e+3": quoted
     return f" (YAML reads {value} as text: write the number with a dot and a signed exponent, e.g. 1.0e-4)"
 

@@ -220,10 +220,11 @@ def _jsonable(v) -> bool:
         return False
 
 
-# marks that change no reading: direction marks and embeddings, zero-width space, word joiner, byte-order mark
+# marks that change no reading: direction marks and embeddings, zero-width space, word joiner, byte-order mark,
+# soft hyphen, invisible operators, Mongolian vowel separator
 # (not ZWNJ/ZWJ, U+200C/U+200D: Persian and Indic spelling, and emoji sequences, depend on them)
 INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200e\u200f\u061c\u2060\ufeff\u202a\u202b\u202c\u202d\u202e"
-                                  "\u2066\u2067\u2068\u2069"))
+                                  "\u2066\u2067\u2068\u2069\u00ad\u2061\u2062\u2063\u2064\u180e"))
 
 
 def _visible(text: str) -> str:
@@ -616,7 +617,7 @@ def _check_columns(first, name: str) -> None:
         # the same name in other case or with spaces ('Language', 'ID'), or a misspelling of one but 'id' (whose
         # look-alikes 'uid', 'idx' are other columns, and an unread id only costs the auto-made ids)
         near = [k for k in absent if col.strip().lower() == k] or [k for k in difflib.get_close_matches(
-            col.strip().lower(), absent, 1, 0.8) if k != "id"]
+            col.strip().lower(), absent, 1, 0.8) if k not in ("id", "language")]  # 'languages' is another column
         if near:
             raise ValueError(f"{name}: column {col!r} looks like {near[0]!r}, which the file lacks: rename it "
                              f"{near[0]!r} (else it is kept as metadata, unread); the columns read are "

@@ -202,8 +202,13 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
 
 
 def _rm_name(name, rm_names: set) -> str:
-    """``name`` as the grid names its RMs (canonical language code, ``-mt`` kept); a ParamError if none is."""
-    canonical = checks.rm_name(name)
+    """``name`` as the grid names its RMs (canonical language code, ``-mt`` kept; a language's name or ISO 639-3
+    code too: ``English``, ``eng``); a ParamError if none is."""
+    text = str(name)
+    base, mt = (text[: -len(TRANSLATED_SUFFIX)], TRANSLATED_SUFFIX) if text.lower().endswith(TRANSLATED_SUFFIX) \
+        else (text, "")
+    canonical = next((c for c in (text, checks.rm_name(text), (checks.normalized_or_none(base) or "") + mt)
+                      if c in rm_names), checks.rm_name(text))
     if canonical not in rm_names:
         raise ParamError(f"report.english = {name!r} is not an RM of this grid; expected one of {sorted(rm_names)}")
     return canonical
@@ -267,12 +272,17 @@ def _scorable(langs: list, spec: dict) -> list:
     names a missing one); the others are said to be left out."""
     from .data import check_source
 
-    section = spec.get("evaluate") if isinstance(spec.get("evaluate"), dict) else {}
+    from .data import FILE_SUFFIXES
+
+    if not isinstance(spec.get("evaluate"), dict):  # no evaluation: the probe's and best-of-n's sources are checked
+        return list(dict.fromkeys(langs))
+    section = spec["evaluate"]
     source, split = section.get("eval_source", "embedded"), section.get("split", "test")
     out = []
     for lang in dict.fromkeys(langs):
         try:
-            check_source(repo_path(source) if Path(str(source)).suffix else source, split, langs=[lang])
+            check_source(repo_path(source) if Path(str(source)).suffix.lower() in FILE_SUFFIXES else source, split,
+                         langs=[lang])
             out.append(lang)
         except (ValueError, OSError):
             if (source, lang) not in _SAID:  # once per process: plan runs for validate, plan and run alike

@@ -119,8 +119,8 @@ def normalize_lang(code: str) -> str:
     if region and region.group(1) in ("zh", "zho", "cmn"):  # Chinese: the region names the script
         return "zh-tw" if region.group(2) in ("tw", "hk", "mo") else "zh"
     # a region, not '-mt' (an RM name: es-mt is Spanish translate-train), nor one that changes the script
-    if (region and region.group(1) not in ("kr", "jp") and region.group(2) != TRANSLATED_SUFFIX[1:]
-            and region.group(0) not in _OTHER_SCRIPT):
+    if (region and region.group(1) not in ("kr", "jp") and region.group(0) not in _OTHER_SCRIPT
+            and (region.group(2) != TRANSLATED_SUFFIX[1:] or region.group(1) == "mt")):  # mt-MT is Maltese
         with contextlib.suppress(ValueError):
             return normalize_lang(region.group(1))
     if key in ("kr", "jp"):

@@ -278,7 +278,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
     threads_set = executor == "local" and jobs > 1 and "OMP_NUM_THREADS" not in os.environ
     if threads_set:  # kernels inherit it: N notebooks x all cores each would oversubscribe the CPU
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-    submit = _lazy(lambda: _executor(executor, jobs, [c for c in cells if c.name not in satisfied]))
+    submit = _lazy(lambda: _executor(executor, jobs))
     stage_of = {c.name: c.stage for c in cells} | dict(satisfied)
     results: dict[str, dict] = {}
     pending = {c.name: c for c in cells}
@@ -586,10 +586,10 @@ def _lazy(make):
     return submit
 
 
-def _executor(kind: str, jobs: int, cells: list[Cell] = ()):
+def _executor(kind: str, jobs: int):
     """A ``submit(cell, params, out_dir, key, kernel, hub_commits) -> concurrent.futures.Future`` for the chosen
-    engine, ``"local"`` or ``"ray"`` (:func:`_check_executor` has checked it, and that Ray is installed); for Ray,
-    ``cells`` (those to run) must fit the cluster's GPUs."""
+    engine, ``"local"`` or ``"ray"`` (:func:`_check_executor` has checked it, and that Ray is installed); a Ray
+    task that asks for more GPUs than the cluster has is said to wait."""
     if kind == "local":
         pool = cf.ThreadPoolExecutor(max_workers=jobs)  # papermill kernels are subprocesses: threads suffice
         return lambda c, p, o, k, kern, pins: pool.submit(execute_cell, str(c.notebook), p, o, k, kern,
@@ -606,19 +606,23 @@ def _executor(kind: str, jobs: int, cells: list[Cell] = ()):
         except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, its own auth errors...
             where = f"the cluster at RAY_ADDRESS={os.environ['RAY_ADDRESS']}" if os.environ.get("RAY_ADDRESS") else \
                 "a local Ray instance"
-            raise RuntimeError(f"cannot start or reach {where} ({type(e).__name__}: {str(e).strip()[:300]}); check "
-                               "the address and that `ray status` works there (a cluster started with token "
-                               "authentication needs the same RAY_AUTH_* settings here)") from None
+            raise ParamError(f"cannot start or reach {where} ({type(e).__name__}: {str(e).strip()[:300]}); check "
+                             "the address and that `ray status` works there (a cluster started with token "
+                             "authentication needs the same RAY_AUTH_* settings here)") from None
         finally:
             _restore(handlers)  # Ray installs its own SIGTERM handler: a stop would skip the runner's summary
-    gpus = max((c.num_gpus for c in cells), default=0)
-    if gpus > ray.cluster_resources().get("GPU", 0):
-        raise ParamError(f"num_gpus: {gpus:g} asks for a GPU per notebook, but the Ray cluster has "
-                         f"{ray.cluster_resources().get('GPU', 0):g}: its tasks could never be scheduled (they "
-                         "would wait forever); add GPU nodes, or set num_gpus: 0")
-    remote = ray.remote(execute_cell)
-    return lambda c, p, o, k, kern, pins: remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(
-        str(c.notebook), p, o, k, kern, hub_commits=pins).future()
+    remote, warned = ray.remote(execute_cell), []
+
+    def submit(c, p, o, k, kern, pins):
+        have = ray.cluster_resources().get("GPU", 0)
+        if c.num_gpus > have and not warned:  # it waited without a word (an autoscaler may still add a GPU node)
+            warned.append(c.name)
+            log.warning("%s asks for %g GPU(s) (num_gpus) and the Ray cluster has %g now: its task waits until a GPU "
+                        "node joins (an autoscaler may add one); Ctrl-C stops the run, num_gpus: 0 runs on CPUs",
+                        c.name, c.num_gpus, have)
+        return remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(str(c.notebook), p, o, k, kern,
+                                                                       hub_commits=pins).future()
+    return submit
 
 
 def format_summary(summary: dict) -> str:
