@@ -63,10 +63,10 @@ def number_text_hint(value) -> str:
         number = float(value)
     except ValueError:
         return ""
-    exponent = re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip())
-    yaml_float = re.fullmatch(r"[+-]?(\d[\d_]*)?\.[\d_]*([eE][+-]\d+)?", value.strip())  # what PyYAML reads as one
     if not math.isfinite(number):
         return ""  # nan / inf: no spelling of them is accepted
+    exponent = re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip())
+    yaml_float = re.fullmatch(r"[+-]?(\d[\d_]*)?\.[\d_]*([eE][+-]\d+)?", value.strip())  # what PyYAML reads as one
     if not exponent or yaml_float:
         return f" (a text, {value!r}: write the number without quotes)"  # "1", "nan", "2.5e+3": quoted
     return f" (YAML reads {value} as text: write the number with a dot and a signed exponent, e.g. 1.0e-4)"
@@ -340,16 +340,16 @@ def trained_head(name: str, value, cwd=None) -> None:
     Hub ids and directories without ``architectures`` are checked when loaded (``require_head``)."""
     cfg = backbone_config(_seen_from(value, cwd)) or {}
     archs = cfg.get("architectures") or []
-    if isinstance(archs, list) and archs and cfg.get("auto_map") and not any(
-            str(a).endswith("ForSequenceClassification") for a in archs):
+    if not isinstance(archs, list) or not archs or any(str(a).endswith("ForSequenceClassification") for a in archs):
+        return
+    if cfg.get("auto_map"):
         raise ValueError(f"{name} = {str(value)!r} is a {archs[0]}, a model with its own code (auto_map): xlrm "
                          "scores reward models that transformers' AutoModelForSequenceClassification loads, with a "
                          "1-output score head (ArmoRM-style custom RMs are not supported)")
-    if isinstance(archs, list) and archs and not any(str(a).endswith("ForSequenceClassification") for a in archs):
-        raise ValueError(f"{name} = {str(value)!r} is a {archs[0]}, not a reward model: it has no trained score "
-                         "head, so its scores would be a random projection. Give a trained RM's directory (one "
-                         "saved as *ForSequenceClassification), or ask a causal LM as a generative judge "
-                         "(kind: judge in a params file's pretrained entry; model_kind 'judge' in the notebook)")
+    raise ValueError(f"{name} = {str(value)!r} is a {archs[0]}, not a reward model: it has no trained score "
+                     "head, so its scores would be a random projection. Give a trained RM's directory (one "
+                     "saved as *ForSequenceClassification), or ask a causal LM as a generative judge "
+                     "(kind: judge in a params file's pretrained entry; model_kind 'judge' in the notebook)")
 
 
 def judge(name: str, value, kind: str = "rm") -> str:

@@ -355,8 +355,7 @@ def _read_local(path: Path) -> list[dict]:
             raise ValueError(f"{path}: not a comma-separated file with a header row ({str(e).strip()}); {joined}save it "
                              "with ',' between fields and text with commas or line breaks in double quotes "
                              "(pandas: df.to_csv(path, index=False))") from e
-        return [{k: _text_messages(v) if k in ("prompt", "chosen", "rejected") else v for k, v in r.items()}
-                for r in rows]
+        return [_decoded(r) for r in rows]
     raise ValueError(f"unsupported data file {path.name!r}; expected .jsonl, .json, .csv or .parquet")
 
 
@@ -610,10 +609,10 @@ def _check_columns(first, name: str) -> None:
     # an optional column spelt otherwise ('Lang', 'catgory') would be kept as metadata, unread: every row would get
     # the one language asked, or the category 'unknown'
     known = {"id", "lang", "language", "category", "subset", "source", "split", "prompt", "chosen", "rejected", "meta"}
-    read = {"language" if k == "lang" and "language" in first else k for k in known if k in first}
+    has_lang = "lang" in first or "language" in first
+    absent = [k for k in ("id", "lang", "language", "category", "subset", "split")
+              if k not in first and not (has_lang and k in ("lang", "language"))]
     for col in (str(c) for c in first if str(c) not in known):
-        absent = [k for k in ("id", "lang", "language", "category", "subset", "split") if k not in first and not (
-            k in ("lang", "language") and read & {"lang", "language"})]
         # the same name in other case or with spaces ('Language', 'ID'), or a misspelling of one but 'id' (whose
         # look-alikes 'uid', 'idx' are other columns, and an unread id only costs the auto-made ids)
         near = [k for k in absent if col.strip().lower() == k] or [k for k in difflib.get_close_matches(

@@ -204,11 +204,10 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
 def _rm_name(name, rm_names: set) -> str:
     """``name`` as the grid names its RMs (canonical language code, ``-mt`` kept; a language's name or ISO 639-3
     code too: ``English``, ``eng``); a ParamError if none is."""
-    text = str(name)
-    base, mt = (text[: -len(TRANSLATED_SUFFIX)], TRANSLATED_SUFFIX) if text.lower().endswith(TRANSLATED_SUFFIX) \
-        else (text, "")
-    canonical = next((c for c in (text, checks.rm_name(text), (checks.normalized_or_none(base) or "") + mt)
-                      if c in rm_names), checks.rm_name(text))
+    canonical = str(name) if str(name) in rm_names else checks.rm_name(name)
+    if canonical not in rm_names:  # a language's name or ISO 639-3 code ('English', 'eng'): the lenient reading
+        base = canonical.removesuffix(TRANSLATED_SUFFIX)
+        canonical = (checks.normalized_or_none(base) or base) + canonical[len(base):]
     if canonical not in rm_names:
         raise ParamError(f"report.english = {name!r} is not an RM of this grid; expected one of {sorted(rm_names)}")
     return canonical
@@ -270,9 +269,7 @@ def _grid_axes(spec: dict):
 def _scorable(langs: list, spec: dict) -> list:
     """Of ``langs`` (in order, once), those the evaluation source has (a file is read by the pre-flight, which
     names a missing one); the others are said to be left out."""
-    from .data import check_source
-
-    from .data import FILE_SUFFIXES
+    from .data import FILE_SUFFIXES, check_source
 
     if not isinstance(spec.get("evaluate"), dict):  # no evaluation: the probe's and best-of-n's sources are checked
         return list(dict.fromkeys(langs))

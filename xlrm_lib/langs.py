@@ -106,11 +106,9 @@ def normalize_lang(code: str) -> str:
     if name in _FROM_NAME:
         return _FROM_NAME[name]
     key = name.replace(" ", "")
-    for k in (key, key.replace("_", "-"), key.replace("-", "_")):
-        if k in LANGUAGES:
-            return k
-        if k in _FROM_FLORES:
-            return _FROM_FLORES[k]
+    if found := code_of(key):
+        return found
+    for k in (key, key.replace("_", "-")):
         if _ALIASES.get(k):
             return _ALIASES[k]
     if key in ISO3_CODES:

@@ -48,10 +48,9 @@ def collect(run_dir) -> dict:
         if plan is not None and (name not in plan or not done):
             ignored.append(name)
             continue
-        info = done
         htmls = sorted(p for p in cell_dir.glob("*.html") if not p.name.endswith(".failed.html"))
         runs.append({"stage": cell_dir.relative_to(run_dir).parts[0], "cell": str(cell_dir.relative_to(run_dir)),
-                     "kind": m.get("kind"), "seconds": info.get("seconds"), "finished": info.get("finished"),
+                     "kind": m.get("kind"), "seconds": done.get("seconds"), "finished": done.get("finished"),
                      "software": m.get("software"),
                      "notebook_html": os.path.relpath(htmls[0], run_dir) if htmls else None})
         by_kind.setdefault(m.get("kind"), []).append((cell_dir, m))

@@ -614,8 +614,8 @@ def _executor(kind: str, jobs: int):
     remote, warned = ray.remote(execute_cell), []
 
     def submit(c, p, o, k, kern, pins):
-        have = ray.cluster_resources().get("GPU", 0)
-        if c.num_gpus > have and not warned:  # it waited without a word (an autoscaler may still add a GPU node)
+        # a task asking for GPUs the cluster lacks waited without a word (an autoscaler may still add a node)
+        if c.num_gpus and not warned and c.num_gpus > (have := ray.cluster_resources().get("GPU", 0)):
             warned.append(c.name)
             log.warning("%s asks for %g GPU(s) (num_gpus) and the Ray cluster has %g now: its task waits until a GPU "
                         "node joins (an autoscaler may add one); Ctrl-C stops the run, num_gpus: 0 runs on CPUs",

@@ -454,7 +454,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             # results depend on these through floating-point reduction order (see README, "What the default
             # run finds"): the same seed on another thread count or device is a different run
             "runtime": {"device": str(model_device), "threads": torch.get_num_threads(),
-                        "bf16": use_bf16, "processes": args.world_size, **launch_settings(),
+                        "bf16": use_bf16, "processes": args.world_size, **key_obj.get("launch", {}),
                         "saved_dtype": str(next(iter(state.values())).dtype if state else model.dtype)},
             "train_metrics": {**result.metrics, "real_tokens": real_tokens,
                               "final_accuracy": history[-1].get("accuracy") if history else None},

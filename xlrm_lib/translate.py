@@ -28,6 +28,7 @@ False
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -242,7 +243,8 @@ _OPUS_TAG = re.compile(r">>(.+)<<")  # a multilingual Marian's target token, e.g
 _PAIR_NAME = re.compile(r"([A-Za-z]+(?:_[A-Za-z]+)?)-([A-Za-z]+(?:_[A-Za-z]+)?)$")  # opus-mt-en-es -> en, es
 
 
-def _spellings(lang: str) -> set[str]:
+@functools.lru_cache(maxsize=None)
+def _spellings(lang: str) -> frozenset[str]:
     """How translation models spell a language: short code, FLORES code and its ISO 639-3 part (opus ``spa``);
     for Chinese its script instead (``zho``/``zh`` alone does not say which), with opus' ``cmn_Hans``."""
     fl = flores(lang)
@@ -251,7 +253,7 @@ def _spellings(lang: str) -> set[str]:
     if not lang.startswith("zh"):  # and its macrolanguage's code (opus-mt writes >>lav<<, >>ara<<, >>swa<<)
         names |= {code for code, short in ISO3_CODES.items() if short == lang}
         names |= {f"{code}_{script}" for code in set(names) if len(code) == 3}
-    return {n.lower() for n in names}
+    return frozenset(n.lower() for n in names)
 
 
 def _as_lang(code: str) -> str | None:
