@@ -125,7 +125,8 @@ def main(argv=None) -> dict:
     from xlrm_lib.data import load_pairs
     from xlrm_lib.evaluate import model_format, score_pairs
     from xlrm_lib.formatting import TextFormat
-    from xlrm_lib.models import is_decoder, load_reward_model
+    from xlrm_lib.arch import is_decoder
+    from xlrm_lib.models import load_reward_model
 
     mach = harness.machine()
     tmp = Path(tempfile.mkdtemp(prefix="bench_score-"))

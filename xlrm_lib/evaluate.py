@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .arch import is_decoder
 from .checks import choice, positive_int
 from .data import CATEGORIES
 from .formatting import FORMAT_FILE, TextFormat, encode, fit_positions, forward_kwargs, pad_batch
 from .langs import TRANSLATED_SUFFIX
-from .models import is_decoder, loaded_from
+from .models import loaded_from
 from .packing import pack, packed_rewards, should_pack
 from .reward_cache import RewardCache
 from .stats import ci_from_draws, signflip_p, stratified_boot, stratified_mean

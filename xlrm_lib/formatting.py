@@ -22,6 +22,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .arch import position_limit, positions_from_ids
+
 FORMAT_FILE = "xlrm_format.json"
 # Variables chat templates may read while rendering, pinned so that a text renders the same every day. Llama
 # 3.x's template writes "Today Date: {date_string}" into its system block and, when the caller gives none, asks
@@ -152,30 +154,9 @@ def forward_kwargs(model, batch: dict) -> dict:
 
     params = inspect.signature(model.forward).parameters
     takes = "position_ids" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
-    if takes and not _positions_from_ids(model):
+    if takes and not positions_from_ids(model):
         return batch
     return {k: v for k, v in batch.items() if k != "position_ids"}
-
-
-LEARNED_POSITION_DECODERS = {"gpt2", "gpt_neo", "opt"}  # decoders with a position table (most use rotary)
-
-
-def position_limit(model) -> int | None:
-    """Tokens a model with a learned position table can take (``max_position_embeddings``, less the RoBERTa
-    family's ``padding_idx + 1`` offset): encoders and :data:`LEARNED_POSITION_DECODERS` (GPT-2: ``n_positions``);
-    None for rotary / relative positions, which have no hard end."""
-    from .models import is_decoder
-    from .packing import _unwrap
-
-    cfg = getattr(_unwrap(model), "config", None)
-    n = getattr(cfg, "max_position_embeddings", None)
-    if cfg is not None and n is not None and getattr(cfg, "model_type", "") in LEARNED_POSITION_DECODERS:
-        return int(n)
-    if cfg is None or n is None or is_decoder(cfg) or getattr(cfg, "position_embedding_type", "absolute") != "absolute":
-        return None
-    if getattr(cfg, "position_biased_input", True) is False:  # DeBERTa-v2/v3 (mDeBERTa): relative positions only
-        return None
-    return int(n) - (int(cfg.pad_token_id or 0) + 1 if _positions_from_ids(model) else 0)
 
 
 def fit_length(max_length: int, model) -> int:
@@ -196,11 +177,3 @@ def fit_positions(fmt: "TextFormat", model) -> "TextFormat":
     """``fmt`` with its ``max_length`` fitted to ``model`` (:func:`fit_length`)."""
     length = fit_length(fmt.max_length, model)
     return fmt if length == fmt.max_length else TextFormat(fmt.template, length, fmt.truncation_side)
-
-
-def _positions_from_ids(model) -> bool:
-    from .packing import _unwrap  # through DDP / DeepSpeed / PEFT wrappers
-
-    m = _unwrap(model)
-    body = getattr(m, "base_model", m)
-    return hasattr(getattr(body, "embeddings", None), "create_position_ids_from_input_ids")

@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 
 from .formatting import TextFormat, as_messages, chat_text, pad_batch, render
-from .models import _dtype, _load_tokenizer, _revision, default_device, resolve_backbone, weights_digest
+from .models import (default_device, load_tokenizer, resolve_backbone, revision_kwargs, torch_dtype,
+                     weights_digest)
 from .store import cache_dir as default_cache_dir
 from .store import fingerprint, write_json
 
@@ -30,7 +31,8 @@ CAND_COLUMNS = ["prompt_id", "lang", "cand_id", "text", "prompt"]  # a candidate
 KEY = ["prompt_id", "lang"]
 
 
-def _require(df, columns, what: str) -> None:
+def require_columns(df, columns, what: str) -> None:
+    """A ValueError unless ``df`` is a DataFrame with every one of ``columns``, naming ``what`` it is."""
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
     missing = [c for c in columns if c not in df.columns]
@@ -48,10 +50,10 @@ def load_policy(policy, *, dtype="float32", device=None, trust_remote_code: bool
     from transformers import AutoModelForCausalLM
 
     path = resolve_backbone(policy)
-    tok = _load_tokenizer(path, trust_remote_code, new_pad=False)  # pads with EOS if it must: see models._set_pad
-    model, info = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code,
+    tok = load_tokenizer(path, trust_remote_code, new_pad=False)  # pads with EOS if it must: see models._set_pad
+    model, info = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code,
                                                        output_loading_info=True,
-                                                       **_revision(str(path), None))  # a hub id at its pinned commit
+                                                       **revision_kwargs(str(path), None))  # a hub id at its pinned commit
     fresh = sorted(str(k) for k in info.get("missing_keys", ()))
     if fresh:  # e.g. a reward model's checkpoint: its LM head would be random, and so would every token or verdict
         raise ValueError(f"{str(policy)!r} is not a complete causal LM: {len(fresh)} weight(s) would be freshly "
@@ -187,7 +189,7 @@ def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4,
     if isinstance(policy, (str, os.PathLike)):
         policy, loaded_tok = load_policy(policy)
         tokenizer = loaded_tok if tokenizer is None else tokenizer
-    _require(prompts, ["prompt_id", "lang", "prompt"], "generate_candidates' prompts")
+    require_columns(prompts, ["prompt_id", "lang", "prompt"], "generate_candidates' prompts")
     if prompts.empty:
         raise ValueError("no prompts to generate for")
     fp = model_fingerprint(policy, tokenizer)

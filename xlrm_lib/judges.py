@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .arch import position_limit
 from .evaluate import SCORE_COLUMNS
-from .formatting import as_messages, chat_text, forward_kwargs, pad_batch, position_limit
+from .formatting import as_messages, chat_text, forward_kwargs, pad_batch
 
 INSTRUCTION = ("Which answer to the question is better: more helpful, correct, harmless and on topic? "
                "Reply with one letter, A or B.")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .arch import is_decoder
 from .backbones import PACKAGED, packaged_path
 from .checks import did_you_mean
 from .formatting import FORMAT_FILE
@@ -30,8 +31,7 @@ from .store import CARD_FILE
 
 log = logging.getLogger(__name__)
 
-DECODER_TYPES = {"llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "mistral", "gpt2",
-                 "phi", "phi3", "olmo", "olmo2", "smollm3", "granite", "cohere", "starcoder2"}
+
 
 
 def check_backbone(backbone: str | os.PathLike) -> str:
@@ -58,7 +58,7 @@ def resolve_backbone(backbone: str | os.PathLike) -> str:
     return name  # a hub id; from_pretrained raises its own (clear) error when offline
 
 
-def _revision(path: str, revision: str | None) -> dict:
+def revision_kwargs(path: str, revision: str | None) -> dict:
     """``from_pretrained``'s ``revision`` for a hub id: the one given, else the commit its main branch points at
     for this process (:func:`xlrm_lib.hub.commit`: under ``xlrm run``, the one the cell's key holds), so a model
     re-uploaded during a run is not read under the old key; a local directory has none."""
@@ -69,11 +69,6 @@ def _revision(path: str, revision: str | None) -> dict:
         raise ValueError(f"revision = {revision!r} was given for the local directory {path!r}; a revision pins a "
                          "hub id ('org/name')")
     return {"revision": revision}
-
-
-def is_decoder(model_or_config) -> bool:
-    cfg = getattr(model_or_config, "config", model_or_config)
-    return bool(getattr(cfg, "is_decoder", False)) or getattr(cfg, "model_type", "") in DECODER_TYPES
 
 
 def loaded_from(model) -> Path | None:
@@ -108,7 +103,8 @@ def _hash_tensor(h, flat: torch.Tensor, *, whole: bool, sample: int) -> None:
     h.update(flat[::step].contiguous().view(torch.uint8).cpu().numpy())
 
 
-def _dtype(dtype):
+def torch_dtype(dtype):
+    """A ``torch.dtype`` from its name (``"bf16"``, ``"float32"``...); a dtype or None as it is."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -143,7 +139,7 @@ def config_files_digest(path: str, trust_remote_code: bool = False) -> str | Non
     return h.hexdigest()
 
 
-def _load_tokenizer(path: str, trust_remote_code: bool, shared: dict | None = None, *, new_pad: bool = True,
+def load_tokenizer(path: str, trust_remote_code: bool, shared: dict | None = None, *, new_pad: bool = True,
                     revision: str | None = None):
     """The directory's tokenizer; with ``shared`` (a dict kept by the caller) identical files load once.
 
@@ -175,7 +171,7 @@ ADDED_PAD = "<|xlrm_pad|>"
 def _read_tokenizer(path: str, trust_remote_code: bool, new_pad: bool = True, revision: str | None = None):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **_revision(path, revision))
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **revision_kwargs(path, revision))
     if tok.pad_token is None:
         _set_pad(tok, path, new_pad)
     return tok
@@ -252,12 +248,12 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
 
     path = resolve_backbone(backbone)
     _check_weights(path)
-    tok = _load_tokenizer(path, trust_remote_code, shared_tokenizers, revision=revision)
+    tok = load_tokenizer(path, trust_remote_code, shared_tokenizers, revision=revision)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, dtype=_dtype(dtype) or torch.float32, trust_remote_code=trust_remote_code,
-            output_loading_info=True, **_revision(path, revision),
+            path, num_labels=1, dtype=torch_dtype(dtype) or torch.float32, trust_remote_code=trust_remote_code,
+            output_loading_info=True, **revision_kwargs(path, revision),
         )
     fresh = sorted(str(k) for k in info.get("missing_keys", ()))
     if require_head and fresh:
@@ -308,7 +304,7 @@ def load_backbone(backbone, *, dtype=None, device=None, trust_remote_code: bool 
 
     path = resolve_backbone(backbone)
     _check_weights(path)
-    tok = _load_tokenizer(path, trust_remote_code, shared_tokenizers, revision=revision)
+    tok = load_tokenizer(path, trust_remote_code, shared_tokenizers, revision=revision)
     # an RM directory's head (classifier / score) is left out on purpose, and BERT-style checkpoints may lack the
     # pooler (unused by the probes): transformers' load report of those would fill every probe notebook, so it
     # is silenced and only body weights that are really missing or mis-shaped are reported
@@ -317,9 +313,9 @@ def load_backbone(backbone, *, dtype=None, device=None, trust_remote_code: bool 
     # finds the base model's states again (a fresh random pooler made a new key, and files, on every probe)
     with _transformers_verbosity_error(), torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(0)  # the CPU generator only: fork_rng restores no CUDA state here
-        model, info = AutoModel.from_pretrained(path, dtype=_dtype(dtype) or torch.float32,  # as load_reward_model
+        model, info = AutoModel.from_pretrained(path, dtype=torch_dtype(dtype) or torch.float32,  # as load_reward_model
                                                 trust_remote_code=trust_remote_code,
-                                                output_loading_info=True, **_revision(path, revision))
+                                                output_loading_info=True, **revision_kwargs(path, revision))
     missing = sorted(k for k in info.get("missing_keys", ()) if not k.split(".")[0] == "pooler")
     bad = missing + sorted(str(k) for k in info.get("mismatched_keys", ()))
     if bad:

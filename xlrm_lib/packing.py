@@ -29,6 +29,8 @@ import inspect
 import torch
 import torch.nn.functional as F
 
+from .arch import is_decoder, unwrap
+
 ATTN_NAME = "xlrm_packed"
 
 _UNLOADED = object()
@@ -161,25 +163,9 @@ def _register() -> None:
 
 
 # ----------------------------------------------------------------------------------- model side
-def _unwrap(model):
-    """The transformers model under DDP / DeepSpeed / PEFT wrappers (LoRA layers are injected in place: same
-    computation). DeepSpeed's engine has a ``config`` too (its own, a dict): only a model's config stops here."""
-    from transformers import PretrainedConfig
-
-    while True:
-        if hasattr(model, "module") and not isinstance(getattr(model, "config", None), PretrainedConfig):
-            model = model.module  # DistributedDataParallel, DataParallel, a DeepSpeed engine
-        elif hasattr(model, "get_base_model"):  # peft.PeftModel
-            model = model.get_base_model()
-        else:
-            return model
-
-
 def supports_packing(model) -> str | None:
     """``None`` if ``model`` can run packed; else why not (a decoder ``...ForSequenceClassification`` is needed)."""
-    from .models import is_decoder
-
-    m = _unwrap(model)
+    m = unwrap(model)
     if not is_decoder(m):
         return f"{type(m).__name__} is not a decoder (bidirectional attention over padding-free rows is not wired)"
     if not hasattr(m, "score") or not hasattr(m, m.base_model_prefix):
@@ -214,7 +200,7 @@ def packed_training(model):
     the model's own attention the re-run would attend across the packed row (torch's non-reentrant checkpoint
     then fails; the reentrant one, transformers 4's default, silently computes wrong gradients)."""
     _register()
-    with _attention_implementation(_unwrap(model).config, ATTN_NAME):
+    with _attention_implementation(unwrap(model).config, ATTN_NAME):
         yield
 
 
@@ -229,7 +215,7 @@ def packed_rewards(model, batch: dict) -> torch.Tensor:
     _register()
     if isinstance(model, torch.nn.DataParallel):  # it would split the one packed row's tensors along dim 0
         model = model.module
-    m = _unwrap(model)
+    m = unwrap(model)
     cu = batch["cu_seq_lens"]
     captured: list[torch.Tensor] = []
     handle = m.score.register_forward_hook(lambda _module, _inputs, output: captured.append(output))

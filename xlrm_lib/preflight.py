@@ -3,7 +3,7 @@
 Every cell's parameters are checked against its notebook's ``parameters`` cell (papermill alone only warns on
 an unknown name and runs on the defaults): unknown, missing-required and wrongly-typed parameters are all
 reported in one :class:`~xlrm_lib.grid.ParamError`, then each cell's values
-(:func:`xlrm_lib.checks.notebook_problems`: languages, backbones, sources, training knobs... nothing loaded),
+(:func:`xlrm_lib.notebook_checks.notebook_problems`: languages, backbones, sources, training knobs... nothing loaded),
 then what the grid reads: every local data file is loaded once as its notebooks load it, a backbone or judge
 named like a hub id must be known to the hub or the local hub cache, and no RM is evaluated on the rows it
 trains on.
@@ -17,7 +17,7 @@ import re
 import time
 from pathlib import Path
 
-from . import checks
+from . import checks, notebook_checks
 from .checks import did_you_mean
 
 from .grid import REPO, Cell, ParamError, repo_path, unknown_hub_model
@@ -167,7 +167,7 @@ def _validate(cells: list[Cell], *, models: bool, upstream: list[Cell]) -> None:
             if s["required"] and k not in given:
                 problems.append(f"{cell.name}: missing required parameter {k!r} ({s['help']})")
         if len(problems) == before:  # the values, once every name and type is right (a check may read any)
-            problems += [f"{cell.name}: {p}" for p in checks.notebook_problems(cell.stage, cell.params, cwd=REPO)]
+            problems += [f"{cell.name}: {p}" for p in notebook_checks.notebook_problems(cell.stage, cell.params, cwd=REPO)]
         if len(problems) == before:
             valid.append(cell)
             read = _data_read(cell, schema)

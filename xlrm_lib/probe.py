@@ -28,9 +28,10 @@ import pandas as pd
 import torch
 
 from . import store
+from .arch import is_decoder
 from .checks import layer_list, positive_int
 from .formatting import fit_length, forward_kwargs, position_ids
-from .models import is_decoder, tokenizer_identity, weights_digest
+from .models import tokenizer_identity, weights_digest
 
 POOLINGS = ("auto", "mean", "cls", "last")
 log = logging.getLogger(__name__)
@@ -190,24 +191,9 @@ def hidden_states(model, tokenizer, texts, *, layers="all", pooling: str = "auto
     if cache_dir is not None:
         key = _cache_key(model_key or model_digest(model), tokenizer, texts, pooling, layers, max_length, side)
         path = Path(cache_dir) / f"hidden-{key[:32]}.npy"
-        if path.exists():
-            try:
-                cached = np.load(path)
-            except (OSError, ValueError, EOFError) as e:  # cut short (a full disk, an interrupted copy): made again
-                log.warning("hidden-state cache file %s is unreadable (%s); computing those states again", path, e)
-            else:
-                if cached.shape[0] == len(texts):
-                    return cached
-                log.warning("hidden-state cache file %s holds %d rows, not %d; computing them again", path,
-                            cached.shape[0], len(texts))
-
-    # the wrapper's hidden states are its body's; calling the body skips the LM head, whose logits
-    # (batch x seq x vocab) would be ~2 GB per batch for a 128k-vocabulary model
-    body = getattr(model, "base_model", model)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    # batches of similar lengths (sorted), so little of each forward is padding; rows go back in text order
+        cached = _read_cached(path, len(texts))
+        if cached is not None:
+            return cached
     if encoded:
         ids = texts
     else:
@@ -216,23 +202,52 @@ def hidden_states(model, tokenizer, texts, *, layers="all", pooling: str = "auto
             ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
         finally:
             tokenizer.truncation_side = before
+    result = _pooled_states(model, tokenizer, ids, pooling=pooling, layers=layers, batch_size=batch_size)
+    if path is not None:
+        with store.atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, result)  # a file object: given a path, np.save would append ".npy" to the temp name
+    return result
+
+
+def _read_cached(path: Path, n_texts: int) -> np.ndarray | None:
+    """The hidden states stored at ``path`` if it holds ``n_texts`` readable rows; else None (computed again)."""
+    if not path.exists():
+        return None
+    try:
+        cached = np.load(path)
+    except (OSError, ValueError, EOFError) as e:  # cut short (a full disk, an interrupted copy): made again
+        log.warning("hidden-state cache file %s is unreadable (%s); computing those states again", path, e)
+        return None
+    if cached.shape[0] != n_texts:
+        log.warning("hidden-state cache file %s holds %d rows, not %d; computing them again", path,
+                    cached.shape[0], n_texts)
+        return None
+    return cached
+
+
+def _pooled_states(model, tokenizer, ids: list[list[int]], *, pooling: str, layers, batch_size: int) -> np.ndarray:
+    """``(len(ids), n_layers, d)`` float32: the token-id lists run through ``model`` in batches of similar lengths
+    (sorted, so little of each forward is padding), rows put back in the order given."""
+    # the wrapper's hidden states are its body's; calling the body skips the LM head, whose logits
+    # (batch x seq x vocab) would be ~2 GB per batch for a 128k-vocabulary model
+    body = getattr(model, "base_model", model)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
     order = np.argsort([len(x) for x in ids], kind="stable")
     result = None
     try:
         with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
+            for start in range(0, len(ids), batch_size):
                 rows = order[start:start + batch_size].tolist()
                 enc = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
                 enc = {k: enc[k].to(device) for k in ("input_ids", "attention_mask")}
                 pooled = _forward(body, enc, pooling, layers, rows).cpu().numpy()
                 if result is None:
-                    result = np.empty((len(texts), *pooled.shape[1:]), dtype=np.float32)
+                    result = np.empty((len(ids), *pooled.shape[1:]), dtype=np.float32)
                 result[rows] = pooled
     finally:
         model.train(was_training)
-    if path is not None:
-        with store.atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, result)  # a file object: given a path, np.save would append ".npy" to the temp name
     return result
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import checks, data, evaluate, hub, models, probe, store, train
+from . import checks, data, evaluate, hub, models, notebook_checks, probe, store, train
 from .formatting import TextFormat, encode, fit_positions
 from .langs import normalize_langs
 
@@ -430,7 +430,7 @@ def _layer_labels(layers, models_to_ask) -> np.ndarray:
     layers = checks.layer_list("layers", layers)
     if all(int(i) >= 0 for i in layers):
         return np.array([int(i) for i in layers])
-    n_total = next((n for n in map(checks.hidden_state_count, models_to_ask) if n is not None), None)
+    n_total = next((n for n in map(notebook_checks.hidden_state_count, models_to_ask) if n is not None), None)
     if n_total is None:
         raise ValueError(f"layers = {layers!r} counts from the end, but no config.json of {list(models_to_ask)} is "
                          "on disk to say how many hidden states there are; give non-negative indices")
@@ -488,7 +488,7 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     rm_dirs = _rm_dirs(rm_dirs)
     langs = normalize_langs(langs)  # "EN" / "kor_Hang" -> "en" / "ko", as load_pairs names them
     judge_kind = checks.choice("judge_kind", judge_kind, checks.MODEL_KINDS)
-    checks.judge("judge", judge, kind=judge_kind)  # before any scoring: a typo here would otherwise fail at the end
+    notebook_checks.judge("judge", judge, kind=judge_kind)  # before any scoring: a typo here would otherwise fail at the end
     checks.positive_int("n", n, minimum=4, why=checks.POOL_SIZE_WHY)
     checks.positive_int("limit", limit, minimum=0)
     checks.positive_int("batch_size", batch_size)

