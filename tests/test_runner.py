@@ -655,9 +655,9 @@ def test_an_interrupted_run_removes_the_report_its_finished_notebooks_outdate(fa
             for f in futures:
                 f.result()
             raise KeyboardInterrupt
-        done = real_wait(futures, **kw)
-        trained.extend(done)  # the training, recorded by the runner after this call
-        return done
+        result = real_wait(futures, **kw)  # (done, not_done): the runner waits 1 s at a time
+        trained.extend(result.done)  # the training, recorded by the runner after this call
+        return result
 
     monkeypatch.setattr(runner.cf, "wait", wait)
     with pytest.raises(KeyboardInterrupt):
