@@ -548,3 +548,18 @@ def test_the_best_of_n_notebooks_first_table_is_never_empty():
     two = pd.DataFrame({"lang": ["ko", "zh", "average"], "a": "en", "win_rate": [0.6, 0.4, 0.5]})
     assert study.average_rows(one).equals(one)
     assert study.average_rows(two)["lang"].tolist() == ["average"]
+
+
+def test_pick_origins_count_what_each_rm_picked_beside_a_random_picks_expectation():
+    picks = pd.DataFrame({"prompt_id": ["p1", "p2", "p3", "p4"] * 2, "lang": "ko", "n": [4, 4, 4, 6] * 2,
+                          "rm": ["en"] * 4 + ["ko"] * 4,
+                          "origin": ["chosen", "chosen", "distractor", "rejected",
+                                     "distractor", "distractor", "distractor", "chosen"]})
+    t = align.pick_origins(picks).set_index("rm")
+    assert list(t.index) == ["en", "ko", "random (expected)"]  # the RMs' order, not sorted
+    assert t.loc["en", ["n", "chosen", "rejected", "distractor"]].tolist() == [4, 0.5, 0.25, 0.25]
+    assert t.loc["ko", ["chosen", "rejected", "distractor"]].tolist() == [0.25, 0.0, 0.75]  # none rejected: 0
+    # pools of 4, 4, 4 and 6: chosen (1/4 x 3 + 1/6) / 4; distractor (2/4 x 3 + 4/6) / 4
+    assert t.loc["random (expected)", "chosen"] == pytest.approx((0.75 + 1 / 6) / 4)
+    assert t.loc["random (expected)", "distractor"] == pytest.approx((1.5 + 4 / 6) / 4)
+    assert align.pick_origins(picks.drop(columns="origin")).empty  # generated candidates: no origins

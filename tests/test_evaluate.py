@@ -169,6 +169,9 @@ def test_english_vs_target_hand_computed():
                for k0, k2, z0, z2 in itertools.product([-1, 1], repeat=4)]
     assert avg["p_value"] == pytest.approx(np.mean(extreme), abs=0.03)
     assert avg["b"] == "{lang}"
+    # Holm over the 2 languages: ko's 0.5 x 2 = 1.0, zh's 1.0 x 1 = 1.0; the average is one test, not adjusted
+    assert out.loc["ko", "p_holm"] == pytest.approx(min(1.0, 2 * out.loc["ko", "p_value"]))
+    assert out.loc["zh", "p_holm"] == pytest.approx(1.0) and avg["p_holm"] == avg["p_value"]
     for lang in out.index:
         assert out.loc[lang, "ci_low"] <= out.loc[lang, "diff"] + 1e-12 <= out.loc[lang, "ci_high"] + 2e-12
 
@@ -367,12 +370,28 @@ def test_a_category_of_a_handful_of_items_is_said_to_have_an_interval_that_says_
                         "category": ["chat"] * 12 + ["safety"], "correct": [True, False] * 6 + [True]})
     with caplog.at_level("WARNING", logger="xlrm_lib.evaluate"):
         t = accuracy_table(one, n_boot=100).set_index("category")
-    assert (t.loc["safety", "ci_low"], t.loc["safety", "ci_high"]) == (1.0, 1.0)  # one item: no width
+    assert (t.loc["safety", "ci_low"], t.loc["safety", "ci_high"]) == (0.025, 1.0)  # 1 of 1: Clopper-Pearson
     assert "1 group(s) x category have fewer than 10 items (e.g. ('en', 'sw', 'safety'): 1)" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="xlrm_lib.evaluate"):
         accuracy_table(one[one.category == "chat"], n_boot=100)
     assert "fewer than" not in caplog.text
+
+
+def test_an_accuracy_of_0_or_1_gets_clopper_pearsons_interval_where_the_bootstrap_has_no_width():
+    # 24 of 24 right: every resample is all right, so the percentile interval was [1, 1] (drawn as no error bar)
+    cats = ["chat"] * 24 + ["safety"] * 24
+    t = accuracy_table(pd.DataFrame({"id": [f"i{k}" for k in range(48)], "lang": "ko", "source": "en", "tie": False,
+                                     "category": cats, "correct": [True] * 24 + [False] * 24}),
+                       n_boot=200).set_index("category")
+    assert t.loc["chat", ["ci_low", "ci_high"]].tolist() == pytest.approx([0.025 ** (1 / 24), 1.0])  # 0.858
+    assert t.loc["safety", ["ci_low", "ci_high"]].tolist() == pytest.approx([0.0, 1 - 0.025 ** (1 / 24)])
+    assert t.loc["overall", ["ci_low", "ci_high"]].tolist() == pytest.approx(  # the mean of the two
+        [0.025 ** (1 / 24) / 2, 1 - 0.025 ** (1 / 24) / 2])
+    near = accuracy_table(pd.DataFrame({"id": [f"i{k}" for k in range(24)], "lang": "ko", "source": "en",
+                                        "tie": False, "category": "chat", "correct": [True] * 23 + [False]}),
+                          n_boot=200).set_index("category")
+    assert near.loc["chat", "ci_high"] == 1.0 and near.loc["chat", "ci_low"] < 23 / 24  # 23/24: the bootstrap's
 
 
 def test_accuracy_table_counts_items_and_resamples_them_across_pooled_seeds():

@@ -118,6 +118,8 @@ def test_key_numbers_read_as_points_and_tables_as_people_read_them():
     t = report.key_numbers_table(key)
     assert t["points"].tolist() == [1.6, 2.0] and t.loc[0, "ci_low"] == -3.6 and t.loc[1, "sd"] == 1.0
     assert t.loc[0, "p_value"] == 0.603  # the sign-flip test of that average, beside its interval
+    # (1.960 + 0.842) x SE, SE = 10.56 points / (2 x 1.960): 7.5 points, the least these items would show 4 times in 5
+    assert t.loc[0, "detectable"] == 7.5
     assert "backbone" not in t.columns and report.key_numbers_table(None).empty
     two = report.key_numbers_table({"by_backbone": {"a": key, "b": key}})
     assert two["backbone"].tolist() == ["a", "a", "b", "b"]

@@ -252,6 +252,31 @@ def best_of_n(scored: pd.DataFrame, *, reward: str = "reward", rm: str | None = 
     return picks.sort_values(["lang", "prompt_id"], kind="mergesort").reset_index(drop=True)
 
 
+ORIGINS = ("chosen", "rejected", "distractor")
+
+
+def pick_origins(picks: pd.DataFrame) -> pd.DataFrame:
+    """What each RM picked from a :func:`candidate_pool`: per ``rm``, the share of its picks that were the item's
+    chosen answer, its rejected one, or an off-topic distractor (another item's answer), over every prompt and
+    language, beside a uniformly random pick's expectation (``rm="random (expected)"``: 1/n, 1/n, (n-2)/n).
+
+    A gold-judged win rate credits a pick over a distractor; an RM that picks distractors about as often as
+    chance does not read the prompt, whatever its pairwise accuracy. Picks from generated candidates (no
+    ``origin``) give an empty table.
+    """
+    if "origin" not in picks.columns or picks.empty:
+        return pd.DataFrame(columns=["rm", "n", *ORIGINS])
+    require_columns(picks, ["rm", "n"], "picks")
+    rms = list(pd.unique(picks["rm"]))  # in the order the RMs picked
+    shares = pd.crosstab(picks["rm"], picks["origin"], normalize="index").reindex(index=rms, columns=list(ORIGINS),
+                                                                                   fill_value=0.0)
+    out = shares.assign(n=picks.groupby("rm").size()).rename_axis(index="rm", columns=None).reset_index()
+    first = picks[picks["rm"] == rms[0]]["n"].to_numpy(float)  # the pools' sizes (every RM picks from the same)
+    expected = {"rm": "random (expected)", "n": len(first), "chosen": float(np.mean(1 / first)),
+                "rejected": float(np.mean(1 / first)), "distractor": float(np.mean((first - 2) / first))}
+    return pd.concat([out[["rm", "n", *ORIGINS]], pd.DataFrame([expected])], ignore_index=True)
+
+
 def random_picks(cands: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """One uniformly random candidate per (prompt_id, lang), ``rm="random"``; the draw depends on
     (seed, prompt_id) only, so a parallel pool gets the same candidate in every language."""

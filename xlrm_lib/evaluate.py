@@ -31,7 +31,7 @@ from .langs import TRANSLATED_SUFFIX
 from .models import loaded_from
 from .packing import pack, packed_rewards, should_pack
 from .reward_cache import RewardCache
-from .stats import ci_from_draws, signflip_p, stratified_boot, stratified_mean
+from .stats import ci_from_draws, edge_interval, holm, signflip_p, stratified_boot, stratified_mean
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,10 @@ def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int =
     Returns a long table: ``*by, category, n, accuracy, ci_low, ci_high, ties``. ``n`` counts items (ids); rows
     of one item (several seeds pooled in a group) are averaged and resampled together; ``ties`` counts rows.
     ``overall`` is the mean of the categories, RewardBench's four only where any of them is present.
+
+    A category at an accuracy of exactly 0 or 1 gets Clopper-Pearson's exact interval over its items
+    (:func:`xlrm_lib.stats.edge_interval`): every resample of it is alike, so the bootstrap's would have no width;
+    ``overall`` over categories that are all so takes the mean of their bounds.
     """
     by = [by] if isinstance(by, str) else list(by)
     unknown = [c for c in by if c not in scores.columns and c not in ("source", "lang")]  # the defaults may be absent
@@ -269,30 +273,38 @@ def accuracy_table(scores: pd.DataFrame, *, by=("source", "lang"), n_boot: int =
     for key, g in scores.groupby(by, sort=True) if by else [((), scores)]:
         key = key if isinstance(key, tuple) else (key,)
         x, cats, ids, w = g["correct"].to_numpy(float), g["category"].to_numpy(), _ids(g), _weights(g)
+        ties = g["tie"].to_numpy()
+        edges = {}  # category -> its interval, where its accuracy is 0 or 1
         for cat in [c for c in CATEGORIES if c in set(g["category"])] + sorted(set(g["category"]) - set(CATEGORIES)):
             m = cats == cat
-            lo, hi = ci_from_draws(stratified_boot(x[m], cats[m], ids[m], weights=w[m], n_boot=n_boot, seed=seed))
-            rows.append((*key, cat, len(set(ids[m].tolist())), float(np.average(x[m], weights=w[m])), lo, hi,
-                         int(g["tie"].to_numpy()[m].sum())))
+            acc, n = float(np.average(x[m], weights=w[m])), len(set(ids[m].tolist()))
+            if acc in (0.0, 1.0):  # every resample alike: the bootstrap's interval would have no width
+                lo, hi = edges[cat] = edge_interval(acc, n)
+            else:
+                lo, hi = ci_from_draws(stratified_boot(x[m], cats[m], ids[m], weights=w[m], n_boot=n_boot, seed=seed))
+            rows.append((*key, cat, n, acc, lo, hi, int(ties[m].sum())))
         m = _in_overall(cats)
         x, cats, ids, w = x[m], cats[m], ids[m], w[m]
-        lo, hi = ci_from_draws(stratified_boot(x, cats, ids, weights=w, n_boot=n_boot, seed=seed))
+        if set(cats.tolist()) <= set(edges):  # every category at 0 or 1: every draw alike here too
+            lo, hi = (float(np.mean(b)) for b in zip(*(edges[c] for c in set(cats.tolist()))))
+        else:
+            lo, hi = ci_from_draws(stratified_boot(x, cats, ids, weights=w, n_boot=n_boot, seed=seed))
         rows.append((*key, "overall", len(set(ids.tolist())), stratified_mean(x, cats, ids, weights=w), lo, hi,
-                     int(g["tie"].to_numpy()[m].sum())))
+                     int(ties[m].sum())))
     return pd.DataFrame(rows, columns=[*by, "category", "n", "accuracy", "ci_low", "ci_high", "ties"])
 
 
-FEW_ITEMS = 10  # a category with fewer items has a bootstrap interval that says little (1 item: zero width)
+FEW_ITEMS = 10  # a category with fewer items has a bootstrap interval that says little
 
 
 def _warn_few_items(scores: pd.DataFrame, by: list) -> None:
-    """A percentile bootstrap over a handful of items understates the uncertainty (over one item it has no
-    width at all): say which categories are that small, once per table."""
+    """A percentile bootstrap over a handful of items understates the uncertainty (it can only move in steps of
+    one item): say which categories are that small, once per table."""
     counts = scores.assign(_id=_ids(scores)).groupby([*by, "category"])["_id"].nunique()
     few = counts[counts < FEW_ITEMS]
     if len(few):
         log.warning("%d group(s) x category have fewer than %d items (e.g. %s: %d): their intervals understate "
-                    "the uncertainty (one item gives an interval of no width)", len(few), FEW_ITEMS,
+                    "the uncertainty (a bootstrap over a handful of items)", len(few), FEW_ITEMS,
                     few.index[0], int(few.iloc[0]))
 
 
@@ -379,6 +391,8 @@ def english_vs_target(scores: pd.DataFrame, *, english: str = "en", source_col: 
     ``target_source`` names the target RM from the language, e.g. ``"{lang}"`` (native) or ``"{lang}-mt"``
     (translate-train). The last row, ``lang="average"``, is the mean over targets; its interval and p-value
     resample (flip) each item in every language at once: an item's translations are not independent evidence.
+    ``p_holm``: the languages' p-values adjusted for their number (:func:`xlrm_lib.stats.holm`); the average's is
+    one test, the headline, and stays as it is.
     """
     if "{lang}" not in target_source or target_source.replace("{lang}", "").count("{"):
         raise ValueError(f"target_source = {target_source!r}; expected a name pattern with '{{lang}}' and no "
@@ -397,6 +411,8 @@ def english_vs_target(scores: pd.DataFrame, *, english: str = "en", source_col: 
                      **_compare(pairs[-1], groups=False, n_boot=n_boot, seed=seed)})
     if not rows:
         raise ValueError(f"no target-language RMs named like {target_source!r} among {sorted(sources)}")
-    rows.append({"lang": "average", "a": english, "b": target_source,
-                 **_compare(pd.concat(pairs, ignore_index=True), groups=True, n_boot=n_boot, seed=seed)})
+    for row, p_holm in zip(rows, holm([r["p_value"] for r in rows])):  # one family: the languages' tests
+        row["p_holm"] = float(p_holm)
+    average = _compare(pd.concat(pairs, ignore_index=True), groups=True, n_boot=n_boot, seed=seed)
+    rows.append({"lang": "average", "a": english, "b": target_source, **average, "p_holm": average["p_value"]})
     return pd.DataFrame(rows)

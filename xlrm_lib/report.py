@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import checks, evaluate, store
+from . import checks, evaluate, stats, store
 from .study import METRICS_FILE, has_targets
 
 log = logging.getLogger(__name__)
@@ -330,7 +330,8 @@ def readable(table: pd.DataFrame | None, digits: int = 3) -> pd.DataFrame | None
 def key_numbers_table(key: dict | None) -> pd.DataFrame:
     """The average English-minus-target differences of :func:`key_numbers`, in accuracy points (the tables
     below them hold fractions: 0.016 is 1.6 points), one row per comparison (and backbone): ``comparison,
-    points, ci_low, ci_high, p_value`` (several seeds: ``sd`` instead)."""
+    points, ci_low, ci_high, p_value, detectable`` (several seeds: ``sd`` instead). ``detectable``: the smallest
+    true difference these items would show at 80% power (:func:`xlrm_lib.stats.detectable_difference`)."""
     rows = []
     key = key or {}
     for backbone, numbers in (key["by_backbone"].items() if "by_backbone" in key else [(None, key)]):
@@ -344,6 +345,7 @@ def key_numbers_table(key: dict | None) -> pd.DataFrame:
                 row.update(ci_low=round(100 * v["ci"][0], 1), ci_high=round(100 * v["ci"][1], 1))
                 if "p_value" in v:
                     row["p_value"] = round(v["p_value"], 3)
+                row["detectable"] = round(100 * stats.detectable_difference(*v["ci"]), 1)
             else:
                 row.update(sd=round(100 * v["sd"], 1), runs=len(v["per_run"]))
             rows.append(row)
@@ -395,6 +397,8 @@ def tables(rep: dict, *, english: str = "en") -> dict:
         for label in ("native", "translated"):
             if f"headline_{label}" in rep["align"]:
                 out[f"align_{label}"] = _per_cell(rep["align"][f"headline_{label}"], "a", "align/")
+        if "pick_origins" in rep["align"]:
+            out["align_picks"] = _per_cell(rep["align"]["pick_origins"], "rm", "align/")
     return out
 
 
@@ -473,7 +477,7 @@ def save_tables(output_dir, t: dict) -> Path:
         files.update({f"english_vs_{label}.csv": spell_targets(h) for label, h in t["headlines"].items()})
     if t.get("seed_summary") is not None:
         files["seed_summary.csv"] = t["seed_summary"]
-    for name in ("pretrained", "probe_summary", "align_native", "align_translated"):
+    for name in ("pretrained", "probe_summary", "align_native", "align_translated", "align_picks"):
         if t.get(name) is not None:
             files[f"{name}.csv"] = spell_targets(t[name])
     for old in Path(output_dir).glob("*.csv"):  # an earlier report's table that this one lacks (only the report's)

@@ -99,6 +99,50 @@ def signflip_p(diffs, categories, ids, *, groups=None, weights=None, n_perm: int
     return float((1 + np.sum(np.abs(_mean_of_means(flipped)) >= t - 1e-12)) / (1 + n_perm))
 
 
+def edge_interval(value: float, n_items: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Clopper-Pearson's exact interval for an accuracy of exactly 0 or 1 over ``n_items`` items, where a
+    percentile bootstrap cannot vary (every resample is all right, or all wrong) and would give an interval of no
+    width: ``[(alpha/2)^(1/n), 1]`` for 1, its mirror for 0.
+
+    >>> [round(b, 3) for b in edge_interval(1.0, 24)]  # 24 of 24 items right
+    [0.858, 1.0]
+    """
+    if value not in (0.0, 1.0) or n_items < 1:
+        raise ValueError(f"edge_interval takes an accuracy of 0 or 1 over >= 1 item; got {value!r} over {n_items}")
+    bound = (alpha / 2) ** (1 / n_items)
+    return (bound, 1.0) if value == 1.0 else (0.0, 1.0 - bound)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (controls the chance of any false rejection among
+    them, without assuming they are independent): the k-th smallest is multiplied by ``m - k + 1``, then made
+    non-decreasing in that order and capped at 1.
+
+    >>> holm([0.01, 0.04, 0.03]).tolist()  # 0.01 x 3; 0.03 x 2; 0.04 x 1, raised to 0.06
+    [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    steps = np.maximum.accumulate(p[order] * (p.size - np.arange(p.size)))
+    out = np.empty_like(p)
+    out[order] = np.minimum(steps, 1.0)
+    return out
+
+
+def detectable_difference(ci_low: float, ci_high: float, *, power: float = 0.8, alpha: float = 0.05) -> float:
+    """The smallest true difference a two-sided test at ``alpha`` would find with probability ``power``, from the
+    width of a ``1 - alpha`` interval of the estimate (read as ``2 z SE``): ``(z_{1-alpha/2} + z_power) SE``.
+    A difference below it is not evidence either way: the items are too few to tell it from noise.
+
+    >>> round(detectable_difference(-0.037, 0.070), 4)  # 10.7 points wide: 7.6 points detectable
+    0.0765
+    """
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf
+    return (z(1 - alpha / 2) + z(power)) * (ci_high - ci_low) / (2 * z(1 - alpha / 2))
+
+
 def ci_from_draws(draws, alpha: float = 0.05) -> tuple[float, float]:
     """Percentile interval of bootstrap draws. NaN draws (a resample without any item of some group's category:
     the statistic is undefined there) are set aside, so the interval is conditional on every stratum being

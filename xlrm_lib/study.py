@@ -481,7 +481,8 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     ``limit`` keeps that many items (prompts) per language, drawn with ``seed``; 0 keeps all. Each RM scores
     ``n x items x languages`` candidates, so this is what the step costs.
     Returns tables: ``picks`` (every RM's pick per prompt), ``vs_random`` (each RM vs a random pick),
-    ``headline_native`` / ``headline_translated`` (English RM's pick vs the target RM's pick).
+    ``headline_native`` / ``headline_translated`` (English RM's pick vs the target RM's pick), ``pick_origins``
+    (the shares of each RM's picks that were chosen, rejected and off-topic answers: :func:`align.pick_origins`).
     """
     from . import align
 
@@ -520,6 +521,8 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     out = {"picks": pd.concat(picks.values(), ignore_index=True),
            "vs_random": align.win_rate_table(picks, align.random_picks(cands, seed=seed), judge_obj, seed=seed,
                                              judge_name=str(judge))}
+    if not (origins := align.pick_origins(out["picks"])).empty:
+        out["pick_origins"] = origins
     for label, fmt in evaluate.HEADLINE_TARGETS.items():
         if has_targets(picks, langs, english=english, target_fmt=fmt):
             out[f"headline_{label}"] = align.headline_win_rates(picks, judge_obj, english=english, target_fmt=fmt,
