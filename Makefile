@@ -53,7 +53,8 @@ test-all: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=. notebooks/
+	# rooted at the repository (outputs/ and params/ open in the file browser too), opened at notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks
 
 bench: setup
 	$(BIN)/python benchmarks/bench_train.py

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import datasets
 import pandas as pd
@@ -627,3 +628,45 @@ def test_json_file_holding_one_object_or_no_records(tmp_path):
     pd.DataFrame([{k: v for k, v in ROWS[1].items() if k != "meta"}]).to_json(columns)
     with pytest.raises(ValueError, match=r"holds one JSON dict; .*orient='records'"):
         load_pairs(str(columns))
+
+
+def _hub_dataset(cache: Path, repo_id: str, sha: str, configs: dict) -> None:
+    """A dataset repo in the hub cache's layout (snapshots/<sha>/, README with `configs:`), as `hf download` leaves
+    it; ``configs``: config -> rows of its test split."""
+    snap = cache / f"datasets--{repo_id.replace('/', '--')}" / "snapshots" / sha
+    readme = ["---", "configs:"]
+    for config, rows in configs.items():
+        (snap / config).mkdir(parents=True)
+        pd.DataFrame(rows).to_parquet(snap / config / "test-00000-of-00001.parquet", index=False)
+        readme += [f"- config_name: {config}", "  data_files:", "  - split: test", f"    path: {config}/test-*"]
+    (snap / "README.md").write_text("\n".join([*readme, "---", ""]))
+
+
+def test_a_hub_dataset_is_read_at_its_pinned_commit_from_the_hub_cache_offline(tmp_path, monkeypatch):
+    # offline, datasets serves only its own prepared copy: after a plain `hf download` every load failed, and
+    # after a re-cut it read the old rows under the new commit's key
+    import datasets
+    from huggingface_hub import constants
+
+    from xlrm_lib import hub
+
+    repo_id = "CohereLabsCommunity/multilingual-reward-bench"
+    row = lambda i, chosen: {"id": i, "prompt": "¿Qué?", "chosen": chosen, "rejected": "no",  # noqa: E731
+                             "source": "alpacaeval-easy", "language": "spa_Latn"}
+    old, new = "a" * 40, "b" * 40
+    _hub_dataset(tmp_path / "hub", repo_id, old, {"spa_Latn": [row(1, "old cut")]})
+    _hub_dataset(tmp_path / "hub", repo_id, new, {"spa_Latn": [row(1, "new cut"), row(2, "sí")]})
+    refs = tmp_path / "hub" / f"datasets--{repo_id.replace('/', '--')}" / "refs"
+    refs.mkdir()
+    (refs / "main").write_text(new)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "prepared")  # nothing prepared there
+    hub.commit.cache_clear()
+    try:
+        pairs = load_pairs(repo_id, langs=["es"], split="test")
+    finally:
+        hub.commit.cache_clear()
+    assert sorted(pairs["chosen"]) == ["new cut", "sí"] and set(pairs["lang"]) == {"es"}
+    assert hub.cached_snapshot(repo_id, "dataset", new).name == new
+    assert hub.cached_snapshot(repo_id, "dataset", "c" * 40) is None

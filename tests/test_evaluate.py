@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from conftest import CHAT_TEMPLATE, make_pairs, save_model, tiny_llama, word_tokenizer
-from xlrm_lib.evaluate import (SCORE_COLUMNS, accuracy_table, english_vs_target, model_format, paired_difference,
-                               score_pairs, subset_weights, transfer_matrix)
+from xlrm_lib.evaluate import (SCORE_COLUMNS, accuracy_table, category_table, english_vs_target, model_format,
+                               paired_difference, score_pairs, subset_weights, transfer_matrix)
 from xlrm_lib.formatting import TextFormat
 from xlrm_lib.models import load_reward_model
 
@@ -442,12 +442,15 @@ def test_notebook_entry_points_name_an_empty_required_parameter(tmp_path, monkey
     monkeypatch.setattr(pio.renderers, "default", pio.renderers.default)
     verbosity = transformers.utils.logging.get_verbosity()
     try:
+        monkeypatch.setattr(study, "_STARTED_IN", {})
         monkeypatch.chdir(root / "notebooks")
         study.setup_notebook()
         assert Path.cwd() == root
+        assert study.notebook_dir(tmp_path / "out") == root / "notebooks"  # where its links are read from
         monkeypatch.chdir(tmp_path)  # anywhere else: left alone
+        monkeypatch.setattr(study, "_STARTED_IN", {})
         study.setup_notebook()
-        assert Path.cwd() == tmp_path
+        assert Path.cwd() == tmp_path and study.notebook_dir("out") == tmp_path / "out"  # rendered in output_dir
         assert transformers.utils.logging.get_verbosity() == transformers.logging.ERROR
     finally:  # the rest of this process keeps its warnings and progress bars
         transformers.utils.logging.set_verbosity(verbosity)
@@ -597,3 +600,11 @@ def test_a_rendered_notebook_re_executed_in_a_copied_run_does_not_write_into_the
                                            r"then `run: default_copy` in its params.yaml\), then xlrm run "
                                            r".*/shared/default_copy/params.yaml --outputs"):
         study._check_not_a_copy(str(original / "evaluate" / "me5-small-s42-en"))
+
+
+def test_category_table_reads_across_in_rewardbenchs_order_with_overall_last():
+    t = pd.DataFrame({"lang": ["ko"] * 5, "category": ["overall", "chat_hard", "unknown", "chat", "reasoning"],
+                      "accuracy": [0.6, 0.4, 0.9, 0.8, 0.5]})
+    wide = category_table(t)
+    assert list(wide.columns) == ["chat", "chat_hard", "reasoning", "unknown", "overall"]  # was sorted by name
+    assert wide.loc["ko"].tolist() == [0.8, 0.4, 0.5, 0.9, 0.6]

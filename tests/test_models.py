@@ -473,3 +473,16 @@ def test_a_model_fetched_only_by_commit_is_found_offline(tmp_path, monkeypatch):
     (tmp_path / "models--org--unknown" / "refs" / "main").write_text("1" * 40)
     assert hub.commit("org/unknown") == "1" * 40  # an unknown answer is not remembered
     hub.commit.cache_clear()
+
+
+def test_a_model_saved_without_its_tokenizer_files_is_refused_not_given_an_empty_tokenizer(tmp_path):
+    # transformers builds a tokenizer of nothing from the config alone (a partial `hf download --include`):
+    # every text became no tokens and training failed deep inside the model ("cannot reshape tensor of 0 elements")
+    from transformers import Qwen2Config, Qwen2ForSequenceClassification
+
+    cfg = Qwen2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, num_labels=1, pad_token_id=0)
+    Qwen2ForSequenceClassification(cfg).save_pretrained(tmp_path / "weights-only")
+    with pytest.raises(ValueError, match=r"weights-only: its tokenizer has \d+ token\(s\) and turns text into none: "
+                                         r"the tokenizer files .* are missing there"):
+        load_reward_model(tmp_path / "weights-only")

@@ -164,9 +164,17 @@ def test_run_header_says_what_was_run(tmp_path):
     assert software in shown  # whole: pandas' display cut it at 50 characters, transformers' version with it
 
 
-def test_runs_table_links_from_the_report_notebooks_folder():
+def test_runs_table_links_from_the_report_notebooks_folder(tmp_path):
     runs = pd.DataFrame([{"stage": "train", "cell": "train/a", "seconds": 3.0, "notebook_html": "train/a/t.html"}])
     assert 'href="../train/a/t.html"' in report.runs_table_html(runs)
+    # the template open in JupyterLab reads its links from notebooks/ (the kernel started there): they pointed
+    # one folder above it, not into the run
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    assert 'href="../outputs/default/train/a/t.html"' in report.runs_table_html(
+        runs, run_dir=repo / "outputs" / "default", from_dir=repo / "notebooks")
+    assert 'href="../train/a/t.html"' in report.runs_table_html(  # xlrm run: rendered in <run>/report
+        runs, run_dir=repo / "outputs" / "default", from_dir=repo / "outputs" / "default" / "report")
 
 
 def test_collect_refuses_an_empty_run_dir():
@@ -302,6 +310,21 @@ def test_every_notebooks_metrics_record_the_software_that_made_them(tmp_path):
     path = study.save_outputs(tmp_path, {"kind": "evaluate"})
     software = json.loads(path.read_text())["software"]
     assert software == store.library_versions() and software["torch"] and list(software) == list(store.SOFTWARE)
+    assert "hub_commits" not in json.loads(path.read_text())  # by hand: nothing pinned
+
+
+def test_the_hub_commits_a_notebook_read_are_in_its_metrics_and_the_reports_header(tmp_path, monkeypatch):
+    # the commits were only hashed into the cells' keys: no output said which cut of M-RewardBench was scored
+    from xlrm_lib import hub, study
+
+    pins = {"CohereLabsCommunity/multilingual-reward-bench": "a" * 40, "Qwen/Qwen2.5-3B-Instruct": "b" * 40}
+    monkeypatch.setenv(hub.PINS_ENV, json.dumps({**pins, "org/odd": "not-a-commit"}))
+    path = study.save_outputs(tmp_path, {"kind": "evaluate"})
+    assert json.loads(path.read_text())["hub_commits"] == pins
+    runs = pd.DataFrame({"cell": ["evaluate/a", "train/a"], "hub_commits": [pins, {}]})
+    header = report.run_header({"params": {"run": "r"}, "runs": runs}).set_index("field")["value"]
+    assert header["hub commits"] == ("CohereLabsCommunity/multilingual-reward-bench@aaaaaaaaaaaa, "
+                                      "Qwen/Qwen2.5-3B-Instruct@bbbbbbbbbbbb")
 
 
 def test_a_report_made_by_hand_from_another_run_keeps_its_figures_apart(tmp_path):

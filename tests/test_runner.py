@@ -80,6 +80,7 @@ def test_a_cells_kernel_loads_the_hub_commits_its_key_holds(tmp_path):
                               hub_commits={"org/bench": "e" * 40, "org/unknown": None})
     assert res["status"] == "ok", res
     assert json.loads((out / "seen.json").read_text()) == ["e" * 40, None]
+    assert json.loads((out / "_done.json").read_text())["hub_commits"] == {"org/bench": "e" * 40, "org/unknown": None}
     assert "XLRM_HUB_COMMITS" not in os.environ  # the kernel's, not the runner's environment shared by threads
 
 
@@ -350,9 +351,14 @@ def test_a_translation_model_that_names_nothing_is_refused_not_skipped(fake_note
     monkeypatch.setattr(hub, "commit", lambda repo_id, *a, **k: None)  # offline and never downloaded
     entry = {"from": "en", "to": "ko", "backend": "hf", "model": "facebook/nllb-200-distiled-600M"}
     spec = _spec(fake_notebooks, tmp_path, langs=["en"], translated=[entry])
-    with pytest.raises(runner.ParamError, match=r"model 'facebook/nllb-200-distiled-600M' is not a local directory, "
-                                                r"not on the hub .* check its spelling"):
-        grid.unavailable_translations(spec)
+    assert grid.unavailable_translations(spec) == []  # not skipped as unavailable: planned, then refused
+    cells = runner.plan(spec)  # `xlrm plan` lists the grid (it stopped at this entry, hiding every other problem)
+    assert any(c.params.get("mt_model") == entry["model"] for c in cells)
+    [problem] = [p for p in preflight.model_problems(cells) if "translated" in p]
+    assert problem.startswith("translated: model 'facebook/nllb-200-distiled-600M' (backend hf) is not a local "
+                              "directory") and "spelling" in problem
+    with pytest.raises(runner.ParamError, match="translated: model 'facebook/nllb-200-distiled-600M'"):
+        runner.validate(cells)
 
 
 def test_grid_that_expands_to_nothing(fake_notebooks, tmp_path):
@@ -1165,3 +1171,72 @@ def test_more_than_one_gpu_per_notebook_is_a_whole_number(fake_notebooks, tmp_pa
     with pytest.raises(runner.ParamError, match=r"num_gpus = 1.5: more than one GPU per notebook must be a whole"):
         runner.plan(_spec(fake_notebooks, tmp_path, num_gpus=1.5))
     assert {c.num_gpus for c in runner.plan(_spec(fake_notebooks, tmp_path, num_gpus=0.5))} == {0.5, 0.0}
+
+
+def _set_default(nb: Path, line_start: str, new_line: str) -> None:
+    book = nbformat.read(nb, as_version=4)
+    cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source = "\n".join(new_line if ln.startswith(line_start) else ln for ln in cell.source.splitlines())
+    nbformat.write(book, nb)
+
+
+def test_a_default_the_grid_injects_or_a_comment_changes_no_key_an_edited_default_it_uses_does(fake_notebooks,
+                                                                                                   tmp_path):
+    # a model_dir filled in by hand in JupyterLab re-ran every evaluation (the parameters cell was keyed as text)
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"])
+    runner.run(spec, progress=False)
+    run_dir = tmp_path / "out" / "t"
+    todo = lambda: {k for k, v in runner.pending(runner.plan(spec), run_dir).items() if v}  # noqa: E731
+    _set_default(fake_notebooks / "evaluate_transfer.ipynb", "model_dir", 'model_dir = "/my/rm"  # tried by hand')
+    _set_default(fake_notebooks / "report.ipynb", "run_dir", 'run_dir = "outputs/default"  # required: the run')
+    assert todo() == set()
+    # lr: the params file sets it, so its default is not used; translate_from is not set, and is used
+    _set_default(fake_notebooks / "train_reward_model.ipynb", "lr", "lr = 0.5  # lr")
+    assert todo() == set()
+    _set_default(fake_notebooks / "train_reward_model.ipynb", "mt_model", 'mt_model = "org/mt"  # model')
+    assert todo() == {"train/me5-small-s42-en", "evaluate/me5-small-s42-en", "report"}
+
+
+def test_templates_with_defaults_edited_since_the_last_commit_are_named_where_the_grid_uses_them(tmp_path):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    nbs = repo / "notebooks"
+    nbs.mkdir(parents=True)
+    _nb(nbs / "train_reward_model.ipynb", 'output_dir = ""  # required\nlr = 0.0001  # lr\nepochs = 3.0  # epochs\n',
+        "pass")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "templates"], check=True)
+    cells = [grid.Cell("train/a", "train", nbs / "train_reward_model.ipynb", {"output_dir": "x", "epochs": 1.0})]
+    assert preflight.template_changes(cells) == []
+    # a session in JupyterLab saved lr and epochs; the grid sets epochs, so only lr is used
+    _set_default(nbs / "train_reward_model.ipynb", "lr", "lr = 0.0003  # lr")
+    _set_default(nbs / "train_reward_model.ipynb", "epochs", "epochs = 1.0  # epochs")
+    [note] = preflight.template_changes(cells)
+    assert "train_reward_model.ipynb has defaults edited since the last commit" in note
+    assert "lr = 0.0003 (committed: 0.0001)" in note and "epochs" not in note
+    outside = tmp_path / "plain"  # not a git checkout: nothing to compare with
+    outside.mkdir()
+    _nb(outside / "train_reward_model.ipynb", 'output_dir = ""  # required\nlr = 0.5  # lr\n', "pass")
+    assert preflight.template_changes([grid.Cell("train/a", "train", outside / "train_reward_model.ipynb", {})]) == []
+
+
+def test_a_params_file_in_a_run_folder_resumes_that_folder_or_is_refused(fake_notebooks, tmp_path):
+    # a renamed copy of a run folder (or one run without --outputs) started the whole grid anew elsewhere
+    import yaml
+
+    runner.run(_spec(fake_notebooks, tmp_path, langs=["en"]), progress=False)
+    rendered = tmp_path / "out" / "t" / "train" / "me5-small-s42-en" / "train_reward_model.ipynb"
+    assert nbformat.read(rendered, as_version=4).metadata.papermill.output_path == str(rendered)  # not the temp file
+    copy = tmp_path / "share" / "copy"
+    shutil.copytree(tmp_path / "out" / "t", copy)
+    spec = yaml.safe_load((copy / "params.yaml").read_text())
+    (copy / "params.yaml").write_text(yaml.safe_dump({**spec, "notebooks_dir": str(fake_notebooks)}))
+    with pytest.raises(runner.ParamError, match=r"lies in the run folder .*copy, but this run would write to .*t "
+                                                r"and compute the grid anew .*after setting `run: copy`"):
+        runner.run(str(copy / "params.yaml"), outputs_dir=str(tmp_path / "share"), progress=False)
+    (copy / "params.yaml").write_text(yaml.safe_dump({**spec, "notebooks_dir": str(fake_notebooks), "run": "copy"}))
+    summary = runner.run(str(copy / "params.yaml"), outputs_dir=str(tmp_path / "share"), progress=False)
+    assert summary["run_dir"] == str(copy) and not (tmp_path / "share" / "t").exists()

@@ -225,7 +225,8 @@ def test_a_hub_dataset_that_names_nothing_fails_validation(tmp_path, monkeypatch
     # offline (tests/conftest.py) and never downloaded: a typo in eval_source failed after every training
     asked = []
     monkeypatch.setattr(hub, "commit", lambda repo_id, repo_type="model", **k: asked.append((repo_id, repo_type))
-                        or ("0" * 40 if repo_id == "CohereLabsCommunity/multilingual-reward-bench" else None))
+                        or ("0" * 40 if repo_id in ("CohereLabsCommunity/multilingual-reward-bench",
+                                                    "allenai/reward-bench") else None))
     typo = "CohereLabsCommunity/multilingual-reward-bnch"
     with pytest.raises(runner.ParamError, match=rf"1 problem.*\n  evaluate\.eval_source = '{typo}' is not a dataset on "
                                                 r"the hub .* nor in the local hub cache; check its spelling"):
@@ -234,6 +235,28 @@ def test_a_hub_dataset_that_names_nothing_fails_validation(tmp_path, monkeypatch
     asked.clear()
     _validate(_spec(tmp_path, evaluate={"eval_source": "CohereLabsCommunity/multilingual-reward-bench",
                                         "split": "test"}))
+
+
+def test_m_rewardbench_with_english_needs_rewardbench_too_and_a_typo_gets_a_cached_id(tmp_path, monkeypatch):
+    # M-RewardBench's English rows are RewardBench's: validate passed without it, every evaluation with 'en' failed
+    from huggingface_hub import constants
+
+    known = {"CohereLabsCommunity/multilingual-reward-bench": "0" * 40}
+    monkeypatch.setattr(hub, "commit", lambda repo_id, repo_type="model", **k: known.get(repo_id))
+    mrb = {"eval_source": "CohereLabsCommunity/multilingual-reward-bench", "split": "test"}
+    with pytest.raises(runner.ParamError, match=r"evaluate\.eval_source = 'CohereLabsCommunity/multilingual-reward-"
+                                                r"bench' with English: its English rows are RewardBench's \(allenai/"
+                                                r"reward-bench, split filtered\), which is not on the hub"):
+        _validate(_spec(tmp_path, evaluate=mrb))
+    _validate(_spec(tmp_path, langs=["ko"], eval_langs=["ko", "zh"], evaluate=mrb))  # no English: not needed
+    known["allenai/reward-bench"] = "1" * 40
+    _validate(_spec(tmp_path, evaluate=mrb))
+    # a typo of an id the local hub cache holds is named; the fixed example it gave (M-RewardBench) is gone
+    (tmp_path / "hub" / "datasets--myorg--prefs-sw").mkdir(parents=True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(runner.ParamError, match=r"check its spelling \(did you mean 'myorg/prefs-sw'\?\)"):
+        _validate(_spec(tmp_path, langs=["ko"], eval_langs=["ko"],
+                        evaluate={"eval_source": "myorg/prefs-sww", "split": "test"}))
 
 
 # ----------------------------------------------------------------------------------- backbones and judges
@@ -372,3 +395,46 @@ def test_best_of_n_pools_a_file_cannot_fill_are_refused_before_any_training(tmp_
         _validate(_spec(tmp_path, align={"source": str(_jsonl(tmp_path / "held.jsonl", rows))}))
     chat = _jsonl(tmp_path / "chat.jsonl", [r for r in rows if r["category"] == "chat"])
     _validate(_spec(tmp_path, align={"source": str(chat)}))
+
+
+def test_a_gated_backbone_says_to_accept_its_licence_not_to_check_its_spelling(tmp_path, monkeypatch):
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import GatedRepoError
+
+    def repo_info(self, repo_id, **kw):
+        raise GatedRepoError.__new__(GatedRepoError)  # what the hub answers without an accepted licence
+
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)
+    monkeypatch.setattr(HfApi, "repo_info", repo_info)
+    monkeypatch.setattr(hub, "_GATED", set())
+    hub.commit.cache_clear()
+    try:
+        with pytest.raises(runner.ParamError, match=r"backbones: 'meta-llama/Llama-3.2-3B-Instruct' .* \(it is gated on "
+                                                    r"the hub: accept its licence at https://huggingface.co/meta-llama/"
+                                                    r"Llama-3.2-3B-Instruct .*HF_TOKEN"):
+            _validate(_spec(tmp_path, backbones=["meta-llama/Llama-3.2-3B-Instruct"]))
+    finally:
+        hub.commit.cache_clear()
+
+
+def test_a_hub_that_does_not_answer_gets_a_note_to_set_hf_hub_offline(monkeypatch):
+    # no network and HF_HUB_OFFLINE unset: every notebook waited out minutes of retries per model and dataset
+    from huggingface_hub import HfApi, constants
+
+    from xlrm_lib import preflight
+
+    def repo_info(self, repo_id, **kw):
+        raise ConnectionError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(HfApi, "repo_info", repo_info)
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)
+    hub.commit.cache_clear()
+    try:
+        assert preflight.hub_notes() == []
+        hub.commit("Qwen/Qwen2.5-3B-Instruct")
+        [note] = preflight.hub_notes()
+        assert note.startswith("the hub did not answer (no network?): set HF_HUB_OFFLINE=1")
+        monkeypatch.setattr(constants, "is_offline_mode", lambda: True)  # set: nothing to say
+        assert preflight.hub_notes() == []
+    finally:
+        hub.commit.cache_clear()

@@ -67,6 +67,8 @@ def main(argv=None) -> int:
             print(f"{args.params}: {len(cells)} notebook executions, parameters valid")
             for t, why in missing:  # what `run` will leave out, said before it runs
                 print(f"  note: translated RM {t['from']}->{t['to']} will not run: {why}")
+            for note in preflight.template_changes(cells) + preflight.hub_notes():
+                print(f"  note: {note}")
             for problem in preflight.model_problems(cells) if args.cmd == "plan" else ():
                 print(f"  note: {problem}; `xlrm run` refuses it")
             return 0

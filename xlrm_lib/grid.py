@@ -14,7 +14,7 @@ from pathlib import Path
 from . import checks
 from .checks import did_you_mean
 from .langs import TRANSLATED_SUFFIX, code_of
-from .store import PRETRAINED_DIR
+from .store import PLAN_FILE, PRETRAINED_DIR
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +72,22 @@ def load_spec(path) -> dict:
     if not checks.RUN_NAME.fullmatch(str(spec["run"])):
         raise ParamError(f"{path}: run name {spec['run']!r} must be letters, digits, '.', '_' or '-', not starting "
                          "with '.' (it names a folder under the outputs directory)")
+    spec["_source"] = str(path.resolve())  # where it was read (a run folder's own copy: see _check_run_folder)
     return spec
+
+
+def _check_run_folder(spec: dict, run_dir: Path) -> None:
+    """A params file read from inside a run folder (its ``params.yaml``, in a copy shared or moved) resumes that
+    folder only when the run writes there: a renamed copy, or one run without ``--outputs <its parent>``, would
+    start the whole grid anew in another folder."""
+    source = Path(spec["_source"]).parent if spec.get("_source") else None
+    if source is None or not (source / PLAN_FILE).is_file() or source == run_dir.resolve():
+        return
+    raise ParamError(f"{spec['_source']} lies in the run folder {source}, but this run would write to {run_dir} "
+                     f"and compute the grid anew there. To resume that folder: xlrm run {spec['_source']} --outputs "
+                     f"{source.parent}" + (f" (after setting `run: {source.name}` in it: the folder's name)"
+                                            if source.name != str(spec["run"]) else "")
+                     + "; to start a new run from these parameters, copy the file out of the run folder first")
 
 
 def _unique_key_loader():
@@ -114,6 +129,7 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
     nb_dir = Path(notebooks_dir or spec.get("notebooks_dir") or REPO / "notebooks")
     nb = lambda stage: nb_dir / f"{NOTEBOOKS[stage]}.ipynb"  # noqa: E731
     run_dir = Path(spec.get("_outputs", REPO / "outputs")) / str(spec["run"])
+    _check_run_folder(spec, run_dir)
     backbones, seeds, langs, eval_langs, gpus = _grid_axes(spec)
     translated = spec.get("translated") or []
     grid_keys = {"backbone": "backbones", "seed": "seeds", "train_lang": "langs", "rm_name": "langs",
@@ -320,13 +336,19 @@ def unavailable_translations(spec: dict) -> list[tuple[dict, str]]:
                              "model: facebook/nllb-200-distilled-600M (a hub id or a local directory)")
         if backends[backend] != "ok":
             out.append((t, backends[backend]))
-        elif backend == "hf" and unknown_hub_model(t["model"]):  # a typo is not a backend missing here: refused
-            raise ParamError(f"translated entry {t!r}: model {t['model']!r} is not a local directory, not on the hub "
-                             "(or not reachable) and not in the local hub cache; check its spelling, or download it "
-                             "on a machine with internet (hf download <id>)")
+        elif backend == "hf" and unknown_hub_model(t["model"]):
+            continue  # a typo or not downloaded, not a backend missing here: preflight.model_problems refuses it
         elif why := why_unavailable(t["from"], t["to"], backend, model=t.get("model")):
             out.append((t, why))
     return out
+
+
+def hub_suggestion(value, repo_type: str = "model", known=()) -> str:
+    """`` (did you mean 'x'?)`` for a hub id close to ``value`` among those the local hub cache holds and
+    ``known``, or ""."""
+    from . import hub
+
+    return did_you_mean(value, [i for i in (*hub.cached_ids(repo_type), *known) if i != value], cutoff=0.8)
 
 
 def unknown_hub_model(value, repo_type: str = "model") -> bool:

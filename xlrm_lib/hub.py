@@ -30,15 +30,21 @@ COMMIT = re.compile(r"[0-9a-f]{40}")
 PINS_ENV = "XLRM_HUB_COMMITS"  # {repo_id: commit} of a cell's hub ids, set by the runner for its notebook's kernel
 
 
-def pinned(repo_id: str) -> str | None:
-    """The commit the runner pinned ``repo_id`` to for this process (:data:`PINS_ENV`), or None."""
+def pins() -> dict:
+    """``{repo_id: commit}`` the runner pinned for this process (:data:`PINS_ENV`); {} when none."""
     try:
-        pins = json.loads(os.environ.get(PINS_ENV) or "{}")
+        out = json.loads(os.environ.get(PINS_ENV) or "{}")
     except ValueError:
         raise ValueError(f"{PINS_ENV} = {os.environ[PINS_ENV]!r:.80} is not JSON; expected {{repo_id: commit}} "
                          "(the runner sets it; unset it to use the hub's main branch)") from None
-    sha = pins.get(repo_id) if isinstance(pins, dict) else None
-    return sha if isinstance(sha, str) and COMMIT.fullmatch(sha) else None
+    if not isinstance(out, dict):
+        return {}
+    return {k: v for k, v in out.items() if isinstance(v, str) and COMMIT.fullmatch(v)}
+
+
+def pinned(repo_id: str) -> str | None:
+    """The commit the runner pinned ``repo_id`` to for this process (:data:`PINS_ENV`), or None."""
+    return pins().get(repo_id)
 
 
 def is_hub_id(value) -> bool:
@@ -69,6 +75,18 @@ def _cached_commit(repo_id: str, repo_type: str, revision: str) -> str | None:
 
 
 _COMMITS: dict = {}
+_GATED: set = set()
+_NO_ANSWER: set = set()
+
+
+def gated(repo_id: str) -> bool:
+    """Whether the hub answered that ``repo_id`` is gated (its licence not accepted by this token) when asked."""
+    return repo_id in _GATED
+
+
+def unreachable() -> bool:
+    """Whether a request of this process got no answer from the hub (no network), HF_HUB_OFFLINE being unset."""
+    return bool(_NO_ANSWER)
 
 
 def commit(repo_id: str, repo_type: str = "model", revision: str = "main", timeout: float = 10.0) -> str | None:
@@ -90,6 +108,10 @@ def commit(repo_id: str, repo_type: str = "model", revision: str = "main", timeo
         try:
             sha = HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=timeout).sha
         except Exception as e:  # noqa: BLE001 - no network, no such repo, gated: the cache may still know
+            if type(e).__name__ == "GatedRepoError":  # huggingface_hub.errors; it exists: say so, not "a typo"
+                _GATED.add(repo_id)
+            elif not hasattr(e, "response"):  # no answer at all (no network, DNS, a timeout), not a hub error
+                _NO_ANSWER.add(repo_id)
             log.info("hub commit of %s %s@%s not available (%s); using the local cache's", repo_type, repo_id,
                      revision, type(e).__name__)
     sha = sha or _cached_commit(repo_id, repo_type, revision)
@@ -98,7 +120,35 @@ def commit(repo_id: str, repo_type: str = "model", revision: str = "main", timeo
     return sha
 
 
-commit.cache_clear = _COMMITS.clear  # forget what was asked (tests; a long-lived kernel after an upstream change)
+def _forget() -> None:
+    """Forget what was asked (tests; a long-lived kernel after an upstream change)."""
+    _COMMITS.clear()
+    _GATED.clear()
+    _NO_ANSWER.clear()
+
+
+commit.cache_clear = _forget
+
+
+def cached_snapshot(repo_id: str, repo_type: str, sha: str) -> Path | None:
+    """The local hub cache's folder of ``repo_id`` at commit ``sha`` (what ``hf download`` or an earlier load left),
+    or None."""
+    from huggingface_hub import constants
+
+    snap = Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}" / "snapshots" / sha
+    return snap if COMMIT.fullmatch(sha or "") and snap.is_dir() else None
+
+
+def cached_ids(repo_type: str = "model") -> list[str]:
+    """The ids of the ``repo_type`` repositories the local hub cache holds (to suggest one for a typo)."""
+    from huggingface_hub import constants
+
+    prefix = f"{repo_type}s--"
+    try:
+        names = [d.name[len(prefix):] for d in Path(constants.HF_HUB_CACHE).iterdir() if d.name.startswith(prefix)]
+    except OSError:
+        return []
+    return sorted(n.replace("--", "/", 1) for n in names)
 
 
 def any_commit(repo_id: str) -> str | None:

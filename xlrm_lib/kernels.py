@@ -4,6 +4,7 @@ several kernels on one host, is retried with jitter), and its offline HTML rende
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -13,6 +14,8 @@ from pathlib import Path
 from . import store
 from .grid import REPO, ParamError
 from .store import DONE_FILE
+
+log = logging.getLogger(__name__)
 
 KERNEL_RACE = re.compile(r"Kernel died before replying|kernel_info|Address already in use|ZMQError|"
                          r"Kernel didn't respond|timed out waiting|failed to start", re.I)
@@ -58,6 +61,19 @@ def _kernel_manager_class(extra_env: dict | None = None):
 
 
 
+def _record_output_path(written: Path, final: Path) -> None:
+    """papermill records the notebook's output path in its metadata: the file it wrote as it went, which is
+    renamed once finished; the record names the final one."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(written, as_version=4)
+        nb.metadata.setdefault("papermill", {})["output_path"] = str(final)
+        nbformat.write(nb, written)
+    except Exception:  # noqa: BLE001 - a notebook papermill left unreadable (a killed kernel): kept as it is
+        log.debug("could not record the output path of %s", written, exc_info=True)
+
+
 def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: str = "python3",
                  retries: int = 3, hub_commits: dict | None = None) -> dict:
     """Execute one notebook with papermill into ``out_dir`` (atomically), render HTML, write ``_done.json``.
@@ -98,6 +114,7 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
         break
     target = final_nb if error is None else out / f"{name}.failed.ipynb"
     if tmp.exists():
+        _record_output_path(tmp, target)
         os.replace(tmp, target)
     try:
         html = render_html(target, final_html if error is None else out / f"{name}.failed.html")
@@ -115,7 +132,8 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
     if error is None:
         for stale in (out / f"{name}.failed.ipynb", out / f"{name}.failed.html"):
             stale.unlink(missing_ok=True)
-        store.write_json(out / DONE_FILE, {"key": key, **result, "params": params})  # params: what pending reads
+        store.write_json(out / DONE_FILE, {"key": key, **result, "params": params,  # params: what pending reads
+                                           **({"hub_commits": hub_commits} if hub_commits else {})})
     return result
 
 

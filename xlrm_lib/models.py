@@ -172,6 +172,12 @@ def _read_tokenizer(path: str, trust_remote_code: bool, new_pad: bool = True, re
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **revision_kwargs(path, revision))
+    if len(tok) < 8 or not tok("hello world", add_special_tokens=False)["input_ids"]:
+        # transformers builds a tokenizer of nothing from a config alone (a partial `hf download --include`):
+        # every text would become no tokens, and training fail deep inside the model
+        raise ValueError(f"{path}: its tokenizer has {len(tok)} token(s) and turns text into none: the tokenizer "
+                         "files (tokenizer.json, or tokenizer_config.json with its vocabulary) are missing there; "
+                         "download them too (hf download <id>, without --include) or copy them into the directory")
     if tok.pad_token is None:
         _set_pad(tok, path, new_pad)
     return tok

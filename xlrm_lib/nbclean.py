@@ -1,7 +1,7 @@
 """Keep the template notebooks in ``notebooks/`` clean: no outputs, counts or per-session metadata in git.
 
-Notebooks are committed without outputs (``xlrm run`` refuses one that has them): the rendered record of a run
-lives in ``outputs/<run>/``. ``make setup`` registers this module as a git *clean filter* for
+Notebooks are committed without outputs (``xlrm run`` clears a template's as it runs it): the rendered record of
+a run lives in ``outputs/<run>/``. ``make setup`` registers this module as a git *clean filter* for
 ``notebooks/*.ipynb`` (see ``.gitattributes``), so a notebook run and saved in JupyterLab keeps its outputs on
 disk while git stores it stripped. By hand::
 

@@ -17,10 +17,10 @@ import re
 import time
 from pathlib import Path
 
-from . import checks, notebook_checks
+from . import checks, hub, notebook_checks
 from .checks import did_you_mean
 
-from .grid import REPO, Cell, ParamError, repo_path, unknown_hub_model
+from .grid import REPO, Cell, ParamError, hub_suggestion, repo_path, unknown_hub_model
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,68 @@ def parameters_from_source(source: str) -> dict:
         out[name] = {"default": value, "type": annotation or type(value).__name__,  # "Union[bool, str]": either
                      "required": "required" in comment.lower(), "help": comment}
     return out
+
+
+def hub_notes() -> list[str]:
+    """A note when the hub did not answer this process (no network) while ``HF_HUB_OFFLINE`` is unset: every
+    notebook would wait out the hub client's retries for each model and dataset before using the local cache."""
+    from huggingface_hub import constants
+
+    if hub.unreachable() and not constants.is_offline_mode():
+        return ["the hub did not answer (no network?): set HF_HUB_OFFLINE=1 to run on the local hub cache, or each "
+                "notebook waits out the hub client's retries for every model and dataset it loads (minutes each)"]
+    return []
+
+
+def template_changes(cells: list[Cell]) -> list[str]:
+    """The templates whose parameter defaults were edited since the repository's last commit (a session in
+    JupyterLab saves them), as notes naming each edited default the grid uses: one it does not set for every cell
+    of that notebook. Those values apply wherever the params file does not set them, so a forgotten edit would
+    change the study quietly; the rendered notebooks record them. Nothing outside a git checkout (or without
+    git) is compared."""
+    notes = []
+    for notebook in sorted({c.notebook for c in cells}):
+        committed = _committed(notebook)
+        if committed is None:
+            continue
+        try:
+            tagged = [c for c in committed.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
+            before = parameters_from_source("".join(tagged[0]["source"]))
+            now = notebook_parameters(notebook)
+        except (IndexError, KeyError, TypeError, ValueError, SyntaxError, ParamError):
+            continue
+        injected_everywhere = set.intersection(*(set(c.params) for c in cells if c.notebook == notebook))
+        edited = [f"{k} = {v['default']!r} (committed: {before[k]['default']!r})" if k in before
+                  else f"{k} = {v['default']!r} (not in the committed template)"
+                  for k, v in now.items() if k not in injected_everywhere
+                  and (k not in before or before[k]["default"] != v["default"])]
+        if edited:
+            name = _shown(notebook)
+            notes.append(f"{name} has defaults edited since the last commit, used wherever the params file does not "
+                         f"set them: {', '.join(edited)} (set them in the params file, or `git checkout {name}` to "
+                         "restore the committed ones)")
+    return notes
+
+
+def _committed(notebook: Path) -> dict | None:
+    """The notebook as the last commit holds it (its JSON), or None: not in a git checkout, not committed, no git."""
+    import json
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(notebook.parent), "show", f"HEAD:./{notebook.name}"],
+                             capture_output=True, timeout=20, check=True).stdout
+        return json.loads(out)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository where it lies in it (as a user types it there), else as it is."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def injected_problems(parameters_source: str, injected_source: str) -> list[str]:
@@ -420,13 +482,22 @@ def model_problems(cells: list[Cell]) -> list[str]:
     backbones = dict.fromkeys(c.params.get("backbone") for c in cells if c.stage in ("train", "probe"))
     judges = dict.fromkeys(c.params.get("judge") for c in cells if c.stage == "align")
     pretrained = {c.params["rm_name"]: c.params["model_dir"] for c in cells if c.stage == "evaluate" and "model_dir" in c.params}
-    return ([f"backbones: {b!r} is not a packaged backbone {list(PACKAGED)}, {why} (a relative directory is read "
-             f"from the repository root, {REPO})" for b in backbones if unknown(b)]
-            + [f"align.judge = {j!r} is {why}; expected 'gold' (the pool's labels) or a held-out judge (an RM, or a "
-               f"causal LM with judge_kind 'judge'): its model directory, relative to {REPO}, or a hub id 'org/name'"
-               for j in judges if unknown(j)]
-            + [f"pretrained {name!r}: model {m!r} is {why} (a relative directory is read from the repository root, "
-               f"{REPO})" for name, m in pretrained.items() if unknown(m)])
+    mt_models = dict.fromkeys(c.params.get("mt_model") for c in cells
+                              if c.stage == "train" and c.params.get("mt_backend") == "hf")
+    def hint(value):  # a gated model exists: what to do about it, not "check its spelling"
+        if hub.gated(value):
+            return (f" (it is gated on the hub: accept its licence at https://huggingface.co/{value} with your "
+                    "account, then set HF_TOKEN to that account's token here and on every Ray node)")
+        return hub_suggestion(value)
+
+    return ([f"backbones: {b!r} is not a packaged backbone {list(PACKAGED)}, {why}{hint(b)} (a relative directory "
+             f"is read from the repository root, {REPO})" for b in backbones if unknown(b)]
+            + [f"align.judge = {j!r} is {why}{hint(j)}; expected 'gold' (the pool's labels) or a held-out judge (an "
+               f"RM, or a causal LM with judge_kind 'judge'): its model directory, relative to {REPO}, or a hub id "
+               "'org/name'" for j in judges if unknown(j)]
+            + [f"pretrained {name!r}: model {m!r} is {why}{hint(m)} (a relative directory is read from the repository "
+               f"root, {REPO})" for name, m in pretrained.items() if unknown(m)]
+            + [f"translated: model {m!r} (backend hf) is {why}{hint(m)}" for m in mt_models if unknown(m)])
 
 
 def dataset_problems(cells: list[Cell], schemas: dict) -> list[str]:
@@ -435,19 +506,29 @@ def dataset_problems(cells: list[Cell], schemas: dict) -> list[str]:
     evaluate notebooks load it, after every training."""
     from huggingface_hub import constants
 
-    from .data import FILE_SUFFIXES
+    from .data import FILE_SUFFIXES, M_REWARDBENCH, MP_86K, REWARDBENCH_EN
 
     offline = " (offline: HF_HUB_OFFLINE is set; download it on a machine with internet: hf download --repo-type " \
               "dataset <id>)" if constants.is_offline_mode() else " (or not reachable)"
+    known = (*M_REWARDBENCH[:1], REWARDBENCH_EN[0], MP_86K)
     seen, out = set(), []
     for cell in cells:
         read = _data_read(cell, schemas[cell.notebook])
-        if not read or (read[0], read[1]) in seen:
+        if not read or (read[0], read[1], "en" in read[2]) in seen:
             continue
-        seen.add((read[0], read[1]))
+        seen.add((read[0], read[1], "en" in read[2]))
         key, source = read[0], str(read[1])
-        if Path(source).suffix.lower() in FILE_SUFFIXES or not unknown_hub_model(source, "dataset"):
+        if Path(source).suffix.lower() in FILE_SUFFIXES:
             continue
-        out.append(f"{cell.stage}.{key} = {source!r} is not a dataset on the hub{offline} nor in the local hub cache; "
-                   "check its spelling (e.g. CohereLabsCommunity/multilingual-reward-bench)")
+        if unknown_hub_model(source, "dataset"):
+            fix = (f"download it (hf download --repo-type dataset {source})" if source in known else
+                   f"check its spelling{hub_suggestion(source, 'dataset', known)}")
+            if source in M_REWARDBENCH and "en" in read[2]:
+                fix += f", and {REWARDBENCH_EN[0]}, whose {REWARDBENCH_EN[1]} split is its English"
+            out.append(f"{cell.stage}.{key} = {source!r} is not a dataset on the hub{offline} nor in the local hub "
+                       f"cache; {fix}")
+        elif source in M_REWARDBENCH and "en" in read[2] and unknown_hub_model(REWARDBENCH_EN[0], "dataset"):
+            out.append(f"{cell.stage}.{key} = {source!r} with English: its English rows are RewardBench's "
+                       f"({REWARDBENCH_EN[0]}, split {REWARDBENCH_EN[1]}), which is not on the hub{offline} nor in "
+                       "the local hub cache; download it too, or leave 'en' out of the languages")
     return out

@@ -51,7 +51,7 @@ def collect(run_dir) -> dict:
         htmls = sorted(p for p in cell_dir.glob("*.html") if not p.name.endswith(".failed.html"))
         runs.append({"stage": cell_dir.relative_to(run_dir).parts[0], "cell": str(cell_dir.relative_to(run_dir)),
                      "kind": m.get("kind"), "seconds": done.get("seconds"), "finished": done.get("finished"),
-                     "software": m.get("software"),
+                     "software": m.get("software"), "hub_commits": m.get("hub_commits") or {},
                      "notebook_html": os.path.relpath(htmls[0], run_dir) if htmls else None})
         by_kind.setdefault(m.get("kind"), []).append((cell_dir, m))
     failed = {}
@@ -67,7 +67,8 @@ def collect(run_dir) -> dict:
     out = {"runs": pd.DataFrame(runs), "train": pd.DataFrame([m for _, m in by_kind.get("train", [])]),
            "params": _read_params(run_dir / "params.yaml"), "run": run_dir.name, "ignored": ignored,
            "failed": failed,
-           "translations_not_run": (written or {}).get("translations_not_run") or []}
+           "translations_not_run": (written or {}).get("translations_not_run") or [],
+           "edited_templates": (written or {}).get("edited_templates") or []}
     # models evaluated as they are (the params file's `pretrained`, or any model without an xlrm training card)
     # are shown apart from the run's trained RMs
     evals = [(d, m, bool(m.get("pretrained")) or d.relative_to(run_dir).parts[0] == store.PRETRAINED_DIR)
@@ -197,12 +198,17 @@ def key_numbers(scores: pd.DataFrame, heads: dict, *, english: str = "en") -> di
     return out
 
 
-def runs_table_html(runs: pd.DataFrame) -> str:
-    """The table of executed notebooks with links to their rendered HTML, relative to the report notebook's own
-    folder (``<run>/report/``; the runner's copy at ``<run>/report.html`` drops the ``../``)."""
+def runs_table_html(runs: pd.DataFrame, *, run_dir=None, from_dir=None) -> str:
+    """The table of executed notebooks with links to their rendered HTML, relative to ``from_dir``, the folder the
+    report notebook is read in (:func:`xlrm_lib.study.notebook_dir`), given the run's folder ``run_dir``; without
+    them, relative to ``<run>/report/``, where ``xlrm run`` renders it (its copy at ``<run>/report.html`` drops the
+    ``../``)."""
+    prefix = "../"
+    if run_dir is not None and from_dir is not None:
+        prefix = os.path.relpath(Path(run_dir).resolve(), Path(from_dir).resolve()).replace(os.sep, "/") + "/"
     rows = []
     for r in runs.itertuples():
-        href = html.escape(f"../{r.notebook_html}")
+        href = html.escape(f"{prefix}{r.notebook_html}")
         link = f'<a href="{href}">{html.escape(r.cell)}</a>' if r.notebook_html else html.escape(r.cell)
         rows.append(f"<tr><td>{html.escape(str(r.stage))}</td><td>{link}</td><td>{r.seconds or ''}</td></tr>")
     return ("<table><thead><tr><th>stage</th><th>notebook</th><th>seconds</th></tr></thead><tbody>"
@@ -275,6 +281,12 @@ def run_header(rep: dict) -> pd.DataFrame:
     rows.append(("notebooks finished", None if not made else made[0] if made[0] == made[-1] else
                  f"{made[0]} to {made[-1]}"))
     rows.append(("software", software_line(rep.get("runs"))))
+    commits = {repo: sha for pins in (runs["hub_commits"] if runs is not None and "hub_commits" in runs else ())
+               for repo, sha in (pins or {}).items()}
+    if commits:  # what the results were computed from: a hub id names a moving branch
+        rows.append(("hub commits", ", ".join(f"{repo}@{sha[:12]}" for repo, sha in sorted(commits.items()))))
+    if rep.get("edited_templates"):
+        rows.append(("templates edited since the last commit", "; ".join(map(str, rep["edited_templates"]))))
     failed = rep.get("failed") or {}
     if failed:
         rows.append(("failed (left out; its notebook says why)",

@@ -37,7 +37,7 @@ from pathlib import Path
 from . import grid, store
 from .grid import REPO, Cell, ParamError, repo_path, load_spec, plan
 from .kernels import check_kernel, execute_cell
-from .preflight import validate
+from .preflight import hub_notes, parameters_from_source, template_changes, validate
 from .store import DONE_FILE, PLAN_FILE
 
 log = logging.getLogger(__name__)
@@ -72,17 +72,39 @@ def cell_key(cell: Cell, params: dict, run_dir: Path, hub_commits: dict | None =
              upstream: dict | None = None) -> str:
     """Content address of a cell: notebook code, final parameters, the library's and the benchmark's digests, the
     keys its dependencies finished with (a report, say, reads their outputs: when one reran, it reruns) and the
-    commits of the hub ids it names (``hub_commits``: :func:`_hub_commits` of ``params``, if the caller has it)."""
-    import nbformat
+    commits of the hub ids it names (``hub_commits``: :func:`_hub_commits` of ``params``, if the caller has it).
 
-    nb = nbformat.read(cell.notebook, as_version=4)
-    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    The final parameters are the template's defaults overridden by ``params`` (what the kernel runs with), and
+    the parameters cell counts by those values, not by its text: a default the grid always injects (a
+    ``model_dir`` filled in by hand in JupyterLab), or a comment, changes no key; an edited default it does not
+    inject (``lr``) changes the key of every cell that runs on it."""
+    code, defaults = _code_and_defaults(cell.notebook)
+    params = {**defaults, **params}
     if upstream is None:  # the keys the dependencies finished with (pending: those they will finish with)
         upstream = {dep: recorded_key(run_dir / dep) for dep in cell.deps}
     return store.fingerprint({"code": code, "params": _in_run(params, run_dir), "inputs": _inputs_digest(),
                               "upstream": upstream,
                               "files": _local_files(params, run_dir),
                               "hub": _hub_commits(params) if hub_commits is None else hub_commits})
+
+
+def _code_and_defaults(notebook) -> tuple[list[str], dict]:
+    """A notebook's code cells but its parameters cell, and that cell's defaults (``name -> value``); a cell that
+    is not ``name = literal`` lines counts as code (nothing else can be told of it)."""
+    import nbformat
+
+    code, defaults = [], None
+    for c in nbformat.read(notebook, as_version=4).cells:
+        if c.cell_type != "code":
+            continue
+        if defaults is None and "parameters" in c.get("metadata", {}).get("tags", []):
+            try:
+                defaults = {k: v["default"] for k, v in parameters_from_source(c.source).items()}
+                continue
+            except (ValueError, SyntaxError):
+                defaults = {}
+        code.append(c.source)
+    return code, defaults or {}
 
 
 def _in_run(params: dict, run_dir: Path) -> dict:
@@ -222,11 +244,14 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     _check_executor(executor)
     _check_gpus(cells, executor, run_dir, force)
     _check_writable(run_dir)
+    edited = template_changes(everything) + hub_notes()
+    for note in edited:
+        log.warning(note)
     with _run_lock(run_dir):
         _remove_leftovers(run_dir, [c.name for c in everything])
-        _write_plan(run_dir, everything, missing)
+        _write_plan(run_dir, everything, missing, edited)
         return _run(spec, cells, run_dir, satisfied, jobs=jobs, force=force, executor=executor, kernel=kernel,
-                    progress=progress, missing=missing)
+                    progress=progress, missing=missing, edited=edited)
 
 
 def pending(cells: list[Cell], run_dir: Path) -> dict[str, bool]:
@@ -260,15 +285,17 @@ def _key_from_record(cell: Cell, run_dir: Path, upstream: dict) -> str | None:
     return cell_key(cell, {**cell.params, **{k: recorded[k] for k in cell.inputs}}, run_dir, upstream=upstream)
 
 
-def _write_plan(run_dir: Path, cells: list[Cell], missing: list = ()) -> None:
+def _write_plan(run_dir: Path, cells: list[Cell], missing: list = (), edited: list = ()) -> None:
     """The cells of this grid (``<run>/_plan.json``): the report reads only these, so folders left by an earlier
-    grid of the same run (a language or seed since dropped) never mix into its tables; and the translated RMs of
-    the params file that get no cells here (``missing``: :func:`unavailable_translations`), which its header names."""
+    grid of the same run (a language or seed since dropped) never mix into its tables; the translated RMs of the
+    params file that get no cells here (``missing``: :func:`unavailable_translations`) and the notes on templates
+    with edited defaults (``edited``: :func:`xlrm_lib.preflight.template_changes`), which its header names."""
     store.write_json(run_dir / PLAN_FILE, {"cells": [c.name for c in cells], "translations_not_run": [
-        {"from": t["from"], "to": t["to"], "backend": t.get("backend", "apertium"), "why": why} for t, why in missing]})
+        {"from": t["from"], "to": t["to"], "backend": t.get("backend", "apertium"), "why": why} for t, why in missing],
+        "edited_templates": list(edited)})
 
 
-def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, progress, missing) -> dict:
+def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, progress, missing, edited=()) -> dict:
     _write_params(spec, run_dir)
     shared_js = run_dir / "figures" / "plotly.min.js"  # the cell notebooks' figures load it (plots.use_embedding_renderer)
     if not shared_js.exists():
@@ -349,7 +376,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
         if threads_set:
             del os.environ["OMP_NUM_THREADS"]
     try:
-        return _summary(spec, run_dir, results, _publish(cells, run_dir, results, missing))
+        return _summary(spec, run_dir, results, [*edited, *_publish(cells, run_dir, results, missing)])
     except KeyboardInterrupt as stop:  # after every notebook ended: the summary can still say what each came to
         notes = ["interrupted after the notebooks ended, before the run's summary was written: rerun to finish "
                  "(finished notebooks are kept)", *_publish_report(cells, run_dir, results, interrupted=True)]

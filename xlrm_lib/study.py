@@ -38,6 +38,7 @@ def setup_notebook(output_dir=None, *, shared_plotly: bool = True) -> None:
     _check_not_a_copy(output_dir)
     root = Path(__file__).resolve().parents[1]
     if (root / "notebooks").is_dir() and Path.cwd().resolve() == (root / "notebooks").resolve():
+        _STARTED_IN["dir"] = Path.cwd().resolve()
         os.chdir(root)
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -53,6 +54,15 @@ def setup_notebook(output_dir=None, *, shared_plotly: bool = True) -> None:
               if output_dir and shared_plotly else None)
     plots.use_embedding_renderer("../../figures/plotly.min.js" if shared and shared.is_file() else None)
     _check_injected_parameters()
+
+
+_STARTED_IN: dict = {}  # the notebooks/ folder a JupyterLab kernel started in, once setup_notebook left it
+
+
+def notebook_dir(output_dir) -> Path:
+    """The folder this notebook is read in, which its relative links start from: ``notebooks/`` for a template
+    open in JupyterLab (its kernel started there), else ``output_dir``, where ``xlrm run`` renders it."""
+    return _STARTED_IN.get("dir") or Path(output_dir).expanduser().resolve()
 
 
 def _check_not_a_copy(output_dir) -> None:
@@ -151,7 +161,8 @@ def save_outputs(output_dir, metrics: dict, tables: dict[str, pd.DataFrame] | No
     """Write ``tables`` (name -> DataFrame, as ``name.parquet`` or ``name.csv``) then ``metrics.json``.
 
     ``metrics.json`` is written last: its presence means the notebook's outputs are complete. It also records the
-    ``software`` that made them (:func:`xlrm_lib.store.library_versions`, in the notebook's own kernel).
+    ``software`` that made them (:func:`xlrm_lib.store.library_versions`, in the notebook's own kernel) and, under
+    ``xlrm run``, the ``hub_commits`` of the hub models and datasets it read (:func:`xlrm_lib.hub.pins`).
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +171,9 @@ def save_outputs(output_dir, metrics: dict, tables: dict[str, pd.DataFrame] | No
         fname = name if Path(name).suffix in (".csv", ".parquet") else f"{name}.parquet"
         store.write_frame(out / fname, df)
         files[Path(fname).stem] = fname
-    store.write_json(out / METRICS_FILE, {**metrics, "tables": files, "software": store.library_versions()})
+    pins = hub.pins()  # the hub commits this notebook's cell was keyed on and loaded (xlrm run sets them)
+    store.write_json(out / METRICS_FILE, {**metrics, "tables": files, "software": store.library_versions(),
+                                          **({"hub_commits": pins} if pins else {})})
     return out / METRICS_FILE
 
 
