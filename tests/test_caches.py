@@ -202,3 +202,16 @@ def test_write_json_is_strict_json_undefined_numbers_as_null(tmp_path):
     back = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict constant {c}"))
     assert back == {"a": None, "b": [1.5, None, None, 2.0], "c": {"d": None, "e": 0.5}, "p": str(tmp_path),
                     "n": 3, "t": True}
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(tmp_path):
+    # "xlrm: error: no space left writing a file": which one was not said
+    import errno
+
+    from xlrm_lib import store
+
+    with pytest.raises(OSError) as e:
+        with store.atomic_path(tmp_path / "summary.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "summary.json")
+    assert list(tmp_path.iterdir()) == []  # the temporary file is gone too

@@ -73,7 +73,8 @@ def test_layers_judge_and_stage_problems():
     assert notebook_checks.notebook_problems("align", {"n": 2}) == [
         "n = 2; expected an integer >= 4 (a best-of-n pool holds the chosen and rejected answers and at least 2 "
         "distractors)"]
-    assert notebook_checks.notebook_problems("probe", {"max_items": 0}) == ["max_items = 0; expected an integer >= 1"]
+    assert notebook_checks.notebook_problems("probe", {"max_items": 0}) == [
+        "max_items = 0; expected an integer >= 5 (the probe's debiased CKA needs at least 4 items, its UMAP 5)"]
     assert notebook_checks.notebook_problems("probe", {"max_length": 1}) == ["max_length = 1; expected an integer >= 2"]
     assert notebook_checks.notebook_problems("probe", {"pooling": "CLS"}) == [
         "pooling = 'CLS'; expected one of ['auto', 'mean', 'cls', 'last']"]
@@ -101,7 +102,7 @@ def _spec(tmp_path, **over):
     ({"train": {"split": "trian"}}, r"split = 'trian'; the embedded benchmark has splits"),
     ({"train": {"data_source": "/nonexistent/pairs.jsonl"}}, r"data_source = '/nonexistent/pairs.jsonl': data file not found"),
     ({"backbones": ["me5-smal"]}, r"unknown backbone 'me5-smal'"),
-    ({"probe": {"max_items": 0, "layers": [0, 12]}}, r"probe/me5-small-s42: max_items = 0; expected an integer >= 1"),
+    ({"probe": {"max_items": 0, "layers": [0, 12]}}, r"probe/me5-small-s42: max_items = 0; expected an integer >= 5"),
     ({"align": {"judge": "goldd"}}, r"align/me5-small-s42: judge = 'goldd'"),
     ({"train": {"lr": "1e-4"}}, r"expects float \(YAML reads 1e-4 as text.*1\.0e-4\)"),
     ({"train": {"warmup_ratio": 1.5}}, r"warmup_ratio = 1\.5; expected a finite number >= 0 and < 1"),
@@ -213,9 +214,9 @@ def test_languages_a_source_lacks_fail_validation(tmp_path):
 def test_library_language_lists_take_what_normalize_langs_takes():
     from xlrm_lib import study
 
-    texts = study.parallel_texts("embedded", "en,EN, ko", max_items=3)  # a comma string, repeats dropped
-    assert list(texts) == ["en", "ko"] and len(texts["en"]) == 3
-    assert list(study.parallel_texts("embedded", {"en": 1, "ko": 2}.keys(), max_items=3)) == ["en", "ko"]
+    texts = study.parallel_texts("embedded", "en,EN, ko", max_items=5)  # a comma string, repeats dropped
+    assert list(texts) == ["en", "ko"] and len(texts["en"]) == 5
+    assert list(study.parallel_texts("embedded", {"en": 1, "ko": 2}.keys(), max_items=5)) == ["en", "ko"]
 
 
 def test_params_file_that_is_a_directory(tmp_path):
@@ -272,3 +273,15 @@ def test_a_number_written_as_text_gets_the_hint_that_fits(text, hint):
     said = checks.number_text_hint(text)
     assert said.startswith(f" ({hint}") if hint else said == ""
 
+
+
+def test_an_unquoted_no_in_a_language_list_is_told_to_be_quoted():
+    # YAML 1.1 reads `langs: [en, no]` as ['en', False]: "language code must be a non-empty string, got False"
+    with pytest.raises(ValueError, match=r"langs = \['en', False\] holds False: YAML reads an unquoted no, yes, on or "
+                                         r"off as False; quote the code, e.g. langs: \[en, 'no'\] \(Norwegian\)"):
+        checks.languages("langs", ["en", False])
+
+
+def test_an_empty_run_name_is_the_files_name_not_a_folder_named_none(tmp_path):
+    (tmp_path / "mini.yaml").write_text("run:\nlangs: [en]\ntrain: {}\n")
+    assert grid.load_spec(tmp_path / "mini.yaml")["run"] == "mini"

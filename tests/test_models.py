@@ -486,3 +486,33 @@ def test_a_model_saved_without_its_tokenizer_files_is_refused_not_given_an_empty
     with pytest.raises(ValueError, match=r"weights-only: its tokenizer has \d+ token\(s\) and turns text into none: "
                                          r"the tokenizer files .* are missing there"):
         load_reward_model(tmp_path / "weights-only")
+
+
+def test_a_trained_rm_whose_bytes_changed_or_whose_files_are_missing_is_damaged(tmp_path):
+    # bytes overwritten in place (same size) were scored silently; an RM without config.json or its format was
+    # taken from the cache forever
+    import json
+
+    from conftest import save_model, tiny_llama, word_tokenizer
+    from xlrm_lib.formatting import FORMAT_FILE, TextFormat
+    from xlrm_lib.models import damaged_model
+    from xlrm_lib.store import CARD_FILE, file_digest
+
+    rm = save_model(tmp_path / "rm", tiny_llama(), word_tokenizer("llama"))
+    TextFormat().save(rm)
+    (rm / CARD_FILE).write_text(json.dumps({"key": "k", "weights": {"model.safetensors": file_digest(
+        rm / "model.safetensors")}}))
+    assert damaged_model(rm) is None
+    weights = rm / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-64:] = bytes(64)  # zeros over the last tensor's end: same size, headers intact
+    weights.write_bytes(bytes(data))
+    assert damaged_model(rm) == f"{weights} is not the file its training saved (its content changed since)"
+    with pytest.raises(OSError, match="is not the file its training saved"):
+        load_reward_model(rm)
+    (rm / CARD_FILE).write_text(json.dumps({"key": "k"}))  # an RM trained before the digests: not checked
+    assert damaged_model(rm) is None
+    (rm / FORMAT_FILE).unlink()
+    assert damaged_model(rm) == f"{rm} has no {FORMAT_FILE} (a trained RM saves it)"
+    (rm / "config.json").unlink()
+    assert damaged_model(rm) == f"{rm} has no config.json or {FORMAT_FILE} (a trained RM saves it)"

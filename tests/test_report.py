@@ -364,3 +364,18 @@ def test_an_empty_section_says_why():
     assert report.or_note(pd.DataFrame(), "none").data == "*none*"
     table = pd.DataFrame({"a": [1]})
     assert report.or_note(table, "none") is table
+
+
+def test_a_finished_cell_whose_table_was_cut_short_is_not_finished(tmp_path):
+    # a truncated scores.parquet was kept ("skipped"), and the report failed on it at every run
+    from xlrm_lib import store, study
+
+    study.save_outputs(tmp_path, {"kind": "evaluate"}, {"scores": pd.DataFrame({"reward": [0.5, 1.5]})})
+    for name in ("evaluate_transfer.ipynb", "evaluate_transfer.html"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "_done.json").write_text(json.dumps({"key": "k", "notebook": "evaluate_transfer.ipynb",
+                                                     "html": "evaluate_transfer.html"}))
+    assert store.finished_record(tmp_path)["key"] == "k"
+    scores = tmp_path / "scores.parquet"
+    scores.write_bytes(scores.read_bytes()[:-20])
+    assert store.finished_record(tmp_path) == {}

@@ -15,6 +15,7 @@ import torch
 
 from conftest import save_model, tiny_bert, word_tokenizer
 from xlrm_lib import evaluate, study
+from xlrm_lib.formatting import TextFormat
 from xlrm_lib.models import load_reward_model
 from xlrm_lib.reward_cache import RewardCache, sequence_digest
 
@@ -24,6 +25,7 @@ SEQS = [[2, 10, 11, 3], [2, 12, 3], [2, 13, 14, 15, 16, 3], [2, 10, 11, 3]]  # t
 @pytest.fixture()
 def rm_dir(tmp_path):
     path = save_model(tmp_path / "rm", tiny_bert(seed=1), word_tokenizer("bert"))
+    TextFormat().save(path)  # as a trained RM's directory holds it (its card asks for it)
     (path / "xlrm_card.json").write_text(json.dumps({"key": f"k-{tmp_path.name}"}))  # one cache per test
     return path
 

@@ -607,6 +607,9 @@ def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
     spec_path = tmp_path / "grid.yaml"
     spec_path.write_text(yaml.safe_dump({k: v for k, v in spec.items() if k != "_outputs"}))
     cmd = [sys.executable, "-m", "xlrm_lib.cli", "run", str(spec_path), "--outputs", str(tmp_path / "out")]
+    (tmp_path / "out" / "t").mkdir(parents=True)  # a previous run's summary and report: a kill left them saying
+    (tmp_path / "out" / "t" / "summary.json").write_text('{"cells": {}, "failed": 0}')  # it had all succeeded
+    (tmp_path / "out" / "t" / "report.html").write_text("the previous run's report")
     # TMPDIR: the killed kernel's socket files (nothing removes them after SIGKILL) stay in this test's folder
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, env={**os.environ, "TMPDIR": str(tmp_path)})
@@ -616,6 +619,8 @@ def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, mid-grid
     proc.wait()
+    assert "running_since" in json.loads((run_dir / "summary.json").read_text())
+    assert not (run_dir / "report.html").exists()
     done_before = {p.parent.name for p in run_dir.glob("train/*/_done.json")}
     assert "me5-small-s42-en" in done_before and len(done_before) < 3
     assert not list(run_dir.glob("train/*/train_reward_model.ipynb.tmp"))
@@ -1197,6 +1202,13 @@ def test_a_default_the_grid_injects_or_a_comment_changes_no_key_an_edited_defaul
     assert todo() == {"train/me5-small-s42-en", "evaluate/me5-small-s42-en", "report"}
 
 
+def test_a_number_written_as_an_int_where_the_template_has_a_float_keeps_the_cell(fake_notebooks, tmp_path):
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"], train={"lr": 1.0})
+    runner.run(spec, progress=False)
+    same = _spec(fake_notebooks, tmp_path, langs=["en"], train={"lr": 1})  # 1 is 1.0: it reran every cell
+    assert not any(runner.pending(runner.plan(same), tmp_path / "out" / "t").values())
+
+
 def test_templates_with_defaults_edited_since_the_last_commit_are_named_where_the_grid_uses_them(tmp_path):
     import subprocess
 
@@ -1240,3 +1252,44 @@ def test_a_params_file_in_a_run_folder_resumes_that_folder_or_is_refused(fake_no
     (copy / "params.yaml").write_text(yaml.safe_dump({**spec, "notebooks_dir": str(fake_notebooks), "run": "copy"}))
     summary = runner.run(str(copy / "params.yaml"), outputs_dir=str(tmp_path / "share"), progress=False)
     assert summary["run_dir"] == str(copy) and not (tmp_path / "share" / "t").exists()
+
+
+def test_a_finished_training_whose_rm_is_gone_or_damaged_trains_again(tmp_path, caplog):
+    # a cached RM deleted by hand: its finished evaluation was unlinked and failed at every run, the train cell
+    # being 'skipped' forever
+    cell = tmp_path / "run" / "train" / "me5-small-s42-en"
+    cell.mkdir(parents=True)
+    rm = tmp_path / "cache" / "models" / "en-me5-small-0123"
+    rm.mkdir(parents=True)
+    (rm / "config.json").write_text("{}")
+    for name in ("train_reward_model.ipynb", "train_reward_model.html"):
+        (cell / name).write_text("x")
+    (cell / "metrics.json").write_text(json.dumps({"kind": "train", "model_dir": str(rm), "tables": {}}))
+    (cell / "_done.json").write_text(json.dumps({"key": "k", "notebook": str(cell / "train_reward_model.ipynb"),
+                                                 "html": str(cell / "train_reward_model.html")}))
+    assert runner.done_key(cell) == "k"
+    shutil.rmtree(rm)
+    with caplog.at_level("WARNING", logger="xlrm_lib.runner"):
+        assert runner.done_key(cell) is None
+    assert f"its RM {rm} is gone; its training runs again" in caplog.text
+    rm.mkdir()  # back, an RM of ours (a card) without its config: not loadable
+    (rm / "xlrm_card.json").write_text('{"key": "r"}')
+    assert runner.done_key(cell) is None
+    (rm / "config.json").write_text("{}")
+    for name in ("xlrm_format.json", "tokenizer_config.json"):
+        (rm / name).write_text("{}")
+    assert runner.done_key(cell) == "k"
+
+
+def test_an_rm_directory_counts_by_its_card_not_by_its_files_stat(tmp_path):
+    # a chmod, `cp -a` of the cache or a bit-identical retrain reran every evaluation, probe and best-of-n
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    (rm / "model.safetensors").write_bytes(b"w")
+    (rm / "xlrm_card.json").write_text(json.dumps({"key": "k1", "weights": {"model.safetensors": "d1"}}))
+    before = runner._local_files({"model_dir": str(rm)}, tmp_path / "run")
+    (rm / "model.safetensors").chmod(0o600)
+    os.utime(rm / "model.safetensors", (1, 1))
+    assert runner._local_files({"model_dir": str(rm)}, tmp_path / "run") == before
+    (rm / "xlrm_card.json").write_text(json.dumps({"key": "k1", "weights": {"model.safetensors": "d2"}}))
+    assert runner._local_files({"model_dir": str(rm)}, tmp_path / "run") != before  # other weights: other input

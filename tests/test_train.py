@@ -628,3 +628,18 @@ def test_the_key_holds_how_many_processes_trained_and_deepspeed(tiny_bert_dir, s
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
     assert launch_settings() == {"processes": 2, "deepspeed": {"zero_stage": "2", "config": None}}
+
+
+def test_a_number_written_as_an_int_or_a_float_is_the_same_rm():
+    # epochs: 1 and epochs: 1.0 were two cache keys: every RM trained again, every cell reran
+    import numpy as np
+
+    from xlrm_lib.data import load_pairs
+    from xlrm_lib.store import fingerprint
+    from xlrm_lib.train import training_key
+
+    a = RewardConfig(epochs=1, lr=1e-4, batch_size=np.int64(8)).validate()
+    b = RewardConfig(epochs=1.0, lr=1e-4, batch_size=8).validate()
+    assert a == b and type(a.epochs) is float and type(a.batch_size) is int
+    pairs = load_pairs("embedded", langs=["en"], split="train", limit=4)
+    assert fingerprint(training_key("me5-small", pairs, a)) == fingerprint(training_key("me5-small", pairs, b))

@@ -438,3 +438,23 @@ def test_a_hub_that_does_not_answer_gets_a_note_to_set_hf_hub_offline(monkeypatc
         assert preflight.hub_notes() == []
     finally:
         hub.commit.cache_clear()
+
+
+def test_best_of_n_above_what_the_embedded_benchmark_holds_and_a_probe_of_too_few_items_fail_validation(tmp_path):
+    # both passed validation and failed after every training (the pools were drawn only for local files)
+    spec = _spec(tmp_path, langs=["en", "ko"], probe={"max_items": 1}, align={"n": 1000}, report=None)
+    with pytest.raises(runner.ParamError) as e:
+        _validate(spec)
+    msg = str(e.value)
+    assert "max_items = 1; expected an integer >= 5 (the probe's debiased CKA needs at least 4 items" in msg
+    assert "align.source = 'embedded': best-of-n with n=1000 needs 998 distractors per item" in msg
+    _validate(_spec(tmp_path, langs=["en", "ko"], probe={"max_items": 5}, align={"n": 8}, report=None))
+
+
+def test_a_cache_path_that_is_a_file_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    # every notebook failed in turn with NotADirectoryError (validation itself died with a traceback)
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "afile"))
+    with pytest.raises(runner.ParamError, match=rf"the cache directory XLRM_CACHE = {tmp_path}/afile is not a "
+                                                r"writable directory \(it is a file\); set XLRM_CACHE to one"):
+        _validate(_spec(tmp_path))

@@ -98,6 +98,10 @@ def languages(name: str, value, *, allow_empty: bool = False, strict: bool = Tru
     """
     if strict and (isinstance(value, str) or not isinstance(value, (list, tuple))):
         raise ValueError(f"{name} = {value!r}; expected a list of language codes, e.g. [en, ko]")
+    if isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value):
+        flag = next(v for v in value if isinstance(v, bool))
+        raise ValueError(f"{name} = {list(value)!r} holds {flag!r}: YAML reads an unquoted no, yes, on or off as "
+                         f"{flag!r}; quote the code, e.g. {name}: [en, 'no'] (Norwegian)")
     try:
         out = normalize_langs(value)  # repeats dropped
     except ValueError as e:

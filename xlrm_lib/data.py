@@ -581,6 +581,7 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
 
 
 PARALLEL_MIN = 5  # items a comparison across languages (the probe) needs in every language
+PARALLEL_WHY = "the probe's debiased CKA needs at least 4 items, its UMAP 5"
 
 
 def shared_ids(ids_by_lang: dict, *, source: str = "", minimum: int = PARALLEL_MIN) -> list[str]:

@@ -68,7 +68,8 @@ def load_spec(path) -> dict:
     if unknown:
         raise ParamError("\n".join(f"{path}: unknown top-level key {k!r}{did_you_mean(k, TOP_KEYS)}; expected one of "
                                    f"{sorted(TOP_KEYS)}" for k in unknown))
-    spec.setdefault("run", path.stem)
+    if spec.get("run") is None:  # absent, or `run:` left empty (null): the file's name, not a folder named None
+        spec["run"] = path.stem
     if not checks.RUN_NAME.fullmatch(str(spec["run"])):
         raise ParamError(f"{path}: run name {spec['run']!r} must be letters, digits, '.', '_' or '-', not starting "
                          "with '.' (it names a folder under the outputs directory)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -276,22 +277,41 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
     return model.to(default_device(device)).eval(), tok
 
 
-def damaged_weights(model_dir) -> str | None:
-    """What is wrong with a local model directory's safetensors files (one cut short by a full disk or a killed
-    copy: their header no longer covers the file), or None. Reads only the headers."""
+def damaged_model(model_dir) -> str | None:
+    """What is wrong with a local model directory, or None: a safetensors file cut short (a full disk, a killed
+    copy: its header no longer covers the file); for an RM trained by xlrm (it has a card) also a missing config,
+    text format (scored in another format than trained) or tokenizer, and weights whose content is not what the training saved (the
+    card's ``weights`` digests: bytes overwritten in place, same size and time, were scored silently). The digests
+    are read once per file version (:func:`xlrm_lib.store.file_digest_memo`)."""
     from safetensors import safe_open
 
-    for f in sorted(Path(model_dir).glob("*.safetensors")) if Path(str(model_dir)).is_dir() else ():
+    from .store import file_digest_memo
+
+    path = Path(str(model_dir))
+    if not path.is_dir():
+        return None
+    for f in sorted(path.glob("*.safetensors")):
         try:
             with safe_open(str(f), framework="pt") as st:
                 st.keys()
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error types (SafetensorError, OSError)
             return f"{f} is damaged ({type(e).__name__}: {e})"
+    try:
+        card = json.loads((path / CARD_FILE).read_text())
+    except (OSError, ValueError):
+        return None  # not an RM of ours (or a card unreadable: the trainer refuses it); transformers says the rest
+    if missing := [name for name in ("config.json", FORMAT_FILE, "tokenizer_config.json") if not (path / name).is_file()]:
+        return f"{path} has no {' or '.join(missing)} (a trained RM saves it)"
+    for name, digest in (card.get("weights") or {}).items():
+        if not (path / name).is_file():
+            return f"{path} has no {name}"
+        if file_digest_memo(path / name) != digest:
+            return f"{path / name} is not the file its training saved (its content changed since)"
     return None
 
 
 def _check_weights(path) -> None:
-    problem = damaged_weights(path)
+    problem = damaged_model(path)
     if problem:
         fix = ("an xlrm RM: `xlrm run <params> --force --only train` trains it again (a damaged cached RM is "
                "retrained), or delete its directory" if (Path(path) / "xlrm_card.json").is_file() else

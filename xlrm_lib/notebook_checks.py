@@ -19,7 +19,7 @@ from .arch import DECODER_TYPES
 from .backbones import PACKAGED, PACKAGED_CAUSAL_LMS
 from .checks import MODEL_KINDS, POOL_SIZE_WHY, choice, language, languages, layer_list, positive_int
 from .corpora import bible_db, check_bible_langs
-from .data import FILE_SUFFIXES, check_source
+from .data import FILE_SUFFIXES, PARALLEL_MIN, PARALLEL_WHY, check_source
 from .models import check_backbone
 from .probe import POOLINGS
 from .store import cache_dir
@@ -85,7 +85,7 @@ def _probe(p: dict, cwd) -> None:
     else:
         check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source",
                      langs=langs)
-    positive_int("max_items", p.get("max_items", 48))
+    positive_int("max_items", p.get("max_items", 48), minimum=PARALLEL_MIN, why=PARALLEL_WHY)
     positive_int("max_length", p.get("max_length", 256), minimum=2)
     choice("pooling", p.get("pooling", "auto"), POOLINGS)
     if p.get("pooling") == "cls" and (backbone_config(backbone) or {}).get("model_type") in DECODER_TYPES:

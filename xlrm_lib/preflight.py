@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -184,6 +185,21 @@ def _type_ok(value, expected: str) -> bool:
     return type(value).__name__ == expected
 
 
+def _check_cache() -> None:
+    """``$XLRM_CACHE`` takes files (models, rewards, hidden states): a path that is a file, or read-only, failed
+    every notebook in turn (the checks below read backbone configs there first, with a traceback)."""
+    from . import store
+
+    where = os.environ.get("XLRM_CACHE") or "~/.cache/xlrm (the default)"
+    try:
+        store.write_probe(store.cache_dir())
+    except OSError as e:
+        root = Path(os.environ.get("XLRM_CACHE") or "~/.cache/xlrm").expanduser()
+        why = "it is a file" if root.exists() and not root.is_dir() else e.strerror or str(e)
+        raise ParamError(f"the cache directory XLRM_CACHE = {where} is not a writable directory ({why}); "
+                         "set XLRM_CACHE to one") from None
+
+
 def validate(cells: list[Cell], *, models: bool = True, upstream: list[Cell] = ()) -> None:
     """Check every cell's parameters against its notebook; raise one :class:`ParamError` listing all problems.
 
@@ -191,6 +207,7 @@ def validate(cells: list[Cell], *, models: bool = True, upstream: list[Cell] = (
     notebooks load them), hub ids of backbones and judges must be known to the hub or the local hub cache
     (``models``; :func:`model_problems`), and no RM may be evaluated on the items it was trained on (its
     training cell among ``cells`` or ``upstream``: the grid's other cells, under ``--only``)."""
+    _check_cache()
     with _said_once(logging.getLogger("xlrm_lib.data")):  # a file read for each training language warns once
         _validate(cells, models=models, upstream=upstream)
 
@@ -239,6 +256,9 @@ def _validate(cells: list[Cell], *, models: bool, upstream: list[Cell]) -> None:
                 problems += _parallel_problems(cell, read, loaded)
             elif read and _local_file(read) and cell.stage == "align":  # its pools, drawn as the notebook will
                 problems += _pool_problems(cell, read, loaded)
+            elif read and read[1] == "embedded" and cell.stage == "align" and not isinstance(
+                    embedded := _load_embedded(reads, *read[2:]), str):  # n above what its categories hold
+                problems += _pool_problems(cell, read, embedded)
     problems += (model_problems(cells) + dataset_problems(valid, schemas) if models else [])
     problems += _same_rows_problems(valid, reads, schemas, upstream)
     problems += _unlabelled_file_problems(valid, reads, schemas)
@@ -441,6 +461,19 @@ def _copied_rows_problems(cell: Cell, reads: dict, t_read: tuple, e_read: tuple,
             f"train.{t_key} = {t_src!r} (split {t_split!r}) word for word (ids {copies[:5]}"
             f"{' ...' if len(copies) > 5 else ''}): the RMs would {does} items they were trained on; remove them "
             "from one side"]
+
+
+def _load_embedded(reads: dict, langs: tuple, split, drop_bad: bool):
+    """The embedded benchmark's pairs as a notebook loads them (or why not, a str), once per validation."""
+    from .data import load_pairs
+
+    key = ("embedded", langs, split, drop_bad)
+    if key not in reads:
+        try:
+            reads[key] = load_pairs("embedded", langs=list(langs), split=split, drop_bad=drop_bad)
+        except (ValueError, TypeError, OSError) as e:
+            reads[key] = str(e)
+    return reads[key]
 
 
 def _file_key(source, langs: tuple, split, drop_bad: bool) -> tuple:

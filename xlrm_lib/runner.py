@@ -38,7 +38,7 @@ from . import grid, store
 from .grid import REPO, Cell, ParamError, repo_path, load_spec, plan
 from .kernels import check_kernel, execute_cell
 from .preflight import hub_notes, parameters_from_source, template_changes, validate
-from .store import DONE_FILE, PLAN_FILE
+from .store import CARD_FILE, DONE_FILE, PLAN_FILE
 
 log = logging.getLogger(__name__)
 RESULT_STAGES = ("evaluate", "probe", "align")  # what a report shows (a partial one needs one of them finished)
@@ -79,7 +79,8 @@ def cell_key(cell: Cell, params: dict, run_dir: Path, hub_commits: dict | None =
     ``model_dir`` filled in by hand in JupyterLab), or a comment, changes no key; an edited default it does not
     inject (``lr``) changes the key of every cell that runs on it."""
     code, defaults = _code_and_defaults(cell.notebook)
-    params = {**defaults, **params}
+    params = {**defaults, **{k: float(v) if isinstance(defaults.get(k), float) and type(v) is int else v  # 1 is 1.0
+                             for k, v in params.items()}}
     if upstream is None:  # the keys the dependencies finished with (pending: those they will finish with)
         upstream = {dep: recorded_key(run_dir / dep) for dep in cell.deps}
     return store.fingerprint({"code": code, "params": _in_run(params, run_dir), "inputs": _inputs_digest(),
@@ -160,7 +161,8 @@ def _reads_english(params: dict) -> bool:
 def _local_files(params: dict, run_dir: Path) -> dict:
     """What the local files and directories a cell reads hold (a data file, a local backbone, a judge RM): an
     edited data file is another input, though its path is the same. Files by content (remembered by
-    :func:`xlrm_lib.store.stat_identity`), directories by their files' names and stat identities. Paths are read
+    :func:`xlrm_lib.store.stat_identity`), directories by their files' names and stat identities, an RM trained by
+    xlrm by its card (key and weight digests: a chmod or a copy of the cache changes nothing). Paths are read
     as the kernels read them, from the repository. The run's own folder is left out: what the cell reads there,
     its dependencies' keys cover."""
     out = {}
@@ -172,10 +174,21 @@ def _local_files(params: dict, run_dir: Path) -> dict:
             continue
         if path.is_file():
             out[name] = store.file_digest_memo(path)
+        elif (card := _card(path)) is not None:  # an RM of ours: what it was trained from, what its weights hold
+            out[name] = store.fingerprint([card.get("key"), card.get("weights")])  # not its files' stat (chmod, cp -a)
         elif path.is_dir():
             files = sorted(f for f in path.rglob("*") if f.is_file())
             out[name] = store.fingerprint([(str(f.relative_to(path)), *store.stat_identity(f)) for f in files])
     return out
+
+
+def _card(path: Path) -> dict | None:
+    """The training card of an RM directory trained by xlrm (with its key), or None."""
+    try:
+        card = json.loads((path / CARD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) and card.get("key") else None
 
 
 _DIGEST: dict = {}
@@ -196,8 +209,36 @@ def _inputs_digest() -> str:
 
 def done_record(cell_dir: Path) -> dict:
     """A finished cell's ``_done.json``, or {} if it has not finished or its outputs are not whole
-    (:func:`xlrm_lib.store.finished_record`)."""
-    return store.finished_record(cell_dir)
+    (:func:`xlrm_lib.store.finished_record`), or, a training, if the RM it made is gone or damaged: its
+    dependants would fail on it at every run (a cache cleaned by hand, bytes overwritten), so it trains again."""
+    record = store.finished_record(cell_dir)
+    if record and (problem := _trained_rm_problem(cell_dir)):
+        if str(cell_dir) not in _SAID_RM:
+            _SAID_RM.add(str(cell_dir))
+            log.warning("%s: %s; its training runs again", cell_dir.name, problem)
+        return {}
+    return record
+
+
+_SAID_RM: set = set()
+
+
+def _trained_rm_problem(cell_dir: Path) -> str | None:
+    """What is wrong with the RM a finished train cell's ``metrics.json`` names, or None (not a train cell, or
+    its RM is whole: :func:`xlrm_lib.models.damaged_model`)."""
+    from .models import damaged_model
+
+    try:
+        metrics = json.loads((cell_dir / store.METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    model_dir = metrics.get("model_dir") if isinstance(metrics, dict) and metrics.get("kind") == "train" else None
+    if not isinstance(model_dir, str) or not model_dir:
+        return None
+    model_dir = _moved_with(cell_dir, model_dir)
+    if not Path(model_dir).is_dir():
+        return f"its RM {model_dir} is gone"
+    return damaged_model(model_dir) if (Path(model_dir) / CARD_FILE).is_file() else None  # one of ours
 
 
 def done_key(cell_dir: Path) -> str | None:
@@ -314,6 +355,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(cells), desc=f"xlrm run {spec['run']}", disable=not progress, unit="nb")
+    started, had_report = False, False
     try:
         while pending or running:
             for name, cell in list(pending.items()):
@@ -342,6 +384,8 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                     elif len(running) >= jobs:
                         continue
                     else:
+                        if not started:  # the first notebook to run: the folder is no longer as last published
+                            started, had_report = True, _outdate_published(spec, run_dir)
                         time.sleep(0.5 * (len(running) > 0))  # stagger kernel starts
                         running[name] = submit(cell, params, str(run_dir / cell.name), key, kernel, pins)
                         del pending[name]
@@ -359,7 +403,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                     bar.update(1)
     except KeyboardInterrupt as stop:  # Ctrl-C: say what each cell came to (finished ones are kept: a rerun resumes)
         for name in running:
-            results[name] = {"status": "interrupted", "error": "interrupted (Ctrl-C or SIGTERM)"}
+            results[name] = {"status": "interrupted", "error": "interrupted (Ctrl-C, SIGTERM or SIGHUP)"}
         # in the plan's order; a cell not reached may have finished in an earlier run: its outputs are there
         for c in cells:
             if c.name not in results:
@@ -367,7 +411,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                 results[c.name] = {"status": "not-started", **({"finished_earlier": True, **made} if made else {})}
         results = {c.name: results[c.name] for c in cells}
         notes = ["interrupted: finished notebooks are kept; rerun to resume",
-                 *_publish_report(cells, run_dir, results, interrupted=True)]
+                 *_publish_report(cells, run_dir, results, had_report, interrupted=True)]
         _summary(spec, run_dir, results, notes)
         stop.summary = run_dir / "summary.json"  # the CLI's last words point at it
         raise
@@ -376,40 +420,44 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
         if threads_set:
             del os.environ["OMP_NUM_THREADS"]
     try:
-        return _summary(spec, run_dir, results, [*edited, *_publish(cells, run_dir, results, missing)])
+        return _summary(spec, run_dir, results, [*edited, *_publish(cells, run_dir, results, missing, had_report)])
     except KeyboardInterrupt as stop:  # after every notebook ended: the summary can still say what each came to
         notes = ["interrupted after the notebooks ended, before the run's summary was written: rerun to finish "
-                 "(finished notebooks are kept)", *_publish_report(cells, run_dir, results, interrupted=True)]
+                 "(finished notebooks are kept)", *_publish_report(cells, run_dir, results, had_report, interrupted=True)]
         _summary(spec, run_dir, results, notes)
         stop.summary = run_dir / "summary.json"
         raise
 
 
-def _publish(cells: list[Cell], run_dir: Path, results: dict, missing) -> list[str]:
+def _publish(cells: list[Cell], run_dir: Path, results: dict, missing, had_report: bool = False) -> list[str]:
     """The report published, and the summary's notes."""
-    notes = _publish_report(cells, run_dir, results)
+    notes = _publish_report(cells, run_dir, results, had_report)
     notes += [f"translated RM {t['from']}->{t['to']} not run: {why}" for t, why in missing]
     notes += _software_notes(run_dir, [n for n, r in results.items() if r.get("status") in ("ok", "skipped")])
     return notes
 
 
-def _publish_report(cells: list[Cell], run_dir: Path, results: dict, interrupted: bool = False) -> list[str]:
+def _publish_report(cells: list[Cell], run_dir: Path, results: dict, had_report: bool = False,
+                    interrupted: bool = False) -> list[str]:
     """Copy the report notebook's HTML to ``<run>/report.html`` when the report finished this time (or was kept);
     else remove a published one that no longer describes the run: the grid's report was not made, or, after a
-    stop, notebooks finished since it was made (``report/report.html`` is kept as it was). Returns notes."""
+    stop, notebooks finished since it was made (``report/report.html`` is kept as it was). ``had_report``: one was
+    published when this run started executing notebooks (:func:`_outdate_published` removed it). Returns notes."""
     report_cell = next((c.name for c in cells if c.stage == "report"), None)
     report, published = run_dir / "report" / "report.html", run_dir / "report.html"
     if report_cell and results.get(report_cell, {}).get("status") in ("ok", "skipped") and report.exists():
         # one folder up from the report notebook's own: its links to the other notebooks lose their "../"
         store.write_text(published, report.read_text(encoding="utf-8").replace('href="../', 'href="'))
         return []
-    if not published.exists():
+    if not (published.exists() or had_report):
         return []
     if interrupted and any(r.get("status") == "ok" for n, r in results.items() if n != report_cell):
-        published.unlink()
+        published.unlink(missing_ok=True)
         return ["the previous report.html was removed: notebooks finished since it was made"]
+    if interrupted and had_report:
+        return ["the previous report.html was removed: this run's notebooks had started"]
     if not interrupted and report_cell:
-        published.unlink()
+        published.unlink(missing_ok=True)
         return ["report not made this time (see above); the previous report.html was removed"]
     return []
 
@@ -449,6 +497,21 @@ def _write_params(spec: dict, run_dir: Path) -> None:
 def _when_made(record: dict) -> dict:
     """When a finished notebook was made and what it cost (``finished``, ``seconds`` of its ``_done.json``)."""
     return {k: record[k] for k in ("finished", "seconds") if k in record}
+
+
+def _outdate_published(spec, run_dir: Path) -> bool:
+    """Once a notebook of the run is about to execute, the last run's ``summary.json`` and published
+    ``report.html`` no longer describe the folder: a stop that writes no summary (a kill, a full disk) left them
+    saying the last run succeeded. The summary says the run is under way; the report is published again at the
+    end (the report notebook's own copy, ``report/report.html``, stays until the report cell runs). Returns
+    whether a report was published."""
+    had = (run_dir / "report.html").is_file()
+    (run_dir / "report.html").unlink(missing_ok=True)
+    store.write_json(run_dir / "summary.json", {
+        "run": spec["run"], "run_dir": str(run_dir), "cells": {}, "failed": 0, "running_since":
+        time.strftime("%Y-%m-%dT%H:%M:%S"), "notes": [f"a run started (pid {os.getpid()}) and has not written its "
+                                                      "summary yet: under way, or stopped (rerun to resume)"]})
+    return had
 
 
 def _summary(spec, run_dir: Path, results: dict, notes: list[str]) -> dict:
@@ -544,13 +607,8 @@ def _remove_leftovers(run_dir: Path, cells: list[str]) -> None:
 
 
 def _check_writable(run_dir: Path) -> None:
-    import tempfile
-
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=run_dir)  # a name of its own: two runs may check
-        os.close(fd)
-        os.unlink(probe)
+        store.write_probe(run_dir)
     except OSError as e:
         raise PermissionError(f"output directory {run_dir} is not writable ({e.strerror}); "
                               "choose another with --outputs DIR") from None

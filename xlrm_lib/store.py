@@ -58,8 +58,9 @@ def done_json(cell_dir) -> dict:
 def finished_record(cell_dir) -> dict:
     """A finished cell's ``_done.json`` (its key, when it finished, how long it took), or {} if it has not
     finished or its outputs are no longer whole: its rendered notebook and HTML, its ``metrics.json`` and the
-    tables that names. A cell whose ``metrics.json`` or ``scores.parquet`` was deleted by hand runs again, where
-    it was kept (its dependants then failed on the missing file, every time) or left out of the report unsaid."""
+    tables that names, each of the size it was written with (``table_bytes``). A cell whose ``metrics.json`` or
+    ``scores.parquet`` was deleted (or cut short) by hand runs again, where it was kept (its dependants then
+    failed on the file, every time) or left out of the report unsaid."""
     cell_dir = Path(cell_dir)
     record = done_json(cell_dir)
     try:
@@ -73,11 +74,27 @@ def finished_record(cell_dir) -> dict:
     tables = metrics.get("tables") if isinstance(metrics.get("tables"), dict) else {}
     if not all((cell_dir / name).is_file() for name in [*made, *map(str, tables.values())]):
         return {}
+    sizes = metrics.get("table_bytes") if isinstance(metrics.get("table_bytes"), dict) else {}
+    if any((cell_dir / str(name)).stat().st_size != size for name, size in sizes.items()
+           if (cell_dir / str(name)).is_file()):  # cut short, or emptied, since: made again
+        return {}
     return record
 
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def write_probe(folder: Path) -> None:
+    """Make ``folder`` if needed and write (then remove) a file of a name of its own in it; an OSError if it
+    cannot take files."""
+    import tempfile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)  # two runs may check at once
+    os.close(fd)
+    os.unlink(probe)
 
 
 def cache_dir(*parts: str) -> Path:
@@ -151,6 +168,11 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, dest)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename is None:  # a full disk says "No space left on device" without naming what was written
+            raise OSError(e.errno, e.strerror, str(dest)) from e
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -172,8 +172,9 @@ def save_outputs(output_dir, metrics: dict, tables: dict[str, pd.DataFrame] | No
         store.write_frame(out / fname, df)
         files[Path(fname).stem] = fname
     pins = hub.pins()  # the hub commits this notebook's cell was keyed on and loaded (xlrm run sets them)
-    store.write_json(out / METRICS_FILE, {**metrics, "tables": files, "software": store.library_versions(),
-                                          **({"hub_commits": pins} if pins else {})})
+    sizes = {fname: (out / fname).stat().st_size for fname in files.values()}  # a table cut short is not whole
+    store.write_json(out / METRICS_FILE, {**metrics, "tables": files, "table_bytes": sizes,
+                                          "software": store.library_versions(), **({"hub_commits": pins} if pins else {})})
     return out / METRICS_FILE
 
 
@@ -293,7 +294,7 @@ def parallel_texts(source: str, langs, *, split: str = "test", max_items: int = 
     trained and scored.
     """
     langs = checks.languages("langs", langs, strict=False)
-    checks.positive_int("max_items", max_items)
+    checks.positive_int("max_items", max_items, minimum=data.PARALLEL_MIN, why=data.PARALLEL_WHY)
     if source == "bible":
         from .corpora import bible_verses
 

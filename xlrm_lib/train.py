@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from numbers import Integral
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from . import hub
 from .backbones import PACKAGED, build_stamp
 from .compiling import compile_blocks, resolve_compile
 from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
-from .models import config_files_digest, damaged_weights, load_reward_model, resolve_backbone
+from .models import config_files_digest, damaged_model, load_reward_model, resolve_backbone
 from .packing import pack, packed_rewards, packed_training, should_pack, supports_packing
 from .store import (CARD_FILE, atomic_dir, cache_dir, file_digest, file_digest_memo, fingerprint, json_text,
                     library_versions)
@@ -88,7 +88,8 @@ class RewardConfig:
                 "target_modules": given.get("target_modules", "all-linear")}
 
     def validate(self) -> "RewardConfig":
-        """``self`` if every knob has a usable value; else one ValueError naming each bad one and what it takes."""
+        """``self``, its numbers as their fields' types (``epochs=1`` is ``1.0``: the same RM, the same cache key),
+        if every knob has a usable value; else one ValueError naming each bad one and what it takes."""
         from . import checks
 
         tests = [
@@ -110,18 +111,23 @@ class RewardConfig:
             *[(flag, lambda v, f=flag: checks.choice(f, v, (True, False)))
               for flag in ("freeze_embeddings", "disable_dropout", "gradient_checkpointing", "group_by_length")],
         ]
-        bad = []
+        bad, numbers = [], {}
         for name, test in tests:
             try:
-                test(getattr(self, name))
+                value = test(getattr(self, name))
             except ValueError as e:
                 bad.append(str(e))
+                continue
+            if name in NUMBER_FIELDS:
+                numbers[name] = value  # finite_number's float, positive_int's int
         if bad:
             raise ValueError("invalid training parameter(s): " + "; ".join(bad))
         TextFormat(self.template, self.max_length)
-        return self
+        return replace(self, **numbers)
 
 
+NUMBER_FIELDS = ("lr", "epochs", "batch_size", "grad_accum", "max_length", "warmup_ratio", "weight_decay", "seed",
+                 "margin", "center_coef", "logging_steps")
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
 
 
@@ -367,7 +373,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     main = int(os.environ.get("RANK", "0")) == 0
     # not forced, a copy another process finished meanwhile (same key) is kept: its readers stay on its files
     same = None if force else (lambda d: (d / CARD_FILE).is_file() and read_card(d).get("key") == key
-                                         and not damaged_weights(d))
+                                         and not damaged_model(d))
     with atomic_dir(out, keep=same) if main else _scratch_dir() as tmp:
         args = _training_args(tmp / "_trainer", cfg, n_pairs=len(features), bf16=use_bf16, packed=packed,
                               cpu=str(device) == "cpu" or not torch.cuda.is_available(), progress=progress)
@@ -409,6 +415,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             "data_fingerprint": key_obj["data"], "languages": langs, "n_pairs": len(features),
             "config": asdict(cfg), "packed": packed, "compiled_blocks": compiled, "format": asdict(fmt),
             "versions": library_versions(),
+            # what the weights hold, checked on every load (models.damaged_model): bytes overwritten in place
+            "weights": {f.name: file_digest(f) for f in sorted(tmp.glob("*.safetensors"))},
             # results depend on these through floating-point reduction order (see README, "What the default
             # run finds"): the same seed on another thread count or device is a different run
             "runtime": {"device": str(model_device), "threads": torch.get_num_threads(),
@@ -444,7 +452,7 @@ def _cache_hit(out: Path, key: str) -> bool:
     if card.get("key") != key:
         raise ValueError(f"{out} holds a model trained with other parameters (key {card.get('key')} != {key}); "
                          "pass force=True to overwrite it, or another output_dir")
-    damaged = damaged_weights(out)
+    damaged = damaged_model(out)
     if damaged:
         log.warning("%s: training it again", damaged)  # (a full disk, a killed copy): every load would fail
         return False
