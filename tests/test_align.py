@@ -557,7 +557,7 @@ def test_pick_origins_count_what_each_rm_picked_beside_a_random_picks_expectatio
                                      "distractor", "distractor", "distractor", "chosen"]})
     t = align.pick_origins(picks).set_index("rm")
     assert list(t.index) == ["en", "ko", "random (expected)"]  # the RMs' order, not sorted
-    assert t.loc["en", ["n", "chosen", "rejected", "distractor"]].tolist() == [4, 0.5, 0.25, 0.25]
+    assert t.loc["en", ["picks", "chosen", "rejected", "distractor"]].tolist() == [4, 0.5, 0.25, 0.25]
     assert t.loc["ko", ["chosen", "rejected", "distractor"]].tolist() == [0.25, 0.0, 0.75]  # none rejected: 0
     # pools of 4, 4, 4 and 6: chosen (1/4 x 3 + 1/6) / 4; distractor (2/4 x 3 + 4/6) / 4
     assert t.loc["random (expected)", "chosen"] == pytest.approx((0.75 + 1 / 6) / 4)

@@ -215,3 +215,11 @@ def test_a_full_disk_names_the_file_it_could_not_write(tmp_path):
             raise OSError(errno.ENOSPC, "No space left on device")
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "summary.json")
     assert list(tmp_path.iterdir()) == []  # the temporary file is gone too
+
+
+def test_an_os_error_without_an_errno_keeps_its_message_and_type(tmp_path):
+    from xlrm_lib import store
+
+    with pytest.raises(TimeoutError, match="the disk took too long"):
+        with store.atomic_path(tmp_path / "x.json"):
+            raise TimeoutError("the disk took too long")

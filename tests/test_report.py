@@ -379,3 +379,10 @@ def test_a_finished_cell_whose_table_was_cut_short_is_not_finished(tmp_path):
     scores = tmp_path / "scores.parquet"
     scores.write_bytes(scores.read_bytes()[:-20])
     assert store.finished_record(tmp_path) == {}
+
+
+def test_the_header_lists_every_commit_the_runs_cells_read():
+    runs = pd.DataFrame({"cell": ["evaluate/a", "evaluate/b"],
+                         "hub_commits": [{"org/bench": "a" * 40}, {"org/bench": "b" * 40}]})  # kept cells of a re-cut
+    header = report.run_header({"params": {"run": "r"}, "runs": runs}).set_index("field")["value"]
+    assert header["hub commits"] == "org/bench@aaaaaaaaaaaa and bbbbbbbbbbbb"

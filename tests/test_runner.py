@@ -19,7 +19,7 @@ import nbformat
 import pytest
 import yaml
 
-from xlrm_lib import grid, kernels, preflight, runner
+from xlrm_lib import grid, hub, kernels, preflight, runner
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -346,8 +346,6 @@ def test_translated_rms_skipped_with_a_note_when_no_backend(fake_notebooks, tmp_
 
 def test_a_translation_model_that_names_nothing_is_refused_not_skipped(fake_notebooks, tmp_path, monkeypatch):
     # a typo'd hf model was "not available here": its RM left the grid with a note and the run exited 0
-    from xlrm_lib import hub
-
     monkeypatch.setattr(hub, "commit", lambda repo_id, *a, **k: None)  # offline and never downloaded
     entry = {"from": "en", "to": "ko", "backend": "hf", "model": "facebook/nllb-200-distiled-600M"}
     spec = _spec(fake_notebooks, tmp_path, langs=["en"], translated=[entry])
@@ -607,9 +605,8 @@ def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
     spec_path = tmp_path / "grid.yaml"
     spec_path.write_text(yaml.safe_dump({k: v for k, v in spec.items() if k != "_outputs"}))
     cmd = [sys.executable, "-m", "xlrm_lib.cli", "run", str(spec_path), "--outputs", str(tmp_path / "out")]
-    (tmp_path / "out" / "t").mkdir(parents=True)  # a previous run's summary and report: a kill left them saying
-    (tmp_path / "out" / "t" / "summary.json").write_text('{"cells": {}, "failed": 0}')  # it had all succeeded
-    (tmp_path / "out" / "t" / "report.html").write_text("the previous run's report")
+    (tmp_path / "out" / "t").mkdir(parents=True)  # a previous run's summary: a kill left it saying all succeeded
+    (tmp_path / "out" / "t" / "summary.json").write_text('{"cells": {}, "failed": 0}')
     # TMPDIR: the killed kernel's socket files (nothing removes them after SIGKILL) stay in this test's folder
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, env={**os.environ, "TMPDIR": str(tmp_path)})
@@ -620,7 +617,6 @@ def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, mid-grid
     proc.wait()
     assert "running_since" in json.loads((run_dir / "summary.json").read_text())
-    assert not (run_dir / "report.html").exists()
     done_before = {p.parent.name for p in run_dir.glob("train/*/_done.json")}
     assert "me5-small-s42-en" in done_before and len(done_before) < 3
     assert not list(run_dir.glob("train/*/train_reward_model.ipynb.tmp"))
@@ -1271,7 +1267,7 @@ def test_a_finished_training_whose_rm_is_gone_or_damaged_trains_again(tmp_path, 
     shutil.rmtree(rm)
     with caplog.at_level("WARNING", logger="xlrm_lib.runner"):
         assert runner.done_key(cell) is None
-    assert f"its RM {rm} is gone; its training runs again" in caplog.text
+    assert f"its RM {rm} is gone; the training counts as not finished (xlrm run trains it again)" in caplog.text
     rm.mkdir()  # back, an RM of ours (a card) without its config: not loadable
     (rm / "xlrm_card.json").write_text('{"key": "r"}')
     assert runner.done_key(cell) is None
@@ -1293,3 +1289,57 @@ def test_an_rm_directory_counts_by_its_card_not_by_its_files_stat(tmp_path):
     assert runner._local_files({"model_dir": str(rm)}, tmp_path / "run") == before
     (rm / "xlrm_card.json").write_text(json.dumps({"key": "k1", "weights": {"model.safetensors": "d2"}}))
     assert runner._local_files({"model_dir": str(rm)}, tmp_path / "run") != before  # other weights: other input
+
+
+def test_a_hub_id_among_a_templates_defaults_is_pinned_in_run_as_in_plan(fake_notebooks, tmp_path, monkeypatch):
+    # xlrm run pinned the hub ids of the injected parameters only, plan and --only those of the defaults too: a
+    # just-finished grid was "to run" forever, and its kernels read the default's main branch unpinned
+    monkeypatch.setattr(hub, "commit", lambda repo_id, *a, **k: None)
+    _set_default(fake_notebooks / "train_reward_model.ipynb", "mt_model", 'mt_model = "org/mt"  # model')
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"])
+    runner.run(spec, progress=False)
+    assert not any(runner.pending(runner.plan(spec), tmp_path / "out" / "t").values())
+    runner.run(spec, progress=False, only=["evaluate"])  # its finished trainings are current, not refused
+    done = json.loads((tmp_path / "out" / "t" / "train" / "me5-small-s42-en" / "_done.json").read_text())
+    assert done["hub_commits"] == {"org/mt": None}
+
+
+def test_a_statement_in_the_parameters_cell_is_code_of_the_key(fake_notebooks, tmp_path):
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"])
+    [train] = [c for c in runner.plan(spec) if c.stage == "train"]
+    before = runner.cell_key(train, train.params, tmp_path / "out" / "t", {})
+    book = nbformat.read(train.notebook, as_version=4)
+    book.cells[0].source += "\nimport os; os.environ['OMP_NUM_THREADS'] = '1'"
+    nbformat.write(book, train.notebook)
+    assert runner.cell_key(train, train.params, tmp_path / "out" / "t", {}) != before
+
+
+def test_the_first_notebook_to_run_outdates_the_published_report_of_a_grid_that_makes_one(tmp_path):
+    # a kill (no summary written) left the previous report.html and summary.json saying the last run succeeded
+    run_dir = tmp_path / "t"
+    run_dir.mkdir()
+    (run_dir / "report.html").write_text("the previous run's report")
+    cells = [grid.Cell("train/a", "train", tmp_path / "t.ipynb", {}), grid.Cell("report", "report", tmp_path / "r.ipynb", {})]
+    assert runner._outdate_published({"run": "t"}, run_dir, cells[:1]) is False  # --only train: kept
+    assert (run_dir / "report.html").exists()
+    assert runner._outdate_published({"run": "t"}, run_dir, cells) is True
+    assert not (run_dir / "report.html").exists()
+    assert json.loads((run_dir / "summary.json").read_text())["notes"][0].startswith("a run started (pid ")
+
+
+def test_only_without_the_report_keeps_the_published_report(fake_notebooks, tmp_path, monkeypatch):
+    # it was removed when the first notebook ran, and nothing published it again, silently
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"])
+    runner.run(spec, progress=False)
+    runner.run(spec, progress=False, only=["train"], force=True)
+    assert (tmp_path / "out" / "t" / "report.html").exists()
+
+
+def test_the_hub_note_is_not_written_as_an_edited_template(fake_notebooks, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(hub, "unreachable", lambda: True)
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)
+    monkeypatch.setattr(runner, "_run", lambda *a, **k: {})
+    runner.run(_spec(fake_notebooks, tmp_path, langs=["en"]), progress=False)
+    assert json.loads((tmp_path / "out" / "t" / "_plan.json").read_text())["edited_templates"] == []

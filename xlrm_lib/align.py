@@ -265,16 +265,16 @@ def pick_origins(picks: pd.DataFrame) -> pd.DataFrame:
     ``origin``) give an empty table.
     """
     if "origin" not in picks.columns or picks.empty:
-        return pd.DataFrame(columns=["rm", "n", *ORIGINS])
+        return pd.DataFrame(columns=["rm", "picks", *ORIGINS])
     require_columns(picks, ["rm", "n"], "picks")
     rms = list(pd.unique(picks["rm"]))  # in the order the RMs picked
     shares = pd.crosstab(picks["rm"], picks["origin"], normalize="index").reindex(index=rms, columns=list(ORIGINS),
                                                                                    fill_value=0.0)
-    out = shares.assign(n=picks.groupby("rm").size()).rename_axis(index="rm", columns=None).reset_index()
+    out = shares.assign(picks=picks.groupby("rm").size()).rename_axis(index="rm", columns=None).reset_index()
     first = picks[picks["rm"] == rms[0]]["n"].to_numpy(float)  # the pools' sizes (every RM picks from the same)
-    expected = {"rm": "random (expected)", "n": len(first), "chosen": float(np.mean(1 / first)),
+    expected = {"rm": "random (expected)", "picks": len(first), "chosen": float(np.mean(1 / first)),
                 "rejected": float(np.mean(1 / first)), "distractor": float(np.mean((first - 2) / first))}
-    return pd.concat([out[["rm", "n", *ORIGINS]], pd.DataFrame([expected])], ignore_index=True)
+    return pd.concat([out[["rm", "picks", *ORIGINS]], pd.DataFrame([expected])], ignore_index=True)
 
 
 def random_picks(cands: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

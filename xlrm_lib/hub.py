@@ -110,7 +110,7 @@ def commit(repo_id: str, repo_type: str = "model", revision: str = "main", timeo
         except Exception as e:  # noqa: BLE001 - no network, no such repo, gated: the cache may still know
             if type(e).__name__ == "GatedRepoError":  # huggingface_hub.errors; it exists: say so, not "a typo"
                 _GATED.add(repo_id)
-            elif not hasattr(e, "response"):  # no answer at all (no network, DNS, a timeout), not a hub error
+            elif getattr(e, "response", None) is None:  # no answer at all (no network, DNS, a timeout)
                 _NO_ANSWER.add(repo_id)
             log.info("hub commit of %s %s@%s not available (%s); using the local cache's", repo_type, repo_id,
                      revision, type(e).__name__)

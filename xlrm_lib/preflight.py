@@ -47,13 +47,16 @@ def notebook_parameters(path: Path) -> dict:
     return parameters_from_source(cells[0].source)
 
 
+PARAMETER_LINE = re.compile(r"^(\w+)\s*(?::\s*([^=]+?))?\s*=\s*(.+?)\s*(?:#\s*(.*))?$")  # name[: type] = value  # help
+
+
 def parameters_from_source(source: str) -> dict:
     """:func:`notebook_parameters` of a parameters cell's source: one ``name[: type] = literal  # help`` a line."""
     import ast
 
     out = {}
     for line in source.splitlines():
-        m = re.match(r"^(\w+)\s*(?::\s*([^=]+?))?\s*=\s*(.+?)\s*(?:#\s*(.*))?$", line)
+        m = PARAMETER_LINE.match(line)
         if not m:
             continue
         name, annotation, expr, comment = m.group(1), m.group(2), m.group(3), m.group(4) or ""
@@ -517,20 +520,21 @@ def model_problems(cells: list[Cell]) -> list[str]:
     pretrained = {c.params["rm_name"]: c.params["model_dir"] for c in cells if c.stage == "evaluate" and "model_dir" in c.params}
     mt_models = dict.fromkeys(c.params.get("mt_model") for c in cells
                               if c.stage == "train" and c.params.get("mt_backend") == "hf")
-    def hint(value):  # a gated model exists: what to do about it, not "check its spelling"
-        if hub.gated(value):
-            return (f" (it is gated on the hub: accept its licence at https://huggingface.co/{value} with your "
-                    "account, then set HF_TOKEN to that account's token here and on every Ray node)")
-        return hub_suggestion(value)
 
-    return ([f"backbones: {b!r} is not a packaged backbone {list(PACKAGED)}, {why}{hint(b)} (a relative directory "
+    def what(value):  # a gated model exists: what to do about it, not "check its spelling"
+        if hub.gated(value):
+            return (f"gated on the hub: accept its licence at https://huggingface.co/{value} with your account, "
+                    "then set HF_TOKEN to that account's token here and on every Ray node")
+        return why + hub_suggestion(value)
+
+    return ([f"backbones: {b!r} is not a packaged backbone {list(PACKAGED)}, {what(b)} (a relative directory "
              f"is read from the repository root, {REPO})" for b in backbones if unknown(b)]
-            + [f"align.judge = {j!r} is {why}{hint(j)}; expected 'gold' (the pool's labels) or a held-out judge (an "
+            + [f"align.judge = {j!r} is {what(j)}; expected 'gold' (the pool's labels) or a held-out judge (an "
                f"RM, or a causal LM with judge_kind 'judge'): its model directory, relative to {REPO}, or a hub id "
                "'org/name'" for j in judges if unknown(j)]
-            + [f"pretrained {name!r}: model {m!r} is {why}{hint(m)} (a relative directory is read from the repository "
+            + [f"pretrained {name!r}: model {m!r} is {what(m)} (a relative directory is read from the repository "
                f"root, {REPO})" for name, m in pretrained.items() if unknown(m)]
-            + [f"translated: model {m!r} (backend hf) is {why}{hint(m)}" for m in mt_models if unknown(m)])
+            + [f"translated: model {m!r} (backend hf) is {what(m)}" for m in mt_models if unknown(m)])
 
 
 def dataset_problems(cells: list[Cell], schemas: dict) -> list[str]:

@@ -281,10 +281,13 @@ def run_header(rep: dict) -> pd.DataFrame:
     rows.append(("notebooks finished", None if not made else made[0] if made[0] == made[-1] else
                  f"{made[0]} to {made[-1]}"))
     rows.append(("software", software_line(rep.get("runs"))))
-    commits = {repo: sha for pins in (runs["hub_commits"] if runs is not None and "hub_commits" in runs else ())
-               for repo, sha in (pins or {}).items()}
-    if commits:  # what the results were computed from: a hub id names a moving branch
-        rows.append(("hub commits", ", ".join(f"{repo}@{sha[:12]}" for repo, sha in sorted(commits.items()))))
+    commits: dict[str, set] = {}
+    for pins in runs["hub_commits"] if runs is not None and "hub_commits" in runs else ():
+        for repo, sha in (pins or {}).items():
+            commits.setdefault(repo, set()).add(str(sha)[:12])
+    if commits:  # what the results were computed from (a hub id names a moving branch); several: kept cells differ
+        rows.append(("hub commits", ", ".join(f"{repo}@{' and '.join(sorted(shas))}"
+                                              for repo, shas in sorted(commits.items()))))
     if rep.get("edited_templates"):
         rows.append(("templates edited since the last commit", "; ".join(map(str, rep["edited_templates"]))))
     failed = rep.get("failed") or {}

@@ -37,7 +37,7 @@ from pathlib import Path
 from . import grid, store
 from .grid import REPO, Cell, ParamError, repo_path, load_spec, plan
 from .kernels import check_kernel, execute_cell
-from .preflight import hub_notes, parameters_from_source, template_changes, validate
+from .preflight import PARAMETER_LINE, hub_notes, parameters_from_source, template_changes, validate
 from .store import CARD_FILE, DONE_FILE, PLAN_FILE
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,7 @@ def cell_key(cell: Cell, params: dict, run_dir: Path, hub_commits: dict | None =
     the parameters cell counts by those values, not by its text: a default the grid always injects (a
     ``model_dir`` filled in by hand in JupyterLab), or a comment, changes no key; an edited default it does not
     inject (``lr``) changes the key of every cell that runs on it."""
-    code, defaults = _code_and_defaults(cell.notebook)
-    params = {**defaults, **{k: float(v) if isinstance(defaults.get(k), float) and type(v) is int else v  # 1 is 1.0
-                             for k, v in params.items()}}
+    code, params = _final_params(cell, params)
     if upstream is None:  # the keys the dependencies finished with (pending: those they will finish with)
         upstream = {dep: recorded_key(run_dir / dep) for dep in cell.deps}
     return store.fingerprint({"code": code, "params": _in_run(params, run_dir), "inputs": _inputs_digest(),
@@ -89,9 +87,19 @@ def cell_key(cell: Cell, params: dict, run_dir: Path, hub_commits: dict | None =
                               "hub": _hub_commits(params) if hub_commits is None else hub_commits})
 
 
+def _final_params(cell: Cell, params: dict) -> tuple[list[str], dict]:
+    """The code a cell's kernel runs and the parameters it runs with: its notebook's code cells but the
+    parameters cell, and that cell's defaults overridden by ``params`` (an int where the default is a float, as
+    ``epochs: 1``, is that float: the same run)."""
+    code, defaults = _code_and_defaults(cell.notebook)
+    return code, {**defaults, **{k: float(v) if isinstance(defaults.get(k), float) and type(v) is int else v
+                                 for k, v in params.items()}}
+
+
 def _code_and_defaults(notebook) -> tuple[list[str], dict]:
-    """A notebook's code cells but its parameters cell, and that cell's defaults (``name -> value``); a cell that
-    is not ``name = literal`` lines counts as code (nothing else can be told of it)."""
+    """A notebook's code cells but its parameters cell, and that cell's defaults (``name -> value``). Lines of
+    the parameters cell that are not ``name = literal`` (a statement) count as code; a cell whose values cannot
+    be read counts whole (nothing else can be told of it)."""
     import nbformat
 
     code, defaults = [], None
@@ -101,9 +109,12 @@ def _code_and_defaults(notebook) -> tuple[list[str], dict]:
         if defaults is None and "parameters" in c.get("metadata", {}).get("tags", []):
             try:
                 defaults = {k: v["default"] for k, v in parameters_from_source(c.source).items()}
-                continue
             except (ValueError, SyntaxError):
                 defaults = {}
+            else:
+                code.append("\n".join(line for line in c.source.splitlines() if line.strip()
+                                       and not line.lstrip().startswith("#") and not PARAMETER_LINE.match(line)))
+                continue
         code.append(c.source)
     return code, defaults or {}
 
@@ -174,8 +185,8 @@ def _local_files(params: dict, run_dir: Path) -> dict:
             continue
         if path.is_file():
             out[name] = store.file_digest_memo(path)
-        elif (card := _card(path)) is not None:  # an RM of ours: what it was trained from, what its weights hold
-            out[name] = store.fingerprint([card.get("key"), card.get("weights")])  # not its files' stat (chmod, cp -a)
+        elif (card := _card(path)) is not None and card.get("weights"):  # an RM of ours: what it was trained
+            out[name] = store.fingerprint([card["key"], card["weights"]])  # from and holds, not its files' stat
         elif path.is_dir():
             files = sorted(f for f in path.rglob("*") if f.is_file())
             out[name] = store.fingerprint([(str(f.relative_to(path)), *store.stat_identity(f)) for f in files])
@@ -215,7 +226,8 @@ def done_record(cell_dir: Path) -> dict:
     if record and (problem := _trained_rm_problem(cell_dir)):
         if str(cell_dir) not in _SAID_RM:
             _SAID_RM.add(str(cell_dir))
-            log.warning("%s: %s; its training runs again", cell_dir.name, problem)
+            log.warning("%s: %s; the training counts as not finished (xlrm run trains it again)", cell_dir.name,
+                        problem)
         return {}
     return record
 
@@ -235,7 +247,7 @@ def _trained_rm_problem(cell_dir: Path) -> str | None:
     model_dir = metrics.get("model_dir") if isinstance(metrics, dict) and metrics.get("kind") == "train" else None
     if not isinstance(model_dir, str) or not model_dir:
         return None
-    model_dir = _moved_with(cell_dir, model_dir)
+    model_dir = str(repo_path(_moved_with(cell_dir, model_dir)))  # a relative XLRM_CACHE: as the kernels read it
     if not Path(model_dir).is_dir():
         return f"its RM {model_dir} is gone"
     return damaged_model(model_dir) if (Path(model_dir) / CARD_FILE).is_file() else None  # one of ours
@@ -285,14 +297,14 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     _check_executor(executor)
     _check_gpus(cells, executor, run_dir, force)
     _check_writable(run_dir)
-    edited = template_changes(everything) + hub_notes()
-    for note in edited:
+    edited, hub_said = template_changes(everything), hub_notes()
+    for note in edited + hub_said:
         log.warning(note)
     with _run_lock(run_dir):
         _remove_leftovers(run_dir, [c.name for c in everything])
         _write_plan(run_dir, everything, missing, edited)
         return _run(spec, cells, run_dir, satisfied, jobs=jobs, force=force, executor=executor, kernel=kernel,
-                    progress=progress, missing=missing, edited=edited)
+                    progress=progress, missing=missing, edited=edited + hub_said)
 
 
 def pending(cells: list[Cell], run_dir: Path) -> dict[str, bool]:
@@ -374,7 +386,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                 else:
                     if name not in resolved:  # once per cell, not on every poll while it waits for a slot
                         params = _resolve_inputs(cell, run_dir)
-                        pins = _hub_commits(params)  # in the key, and handed to the kernel, which loads them
+                        pins = _hub_commits(_final_params(cell, params)[1])  # in the key; the kernel loads them
                         resolved[name] = (params, cell_key(cell, params, run_dir, pins), pins)
                     params, key, pins = resolved[name]
                     done = {} if force else done_record(run_dir / cell.name)
@@ -385,7 +397,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                         continue
                     else:
                         if not started:  # the first notebook to run: the folder is no longer as last published
-                            started, had_report = True, _outdate_published(spec, run_dir)
+                            started, had_report = True, _outdate_published(spec, run_dir, cells)
                         time.sleep(0.5 * (len(running) > 0))  # stagger kernel starts
                         running[name] = submit(cell, params, str(run_dir / cell.name), key, kernel, pins)
                         del pending[name]
@@ -499,14 +511,15 @@ def _when_made(record: dict) -> dict:
     return {k: record[k] for k in ("finished", "seconds") if k in record}
 
 
-def _outdate_published(spec, run_dir: Path) -> bool:
+def _outdate_published(spec, run_dir: Path, cells: list[Cell]) -> bool:
     """Once a notebook of the run is about to execute, the last run's ``summary.json`` and published
     ``report.html`` no longer describe the folder: a stop that writes no summary (a kill, a full disk) left them
     saying the last run succeeded. The summary says the run is under way; the report is published again at the
-    end (the report notebook's own copy, ``report/report.html``, stays until the report cell runs). Returns
-    whether a report was published."""
-    had = (run_dir / "report.html").is_file()
-    (run_dir / "report.html").unlink(missing_ok=True)
+    end (the report notebook's own copy, ``report/report.html``, stays until the report cell runs), when the
+    report is among ``cells`` (``--only`` without it keeps the published one). Returns whether one was removed."""
+    had = any(c.stage == "report" for c in cells) and (run_dir / "report.html").is_file()
+    if had:  # not under --only without the report: nothing would publish it again
+        (run_dir / "report.html").unlink()
     store.write_json(run_dir / "summary.json", {
         "run": spec["run"], "run_dir": str(run_dir), "cells": {}, "failed": 0, "running_since":
         time.strftime("%Y-%m-%dT%H:%M:%S"), "notes": [f"a run started (pid {os.getpid()}) and has not written its "

@@ -170,7 +170,7 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, dest)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        if e.filename is None:  # a full disk says "No space left on device" without naming what was written
+        if e.filename is None and e.errno is not None:  # a full disk says "No space left on device", not where
             raise OSError(e.errno, e.strerror, str(dest)) from e
         raise
     except BaseException:
