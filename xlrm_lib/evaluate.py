@@ -403,8 +403,8 @@ def english_vs_target(scores: pd.DataFrame, *, english: str = "en", source_col: 
     ``target_source`` names the target RM from the language, e.g. ``"{lang}"`` (native) or ``"{lang}-mt"``
     (translate-train). The last row, ``lang="average"``, is the mean over targets; its interval and p-value
     resample (flip) each item in every language at once: an item's translations are not independent evidence.
-    ``p_holm``: the languages' p-values adjusted for their number (:func:`xlrm_lib.stats.holm`); the average's is
-    one test, the headline, and stays as it is.
+    ``p_holm``: the languages' p-values adjusted for their number (:func:`xlrm_lib.stats.holm`); empty for the
+    average, whose test is one, the headline (its ``p_value``).
     """
     if "{lang}" not in target_source or target_source.replace("{lang}", "").count("{"):
         raise ValueError(f"target_source = {target_source!r}; expected a name pattern with '{{lang}}' and no "
@@ -426,5 +426,5 @@ def english_vs_target(scores: pd.DataFrame, *, english: str = "en", source_col: 
     for row, p_holm in zip(rows, holm([r["p_value"] for r in rows])):  # one family: the languages' tests
         row["p_holm"] = float(p_holm)
     average = _compare(pd.concat(pairs, ignore_index=True), groups=True, n_boot=n_boot, seed=seed)
-    rows.append({"lang": "average", "a": english, "b": target_source, **average, "p_holm": average["p_value"]})
+    rows.append({"lang": "average", "a": english, "b": target_source, **average, "p_holm": float("nan")})
     return pd.DataFrame(rows)

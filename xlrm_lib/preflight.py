@@ -267,7 +267,9 @@ def _validate(cells: list[Cell], *, models: bool, upstream: list[Cell]) -> None:
     problems += _unlabelled_file_problems(valid, reads, schemas)
     if problems:
         problems = _merge_by_cell(problems, [c.name for c in cells])
-        raise ParamError(f"{len(problems)} problem(s) in the parameters; nothing was run:\n  " + "\n  ".join(problems))
+        notes = [f"note: {n}" for n in hub_notes()]  # "not on the hub": no network, more likely than typos
+        raise ParamError(f"{len(problems)} problem(s) in the parameters; nothing was run:\n  "
+                         + "\n  ".join([*notes, *problems]))
 
 
 def _merge_by_cell(problems: list[str], names: list[str]) -> list[str]:

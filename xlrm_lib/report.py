@@ -476,12 +476,13 @@ def figures(t: dict) -> dict:
     return figs
 
 
-REPORT_CSV = re.compile(r"(transfer_matrix|accuracy|english_vs_\w+|seed_summary|probe_summary|align_\w+|pretrained)\.csv")
+REPORT_CSV = re.compile(r"(transfer_matrix|accuracy|english_vs_\w+|seed_summary|key_numbers|probe_summary|align_\w+|"
+                        r"pretrained)\.csv")
 
 
 def save_tables(output_dir, t: dict) -> Path:
-    """The report's CSVs (transfer matrix, headline differences, accuracies, shift, win rates) and metrics.json;
-    an earlier report's CSV that this one lacks is removed."""
+    """The report's CSVs (transfer matrix, key numbers, headline differences, accuracies, shift, win rates) and
+    metrics.json; an earlier report's CSV that this one lacks is removed."""
     from .study import save_outputs
 
     files = {}
@@ -492,6 +493,8 @@ def save_tables(output_dir, t: dict) -> Path:
         files.update({f"english_vs_{label}.csv": spell_targets(h) for label, h in t["headlines"].items()})
     if t.get("seed_summary") is not None:
         files["seed_summary.csv"] = t["seed_summary"]
+    if not (key := key_numbers_table(t.get("key_numbers"))).empty:  # in points, with `detectable`
+        files["key_numbers.csv"] = key
     for name in ("pretrained", "probe_summary", "align_native", "align_translated", "align_picks"):
         if t.get(name) is not None:
             files[f"{name}.csv"] = spell_targets(t[name])

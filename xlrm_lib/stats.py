@@ -134,7 +134,7 @@ def detectable_difference(ci_low: float, ci_high: float, *, power: float = 0.8, 
     width of a ``1 - alpha`` interval of the estimate (read as ``2 z SE``): ``(z_{1-alpha/2} + z_power) SE``.
     A difference below it is not evidence either way: the items are too few to tell it from noise.
 
-    >>> round(detectable_difference(-0.037, 0.070), 4)  # 10.7 points wide: 7.6 points detectable
+    >>> round(detectable_difference(-0.037, 0.070), 4)  # 10.7 points wide: 7.65 points detectable
     0.0765
     """
     from statistics import NormalDist

@@ -239,7 +239,7 @@ def evaluate_rm(model_dir, *, rm_name: str, eval_source: str, eval_langs, split:
     rewards within ~1e-2 of float32's (97.7-99.5% of verdicts the same in the benchmarks); a judge loads in bfloat16 (half
     the memory). The default is the exact float32 path.
     """
-    _required("model_dir", model_dir, "model_dir = '~/.cache/xlrm/models/en-me5-small-<key>' (an RM directory)")
+    _required("model_dir", model_dir, f"model_dir = '{store.cache_dir('models')}/en-me5-small-<key>' (an RM directory)")
     model_kind = checks.choice("model_kind", model_kind, checks.MODEL_KINDS)
     try:
         models.check_backbone(model_dir)
