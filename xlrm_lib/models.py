@@ -280,9 +280,10 @@ def load_reward_model(backbone, *, dtype=None, device=None, trust_remote_code: b
 def damaged_model(model_dir) -> str | None:
     """What is wrong with a local model directory, or None: a safetensors file cut short (a full disk, a killed
     copy: its header no longer covers the file); for an RM trained by xlrm (it has a card) also a missing config,
-    text format (scored in another format than trained) or tokenizer, and weights whose content is not what the training saved (the
-    card's ``weights`` digests: bytes overwritten in place, same size and time, were scored silently). The digests
-    are read once per file version (:func:`xlrm_lib.store.file_digest_memo`)."""
+    text format (it would be scored in another format than it was trained in) or tokenizer, and weights whose
+    content is not what the training saved (the card's ``weights`` digests: bytes overwritten in place, same size
+    and time, were scored silently). The digests are read once per file version
+    (:func:`xlrm_lib.store.file_digest_memo`)."""
     from safetensors import safe_open
 
     from .store import file_digest_memo
@@ -300,7 +301,8 @@ def damaged_model(model_dir) -> str | None:
         card = json.loads((path / CARD_FILE).read_text())
     except (OSError, ValueError):
         return None  # not an RM of ours (or a card unreadable: the trainer refuses it); transformers says the rest
-    if missing := [name for name in ("config.json", FORMAT_FILE, "tokenizer_config.json") if not (path / name).is_file()]:
+    needed = ("config.json", FORMAT_FILE, "tokenizer_config.json")
+    if missing := [name for name in needed if not (path / name).is_file()]:
         return f"{path} has no {' or '.join(missing)} (a trained RM saves it)"
     for name, digest in (card.get("weights") or {}).items():
         if not (path / name).is_file():

@@ -304,7 +304,7 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
         _remove_leftovers(run_dir, [c.name for c in everything])
         _write_plan(run_dir, everything, missing, edited)
         return _run(spec, cells, run_dir, satisfied, jobs=jobs, force=force, executor=executor, kernel=kernel,
-                    progress=progress, missing=missing, edited=edited + hub_said)
+                    progress=progress, missing=missing, first_notes=edited + hub_said)
 
 
 def pending(cells: list[Cell], run_dir: Path) -> dict[str, bool]:
@@ -348,7 +348,7 @@ def _write_plan(run_dir: Path, cells: list[Cell], missing: list = (), edited: li
         "edited_templates": list(edited)})
 
 
-def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, progress, missing, edited=()) -> dict:
+def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, progress, missing, first_notes=()) -> dict:
     _write_params(spec, run_dir)
     shared_js = run_dir / "figures" / "plotly.min.js"  # the cell notebooks' figures load it (plots.use_embedding_renderer)
     if not shared_js.exists():
@@ -432,10 +432,12 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
         if threads_set:
             del os.environ["OMP_NUM_THREADS"]
     try:
-        return _summary(spec, run_dir, results, [*edited, *_publish(cells, run_dir, results, missing, had_report)])
+        published = _publish(cells, run_dir, results, missing, had_report)
+        return _summary(spec, run_dir, results, [*first_notes, *published])
     except KeyboardInterrupt as stop:  # after every notebook ended: the summary can still say what each came to
         notes = ["interrupted after the notebooks ended, before the run's summary was written: rerun to finish "
-                 "(finished notebooks are kept)", *_publish_report(cells, run_dir, results, had_report, interrupted=True)]
+                 "(finished notebooks are kept)",
+                 *_publish_report(cells, run_dir, results, had_report, interrupted=True)]
         _summary(spec, run_dir, results, notes)
         stop.summary = run_dir / "summary.json"
         raise
