@@ -223,3 +223,29 @@ def test_an_os_error_without_an_errno_keeps_its_message_and_type(tmp_path):
     with pytest.raises(TimeoutError, match="the disk took too long"):
         with store.atomic_path(tmp_path / "x.json"):
             raise TimeoutError("the disk took too long")
+
+
+def test_prune_lists_what_a_killed_training_left_half_written_and_only_that(tmp_path):
+    # a killed training's .tmp folder (a whole model: ~12 GB at 3B) was reported, never pruned
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)  # exited: its pid runs no more
+    models = tmp_path / "models"
+    writers = {".en-me5-small-1.a.tmp": {"host": socket.gethostname(), "pid": dead_pid},
+               ".en-me5-small-2.b.tmp": {"host": socket.gethostname(), "pid": os.getpid()},  # still writing
+               ".en-me5-small-3.c.tmp": {"host": "another-node", "pid": dead_pid},  # cannot be told from here
+               ".en-me5-small-4.d.tmp": None}  # from before writer files
+    for name, writer in writers.items():
+        (models / name).mkdir(parents=True)
+        if writer:
+            (models / name / store.WRITER_FILE).write_text(json.dumps(writer))
+    (tmp_path / "outputs").mkdir()
+    plan = caches.prune_plan([tmp_path / "outputs"], tmp_path)
+    assert [p.name for p in plan] == [".en-me5-small-1.a.tmp"]
+    with store.atomic_dir(models / "en-me5-small-5") as tmp:  # a finished directory keeps no writer file
+        assert json.loads((tmp / store.WRITER_FILE).read_text())["pid"] == os.getpid()
+        (tmp / "config.json").write_text("{}")
+    assert sorted(p.name for p in (models / "en-me5-small-5").iterdir()) == ["config.json"]

@@ -9,8 +9,9 @@ reward caches and hidden states of exactly those RMs (a 3B model's probe states 
 items), and ``--yes`` deletes them. Hidden-state files from
 before they were kept per model (``hidden_states/hidden-*.npy``) are never read again and are listed too, and
 so are old copies a killed forced retrain left aside (``models/.<name>.*.old``).
-Nothing else is pruned: translations are small, backbones are needed, and a directory still being written
-(``.<name>.*.tmp``) is only reported. A run in progress may use an RM no ``metrics.json`` names yet (its
+Directories a killed training or conversion left half-written (``.<name>.*.tmp``) are listed when their writer
+was a process of this host that is gone (:func:`xlrm_lib.store.abandoned`); others (still being written, or
+by another host) are only reported. Nothing else is pruned: translations are small, backbones are needed. A run in progress may use an RM no ``metrics.json`` names yet (its
 training just finished): ``xlrm cache --prune`` keeps RMs younger than an hour (``--min-age``) and refuses
 ``--yes`` while an ``xlrm run`` holds one of the given outputs' run folders. A run writing to another outputs
 directory is guarded only by the age rule: pass its directory too.
@@ -28,7 +29,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .store import CARD_FILE, cache_dir
+from .store import CARD_FILE, abandoned, cache_dir
 
 REPO = Path(__file__).resolve().parents[1]  # where notebooks run (xlrm run and setup_notebook chdir there)
 
@@ -110,7 +111,10 @@ def prune_plan(outputs_dirs, root: str | Path | None = None, *, min_age_s: float
     states = [root / "hidden_states" / p.name for p in unused if (root / "hidden_states" / p.name).is_dir()]
     flat = sorted((root / "hidden_states").glob("hidden-*.npy"))
     aside = sorted(p for p in (root / "models").glob(".*.old") if p.is_dir())  # a replaced copy a killed run left
-    return unused + rewards + states + flat + aside
+    # a model a killed training (or conversion) was writing: its process, on this host, is gone
+    dead = sorted(p for kind in ("models", "backbones") for p in (root / kind).glob(".*.tmp")
+                  if p.is_dir() and abandoned(p))
+    return unused + rewards + states + flat + aside + dead
 
 
 def _written(model_dir: Path) -> float:

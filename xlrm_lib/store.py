@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from pathlib import Path
@@ -188,8 +189,10 @@ def atomic_dir(dest: str | os.PathLike, *, keep=None) -> Iterator[Path]:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    (tmp / WRITER_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     try:
         yield tmp
+        (tmp / WRITER_FILE).unlink(missing_ok=True)
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it private; the result is an ordinary directory
         for f in tmp.rglob("*"):  # and some writers (safetensors) make their files private too
             if f.is_file():
@@ -201,6 +204,29 @@ def atomic_dir(dest: str | os.PathLike, *, keep=None) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+WRITER_FILE = ".xlrm-writer.json"  # in a directory being built: which process (host, pid) writes it
+
+
+def abandoned(tmp_dir: Path) -> bool:
+    """Whether a directory :func:`atomic_dir` was building was left by a process that is gone: one of this host
+    (its writer file says so) whose pid runs no more (a killed training leaves a whole model there: ~12 GB at 3B).
+    A writer on another host, or a folder without a writer file, cannot be told: False."""
+    try:
+        writer = json.loads((Path(tmp_dir) / WRITER_FILE).read_text())
+        host, pid = writer["host"], int(writer["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
 
 
 def _replace_dir(tmp: Path, dest: Path) -> None:
