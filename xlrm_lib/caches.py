@@ -29,7 +29,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .store import CARD_FILE, abandoned, cache_dir
+from .store import abandoned, cache_dir, read_card_or_none
 
 REPO = Path(__file__).resolve().parents[1]  # where notebooks run (xlrm run and setup_notebook chdir there)
 
@@ -148,10 +148,7 @@ def live_runs(outputs_dirs) -> list[str]:
 
 
 def _card_key(model_dir: Path) -> str | None:
-    try:
-        return json.loads((model_dir / CARD_FILE).read_text()).get("key")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return (read_card_or_none(model_dir) or {}).get("key")
 
 
 def prune(paths: list[Path]) -> int:

@@ -54,12 +54,17 @@ def is_hub_id(value) -> bool:
     return not Path(value).expanduser().exists()
 
 
+def _repo_dir(repo_id: str, repo_type: str) -> Path:
+    """A repository's folder in the local hub cache (``models--org--name``), as huggingface_hub lays it out."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}"
+
+
 def _cached_commit(repo_id: str, repo_type: str, revision: str) -> str | None:
     """``refs/<revision>`` of the local hub cache; for ``main`` without one (a model fetched only by commit, which
     writes no ref), its snapshot: the only one, else the newest (with a warning naming the others)."""
-    from huggingface_hub import constants
-
-    repo = Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}"
+    repo = _repo_dir(repo_id, repo_type)
     try:
         return (repo / "refs" / revision).read_text().strip() or None
     except OSError:
@@ -133,9 +138,7 @@ commit.cache_clear = _forget
 def cached_snapshot(repo_id: str, repo_type: str, sha: str) -> Path | None:
     """The local hub cache's folder of ``repo_id`` at commit ``sha`` (what ``hf download`` or an earlier load left),
     or None."""
-    from huggingface_hub import constants
-
-    snap = Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}" / "snapshots" / sha
+    snap = _repo_dir(repo_id, repo_type) / "snapshots" / str(sha)
     return snap if COMMIT.fullmatch(sha or "") and snap.is_dir() else None
 
 

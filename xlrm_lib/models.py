@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -286,7 +285,7 @@ def damaged_model(model_dir) -> str | None:
     (:func:`xlrm_lib.store.file_digest_memo`)."""
     from safetensors import safe_open
 
-    from .store import file_digest_memo
+    from .store import file_digest_memo, read_card_or_none
 
     path = Path(str(model_dir))
     if not path.is_dir():
@@ -297,9 +296,8 @@ def damaged_model(model_dir) -> str | None:
                 st.keys()
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error types (SafetensorError, OSError)
             return f"{f} is damaged ({type(e).__name__}: {e})"
-    try:
-        card = json.loads((path / CARD_FILE).read_text())
-    except (OSError, ValueError):
+    card = read_card_or_none(path)
+    if card is None:
         return None  # not an RM of ours (or a card unreadable: the trainer refuses it); transformers says the rest
     needed = ("config.json", FORMAT_FILE, "tokenizer_config.json")
     if missing := [name for name in needed if not (path / name).is_file()]:

@@ -260,7 +260,7 @@ def _validate(cells: list[Cell], *, models: bool, upstream: list[Cell]) -> None:
             elif read and _local_file(read) and cell.stage == "align":  # its pools, drawn as the notebook will
                 problems += _pool_problems(cell, read, loaded)
             elif read and read[1] == "embedded" and cell.stage == "align" and not isinstance(
-                    embedded := _load_embedded(reads, *read[2:]), str):  # n above what its categories hold
+                    embedded := _load_file(reads, *read[1:]), str):  # n above what its categories hold
                 problems += _pool_problems(cell, read, embedded)
     problems += (model_problems(cells) + dataset_problems(valid, schemas) if models else [])
     problems += _same_rows_problems(valid, reads, schemas, upstream)
@@ -327,8 +327,8 @@ def _local_file(read: tuple) -> Path | None:
 
 
 def _load_file(reads: dict, source: str, langs: tuple, split, drop_bad: bool):
-    """The pairs of a local data file as a notebook loads them, or the reason it cannot (a str); each
-    (file, languages, split) once per :func:`validate`, kept in ``reads``."""
+    """The pairs of a local data file (or the embedded benchmark) as a notebook loads them, or the reason it
+    cannot (a str); each (source, languages, split) once per :func:`validate`, kept in ``reads``."""
     from .data import load_pairs
 
     key = _file_key(source, langs, split, drop_bad)
@@ -468,22 +468,10 @@ def _copied_rows_problems(cell: Cell, reads: dict, t_read: tuple, e_read: tuple,
             "from one side"]
 
 
-def _load_embedded(reads: dict, langs: tuple, split, drop_bad: bool):
-    """The embedded benchmark's pairs as a notebook loads them (or why not, a str), once per validation."""
-    from .data import load_pairs
-
-    key = ("embedded", langs, split, drop_bad)
-    if key not in reads:
-        try:
-            reads[key] = load_pairs("embedded", langs=list(langs), split=split, drop_bad=drop_bad)
-        except (ValueError, TypeError, OSError) as e:
-            reads[key] = str(e)
-    return reads[key]
-
-
 def _file_key(source, langs: tuple, split, drop_bad: bool) -> tuple:
-    """The key under which :func:`_load_file` keeps a read of a local file in ``reads`` (its path resolved)."""
-    return (repo_path(source), langs, split, drop_bad)
+    """The key under which :func:`_load_file` keeps a read in ``reads``: a local file's path resolved, the
+    embedded benchmark by name."""
+    return (source if source == "embedded" else repo_path(source), langs, split, drop_bad)
 
 
 def _pair_keys(reads: dict, read: tuple, pairs) -> list[tuple]:

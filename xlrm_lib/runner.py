@@ -185,21 +185,12 @@ def _local_files(params: dict, run_dir: Path) -> dict:
             continue
         if path.is_file():
             out[name] = store.file_digest_memo(path)
-        elif (card := _card(path)) is not None and card.get("weights"):  # an RM of ours: what it was trained
-            out[name] = store.fingerprint([card["key"], card["weights"]])  # from and holds, not its files' stat
+        elif (card := store.read_card_or_none(path) or {}).get("key") and card.get("weights"):  # an RM of ours:
+            out[name] = store.fingerprint([card["key"], card["weights"]])  # what it was trained from and holds
         elif path.is_dir():
             files = sorted(f for f in path.rglob("*") if f.is_file())
             out[name] = store.fingerprint([(str(f.relative_to(path)), *store.stat_identity(f)) for f in files])
     return out
-
-
-def _card(path: Path) -> dict | None:
-    """The training card of an RM directory trained by xlrm (with its key), or None."""
-    try:
-        card = json.loads((path / CARD_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return card if isinstance(card, dict) and card.get("key") else None
 
 
 _DIGEST: dict = {}
@@ -387,9 +378,9 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
                     if name not in resolved:  # once per cell, not on every poll while it waits for a slot
                         params = _resolve_inputs(cell, run_dir)
                         pins = _hub_commits(_final_params(cell, params)[1])  # in the key; the kernel loads them
-                        resolved[name] = (params, cell_key(cell, params, run_dir, pins), pins)
-                    params, key, pins = resolved[name]
-                    done = {} if force else done_record(run_dir / cell.name)
+                        done = {} if force else done_record(run_dir / cell.name)  # once: it reads the RM
+                        resolved[name] = (params, cell_key(cell, params, run_dir, pins), pins, done)
+                    params, key, pins, done = resolved[name]
                     if done.get("key") == key:  # kept: the summary still says when it was made and its cost
                         results[name] = {"status": "skipped", "notebook": str(run_dir / cell.name),
                                          **_when_made(done)}

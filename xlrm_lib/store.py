@@ -86,6 +86,16 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def read_card_or_none(model_dir) -> dict | None:
+    """The training card of a model directory trained by xlrm (``xlrm_card.json``), or None: none there, or not
+    readable as a JSON object."""
+    try:
+        card = json.loads((Path(model_dir) / CARD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) else None
+
+
 def write_probe(folder: Path) -> None:
     """Make ``folder`` if needed and write (then remove) a file of a name of its own in it; an OSError if it
     cannot take files."""
