@@ -163,6 +163,55 @@ def test_cache_hit_returns_same_path_without_training(tiny_bert_dir, small_pairs
     assert train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", **{**FAST, "progress": True}) == trained
 
 
+def test_a_second_process_asking_for_an_rm_being_trained_waits_and_takes_it(tiny_bert_dir, small_pairs, tmp_path,
+                                                                           monkeypatch, caplog):
+    # two runs sharing an RM (same backbone, pairs, parameters) at once: one trains, the other waits and reuses it.
+    # Threads stand in for the processes: flock locks of two open() calls conflict within one process too
+    import threading
+
+    real, trainings, first_waits = train_mod._train, [], threading.Event()
+
+    def counted(*a, **k):
+        trainings.append(threading.current_thread().name)
+        assert first_waits.wait(60), "the second caller never waited for the first"
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "_train", counted)
+    out, results = tmp_path / "rm", {}
+
+    def ask(who):
+        results[who] = train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=out, **FAST)
+
+    first = threading.Thread(target=ask, args=("first",), name="first")
+    first.start()
+    while not trainings:
+        time.sleep(0.01)
+    second = threading.Thread(target=ask, args=("second",), name="second")
+    with caplog.at_level("WARNING", logger="xlrm_lib.train"):
+        second.start()
+        deadline = time.monotonic() + 60
+        while "waiting for it" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first_waits.set()
+        first.join(300)
+        second.join(300)
+    assert trainings == ["first"]  # the second took the finished RM from the cache
+    assert results == {"first": out, "second": out}
+    assert f"process {os.getpid()} is training {out}" in caplog.text
+    assert read_card(out)["n_pairs"] == len(small_pairs)
+
+
+def test_an_rm_trained_by_several_processes_takes_no_lock(monkeypatch, tmp_path):
+    # under torchrun every rank trains the RM together: one waiting on a lock would stall the others' collectives
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with train_mod._one_trainer(tmp_path / "rm"):
+        pass
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with train_mod._one_trainer(tmp_path / "rm"):
+        assert (tmp_path / ".rm.lock").read_text() == str(os.getpid())
+
+
 def test_a_damaged_cached_rm_is_named_when_loaded_and_trained_again_on_a_hit(tiny_bert_dir, small_pairs, tmp_path,
                                                                              caplog):
     # a truncated model.safetensors (a full disk, a killed copy) was a cache hit forever, and its load failed with

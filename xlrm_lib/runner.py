@@ -539,30 +539,12 @@ def _summary(spec, run_dir: Path, results: dict, notes: list[str]) -> dict:
 def _run_lock(run_dir: Path):
     """One ``xlrm run`` per outputs folder at a time: two would execute the same notebooks twice, train the
     same RMs twice into the shared cache, and each write summary.json."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory locks here
-        yield
-        return
-    with open(run_dir / ".lock", "a+") as f:
-        for attempt in range(20):  # `xlrm cache --prune` tests the lock for an instant: not a run to refuse for
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if attempt == 19:
-                    f.seek(0)
-                    raise ParamError(f"another xlrm run is using {run_dir} (pid {f.read().strip() or '?'}); wait for "
-                                     "it, or give this one another --outputs directory") from None
-                time.sleep(0.1)
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        try:
+    try:  # `xlrm cache --prune` tests the lock for an instant: not a run to refuse for, hence a short wait
+        with store.file_lock(run_dir / ".lock", timeout=2.0):
             yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    except store.LockBusy as e:
+        raise ParamError(f"another xlrm run is using {run_dir} (pid {e.holder}); wait for it, or give this one "
+                         "another --outputs directory") from None
 
 
 def _check_upstream(cells: list[Cell], everything: list[Cell], run_dir: Path) -> dict[str, str]:

@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -214,6 +215,58 @@ def atomic_dir(dest: str | os.PathLike, *, keep=None) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class LockBusy(TimeoutError):
+    """:func:`file_lock` gave up waiting; ``holder`` is the pid the lock file names (``'?'`` if none)."""
+
+    def __init__(self, path: Path, holder: str):
+        super().__init__(f"{path} is locked by pid {holder}")
+        self.path, self.holder = path, holder
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, *, timeout: float | None = None, busy=None) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on ``path``, a small file that names its holder's pid.
+
+    If another process holds it, ``busy(pid)`` is called once (to say why this waits), then this waits: for ever
+    (``timeout=None``) or up to ``timeout`` seconds, then :class:`LockBusy`. The OS releases the lock when its
+    holder exits, killed or not, so a crash never leaves a stale lock. The file stays (deleting a lock file races
+    with a process that opened it). Windows has no ``flock``: nothing is locked there."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def take(f) -> bool:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    with open(path, "a+") as f:
+        if not take(f):
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            if busy is not None:
+                busy(holder)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not take(f):  # polling (not a blocking flock): Ctrl-C stays responsive, a timeout is possible
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise LockBusy(path, holder)
+                time.sleep(0.1 if deadline is not None else 1.0)
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 WRITER_FILE = ".xlrm-writer.json"  # in a directory being built: which process (host, pid) writes it

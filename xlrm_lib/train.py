@@ -39,8 +39,8 @@ from .compiling import compile_blocks, resolve_compile
 from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
 from .models import config_files_digest, damaged_model, load_reward_model, resolve_backbone
 from .packing import pack, packed_rewards, packed_training, should_pack, supports_packing
-from .store import (CARD_FILE, atomic_dir, cache_dir, file_digest, file_digest_memo, fingerprint, json_text,
-                    library_versions)
+from .store import (CARD_FILE, atomic_dir, cache_dir, file_digest, file_digest_memo, file_lock, fingerprint,
+                    json_text, library_versions)
 
 log = logging.getLogger(__name__)
 STAT_NAMES = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "rewards/min", "rewards/max")
@@ -353,12 +353,31 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
         except (RuntimeError, TypeError):
             raise ValueError(f"device = {device!r}; expected a torch device such as 'cpu', 'cuda' or 'cuda:1'") from None
     key_obj = training_key(backbone, pairs, cfg)
-    key, use_bf16 = fingerprint(key_obj), key_obj["config"]["bf16"]
+    key = fingerprint(key_obj)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "rm")  # a hub id or path in the name must not nest dirs
     out = Path(output_dir) if output_dir else cache_dir("models") / f"{slug}-{key}"
-    if not force and _cache_hit(out, key):
-        return out
+    with _one_trainer(out):
+        if not force and _cache_hit(out, key):
+            return out
+        return _train(backbone, pairs, cfg, key_obj, out, device=device, force=force, progress=progress)
 
+
+def _one_trainer(out: Path):
+    """While one process trains ``out``, another asking for it (a second run sharing the RM: same backbone, data and
+    parameters) waits, then takes it from the cache instead of training it again (hours at 3B). Not under
+    torchrun / accelerate launch (several processes train one RM together; one waiting would stall the others'
+    collectives), and not across hosts unless the filesystem supports ``flock``."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return contextlib.nullcontext()
+    return file_lock(out.with_name(f".{out.name}.lock"), busy=lambda pid: log.warning(
+        "process %s is training %s (the same RM: backbone, pairs and parameters); waiting for it, then using its "
+        "model", pid, out))
+
+
+def _train(backbone, pairs, cfg: RewardConfig, key_obj: dict, out: Path, *, device, force: bool,
+           progress: bool) -> Path:
+    """Train the RM :func:`train_reward_model` asked for and save it at ``out`` (atomically)."""
+    key, use_bf16 = fingerprint(key_obj), key_obj["config"]["bf16"]
     model, tok = load_reward_model(backbone, device=device, seed=cfg.seed,
                                    revision=key_obj["backbone"].get("revision"))  # the commit the key holds
     check_pairs(pairs, tok, model)
