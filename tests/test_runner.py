@@ -581,7 +581,8 @@ def test_ray_missing_is_said_before_the_run_folder_is_touched(fake_notebooks, tm
     assert not (tmp_path / "out" / "t").exists()
 
 
-def test_a_grid_that_asks_for_gpus_is_refused_locally_where_torch_sees_none(fake_notebooks, tmp_path, monkeypatch):
+def test_a_grid_that_asks_for_gpus_is_refused_locally_where_torch_sees_none(fake_notebooks, tmp_path, monkeypatch,
+                                                                             capsys):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -589,6 +590,15 @@ def test_a_grid_that_asks_for_gpus_is_refused_locally_where_torch_sees_none(fake
                                                 r".* or set num_gpus: 0 to run it on this CPU"):
         runner.run(_spec(fake_notebooks, tmp_path, num_gpus=1), progress=False)
     assert not (tmp_path / "out" / "t").exists()
+    from xlrm_lib.cli import main  # validate and plan say so (the params may be meant for a cluster) and pass
+
+    spec_path = tmp_path / "gpu.yaml"
+    spec_path.write_text(yaml.safe_dump({k: v for k, v in _spec(fake_notebooks, tmp_path, num_gpus=1).items()
+                                         if k != "_outputs"}))
+    for cmd in (["validate"], ["plan", "--outputs", str(tmp_path / "out")]):
+        assert main([cmd[0], str(spec_path), *cmd[1:]]) == 0
+        assert ("note: num_gpus: 1 asks for a GPU per notebook, but torch sees none here (torch.cuda.is_available() "
+                "is False): `xlrm run` on this machine refuses it; run it on a GPU machine") in capsys.readouterr().out
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine: it runs
     spec = _spec(fake_notebooks, tmp_path, num_gpus=1, langs=["en"])
     assert runner.run(spec, progress=False)["failed"] == 0

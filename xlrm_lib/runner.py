@@ -602,19 +602,31 @@ def _check_writable(run_dir: Path) -> None:
                               "choose another with --outputs DIR") from None
 
 
+def gpu_problem(cells: list[Cell]) -> str | None:
+    """What is wrong with running ``cells`` on this machine's local executor, GPU-wise: they ask for GPUs
+    (``num_gpus``) and torch sees none. None if nothing."""
+    asked = [c.num_gpus for c in cells if c.num_gpus > 0]
+    if not asked:
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    return (f"num_gpus: {max(asked):g} asks for a GPU per notebook, but torch sees none here "
+            "(torch.cuda.is_available() is False)")
+
+
+GPU_FIX = "run it on a GPU machine (or a Ray cluster: --executor ray), or set num_gpus: 0 to run it on this CPU"
+
+
 def _check_gpus(cells: list[Cell], executor: str, run_dir: Path, force: bool) -> None:
     """A grid that asks for GPUs (``num_gpus``) run locally on a machine whose torch sees none would train and
     score its models on the CPU (a 3B model: days), which is not what its params file says. Cells that finished
     (and are not forced) do not count: redoing a report of a GPU grid on a CPU machine is fine."""
-    gpu_cells = [c for c in cells if c.num_gpus > 0 and (force or not done_record(run_dir / c.name))]
-    if executor != "local" or not gpu_cells:
+    if executor != "local":
         return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise ParamError(f"num_gpus: {max(c.num_gpus for c in gpu_cells):g} asks for a GPU per notebook, but torch sees none "
-                         "here (torch.cuda.is_available() is False); run it on a GPU machine (or a Ray cluster: "
-                         "--executor ray), or set num_gpus: 0 to run it on this CPU")
+    if problem := gpu_problem([c for c in cells if force or not done_record(run_dir / c.name)]):
+        raise ParamError(f"{problem}; {GPU_FIX}")
 
 
 # set here, handed to every Ray task (not HF_TOKEN: a runtime_env is shown in Ray's dashboard; set it on the nodes)
