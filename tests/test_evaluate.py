@@ -493,6 +493,20 @@ def test_rms_that_share_no_item_are_named():
         paired_difference(s, "en", "ko", "ko")
 
 
+def test_rms_scored_on_different_items_are_compared_on_the_shared_ones_and_said_so(caplog):
+    s = pd.DataFrame({"id": ["a", "b", "c", "a", "b"], "lang": "ko", "category": "chat", "tie": False,
+                      "correct": [True, False, True, False, False], "source": ["en"] * 3 + ["ko"] * 2})
+    with caplog.at_level("WARNING", logger="xlrm_lib.evaluate"):
+        r = paired_difference(s, "en", "ko", "ko", n_boot=50)
+    assert r["n"] == 2 and r["diff"] == pytest.approx(0.5)  # items a, b: (1 - 0 + 0 - 0) / 2
+    assert ("'en' and 'ko' were scored on different items of 'ko': comparing the 2 they share (1 scored only by "
+            "'en', 0 only by 'ko')") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="xlrm_lib.evaluate"):
+        paired_difference(s[s["id"] != "c"], "en", "ko", "ko", n_boot=50)
+    assert "different items" not in caplog.text
+
+
 def test_relative_position_encoders_have_no_length_cap():
     from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
 

@@ -368,6 +368,10 @@ def _paired(scores: pd.DataFrame, rm_a: str, rm_b: str, lang: str, source_col: s
     if common.empty:
         raise ValueError(f"{rm_a!r} and {rm_b!r} share no item id on {lang!r}; compare RMs scored on the same "
                          "pairs (the same eval_source and split)")
+    only = [len(side.index.difference(common)) for side in sides]
+    if any(only):  # an RM whose evaluation read a subset (a limit, a filter): the difference is on the shared items
+        log.warning("%r and %r were scored on different items of %r: comparing the %d they share (%d scored only by "
+                    "%r, %d only by %r)", rm_a, rm_b, lang, len(common), only[0], rm_a, only[1], rm_b)
     cols = ["category"] + (["subset"] if "subset" in sides[0].columns else [])
     out = sides[0].loc[common, cols].reset_index()
     out["a"] = sides[0].loc[common, "correct"].to_numpy(bool)
