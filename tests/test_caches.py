@@ -217,6 +217,29 @@ def test_a_full_disk_names_the_file_it_could_not_write(tmp_path):
     assert list(tmp_path.iterdir()) == []  # the temporary file is gone too
 
 
+def test_a_full_disk_while_saving_a_model_names_the_model_folder(tmp_path):
+    # safetensors raises its own SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull,
+    # message: \"No space left on device\" })"): the CLI's "no space left writing <file>" did not catch it
+    import errno
+
+    from safetensors import SafetensorError
+
+    from xlrm_lib import store
+
+    for raised in (SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                                   '"No space left on device" })'), OSError(errno.EDQUOT, "Disk quota exceeded")):
+        with pytest.raises(OSError) as e:
+            with store.atomic_dir(tmp_path / "rm") as tmp:
+                (tmp / "config.json").write_text("{}")
+                raise raised
+        assert e.value.errno == getattr(raised, "errno", errno.ENOSPC) and e.value.filename == str(tmp_path / "rm")
+        assert e.value.__cause__ is raised
+        assert list(tmp_path.iterdir()) == []  # the half-written folder is gone
+    with pytest.raises(ValueError, match="not a disk problem"):  # other errors pass through as they are
+        with store.atomic_dir(tmp_path / "rm"):
+            raise ValueError("not a disk problem")
+
+
 def test_an_os_error_without_an_errno_keeps_its_message_and_type(tmp_path):
     from xlrm_lib import store
 

@@ -7,6 +7,7 @@ destination directory and renames it into place (``os.replace`` is atomic on one
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -212,9 +213,18 @@ def atomic_dir(dest: str | os.PathLike, *, keep=None) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             _replace_dir(tmp, dest)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _out_of_space(e):  # safetensors says so in its own error type, and neither says where
+            code, why = (e.errno, e.strerror) if isinstance(e, OSError) else (errno.ENOSPC, "No space left on device")
+            raise OSError(code, why, str(dest)) from e
         raise
+
+
+def _out_of_space(e: BaseException) -> bool:
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(e, Exception) and ("No space left on device" in str(e) or "StorageFull" in str(e))
 
 
 class LockBusy(TimeoutError):
