@@ -201,6 +201,15 @@ def test_a_second_process_asking_for_an_rm_being_trained_waits_and_takes_it(tiny
     assert read_card(out)["n_pairs"] == len(small_pairs)
 
 
+def test_a_cache_hit_takes_no_lock_so_a_read_only_cache_still_serves(tiny_bert_dir, small_pairs, trained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "shared" / "rm"  # e.g. a team's cache mounted read-only: opening a lock file there would fail
+    shutil.copytree(trained, copy)
+    assert train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", output_dir=copy, **FAST) == copy
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["rm"]
+
+
 def test_an_rm_trained_by_several_processes_takes_no_lock(monkeypatch, tmp_path):
     # under torchrun every rank trains the RM together: one waiting on a lock would stall the others' collectives
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -356,8 +356,10 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     key = fingerprint(key_obj)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "rm")  # a hub id or path in the name must not nest dirs
     out = Path(output_dir) if output_dir else cache_dir("models") / f"{slug}-{key}"
+    if not force and _cache_hit(out, key):  # without the lock: a cache others share read-only is read as before
+        return out
     with _one_trainer(out):
-        if not force and _cache_hit(out, key):
+        if not force and _cache_hit(out, key):  # another process trained it while this one waited
             return out
         return _train(backbone, pairs, cfg, key_obj, out, device=device, force=force, progress=progress)
 
