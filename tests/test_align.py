@@ -563,3 +563,26 @@ def test_pick_origins_count_what_each_rm_picked_beside_a_random_picks_expectatio
     assert t.loc["random (expected)", "chosen"] == pytest.approx((0.75 + 1 / 6) / 4)
     assert t.loc["random (expected)", "distractor"] == pytest.approx((1.5 + 4 / 6) / 4)
     assert align.pick_origins(picks.drop(columns="origin")).empty  # generated candidates: no origins
+
+
+# ----------------------------------------------------------------------------- added by mutation testing
+def test_win_rate_intervals_use_the_seed_given():
+    from xlrm_lib.stats import bootstrap_ci, ci_from_draws
+
+    # en's outcomes of A over B: win, same pick, loss, equal gold, win (see test_win_rate_with_gold_labels_...)
+    en = np.array([1.0, 0.5, 0.0, 0.5, 1.0])
+    for seed in (0, 5):
+        t = align.win_rate(A, B, "gold", n_boot=300, seed=seed).set_index("lang")
+        assert (t.loc["en", "ci_low"], t.loc["en", "ci_high"]) == pytest.approx(bootstrap_ci(en, n_boot=300, seed=seed))
+        draws = align._average_draws(align.judge_outcomes(A, B, "gold"), n_boot=300, seed=seed)
+        assert (t.loc["average", "ci_low"], t.loc["average", "ci_high"]) == pytest.approx(ci_from_draws(draws))
+    assert bootstrap_ci(en, n_boot=300, seed=5) != bootstrap_ci(en, n_boot=300, seed=0)  # seeds are told apart
+    assert ci_from_draws(align._average_draws(align.judge_outcomes(A, B, "gold"), n_boot=300, seed=5)) != \
+        ci_from_draws(align._average_draws(align.judge_outcomes(A, B, "gold"), n_boot=300, seed=0))
+
+
+def test_pick_origins_random_row_counts_one_rms_picks():
+    # two RMs pick from the same 4 pools: a random pick's expectation is over those 4 picks, not the 8 of both
+    picks = pd.DataFrame({"prompt_id": ["p1", "p2", "p3", "p4"] * 2, "lang": "ko", "n": [4, 4, 4, 6] * 2,
+                          "rm": ["en"] * 4 + ["ko"] * 4, "origin": ["chosen"] * 8})
+    assert align.pick_origins(picks).set_index("rm").loc["random (expected)", "picks"] == 4

@@ -622,3 +622,77 @@ def test_category_table_reads_across_in_rewardbenchs_order_with_overall_last():
     wide = category_table(t)
     assert list(wide.columns) == ["chat", "chat_hard", "reasoning", "unknown", "overall"]  # was sorted by name
     assert wide.loc["ko"].tolist() == [0.8, 0.4, 0.5, 0.9, 0.6]
+
+
+# ----------------------------------------------------------------------------- added by mutation testing
+def test_reward_chosen_is_the_reward_of_the_chosen_text(tiny_bert_dir):
+    # the two halves of the one scoring call are chosen then rejected: reading them swapped turned every
+    # accuracy A into 1 - A - ties while the table stayed self-consistent (correct == chosen > rejected)
+    from xlrm_lib.evaluate import score_texts
+    from xlrm_lib.formatting import encode
+
+    model, tok = load_reward_model(tiny_bert_dir)
+    fmt = TextFormat("plain", 32)
+    pairs = make_pairs([{"chosen": "good great w1", "rejected": "bad"}, {"chosen": "w2", "rejected": "awful w3 w4"}])
+    s = score_pairs(model, tok, pairs, fmt=fmt)
+    alone = {side: score_texts(model, tok, encode(tok, pairs["prompt"], pairs[side], fmt), batch_size=1)
+             for side in ("chosen", "rejected")}
+    assert np.abs(alone["chosen"] - alone["rejected"]).min() > 1e-3  # the two sides are told apart
+    np.testing.assert_allclose(s["reward_chosen"], alone["chosen"], atol=1e-5)
+    np.testing.assert_allclose(s["reward_rejected"], alone["rejected"], atol=1e-5)
+
+
+def test_overall_ties_count_only_the_rows_overall_averages():
+    # a tie in a category outside RewardBench's four has its own row, and stays out of overall's count as its
+    # accuracy does
+    t = accuracy_table(table([("a", "es", "chat", 1), ("b", "es", "chat", 0, 1), ("c", "es", "mystery", 0, 1)]),
+                       n_boot=20).set_index("category")
+    assert t.loc["chat", "ties"] == 1 and t.loc["mystery", "ties"] == 1
+    assert t.loc["overall", "ties"] == 1 and t.loc["overall", "n"] == 2
+
+
+def _math_prm_table():
+    # reasoning: 10 math-prm items right, 2 code items wrong (math-prm rows weigh 2/10 each); chat: 2 of 4 right
+    cats = np.array(["reasoning"] * 12 + ["chat"] * 4)
+    ids = np.array([f"i{k:02d}" for k in range(16)])
+    x = np.r_[np.ones(10), np.zeros(2), 1, 1, 0, 0]
+    w = np.r_[np.full(10, 0.2), np.ones(6)]
+    s = pd.DataFrame({"id": ids, "lang": "en", "source": "en", "category": cats, "tie": False,
+                      "subset": ["math-prm"] * 10 + ["hep-python", "hep-go"] + ["chat"] * 4,
+                      "correct": x.astype(bool)})
+    return s, x, cats, ids, w
+
+
+def test_a_categorys_interval_resamples_with_its_weights_and_the_seed_given():
+    from xlrm_lib.stats import ci_from_draws, stratified_boot
+
+    s, x, cats, ids, w = _math_prm_table()
+    m = cats == "reasoning"
+    row = accuracy_table(s, n_boot=100, seed=3).set_index("category").loc["reasoning"]
+    expected = ci_from_draws(stratified_boot(x[m], cats[m], ids[m], weights=w[m], n_boot=100, seed=3))
+    assert row["accuracy"] == pytest.approx(0.5)  # (10 x 0.2) / (10 x 0.2 + 2)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(expected)
+    # the same draws unweighted, or weighted under another seed, give another interval: the check can fail
+    assert expected != pytest.approx(ci_from_draws(stratified_boot(x[m], cats[m], ids[m], n_boot=100, seed=3)))
+    assert expected != pytest.approx(ci_from_draws(stratified_boot(x[m], cats[m], ids[m], weights=w[m], n_boot=100,
+                                                                   seed=0)))
+
+
+def test_paired_p_value_uses_the_seed_and_number_of_flips_given():
+    from xlrm_lib.stats import signflip_p
+
+    # ko: per-item differences [1, 0 | 1, 0] (chat | safety); the test is signflip_p with the caller's n_boot, seed
+    d, cats, ids = np.array([1.0, 0, 1, 0]), np.array(["chat", "chat", "safety", "safety"]), ["k0", "k1", "k2", "k3"]
+    expected = signflip_p(d, cats, ids, n_perm=300, seed=3)
+    assert paired_difference(_evt_table(), "en", "ko", "ko", n_boot=300, seed=3)["p_value"] == expected
+    assert expected != signflip_p(d, cats, ids, n_perm=300, seed=0)
+    assert expected != signflip_p(d, cats, ids, n_perm=2000, seed=3)
+
+
+def test_an_item_id_written_as_a_number_or_a_string_is_one_item():
+    # two seeds' tables, one read with numeric ids and one with string ids: the same two items, not four
+    one = table([(1, "ko", "chat", 1), (2, "ko", "chat", 0)], source="en")
+    pooled = pd.concat([one, one.assign(id=one["id"].astype(str))], ignore_index=True)
+    assert pooled["id"].tolist() == [1, 2, "1", "2"]
+    t = accuracy_table(pooled, n_boot=20).set_index("category")
+    assert t.loc["chat", "n"] == 2 and t.loc["overall", "n"] == 2

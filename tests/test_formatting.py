@@ -189,3 +189,20 @@ def test_roberta_family_encoders_number_their_own_positions():
         torch.testing.assert_close(model(**forward_kwargs(model, batch)).logits[:, 0], alone)
     lora = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=2, target_modules=["query"]))
     assert "position_ids" not in forward_kwargs(lora, batch)
+
+
+# ----------------------------------------------------------------------------- added by mutation testing
+def test_the_default_format_keeps_the_end_and_every_step_keeps_the_side_asked_for():
+    from conftest import tiny_bert
+    from xlrm_lib.formatting import fit_positions
+
+    tok = word_tokenizer("bert")
+    long = (["w1 w2 w3 w4 w5 w6 w7 w8 w9"], ["w10 w11"])
+    # the documented rule: a format that names no side keeps the END (as test_left_truncation_keeps_end_and_cls_sep)
+    assert TextFormat().truncation_side == "left"
+    assert encode(tok, *long, TextFormat("plain", 8)) == [[2, *w(8, 9), 5, 8, *w(10, 11), 3]]
+    # "auto" resolved for a tokenizer keeps a right side (the START: as test_right_truncation_keeps_start)
+    assert TextFormat("auto", 8, "right").resolved(tok) == TextFormat("plain", 8, "right")
+    assert encode(tok, *long, TextFormat("auto", 8, "right")) == [[2, 4, 8, *w(1, 2, 3, 4), 3]]
+    # capped to the model's 128 positions, a format keeps its side
+    assert fit_positions(TextFormat("plain", 1000, "right"), tiny_bert()) == TextFormat("plain", 128, "right")

@@ -175,3 +175,44 @@ def test_packed_scoring_branch_matches_padded_scoring(monkeypatch):
     assert abs(padded - exact).max() > 0  # bf16 did change something, so the next bound is not vacuous
     assert abs(packed - exact).max() < 0.05 * abs(exact).max(), (packed, exact)  # bf16 rounding (~3%), not a mix-up
     assert (packed.argsort() == exact.argsort()).all()  # each reward landed at its own sequence
+
+
+# ----------------------------------------------------------------------------- added by mutation testing
+def _flash_semantics(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, window_size=(-1, -1)):
+    """A stand-in for ``varlen_attn`` with FlashAttention's documented semantics, per sequence of ``cu_q``:
+    query i attends keys j with i - left <= j <= i + right (-1: no limit), and query head h reads key/value head
+    h // (H_q / H_kv)."""
+    import torch.nn.functional as F
+
+    out = torch.empty_like(q)
+    left, right = window_size
+    for a, b in zip(cu_q[:-1].tolist(), cu_q[1:].tolist()):
+        i = torch.arange(b - a)
+        allowed = torch.ones(b - a, b - a, dtype=torch.bool)
+        if left >= 0:
+            allowed &= i[None, :] >= i[:, None] - left
+        if right >= 0:
+            allowed &= i[None, :] <= i[:, None] + right
+        qi, ki, vi = (t[a:b].transpose(0, 1) for t in (q, k, v))
+        groups = qi.shape[0] // ki.shape[0]
+        ki, vi = ki.repeat_interleave(groups, 0), vi.repeat_interleave(groups, 0)
+        out[a:b] = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=allowed, scale=scale).transpose(0, 1)
+    return out
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_the_kernels_arguments_ask_for_the_reference_attention(monkeypatch, window):
+    # the CUDA path is not run on a CPU: check what _kernel_attention asks the kernel for (a sliding window of W
+    # tokens, self included, is window_size=(W - 1, 0); grouped key/value heads shared by consecutive query heads)
+    # against the reference path, with a kernel that has no enable_gqa (torch 2.12's signature less that flag)
+    from xlrm_lib import packing
+
+    monkeypatch.setattr(packing, "_varlen_attn", _flash_semantics)
+    monkeypatch.setattr(packing, "_VARLEN_PARAMS", {"scale", "window_size"})
+    torch.manual_seed(0)
+    cu = pack(SEQS)["cu_seq_lens"]
+    total, max_length = int(cu[-1]), pack(SEQS)["max_length"]
+    q, k, v = torch.randn(total, 4, 8), torch.randn(total, 2, 8), torch.randn(total, 2, 8)
+    got = packing._kernel_attention(q, k, v, cu, max_length, causal=True, scale=None, sliding_window=window)
+    ref = packing._reference_attention(q, k, v, cu, causal=True, scale=None, sliding_window=window)
+    assert torch.allclose(got, ref, atol=1e-6)

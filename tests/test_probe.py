@@ -561,3 +561,49 @@ def test_the_probe_reads_texts_no_longer_than_the_rms_were_trained_on(tmp_path, 
     with caplog.at_level("WARNING", logger="xlrm_lib.study"):
         shift = study.representation_shift(str(base), {"en": str(rm)}, texts, max_length=64)
     assert shift["text_format"]["max_length"].item() == 16 and "cut at 16 tokens" in caplog.text
+
+
+# ----------------------------------------------------------------------------- added by mutation testing
+def test_layerwise_cka_passes_its_options_to_the_estimator(monkeypatch):
+    rng = np.random.default_rng(11)
+    a = rng.normal(size=(20, 2, 6))
+    b = a @ rng.normal(size=(6, 5)) + rng.normal(size=(20, 2, 5))
+    # debiased=False, exact: Kornblith's biased CKA layer by layer (not the debiased one)
+    biased = [linear_cka(a[:, i], b[:, i], debiased=False) for i in range(2)]
+    assert layerwise_cka(a, b, debiased=False, batch_size=None) == pytest.approx(biased, abs=1e-12)
+    assert biased != pytest.approx([linear_cka(a[:, i], b[:, i], debiased=True) for i in range(2)], abs=1e-3)
+    # minibatches: rows in the order of default_rng(seed).permutation, batches of 16 and the last of exactly 4
+    # (a batch of 4 rows is enough for the debiased estimator: it counts)
+    for seed in (0, 1):
+        order = np.random.default_rng(seed).permutation(20)
+        ref = MinibatchCKA()
+        for rows in (order[:16], order[16:]):
+            ref.update(a[rows], b[rows])
+        assert layerwise_cka(a, b, batch_size=16, seed=seed) == pytest.approx(np.diag(ref.compute()), abs=1e-12)
+    assert layerwise_cka(a, b, batch_size=16, seed=0) != pytest.approx(layerwise_cka(a, b, batch_size=16, seed=1))
+    # "auto": the exact estimator UP TO FULL_CKA_MAX_N rows, this many included
+    monkeypatch.setattr(probe, "FULL_CKA_MAX_N", 20)
+    monkeypatch.setattr(probe, "CKA_BATCH", 8)
+    exact = [linear_cka(a[:, i], b[:, i], debiased=True) for i in range(2)]
+    assert layerwise_cka(a, b) == pytest.approx(exact, abs=1e-12)
+
+
+def test_cross_lingual_cka_is_the_estimator_asked_for():
+    rng = np.random.default_rng(12)
+    en = rng.normal(size=(30, 1, 8))
+    ko = en @ rng.normal(size=(8, 8)) + rng.normal(size=(30, 1, 8))
+    debiased = linear_cka(en[:, 0], ko[:, 0], debiased=True)
+    biased = linear_cka(en[:, 0], ko[:, 0], debiased=False)
+    assert debiased != pytest.approx(biased, abs=1e-3)
+    assert cross_lingual_cka({"en": en, "ko": ko}).loc["en", "ko"] == pytest.approx(debiased, abs=1e-12)  # default
+    assert cross_lingual_cka({"en": en, "ko": ko}, debiased=False).loc["en", "ko"] == pytest.approx(biased, abs=1e-12)
+
+
+def test_shift_summary_sv_ratio_mean_is_the_mean_over_items():
+    # items 0 and 2 are parallel across languages (ratio 1); item 1: [1, 0], [2, 0], [0, 1] has singular values
+    # sqrt(5) and 1 -> sqrt(5) / (sqrt(5) + 1). The mean of the three, not their median (1)
+    en = np.array([[[3.0, 4.0]], [[1.0, 0.0]], [[0.0, 1.0]]])
+    base = {"en": en, "de": 2 * en, "ko": np.array([[[6.0, 8.0]], [[0.0, 1.0]], [[0.0, 2.0]]])}
+    r = np.sqrt(5) / (np.sqrt(5) + 1)
+    out = shift_summary(base, {}, n_boot=50)
+    assert out.loc[0, "sv_ratio_mean"] == pytest.approx((1 + r + 1) / 3)

