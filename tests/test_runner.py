@@ -793,6 +793,15 @@ def test_ray_executor_runs_the_same_grid(fake_notebooks, tmp_path, monkeypatch):
         assert {r["status"] for r in summary["cells"].values()} == {"ok"}
         again = runner.run(spec, executor="ray", jobs=2, progress=False)  # same content addresses: nothing runs
         assert {r["status"] for r in again["cells"].values()} == {"skipped"}
+        # a cluster started from another checkout (or a node with other packages) would run other code under this
+        # run's keys: here the driver's code differs from what the workers import
+        monkeypatch.setitem(runner._DIGEST, "v", "an edited checkout")
+        other = runner.run(spec, executor="ray", jobs=2, progress=False)
+        trains = {n: r for n, r in other["cells"].items() if n.startswith("train/")}
+        assert {r["status"] for r in trains.values()} == {"failed"}
+        assert all(f"imports xlrm_lib from {REPO} (code and data digest " in r["error"]
+                   and "not the code this run is keyed on" in r["error"] and "digest an edited checkout" in r["error"]
+                   for r in trains.values()), trains
     finally:
         ray.shutdown()
 

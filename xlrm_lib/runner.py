@@ -696,7 +696,7 @@ def _executor(kind: str, jobs: int):
                              "authentication needs the same RAY_AUTH_* settings here)") from None
         finally:
             _restore(handlers)  # Ray installs its own SIGTERM handler: a stop would skip the runner's summary
-    remote, warned = ray.remote(execute_cell), []
+    remote, warned, inputs = ray.remote(ray_execute_cell), [], _inputs_digest()
 
     def submit(c, p, o, k, kern, pins):
         # a task asking for GPUs the cluster lacks waited without a word (an autoscaler may still add a node)
@@ -705,9 +705,24 @@ def _executor(kind: str, jobs: int):
             log.warning("%s asks for %g GPU(s) (num_gpus) and the Ray cluster has %g now: its task waits until a GPU "
                         "node joins (an autoscaler may add one); Ctrl-C stops the run, num_gpus: 0 runs on CPUs",
                         c.name, c.num_gpus, have)
-        return remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(str(c.notebook), p, o, k, kern,
-                                                                       hub_commits=pins).future()
+        return remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(inputs, str(REPO), str(c.notebook), p, o, k,
+                                                                       kern, hub_commits=pins).future()
     return submit
+
+
+def ray_execute_cell(inputs: str, driver_repo: str, *args, **kwargs) -> dict:
+    """:func:`execute_cell` as a Ray task, once the worker is found to import the code the run keyed its cells on
+    (``inputs``: :func:`_inputs_digest` of the driver): a worker started from another checkout or with other data
+    packages (a second clone on the same machine, a node not updated) would run other code under those keys."""
+    _DIGEST.clear()  # what the notebook's kernel will import: the files now (a worker lives on between runs)
+    if (here := _inputs_digest()) != inputs:
+        import socket
+
+        raise RuntimeError(f"the Ray worker on {socket.gethostname()} imports xlrm_lib from {REPO} (code and data "
+                           f"digest {here}), not the code this run is keyed on ({driver_repo}, digest {inputs}): "
+                           f"start the cluster's nodes on the same checkout and packages (e.g. `PYTHONPATH="
+                           f"{driver_repo} ray start ...` on this machine), then rerun")
+    return execute_cell(*args, **kwargs)
 
 
 def format_summary(summary: dict) -> str:
