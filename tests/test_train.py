@@ -7,6 +7,7 @@ import json
 import math
 import os
 import random
+import socket
 import time
 from pathlib import Path
 
@@ -260,7 +261,7 @@ def test_different_param_or_data_gives_a_different_path(tiny_bert_dir, small_pai
     assert (train_mod.data_fingerprint(data2) != train_mod.data_fingerprint(small_pairs))
 
 
-def test_card_fields(trained, small_pairs):
+def test_card_fields(trained, small_pairs, tmp_path):
     card = read_card(trained)
     for field in ("key", "backbone", "data_fingerprint", "languages", "n_pairs", "config", "format", "versions",
                   "train_metrics", "log_history"):
@@ -275,6 +276,19 @@ def test_card_fields(trained, small_pairs):
     assert TextFormat.load(trained) == TextFormat("plain", 32, "left")
     assert json.loads((trained / FORMAT_FILE).read_text())["template"] == "plain"
     assert not (trained / "_trainer").exists()
+    assert {k: card["trained_by"][k] for k in ("host", "pid")} == {"host": socket.gethostname(), "pid": os.getpid()}
+    from xlrm_lib import study
+
+    said = study.train_metrics(trained, rm_name="en", backbone="toy", seed=0, train_lang="en")
+    assert said["trained_here"] is True and said["trained_by"] == card["trained_by"]
+    other = json.loads((trained / "xlrm_card.json").read_text())  # as another process (a run this one waited for)
+    other["trained_by"]["pid"] += 1
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(trained, copy)
+    (copy / "xlrm_card.json").write_text(json.dumps(other))
+    assert study.train_metrics(copy, rm_name="en", backbone="toy", seed=0, train_lang="en")["trained_here"] is False
     model, tok = load_reward_model(trained)  # an ordinary HF model directory
     assert model.config.num_labels == 1 and model.config.pad_token_id == tok.pad_token_id
 

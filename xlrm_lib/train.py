@@ -446,10 +446,21 @@ def _train(backbone, pairs, cfg: RewardConfig, key_obj: dict, out: Path, *, devi
             "train_metrics": {**result.metrics, "real_tokens": real_tokens,
                               "final_accuracy": history[-1].get("accuracy") if history else None},
             "log_history": history,
+            # which process trained it (a run that found it in the cache, or waited for another, did not)
+            "trained_by": trained_by_this_process(),
         }
         (tmp / CARD_FILE).write_text(json_text(card), encoding="utf-8")
     acc.wait_for_everyone()  # the directory is in place: let the other processes return it
     return out
+
+
+def trained_by_this_process() -> dict:
+    """The card's ``trained_by``: this host and process, and when it finished (UTC)."""
+    import socket
+    from datetime import datetime, timezone
+
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def training_key(backbone, pairs, cfg: RewardConfig) -> dict:
