@@ -92,6 +92,18 @@ def test_cli_lists_then_deletes_only_with_yes(cache, capsys):
     assert "--yes, --outputs and --min-age go with --prune" in capsys.readouterr().err
 
 
+def test_prune_drops_the_training_locks_of_models_gone_unless_held(cache):
+    # every training leaves models/.<name>.lock (train._one_trainer); they piled up after their models were pruned
+    root, outputs, other, old = cache
+    models = root / "models"
+    for name in ("en-aaaa", "en-bbbb", "ko-free", "ko-training"):  # kept, pruned, gone, being trained
+        (models / f".{name}.lock").write_text("1")
+    with store.file_lock(models / ".ko-training.lock"):
+        caches.prune(caches.prune_plan([outputs, other]))
+        assert sorted(p.name for p in models.glob(".*.lock")) == [".en-aaaa.lock", ".ko-training.lock"]
+    assert not old.exists()
+
+
 def test_human_sizes():
     assert caches.human(999) == "999 B" and caches.human(470_640_124) == "470.6 MB" and caches.human(2e12) == "2.0 TB"
 

@@ -29,7 +29,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .store import abandoned, cache_dir, read_card_or_none
+from .store import abandoned, cache_dir, drop_lock, read_card_or_none
 
 REPO = Path(__file__).resolve().parents[1]  # where notebooks run (xlrm run and setup_notebook chdir there)
 
@@ -152,7 +152,8 @@ def _card_key(model_dir: Path) -> str | None:
 
 
 def prune(paths: list[Path]) -> int:
-    """Delete ``paths`` (from :func:`prune_plan`); returns the bytes freed."""
+    """Delete ``paths`` (from :func:`prune_plan`); returns the bytes freed. The training locks
+    (``models/.<name>.lock``) of models no longer there go too, unless a process holds one."""
     freed = 0
     for p in paths:
         size = size_of(p)
@@ -161,6 +162,10 @@ def prune(paths: list[Path]) -> int:
         else:
             p.unlink(missing_ok=True)
         freed += size
+    for models in {p.parent for p in paths if p.parent.name == "models"}:
+        for lock in models.glob(".*.lock"):
+            if not (models / lock.name[1:-len(".lock")]).exists():
+                drop_lock(lock)
     return freed
 
 

@@ -279,6 +279,27 @@ def file_lock(path: str | os.PathLike, *, timeout: float | None = None, busy=Non
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def drop_lock(path: str | os.PathLike) -> bool:
+    """Delete the :func:`file_lock` file ``path`` if no process holds it now; whether it was deleted. (A process
+    that opened it just before and waits would then hold a lock on the deleted file while a newcomer takes a new
+    one: at worst two trainings of one RM, as without the lock; callers drop only locks of models being deleted
+    or gone.)"""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return False
+    try:
+        with open(path) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            Path(path).unlink(missing_ok=True)
+            return True
+    except OSError:
+        return False
+
+
 WRITER_FILE = ".xlrm-writer.json"  # in a directory being built: which process (host, pid) writes it
 
 
