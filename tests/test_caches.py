@@ -92,6 +92,42 @@ def test_cli_lists_then_deletes_only_with_yes(cache, capsys):
     assert "--yes, --outputs and --min-age go with --prune" in capsys.readouterr().err
 
 
+def test_a_filesystem_without_file_locks_runs_the_work_unlocked_and_says_so(tmp_path, monkeypatch, caplog):
+    # NFSv3 without lockd answers flock with ENOLCK, Lustre without -o flock ENOSYS: the training it guards must
+    # still run (before the lock existed it did)
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    ran = []
+    with caplog.at_level("WARNING", logger="xlrm_lib.store"):
+        with store.file_lock(tmp_path / "models" / ".rm.lock"):
+            ran.append(1)
+        with store.file_lock(tmp_path / "models" / ".other.lock"):
+            ran.append(2)
+    assert ran == [1, 2]
+    assert caplog.text.count("has no working file locks (No locks available): going on without them") == 1
+    assert not store.drop_lock(tmp_path / "models" / ".rm.lock")  # nothing to tell: left alone
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError, match="I/O error"):  # any other error is not "no locks here"
+        with store.file_lock(tmp_path / "models" / ".third.lock"):
+            pass
+
+
+def test_a_lock_file_is_writable_by_every_user_of_a_shared_cache(tmp_path):
+    # a second user of the cache must be able to open the first one's lock file (0644 under umask 022 refused)
+    old = os.umask(0o022)
+    try:
+        with store.file_lock(tmp_path / ".rm.lock"):
+            assert (tmp_path / ".rm.lock").read_text() == str(os.getpid())
+    finally:
+        os.umask(old)
+    assert (tmp_path / ".rm.lock").stat().st_mode & 0o777 == 0o666
+
+
 def test_prune_drops_the_training_locks_of_models_gone_unless_held(cache):
     # every training leaves models/.<name>.lock (train._one_trainer); they piled up after their models were pruned
     root, outputs, other, old = cache
@@ -250,6 +286,21 @@ def test_a_full_disk_while_saving_a_model_names_the_model_folder(tmp_path):
     with pytest.raises(ValueError, match="not a disk problem"):  # other errors pass through as they are
         with store.atomic_dir(tmp_path / "rm"):
             raise ValueError("not a disk problem")
+    # a full disk elsewhere while the folder is built (the compile cache, during training) keeps its own path, and an
+    # error that only quotes the words (the compile failure's advice) its type
+    elsewhere = OSError(errno.ENOSPC, "No space left on device", "/tmp/torchinductor_me/x.py")
+    with pytest.raises(OSError) as e:
+        with store.atomic_dir(tmp_path / "rm"):
+            raise elsewhere
+    assert e.value is elsewhere
+    with pytest.raises(RuntimeError, match="train with torch_compile=False"):
+        with store.atomic_dir(tmp_path / "rm"):
+            raise RuntimeError("torch.compile of 24 blocks failed (No space left on device); train with "
+                               "torch_compile=False")
+    with pytest.raises(OSError) as e:  # a file inside the folder being built: the folder is named
+        with store.atomic_dir(tmp_path / "rm") as tmp:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "model.safetensors"))
+    assert e.value.filename == str(tmp_path / "rm")
 
 
 def test_an_os_error_without_an_errno_keeps_its_message_and_type(tmp_path):

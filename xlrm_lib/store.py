@@ -215,24 +215,65 @@ def atomic_dir(dest: str | os.PathLike, *, keep=None) -> Iterator[Path]:
             _replace_dir(tmp, dest)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if _out_of_space(e):  # safetensors says so in its own error type, and neither says where
+        if _out_of_space_here(e, tmp):  # safetensors says so in its own error type, and neither says where
             code, why = (e.errno, e.strerror) if isinstance(e, OSError) else (errno.ENOSPC, "No space left on device")
             raise OSError(code, why, str(dest)) from e
         raise
 
 
-def _out_of_space(e: BaseException) -> bool:
+def _out_of_space_here(e: BaseException, tmp: Path) -> bool:
+    """Whether ``e`` is a full disk (or quota) met writing into ``tmp``: an OSError naming no file or one in
+    ``tmp``, or safetensors' own error saying so. A full disk elsewhere (a compile cache in /tmp) keeps its path."""
     if isinstance(e, OSError):
-        return e.errno in (errno.ENOSPC, errno.EDQUOT)
-    return isinstance(e, Exception) and ("No space left on device" in str(e) or "StorageFull" in str(e))
+        return e.errno in (errno.ENOSPC, errno.EDQUOT) and (
+            e.filename is None or Path(e.filename).resolve().is_relative_to(tmp.resolve()))
+    return type(e).__name__ == "SafetensorError" and ("No space left on device" in str(e) or "StorageFull" in str(e))
 
 
-class LockBusy(TimeoutError):
+class LockBusy(Exception):
     """:func:`file_lock` gave up waiting; ``holder`` is the pid the lock file names (``'?'`` if none)."""
 
     def __init__(self, path: Path, holder: str):
         super().__init__(f"{path} is locked by pid {holder}")
         self.path, self.holder = path, holder
+
+
+# flock's answers on filesystems without working locks (NFSv3 without lockd, Lustre without -o flock, some FUSE
+# and SMB mounts): locking is then skipped, as on Windows, rather than failing the work it guards
+_NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.EBADF}
+_SAID_NO_LOCKS: set = set()
+
+
+def _open_lock(path: Path, *, create: bool) -> int:
+    """A descriptor of the lock file: read-write (created readable and writable by all: a cache several users
+    share), or read-only where it is another user's (flock locks a read-only descriptor too)."""
+    try:
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o666)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY)
+    with contextlib.suppress(OSError):  # only its creator may change its mode
+        if os.fstat(fd).st_uid == os.getuid() and os.fstat(fd).st_mode & 0o777 != 0o666:
+            os.fchmod(fd, 0o666)
+    return fd
+
+
+def _take(fcntl, fd: int, path: Path) -> bool | None:
+    """Try the exclusive lock once: True (taken), False (held by another), None (this filesystem has no locks)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        if e.errno not in _NO_LOCKS:
+            raise
+        if path.parent not in _SAID_NO_LOCKS:
+            _SAID_NO_LOCKS.add(path.parent)
+            import logging
+
+            logging.getLogger(__name__).warning("the filesystem of %s has no working file locks (%s): going on "
+                                                "without them", path.parent, e.strerror)
+        return None
 
 
 @contextlib.contextmanager
@@ -242,7 +283,8 @@ def file_lock(path: str | os.PathLike, *, timeout: float | None = None, busy=Non
     If another process holds it, ``busy(pid)`` is called once (to say why this waits), then this waits: for ever
     (``timeout=None``) or up to ``timeout`` seconds, then :class:`LockBusy`. The OS releases the lock when its
     holder exits, killed or not, so a crash never leaves a stale lock. The file stays (deleting a lock file races
-    with a process that opened it). Windows has no ``flock``: nothing is locked there."""
+    with a process that opened it). Where there are no file locks (Windows, a filesystem without them: a warning)
+    nothing is locked."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
@@ -250,33 +292,30 @@ def file_lock(path: str | os.PathLike, *, timeout: float | None = None, busy=Non
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-
-    def take(f) -> bool:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    with open(path, "a+") as f:
-        if not take(f):
-            f.seek(0)
-            holder = f.read().strip() or "?"
+    fd = _open_lock(path, create=True)
+    try:
+        taken = _take(fcntl, fd, path)
+        if taken is False:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             if busy is not None:
                 busy(holder)
             deadline = None if timeout is None else time.monotonic() + timeout
-            while not take(f):  # polling (not a blocking flock): Ctrl-C stays responsive, a timeout is possible
+            while taken is False:  # polling (not a blocking flock): Ctrl-C stays responsive, a timeout is possible
                 if deadline is not None and time.monotonic() >= deadline:
                     raise LockBusy(path, holder)
                 time.sleep(0.1 if deadline is not None else 1.0)
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
+                taken = _take(fcntl, fd, path)
+        if taken:
+            with contextlib.suppress(OSError):  # a read-only descriptor (another user's file): no pid to write
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            if taken:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def drop_lock(path: str | os.PathLike) -> bool:
@@ -289,15 +328,17 @@ def drop_lock(path: str | os.PathLike) -> bool:
     except ImportError:  # pragma: no cover - Windows
         return False
     try:
-        with open(path) as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            Path(path).unlink(missing_ok=True)
-            return True
+        fd = _open_lock(Path(path), create=False)
     except OSError:
         return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        Path(path).unlink(missing_ok=True)
+        return True
+    except OSError:  # held by a process, or no locks here: leave it
+        return False
+    finally:
+        os.close(fd)
 
 
 WRITER_FILE = ".xlrm-writer.json"  # in a directory being built: which process (host, pid) writes it
