@@ -216,12 +216,12 @@ def train_metrics(model_dir, *, rm_name: str, backbone: str, seed: int, train_la
     which process, and ``train_runtime_s`` is that training's time). None for an RM whose card does not say."""
     card = train.read_card(model_dir)
     by = card.get("trained_by")
-    here = train.trained_by_this_process()
     return {"kind": "train", "rm_name": rm_name, "model_dir": str(model_dir), "backbone": backbone, "seed": seed,
             "train_lang": train_lang, "translated_from": translate_from or None, "n_pairs": card["n_pairs"],
             "train_runtime_s": card["train_metrics"].get("train_runtime"),
             "final_train_accuracy": card["train_metrics"].get("final_accuracy"), "key": card["key"],
-            "trained_here": (by["host"], by["pid"]) == (here["host"], here["pid"]) if by else None, "trained_by": by}
+            "trained_here": by.get("process") == train.trained_by_this_process()["process"] if by else None,
+            "trained_by": by}
 
 
 # ----------------------------------------------------------------------------------- evaluation

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import uuid
 from dataclasses import asdict, dataclass, replace
 from numbers import Integral
 from pathlib import Path
@@ -454,12 +455,15 @@ def _train(backbone, pairs, cfg: RewardConfig, key_obj: dict, out: Path, *, devi
     return out
 
 
+_PROCESS_ID = uuid.uuid4().hex[:16]  # this process, unlike a pid never the same in another one (containers reuse pids)
+
+
 def trained_by_this_process() -> dict:
-    """The card's ``trained_by``: this host and process, and when it finished (UTC)."""
+    """The card's ``trained_by``: this host and process (pid, and an id no other process has), and when (UTC)."""
     import socket
     from datetime import datetime, timezone
 
-    return {"host": socket.gethostname(), "pid": os.getpid(),
+    return {"host": socket.gethostname(), "pid": os.getpid(), "process": _PROCESS_ID,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
