@@ -335,3 +335,109 @@ def test_prune_lists_what_a_killed_training_left_half_written_and_only_that(tmp_
         assert json.loads((tmp / store.WRITER_FILE).read_text())["pid"] == os.getpid()
         (tmp / "config.json").write_text("{}")
     assert sorted(p.name for p in (models / "en-me5-small-5").iterdir()) == ["config.json"]
+
+
+def test_a_digest_memo_is_kept_per_length(tmp_path, monkeypatch):
+    # the memo's key holds the digest's length: a 16-character digest is never served where 32 were asked for
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"weights")
+    assert store.file_digest_memo(f) == store.file_digest(f)
+    assert store.file_digest_memo(f, 32) == store.file_digest(f, 32) and len(store.file_digest_memo(f, 32)) == 32
+
+
+def test_a_writer_that_cannot_be_signalled_is_alive_not_abandoned(tmp_path, monkeypatch):
+    # os.kill(pid, 0) raises PermissionError for another user's live process: its half-written model is in use,
+    # and pruning it would delete a training under way; only ProcessLookupError means the writer is gone
+    import socket
+
+    folder = tmp_path / ".en-me5-small-1.a.tmp"
+    folder.mkdir()
+    (folder / store.WRITER_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid() + 1}))
+
+    def kill(pid, sig, error):
+        raise error
+
+    monkeypatch.setattr(store.os, "kill", lambda pid, sig: kill(pid, sig, PermissionError(1, "not permitted")))
+    assert store.abandoned(folder) is False
+    monkeypatch.setattr(store.os, "kill", lambda pid, sig: kill(pid, sig, ProcessLookupError(3, "no such process")))
+    assert store.abandoned(folder) is True
+    monkeypatch.setattr(store.os, "kill", lambda pid, sig: None)  # alive, ours to signal
+    assert store.abandoned(folder) is False
+
+
+def test_a_rename_that_fails_with_no_copy_in_place_is_an_error_not_a_silent_loss(tmp_path, monkeypatch):
+    # only a concurrent writer's copy at dest excuses a failed rename; otherwise the model just built would be
+    # dropped without a word and the caller would go on as if it were saved
+    import errno
+
+    dest = tmp_path / "models" / "rm-abc"
+
+    def refuse(src, dst):
+        raise OSError(errno.EACCES, "Permission denied", str(dst))
+
+    monkeypatch.setattr(store.os, "replace", refuse)
+    with pytest.raises(OSError, match="Permission denied"):
+        with store.atomic_dir(dest) as tmp:
+            (tmp / "w.bin").write_text("ours")
+    monkeypatch.undo()
+    assert not dest.exists() and list(dest.parent.iterdir()) == []  # nothing half-made left behind
+
+
+def test_a_lock_held_for_a_moment_is_waited_for_and_one_held_on_times_out(tmp_path):
+    # `xlrm cache --prune` tests a run's lock for an instant: a run starting meanwhile must wait (up to its
+    # timeout), not be refused at once; a lock held past the timeout is LockBusy, naming the holder's pid
+    import fcntl
+    import threading
+
+    path = tmp_path / ".lock"
+    path.write_text("4242")
+    other = open(path, "r+")  # another open file description: flock conflicts even within one process
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    said = []
+    release = threading.Timer(0.3, lambda: fcntl.flock(other, fcntl.LOCK_UN))
+    release.start()
+    try:
+        with store.file_lock(path, timeout=5.0, busy=said.append):
+            assert path.read_text() == str(os.getpid())
+    finally:
+        release.join()
+    assert said == ["4242"]
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        with pytest.raises(store.LockBusy, match=r"is locked by pid \d+") as e:
+            with store.file_lock(path, timeout=0.3):
+                pass
+        assert e.value.holder == str(os.getpid())
+    finally:
+        other.close()
+
+
+def test_the_reward_caches_of_a_key_a_used_rm_shares_are_kept(cache):
+    # reward files are named by the RM's card key: an unused copy under the key of a used RM (a copy of the
+    # cache's folder, say) is pruned, the rewards that key names are the used RM's and stay
+    root, outputs, other, old = cache
+    copy = _model(root, "en-copy", "aaaa")
+    plan = caches.prune_plan([outputs, other])
+    assert copy in plan and root / "rewards" / "aaaa-1.npz" not in plan
+    assert root / "rewards" / "bbbb-1.npz" in plan  # bbbb's only RM is unused: its rewards go with it
+
+
+def test_a_cache_reached_through_a_link_keeps_the_rms_runs_name(cache, tmp_path):
+    # runs name their RMs by the path they were trained under; the cache given through a symbolic link names the
+    # same folders by other paths: they are compared resolved, else every used RM was listed as unused
+    root, outputs, other, old = cache
+    link = tmp_path / "linked-cache"
+    link.symlink_to(root, target_is_directory=True)
+    plan = caches.prune_plan([outputs, other], link)
+    assert link / "models" / "en-aaaa" not in plan and link / "models" / "ko-cccc" not in plan
+    assert link / "models" / "en-bbbb" in plan
+
+
+def test_an_rm_a_run_names_by_a_path_relative_to_the_repository_is_kept(cache, tmp_path, monkeypatch):
+    # a relative XLRM_CACHE gives relative model_dirs, which the kernels read from the repository root: the
+    # cache command run from elsewhere must read them there too, not from its own working directory
+    root, outputs, other, old = cache
+    _used_by(outputs, "de", os.path.relpath(old, caches.REPO))
+    monkeypatch.chdir(tmp_path)
+    assert old not in caches.prune_plan([outputs, other])

@@ -670,3 +670,22 @@ def test_a_hub_dataset_is_read_at_its_pinned_commit_from_the_hub_cache_offline(t
     assert sorted(pairs["chosen"]) == ["new cut", "sí"] and set(pairs["lang"]) == {"es"}
     assert hub.cached_snapshot(repo_id, "dataset", new).name == new
     assert hub.cached_snapshot(repo_id, "dataset", "c" * 40) is None
+
+
+def test_a_file_without_languages_read_for_several_is_refused_not_labelled_with_the_first(tmp_path):
+    # one language asked labels a file's rows; with several, none may: English rows would be read as ko's too
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")
+    assert load_pairs(str(path), langs=["ko"])["lang"] == ["ko"]
+    with pytest.raises(ValueError, match="it has no 'lang', and no one language was asked to label it"):
+        load_pairs(str(path), langs=["en", "ko"])
+
+
+def test_a_repeated_id_skips_every_suffix_the_data_use(tmp_path):
+    # the repeat of q becomes q#4: q#2 and q#3 are the data's own ids, and taking one of them would make two
+    # items of one id (pairing, intervals and pools key on it)
+    rows = [{"id": i, "lang": "en", "prompt": f"p{n}", "chosen": "a", "rejected": "b"}
+            for n, i in enumerate(["q", "q", "q#2", "q#3"])]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    assert load_pairs(str(path))["id"] == ["q", "q#4", "q#2", "q#3"]

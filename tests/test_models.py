@@ -516,3 +516,45 @@ def test_a_trained_rm_whose_bytes_changed_or_whose_files_are_missing_is_damaged(
     assert damaged_model(rm) == f"{rm} has no {FORMAT_FILE} (a trained RM saves it)"
     (rm / "config.json").unlink()
     assert damaged_model(rm) == f"{rm} has no config.json or {FORMAT_FILE} (a trained RM saves it)"
+
+
+def test_a_trained_rm_missing_a_weight_file_its_card_names_or_its_tokenizer_is_damaged(tmp_path):
+    # a shard deleted by hand (or a copy that left one out) and a folder without its tokenizer were taken as
+    # whole: the finished training was kept and every evaluation of it failed
+    from xlrm_lib.formatting import FORMAT_FILE
+    from xlrm_lib.models import damaged_model
+    from xlrm_lib.store import CARD_FILE
+
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    for name in ("config.json", FORMAT_FILE, "tokenizer_config.json"):
+        (rm / name).write_text("{}")
+    (rm / CARD_FILE).write_text(json.dumps({"key": "k", "weights": {"model-00002-of-00002.safetensors": "d"}}))
+    assert damaged_model(rm) == f"{rm} has no model-00002-of-00002.safetensors"
+    (rm / CARD_FILE).write_text(json.dumps({"key": "k"}))
+    assert damaged_model(rm) is None
+    (rm / "tokenizer_config.json").unlink()
+    assert damaged_model(rm) == f"{rm} has no tokenizer_config.json (a trained RM saves it)"
+
+
+def test_a_revision_given_for_a_local_directory_is_refused(tiny_bert_dir):
+    # a directory has no commits: the revision would be ignored, and the model read as it is now under a key
+    # that names a pinned one
+    from xlrm_lib import models
+
+    with pytest.raises(ValueError, match=r"revision = 'abc' was given for the local directory .*; a revision pins"):
+        models.revision_kwargs(str(tiny_bert_dir), "abc")
+
+
+def test_a_cut_short_weight_file_is_damaged_in_any_model_directory(tmp_path):
+    # a model that is not ours (no card, so no digests to compare) is told damaged by its safetensors header
+    # alone: a half-copied hub model or backbone otherwise failed deep inside from_pretrained naming no file
+    from safetensors.torch import save_file
+
+    from xlrm_lib.models import damaged_model
+
+    weights = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(64, 64)}, str(weights))
+    assert damaged_model(tmp_path) is None
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert damaged_model(tmp_path).startswith(f"{weights} is damaged (")

@@ -386,6 +386,19 @@ def test_a_finished_cell_whose_table_was_cut_short_is_not_finished(tmp_path):
     assert store.finished_record(tmp_path) == {}
 
 
+def test_a_finished_cell_whose_table_was_deleted_is_not_finished(tmp_path):
+    # the size check skips a table that is not there: only the existence check makes a deleted scores.parquet
+    # run the cell again (else it was kept, and its dependants and the report failed on the missing file)
+    from xlrm_lib import store, study
+
+    study.save_outputs(tmp_path, {"kind": "evaluate"}, {"scores": pd.DataFrame({"reward": [0.5, 1.5]})})
+    (tmp_path / "evaluate_transfer.ipynb").write_text("x")
+    (tmp_path / "_done.json").write_text(json.dumps({"key": "k", "notebook": "evaluate_transfer.ipynb"}))
+    assert store.finished_record(tmp_path)["key"] == "k"
+    (tmp_path / "scores.parquet").unlink()
+    assert store.finished_record(tmp_path) == {}
+
+
 def test_the_header_lists_every_commit_the_runs_cells_read():
     runs = pd.DataFrame({"cell": ["evaluate/a", "evaluate/b"],
                          "hub_commits": [{"org/bench": "a" * 40}, {"org/bench": "b" * 40}]})  # kept cells of a re-cut

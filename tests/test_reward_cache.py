@@ -161,3 +161,30 @@ def test_best_of_n_after_evaluate_scores_only_the_distractors(rm_dir, counted):
     # language codes in another spelling still find the target RMs (the headline table was silently missing)
     named = study.best_of_n_study({"en": str(rm_dir), "ko": str(rm_dir)}, langs=["EN", "kor_Hang"], n=4, limit=6)
     assert "headline_native" in named and named["headline_native"]["lang"].tolist() == ["ko"]  # one target: no average
+
+
+def test_a_change_of_the_scorer_version_opens_another_cache(rm_dir, monkeypatch):
+    # SCORER_VERSION is bumped when a change to scoring changes the rewards: rewards of the old scorer must not be
+    # read back under the new one (the key without it reused them)
+    from xlrm_lib import reward_cache
+
+    model, _ = load_reward_model(rm_dir)
+    before = RewardCache.for_model(model).path
+    monkeypatch.setattr(reward_cache, "SCORER_VERSION", reward_cache.SCORER_VERSION + 1)
+    assert RewardCache.for_model(model).path != before
+
+
+def test_an_entry_put_again_holds_the_newer_reward(rm_dir):
+    # a write merges into what the file holds: the reward just computed wins over an older one of that sequence
+    cache = RewardCache.for_model(load_reward_model(rm_dir)[0])
+    cache.put(SEQS[:2], [1.0, 2.0])
+    cache.put(SEQS[:1], [3.0])
+    assert cache.get(SEQS[:2]).tolist() == [3.0, 2.0]
+
+
+def test_an_infinite_reward_is_not_stored_so_it_is_computed_again(rm_dir):
+    # only NaN reads as "not scored yet": a stored inf would be served from the cache for ever
+    cache = RewardCache.for_model(load_reward_model(rm_dir)[0])
+    cache.put(SEQS[:3], [np.inf, -np.inf, 0.5])
+    got = cache.get(SEQS[:3])
+    assert np.isnan(got[:2]).all() and got[2] == 0.5

