@@ -412,6 +412,8 @@ def test_run_skips_unchanged_cells_and_force_reruns(fake_notebooks, tmp_path):
     assert (kept["seconds"], kept["finished"]) == (made["seconds"], made["finished"])
     assert json.loads((run_dir / "summary.json").read_text())["cells"]["report"]["seconds"] == \
         first["cells"]["report"]["seconds"]
+    forced = runner.run(spec, jobs=2, force=True, progress=False)  # unchanged, forced: every cell runs again
+    assert {r["status"] for r in forced["cells"].values()} == {"ok"}
     # moved elsewhere (shared, or a disk reorganised), the run keeps what finished: keys don't name its place
     shutil.move(str(tmp_path / "out"), str(tmp_path / "moved"))
     moved = runner.run({**spec, "_outputs": str(tmp_path / "moved")}, jobs=2, progress=False)
