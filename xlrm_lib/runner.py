@@ -219,7 +219,8 @@ def _inputs_difference(run: dict) -> str:
     files = sorted(f for f in set(_DIGEST["files"]) | set(run["files"])
                    if _DIGEST["files"].get(f) != run["files"].get(f))
     if files:
-        said.append(f"{len(files)} file(s) of xlrm_lib differ: {', '.join(files[:5])}{' ...' if len(files) > 5 else ''}")
+        more = " ..." if len(files) > 5 else ""
+        said.append(f"{len(files)} file(s) of xlrm_lib differ: {', '.join(files[:5])}{more}")
     return "; ".join(said) or "nothing named"
 
 
@@ -640,7 +641,7 @@ def _check_gpus(cells: list[Cell], executor: str, run_dir: Path, force: bool) ->
     (and are not forced) do not count: redoing a report of a GPU grid on a CPU machine is fine."""
     if executor != "local":
         return
-    if problem := gpu_problem([c for c in cells if force or not done_record(run_dir / c.name)]):
+    if problem := gpu_problem([c for c in cells if c.num_gpus > 0 and (force or not done_record(run_dir / c.name))]):
         raise ParamError(f"{problem}; {GPU_FIX}")
 
 
