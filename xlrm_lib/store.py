@@ -10,6 +10,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+log = logging.getLogger(__name__)
 SOFTWARE = ("python", "xlrm", "torch", "transformers", "datasets", "peft", "numpy")  # what results are made with
 
 
@@ -269,10 +271,8 @@ def _take(fcntl, fd: int, path: Path) -> bool | None:
             raise
         if path.parent not in _SAID_NO_LOCKS:
             _SAID_NO_LOCKS.add(path.parent)
-            import logging
-
-            logging.getLogger(__name__).warning("the filesystem of %s has no working file locks (%s): going on "
-                                                "without them", path.parent, e.strerror)
+            log.warning("the filesystem of %s has no working file locks (%s): going on without them", path.parent,
+                        e.strerror)
         return None
 
 

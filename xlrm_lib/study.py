@@ -220,7 +220,7 @@ def train_metrics(model_dir, *, rm_name: str, backbone: str, seed: int, train_la
             "train_lang": train_lang, "translated_from": translate_from or None, "n_pairs": card["n_pairs"],
             "train_runtime_s": card["train_metrics"].get("train_runtime"),
             "final_train_accuracy": card["train_metrics"].get("final_accuracy"), "key": card["key"],
-            "trained_here": by.get("process") == train.trained_by_this_process()["process"] if by else None,
+            "trained_here": by.get("process") == train.PROCESS_ID if by else None,
             "trained_by": by}
 
 

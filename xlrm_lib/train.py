@@ -455,7 +455,7 @@ def _train(backbone, pairs, cfg: RewardConfig, key_obj: dict, out: Path, *, devi
     return out
 
 
-_PROCESS_ID = uuid.uuid4().hex[:16]  # this process, unlike a pid never the same in another one (containers reuse pids)
+PROCESS_ID = uuid.uuid4().hex[:16]  # this process; unlike a pid, never another one's (containers reuse pids)
 
 
 def trained_by_this_process() -> dict:
@@ -463,7 +463,7 @@ def trained_by_this_process() -> dict:
     import socket
     from datetime import datetime, timezone
 
-    return {"host": socket.gethostname(), "pid": os.getpid(), "process": _PROCESS_ID,
+    return {"host": socket.gethostname(), "pid": os.getpid(), "process": PROCESS_ID,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
