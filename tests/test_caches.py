@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -122,7 +128,7 @@ def test_a_lock_file_is_writable_by_every_user_of_a_shared_cache(tmp_path):
     old = os.umask(0o022)
     try:
         with store.file_lock(tmp_path / ".rm.lock"):
-            assert (tmp_path / ".rm.lock").read_text() == str(os.getpid())
+            assert (tmp_path / ".rm.lock").read_text() == f"{os.getpid()} {socket.gethostname()}"
     finally:
         os.umask(old)
     assert (tmp_path / ".rm.lock").stat().st_mode & 0o777 == 0o666
@@ -227,10 +233,10 @@ def test_prune_keeps_young_rms_and_refuses_to_delete_while_a_run_holds_an_output
     (outputs / "run" / ".lock").write_text("")
     with open(outputs / "run" / ".lock", "r+") as lock:  # as runner._run_lock holds it
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        lock.write("4242")
+        lock.write("4242 node3")
         lock.flush()
-        assert caches.live_runs([outputs, other]) == [f"{outputs / 'run'} (pid 4242)"]
-        assert caches.live_runs([outputs / "run"]) == [f"{outputs / 'run'} (pid 4242)"]  # the run folder itself
+        assert caches.live_runs([outputs, other]) == [f"{outputs / 'run'} (process 4242 on node3)"]
+        assert caches.live_runs([outputs / "run"]) == [f"{outputs / 'run'} (process 4242 on node3)"]  # the run folder
         assert main(["cache", "--prune", "--outputs", str(outputs), "--outputs", str(other), "--yes"]) == 2
         assert "not deleting: xlrm run is using" in capsys.readouterr().err and old.exists()
     assert caches.live_runs([outputs]) == []  # released: deleting may go ahead
@@ -386,31 +392,93 @@ def test_a_rename_that_fails_with_no_copy_in_place_is_an_error_not_a_silent_loss
 
 def test_a_lock_held_for_a_moment_is_waited_for_and_one_held_on_times_out(tmp_path):
     # `xlrm cache --prune` tests a run's lock for an instant: a run starting meanwhile must wait (up to its
-    # timeout), not be refused at once; a lock held past the timeout is LockBusy, naming the holder's pid
+    # timeout), not be refused at once; a lock held past the timeout is LockBusy, naming the holder
     import fcntl
-    import threading
 
     path = tmp_path / ".lock"
-    path.write_text("4242")
+    path.write_text("4242 node3")  # another host's process
     other = open(path, "r+")  # another open file description: flock conflicts even within one process
     fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     said = []
     release = threading.Timer(0.3, lambda: fcntl.flock(other, fcntl.LOCK_UN))
     release.start()
     try:
-        with store.file_lock(path, timeout=5.0, busy=said.append):
-            assert path.read_text() == str(os.getpid())
+        with store.file_lock(path, timeout=5.0, busy=lambda holder, waited: said.append((holder, waited))):
+            assert path.read_text() == f"{os.getpid()} {socket.gethostname()}"
     finally:
         release.join()
-    assert said == ["4242"]
+    assert said == [("process 4242 on node3", 0.0)]
     fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
-        with pytest.raises(store.LockBusy, match=r"is locked by pid \d+") as e:
+        with pytest.raises(store.LockBusy, match=f"is locked by process {os.getpid()} on this host$") as e:
             with store.file_lock(path, timeout=0.3):
                 pass
-        assert e.value.holder == str(os.getpid())
+        assert e.value.holder == f"process {os.getpid()} on this host"
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("text, said", [
+    ("4242 node3", "process 4242 on node3"),
+    ("4242", "process 4242 on this host"),            # written before locks named their host
+    (f"4242 {socket.gethostname()}", "process 4242 on this host"),
+    ("", "an unknown process"), ("garbage here", "an unknown process"),
+])
+def test_lock_holder_words(text, said, monkeypatch):
+    real = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: (  # pid 4242 runs here, in state S (sleeping)
+        "4242 (python3) S 1 2 3" if str(self) == "/proc/4242/stat" else real(self, *a, **k)))
+    assert store.lock_holder(text) == said
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_stopped_lock_holder_is_named_as_stopped_with_how_to_resume_it(tmp_path):
+    # a training stopped with Ctrl-Z holds the lock and does nothing: a waiter only said "process N is training"
+    path = tmp_path / ".rm.lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from xlrm_lib import store\n"
+        f"with store.file_lock({str(path)!r}):\n    print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    try:
+        assert holder.stdout.readline() == "held\n"
+        os.kill(holder.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while "stopped" not in store.lock_holder(path.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the state changes once the signal is delivered
+        with pytest.raises(store.LockBusy) as e:
+            with store.file_lock(path, timeout=0.2):
+                pass
+        assert e.value.holder == (f"process {holder.pid} on this host, stopped (Ctrl-Z? resume it with `fg` or "
+                                  f"`kill -CONT {holder.pid}`, or end it)")
+    finally:
+        holder.kill()
+        holder.wait()
+    with store.file_lock(path, timeout=5):  # killed while stopped: the OS released its lock
+        pass
+
+
+def test_a_waiter_without_a_timeout_names_the_holder_again_every_reminder(tmp_path, monkeypatch):
+    # a training can take hours; a hung holder showed as one line at the start of the wait, then silence
+    import fcntl
+
+    monkeypatch.setattr(store, "REMIND_S", 0.15)
+    path = tmp_path / ".rm.lock"
+    path.write_text("4242 node3")
+    other = open(path, "r+")
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    said = []
+    release = threading.Timer(0.8, lambda: fcntl.flock(other, fcntl.LOCK_UN))
+    release.start()
+    try:
+        with store.file_lock(path, busy=lambda holder, waited: said.append((holder, waited))):
+            pass
+    finally:
+        release.join()
+        other.close()
+    assert said[0] == ("process 4242 on node3", 0.0) and len(said) >= 3
+    assert {h for h, _ in said} == {"process 4242 on node3"}
+    waited = [w for _, w in said]
+    assert waited == sorted(waited) and all(b - a >= 0.15 for a, b in zip(waited, waited[1:])), waited
 
 
 def test_the_reward_caches_of_a_key_a_used_rm_shares_are_kept(cache):

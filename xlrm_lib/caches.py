@@ -29,7 +29,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .store import abandoned, cache_dir, drop_lock, read_card_or_none
+from .store import abandoned, cache_dir, drop_lock, lock_holder, read_card_or_none
 
 REPO = Path(__file__).resolve().parents[1]  # where notebooks run (xlrm run and setup_notebook chdir there)
 
@@ -127,7 +127,7 @@ def _written(model_dir: Path) -> float:
 
 
 def live_runs(outputs_dirs) -> list[str]:
-    """The run folders under ``outputs_dirs`` an ``xlrm run`` is using now (it holds their ``.lock``), with its pid."""
+    """The run folders under ``outputs_dirs`` an ``xlrm run`` is using now (it holds their ``.lock``), with who runs it."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no advisory locks (the runner takes none either)
@@ -141,7 +141,7 @@ def live_runs(outputs_dirs) -> list[str]:
                         fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
                         fcntl.flock(f, fcntl.LOCK_UN)
                     except BlockingIOError:
-                        live.append(f"{lock.parent} (pid {f.read().strip() or '?'})")
+                        live.append(f"{lock.parent} ({lock_holder(f.read())})")
             except OSError:  # not readable here: not this user's run to guard
                 continue
     return live

@@ -559,7 +559,7 @@ def _run_lock(run_dir: Path):
         with store.file_lock(run_dir / ".lock", timeout=2.0):
             yield
     except store.LockBusy as e:
-        raise ParamError(f"another xlrm run is using {run_dir} (pid {e.holder}); wait for it, or give this one "
+        raise ParamError(f"another xlrm run is using {run_dir} ({e.holder}); wait for it, or give this one "
                          "another --outputs directory") from None
 
 

@@ -233,11 +233,28 @@ def _out_of_space_here(e: BaseException, tmp: Path) -> bool:
 
 
 class LockBusy(Exception):
-    """:func:`file_lock` gave up waiting; ``holder`` is the pid the lock file names (``'?'`` if none)."""
+    """:func:`file_lock` gave up waiting; ``holder`` says which process holds it (:func:`lock_holder`)."""
 
     def __init__(self, path: Path, holder: str):
-        super().__init__(f"{path} is locked by pid {holder}")
+        super().__init__(f"{path} is locked by {holder}")
         self.path, self.holder = path, holder
+
+
+def lock_holder(text: str) -> str:
+    """Who holds a lock, from its file's ``"<pid> <host>"`` (:func:`file_lock` writes it): ``'process 4242 on
+    node3'``; on this host, whether that process is stopped (Ctrl-Z: it holds the lock and does nothing)."""
+    pid, _, host = text.strip().partition(" ")
+    if not pid.isdigit():
+        return "an unknown process"
+    if host and host != socket.gethostname():
+        return f"process {pid} on {host}"
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        state = ""
+    if state in ("T", "t"):
+        return f"process {pid} on this host, stopped (Ctrl-Z? resume it with `fg` or `kill -CONT {pid}`, or end it)"
+    return f"process {pid} on this host"
 
 
 # flock's answers on filesystems without working locks (NFSv3 without lockd, Lustre without -o flock, some FUSE
@@ -276,15 +293,19 @@ def _take(fcntl, fd: int, path: Path) -> bool | None:
         return None
 
 
+REMIND_S = 600.0  # while waiting without a timeout, the holder is named again this often (a hung holder shows)
+
+
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike, *, timeout: float | None = None, busy=None) -> Iterator[None]:
-    """Hold an exclusive advisory lock (``flock``) on ``path``, a small file that names its holder's pid.
+    """Hold an exclusive advisory lock (``flock``) on ``path``, a small file naming its holder (pid and host).
 
-    If another process holds it, ``busy(pid)`` is called once (to say why this waits), then this waits: for ever
-    (``timeout=None``) or up to ``timeout`` seconds, then :class:`LockBusy`. The OS releases the lock when its
-    holder exits, killed or not, so a crash never leaves a stale lock. The file stays (deleting a lock file races
-    with a process that opened it). Where there are no file locks (Windows, a filesystem without them: a warning)
-    nothing is locked."""
+    If another process holds it, ``busy(holder, waited)`` is called (to say why this waits: ``holder`` as
+    :func:`lock_holder` words it, ``waited`` the seconds waited so far, 0 the first time, then every
+    :data:`REMIND_S`), and this waits: for ever (``timeout=None``) or up to ``timeout`` seconds, then
+    :class:`LockBusy`. The OS releases the lock when its holder exits, killed or not, so a crash never leaves a
+    stale lock. The file stays (deleting a lock file races with a process that opened it). Where there are no
+    file locks (Windows, a filesystem without them: a warning) nothing is locked."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
@@ -293,22 +314,30 @@ def file_lock(path: str | os.PathLike, *, timeout: float | None = None, busy=Non
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = _open_lock(path, create=True)
+
+    def holder() -> str:
+        return lock_holder(os.pread(fd, 256, 0).decode(errors="replace"))
+
     try:
         taken = _take(fcntl, fd, path)
         if taken is False:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            start = said = time.monotonic()
             if busy is not None:
-                busy(holder)
-            deadline = None if timeout is None else time.monotonic() + timeout
+                busy(holder(), 0.0)
+            deadline = None if timeout is None else start + timeout
             while taken is False:  # polling (not a blocking flock): Ctrl-C stays responsive, a timeout is possible
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise LockBusy(path, holder)
-                time.sleep(0.1 if deadline is not None else 1.0)
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    raise LockBusy(path, holder())
+                if busy is not None and now - said >= REMIND_S:
+                    said = now
+                    busy(holder(), now - start)
+                time.sleep(0.1 if deadline is not None else min(1.0, REMIND_S))
                 taken = _take(fcntl, fd, path)
         if taken:
-            with contextlib.suppress(OSError):  # a read-only descriptor (another user's file): no pid to write
+            with contextlib.suppress(OSError):  # a read-only descriptor (another user's file): no holder to write
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, str(os.getpid()).encode(), 0)
+                os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}".encode(), 0)
         try:
             yield
         finally:

@@ -360,7 +360,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     if not force and _cache_hit(out, key):  # without the lock: a cache others share read-only is read as before
         return out
     with _one_trainer(out):
-        if not force and _cache_hit(out, key):  # another process trained it while this one waited
+        if not force and _cache_hit(out, key, said=True):  # another process trained it while this one waited
             return out
         return _train(backbone, pairs, cfg, key_obj, out, device=device, force=force, progress=progress)
 
@@ -372,9 +372,15 @@ def _one_trainer(out: Path):
     collectives), and not across hosts unless the filesystem supports ``flock``."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return contextlib.nullcontext()
-    return file_lock(out.with_name(f".{out.name}.lock"), busy=lambda pid: log.warning(
-        "process %s is training %s (the same RM: backbone, pairs and parameters); waiting for it, then using its "
-        "model", pid, out))
+    def busy(holder: str, waited: float):
+        if not waited:
+            log.warning("%s is training %s (the same RM: backbone, pairs and parameters); waiting for it, then "
+                        "using its model", holder, out)
+        else:  # a training can take hours; a hung or stopped one would hold this run for ever
+            log.warning("still waiting (%.0f min) for %s to finish training %s; if it is hung or stopped, end it "
+                        "and this run trains the RM itself", waited / 60, holder, out)
+
+    return file_lock(out.with_name(f".{out.name}.lock"), busy=busy)
 
 
 def _train(backbone, pairs, cfg: RewardConfig, key_obj: dict, out: Path, *, device, force: bool,
@@ -480,8 +486,9 @@ def training_key(backbone, pairs, cfg: RewardConfig) -> dict:
     return key_obj
 
 
-def _cache_hit(out: Path, key: str) -> bool:
-    """Whether ``out`` holds a whole RM trained under ``key``; a ValueError if it holds one of another key."""
+def _cache_hit(out: Path, key: str, *, said: bool = False) -> bool:
+    """Whether ``out`` holds a whole RM trained under ``key``; a ValueError if it holds one of another key.
+    A damaged one is warned about unless ``said`` (checked a second time, under the training lock)."""
     if not (out / CARD_FILE).exists():
         return False
     card = read_card(out)
@@ -490,7 +497,8 @@ def _cache_hit(out: Path, key: str) -> bool:
                          "pass force=True to overwrite it, or another output_dir")
     damaged = damaged_model(out)
     if damaged:
-        log.warning("%s: training it again", damaged)  # (a full disk, a killed copy): every load would fail
+        # (a full disk, a killed copy): every load would fail
+        log.log(logging.DEBUG if said else logging.WARNING, "%s: training it again", damaged)
         return False
     log.info("cache hit: %s", out)
     return True
