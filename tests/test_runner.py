@@ -1494,3 +1494,28 @@ def test_an_rm_whose_card_has_no_weight_digests_counts_by_its_files(tmp_path):
     before = runner._local_files({"model_dir": str(rm)}, tmp_path / "run")
     (rm / "model.safetensors").write_bytes(b"retrained")
     assert runner._local_files({"model_dir": str(rm)}, tmp_path / "run") != before
+
+
+def test_an_unreachable_ray_address_is_refused_at_once_not_after_minutes_of_retries(monkeypatch):
+    # Ray retried an address nothing listens on for 3.5 minutes, printing C++ warnings, before its error
+    import socket as sk
+
+    with sk.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, not listening: connecting is refused
+        said = runner._unreachable(f"127.0.0.1:{port}")
+        assert said is not None and said.startswith("ConnectionRefusedError"), said
+        assert runner._unreachable(f"ray://127.0.0.1:{port}") == said
+        closed.listen()
+        assert runner._unreachable(f"127.0.0.1:{port}") is None
+    for not_an_address in (None, "", "auto", "local", "somewhere"):
+        assert runner._unreachable(not_an_address) is None
+    if importlib.util.find_spec("ray") is None:
+        return
+    import ray
+
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    monkeypatch.setattr(ray, "init", lambda **kw: pytest.fail("Ray was started"))
+    with pytest.raises(runner.ParamError, match=rf"cannot reach the Ray cluster at RAY_ADDRESS=127.0.0.1:{port} "
+                                                r"\(ConnectionRefusedError: Connection refused\); check the address"):
+        runner._executor("ray", 1)

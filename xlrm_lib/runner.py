@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 from pathlib import Path
 
@@ -687,6 +688,22 @@ def _lazy(make):
     return submit
 
 
+def _unreachable(address: str | None, timeout: float = 5.0) -> str | None:
+    """Why a Ray ``address`` (``host:port``, ``ray://host:port``) takes no TCP connection, or None (reachable, or
+    not an address to test: unset, ``auto``, ``local``)."""
+    if not address or address in ("auto", "local"):
+        return None
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return None  # not host:port: Ray's own error says what it makes of it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        return f"{type(e).__name__}: {e.strerror or e}" + (f" within {timeout:g} s" if isinstance(e, TimeoutError)
+                                                           else "")
+    return None
+
+
 def _executor(kind: str, jobs: int):
     """A ``submit(cell, params, out_dir, key, kernel, hub_commits) -> concurrent.futures.Future`` for the chosen
     engine, ``"local"`` or ``"ray"`` (:func:`_check_executor` has checked it, and that Ray is installed); a Ray
@@ -698,6 +715,11 @@ def _executor(kind: str, jobs: int):
     import ray
 
     if not ray.is_initialized():
+        unreachable = _unreachable(os.environ.get("RAY_ADDRESS"))
+        if unreachable:  # Ray itself retries for minutes (3.5 here), printing C++ warnings
+            raise ParamError(f"cannot reach the Ray cluster at RAY_ADDRESS={os.environ['RAY_ADDRESS']} "
+                             f"({unreachable}); check the address and that `ray status` works there, or unset "
+                             "RAY_ADDRESS to start a local Ray instance")
         # the kernels on other nodes must find the same caches and hub settings as this process
         env = {k: os.environ[k] for k in RAY_FORWARDED_ENV if k in os.environ}
         handlers = _signal_handlers()
