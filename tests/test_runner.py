@@ -282,6 +282,35 @@ def test_annotated_union_parameters(tmp_path, annotation):
         runner.validate([runner.Cell("t", "train", tmp_path / "train.ipynb", {"torch_compile": 3})])
 
 
+def test_a_parameters_cell_is_read_as_python_as_the_kernel_and_the_injected_check_read_it(tmp_path, capsys):
+    # a default over two lines, or a string holding '#', passed setup_notebook's check but made validate (and every
+    # cell key) fail with a bare SyntaxError traceback: the regex read one line at a time and cut at any '#'
+    source = ('from typing import Union  # for the annotation\n'
+              'langs = ["en",  # the languages\n'
+              '         "ko"]\n'
+              'judge = "a#b"  # required: a name with a hash\n'
+              'lr: Union[float, str] = 1e-5\n')
+    _nb(tmp_path / "train.ipynb", source, "pass")
+    assert preflight.notebook_parameters(tmp_path / "train.ipynb") == {
+        "langs": {"default": ["en", "ko"], "type": "list", "required": False, "help": "the languages"},
+        "judge": {"default": "a#b", "type": "str", "required": True, "help": "required: a name with a hash"},
+        "lr": {"default": 1e-5, "type": "Union[float, str]", "required": False, "help": ""}}
+    code, defaults = runner._code_and_defaults(tmp_path / "train.ipynb")
+    assert code[0] == "from typing import Union" and defaults == {"langs": ["en", "ko"], "judge": "a#b", "lr": 1e-5}
+    runner.validate([runner.Cell("t", "train", tmp_path / "train.ipynb", {"judge": "x", "langs": ["de"]})])
+    _nb(tmp_path / "bad.ipynb", "lr = 1e-5\nlangs = sorted(['en'])  # not a literal\n", "pass")
+    with pytest.raises(runner.ParamError, match=re.escape(f"{tmp_path / 'bad.ipynb'}: its parameters cell cannot be "
+                                                          "read (ValueError: malformed node or string")):
+        preflight.notebook_parameters(tmp_path / "bad.ipynb")
+    params = tmp_path / "p.yaml"
+    params.write_text(f"run: t\nnotebooks_dir: {tmp_path}\nlangs: [en]\ntrain: {{}}\n")
+    (tmp_path / "train_reward_model.ipynb").write_bytes((tmp_path / "bad.ipynb").read_bytes())
+    from xlrm_lib.cli import main
+
+    assert main(["validate", str(params)]) == 2  # an xlrm error, not a traceback
+    assert "its parameters cell cannot be read" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", sorted(grid.NOTEBOOKS.values()))
 def test_papermill_reads_every_parameter_of_the_real_notebooks(name, caplog):
     # papermill's own parser gives up on a line with two '=' (a comment saying "a == b" is enough) and warns in

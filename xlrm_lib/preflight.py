@@ -44,26 +44,43 @@ def notebook_parameters(path: Path) -> dict:
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         raise ParamError(f"{path} has no cell tagged 'parameters'")
-    return parameters_from_source(cells[0].source)
-
-
-PARAMETER_LINE = re.compile(r"^(\w+)\s*(?::\s*([^=]+?))?\s*=\s*(.+?)\s*(?:#\s*(.*))?$")  # name[: type] = value  # help
+    try:
+        return parameters_from_source(cells[0].source)
+    except (SyntaxError, ValueError) as e:
+        raise ParamError(f"{path}: its parameters cell cannot be read ({type(e).__name__}: {e}); expected one "
+                         "`name = literal` (or `name: type = literal`) a statement, a `# comment` for its help "
+                         "(open the notebook in JupyterLab, or `git checkout` it)") from None
 
 
 def parameters_from_source(source: str) -> dict:
-    """:func:`notebook_parameters` of a parameters cell's source: one ``name[: type] = literal  # help`` a line."""
-    import ast
+    """:func:`notebook_parameters` of a parameters cell's source: ``name[: type] = literal  # help`` statements
+    (read as Python: a value may span lines, a string may hold ``#``); the help is the comment on the statement's
+    first line, else its last. A SyntaxError, or a ValueError for a value that is not a literal."""
+    return read_parameters_cell(source)[0]
 
-    out = {}
-    for line in source.splitlines():
-        m = PARAMETER_LINE.match(line)
-        if not m:
+
+def read_parameters_cell(source: str) -> tuple[dict, str]:
+    """(:func:`parameters_from_source`, the cell's other statements: code such as an import, one a line)."""
+    import ast
+    import io
+    import tokenize
+
+    tree = ast.parse(source)
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    out, other = {}, []
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) and node.value is not None else \
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        if not isinstance(target, ast.Name):
+            other.append(ast.get_source_segment(source, node))
             continue
-        name, annotation, expr, comment = m.group(1), m.group(2), m.group(3), m.group(4) or ""
-        value = ast.literal_eval(expr)
-        out[name] = {"default": value, "type": annotation or type(value).__name__,  # "Union[bool, str]": either
-                     "required": "required" in comment.lower(), "help": comment}
-    return out
+        value = ast.literal_eval(node.value)
+        comment = comments.get(node.lineno) or comments.get(node.end_lineno) or ""
+        annotation = ast.unparse(node.annotation) if isinstance(node, ast.AnnAssign) else None
+        out[target.id] = {"default": value, "type": annotation or type(value).__name__,  # "Union[bool, str]": either
+                          "required": "required" in comment.lower(), "help": comment}
+    return out, "\n".join(other)
 
 
 def hub_notes() -> list[str]:

@@ -38,7 +38,7 @@ from pathlib import Path
 from . import grid, store
 from .grid import REPO, Cell, ParamError, repo_path, load_spec, plan
 from .kernels import check_kernel, execute_cell
-from .preflight import PARAMETER_LINE, hub_notes, parameters_from_source, template_changes, validate
+from .preflight import hub_notes, read_parameters_cell, template_changes, validate
 from .store import CARD_FILE, DONE_FILE, PLAN_FILE
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,8 @@ def _final_params(cell: Cell, params: dict) -> tuple[list[str], dict]:
 
 
 def _code_and_defaults(notebook) -> tuple[list[str], dict]:
-    """A notebook's code cells but its parameters cell, and that cell's defaults (``name -> value``). Lines of
-    the parameters cell that are not ``name = literal`` (a statement) count as code; a cell whose values cannot
+    """A notebook's code cells but its parameters cell, and that cell's defaults (``name -> value``). Statements
+    of the parameters cell that are not ``name = literal`` (an import) count as code; a cell whose values cannot
     be read counts whole (nothing else can be told of it)."""
     import nbformat
 
@@ -109,12 +109,12 @@ def _code_and_defaults(notebook) -> tuple[list[str], dict]:
             continue
         if defaults is None and "parameters" in c.get("metadata", {}).get("tags", []):
             try:
-                defaults = {k: v["default"] for k, v in parameters_from_source(c.source).items()}
+                parameters, other = read_parameters_cell(c.source)
             except (ValueError, SyntaxError):
                 defaults = {}
             else:
-                code.append("\n".join(line for line in c.source.splitlines() if line.strip()
-                                       and not line.lstrip().startswith("#") and not PARAMETER_LINE.match(line)))
+                defaults = {k: v["default"] for k, v in parameters.items()}
+                code.append(other)
                 continue
         code.append(c.source)
     return code, defaults or {}
