@@ -311,6 +311,23 @@ def test_a_parameters_cell_is_read_as_python_as_the_kernel_and_the_injected_chec
     assert "its parameters cell cannot be read" in capsys.readouterr().err
 
 
+def test_a_template_default_edited_to_a_bad_value_is_refused_before_anything_runs(tmp_path):
+    # JupyterLab saves an edited default into the template, and the grid uses it wherever the params file is silent;
+    # only the given values were checked, so `lr = -1e-4` there failed inside the kernel, after the data loaded
+    import nbformat
+
+    path = tmp_path / "train_reward_model.ipynb"
+    nb = nbformat.read(REPO / "notebooks" / "train_reward_model.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert "lr = 1e-4  #" in cell.source
+    cell.source = cell.source.replace("lr = 1e-4  #", "lr = -1e-4  #")
+    nbformat.write(nb, path)
+    given = {"train_lang": "en", "rm_name": "en", "output_dir": str(tmp_path / "out"), "limit": 8}
+    with pytest.raises(runner.ParamError, match=r"train: invalid training parameter\(s\): lr = -0\.0001; expected a finite"):
+        runner.validate([runner.Cell("train", "train", path, given)], models=False)
+    runner.validate([runner.Cell("train", "train", path, {**given, "lr": 1e-4})], models=False)  # set: fine
+
+
 @pytest.mark.parametrize("name", sorted(grid.NOTEBOOKS.values()))
 def test_papermill_reads_every_parameter_of_the_real_notebooks(name, caplog):
     # papermill's own parser gives up on a line with two '=' (a comment saying "a == b" is enough) and warns in

@@ -2,9 +2,11 @@
 training knobs, judges.
 
 The runner's pre-flight (:func:`xlrm_lib.preflight.validate`) calls :func:`notebook_problems` for every cell of a
-grid, so a bad value in a params file fails in a second instead of after the grid has trained its RMs; the notebooks
-call the same checks on their injected parameters. Nothing here loads a model, builds a backbone or reads a dataset;
-every message names the parameter, its value and what is expected.
+grid (the values given, and the template's defaults for the others), so a bad value fails in a second instead of
+after the grid has trained its RMs. A notebook run by hand is checked by the library functions it calls, each on
+its own arguments (:mod:`xlrm_lib.checks`), and by :func:`xlrm_lib.study.setup_notebook` for the names and types
+injected. Nothing here loads a model, builds a backbone or reads a dataset; every message names the parameter, its
+value and what is expected.
 
 >>> notebook_problems("evaluate", {"eval_langs": ["en", "xx"], "batch_size": 16})[0][:37]
 "eval_langs: unknown language 'xx'; ex"

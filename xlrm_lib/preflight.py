@@ -265,8 +265,10 @@ def _validate(cells: list[Cell], *, models: bool, upstream: list[Cell]) -> None:
         for k, s in schema.items():
             if s["required"] and k not in given:
                 problems.append(f"{cell.name}: missing required parameter {k!r} ({s['help']})")
-        if len(problems) == before:  # the values, once every name and type is right (a check may read any)
-            problems += [f"{cell.name}: {p}" for p in notebook_checks.notebook_problems(cell.stage, cell.params, cwd=REPO)]
+        if len(problems) == before:  # the values, once every name and type is right (a check may read any), with
+            # the template's defaults for those not given: a default edited in JupyterLab is checked as a set one
+            values = {**{k: s["default"] for k, s in schema.items() if k not in cell.inputs}, **cell.params}
+            problems += [f"{cell.name}: {p}" for p in notebook_checks.notebook_problems(cell.stage, values, cwd=REPO)]
         if len(problems) == before:
             valid.append(cell)
             read = _data_read(cell, schema)
