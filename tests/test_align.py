@@ -586,3 +586,90 @@ def test_pick_origins_random_row_counts_one_rms_picks():
     picks = pd.DataFrame({"prompt_id": ["p1", "p2", "p3", "p4"] * 2, "lang": "ko", "n": [4, 4, 4, 6] * 2,
                           "rm": ["en"] * 4 + ["ko"] * 4, "origin": ["chosen"] * 8})
     assert align.pick_origins(picks).set_index("rm").loc["random (expected)", "picks"] == 4
+
+
+def _parallel_pairs(path, ids=("a", "b", "c"), langs=("en", "ko")):
+    rows = [{"id": i, "lang": lang, "category": "chat", "prompt": f"w{k} w{k + 1} ?" if lang == "en" else f"w{k + 9} ?",
+             "chosen": f"w{k + 2} w{k + 3}", "rejected": f"w{k + 4}"} for k, i in enumerate(ids) for lang in langs]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_item_prompts_are_the_items_candidate_pool_draws_in_every_language(tmp_path):
+    pairs = load_pairs(str(_parallel_pairs(tmp_path / "p.jsonl", ids=tuple("abcdefgh"))), split="test")
+    got = align.item_prompts(pairs, limit=3, seed=5)
+    pool = align.candidate_pool(pairs, n=4, seed=5, limit=3)
+    assert list(got.columns) == ["prompt_id", "lang", "prompt"]
+    assert sorted(set(got["prompt_id"])) == sorted(set(pool["prompt_id"]))  # the same seed: the same items
+    assert got.groupby("lang")["prompt_id"].apply(list).to_dict() == {"en": sorted(set(pool["prompt_id"]))} | {
+        "ko": sorted(set(pool["prompt_id"]))}
+    first = got.iloc[0]  # each language's own text of the item's prompt
+    k = "abcdefgh".index(first["prompt_id"])
+    assert first["lang"] == "en" and first["prompt"] == [{"role": "user", "content": f"w{k} w{k + 1} ?"}]
+    assert len(align.item_prompts(pairs)) == 16
+    with pytest.raises(ValueError, match=r"limit = 0; expected an integer >= 1 \(None keeps all\)"):
+        align.item_prompts(pairs, limit=0)
+
+
+def test_best_of_n_study_samples_its_candidates_from_a_policy(policy, tmp_path):
+    # the paper's set-up: a policy samples n answers per prompt, each RM picks one, a held-out judge grades the
+    # picks; it existed only as library functions no notebook or params file could reach
+    from xlrm_lib import study
+
+    model, tok = policy
+    model.save_pretrained(tmp_path / "policy")
+    tok.save_pretrained(tmp_path / "policy")
+    dirs = {}
+    for seed, name in enumerate(["en", "ko", "judge"]):
+        torch.manual_seed(seed)
+        LlamaForSequenceClassification(_config(num_labels=1, initializer_range=0.2)).save_pretrained(tmp_path / name)
+        _tokenizer().save_pretrained(tmp_path / name)
+        dirs[name] = str(tmp_path / name)
+    data = str(_parallel_pairs(tmp_path / "pairs.jsonl"))
+    args = dict(langs=["en", "ko"], source=data, n=3, policy=str(tmp_path / "policy"), judge=dirs["judge"],
+                max_new_tokens=4, temperature=1.0, top_p=0.9, seed=0, batch_size=8)
+    rms = {k: dirs[k] for k in ("en", "ko")}
+    tables = study.best_of_n_study(rms, **args)
+    # what the library's own steps give: the benchmark's prompts, the policy's samples, each RM's argmax
+    prompts = align.item_prompts(load_pairs(data, langs=["en", "ko"], split="test"), seed=0)
+    cands = align.generate_candidates(str(tmp_path / "policy"), None, prompts, n=3, max_new_tokens=4,
+                                      temperature=1.0, top_p=0.9, seed=0, batch_size=8)
+    assert len(cands) == 3 * 3 * 2 and not set(cands["text"]) & {"w2 w3", "w4"}  # samples, not benchmark answers
+    picks = tables["picks"]
+    for name in ("en", "ko"):
+        rm, rm_tok = load_reward_model(dirs[name])
+        expected = align.best_of_n(align.score_candidates(rm, rm_tok, cands), rm=name)
+        got = picks[picks["rm"] == name].reset_index(drop=True)
+        assert got[["prompt_id", "lang", "text"]].equals(expected[["prompt_id", "lang", "text"]])
+    assert {"vs_random", "headline_native"} <= set(tables) and "pick_origins" not in tables  # no pool origins
+    assert set(tables["vs_random"]["judge"]) == {dirs["judge"]}
+    # a prompt file instead of the benchmark's items; n = 2 is enough for samples
+    f = _write_prompts(tmp_path / "q.jsonl", [{"id": "x", "en": "w1 ?", "ko": "w2 ?"}, {"id": "y", "en": "w3 ?", "ko": "w4 ?"}])
+    two = study.best_of_n_study(rms, **{**args, "source": "nowhere-unread", "prompts": str(f), "n": 2})
+    assert sorted(set(two["picks"]["prompt_id"])) == ["x", "y"]
+    with pytest.raises(ValueError, match=r"judge = 'gold' grades pool candidates by their benchmark labels; a policy's "
+                                         r"samples \(policy = '.*policy'\) have none: give a held-out judge RM"):
+        study.best_of_n_study(rms, **{**args, "judge": "gold"})
+    with pytest.raises(ValueError, match=r"n = 1; expected an integer >= 2"):
+        study.best_of_n_study(rms, **{**args, "n": 1})
+    with pytest.raises(ValueError, match=r"policy = 'me5-small' is a packaged encoder, not a causal LM"):
+        study.best_of_n_study(rms, **{**args, "policy": "me5-small"})
+    with pytest.raises(ValueError, match=r"top_p = 1.5; expected a number in \(0, 1\]"):
+        study.best_of_n_study(rms, **{**args, "top_p": 1.5})
+    with pytest.raises(ValueError, match=r"prompts = '.*nope.jsonl' is not a file"):
+        study.best_of_n_study(rms, **{**args, "prompts": str(tmp_path / "nope.jsonl")})
+
+
+def test_a_plain_format_policy_sample_ends_where_it_starts_the_next_user_turn(policy, tmp_path, monkeypatch):
+    # gemma3-270m (no chat template) answered "Water it.\n\nUser: And then?\n\nAssistant: ..." and the RMs scored
+    # the invented turns as the answer; with a chat template its EOS ends the turn and nothing is cut
+    from xlrm_lib import generate
+
+    said = "Water it daily.\n\nUser: And in winter?\n\nAssistant: Less."
+    monkeypatch.setattr(generate, "_sample", lambda model, tok, texts, specials, **kw: [[said, "Fine."] for _ in texts])
+    model, tok = policy
+    plain = align.generate_candidates(model, tok, PROMPTS.head(1), n=2, cache_dir=tmp_path / "a")
+    assert plain["text"].tolist() == ["Water it daily.", "Fine."]
+    chat = _tokenizer(chat_template="{% for m in messages %}{{ m['content'] }} {% endfor %}")
+    templated = align.generate_candidates(model, chat, PROMPTS.head(1), n=2, cache_dir=tmp_path / "b")
+    assert templated["text"].tolist() == [said, "Fine."]

@@ -153,11 +153,11 @@ def test_run_header_says_what_was_run(tmp_path):
     assert report.run_header({"run": "x"}).empty
     # the other stages' settings, and when the notebooks were made (a kept one can be days older)
     rep["params"].update(evaluate={"bf16": True, "batch_size": 8}, probe={"langs": ["en", "ko"], "pooling": "cls"},
-                         align={"n": 8, "judge": "gold"})
+                         align={"n": 8, "judge": "x/judge-rm", "policy": "Qwen/Qwen2.5-7B-Instruct"})
     rep["runs"] = pd.DataFrame({"finished": ["2026-11-27T19:11:08", None, "2026-11-26T08:00:00"]})
     h = report.run_header(rep).set_index("field")["value"]
     assert (h["evaluation"], h["probe"], h["best-of-n"]) == ("batch_size 8, bf16 True", "langs [en, ko], pooling cls",
-                                                             "n 8, judge gold")
+                                                             "n 8, judge x/judge-rm, policy Qwen/Qwen2.5-7B-Instruct")
     rep["params"].update(eval_langs=["ko", "de"], train={"lr": 1e-4, "bf16": False, "lora_r": 4,
                                                          "freeze_embeddings": False})
     h = report.run_header(rep).set_index("field")["value"]

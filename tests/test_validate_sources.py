@@ -481,3 +481,46 @@ def test_best_of_n_on_a_pair_copied_from_any_rms_training_rows_is_refused(tmp_pa
                                                 r"best-of-n candidates among items they were trained on"):
         _validate(spec)
     _validate({**spec, "align": {"source": str(_jsonl(tmp_path / "clean.jsonl", rows))}})
+
+
+def test_a_grid_with_a_policy_is_checked_before_anything_runs(tmp_path, capsys, monkeypatch):
+    # best-of-n sampled from a policy: its model, its prompt file and a judge that can grade samples are checked
+    # by validate, as the pools' values are (the notebook would fail after every RM had trained)
+    from xlrm_lib import cli
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    judge = tmp_path / "judge"
+    judge.mkdir()
+    (judge / "config.json").write_text('{"architectures": ["LlamaForSequenceClassification"]}')
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "1", "en": "Hi?", "ko": "안녕?"}\n{"id": "2", "en": "Why?", "ko": ""}\n')
+    params = tmp_path / "p.yaml"
+
+    def validate(align: str) -> str:
+        params.write_text(f"run: t\nlangs: [en, ko]\ntrain: {{}}\nevaluate: {{}}\nalign: {align}\n")
+        assert cli.main(["validate", str(params)]) == 2
+        return capsys.readouterr().err
+
+    said = validate(f"{{policy: org/not-downloaded, judge: {judge}}}")
+    assert "align.policy = 'org/not-downloaded' is not a local directory and not in the local hub cache" in said
+    said = validate("{policy: gemma3-270m}")
+    assert "judge = 'gold' grades pool candidates by their benchmark labels; a policy's samples" in said
+    said = validate(f"{{policy: gemma3-270m, judge: {judge}, prompts: {prompts}}}")
+    assert f"align.prompts = '{prompts}': prompts.jsonl: prompt(s) missing or empty in a requested language: ko: 1 " \
+           "(ids ['2'])" in said
+    prompts.write_text('{"id": "1", "en": "Hi?", "ko": "안녕?"}\n')
+    params.write_text(f"run: t\nlangs: [en, ko]\ntrain: {{}}\nevaluate: {{}}\n"
+                      f"align: {{policy: gemma3-270m, judge: {judge}, prompts: {prompts}, n: 2}}\n")
+    assert cli.main(["validate", str(params)]) == 0, capsys.readouterr().err
+
+
+def test_the_paper_grid_plans_offline_with_its_best_of_n_policy(capsys, monkeypatch):
+    # params/paper.yaml samples best-of-n candidates from Qwen2.5-7B-Instruct on M-RewardBench's prompts: planned
+    # here, where the hub is out of reach, with every hub id run would refuse named
+    from xlrm_lib import cli
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cli.main(["plan", str(REPO / "params" / "paper.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "align/Llama-3.2-3B-Instruct-s42" in out and "26 notebook executions, parameters valid" in out
+    assert "note: align.policy = 'Qwen/Qwen2.5-7B-Instruct' is not a local directory and not in the local hub" in out

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .checks import positive_int
 from .data import read_records
 from .evaluate import model_format, score_texts
 from .formatting import TextFormat, encode, fit_positions
@@ -85,10 +86,9 @@ def load_parallel_prompts(path, *, langs=None, limit: int | None = None, seed: i
         raise ValueError(f"{path.name}: duplicate prompt ids {dup[:5]}")
     keep = list(range(len(records)))
     if limit is not None:
-        if int(limit) < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
+        limit = positive_int("limit", limit, why="None keeps all")
         random.Random(seed).shuffle(keep)
-        keep = sorted(keep[: int(limit)])
+        keep = sorted(keep[: limit])
     bad = {}
     for lang in want:
         empty = [ids[i] for i in keep if not isinstance(records[i].get(columns[lang]), str)
@@ -100,6 +100,27 @@ def load_parallel_prompts(path, *, langs=None, limit: int | None = None, seed: i
         raise ValueError(f"{path.name}: prompt(s) missing or empty in a requested language: {detail}. Prompts "
                          "must be parallel: drop those ids from the file or leave those languages out")
     rows = [(ids[i], lang, records[i][columns[lang]]) for lang in want for i in keep]
+    return pd.DataFrame(rows, columns=["prompt_id", "lang", "prompt"])
+
+
+def item_prompts(pairs, *, limit: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """The prompts of a parallel benchmark's items, a long table ``prompt_id, lang, prompt`` as
+    :func:`load_parallel_prompts` gives: for a policy to answer (:func:`generate_candidates`). The items are those
+    every language has; ``limit`` keeps that many, drawn with ``seed`` as :func:`candidate_pool` draws them (the
+    same seed: the same items)."""
+    df = pairs.to_pandas() if hasattr(pairs, "to_pandas") else pd.DataFrame(pairs)
+    require_columns(df, ["id", "lang", "prompt"], "item_prompts' pairs")
+    df = df.drop_duplicates(["id", "lang"])  # a benchmark item per (id, lang), whatever pairs it holds
+    common = set.intersection(*(set(g["id"]) for _, g in df.groupby("lang")))
+    if not common:
+        raise ValueError("pairs are not parallel: no item id is in every language; a policy's best-of-n answers "
+                         "the same prompts in every language")
+    items = sorted(common)
+    if limit is not None:
+        limit = positive_int("limit", limit, why="None keeps all")
+        items = sorted(random.Random(seed).sample(items, min(limit, len(items))))
+    by_key = {(r["id"], r["lang"]): r["prompt"] for r in df.to_dict("records")}
+    rows = [(i, lang, by_key[(i, lang)]) for lang in dict.fromkeys(df["lang"]) for i in items]
     return pd.DataFrame(rows, columns=["prompt_id", "lang", "prompt"])
 
 
@@ -142,9 +163,8 @@ def candidate_pool(pairs, *, n: int = 4, seed: int = 0, limit: int | None = None
         by_cat.setdefault(category[i], []).append(i)
     items = sorted(common)
     if limit is not None:
-        if int(limit) < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        items = sorted(random.Random(seed).sample(items, min(int(limit), len(items))))
+        limit = positive_int("limit", limit, why="None keeps all")
+        items = sorted(random.Random(seed).sample(items, min(limit, len(items))))
     texts = {(i, side): tuple(by_key[(i, lang)][side] for lang in langs) for i in common for side in ("chosen", "rejected")}
     answers = {c: _distinct_answers(ids, texts) for c, ids in by_cat.items()}
     rows = []

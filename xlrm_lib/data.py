@@ -39,7 +39,7 @@ from typing import Iterable
 import datasets
 
 from . import hub
-from .checks import did_you_mean
+from .checks import did_you_mean, positive_int
 from .hub import HUB_ID, commit as hub_commit
 from .langs import flores, normalize_lang, normalize_langs
 
@@ -566,8 +566,7 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
         raise ValueError(f"{name}: no rows in language(s) {absent} (split={split!r}"
                          f"{', after dropping bad rows' if drop_bad else ''}); it has {found}")
     if limit is not None:
-        if int(limit) < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
+        limit = positive_int("limit", limit, why="None keeps all")
         by_lang: dict[str, list[dict]] = {}
         for r in rows:
             by_lang.setdefault(r["lang"], []).append(r)
@@ -576,7 +575,7 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
             # one generator per language: a language's draw does not depend on which other languages were
             # loaded, and parallel sources (same item order in every language) keep the same ids everywhere
             random.Random(seed).shuffle(lang_rows)
-            rows += lang_rows[: int(limit)]
+            rows += lang_rows[: limit]
     return datasets.Dataset.from_list(rows, features=FEATURES)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,19 @@ class _SeededSampler:
         return torch.full_like(scores, float("-inf")).scatter_(-1, token, 0.0)
 
 
-GENERATOR_VERSION = 2  # part of the sample cache key: bump when sampling or cutting changes
+GENERATOR_VERSION = 3  # part of the sample cache key: bump when sampling or cutting changes (3: one turn)
+
+_NEXT_TURN = re.compile(r"\n\s*User:")  # the plain format's next user turn (formatting.TextFormat("plain"))
+
+
+def one_turn(text: str) -> str:
+    """A plain-format sample up to the next ``User:`` turn: a base model without a chat template goes on writing
+    the conversation (its own next question, then an answer to that), which the RMs would score as the answer.
+
+    >>> one_turn("Water it daily.\n\nUser: And in winter?\n\nAssistant: Less.")
+    'Water it daily.'
+    """
+    return _NEXT_TURN.split(text, 1)[0].strip()
 
 
 def _stop_ids(policy, tokenizer) -> tuple[set, int]:
@@ -214,6 +227,7 @@ def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4,
         samples = _sample(policy, tokenizer, [rendered[i][0] for i in todo], [rendered[i][1] for i in todo],
                           batch_size=int(batch_size), eos_ids=eos_ids, pad=pad, **params)
         for i, s in zip(todo, samples):
+            s = [one_turn(t) for t in s] if rendered[i][1] else s  # plain format: one turn (chat: EOS ends it)
             write_json(root / f"{keys[i]}.json", {"texts": s, "prompt": rendered[i][0], **params})
             texts[keys[i]] = s
     rows = [(pid, lang, k, t, p) for pid, lang, p, key in zip(prompts["prompt_id"], prompts["lang"],

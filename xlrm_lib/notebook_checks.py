@@ -19,7 +19,8 @@ from pathlib import Path
 
 from .arch import DECODER_TYPES
 from .backbones import PACKAGED, PACKAGED_CAUSAL_LMS
-from .checks import MODEL_KINDS, POOL_SIZE_WHY, choice, language, languages, layer_list, positive_int
+from .checks import (MODEL_KINDS, POOL_SIZE_WHY, choice, finite_number, language, languages, layer_list,
+                     positive_int)
 from .corpora import bible_db, check_bible_langs
 from .data import FILE_SUFFIXES, PARALLEL_MIN, PARALLEL_WHY, check_source
 from .models import check_backbone
@@ -104,8 +105,25 @@ def _probe(p: dict, cwd) -> None:
 def _align(p: dict, cwd) -> None:
 
     langs = languages("langs", p.get("langs", ["en"]))
-    check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source", langs=langs)
-    positive_int("n", p.get("n", 4), minimum=4, why=POOL_SIZE_WHY)
+    policy = p.get("policy") or ""
+    if not policy or not p.get("prompts"):  # the prompts (with a policy) or the pools come from the benchmark
+        check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source", langs=langs)
+    if policy:
+        causal_lm("policy", _seen_from(policy, cwd), who="a policy sampling the candidates")
+        positive_int("n", p.get("n", 4), minimum=2, why="best-of-n picks among at least 2 samples")
+        if p.get("prompts") and not Path(_seen_from(p["prompts"], cwd)).expanduser().is_file():
+            raise ValueError(f"prompts = {p['prompts']!r} is not a file; expected a parallel prompt file (an 'id' "
+                             "and one column per language, .jsonl/.json/.csv), or '' for the prompts of source's items")
+        finite_number("temperature", p.get("temperature", 0.7), above=0)
+        if finite_number("top_p", p.get("top_p", 0.95), above=0) > 1:
+            raise ValueError(f"top_p = {p['top_p']!r}; expected a number in (0, 1] (1 samples from every token)")
+        positive_int("max_new_tokens", p.get("max_new_tokens", 128))
+        if p.get("judge", "gold") == "gold":
+            raise ValueError(f"judge = 'gold' grades pool candidates by their benchmark labels; a policy's samples "
+                             f"(policy = {policy!r}) have none: give a held-out judge RM, or a causal LM with "
+                             "judge_kind 'judge'")
+    else:
+        positive_int("n", p.get("n", 4), minimum=4, why=POOL_SIZE_WHY)
     positive_int("limit", p.get("limit", 0), minimum=0)
     positive_int("batch_size", p.get("batch_size", 64))
     choice("bf16", p.get("bf16", False), (True, False))
@@ -165,16 +183,16 @@ def hidden_state_count(backbone) -> int | None:
     return int(layers) + 1 if isinstance(layers, int) else None
 
 
-def causal_lm(name: str, value) -> str:
-    """A model a generative judge (or policy) can be loaded from, checked without loading it."""
+def causal_lm(name: str, value, who: str = "a generative judge") -> str:
+    """A model ``who`` (a generative judge, a policy) can be loaded from: a causal LM, checked without loading it."""
 
     if str(value) in PACKAGED and str(value) not in PACKAGED_CAUSAL_LMS:
-        raise ValueError(f"{name} = {value!r} is a packaged encoder, not a causal LM; a generative judge needs a "
+        raise ValueError(f"{name} = {value!r} is a packaged encoder, not a causal LM; {who} needs a "
                          f"decoder: {list(PACKAGED_CAUSAL_LMS)}, a model directory or a hub id 'org/name'")
     try:
         return check_backbone(value)
     except ValueError:
-        raise ValueError(f"{name} = {value!r}; expected a causal LM to ask as a judge: a packaged decoder "
+        raise ValueError(f"{name} = {value!r}; expected a causal LM as {who}: a packaged decoder "
                          f"{list(PACKAGED_CAUSAL_LMS)}, a model directory or a hub id 'org/name'") from None
 
 

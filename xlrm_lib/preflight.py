@@ -276,10 +276,12 @@ def _validate(cells: list[Cell], *, models: bool, upstream: list[Cell]) -> None:
                 problems.append(f"{cell.stage}.{read[0]} = {read[1]!r}: {loaded}")
             elif read and _local_file(read) and cell.stage == "probe":  # it lines up the same items across languages
                 problems += _parallel_problems(cell, read, loaded)
-            elif read and _local_file(read) and cell.stage == "align":  # its pools, drawn as the notebook will
-                problems += _pool_problems(cell, read, loaded)
-            elif read and read[1] == "embedded" and cell.stage == "align" and not isinstance(
-                    embedded := _load_file(reads, *read[1:]), str):  # n above what its categories hold
+            elif cell.stage == "align" and values.get("policy") and values.get("prompts"):
+                problems += _prompt_problems(cell, values)
+            elif read and _local_file(read) and cell.stage == "align" and not values.get("policy"):
+                problems += _pool_problems(cell, read, loaded)  # its pools, drawn as the notebook will
+            elif read and read[1] == "embedded" and cell.stage == "align" and not values.get("policy") and not \
+                    isinstance(embedded := _load_file(reads, *read[1:]), str):  # n above what its categories hold
                 problems += _pool_problems(cell, read, embedded)
     problems += (model_problems(cells) + dataset_problems(valid, schemas) if models else [])
     problems += _same_rows_problems(valid, reads, schemas, upstream)
@@ -331,6 +333,8 @@ def _data_read(cell: Cell, schema: dict) -> tuple | None:
     p = {**{k: v["default"] for k, v in schema.items()}, **cell.params}
     key, langs_key = DATA_PARAMS[cell.stage]
     if p.get(key) in (None, "bible"):  # a notebook without that source; the probe's verses (not pairs)
+        return None
+    if cell.stage == "align" and p.get("policy") and p.get("prompts"):  # a policy answers a prompt file
         return None
     langs = p.get("translate_from") or p.get(langs_key) or ["en"]
     return (key, p[key], tuple(normalize_langs([langs] if isinstance(langs, str) else langs)), p.get("split"),
@@ -395,6 +399,18 @@ def _parallel_problems(cell: Cell, read: tuple, pairs) -> list[str]:
         shared_ids({lang: g["id"] for lang, g in frame.groupby("lang")})
     except ValueError as e:
         return [f"{cell.stage}.{read[0]} = {read[1]!r}: {e}"]
+    return []
+
+
+def _prompt_problems(cell: Cell, values: dict) -> list[str]:
+    """A policy's prompt file that is not parallel in the cell's languages (align.load_parallel_prompts: cheap)."""
+    from .align import load_parallel_prompts
+
+    try:
+        load_parallel_prompts(repo_path(values["prompts"]), langs=values.get("langs"),
+                              limit=values.get("limit") or None, seed=values.get("seed", 0))
+    except (OSError, ValueError) as e:
+        return [f"{cell.stage}.prompts = {values['prompts']!r}: {e}"]
     return []
 
 
@@ -510,7 +526,7 @@ def _trainings(cell: Cell) -> list[str]:
 
 
 def model_problems(cells: list[Cell]) -> list[str]:
-    """Backbones and judges named like hub ids ('org/name') that are no local directory either: the hub or the
+    """Backbones, judges and policies named like hub ids ('org/name') that are no local directory either: the hub or the
     local hub cache must know them (:func:`xlrm_lib.hub.commit`, one request per id), else they are typos (a
     mistyped relative directory reads as a hub id) or not downloaded, and would fail only when a notebook loads
     them."""
@@ -526,6 +542,7 @@ def model_problems(cells: list[Cell]) -> list[str]:
            "spelling")
     backbones = dict.fromkeys(c.params.get("backbone") for c in cells if c.stage in ("train", "probe"))
     judges = dict.fromkeys(c.params.get("judge") for c in cells if c.stage == "align")
+    policies = dict.fromkeys(c.params.get("policy") for c in cells if c.stage == "align" and c.params.get("policy"))
     pretrained = {c.params["rm_name"]: c.params["model_dir"] for c in cells if c.stage == "evaluate" and "model_dir" in c.params}
     mt_models = dict.fromkeys(c.params.get("mt_model") for c in cells
                               if c.stage == "train" and c.params.get("mt_backend") == "hf")
@@ -543,7 +560,9 @@ def model_problems(cells: list[Cell]) -> list[str]:
                "'org/name'" for j in judges if unknown(j)]
             + [f"pretrained {name!r}: model {m!r} is {what(m)} (a relative directory is read from the repository "
                f"root, {REPO})" for name, m in pretrained.items() if unknown(m)]
-            + [f"translated: model {m!r} (backend hf) is {what(m)}" for m in mt_models if unknown(m)])
+            + [f"translated: model {m!r} (backend hf) is {what(m)}" for m in mt_models if unknown(m)]
+            + [f"align.policy = {m!r} is {what(m)}; expected a causal LM (a packaged decoder, its model directory, "
+               f"relative to {REPO}, or a hub id 'org/name')" for m in policies if unknown(m)])
 
 
 def dataset_problems(cells: list[Cell], schemas: dict) -> list[str]:

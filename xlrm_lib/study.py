@@ -490,8 +490,18 @@ def probe_metrics(shift: dict[str, pd.DataFrame], **labels) -> dict:
 # ----------------------------------------------------------------------------------- best-of-n
 def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded", split: str = "test", n: int = 4,
                     limit: int = 0, judge: str = "gold", judge_kind: str = "rm", english: str = "en",
-                    batch_size: int = 64, seed: int = 0, drop_bad: bool = False, bf16: bool = False) -> dict:
-    """Best-of-n with every RM on the same candidate pools; win rates under a judge that is none of the RMs.
+                    batch_size: int = 64, seed: int = 0, drop_bad: bool = False, bf16: bool = False,
+                    policy: str = "", prompts: str = "", max_new_tokens: int = 128, temperature: float = 0.7,
+                    top_p: float = 0.95) -> dict:
+    """Best-of-n with every RM on the same candidates; win rates under a judge that is none of the RMs.
+
+    The candidates are pools drawn from ``source``'s benchmark (:func:`xlrm_lib.align.candidate_pool`: each
+    item's chosen and rejected answers and off-topic distractors, with gold labels), or, with a ``policy`` (a
+    causal LM: packaged ``gemma3-270m``, a directory or a hub id such as ``Qwen/Qwen2.5-3B-Instruct``), ``n``
+    samples of it per prompt (:func:`xlrm_lib.align.generate_candidates`; ``max_new_tokens``, ``temperature``,
+    ``top_p``; cached): the paper's set-up. Its prompts are those of a parallel prompt file (``prompts``:
+    :func:`xlrm_lib.align.load_parallel_prompts`) or of ``source``'s items. Samples have no gold labels: a
+    policy needs a judge model.
 
     ``judge`` is ``"gold"`` (the pool's gold labels) or the directory / name / hub id of a held-out judge: an RM
     (``judge_kind="rm"``, which scores each pick), or a causal LM that compares the two picks in both orders
@@ -508,17 +518,26 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
 
     rm_dirs = _rm_dirs(rm_dirs)
     langs = normalize_langs(langs)  # "EN" / "kor_Hang" -> "en" / "ko", as load_pairs names them
-    judge_kind = checks.choice("judge_kind", judge_kind, checks.MODEL_KINDS)
-    notebook_checks.judge("judge", judge, kind=judge_kind)  # before any scoring: a typo here would otherwise fail at the end
-    checks.positive_int("n", n, minimum=4, why=checks.POOL_SIZE_WHY)
-    checks.positive_int("limit", limit, minimum=0)
-    checks.positive_int("batch_size", batch_size)
-    bf16 = checks.choice("bf16", bf16, (True, False))
+    # every value checked before any model loads: a typo in the judge would otherwise fail at the end
+    problems = notebook_checks.notebook_problems("align", dict(
+        langs=langs, source=source, split=split, n=n, limit=limit, judge=judge, judge_kind=judge_kind,
+        batch_size=batch_size, bf16=bf16, policy=policy, prompts=prompts, max_new_tokens=max_new_tokens,
+        temperature=temperature, top_p=top_p))
+    if problems:
+        raise ValueError(problems[0])
     if judge != "gold" and (judge in rm_dirs or str(judge) in map(str, rm_dirs.values())):
         raise ValueError(f"judge {judge!r} is one of the compared RMs: it would grade itself; "
                          "use 'gold' or a held-out RM")
-    pairs = data.load_pairs(source, langs=langs, split=split, drop_bad=drop_bad)
-    cands = align.candidate_pool(pairs, n=n, seed=seed, limit=limit or None)
+    if not policy:
+        pairs = data.load_pairs(source, langs=langs, split=split, drop_bad=drop_bad)
+        cands = align.candidate_pool(pairs, n=n, seed=seed, limit=limit or None)
+    else:
+        asked = align.load_parallel_prompts(prompts, langs=langs, limit=limit or None, seed=seed) if prompts else \
+            align.item_prompts(data.load_pairs(source, langs=langs, split=split, drop_bad=drop_bad),
+                               limit=limit or None, seed=seed)
+        cands = align.generate_candidates(policy, None, asked, n=n, max_new_tokens=max_new_tokens,
+                                          temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+                                          on_empty="drop")
     picks, toks, lengths = {}, {}, []
     for name, d in rm_dirs.items():
         model, tok = models.load_reward_model(d, shared_tokenizers=toks)  # scoring does not change a tokenizer
