@@ -28,9 +28,9 @@ def main(argv=None) -> int:
     r.add_argument("--executor", default="local", choices=["local", "ray"])
     r.add_argument("--outputs", default=None, help="outputs directory (default: <repo>/outputs)")
     r.add_argument("--kernel", default=None, help="Jupyter kernel name (default: python3 of this environment)")
-    for name, help_ in (("validate", "check every cell's parameters; run nothing"), ("plan", "list the cells")):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("params")
+    sub.add_parser("validate", help="check every cell's parameters; run nothing").add_argument("params")
+    p = sub.add_parser("plan", help="list the cells")
+    p.add_argument("params")
     p.add_argument("--outputs", default=None, help="outputs directory whose finished notebooks `run` would keep "
                                                    "(default: <repo>/outputs); each cell is marked 'kept' or 'to run'")
     b = sub.add_parser("backbones", help="build the packaged offline backbones into $XLRM_CACHE")

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import checks
 from .checks import did_you_mean
 from .langs import TRANSLATED_SUFFIX, code_of
-from .store import PLAN_FILE, PRETRAINED_DIR
+from .store import PLAN_FILE, PRETRAINED_DIR, slug
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
@@ -422,4 +422,4 @@ def _as_list(spec, key, default):
 
 
 def _slug(s) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(s).rstrip("/").split("/")[-1])
+    return slug(str(s).rstrip("/").split("/")[-1])

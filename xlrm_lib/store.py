@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -230,6 +231,16 @@ def _out_of_space_here(e: BaseException, tmp: Path) -> bool:
         return e.errno in (errno.ENOSPC, errno.EDQUOT) and (
             e.filename is None or Path(e.filename).resolve().is_relative_to(tmp.resolve()))
     return type(e).__name__ == "SafetensorError" and ("No space left on device" in str(e) or "StorageFull" in str(e))
+
+
+def slug(text: str) -> str:
+    """``text`` as one file name: every run of characters other than letters, digits, ``_ . -`` becomes ``_`` (a
+    hub id or a path must not nest directories).
+
+    >>> slug("Qwen/Qwen2.5-3B Instruct")
+    'Qwen_Qwen2.5-3B_Instruct'
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
 class LockBusy(Exception):

@@ -87,7 +87,6 @@ def _check_not_a_copy(output_dir) -> None:
 def _resume_command(run: Path) -> str:
     """The ``xlrm run`` that resumes the grid in the run folder ``run`` (its outputs folder is the parent, and
     the run's name, from its ``params.yaml``, must be the folder's), quoted for a shell."""
-    import re
     import shlex
 
     import yaml
@@ -101,7 +100,7 @@ def _resume_command(run: Path) -> str:
     if name == run.name:
         return command
     if not checks.RUN_NAME.fullmatch(run.name):  # no spaces, as in "default copy"
-        plain = re.sub(r"[^A-Za-z0-9_.-]+", "_", run.name).lstrip(".") or "copy"
+        plain = store.slug(run.name).lstrip(".") or "copy"
         moved = run.parent / plain
         return (f"first rename the folder to a plain name and set it as the run's (`mv {shlex.quote(str(run))} "
                 f"{shlex.quote(str(moved))}`, then `run: {plain}` in its params.yaml), then "

@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import re
 import uuid
 from dataclasses import asdict, dataclass, replace
 from numbers import Integral
@@ -41,7 +40,7 @@ from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_b
 from .models import config_files_digest, damaged_model, load_reward_model, resolve_backbone
 from .packing import pack, packed_rewards, packed_training, should_pack, supports_packing
 from .store import (CARD_FILE, atomic_dir, cache_dir, file_digest, file_digest_memo, file_lock, fingerprint,
-                    json_text, library_versions)
+                    json_text, library_versions, slug)
 
 log = logging.getLogger(__name__)
 STAT_NAMES = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "rewards/min", "rewards/max")
@@ -355,8 +354,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
             raise ValueError(f"device = {device!r}; expected a torch device such as 'cpu', 'cuda' or 'cuda:1'") from None
     key_obj = training_key(backbone, pairs, cfg)
     key = fingerprint(key_obj)
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "rm")  # a hub id or path in the name must not nest dirs
-    out = Path(output_dir) if output_dir else cache_dir("models") / f"{slug}-{key}"
+    out = Path(output_dir) if output_dir else cache_dir("models") / f"{slug(name or 'rm')}-{key}"
     if not force and _cache_hit(out, key):  # without the lock: a cache others share read-only is read as before
         return out
     with _one_trainer(out):
@@ -370,8 +368,9 @@ def _one_trainer(out: Path):
     parameters) waits, then takes it from the cache instead of training it again (hours at 3B). Not under
     torchrun / accelerate launch (several processes train one RM together; one waiting would stall the others'
     collectives), and not across hosts unless the filesystem supports ``flock``."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if world_size() > 1:
         return contextlib.nullcontext()
+
     def busy(holder: str, waited: float):
         if not waited:
             log.warning("%s is training %s (the same RM: backbone, pairs and parameters); waiting for it, then "
@@ -548,12 +547,17 @@ def _trained_weights(trainer, cfg: RewardConfig):
     return model, state
 
 
+def world_size() -> int:
+    """How many processes train together (torchrun / accelerate launch set ``WORLD_SIZE``; unset or empty: 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 def launch_settings() -> dict:
     """How this process was launched, where that changes the trained model: ``processes`` (torchrun / accelerate
     set ``WORLD_SIZE``; each takes ``batch_size`` pairs a step) and DeepSpeed (accelerate's environment: ZeRO
     stage, config file's digest; it saves 16-bit weights). Empty for one plain process, so its key is as before."""
     out = {}
-    if (world := int(os.environ.get("WORLD_SIZE", "1") or 1)) > 1:
+    if (world := world_size()) > 1:
         out["processes"] = world
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true", "yes"):
         config = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
