@@ -124,7 +124,7 @@ _NEXT_TURN = re.compile(r"\n\s*User:")  # the plain format's next user turn (for
 
 
 def one_turn(text: str) -> str:
-    """A plain-format sample up to the next ``User:`` turn: a base model without a chat template goes on writing
+    r"""A plain-format sample up to the next ``User:`` turn: a base model without a chat template goes on writing
     the conversation (its own next question, then an answer to that), which the RMs would score as the answer.
 
     >>> one_turn("Water it daily.\n\nUser: And in winter?\n\nAssistant: Less.")
