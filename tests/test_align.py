@@ -673,3 +673,53 @@ def test_a_plain_format_policy_sample_ends_where_it_starts_the_next_user_turn(po
     chat = _tokenizer(chat_template="{% for m in messages %}{{ m['content'] }} {% endfor %}")
     templated = align.generate_candidates(model, chat, PROMPTS.head(1), n=2, cache_dir=tmp_path / "b")
     assert templated["text"].tolist() == [said, "Fine."]
+
+
+# ----------------------------------------------------------------------------------- gaps a mutation review found
+def test_the_sampler_divides_the_logits_by_the_temperature():
+    from xlrm_lib.generate import _SeededSampler
+
+    class Draw:  # a generator that always draws u = 0.2
+        def random(self):
+            return 0.2
+
+    scores = torch.tensor([[0.0, float(np.log(3.0))]])  # p = (1/4, 3/4) at temperature 1
+    pick = lambda t: int(_SeededSampler([Draw()], t, 1.0)(None, scores).argmax())  # noqa: E731
+    assert pick(1.0) == 0  # cdf (0.25, 1): u = 0.2 falls on token 0
+    assert pick(0.5) == 1  # logits x 2: p = (0.1, 0.9), cdf (0.1, 1): token 1 (x 0.5 would give (0.37, 0.63): 0)
+
+
+def test_generate_candidates_takes_top_p_1_and_refuses_no_new_tokens_or_an_unknown_on_empty():
+    empty = pd.DataFrame(columns=["prompt_id", "lang"])
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['prompt'\]"):  # past the sampling checks
+        align.generate_candidates(object(), None, empty, top_p=1.0)
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 1, got 0"):
+        align.generate_candidates(object(), None, empty, max_new_tokens=0)
+    with pytest.raises(ValueError, match="on_empty must be 'raise' or 'drop', got 'skip'"):
+        align.generate_candidates(object(), None, empty, on_empty="skip")
+
+
+def test_generation_cache_key_covers_the_temperature(policy, tmp_path):
+    _gen(policy, tmp_path, temperature=1.0)
+    _gen(policy, tmp_path, temperature=0.5)  # other samples, not the cached ones of temperature 1
+    assert len(list(tmp_path.rglob("*.json"))) == 8
+
+
+def test_samples_stop_at_the_tokenizers_eos_when_the_model_names_none():
+    from types import SimpleNamespace
+
+    from xlrm_lib.generate import _stop_ids
+
+    policy = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=None))
+    assert _stop_ids(policy, SimpleNamespace(eos_token_id=3, pad_token_id=None)) == ({3}, 3)
+    assert _stop_ids(policy, SimpleNamespace(eos_token_id=3, pad_token_id=0)) == ({3}, 0)
+
+
+def test_a_judge_given_as_a_compared_rms_directory_is_refused(tmp_path):
+    from xlrm_lib import study
+
+    (tmp_path / "en").mkdir()
+    (tmp_path / "ko").mkdir()
+    with pytest.raises(ValueError, match="is one of the compared RMs: it would grade itself"):
+        study.best_of_n_study({"en": str(tmp_path / "en"), "ko": str(tmp_path / "ko")}, langs=["en", "ko"],
+                              judge=str(tmp_path / "en"))

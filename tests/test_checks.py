@@ -285,3 +285,16 @@ def test_an_unquoted_no_in_a_language_list_is_told_to_be_quoted():
 def test_an_empty_run_name_is_the_files_name_not_a_folder_named_none(tmp_path):
     (tmp_path / "mini.yaml").write_text("run:\nlangs: [en]\ntrain: {}\n")
     assert grid.load_spec(tmp_path / "mini.yaml")["run"] == "mini"
+
+
+def test_rm_names_are_canonical_with_the_translated_suffix_kept():
+    assert [checks.rm_name(x) for x in ("EN", "kor_Hang", "ES-MT", "es-mt", "eng_Latn-mt", "Skywork-RM")] == [
+        "en", "ko", "es-mt", "es-mt", "en-mt", "Skywork-RM"]
+
+
+def test_a_report_without_an_english_rm_name_and_a_token_classifier_as_an_rm_are_refused(tmp_path):
+    assert notebook_checks.notebook_problems("report", {"english": ""}) == [
+        "english = ''; expected the name of the English RM, e.g. 'en'"]
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForTokenClassification"]}))
+    [problem] = notebook_checks.notebook_problems("evaluate", {"model_dir": str(tmp_path)})
+    assert "is a BertForTokenClassification, not a reward model" in problem

@@ -271,3 +271,33 @@ def test_a_judge_that_ties_most_pairs_is_said_to(tmp_path, monkeypatch, caplog):
         scores = study.evaluate_rm(str(tmp_path), rm_name="biased", eval_source=str(data), eval_langs=["en"],
                                    model_kind="judge")
     assert scores["tie"].all() and "judge biased tied 100% of the pairs" in caplog.text
+
+
+# ----------------------------------------------------------------------------------- gaps a mutation review found
+def test_prompts_of_different_lengths_batch_like_one_at_a_time(tiny_lm):
+    # prompts of unequal length: left padding keeps each row's last real token in the last column
+    tok = _tokenizer()
+    qs, xs, ys = ["w1 ?", "w2 w3 w4 w5 ?", "w6 ?"], ["w7", "w8 w9 w10", "w11"], ["w12", "w13", "w14 w15 w16 w17 w18"]
+    assert len({len(tok(PairwiseLMJudge(None, tok).render(*t)[0])["input_ids"]) for t in zip(qs, xs, ys)}) == 3
+    one = PairwiseLMJudge(tiny_lm, tok, batch_size=1).position_logodds(qs, xs, ys)
+    np.testing.assert_allclose(PairwiseLMJudge(tiny_lm, tok, batch_size=3).position_logodds(qs, xs, ys), one,
+                               atol=1e-4)
+
+
+def test_answers_are_cut_only_past_max_answer_tokens():
+    judge = PairwiseLMJudge(None, _tokenizer(), max_answer_tokens=2, instruction="Pick.")
+    text, _ = judge.render("w1 ?", "w2 w3 w4", "w5 w6")  # A: 3 tokens, cut to 2; B: exactly 2, kept whole
+    assert "[Answer A]\nw2 w3 ...\n\n[Answer B]\nw5 w6\n\n" in text
+
+
+def test_both_spellings_of_a_label_are_pooled():
+    class SpaceTokenizer:  # as SentencePiece/BPE vocabularies: "A" and " A" are two tokens
+        ids, text = {"A": [4], " A": [5], "B": [6], " B": [7]}, {4: "A", 5: " A", 6: "B", 7: " B"}
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": self.ids[text]}
+
+        def decode(self, ids):
+            return "".join(self.text[i] for i in ids)
+
+    assert PairwiseLMJudge(None, SpaceTokenizer()).label_ids() == ([4, 5], [6, 7])

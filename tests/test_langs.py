@@ -110,3 +110,17 @@ def test_normalize_langs_keeps_order_and_drops_duplicates():
     assert normalize_langs([]) == []
     with pytest.raises(ValueError, match="country code"):
         normalize_langs(["en", "kr"])
+
+
+@pytest.mark.parametrize("given, code", [
+    ("zh-MO", "zh-tw"), ("zho_MO", "zh-tw"), ("cmn-TW", "zh-tw"), ("zho-CN", "zh"),  # Macau and Taiwan: Traditional
+    ("nor", "nb"), ("Norwegian", "nb"), ("Kurdish", "ku"),  # a macrolanguage: the variety the table lists first
+])
+def test_chinese_regions_and_macrolanguages(given, code):
+    assert normalize_lang(given) == code
+
+
+def test_sindhi_written_in_india_is_refused_not_mislabelled():
+    with pytest.raises(ValueError, match="unknown language 'sd-IN'"):
+        normalize_lang("sd-IN")
+    assert normalize_lang("sd-PK") == "sd"

@@ -558,3 +558,44 @@ def test_a_cut_short_weight_file_is_damaged_in_any_model_directory(tmp_path):
     assert damaged_model(tmp_path) is None
     weights.write_bytes(weights.read_bytes()[:100])
     assert damaged_model(tmp_path).startswith(f"{weights} is damaged (")
+
+
+def test_hub_commit_of_main_is_the_newest_snapshot_and_another_revision_is_not_guessed(tmp_path, monkeypatch):
+    import os
+
+    from huggingface_hub import constants
+
+    from xlrm_lib import hub
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.delenv(hub.PINS_ENV, raising=False)
+    hub.commit.cache_clear()
+    try:
+        snaps = tmp_path / "models--org--m" / "snapshots"
+        for sha, when in (("2" * 40, 2000), ("1" * 40, 1000)):  # the newer one made first: not the order found
+            (snaps / sha).mkdir(parents=True)
+            os.utime(snaps / sha, (when, when))
+        assert hub.commit("org/m") == "2" * 40
+        assert hub.commit("org/m", revision="v1") is None  # no refs/v1: main's snapshot is not v1's
+        (tmp_path / "models--org--m" / "refs").mkdir()
+        (tmp_path / "models--org--m" / "refs" / "v1").write_text("4" * 40)
+        monkeypatch.setenv(hub.PINS_ENV, json.dumps({"org/m": "3" * 40}))
+        assert hub.commit("org/m") == "3" * 40  # the runner's pin is what main means in this cell...
+        assert hub.commit("org/m", revision="v1") == "4" * 40  # ...not what another named revision means
+    finally:
+        hub.commit.cache_clear()
+
+
+def test_hub_helpers_refuse_a_local_folder_a_branch_name_and_pins_that_are_no_mapping(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from xlrm_lib import hub
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    assert not hub.is_hub_id("org/name") and hub.is_hub_id("org/other")  # a relative folder that exists is local
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    (tmp_path / "models--org--m" / "snapshots" / "main").mkdir(parents=True)
+    assert hub.cached_snapshot("org/m", "model", "main") is None  # a branch name is no commit
+    monkeypatch.setenv(hub.PINS_ENV, json.dumps(["a" * 40]))
+    assert hub.pins() == {}

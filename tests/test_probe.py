@@ -607,3 +607,13 @@ def test_shift_summary_sv_ratio_mean_is_the_mean_over_items():
     r = np.sqrt(5) / (np.sqrt(5) + 1)
     out = shift_summary(base, {}, n_boot=50)
     assert out.loc[0, "sv_ratio_mean"] == pytest.approx((1 + r + 1) / 3)
+
+
+def test_closest_to_base_by_cka_is_the_highest_cka():
+    from xlrm_lib.study import closest_to_base
+
+    summary = pd.DataFrame({"model": ["base", "en", "ko"], "sv_ratio_mean": [0.5, 0.9, 0.6],
+                            "cka_last_layer_vs_base": [1.0, 0.5, 0.9]})
+    got = closest_to_base(summary)
+    assert got["closest_by_cka"] == "ko" and got["rank_by_cka"] == ["ko", "en"]  # 0.9 before 0.5
+    assert got["closest_by_sv_ratio"] == "ko" and got["rank_by_sv_ratio"] == ["ko", "en"]  # |0.1| before |0.4|

@@ -404,3 +404,78 @@ def test_the_header_lists_every_commit_the_runs_cells_read():
                          "hub_commits": [{"org/bench": "a" * 40}, {"org/bench": "b" * 40}]})  # kept cells of a re-cut
     header = report.run_header({"params": {"run": "r"}, "runs": runs}).set_index("field")["value"]
     assert header["hub commits"] == "org/bench@aaaaaaaaaaaa and bbbbbbbbbbbb"
+
+
+# ----------------------------------------------------------------------------------- gaps a mutation review found
+def test_seed_summary_counts_the_runs_whose_interval_excludes_0_each_way():
+    avg = pd.DataFrame({"lang": "average", "backbone": "bb", "seed": [1, 2, 3], "diff": [0.1, -0.1, 0.01],
+                        "ci_low": [0.02, -0.2, -0.05], "ci_high": [0.18, -0.01, 0.07]})
+    row = report.seed_summary({"native": avg}).iloc[0]
+    # seed 1's interval lies above 0, seed 2's below, seed 3's holds 0: one run each way, not 2 and 2
+    assert (row["runs_ci_above_0"], row["runs_ci_below_0"]) == (1, 1)
+
+
+def test_key_numbers_of_one_run_hand_computed():
+    # 8 ko items: en RM 7/8, ko RM 5/8; a 'de' evaluation that no RM was trained for has no diagonal cell
+    rows = (_rows("en", "ko", [1, 1, 1, 1, 1, 1, 1, 0], 42) + _rows("ko", "ko", [1, 1, 1, 1, 1, 0, 0, 0], 42)
+            + _rows("en", "en", [1, 1, 1, 1], 42) + _rows("ko", "en", [1, 1, 1, 1], 42)
+            + _rows("en", "de", [1, 0, 0, 0], 42) + _rows("ko", "de", [1, 1, 0, 0], 42))
+    key = report.tables({"scores": pd.DataFrame(rows)})["key_numbers"]
+    assert key["diagonal"] == {"en": 1.0, "ko": 0.625}  # three decimals: 0.625, not 0.62
+    assert key["english_row"] == {"de": 0.25, "en": 1.0, "ko": 0.875}
+    avg = key["english_minus_native_avg"]
+    assert avg["diff"] == pytest.approx(0.25)
+    assert avg["ci"][0] <= avg["diff"] <= avg["ci"][1]  # [low, high], in that order
+
+
+def test_key_numbers_of_several_seeds_give_the_sample_sd_and_the_run_count():
+    key = report.tables({"scores": _scores(TWO_SEEDS)})["key_numbers"]
+    # diffs +0.50 and -0.25 around 0.125: SD with n - 1 = sqrt(2 x 0.375^2 / 1) = 0.5303
+    assert key["english_minus_native_avg"]["sd"] == pytest.approx(0.5303)
+    t = report.key_numbers_table(key)
+    assert t.loc[0, "sd"] == 53.0 and t.loc[0, "runs"] == 2
+
+
+def test_run_header_says_why_a_translation_was_not_run_and_how_many_cells_were_left_out():
+    rep = {"params": {"run": "x", "translated": [{"from": "en", "to": "es"}, {"from": "en", "to": "de", "backend": "hf"}]},
+           "translations_not_run": [{"from": "en", "to": "es", "backend": "apertium", "why": "no apertium-en-es"}],
+           "ignored": [f"evaluate/c{i}" for i in range(8)]}
+    h = report.run_header(rep).set_index("field")["value"]
+    assert h["translate-train RMs"] == "en->es (apertium; not run: no apertium-en-es), en->de (hf)"
+    assert h["not in this grid or unfinished (left out)"] == (
+        "evaluate/c0, evaluate/c1, evaluate/c2, evaluate/c3, evaluate/c4, evaluate/c5 and 2 more")
+
+
+def test_a_pretrained_model_of_unsaid_kind_is_an_rm_and_a_cell_without_scores_is_skipped(tmp_path):
+    from xlrm_lib import store
+
+    _cell(tmp_path, "evaluate/bb-s42-en", "en", [1, 1, 1, 0], model_dir="/cache/en", pretrained=False)
+    _cell(tmp_path, "pretrained/sky", "sky", [1, 1, 0, 0], model_dir="Org/Sky-RM")  # no model_kind recorded
+    (tmp_path / "evaluate" / "bb-s42-ko").mkdir()  # an evaluate notebook that wrote no scores table
+    store.write_json(tmp_path / "evaluate" / "bb-s42-ko" / "metrics.json", {"kind": "evaluate", "tables": {}})
+    rep = report.collect(tmp_path)
+    assert sorted(rep["scores"]["source"].unique()) == ["en"]
+    assert report.tables(rep)["pretrained"][["name", "kind"]].values.tolist() == [["sky", "rm"]]
+
+
+def test_has_targets_needs_a_target_rm_besides_the_english_one():
+    from xlrm_lib.study import has_targets
+
+    assert not has_targets({"en"}, ["en", "ko"])  # English alone: "en" is no target RM of itself
+    assert has_targets({"en", "ko"}, ["en", "ko"])
+    assert not has_targets({"en", "ko"}, ["ko"], target_fmt="{lang}-mt")
+    assert has_targets({"en", "ko-mt"}, ["ko"], target_fmt="{lang}-mt")
+
+
+def test_align_and_eval_metrics_hand_computed():
+    from xlrm_lib import study
+
+    win = pd.DataFrame({"lang": ["ko", "average"], "win_rate": [0.6, 0.625], "ci_low": [0.4, 0.5],
+                        "ci_high": [0.8, 0.75]})
+    m = study.align_metrics({"headline_native": win, "headline_translated": win[win["lang"] == "ko"]}, seed=42)
+    assert m == {"kind": "align", "seed": 42, "headline_native": {"win_rate": 0.625, "ci": [0.5, 0.75]}}
+    acc = pd.DataFrame({"lang": ["en", "ko", "zh", "ko"], "category": ["overall", "overall", "overall", "chat"],
+                        "accuracy": [0.5, 0.5, 1.0, 0.0]})
+    m = study.eval_metrics(acc, rm_name="en")
+    assert m["overall"] == {"en": 0.5, "ko": 0.5, "zh": 1.0}
+    assert m["mean_overall"] == 0.6667 and "pretrained" not in m  # the mean of the languages, not their median
