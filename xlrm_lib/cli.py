@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def main(argv=None) -> int:
@@ -48,16 +47,15 @@ def main(argv=None) -> int:
 
     try:
         if args.cmd in ("validate", "plan"):
-            spec = runner.load_spec(args.params)
-            if getattr(args, "outputs", None):  # the cells' output_dir parameters (in their keys) name it
-                spec["_outputs"] = str(Path(args.outputs).expanduser().resolve())
+            # the cells' output_dir parameters (in their keys) name the outputs folder
+            spec = grid.with_outputs(runner.load_spec(args.params), getattr(args, "outputs", None))
             missing = grid.unavailable_translations(spec)
             cells = runner.plan(spec, unavailable=missing)
             runner.validate(cells, models=args.cmd == "validate")  # plan previews a grid not downloaded yet
             if args.cmd == "validate":
                 kernels.check_kernel(spec.get("kernel") or "python3")  # as `run` will (--kernel overrides it there)
             if args.cmd == "plan":
-                run_dir = Path(spec.get("_outputs", runner.REPO / "outputs")) / str(spec["run"])
+                run_dir = grid.run_dir(spec)
                 todo = runner.pending(cells, run_dir)
                 for c in cells:
                     print(f"{c.name:45s} {c.notebook.name:28s} deps={len(c.deps)}  "

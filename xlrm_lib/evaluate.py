@@ -178,11 +178,19 @@ def score_pairs(model, tokenizer, pairs, *, batch_size: int = 32, fmt: TextForma
     # of one padded batch can differ by ~1e-9 in float, which would otherwise decide such a pair at random
     same = np.fromiter((c == r for c, r in zip(chosen, rejected)), dtype=bool, count=len(chosen))
     rr = np.where(same, rc, rr)
+    return score_table(pairs, rc, rr, [len(s) for s in chosen], [len(s) for s in rejected], **labels)
+
+
+def score_table(pairs, reward_chosen, reward_rejected, len_chosen, len_rejected, **labels) -> pd.DataFrame:
+    """The per-pair table of :func:`score_pairs` (:data:`SCORE_COLUMNS` + constant ``labels`` columns) from each
+    pair's two rewards and token counts: ``correct`` iff chosen's reward is strictly higher (RewardBench), ``tie``
+    iff they are equal. A generative judge's table is made here too (:mod:`xlrm_lib.judges`)."""
+    rc, rr = np.asarray(reward_chosen), np.asarray(reward_rejected)
     df = pd.DataFrame({
         "id": pairs["id"], "lang": pairs["lang"], "category": pairs["category"], "subset": pairs["subset"],
         "reward_chosen": rc, "reward_rejected": rr, "margin": rc - rr, "correct": rc > rr, "tie": rc == rr,
-        "len_chosen": [len(s) for s in chosen], "len_rejected": [len(s) for s in rejected],
-    })
+        "len_chosen": list(len_chosen), "len_rejected": list(len_rejected),
+    })[SCORE_COLUMNS]
     for k, v in labels.items():
         df[k] = v
     return df

@@ -119,6 +119,18 @@ def repo_path(value) -> Path:
     return (path if path.is_absolute() else REPO / path).resolve()
 
 
+def with_outputs(spec: dict, outputs_dir) -> dict:
+    """``spec`` whose runs go under ``outputs_dir`` (``--outputs``; absolute: the kernels run in the repository,
+    where a relative path would mean another folder), for :func:`run_dir`; ``None`` keeps it as it is."""
+    return {**spec, "_outputs": str(Path(outputs_dir).expanduser().resolve())} if outputs_dir else spec
+
+
+def run_dir(spec: dict) -> Path:
+    """The run folder of ``spec``: ``<outputs>/<run>`` (``outputs`` from :func:`with_outputs`, default
+    ``<repo>/outputs``)."""
+    return Path(spec.get("_outputs", REPO / "outputs")) / str(spec["run"])
+
+
 # ----------------------------------------------------------------------------------- planning
 def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> list[Cell]:
     """Expand a spec into cells in dependency order (see the module docstring for the format).
@@ -129,8 +141,8 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
 
     nb_dir = Path(notebooks_dir or spec.get("notebooks_dir") or REPO / "notebooks")
     nb = lambda stage: nb_dir / f"{NOTEBOOKS[stage]}.ipynb"  # noqa: E731
-    run_dir = Path(spec.get("_outputs", REPO / "outputs")) / str(spec["run"])
-    _check_run_folder(spec, run_dir)
+    folder = run_dir(spec)
+    _check_run_folder(spec, folder)
     backbones, seeds, langs, eval_langs, gpus = _grid_axes(spec)
     translated = spec.get("translated") or []
     grid_keys = {"backbone": "backbones", "seed": "seeds", "train_lang": "langs", "rm_name": "langs",
@@ -152,7 +164,7 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
     cells: list[Cell] = []
 
     def add(stage, name, params, deps=(), inputs=None, after=()):
-        out = run_dir / name
+        out = folder / name
         cells.append(Cell(name, stage, nb(stage), {**params, "output_dir": str(out)}, list(deps), inputs or {},
                           0.0 if stage == "report" else gpus, list(after)))  # the report only reads tables
 
@@ -208,7 +220,7 @@ def plan(spec: dict, *, notebooks_dir=None, unavailable: list | None = None) -> 
         report = section("report")
         if "english" in report:  # an RM name: a language (any spelling), or one with the translated suffix
             report["english"] = _rm_name(report["english"], {rm for group in rms_by_group.values() for rm in group})
-        add("report", "report", {**report, "run_dir": str(run_dir)}, deps=[c.name for c in cells])
+        add("report", "report", {**report, "run_dir": str(folder)}, deps=[c.name for c in cells])
         cells[-1].partial = True  # a failed notebook (an off-the-shelf model that does not fit, say) leaves the
         # report of what finished: its header names what is left out, and the run still exits non-zero
     twice = sorted({c.name for c in cells if sum(d.name == c.name for d in cells) > 1})

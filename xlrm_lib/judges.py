@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from .arch import position_limit
-from .evaluate import SCORE_COLUMNS
+from .evaluate import score_table
 from .formatting import as_messages, chat_text, forward_kwargs, pad_batch
 
 INSTRUCTION = ("Which answer to the question is better: more helpful, correct, harmless and on topic? "
@@ -188,17 +188,9 @@ class PairwiseLMJudge:
             raise ValueError("no pairs to judge")
         chosen, rejected = list(pairs["chosen"]), list(pairs["rejected"])
         d = self.compare([question_text(p) for p in pairs["prompt"]], chosen, rejected)
-        rc, rr = d, -d
         n_chosen, n_rejected = ([len(ids) for ids in self.tokenizer(t, add_special_tokens=False)["input_ids"]]
                                 for t in (chosen, rejected))
-        df = pd.DataFrame({
-            "id": pairs["id"], "lang": pairs["lang"], "category": pairs["category"], "subset": pairs["subset"],
-            "reward_chosen": rc, "reward_rejected": rr, "margin": rc - rr, "correct": rc > rr, "tie": rc == rr,
-            "len_chosen": n_chosen, "len_rejected": n_rejected,
-        })[SCORE_COLUMNS]
-        for k, v in labels.items():
-            df[k] = v
-        return df
+        return score_table(pairs, d, -d, n_chosen, n_rejected, **labels)
 
 
 def load_judge(model, *, name: str | None = None, bf16: bool = False, batch_size: int = 8) -> PairwiseLMJudge:

@@ -282,13 +282,12 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     if jobs is not None and jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     _DIGEST.clear()  # the library as it is now (a session that runs again after an edit)
-    spec = load_spec(spec_or_path) if not isinstance(spec_or_path, dict) else dict(spec_or_path)
-    if outputs_dir:  # kernels run in the repository: a relative path would mean another folder to them
-        spec["_outputs"] = str(Path(outputs_dir).expanduser().resolve())
+    spec = grid.with_outputs(load_spec(spec_or_path) if not isinstance(spec_or_path, dict) else dict(spec_or_path),
+                             outputs_dir)
     missing = grid.unavailable_translations(spec)  # once: plan leaves them out, the summary names them
     cells = plan(spec, unavailable=missing)
     jobs = jobs or (1 if executor == "local" else max(1, len(cells)))
-    run_dir = Path(spec.get("_outputs", REPO / "outputs")) / str(spec["run"])
+    run_dir = grid.run_dir(spec)
     if only:
         stages = set(only)
         absent = sorted(st for st in stages if spec.get(st) is None)
