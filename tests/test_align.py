@@ -243,8 +243,9 @@ def test_empty_generations_raise_or_drop(tmp_path):
     model.lm_head.register_forward_hook(lambda mod, inp, out: out.index_fill(-1, torch.tensor([EOS]), 1e4))
     with pytest.raises(ValueError, match=r"8 empty generation\(s\) of 8"):
         align.generate_candidates(model, _tokenizer(), PROMPTS.iloc[:2], n=4, cache_dir=tmp_path, max_new_tokens=3)
-    assert align.generate_candidates(model, _tokenizer(), PROMPTS.iloc[:2], n=4, cache_dir=tmp_path,
-                                     max_new_tokens=3, on_empty="drop").empty
+    with pytest.raises(ValueError, match=r"no prompt kept 2 non-empty samples of the policy .*raise max_new_tokens"):
+        align.generate_candidates(model, _tokenizer(), PROMPTS.iloc[:2], n=4, cache_dir=tmp_path, max_new_tokens=3,
+                                  on_empty="drop")  # dropped, nothing is left to pick among
 
 
 def test_policy_prompt_uses_the_chat_template_when_there_is_one():
@@ -723,3 +724,46 @@ def test_a_judge_given_as_a_compared_rms_directory_is_refused(tmp_path):
     with pytest.raises(ValueError, match="is one of the compared RMs: it would grade itself"):
         study.best_of_n_study({"en": str(tmp_path / "en"), "ko": str(tmp_path / "ko")}, langs=["en", "ko"],
                               judge=str(tmp_path / "en"))
+
+
+@pytest.fixture(scope="module")
+def bon(policy, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("bon")
+    model, tok = policy
+    model.save_pretrained(tmp_path / "policy")
+    tok.save_pretrained(tmp_path / "policy")
+    dirs = {}
+    for seed, name in enumerate(["en", "ko", "judge"]):
+        torch.manual_seed(seed)
+        LlamaForSequenceClassification(_config(num_labels=1, initializer_range=0.2)).save_pretrained(tmp_path / name)
+        _tokenizer().save_pretrained(tmp_path / name)
+        dirs[name] = str(tmp_path / name)
+    args = dict(langs=["en", "ko"], source=str(_parallel_pairs(tmp_path / "pairs.jsonl")), n=2,
+                policy=str(tmp_path / "policy"), judge=dirs["judge"], max_new_tokens=4, temperature=1.0, top_p=0.9,
+                seed=0, batch_size=8)
+    return tmp_path, {k: dirs[k] for k in ("en", "ko")}, args
+
+
+def test_a_prompt_left_with_one_sample_is_dropped_not_the_whole_best_of_n(bon, monkeypatch, caplog):
+    # study passes on_empty="drop", yet a (prompt, lang) left with < 2 samples (a plain-format sample cut to ""
+    # at its own "User:" turn) made align refuse every candidate; the samples are cached, so each rerun fails too
+    from xlrm_lib import generate, study
+
+    tmp_path, rms, args = bon
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache1"))
+    monkeypatch.setattr(generate, "_sample", lambda model, tok, texts, specials, **kw: [
+        ["w5", "\n\nUser: w9 ?"] if i == 0 else ["w5", "w6 w7"] for i, _ in enumerate(texts)])
+    tables = study.best_of_n_study(rms, **args)
+    picks = tables["picks"]
+    assert ("a", "en") not in set(zip(picks["prompt_id"], picks["lang"]))
+    assert len(set(zip(picks["prompt_id"], picks["lang"]))) == 5
+
+
+def test_a_policy_whose_samples_are_all_empty_is_an_error_naming_it(bon, monkeypatch):
+    from xlrm_lib import generate, study
+
+    tmp_path, rms, args = bon
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache2"))
+    monkeypatch.setattr(generate, "_sample", lambda model, tok, texts, specials, **kw: [["", " "] for _ in texts])
+    with pytest.raises(ValueError, match=r"policy.*max_new_tokens"):  # was: "candidates: no rows"
+        study.best_of_n_study(rms, **args)

@@ -420,7 +420,7 @@ def test_a_lock_held_for_a_moment_is_waited_for_and_one_held_on_times_out(tmp_pa
 
 @pytest.mark.parametrize("text, said", [
     ("4242 node3", "process 4242 on node3"),
-    ("4242", "process 4242 on this host"),            # written before locks named their host
+    ("4242", "process 4242 (host not recorded)"),     # written before locks named their host: maybe another node
     (f"4242 {socket.gethostname()}", "process 4242 on this host"),
     ("", "an unknown process"), ("garbage here", "an unknown process"),
 ])
@@ -509,3 +509,13 @@ def test_an_rm_a_run_names_by_a_path_relative_to_the_repository_is_kept(cache, t
     _used_by(outputs, "de", os.path.relpath(old, caches.REPO))
     monkeypatch.chdir(tmp_path)
     assert old not in caches.prune_plan([outputs, other])
+
+
+def test_a_lock_file_without_a_host_does_not_claim_this_host(monkeypatch):
+    # "4242" was written by an older xlrm, maybe on another node of a shared filesystem: this host's pid 4242 is
+    # another process, and `kill -CONT 4242` would be advice about it
+    real = store.Path.read_text
+    monkeypatch.setattr(store.Path, "read_text", lambda self, *a, **k: (
+        "4242 (sleep) T 1 2 3" if str(self) == "/proc/4242/stat" else real(self, *a, **k)))
+    said = store.lock_holder("4242")
+    assert "this host" not in said and "kill -CONT" not in said and "4242" in said

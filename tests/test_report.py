@@ -479,3 +479,9 @@ def test_align_and_eval_metrics_hand_computed():
     m = study.eval_metrics(acc, rm_name="en")
     assert m["overall"] == {"en": 0.5, "ko": 0.5, "zh": 1.0}
     assert m["mean_overall"] == 0.6667 and "pretrained" not in m  # the mean of the languages, not their median
+
+
+def test_the_header_names_the_sampling_settings_it_was_given():
+    align = {"policy": "Qwen/Qwen2.5-7B-Instruct", "n": 8, "max_new_tokens": 512, "top_p": 0.8, "judge": "x/y"}
+    h = report.run_header({"params": {"run": "r", "align": align}}).set_index("field")["value"]
+    assert "max_new_tokens 512" in h["best-of-n"] and "top_p 0.8" in h["best-of-n"]

@@ -1565,3 +1565,12 @@ def test_an_unreachable_ray_address_is_refused_at_once_not_after_minutes_of_retr
     with pytest.raises(runner.ParamError, match=rf"cannot reach the Ray cluster at RAY_ADDRESS=127.0.0.1:{port} "
                                                 r"\(ConnectionRefusedError: Connection refused\); check the address"):
         runner._executor("ray", 1)
+
+
+def test_validate_and_the_kernel_read_the_same_parameter_names(tmp_path):
+    # `a = b = 1` or `c: int` declare names the kernel's check (injected_problems) accepts; validate called them
+    # unknown parameters
+    source = "lr = 1e-4\na = b = 1\n"
+    assert preflight.injected_problems(source, "# Parameters\na = 2\n") == []
+    _nb(tmp_path / "report.ipynb", source, "pass")
+    runner.validate([runner.Cell("r", "report", tmp_path / "report.ipynb", {"a": 2})], models=False)

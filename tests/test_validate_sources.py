@@ -524,3 +524,22 @@ def test_the_paper_grid_plans_offline_with_its_best_of_n_policy(capsys, monkeypa
     out = capsys.readouterr().out
     assert "align/Llama-3.2-3B-Instruct-s42" in out and "26 notebook executions, parameters valid" in out
     assert "note: align.policy = 'Qwen/Qwen2.5-7B-Instruct' is not a local directory and not in the local hub" in out
+
+
+def test_prompts_without_a_policy_is_refused_not_ignored():
+    # best_of_n_study draws benchmark pools when policy is "": a prompt file given without one was silently unused
+    problems = notebook_checks.notebook_problems("align", {"langs": ["en"], "prompts": "my_prompts.jsonl"})
+    assert problems and "policy" in problems[0] and "my_prompts.jsonl" in problems[0]
+
+
+def test_validate_finds_a_policy_source_that_is_not_parallel(tmp_path):
+    # the pools' parallelism is checked before the RMs train; a policy's item prompts failed only in the kernel
+    f = tmp_path / "pairs.jsonl"
+    f.write_text("".join(json.dumps({"id": f"{lang}{k}", "lang": lang, "category": "chat", "prompt": f"q{k}",
+                                     "chosen": f"a{k}", "rejected": f"b{k}"}) + "\n"
+                         for lang in ("en", "ko") for k in range(12)))
+    cell = runner.Cell("align", "align", REPO / "notebooks" / "alignment.ipynb",
+                       {"langs": ["en", "ko"], "seed": 0, "source": str(f), "policy": "gemma3-270m",
+                        "judge": "gemma3-270m", "judge_kind": "judge"}, inputs={"rm_dirs": {"en": "train/x"}})
+    with pytest.raises(runner.ParamError, match="not parallel"):
+        runner.validate([cell], models=False)

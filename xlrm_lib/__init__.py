@@ -1,7 +1,7 @@
 """xlrm: cross-lingual transfer of reward models, as a library behind a papermill notebook suite.
 
-Modules, one concern each (README.md, "The library", says what each holds); the lower layers import none of
-the higher ones:
+Modules, one concern each (README.md, "The library", says what each holds), lower layers first (``study``
+also calls ``notebook_checks`` and ``preflight``'s parameter checks, for a notebook run by hand):
 
 - values and files: ``langs``, ``checks``, ``store``, ``hub``, ``backbones``, ``arch``
 - models and text: ``models``, ``formatting``, ``packing``, ``compiling``

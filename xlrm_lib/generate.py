@@ -118,7 +118,7 @@ class _SeededSampler:
         return torch.full_like(scores, float("-inf")).scatter_(-1, token, 0.0)
 
 
-GENERATOR_VERSION = 3  # part of the sample cache key: bump when sampling or cutting changes (3: one turn)
+GENERATOR_VERSION = 2  # part of the sample cache key: bump when sampling or cutting changes
 
 _NEXT_TURN = re.compile(r"\n\s*User:")  # the plain format's next user turn (formatting.TextFormat("plain"))
 
@@ -187,7 +187,8 @@ def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4,
     cache_dir : where samples are kept, one JSON file per prompt keyed by (model fingerprint, rendered prompt,
         n, max_new_tokens, temperature, top_p, seed, EOS and pad ids); default ``$XLRM_CACHE/generations``. A second call with
         the same key generates nothing.
-    on_empty : ``"raise"`` (default) on an empty generation, or ``"drop"`` those candidates with a warning.
+    on_empty : ``"raise"`` (default) on an empty generation, or ``"drop"`` those candidates with a warning (and a
+        (prompt, language) left with one sample: nothing to pick among; none left at all is an error).
     """
     if int(n) < 2:
         raise ValueError(f"best-of-n needs n >= 2 candidates per prompt, got n={n}")
@@ -212,7 +213,9 @@ def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4,
     rendered = [policy_prompt(tokenizer, p) for p in prompts["prompt"]]
     eos_ids, pad = _stop_ids(policy, tokenizer)  # they cut the samples, so they are part of what is cached
     stops = {"eos": sorted(int(i) for i in eos_ids), "pad": int(pad), "version": GENERATOR_VERSION}
-    keys = [fingerprint({"model": fp, "prompt": text, **params, **stops}) for text, _ in rendered]
+    # a plain-format sample is cut at its next "User:" turn (one_turn): a key of its own, chat samples keep theirs
+    keys = [fingerprint({"model": fp, "prompt": text, **params, **stops, **({"cut": "one_turn"} if plain else {})})
+            for text, plain in rendered]
     first: dict[str, int] = {}  # a prompt repeated in the table is generated once
     for i, key in enumerate(keys):
         first.setdefault(key, i)
@@ -238,10 +241,19 @@ def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4,
     if empty.any():
         where = out.loc[empty, KEY].drop_duplicates().itertuples(index=False)
         msg = (f"{int(empty.sum())} empty generation(s) of {len(out)}, e.g. (prompt_id, lang) "
-               f"{[tuple(w) for w in list(where)[:5]]}: the policy stopped at once (check its EOS and chat "
-               "template, or raise max_new_tokens)")
+               f"{[tuple(w) for w in list(where)[:5]]}: the policy stopped at once, or (without a chat template) "
+               "began with a next 'User:' turn (check its EOS and chat template, or raise max_new_tokens)")
         if on_empty == "raise":
             raise ValueError(msg + "; pass on_empty='drop' to drop them")
         log.warning("%s; dropped", msg)
         out = out[~empty].reset_index(drop=True)
+        alone = out.groupby(KEY)["cand_id"].transform("size") < 2  # nothing to pick among
+        if alone.all():
+            raise ValueError(f"no prompt kept 2 non-empty samples of {getattr(policy, 'name_or_path', '') or 'the policy'}"
+                             " (the policy stops at once or writes only a next 'User:' turn): give it a chat template "
+                             "(an instruction-tuned model), raise max_new_tokens, or use another policy")
+        if alone.any():
+            log.warning("%d (prompt_id, lang) left with one sample: dropped (best-of-n picks among 2 or more)",
+                        int(alone.sum()))
+            out = out[~alone].reset_index(drop=True)
     return out

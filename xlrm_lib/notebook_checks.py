@@ -106,6 +106,9 @@ def _align(p: dict, cwd) -> None:
 
     langs = languages("langs", p.get("langs", ["en"]))
     policy = p.get("policy") or ""
+    if p.get("prompts") and not policy:  # pools come from the benchmark's answers: the file would go unread
+        raise ValueError(f"prompts = {p['prompts']!r} needs a policy to answer them (policy: a causal LM, e.g. "
+                         "'gemma3-270m' or a hub id); without one best-of-n draws its candidates from source's pools")
     if not policy or not p.get("prompts"):  # the prompts (with a policy) or the pools come from the benchmark
         check_source(_seen_from(p.get("source", "embedded"), cwd), p.get("split", "test"), name="source", langs=langs)
     if policy:

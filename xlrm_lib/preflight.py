@@ -65,21 +65,25 @@ def read_parameters_cell(source: str) -> tuple[dict, str]:
     import io
     import tokenize
 
+    lines = source.splitlines()
+    magics = [line for line in lines if line.lstrip().startswith(("%", "!"))]  # IPython's, not Python
+    source = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in lines)
     tree = ast.parse(source)
     comments = {tok.start[0]: tok.string.lstrip("#").strip()
                 for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
-    out, other = {}, []
+    out, other = {}, magics
     for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) and node.value is not None else \
-            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
-        if not isinstance(target, ast.Name):
+        targets = [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else \
+            node.targets if isinstance(node, ast.Assign) else []
+        if not targets or not all(isinstance(t, ast.Name) for t in targets):  # `a = b = 1` declares both
             other.append(ast.get_source_segment(source, node))
             continue
         value = ast.literal_eval(node.value)
         comment = comments.get(node.lineno) or comments.get(node.end_lineno) or ""
         annotation = ast.unparse(node.annotation) if isinstance(node, ast.AnnAssign) else None
-        out[target.id] = {"default": value, "type": annotation or type(value).__name__,  # "Union[bool, str]": either
-                          "required": "required" in comment.lower(), "help": comment}
+        for target in targets:
+            out[target.id] = {"default": value, "type": annotation or type(value).__name__,  # "Union[bool, str]"
+                              "required": "required" in comment.lower(), "help": comment}
     return out, "\n".join(other)
 
 
@@ -278,7 +282,9 @@ def _validate(cells: list[Cell], *, models: bool, upstream: list[Cell]) -> None:
                 problems += _parallel_problems(cell, read, loaded)
             elif cell.stage == "align" and values.get("policy") and values.get("prompts"):
                 problems += _prompt_problems(cell, values)
-            elif read and _local_file(read) and cell.stage == "align" and not values.get("policy"):
+            elif read and _local_file(read) and cell.stage == "align" and values.get("policy"):
+                problems += _item_prompt_problems(cell, read, loaded, values)  # the items the policy answers
+            elif read and _local_file(read) and cell.stage == "align":
                 problems += _pool_problems(cell, read, loaded)  # its pools, drawn as the notebook will
             elif read and read[1] == "embedded" and cell.stage == "align" and not values.get("policy") and not \
                     isinstance(embedded := _load_file(reads, *read[1:]), str):  # n above what its categories hold
@@ -411,6 +417,17 @@ def _prompt_problems(cell: Cell, values: dict) -> list[str]:
                               limit=values.get("limit") or None, seed=values.get("seed", 0))
     except (OSError, ValueError) as e:
         return [f"{cell.stage}.prompts = {values['prompts']!r}: {e}"]
+    return []
+
+
+def _item_prompt_problems(cell: Cell, read: tuple, pairs, values: dict) -> list[str]:
+    """A policy's prompts from a file's items that are not parallel (align.item_prompts: cheap, no model)."""
+    from .align import item_prompts
+
+    try:
+        item_prompts(pairs, limit=values.get("limit") or None, seed=values.get("seed", 0))
+    except ValueError as e:
+        return [f"{cell.stage}.{read[0]} = {read[1]!r}: {e}"]
     return []
 
 

@@ -255,15 +255,18 @@ def lock_holder(text: str) -> str:
     """Who holds a lock, from its file's ``"<pid> <host>"`` (:func:`file_lock` writes it): ``'process 4242 on
     node3'``; on this host, whether that process is stopped (Ctrl-Z: it holds the lock and does nothing)."""
     pid, _, host = text.strip().partition(" ")
+    host = host.strip()
     if not pid.isdigit():
         return "an unknown process"
-    if host and host != socket.gethostname():
+    if not host:  # an older xlrm's lock file: perhaps another node's process (this host's pid is another one)
+        return f"process {pid} (host not recorded)"
+    if host != socket.gethostname():
         return f"process {pid} on {host}"
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except (OSError, IndexError):
         state = ""
-    if state in ("T", "t"):
+    if state == "T":
         return f"process {pid} on this host, stopped (Ctrl-Z? resume it with `fg` or `kill -CONT {pid}`, or end it)"
     return f"process {pid} on this host"
 

@@ -355,10 +355,11 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     key_obj = training_key(backbone, pairs, cfg)
     key = fingerprint(key_obj)
     out = Path(output_dir) if output_dir else cache_dir("models") / f"{slug(name or 'rm')}-{key}"
-    if not force and _cache_hit(out, key):  # without the lock: a cache others share read-only is read as before
+    said: set = set()  # a damaged RM's warning, given once though the cache is checked twice
+    if not force and _cache_hit(out, key, said):  # without the lock: a cache others share read-only is read as before
         return out
     with _one_trainer(out):
-        if not force and _cache_hit(out, key, said=True):  # another process trained it while this one waited
+        if not force and _cache_hit(out, key, said):  # another process trained it while this one waited
             return out
         return _train(backbone, pairs, cfg, key_obj, out, device=device, force=force, progress=progress)
 
@@ -485,9 +486,9 @@ def training_key(backbone, pairs, cfg: RewardConfig) -> dict:
     return key_obj
 
 
-def _cache_hit(out: Path, key: str, *, said: bool = False) -> bool:
+def _cache_hit(out: Path, key: str, said: set | None = None) -> bool:
     """Whether ``out`` holds a whole RM trained under ``key``; a ValueError if it holds one of another key.
-    A damaged one is warned about unless ``said`` (checked a second time, under the training lock)."""
+    A damaged one is warned about, unless its message is in ``said`` (where it is added)."""
     if not (out / CARD_FILE).exists():
         return False
     card = read_card(out)
@@ -497,7 +498,10 @@ def _cache_hit(out: Path, key: str, *, said: bool = False) -> bool:
     damaged = damaged_model(out)
     if damaged:
         # (a full disk, a killed copy): every load would fail
-        log.log(logging.DEBUG if said else logging.WARNING, "%s: training it again", damaged)
+        log.log(logging.DEBUG if said is not None and damaged in said else logging.WARNING, "%s: training it again",
+                damaged)
+        if said is not None:
+            said.add(damaged)
         return False
     log.info("cache hit: %s", out)
     return True
