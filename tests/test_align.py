@@ -612,11 +612,9 @@ def test_item_prompts_are_the_items_candidate_pool_draws_in_every_language(tmp_p
         align.item_prompts(pairs, limit=0)
 
 
-def test_best_of_n_study_samples_its_candidates_from_a_policy(policy, tmp_path):
-    # the paper's set-up: a policy samples n answers per prompt, each RM picks one, a held-out judge grades the
-    # picks; it existed only as library functions no notebook or params file could reach
-    from xlrm_lib import study
-
+@pytest.fixture(scope="module")
+def bon(policy, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("bon")
     model, tok = policy
     model.save_pretrained(tmp_path / "policy")
     tok.save_pretrained(tmp_path / "policy")
@@ -626,10 +624,19 @@ def test_best_of_n_study_samples_its_candidates_from_a_policy(policy, tmp_path):
         LlamaForSequenceClassification(_config(num_labels=1, initializer_range=0.2)).save_pretrained(tmp_path / name)
         _tokenizer().save_pretrained(tmp_path / name)
         dirs[name] = str(tmp_path / name)
-    data = str(_parallel_pairs(tmp_path / "pairs.jsonl"))
-    args = dict(langs=["en", "ko"], source=data, n=3, policy=str(tmp_path / "policy"), judge=dirs["judge"],
-                max_new_tokens=4, temperature=1.0, top_p=0.9, seed=0, batch_size=8)
-    rms = {k: dirs[k] for k in ("en", "ko")}
+    args = dict(langs=["en", "ko"], source=str(_parallel_pairs(tmp_path / "pairs.jsonl")), n=2,
+                policy=str(tmp_path / "policy"), judge=dirs["judge"], max_new_tokens=4, temperature=1.0, top_p=0.9,
+                seed=0, batch_size=8)
+    return tmp_path, {k: dirs[k] for k in ("en", "ko")}, args
+
+
+def test_best_of_n_study_samples_its_candidates_from_a_policy(bon):
+    # the paper's set-up: a policy samples n answers per prompt, each RM picks one, a held-out judge grades the
+    # picks; it existed only as library functions no notebook or params file could reach
+    from xlrm_lib import study
+
+    tmp_path, rms, args = bon
+    args, dirs, data = {**args, "n": 3}, {**rms, "judge": args["judge"]}, args["source"]
     tables = study.best_of_n_study(rms, **args)
     # what the library's own steps give: the benchmark's prompts, the policy's samples, each RM's argmax
     prompts = align.item_prompts(load_pairs(data, langs=["en", "ko"], split="test"), seed=0)
@@ -724,24 +731,6 @@ def test_a_judge_given_as_a_compared_rms_directory_is_refused(tmp_path):
     with pytest.raises(ValueError, match="is one of the compared RMs: it would grade itself"):
         study.best_of_n_study({"en": str(tmp_path / "en"), "ko": str(tmp_path / "ko")}, langs=["en", "ko"],
                               judge=str(tmp_path / "en"))
-
-
-@pytest.fixture(scope="module")
-def bon(policy, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("bon")
-    model, tok = policy
-    model.save_pretrained(tmp_path / "policy")
-    tok.save_pretrained(tmp_path / "policy")
-    dirs = {}
-    for seed, name in enumerate(["en", "ko", "judge"]):
-        torch.manual_seed(seed)
-        LlamaForSequenceClassification(_config(num_labels=1, initializer_range=0.2)).save_pretrained(tmp_path / name)
-        _tokenizer().save_pretrained(tmp_path / name)
-        dirs[name] = str(tmp_path / name)
-    args = dict(langs=["en", "ko"], source=str(_parallel_pairs(tmp_path / "pairs.jsonl")), n=2,
-                policy=str(tmp_path / "policy"), judge=dirs["judge"], max_new_tokens=4, temperature=1.0, top_p=0.9,
-                seed=0, batch_size=8)
-    return tmp_path, {k: dirs[k] for k in ("en", "ko")}, args
 
 
 def test_a_prompt_left_with_one_sample_is_dropped_not_the_whole_best_of_n(bon, monkeypatch, caplog):
