@@ -101,6 +101,8 @@ def test_load_parallel_prompts_errors_name_the_problem(tmp_path):
     assert set(align.load_parallel_prompts(_write_prompts(tmp_path / "q.jsonl", rows))["lang"]) == {"en", "ko"}
     with pytest.raises(ValueError, match=r"columns 'kor_Hang' and 'ko' are both language 'ko'; keep one"):
         align.load_parallel_prompts(_write_prompts(tmp_path / "r.jsonl", [{**rows[0], "ko": "질문?"}]))
+    with pytest.raises(ValueError, match=r"s.jsonl: duplicate prompt ids \['1'\]; give every prompt \(row\) an id"):
+        align.load_parallel_prompts(_write_prompts(tmp_path / "s.jsonl", [{"id": 1, "en": "a?"}, {"id": 1, "en": "b?"}]))
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "x_alpacaeval_parallel_13lang.jsonl").exists(), reason="no ../shared/data")

@@ -216,3 +216,10 @@ def test_the_kernels_arguments_ask_for_the_reference_attention(monkeypatch, wind
     got = packing._kernel_attention(q, k, v, cu, max_length, causal=True, scale=None, sliding_window=window)
     ref = packing._reference_attention(q, k, v, cu, causal=True, scale=None, sliding_window=window)
     assert torch.allclose(got, ref, atol=1e-6)
+
+
+def test_pack_names_the_empty_sequence():
+    with pytest.raises(ValueError, match=r"pack\(\) got no sequences"):
+        pack([])
+    with pytest.raises(ValueError, match=r"pack\(\) got empty sequence\(s\) at \[1, 3\]; every sequence needs a token"):
+        pack([[1, 2], [], [3], []])

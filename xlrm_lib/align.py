@@ -83,7 +83,8 @@ def load_parallel_prompts(path, *, langs=None, limit: int | None = None, seed: i
     ids = [str(r.get("id", i)) for i, r in enumerate(records)]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise ValueError(f"{path.name}: duplicate prompt ids {dup[:5]}")
+        raise ValueError(f"{path.name}: duplicate prompt ids {dup[:5]}; give every prompt (row) an id of its own "
+                         "(its translations are columns of the same row)")
     keep = list(range(len(records)))
     if limit is not None:
         limit = positive_int("limit", limit, why="None keeps all")

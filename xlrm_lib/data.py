@@ -537,7 +537,8 @@ def load_pairs(source: str, *, langs: Iterable[str] | str | None = None, split: 
     if kind == "file":
         raw = _file_split(raw, split, name)
     if not raw:
-        raise ValueError(f"{name}: no rows (split={split!r}, langs={langs})")
+        raise ValueError(f"{name}: no rows (split={split!r}, langs={langs}); check that the file or dataset has "
+                         "rows of that split (a file's 'split' column) and language, or give another split")
     _check_columns(raw[0], name)
     default_lang = langs[0] if langs and len(langs) == 1 else None
     rows, bad = [], {}

@@ -58,8 +58,12 @@ def kernel_available() -> bool:
 
 def pack(seqs: list[list[int]]) -> dict:
     """Token-id lists -> ``input_ids``/``position_ids`` ``(1, total)``, ``cu_seq_lens`` (int32), ``max_length``."""
-    if not seqs or any(len(s) == 0 for s in seqs):
-        raise ValueError("pack() needs at least one sequence and no empty sequence")
+    if not seqs:
+        raise ValueError("pack() got no sequences; expected at least one token-id list")
+    empty = [i for i, s in enumerate(seqs) if len(s) == 0]
+    if empty:
+        raise ValueError(f"pack() got empty sequence(s) at {empty[:5]}; every sequence needs a token (a text "
+                         "encoded to nothing: drop it before packing)")
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int32)
     cu = torch.zeros(len(seqs) + 1, dtype=torch.int32)
     cu[1:] = lengths.cumsum(0)

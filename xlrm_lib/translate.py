@@ -588,7 +588,9 @@ def translate_texts(texts: list[str], translator, *, cache_dir=None, batch_size:
                 chunk = missing[i:i + step]
                 out = translator.translate(chunk)
                 if len(out) != len(chunk):
-                    raise RuntimeError(f"backend {translator.name!r} returned {len(out)} texts for {len(chunk)}")
+                    raise RuntimeError(f"backend {translator.name!r} returned {len(out)} texts for {len(chunk)} "
+                                       f"({translator.direction}): a broken installation or model; nothing of this "
+                                       "chunk was cached, so a rerun after fixing the backend starts here")
                 cache.put([(key[s], s, t) for s, t in zip(chunk, out)])
                 done.update(zip(chunk, out))
                 bar.update(len(chunk))
