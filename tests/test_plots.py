@@ -1,6 +1,7 @@
 """Figures draw what their tables hold: axis order, hover text, optional columns (hand-made tables)."""
 
 import pandas as pd
+import pytest
 
 from xlrm_lib.plots import category_bars, english_vs_target_bars, norm_violin, transfer_heatmap, win_rate_bars
 
@@ -51,3 +52,16 @@ def test_every_language_of_the_norms_is_named():
     fig = norm_violin(norms)
     assert fig.layout.showlegend is not False and sorted({t.name for t in fig.data}) == ["ar", "de", "en", "es"]
     assert "last probed layer" in fig.layout.title.text
+
+
+def test_cross_lingual_heatmap_reads_the_probes_table():
+    # the representation-shift notebook drew it with five presentation arguments of its own
+    from xlrm_lib.plots import cross_lingual_heatmap
+
+    table = pd.DataFrame({"lang": ["en", "ko"], "en": [1.0, 0.5], "ko": [0.5, 1.0]})
+    fig = cross_lingual_heatmap(table)
+    assert [list(row) for row in fig.data[0].z] == [[1.0, 0.5], [0.5, 1.0]]
+    assert fig.data[0].colorbar.title.text == "CKA" and fig.layout.xaxis.title.text == "language"
+    assert fig.layout.title.text.startswith("Cross-lingual CKA within the base model")
+    with pytest.raises(ValueError, match="lang"):
+        cross_lingual_heatmap(table.drop(columns="lang"))

@@ -5,7 +5,7 @@
 """
 
 from .align import win_rate_bars  # noqa: F401
-from .probe import cka_by_layer, norm_violin, sv_ratio_box, umap_scatter  # noqa: F401
+from .probe import cka_by_layer, cross_lingual_heatmap, norm_violin, sv_ratio_box, umap_scatter  # noqa: F401
 from .train import training_curves  # noqa: F401
 from .transfer import category_bars, english_vs_target_bars, transfer_heatmap  # noqa: F401
 

@@ -102,3 +102,13 @@ def umap_scatter(coords_df: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(showticklabels=False, title=None, matches=None)
     fig.update_yaxes(showticklabels=False, title=None, matches=None)
     return fig.update_layout(title="UMAP of hidden states (last probed layer)", legend_title_text="language")
+
+
+def cross_lingual_heatmap(table: pd.DataFrame) -> go.Figure:
+    """The base model's CKA between languages (:func:`xlrm_lib.study.representation_shift`'s
+    ``cross_lingual_cka_base``: a ``lang`` column and one column per language), a language x language heatmap."""
+    from .transfer import transfer_heatmap
+
+    _require(table, ["lang"], "cross_lingual_heatmap")
+    return transfer_heatmap(table.set_index("lang"), title="Cross-lingual CKA within the base model (last probed layer)",
+                            x_title="language", y_title="language", hover="%{y} vs %{x}", value_title="CKA")
