@@ -381,7 +381,7 @@ def test_a_judge_that_is_a_compared_rm_is_refused():
     # unnamed, but its scores are RM-A's own rewards: the same model
     a = A.assign(reward=np.arange(len(A), dtype=float))
     own = a[["prompt_id", "lang", "cand_id", "reward"]]
-    with pytest.raises(ValueError, match="RM-A's rewards on every pick"):
+    with pytest.raises(ValueError, match="equal the rewards of RM 'en' on every pick"):
         align.win_rate(a, B, pd.concat([own, own.assign(cand_id=B.cand_id, reward=-1.0)]).drop_duplicates(
             ["prompt_id", "lang", "cand_id"]), n_boot=10)
 
@@ -662,6 +662,9 @@ def test_best_of_n_study_samples_its_candidates_from_a_policy(bon):
         study.best_of_n_study(rms, **{**args, "judge": "gold"})
     with pytest.raises(ValueError, match=r"n = 1; expected an integer >= 2"):
         study.best_of_n_study(rms, **{**args, "n": 1})
+    with pytest.raises(ValueError, match=r"is one of the compared RMs: it would grade itself; use a held-out judge RM "
+                                         r"\(e.g. one trained in another run"):  # the same directory, written otherwise
+        study.best_of_n_study(rms, **{**args, "judge": rms["en"] + "/"})
     with pytest.raises(ValueError, match=r"policy = 'me5-small' is a packaged encoder, not a causal LM"):
         study.best_of_n_study(rms, **{**args, "policy": "me5-small"})
     with pytest.raises(ValueError, match=r"top_p = 1.5; expected a number in \(0, 1\]"):
@@ -758,3 +761,16 @@ def test_a_policy_whose_samples_are_all_empty_is_an_error_naming_it(bon, monkeyp
     monkeypatch.setattr(generate, "_sample", lambda model, tok, texts, specials, **kw: [["", " "] for _ in texts])
     with pytest.raises(ValueError, match=r"policy.*max_new_tokens"):  # was: "candidates: no rows"
         study.best_of_n_study(rms, **args)
+
+
+def test_example_picks_puts_each_rms_pick_beside_its_prompt():
+    picks = pd.DataFrame({
+        "rm": ["en", "en", "en", "ko", "ko", "ko"], "prompt_id": ["b", "a", "c", "b", "a", "c"],
+        "lang": ["ko"] * 6, "cand_id": [0, 1, 0, 1, 1, 0],
+        "text": ["x" * 10, "short", "s", "y", "also short", "t"],
+        "prompt": [[{"role": "user", "content": "Q b?"}], "Q a?", "Q c?", [{"role": "user", "content": "Q b?"}],
+                   "Q a?", "Q c?"]})
+    got = align.example_picks(picks, k=2, width=6)
+    assert got.to_dict("records") == [  # the first 2 ids; texts cut at 6 characters
+        {"prompt_id": "a", "lang": "ko", "prompt": "Q a?", "en": "short", "ko": "also …"},
+        {"prompt_id": "b", "lang": "ko", "prompt": "Q b?", "en": "xxxxx…", "ko": "y"}]

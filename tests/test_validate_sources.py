@@ -543,3 +543,26 @@ def test_validate_finds_a_policy_source_that_is_not_parallel(tmp_path):
                         "judge": "gemma3-270m", "judge_kind": "judge"}, inputs={"rm_dirs": {"en": "train/x"}})
     with pytest.raises(runner.ParamError, match="not parallel"):
         runner.validate([cell], models=False)
+
+
+def test_a_policy_or_judge_lm_directory_that_is_no_causal_lm_is_refused_before_training(tmp_path):
+    # a trained encoder RM's directory given as the policy (or an LM judge) passed validate and failed after every
+    # training and evaluation: "not a complete causal LM: 6 weight(s) would be freshly initialised"
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    (rm / "config.json").write_text('{"architectures": ["BertForSequenceClassification"]}')
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "config.json").write_text('{"architectures": ["Qwen2ForCausalLM"]}')
+    judge = tmp_path / "judge"
+    judge.mkdir()
+    (judge / "config.json").write_text('{"architectures": ["LlamaForSequenceClassification"]}')
+    base = {"langs": ["en"], "judge": str(judge)}
+    said = notebook_checks.notebook_problems("align", {**base, "policy": str(rm)})
+    assert said == [f"policy = '{rm}' is a BertForSequenceClassification, not a causal LM (its config.json says so); "
+                    "a policy sampling the candidates needs a decoder with its LM head (a *ForCausalLM): "
+                    "['gemma3-270m'], a model directory or a hub id 'org/name'"]
+    assert notebook_checks.notebook_problems("align", {**base, "policy": str(lm)}) == []
+    said = notebook_checks.notebook_problems("align", {**base, "policy": str(lm), "judge": str(rm),
+                                                       "judge_kind": "judge"})
+    assert said and said[0].startswith(f"judge = '{rm}' is a BertForSequenceClassification, not a causal LM")

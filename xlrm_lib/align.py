@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 
 from .checks import positive_int
-from .data import read_records
+from .data import prompt_text, read_records
 from .evaluate import model_format, score_texts
-from .formatting import TextFormat, encode, fit_positions
+from .formatting import TextFormat, as_messages, encode, fit_positions
 from .generate import CAND_COLUMNS, KEY, require_columns
 from .generate import generate_candidates, load_policy, policy_prompt  # noqa: F401  (re-exported: the flow's first step)
 from .langs import code_of, normalize_langs
@@ -298,6 +298,21 @@ def pick_origins(picks: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([out[["rm", "picks", *ORIGINS]], pd.DataFrame([expected])], ignore_index=True)
 
 
+def example_picks(picks: pd.DataFrame, k: int = 3, width: int = 200) -> pd.DataFrame:
+    """A few prompts (the first ``k`` ids, in every language) with each RM's pick beside them, texts cut at
+    ``width`` characters: what the win rates are about, to read (e.g. a policy's samples)."""
+    require_columns(picks, ["rm", "prompt_id", "lang", "text", "prompt"], "picks")
+    ids = sorted(pd.unique(picks["prompt_id"]).tolist(), key=str)[:k]
+    rows = picks[picks["prompt_id"].isin(ids)]
+    cut = lambda t: t if len(t) <= width else t[: width - 1] + "…"  # noqa: E731
+    wide = rows.pivot_table(index=["prompt_id", "lang"], columns="rm", values="text", aggfunc="first", sort=False)
+    wide = wide[list(pd.unique(rows["rm"]))].map(lambda t: cut(str(t)))
+    asked = rows.drop_duplicates(["prompt_id", "lang"]).set_index(["prompt_id", "lang"])["prompt"]
+    wide.insert(0, "prompt", [cut(prompt_text(as_messages(asked[i]))) for i in wide.index])
+    return (wide.reset_index().rename_axis(columns=None)
+            .sort_values(["prompt_id", "lang"], key=lambda c: c.astype(str), kind="mergesort").reset_index(drop=True))
+
+
 def random_picks(cands: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """One uniformly random candidate per (prompt_id, lang), ``rm="random"``; the draw depends on
     (seed, prompt_id) only, so a parallel pool gets the same candidate in every language."""
@@ -383,8 +398,9 @@ def judge_outcomes(picks_a: pd.DataFrame, picks_b: pd.DataFrame, judge) -> pd.Da
             own = m.get(f"reward_{side}")
             if own is not None and len(m) > 1 and np.allclose(own.to_numpy(float), sa if side == "a" else sb,
                                                               rtol=1e-6, atol=1e-6):
-                raise ValueError(f"the judge's scores equal RM-{side.upper()}'s rewards on every pick: the judge "
-                                 "is that RM and would grade itself; use a held-out judge RM")
+                rm = _rm_name(picks_a if side == "a" else picks_b)
+                raise ValueError(f"the judge's scores equal the rewards of RM {rm or side.upper()!r} on every "
+                                 "pick: the judge is that RM and would grade itself; use a held-out judge RM")
     elif hasattr(judge, "compare"):
         sa = np.zeros(len(m))
         todo = np.flatnonzero(~same)

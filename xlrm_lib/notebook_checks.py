@@ -115,8 +115,9 @@ def _align(p: dict, cwd) -> None:
         causal_lm("policy", _seen_from(policy, cwd), who="a policy sampling the candidates")
         positive_int("n", p.get("n", 4), minimum=2, why="best-of-n picks among at least 2 samples")
         if p.get("prompts") and not Path(_seen_from(p["prompts"], cwd)).expanduser().is_file():
-            raise ValueError(f"prompts = {p['prompts']!r} is not a file; expected a parallel prompt file (an 'id' "
-                             "and one column per language, .jsonl/.json/.csv), or '' for the prompts of source's items")
+            raise ValueError(f"prompts = {p['prompts']!r} is not a file (a relative path is read from "
+                             f"{cwd or Path.cwd()}); expected a parallel prompt file (an 'id' and one column per "
+                             f"language; {', '.join(sorted(FILE_SUFFIXES))}), or '' for the prompts of source's items")
         finite_number("temperature", p.get("temperature", 0.7), above=0)
         if finite_number("top_p", p.get("top_p", 0.95), above=0) > 1:
             raise ValueError(f"top_p = {p['top_p']!r}; expected a number in (0, 1] (1 samples from every token)")
@@ -193,10 +194,19 @@ def causal_lm(name: str, value, who: str = "a generative judge") -> str:
         raise ValueError(f"{name} = {value!r} is a packaged encoder, not a causal LM; {who} needs a "
                          f"decoder: {list(PACKAGED_CAUSAL_LMS)}, a model directory or a hub id 'org/name'")
     try:
-        return check_backbone(value)
+        checked = check_backbone(value)
     except ValueError:
         raise ValueError(f"{name} = {value!r}; expected a causal LM as {who}: a packaged decoder "
                          f"{list(PACKAGED_CAUSAL_LMS)}, a model directory or a hub id 'org/name'") from None
+    archs = (backbone_config(value) or {}).get("architectures") or [] if str(value) not in PACKAGED else []
+    if isinstance(archs, list) and archs and not any(str(a).endswith(_LM_HEADS) for a in archs):
+        raise ValueError(f"{name} = {str(value)!r} is a {archs[0]}, not a causal LM (its config.json says so); "
+                         f"{who} needs a decoder with its LM head (a *ForCausalLM): {list(PACKAGED_CAUSAL_LMS)}, "
+                         "a model directory or a hub id 'org/name'")
+    return checked
+
+
+_LM_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")  # architectures that generate text
 
 
 def trained_head(name: str, value, cwd=None) -> None:

@@ -524,9 +524,13 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
         temperature=temperature, top_p=top_p))
     if problems:
         raise ValueError(problems[0])
-    if judge != "gold" and (judge in rm_dirs or str(judge) in map(str, rm_dirs.values())):
-        raise ValueError(f"judge {judge!r} is one of the compared RMs: it would grade itself; "
-                         "use 'gold' or a held-out RM")
+    def where(d):  # a directory as written ('rm/' or '~/rm'), resolved
+        return Path(str(d)).expanduser().resolve()
+
+    if judge != "gold" and (judge in rm_dirs or where(judge) in {where(d) for d in rm_dirs.values()}):
+        raise ValueError(f"judge {judge!r} is one of the compared RMs: it would grade itself; use "
+                         + ("a held-out judge RM (e.g. one trained in another run, on other data) or a causal LM "
+                            "with judge_kind 'judge'" if policy else "'gold' or a held-out RM"))
     if not policy:
         pairs = data.load_pairs(source, langs=langs, split=split, drop_bad=drop_bad)
         cands = align.candidate_pool(pairs, n=n, seed=seed, limit=limit or None)
