@@ -585,6 +585,20 @@ def average_rows(table: pd.DataFrame) -> pd.DataFrame:
     return average if len(average) else table
 
 
+def candidate_labels(*, policy: str, prompts: str, source: str, split: str, max_new_tokens: int,
+                     temperature: float, top_p: float) -> dict:
+    """Where best-of-n's candidates came from, for its metrics (every value in effect, defaults included).
+
+    >>> candidate_labels(policy="", prompts="", source="embedded", split="test", max_new_tokens=128,
+    ...                  temperature=0.7, top_p=0.95)
+    {'candidates': 'pools of embedded (test)'}
+    """
+    if not policy:
+        return {"candidates": f"pools of {source} ({split})"}
+    return {"candidates": f"samples of {policy}", "prompts": prompts or f"items of {source} ({split})",
+            "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+
+
 def align_metrics(tables: dict, **labels) -> dict:
     out = {"kind": "align", **labels}
     for name in ("headline_native", "headline_translated"):
