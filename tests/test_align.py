@@ -774,3 +774,12 @@ def test_example_picks_puts_each_rms_pick_beside_its_prompt():
     assert got.to_dict("records") == [  # the first 2 ids; texts cut at 6 characters
         {"prompt_id": "a", "lang": "ko", "prompt": "Q a?", "en": "short", "ko": "also …"},
         {"prompt_id": "b", "lang": "ko", "prompt": "Q b?", "en": "xxxxx…", "ko": "y"}]
+
+
+def test_example_picks_takes_the_first_numbered_ids_in_numeric_order():
+    # a prompt file without an 'id' column numbers its rows "0", "1", ..., "11": sorted as text the "first 3"
+    # were 0, 1 and 10
+    ids = [str(i) for i in range(12)]
+    picks = pd.DataFrame({"rm": "en", "prompt_id": ids, "lang": "en", "cand_id": 0, "text": "t", "prompt": "Q?"})
+    assert align.example_picks(picks, k=3)["prompt_id"].tolist() == ["0", "1", "2"]
+    assert align.example_picks(picks.assign(prompt_id=range(12)), k=3)["prompt_id"].tolist() == [0, 1, 2]

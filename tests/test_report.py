@@ -485,3 +485,10 @@ def test_the_header_names_the_sampling_settings_it_was_given():
     align = {"policy": "Qwen/Qwen2.5-7B-Instruct", "n": 8, "max_new_tokens": 512, "top_p": 0.8, "judge": "x/y"}
     h = report.run_header({"params": {"run": "r", "align": align}}).set_index("field")["value"]
     assert "max_new_tokens 512" in h["best-of-n"] and "top_p 0.8" in h["best-of-n"]
+
+
+def test_full_width_shows_model_text_as_text_not_html():
+    # the alignment notebook shows a policy's samples through full_width: '<think>' or '#include <stdio.h>'
+    # were rendered as HTML tags (hidden), as DataFrame's own HTML never does
+    html = report.full_width(pd.DataFrame({"en": ["<think>hm</think> #include <stdio.h>"]})).to_html()
+    assert "&lt;think&gt;hm&lt;/think&gt; #include &lt;stdio.h&gt;" in html

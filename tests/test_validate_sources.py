@@ -566,3 +566,29 @@ def test_a_policy_or_judge_lm_directory_that_is_no_causal_lm_is_refused_before_t
     said = notebook_checks.notebook_problems("align", {**base, "policy": str(lm), "judge": str(rm),
                                                        "judge_kind": "judge"})
     assert said and said[0].startswith(f"judge = '{rm}' is a BertForSequenceClassification, not a causal LM")
+
+
+@pytest.mark.parametrize("arch, model_type", [("T5ForConditionalGeneration", "t5"),
+                                              ("LlavaForConditionalGeneration", "llava"),
+                                              ("Qwen2VLForConditionalGeneration", "qwen2_vl")])
+def test_a_policy_that_automodelforcausallm_cannot_load_is_refused_at_validate(tmp_path, arch, model_type):
+    # '*ForConditionalGeneration' passed as "generates text", but load_policy's AutoModelForCausalLM refuses an
+    # encoder-decoder or an image-text config ("Unrecognized configuration class"), after every training
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "config.json").write_text(json.dumps({"architectures": [arch], "model_type": model_type}))
+    judge = tmp_path / "judge"
+    judge.mkdir()
+    (judge / "config.json").write_text('{"architectures": ["LlamaForSequenceClassification"]}')
+    said = notebook_checks.notebook_problems("align", {"langs": ["en"], "judge": str(judge), "policy": str(lm)})
+    assert said and said[0].startswith(f"policy = '{lm}' is a {arch}, not a causal LM")
+
+
+def test_a_multimodal_gemma3_that_automodelforcausallm_loads_is_accepted(tmp_path):
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "config.json").write_text('{"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3"}')
+    judge = tmp_path / "judge"
+    judge.mkdir()
+    (judge / "config.json").write_text('{"architectures": ["LlamaForSequenceClassification"]}')
+    assert notebook_checks.notebook_problems("align", {"langs": ["en"], "judge": str(judge), "policy": str(lm)}) == []

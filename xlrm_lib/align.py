@@ -302,7 +302,12 @@ def example_picks(picks: pd.DataFrame, k: int = 3, width: int = 200) -> pd.DataF
     """A few prompts (the first ``k`` ids, in every language) with each RM's pick beside them, texts cut at
     ``width`` characters: what the win rates are about, to read (e.g. a policy's samples)."""
     require_columns(picks, ["rm", "prompt_id", "lang", "text", "prompt"], "picks")
-    ids = sorted(pd.unique(picks["prompt_id"]).tolist(), key=str)[:k]
+    k = positive_int("k", k)
+    clash = sorted({"prompt_id", "lang", "prompt"} & set(map(str, picks["rm"])))
+    if clash:
+        raise ValueError(f"RM name(s) {clash} are example_picks' own columns; rename those RMs")
+    order = lambda i: (0, int(i), "") if str(i).isdigit() else (1, 0, str(i))  # noqa: E731  ("2" before "10")
+    ids = sorted(pd.unique(picks["prompt_id"]).tolist(), key=order)[:k]
     rows = picks[picks["prompt_id"].isin(ids)]
     cut = lambda t: t if len(t) <= width else t[: width - 1] + "…"  # noqa: E731
     wide = rows.pivot_table(index=["prompt_id", "lang"], columns="rm", values="text", aggfunc="first", sort=False)
@@ -310,7 +315,8 @@ def example_picks(picks: pd.DataFrame, k: int = 3, width: int = 200) -> pd.DataF
     asked = rows.drop_duplicates(["prompt_id", "lang"]).set_index(["prompt_id", "lang"])["prompt"]
     wide.insert(0, "prompt", [cut(prompt_text(as_messages(asked[i]))) for i in wide.index])
     return (wide.reset_index().rename_axis(columns=None)
-            .sort_values(["prompt_id", "lang"], key=lambda c: c.astype(str), kind="mergesort").reset_index(drop=True))
+            .sort_values(["prompt_id", "lang"], key=lambda c: c.map(order) if c.name == "prompt_id" else c.astype(str),
+                         kind="mergesort").reset_index(drop=True))
 
 
 def random_picks(cands: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

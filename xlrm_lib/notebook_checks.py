@@ -198,15 +198,30 @@ def causal_lm(name: str, value, who: str = "a generative judge") -> str:
     except ValueError:
         raise ValueError(f"{name} = {value!r}; expected a causal LM as {who}: a packaged decoder "
                          f"{list(PACKAGED_CAUSAL_LMS)}, a model directory or a hub id 'org/name'") from None
-    archs = (backbone_config(value) or {}).get("architectures") or [] if str(value) not in PACKAGED else []
-    if isinstance(archs, list) and archs and not any(str(a).endswith(_LM_HEADS) for a in archs):
+    cfg = (backbone_config(value) or {}) if str(value) not in PACKAGED else {}
+    archs = cfg.get("architectures") or []
+    if isinstance(archs, list) and archs and not _generates(cfg, archs):
         raise ValueError(f"{name} = {str(value)!r} is a {archs[0]}, not a causal LM (its config.json says so); "
                          f"{who} needs a decoder with its LM head (a *ForCausalLM): {list(PACKAGED_CAUSAL_LMS)}, "
                          "a model directory or a hub id 'org/name'")
     return checked
 
 
-_LM_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")  # architectures that generate text
+_LM_HEADS = ("ForCausalLM", "LMHeadModel")  # architectures that generate text
+
+
+def _generates(cfg: dict, archs: list) -> bool:
+    """Whether transformers' AutoModelForCausalLM (what :func:`xlrm_lib.generate.load_policy` uses) loads a model
+    of this config with a trained LM head: its model type is one it maps (T5, Llava: *ForConditionalGeneration it
+    cannot load; Gemma 3's multimodal one it can), an architecture generates, and none is a classifier (load_policy
+    refuses a reward model)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as causal
+
+    kind = cfg.get("model_type")
+    loads = bool(cfg.get("auto_map")) or not isinstance(kind, str) or kind in causal
+    names = [str(a) for a in archs]
+    return (loads and any(a.endswith(_LM_HEADS) or a in causal.values() for a in names)
+            and not any(a.endswith("ForSequenceClassification") for a in names))
 
 
 def trained_head(name: str, value, cwd=None) -> None:

@@ -227,8 +227,9 @@ def or_note(shown, note: str):
 
 def full_width(table: pd.DataFrame):
     """``table`` for display with every value whole (pandas cuts cells at 50 characters: the header's software
-    line lost transformers' version) and left-aligned, without the index."""
-    return table.style.hide(axis="index").set_properties(**{"text-align": "left"})
+    line lost transformers' version) and left-aligned, without the index; text shown as text (a model's
+    ``<think>`` or ``#include <stdio.h>`` is no markup)."""
+    return table.style.format(escape="html").hide(axis="index").set_properties(**{"text-align": "left"})
 
 
 def _read_params(path: Path) -> dict:

@@ -587,7 +587,8 @@ def average_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 def candidate_labels(*, policy: str, prompts: str, source: str, split: str, max_new_tokens: int,
                      temperature: float, top_p: float) -> dict:
-    """Where best-of-n's candidates came from, for its metrics (every value in effect, defaults included).
+    """Where best-of-n's candidates came from and how they were sampled, for its metrics (the values in effect,
+    defaults included; the notebook adds n, limit, seed and bf16).
 
     >>> candidate_labels(policy="", prompts="", source="embedded", split="test", max_new_tokens=128,
     ...                  temperature=0.7, top_p=0.95)
