@@ -545,19 +545,20 @@ def test_validate_finds_a_policy_source_that_is_not_parallel(tmp_path):
         runner.validate([cell], models=False)
 
 
+def _config_dir(path, *archs: str, model_type: str | None = None):
+    """A model directory that holds only its config.json (what the checks read)."""
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"architectures": list(archs),
+                                                  **({"model_type": model_type} if model_type else {})}))
+    return path
+
+
 def test_a_policy_or_judge_lm_directory_that_is_no_causal_lm_is_refused_before_training(tmp_path):
     # a trained encoder RM's directory given as the policy (or an LM judge) passed validate and failed after every
     # training and evaluation: "not a complete causal LM: 6 weight(s) would be freshly initialised"
-    rm = tmp_path / "rm"
-    rm.mkdir()
-    (rm / "config.json").write_text('{"architectures": ["BertForSequenceClassification"]}')
-    lm = tmp_path / "lm"
-    lm.mkdir()
-    (lm / "config.json").write_text('{"architectures": ["Qwen2ForCausalLM"]}')
-    judge = tmp_path / "judge"
-    judge.mkdir()
-    (judge / "config.json").write_text('{"architectures": ["LlamaForSequenceClassification"]}')
-    base = {"langs": ["en"], "judge": str(judge)}
+    rm = _config_dir(tmp_path / "rm", "BertForSequenceClassification")
+    lm = _config_dir(tmp_path / "lm", "Qwen2ForCausalLM")
+    base = {"langs": ["en"], "judge": str(_config_dir(tmp_path / "judge", "LlamaForSequenceClassification"))}
     said = notebook_checks.notebook_problems("align", {**base, "policy": str(rm)})
     assert said == [f"policy = '{rm}' is a BertForSequenceClassification, not a causal LM (its config.json says so); "
                     "a policy sampling the candidates needs a decoder with its LM head (a *ForCausalLM): "
@@ -566,6 +567,9 @@ def test_a_policy_or_judge_lm_directory_that_is_no_causal_lm_is_refused_before_t
     said = notebook_checks.notebook_problems("align", {**base, "policy": str(lm), "judge": str(rm),
                                                        "judge_kind": "judge"})
     assert said and said[0].startswith(f"judge = '{rm}' is a BertForSequenceClassification, not a causal LM")
+    both = _config_dir(tmp_path / "both", "LlamaForSequenceClassification", "LlamaForCausalLM")  # load_policy refuses it
+    assert notebook_checks.notebook_problems("align", {**base, "policy": str(both)})[0].startswith(
+        f"policy = '{both}' is a LlamaForSequenceClassification, not a causal LM")
 
 
 @pytest.mark.parametrize("arch, model_type", [("T5ForConditionalGeneration", "t5"),
@@ -574,21 +578,13 @@ def test_a_policy_or_judge_lm_directory_that_is_no_causal_lm_is_refused_before_t
 def test_a_policy_that_automodelforcausallm_cannot_load_is_refused_at_validate(tmp_path, arch, model_type):
     # '*ForConditionalGeneration' passed as "generates text", but load_policy's AutoModelForCausalLM refuses an
     # encoder-decoder or an image-text config ("Unrecognized configuration class"), after every training
-    lm = tmp_path / "lm"
-    lm.mkdir()
-    (lm / "config.json").write_text(json.dumps({"architectures": [arch], "model_type": model_type}))
-    judge = tmp_path / "judge"
-    judge.mkdir()
-    (judge / "config.json").write_text('{"architectures": ["LlamaForSequenceClassification"]}')
+    lm = _config_dir(tmp_path / "lm", arch, model_type=model_type)
+    judge = _config_dir(tmp_path / "judge", "LlamaForSequenceClassification")
     said = notebook_checks.notebook_problems("align", {"langs": ["en"], "judge": str(judge), "policy": str(lm)})
     assert said and said[0].startswith(f"policy = '{lm}' is a {arch}, not a causal LM")
 
 
 def test_a_multimodal_gemma3_that_automodelforcausallm_loads_is_accepted(tmp_path):
-    lm = tmp_path / "lm"
-    lm.mkdir()
-    (lm / "config.json").write_text('{"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3"}')
-    judge = tmp_path / "judge"
-    judge.mkdir()
-    (judge / "config.json").write_text('{"architectures": ["LlamaForSequenceClassification"]}')
+    lm = _config_dir(tmp_path / "lm", "Gemma3ForConditionalGeneration", model_type="gemma3")
+    judge = _config_dir(tmp_path / "judge", "LlamaForSequenceClassification")
     assert notebook_checks.notebook_problems("align", {"langs": ["en"], "judge": str(judge), "policy": str(lm)}) == []
