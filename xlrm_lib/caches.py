@@ -127,7 +127,8 @@ def _written(model_dir: Path) -> float:
 
 
 def live_runs(outputs_dirs) -> list[str]:
-    """The run folders under ``outputs_dirs`` an ``xlrm run`` is using now (it holds their ``.lock``), with who runs it."""
+    """The run folders under ``outputs_dirs`` an ``xlrm run`` is using now (it holds their ``.lock``), with who
+    runs it."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no advisory locks (the runner takes none either)

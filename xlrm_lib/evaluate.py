@@ -59,8 +59,8 @@ def score_texts(model, tokenizer, seqs: list[list[int]], *, batch_size: int = 32
     """Rewards ``(n,)`` of token-id sequences, batched by length (sorted), no gradients.
 
     ``bf16=True`` runs the forward under bfloat16 autocast: faster on a CPU with AMX (README.md, Performance), but
-    rewards move by ~1e-2, so the exact (fp32) path is the default. With ``bf16=True`` a decoder RM on a CUDA GPU is scored
-    padding-free (:mod:`xlrm_lib.packing`, the flash variable-length kernel).
+    rewards move by ~1e-2, so the exact (fp32) path is the default. With ``bf16=True`` a decoder RM on a CUDA GPU
+    is scored padding-free (:mod:`xlrm_lib.packing`, the flash variable-length kernel).
 
     ``cache=True`` reuses and records rewards in the model's :class:`xlrm_lib.reward_cache.RewardCache` (an RM
     loaded unchanged from its xlrm directory; other models are scored as usual): a sequence this RM already

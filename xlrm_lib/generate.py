@@ -249,9 +249,10 @@ def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4,
         out = out[~empty].reset_index(drop=True)
         alone = out.groupby(KEY)["cand_id"].transform("size") < 2  # nothing to pick among
         if alone.all():
-            raise ValueError(f"no prompt kept 2 non-empty samples of {getattr(policy, 'name_or_path', '') or 'the policy'}"
-                             " (the policy stops at once or writes only a next 'User:' turn): give it a chat template "
-                             "(an instruction-tuned model), raise max_new_tokens, or use another policy")
+            name = getattr(policy, "name_or_path", "") or "the policy"
+            raise ValueError(f"no prompt kept 2 non-empty samples of {name} (the policy stops at once or writes "
+                             "only a next 'User:' turn): give it a chat template (an instruction-tuned model), raise "
+                             "max_new_tokens, or use another policy")
         if alone.any():
             log.warning("%d (prompt_id, lang) left with one sample: dropped (best-of-n picks among 2 or more)",
                         int(alone.sum()))

@@ -524,6 +524,7 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
         temperature=temperature, top_p=top_p))
     if problems:
         raise ValueError(problems[0])
+
     def where(d):  # a directory as written ('rm/' or '~/rm'), resolved
         return Path(str(d)).expanduser().resolve()
 

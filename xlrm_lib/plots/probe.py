@@ -110,5 +110,6 @@ def cross_lingual_heatmap(table: pd.DataFrame) -> go.Figure:
     from .transfer import transfer_heatmap
 
     _require(table, ["lang"], "cross_lingual_heatmap")
-    return transfer_heatmap(table.set_index("lang"), title="Cross-lingual CKA within the base model (last probed layer)",
+    return transfer_heatmap(table.set_index("lang"),
+                            title="Cross-lingual CKA within the base model (last probed layer)",
                             x_title="language", y_title="language", hover="%{y} vs %{x}", value_title="CKA")
