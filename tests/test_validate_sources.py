@@ -588,3 +588,14 @@ def test_a_multimodal_gemma3_that_automodelforcausallm_loads_is_accepted(tmp_pat
     lm = _config_dir(tmp_path / "lm", "Gemma3ForConditionalGeneration", model_type="gemma3")
     judge = _config_dir(tmp_path / "judge", "LlamaForSequenceClassification")
     assert notebook_checks.notebook_problems("align", {"langs": ["en"], "judge": str(judge), "policy": str(lm)}) == []
+
+
+def test_sampling_settings_without_a_policy_are_refused_not_ignored(tmp_path, capsys):
+    # `temperature: 1.0` in an align section without a policy changed nothing and passed without a word
+    from xlrm_lib import cli
+
+    params = tmp_path / "p.yaml"
+    params.write_text("run: t\nlangs: [en]\ntrain: {}\nevaluate: {}\nalign: {temperature: 1.0, top_p: 0.9}\n")
+    assert cli.main(["validate", str(params)]) == 2
+    assert ("top_p, temperature set(s) how a policy samples, but no policy is given: set align.policy"
+            not in (err := capsys.readouterr().err)) and "temperature, top_p set(s) how a policy samples" in err

@@ -273,6 +273,11 @@ def _validate(cells: list[Cell], *, models: bool, upstream: list[Cell]) -> None:
             # the template's defaults for those not given: a default edited in JupyterLab is checked as a set one
             values = {**{k: s["default"] for k, s in schema.items() if k not in cell.inputs}, **cell.params}
             problems += [f"{cell.name}: {p}" for p in notebook_checks.notebook_problems(cell.stage, values, cwd=REPO)]
+            unused = sorted(set(cell.params) & POLICY_SETTINGS) if cell.stage == "align" and not values.get("policy") \
+                else []
+            if unused and len(problems) == before:  # a sampling setting without a policy would change nothing
+                problems.append(f"{cell.name}: {', '.join(unused)} set(s) how a policy samples, but no policy is "
+                                "given: set align.policy (a causal LM) to sample the candidates, or remove them")
         if len(problems) == before:
             valid.append(cell)
             read = _data_read(cell, schema)
@@ -418,6 +423,9 @@ def _prompt_problems(cell: Cell, values: dict) -> list[str]:
     except (OSError, ValueError) as e:
         return [f"{cell.stage}.prompts = {values['prompts']!r}: {e}"]
     return []
+
+
+POLICY_SETTINGS = {"max_new_tokens", "temperature", "top_p"}  # the alignment notebook's, read only with a policy
 
 
 def _item_prompt_problems(cell: Cell, read: tuple, pairs, values: dict) -> list[str]:
