@@ -59,8 +59,12 @@ def parameters_from_source(source: str) -> dict:
     return read_parameters_cell(source)[0]
 
 
-def read_parameters_cell(source: str) -> tuple[dict, str]:
-    """(:func:`parameters_from_source`, the cell's other statements: code such as an import, one a line)."""
+def read_parameters_cell(source: str, *, literals: bool = True) -> tuple[dict, str]:
+    """(:func:`parameters_from_source`, the cell's other statements: code such as an import, one a line).
+
+    ``literals=False`` reads what a kernel can tell of a cell written by hand: a default that is not a literal
+    (``int(os.environ[...])``) or a bare annotation (``c: int``) declares its name, with no default
+    (``None``) and the annotation's type or none (``None``)."""
     import ast
     import io
     import tokenize
@@ -73,17 +77,23 @@ def read_parameters_cell(source: str) -> tuple[dict, str]:
                 for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
     out, other = {}, magics
     for node in tree.body:
-        targets = [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else \
-            node.targets if isinstance(node, ast.Assign) else []
+        targets = [node.target] if isinstance(node, ast.AnnAssign) and (node.value is not None or not literals) \
+            else node.targets if isinstance(node, ast.Assign) else []
         if not targets or not all(isinstance(t, ast.Name) for t in targets):  # `a = b = 1` declares both
             other.append(ast.get_source_segment(source, node))
             continue
-        value = ast.literal_eval(node.value)
-        comment = comments.get(node.lineno) or comments.get(node.end_lineno) or ""
         annotation = ast.unparse(node.annotation) if isinstance(node, ast.AnnAssign) else None
+        try:
+            value = ast.literal_eval(node.value) if node.value is not None else None
+            kind = annotation or type(value).__name__  # "Union[bool, str]": either
+        except (ValueError, SyntaxError, TypeError):
+            if literals:
+                raise
+            value, kind = None, annotation
+        comment = comments.get(node.lineno) or comments.get(node.end_lineno) or ""
         for target in targets:
-            out[target.id] = {"default": value, "type": annotation or type(value).__name__,  # "Union[bool, str]"
-                              "required": "required" in comment.lower(), "help": comment}
+            out[target.id] = {"default": value, "type": kind, "required": "required" in comment.lower(),
+                              "help": comment}
     return out, "\n".join(other)
 
 
@@ -160,20 +170,11 @@ def injected_problems(parameters_source: str, injected_source: str) -> list[str]
     import ast
 
     try:
-        declared, injected = ast.parse(parameters_source), ast.parse(injected_source)
+        injected = ast.parse(injected_source)
+        # name -> expected type (None: not known)
+        schema = {k: v["type"] for k, v in read_parameters_cell(parameters_source, literals=False)[0].items()}
     except SyntaxError:
         return []
-    schema: dict[str, str | None] = {}  # name -> expected type (None: not known)
-    for node in declared.body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            schema[node.target.id] = ast.unparse(node.annotation)
-        elif isinstance(node, ast.Assign):
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    try:
-                        schema[target.id] = type(ast.literal_eval(node.value)).__name__
-                    except (ValueError, SyntaxError, TypeError):
-                        schema[target.id] = None
     problems = []
     for node in injected.body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
