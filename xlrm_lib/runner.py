@@ -750,8 +750,6 @@ def _executor(kind: str, jobs: int):
 
 
 def _host() -> str:
-    import socket
-
     return socket.gethostname()
 
 

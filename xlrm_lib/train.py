@@ -361,7 +361,7 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     with _one_trainer(out):
         if not force and _cache_hit(out, key, said):  # another process trained it while this one waited
             return out
-        return _train(backbone, pairs, cfg, key_obj, out, device=device, force=force, progress=progress)
+        return _train(backbone, pairs, cfg, key_obj, key, out, device=device, force=force, progress=progress)
 
 
 def _one_trainer(out: Path):
@@ -383,10 +383,11 @@ def _one_trainer(out: Path):
     return file_lock(out.with_name(f".{out.name}.lock"), busy=busy)
 
 
-def _train(backbone, pairs, cfg: RewardConfig, key_obj: dict, out: Path, *, device, force: bool,
+def _train(backbone, pairs, cfg: RewardConfig, key_obj: dict, key: str, out: Path, *, device, force: bool,
            progress: bool) -> Path:
-    """Train the RM :func:`train_reward_model` asked for and save it at ``out`` (atomically)."""
-    key, use_bf16 = fingerprint(key_obj), key_obj["config"]["bf16"]
+    """Train the RM :func:`train_reward_model` asked for (``key``: ``key_obj``'s fingerprint) and save it at ``out``
+    (atomically)."""
+    use_bf16 = key_obj["config"]["bf16"]
     model, tok = load_reward_model(backbone, device=device, seed=cfg.seed,
                                    revision=key_obj["backbone"].get("revision"))  # the commit the key holds
     check_pairs(pairs, tok, model)
