@@ -365,89 +365,114 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
     threads_set = executor == "local" and jobs > 1 and "OMP_NUM_THREADS" not in os.environ
     if threads_set:  # kernels inherit it: N notebooks x all cores each would oversubscribe the CPU
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-    submit = _lazy(lambda: _executor(executor, jobs))
-    stage_of = {c.name: c.stage for c in cells} | dict(satisfied)
-    results: dict[str, dict] = {}
-    pending = {c.name: c for c in cells}
-    resolved: dict[str, tuple[dict, str]] = {}
-    running: dict = {}
+    schedule = _Schedule(spec, cells, run_dir, satisfied, jobs=jobs, force=force, kernel=kernel,
+                         submit=_lazy(lambda: _executor(executor, jobs)))
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(cells), desc=f"xlrm run {spec['run']}", disable=not progress, unit="nb")
-    started, had_report = False, False
     try:
-        while pending or running:
-            for name, cell in list(pending.items()):
-                states = [results[d]["status"] if d in results else "skipped" if d in satisfied else None
-                          for d in cell.deps]
-                failed = any(st in ("failed", "skipped-dep") for st in states)
-                results_of = {st for d, st in zip(cell.deps, states) if stage_of[d] in RESULT_STAGES}
-                nothing_to_report = None not in states and not {"ok", "skipped"} & results_of
-                if failed and (not cell.partial or nothing_to_report):
-                    results[name] = {"status": "skipped-dep", "error": "a dependency failed"}
-                    # its outputs of an earlier run (if any) were made from upstream results this run lacks: a
-                    # report of what finished must not read them as current
-                    (run_dir / name / DONE_FILE).unlink(missing_ok=True)
-                elif None in states or any(a in pending or a in running for a in cell.after):
-                    continue  # a dependency (or a cell it runs after) is still pending or running
-                else:
-                    if name not in resolved:  # once per cell, not on every poll while it waits for a slot
-                        params = _resolve_inputs(cell, run_dir)
-                        pins = _hub_commits(_final_params(cell, params)[1])  # in the key; the kernel loads them
-                        done = {} if force else done_record(run_dir / cell.name)  # once: it reads the RM
-                        resolved[name] = (params, cell_key(cell, params, run_dir, pins), pins, done)
-                    params, key, pins, done = resolved[name]
-                    if done.get("key") == key:  # kept: the summary still says when it was made and its cost
-                        results[name] = {"status": "skipped", "notebook": str(run_dir / cell.name),
-                                         **_when_made(done)}
-                    elif len(running) >= jobs:
-                        continue
-                    else:
-                        if not started:  # the first notebook to run: the folder is no longer as last published
-                            started, had_report = True, _outdate_published(spec, run_dir, cells)
-                        time.sleep(0.5 * (len(running) > 0))  # stagger kernel starts
-                        running[name] = submit(cell, params, str(run_dir / cell.name), key, kernel, pins)
-                        del pending[name]
-                        continue
-                del pending[name]
-                bar.update(1)
-            if running:
-                done, _ = cf.wait(list(running.values()), timeout=1.0, return_when=cf.FIRST_COMPLETED)
-                for name in [n for n, f in running.items() if f in done]:
-                    fut = running.pop(name)
-                    try:
-                        results[name] = fut.result()
-                    except Exception as e:  # noqa: BLE001 - an executor-level failure (not the notebook's)
-                        results[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
-                    bar.update(1)
+        try:
+            schedule.run(bar.update)
+        finally:
+            bar.close()
+            if threads_set:
+                del os.environ["OMP_NUM_THREADS"]
+        published = _publish(cells, run_dir, schedule.results, missing, schedule.had_report)
+        return _summary(spec, run_dir, schedule.results, [*first_notes, *published])
     except KeyboardInterrupt as stop:  # Ctrl-C: say what each cell came to (finished ones are kept: a rerun resumes)
-        for name in running:
-            results[name] = {"status": "interrupted", "error": "interrupted (Ctrl-C, SIGTERM or SIGHUP)"}
-        # in the plan's order; a cell not reached may have finished in an earlier run: its outputs are there
-        for c in cells:
-            if c.name not in results:
-                made = _when_made(done_record(run_dir / c.name))
-                results[c.name] = {"status": "not-started", **({"finished_earlier": True, **made} if made else {})}
-        results = {c.name: results[c.name] for c in cells}
-        notes = ["interrupted: finished notebooks are kept; rerun to resume",
-                 *_publish_report(cells, run_dir, results, had_report, interrupted=True)]
-        _summary(spec, run_dir, results, notes)
+        notes = [schedule.stop(),
+                 *_publish_report(cells, run_dir, schedule.results, schedule.had_report, interrupted=True)]
+        _summary(spec, run_dir, schedule.results, notes)
         stop.summary = run_dir / "summary.json"  # the CLI's last words point at it
         raise
-    finally:
-        bar.close()
-        if threads_set:
-            del os.environ["OMP_NUM_THREADS"]
-    try:
-        published = _publish(cells, run_dir, results, missing, had_report)
-        return _summary(spec, run_dir, results, [*first_notes, *published])
-    except KeyboardInterrupt as stop:  # after every notebook ended: the summary can still say what each came to
-        notes = ["interrupted after the notebooks ended, before the run's summary was written: rerun to finish "
-                 "(finished notebooks are kept)",
-                 *_publish_report(cells, run_dir, results, had_report, interrupted=True)]
-        _summary(spec, run_dir, results, notes)
-        stop.summary = run_dir / "summary.json"
-        raise
+
+
+class _Schedule:
+    """The grid's notebooks executed as their dependencies finish, at most ``jobs`` at a time, each submitted once
+    (``submit(cell, params, out_dir, key, kernel, hub_pins)`` returns a future); what each came to is in
+    ``results`` (cell name -> its status record). A cell whose ``_done.json`` holds the key it would run with now
+    is kept (``skipped``); a cell whose dependency failed is ``skipped-dep`` unless it is a partial one (the
+    report) and some of its result inputs are there. ``had_report``: a published report.html was removed when
+    the first notebook started (:func:`_outdate_published`)."""
+
+    def __init__(self, spec, cells: list[Cell], run_dir: Path, satisfied: dict, *, jobs: int, force: bool,
+                 kernel: str, submit):
+        self.spec, self.cells, self.run_dir, self.satisfied = spec, cells, run_dir, satisfied
+        self.jobs, self.force, self.kernel, self.submit = jobs, force, kernel, submit
+        self.stage_of = {c.name: c.stage for c in cells} | dict(satisfied)
+        self.pending = {c.name: c for c in cells}
+        self.running: dict = {}
+        self.results: dict[str, dict] = {}
+        self.resolved: dict[str, tuple] = {}
+        self.started = self.had_report = self.ended = False
+
+    def run(self, tick) -> None:
+        """Until every cell has ended; ``tick(1)`` as each does."""
+        while self.pending or self.running:
+            for name, cell in list(self.pending.items()):
+                if self._step(name, cell):
+                    del self.pending[name]
+                    if name in self.results:
+                        tick(1)
+            if self.running:
+                done, _ = cf.wait(list(self.running.values()), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                for name in [n for n, f in self.running.items() if f in done]:
+                    fut = self.running.pop(name)
+                    try:
+                        self.results[name] = fut.result()
+                    except Exception as e:  # noqa: BLE001 - an executor-level failure (not the notebook's)
+                        self.results[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+                    tick(1)
+        self.ended = True
+
+    def _step(self, name: str, cell: Cell) -> bool:
+        """One look at a pending cell: True once it has left ``pending`` (ended, or submitted), False while it
+        waits for a dependency, a cell it runs after, or a free slot."""
+        states = [self.results[d]["status"] if d in self.results else "skipped" if d in self.satisfied else None
+                  for d in cell.deps]
+        failed = any(st in ("failed", "skipped-dep") for st in states)
+        results_of = {st for d, st in zip(cell.deps, states) if self.stage_of[d] in RESULT_STAGES}
+        nothing_to_report = None not in states and not {"ok", "skipped"} & results_of
+        if failed and (not cell.partial or nothing_to_report):
+            self.results[name] = {"status": "skipped-dep", "error": "a dependency failed"}
+            # its outputs of an earlier run (if any) were made from upstream results this run lacks: a report of
+            # what finished must not read them as current
+            (self.run_dir / name / DONE_FILE).unlink(missing_ok=True)
+            return True
+        if None in states or any(a in self.pending or a in self.running for a in cell.after):
+            return False  # a dependency (or a cell it runs after) is still pending or running
+        if name not in self.resolved:  # once per cell, not on every poll while it waits for a slot
+            params = _resolve_inputs(cell, self.run_dir)
+            pins = _hub_commits(_final_params(cell, params)[1])  # in the key; the kernel loads them
+            done = {} if self.force else done_record(self.run_dir / cell.name)  # once: it reads the RM
+            self.resolved[name] = (params, cell_key(cell, params, self.run_dir, pins), pins, done)
+        params, key, pins, done = self.resolved[name]
+        if done.get("key") == key:  # kept: the summary still says when it was made and its cost
+            self.results[name] = {"status": "skipped", "notebook": str(self.run_dir / cell.name), **_when_made(done)}
+            return True
+        if len(self.running) >= self.jobs:
+            return False
+        if not self.started:  # the first notebook to run: the folder is no longer as last published
+            self.started, self.had_report = True, _outdate_published(self.spec, self.run_dir, self.cells)
+        time.sleep(0.5 * (len(self.running) > 0))  # stagger kernel starts
+        self.running[name] = self.submit(cell, params, str(self.run_dir / cell.name), key, self.kernel, pins)
+        return True
+
+    def stop(self) -> str:
+        """After a Ctrl-C (SIGTERM, SIGHUP): the cells still running are ``interrupted``, those not reached
+        ``not-started`` (with when they finished, if an earlier run finished them: their outputs are there), in the
+        plan's order. Returns the summary's note."""
+        if self.ended:  # between the last notebook's end and the summary
+            return ("interrupted after the notebooks ended, before the run's summary was written: rerun to finish "
+                    "(finished notebooks are kept)")
+        for name in self.running:
+            self.results[name] = {"status": "interrupted", "error": "interrupted (Ctrl-C, SIGTERM or SIGHUP)"}
+        for c in self.cells:
+            if c.name not in self.results:
+                made = _when_made(done_record(self.run_dir / c.name))
+                self.results[c.name] = {"status": "not-started", **({"finished_earlier": True, **made} if made else {})}
+        self.results = {c.name: self.results[c.name] for c in self.cells}
+        return "interrupted: finished notebooks are kept; rerun to resume"
 
 
 def _publish(cells: list[Cell], run_dir: Path, results: dict, missing, had_report: bool = False) -> list[str]:
