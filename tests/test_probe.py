@@ -243,6 +243,14 @@ def test_representation_shift_labels_the_layers_it_probed(tmp_path, monkeypatch)
         np.testing.assert_allclose(pick(shift["cka"]), pick(full["cka"]), atol=1e-6)
     assert list(shift["summary"]["model"]) == ["base", "en", "ko"]
     np.testing.assert_allclose(shift["summary"]["sv_ratio_mean"], full["summary"]["sv_ratio_mean"], atol=1e-6)
+    # the layer the summary looks at is an index into the probed ones: [1, -1][0] is hidden state 1 of all three
+    first = study.representation_shift(str(base), rms, texts, layers=[1, -1], focus_layer=0)
+    at1 = study.representation_shift(str(base), rms, texts, focus_layer=1)
+    np.testing.assert_allclose(first["summary"]["sv_ratio_mean"], at1["summary"]["sv_ratio_mean"], atol=1e-6)
+    assert not np.allclose(first["summary"]["sv_ratio_mean"], shift["summary"]["sv_ratio_mean"], atol=1e-4)
+    with pytest.raises(ValueError, match=r"focus_layer = 2; expected an index into the probed layers \[1, -1\] "
+                                         r"\(-2 to 1\)"):
+        study.representation_shift(str(base), rms, texts, layers=[1, -1], focus_layer=2)
     # cached per model (xlrm cache --prune drops an RM's states with it): 2 languages x 2 layer choices each
     states = tmp_path / "cache" / "hidden_states"
     assert {d.name: len(list(d.glob("hidden-*.npy"))) for d in states.iterdir()} == {"base": 4, "en": 4, "ko": 4}

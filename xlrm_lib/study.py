@@ -369,10 +369,13 @@ def probe_format(rm_dirs: dict[str, str]) -> TextFormat:
 
 
 def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str, list[str]], *,
-                         layers="all", umap_layer: int = -1, seed: int = 0,
+                         layers="all", focus_layer: int = -1, seed: int = 0,
                          max_length: int = 256, pooling: str = "auto") -> dict[str, pd.DataFrame]:
     """CKA per layer (each RM vs base), shift summary, norms, cross-lingual CKA and UMAP coordinates.
 
+    ``layers``: the hidden states compared by CKA (``"all"``, or indices: 0 the embeddings, -1 the last layer).
+    ``focus_layer``: which of those (an index into them; -1 the last) everything but the CKA per layer looks at:
+    the shift summary, norms, singular-value ratios, cross-lingual CKA and UMAP.
     ``max_length``: tokens per text; a longer text keeps its end (where an RM reads its score).
     ``pooling``: the vector that stands for a text (:func:`xlrm_lib.probe.hidden_states`): ``"auto"`` takes a
     decoder's last real token (what its score head reads) and an encoder's token mean; ``"cls"`` is what a
@@ -380,14 +383,19 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
     finds").
     """
     rm_dirs = _rm_dirs(rm_dirs)
-    checks.layer_list("layers", layers)
+    chosen = checks.layer_list("layers", layers)
     checks.choice("pooling", pooling, probe.POOLINGS)
+    count = None if chosen == "all" else len(chosen)
+    if not isinstance(focus_layer, int) or isinstance(focus_layer, bool) or (
+            count is not None and not -count <= focus_layer < count):
+        raise ValueError(f"focus_layer = {focus_layer!r}; expected an index into the probed layers {layers!r} "
+                         f"({'-1 is the last' if count is None else f'-{count} to {count - 1}'})")
     toks: dict = {}  # the RMs' directories hold copies of one tokenizer: read it once
     langs = list(texts)
     stack = lambda s: np.concatenate([s[lang] for lang in langs])  # noqa: E731  (items of all languages)
     # everything but the CKA per layer looks at one layer: keep only that one of each model, so that at most two
     # models' states of every layer are in memory at once (a 3B model: ~4 GB each for 23 languages x 500 items)
-    at = lambda s: {lang: s[lang][:, [umap_layer]] for lang in langs}  # noqa: E731  (n, 1, d) copies
+    at = lambda s: {lang: s[lang][:, [focus_layer]] for lang in langs}  # noqa: E731  (n, 1, d) copies
     labels = None if isinstance(layers, str) else _layer_labels(layers, [*rm_dirs.values(), backbone])  # before work
     fmt = probe_format(rm_dirs)  # base and RMs read the items as the RMs were trained on them
     trained = [f.max_length for d in rm_dirs.values() if Path(str(d)).is_dir() and (f := TextFormat.load(d))]
