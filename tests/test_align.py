@@ -774,6 +774,8 @@ def test_example_picks_puts_each_rms_pick_beside_its_prompt():
     assert got.to_dict("records") == [  # the first 2 ids; texts cut at 6 characters
         {"prompt_id": "a", "lang": "ko", "prompt": "Q a?", "en": "short", "ko": "also …"},
         {"prompt_id": "b", "lang": "ko", "prompt": "Q b?", "en": "xxxxx…", "ko": "y"}]
+    without = align.example_picks(picks.drop(index=4), k=2, width=6)  # ko picked nothing for "a"
+    assert without.loc[0, ["prompt", "en", "ko"]].tolist() == ["Q a?", "short", "—"]
 
 
 def test_example_picks_takes_the_first_numbered_ids_in_numeric_order():

@@ -311,7 +311,8 @@ def example_picks(picks: pd.DataFrame, k: int = 3, width: int = 200) -> pd.DataF
     rows = picks[picks["prompt_id"].isin(ids)]
     cut = lambda t: t if len(t) <= width else t[: width - 1] + "…"  # noqa: E731
     wide = rows.pivot_table(index=["prompt_id", "lang"], columns="rm", values="text", aggfunc="first", sort=False)
-    wide = wide[list(pd.unique(rows["rm"]))].map(lambda t: cut(str(t)))
+    # an RM without a pick for a prompt (its pool dropped there) shows a dash, not "nan"
+    wide = wide[list(pd.unique(rows["rm"]))].map(lambda t: "—" if pd.isna(t) else cut(str(t)))
     asked = rows.drop_duplicates(["prompt_id", "lang"]).set_index(["prompt_id", "lang"])["prompt"]
     wide.insert(0, "prompt", [cut(prompt_text(as_messages(asked[i]))) for i in wide.index])
     return (wide.reset_index().rename_axis(columns=None)
