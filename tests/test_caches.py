@@ -139,7 +139,9 @@ def test_prune_drops_the_training_locks_of_models_gone_unless_held(cache):
     root, outputs, other, old = cache
     models = root / "models"
     for name in ("en-aaaa", "en-bbbb", "ko-free", "ko-training"):  # kept, pruned, gone, being trained
-        (models / f".{name}.lock").write_text("1")
+        store.entry_lock(models / name).write_text("1")
+    assert store.locked_entry(models / ".ko-free.lock") == models / "ko-free"
+    assert store.locked_entry(outputs / "run" / store.RUN_LOCK) is None  # a run folder's lock guards no entry
     with store.file_lock(models / ".ko-training.lock"):
         caches.prune(caches.prune_plan([outputs, other]))
         assert sorted(p.name for p in models.glob(".*.lock")) == [".en-aaaa.lock", ".ko-training.lock"]

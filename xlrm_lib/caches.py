@@ -29,7 +29,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .store import abandoned, cache_dir, drop_lock, lock_holder, read_card_or_none
+from .store import RUN_LOCK, abandoned, cache_dir, drop_lock, lock_holder, locked_entry, read_card_or_none, unfinished
 
 REPO = Path(__file__).resolve().parents[1]  # where notebooks run (xlrm run and setup_notebook chdir there)
 
@@ -48,7 +48,7 @@ def usage(root: str | Path | None = None) -> list[dict]:
     rows = []
     for kind in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         done = [p for p in kind.iterdir() if not p.name.startswith(".")]
-        partial = [p for p in kind.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+        partial = [p for p in kind.iterdir() if unfinished(p)]
         rows.append({"kind": kind.name, "entries": len(done), "bytes": sum(map(size_of, done)),
                      "unfinished": len(partial), "unfinished_bytes": sum(map(size_of, partial))})
     return rows
@@ -112,8 +112,8 @@ def prune_plan(outputs_dirs, root: str | Path | None = None, *, min_age_s: float
     flat = sorted((root / "hidden_states").glob("hidden-*.npy"))
     aside = sorted(p for p in (root / "models").glob(".*.old") if p.is_dir())  # a replaced copy a killed run left
     # a model a killed training (or conversion) was writing: its process, on this host, is gone
-    dead = sorted(p for kind in ("models", "backbones") for p in (root / kind).glob(".*.tmp")
-                  if p.is_dir() and abandoned(p))
+    dead = sorted(p for kind in ("models", "backbones") if (root / kind).is_dir() for p in (root / kind).iterdir()
+                  if unfinished(p) and p.is_dir() and abandoned(p))
     return unused + rewards + states + flat + aside + dead
 
 
@@ -135,7 +135,7 @@ def live_runs(outputs_dirs) -> list[str]:
         return []
     live = []
     for out in outputs_dirs:  # an outputs directory's run folders, or a run folder given itself
-        for lock in [*Path(out).glob(".lock"), *sorted(Path(out).glob("*/.lock"))]:
+        for lock in [*Path(out).glob(RUN_LOCK), *sorted(Path(out).glob(f"*/{RUN_LOCK}"))]:
             try:
                 with open(lock) as f:  # read-only: a shared lock for an instant (the runner retries meanwhile)
                     try:
@@ -165,7 +165,7 @@ def prune(paths: list[Path]) -> int:
         freed += size
     for models in {p.parent for p in paths if p.parent.name == "models"}:
         for lock in models.glob(".*.lock"):
-            if not (models / lock.name[1:-len(".lock")]).exists():
+            if (entry := locked_entry(lock)) is not None and not entry.exists():
                 drop_lock(lock)
     return freed
 

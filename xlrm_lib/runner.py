@@ -581,7 +581,7 @@ def _run_lock(run_dir: Path):
     """One ``xlrm run`` per outputs folder at a time: two would execute the same notebooks twice, train the
     same RMs twice into the shared cache, and each write summary.json."""
     try:  # `xlrm cache --prune` tests the lock for an instant: not a run to refuse for, hence a short wait
-        with store.file_lock(run_dir / ".lock", timeout=2.0):
+        with store.file_lock(run_dir / store.RUN_LOCK, timeout=2.0):
             yield
     except store.LockBusy as e:
         raise ParamError(f"another xlrm run is using {run_dir} ({e.holder}); wait for it, or give this one "

@@ -177,7 +177,7 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix + ".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix + TMP_SUFFIX, dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; the result is an ordinary file
@@ -203,7 +203,7 @@ def atomic_dir(dest: str | os.PathLike, *, keep=None) -> Iterator[Path]:
     files. Otherwise (no test, a forced rebuild, a folder without the finished content) ``dest`` is replaced."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=TMP_SUFFIX, dir=dest.parent))
     (tmp / WRITER_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     try:
         yield tmp
@@ -382,6 +382,28 @@ def drop_lock(path: str | os.PathLike) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+RUN_LOCK = ".lock"  # in a run folder while an `xlrm run` uses it (xlrm_lib.runner)
+TMP_SUFFIX = ".tmp"  # the last part of the name an entry is written under (atomic_path, atomic_dir)
+
+
+def entry_lock(dest: str | os.PathLike) -> Path:
+    """The lock of one cache entry (``.<name>.lock`` beside it): its writers take it (an RM's training)."""
+    dest = Path(dest)
+    return dest.with_name(f".{dest.name}.lock")
+
+
+def locked_entry(lock: Path) -> Path | None:
+    """The entry an :func:`entry_lock` guards; None for a path that is not one."""
+    name = lock.name
+    return lock.with_name(name[1:-len(".lock")]) if name.startswith(".") and name.endswith(".lock") and \
+        len(name) > len("..lock") else None
+
+
+def unfinished(path: Path) -> bool:
+    """Whether ``path`` is an entry still being written (or left by a killed writer): ``.<name>.*.tmp``."""
+    return path.name.startswith(".") and path.name.endswith(TMP_SUFFIX)
 
 
 WRITER_FILE = ".xlrm-writer.json"  # in a directory being built: which process (host, pid) writes it

@@ -39,8 +39,8 @@ from .compiling import compile_blocks, resolve_compile
 from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
 from .models import config_files_digest, damaged_model, load_reward_model, resolve_backbone
 from .packing import pack, packed_rewards, packed_training, should_pack, supports_packing
-from .store import (CARD_FILE, atomic_dir, cache_dir, file_digest, file_digest_memo, file_lock, fingerprint,
-                    json_text, library_versions, slug)
+from .store import (CARD_FILE, atomic_dir, cache_dir, entry_lock, file_digest, file_digest_memo, file_lock,
+                    fingerprint, json_text, library_versions, slug)
 
 log = logging.getLogger(__name__)
 STAT_NAMES = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "rewards/min", "rewards/max")
@@ -380,7 +380,7 @@ def _one_trainer(out: Path):
             log.warning("still waiting (%.0f min) for %s to finish training %s; if it is hung or stopped, end it "
                         "and this run trains the RM itself", waited / 60, holder, out)
 
-    return file_lock(out.with_name(f".{out.name}.lock"), busy=busy)
+    return file_lock(entry_lock(out), busy=busy)
 
 
 def _train(backbone, pairs, cfg: RewardConfig, key_obj: dict, key: str, out: Path, *, device, force: bool,
