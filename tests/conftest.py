@@ -153,3 +153,17 @@ def make_pairs(rows: list[dict]):
                     "prompt": [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt,
                     "chosen": r["chosen"], "rejected": r["rejected"], "meta": "{}"})
     return datasets.Dataset.from_list(out, features=FEATURES)
+
+
+def hub_dataset(cache: Path, repo_id: str, sha: str, configs: dict) -> None:
+    """A dataset repo in the hub cache's layout (snapshots/<sha>/, README with `configs:`), as `hf download` leaves
+    it; ``configs``: config -> rows of its test split."""
+    import pandas as pd
+
+    snap = cache / f"datasets--{repo_id.replace('/', '--')}" / "snapshots" / sha
+    readme = ["---", "configs:"]
+    for config, rows in configs.items():
+        (snap / config).mkdir(parents=True)
+        pd.DataFrame(rows).to_parquet(snap / config / "test-00000-of-00001.parquet", index=False)
+        readme += [f"- config_name: {config}", "  data_files:", "  - split: test", f"    path: {config}/test-*"]
+    (snap / "README.md").write_text("\n".join([*readme, "---", ""]))

@@ -10,7 +10,7 @@ import datasets
 import pandas as pd
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, hub_dataset
 from xlrm_lib.data import (COLUMNS, SUBSET_TO_CATEGORY, BadRowsError, canonical_row, check_source, embedded_split,
                            load_pairs, prompt_text)
 
@@ -630,18 +630,6 @@ def test_json_file_holding_one_object_or_no_records(tmp_path):
         load_pairs(str(columns))
 
 
-def _hub_dataset(cache: Path, repo_id: str, sha: str, configs: dict) -> None:
-    """A dataset repo in the hub cache's layout (snapshots/<sha>/, README with `configs:`), as `hf download` leaves
-    it; ``configs``: config -> rows of its test split."""
-    snap = cache / f"datasets--{repo_id.replace('/', '--')}" / "snapshots" / sha
-    readme = ["---", "configs:"]
-    for config, rows in configs.items():
-        (snap / config).mkdir(parents=True)
-        pd.DataFrame(rows).to_parquet(snap / config / "test-00000-of-00001.parquet", index=False)
-        readme += [f"- config_name: {config}", "  data_files:", "  - split: test", f"    path: {config}/test-*"]
-    (snap / "README.md").write_text("\n".join([*readme, "---", ""]))
-
-
 def test_a_hub_dataset_is_read_at_its_pinned_commit_from_the_hub_cache_offline(tmp_path, monkeypatch):
     # offline, datasets serves only its own prepared copy: after a plain `hf download` every load failed, and
     # after a re-cut it read the old rows under the new commit's key
@@ -654,8 +642,8 @@ def test_a_hub_dataset_is_read_at_its_pinned_commit_from_the_hub_cache_offline(t
     row = lambda i, chosen: {"id": i, "prompt": "¿Qué?", "chosen": chosen, "rejected": "no",  # noqa: E731
                              "source": "alpacaeval-easy", "language": "spa_Latn"}
     old, new = "a" * 40, "b" * 40
-    _hub_dataset(tmp_path / "hub", repo_id, old, {"spa_Latn": [row(1, "old cut")]})
-    _hub_dataset(tmp_path / "hub", repo_id, new, {"spa_Latn": [row(1, "new cut"), row(2, "sí")]})
+    hub_dataset(tmp_path / "hub", repo_id, old, {"spa_Latn": [row(1, "old cut")]})
+    hub_dataset(tmp_path / "hub", repo_id, new, {"spa_Latn": [row(1, "new cut"), row(2, "sí")]})
     refs = tmp_path / "hub" / f"datasets--{repo_id.replace('/', '--')}" / "refs"
     refs.mkdir()
     (refs / "main").write_text(new)
@@ -665,6 +653,18 @@ def test_a_hub_dataset_is_read_at_its_pinned_commit_from_the_hub_cache_offline(t
     hub.commit.cache_clear()
     try:
         pairs = load_pairs(repo_id, langs=["es"], split="test")
+        # a language the download left out (hf download --include "spa_Latn/*") failed with the hub's "couldn't
+        # reach", naming neither the language nor the fix
+        fix = rf"offline \(HF_HUB_OFFLINE is set\) nothing else can be read\. Download the whole dataset on a " \
+              rf"machine with internet \(hf download --repo-type dataset {repo_id}\), or leave that language out"
+        with pytest.raises(ValueError, match=rf"{repo_id} in the local hub cache \(commit bbbbbbbbbbbb, .*\) declares "
+                                             rf"no config 'jpn_Jpan' \(it has \['spa_Latn'\]\); {fix}"):
+            load_pairs(repo_id, langs=["ja"], split="test")
+        for f in (tmp_path / "hub" / f"datasets--{repo_id.replace('/', '--')}" / "snapshots" / new).rglob("*.parquet"):
+            f.unlink()
+        with pytest.raises(ValueError, match=r"lacks the data files of config 'spa_Latn' \(a partial download; it "
+                                             r"has those of none\)"):
+            load_pairs(repo_id, langs=["es"], split="test")
     finally:
         hub.commit.cache_clear()
     assert sorted(pairs["chosen"]) == ["new cut", "sí"] and set(pairs["lang"]) == {"es"}

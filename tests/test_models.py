@@ -432,6 +432,12 @@ def test_hub_commits_come_from_the_local_cache_offline(tmp_path, monkeypatch):
                                            "allenai/reward-bench": "e" * 40}
     assert runner._hub_commits({**params, "eval_langs": ["ko", "zh"]}) == {  # no English read: not keyed on it
         "CohereLabsCommunity/multilingual-reward-bench": "d" * 40}
+    # a model repo of the same id as a dataset: a data parameter is keyed on (and loads) the dataset's commit
+    _fake_hub_ref(tmp_path, "org/prefs", "1" * 40)
+    _fake_hub_ref(tmp_path, "org/prefs", "2" * 40, "dataset")
+    hub.commit.cache_clear()
+    assert runner._hub_commits({"data_source": "org/prefs"}) == {"org/prefs": "2" * 40}
+    assert runner._hub_commits({"backbone": "org/prefs"}) == {"org/prefs": "1" * 40}
     # a notebook's kernel is told those commits and loads them, whatever main has become since
     monkeypatch.setenv(hub.PINS_ENV, json.dumps({"allenai/reward-bench": "f" * 40}))
     assert hub.commit("allenai/reward-bench", "dataset") == "f" * 40

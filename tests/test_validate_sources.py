@@ -599,3 +599,42 @@ def test_sampling_settings_without_a_policy_are_refused_not_ignored(tmp_path, ca
     assert cli.main(["validate", str(params)]) == 2
     assert ("top_p, temperature set(s) how a policy samples, but no policy is given: set align.policy"
             not in (err := capsys.readouterr().err)) and "temperature, top_p set(s) how a policy samples" in err
+
+
+def test_an_m_rewardbench_language_the_cached_download_lacks_fails_validation_offline(tmp_path, monkeypatch):
+    # hf download --include "kor_Hang/*": validate passed, every evaluation of another language failed after the
+    # trainings, with the hub's "couldn't reach"
+    import datasets
+    from conftest import hub_dataset
+    from huggingface_hub import constants
+
+    mrb, sha = "CohereLabsCommunity/multilingual-reward-bench", "c" * 40
+    row = {"id": 1, "prompt": "p", "chosen": "a", "rejected": "b", "source": "alpacaeval-easy"}
+    hub_dataset(tmp_path / "hub", mrb, sha, {"kor_Hang": [row], "spa_Latn": [row]})
+    repo = tmp_path / "hub" / f"datasets--{mrb.replace('/', '--')}"
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "prepared")
+    spec = lambda *langs: _spec(tmp_path, langs=["ko"], eval_langs=list(langs),  # noqa: E731
+                                evaluate={"eval_source": mrb, "split": "test"})
+    hub.commit.cache_clear()
+    try:
+        _validate(spec("ko", "es"))
+        with pytest.raises(runner.ParamError, match=rf"1 problem.*\n  evaluate\.eval_source = '{mrb}': its snapshot in "
+                                                    r"the local hub cache \(commit cccccccccccc\) lacks ja \(jpn_Jpan\), "
+                                                    r"zh \(zho_Hans\) \(a partial download; it has \['kor_Hang', "
+                                                    r"'spa_Latn'\]\), and offline .* \(hf download --repo-type dataset "
+                                                    rf"{mrb}\), or leave those languages out"):
+            _validate(spec("ko", "zh", "ja"))
+        for f in (repo / "snapshots" / sha / "spa_Latn").iterdir():
+            f.unlink()
+        with pytest.raises(runner.ParamError, match=r"lacks es \(spa_Latn\) \(a partial download; it has \['kor_Hang'\]"):
+            _validate(spec("ko", "es"))
+        (tmp_path / "prepared" / "CohereLabsCommunity___multilingual-reward-bench" / "spa_Latn").mkdir(parents=True)
+        _validate(spec("ko", "es"))  # datasets prepared it on an earlier load: it serves that copy offline
+        (repo / "snapshots" / sha / "README.md").unlink()
+        with pytest.raises(runner.ParamError, match=r"commit cccccccccccc\) has no README\.md declaring its configs"):
+            _validate(spec("ko"))
+    finally:
+        hub.commit.cache_clear()

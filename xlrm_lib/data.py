@@ -437,16 +437,45 @@ def _load_hub(name: str, config=None, *, split: str) -> "datasets.Dataset":
     Where the local hub cache holds that commit (``hf download --repo-type dataset``, or an earlier load), it is
     read from there: offline, ``datasets`` serves only its own prepared copy, whatever the revision asked (an older
     cut, or none at all after a plain ``hf download``). A snapshot without this config's files falls back to the
-    hub."""
+    hub; offline, that is an error naming what the snapshot lacks."""
+    from huggingface_hub import constants
+
     revision = hub_commit(name, "dataset")
     snapshot = hub.cached_snapshot(name, "dataset", revision) if revision else None
+    error = None
     if snapshot is not None:
         try:
             return datasets.load_dataset(str(snapshot), config, split=split)
         except Exception as e:  # noqa: BLE001 - a partial download (other configs only): the hub has the rest
-            log.info("%s@%s: the cached snapshot does not load %s/%s (%s: %s); asking the hub", name, revision[:12],
-                     config, split, type(e).__name__, e)
-    return datasets.load_dataset(name, config, split=split, **({"revision": revision} if revision else {}))
+            error = f"{type(e).__name__}: {e}"
+            log.info("%s@%s: the cached snapshot does not load %s/%s (%s); asking the hub", name, revision[:12],
+                     config, split, error)
+    try:  # offline, datasets' own prepared copy (of an earlier load) may still have it
+        return datasets.load_dataset(name, config, split=split, **({"revision": revision} if revision else {}))
+    except Exception:
+        if error is not None and constants.is_offline_mode():  # it says "couldn't reach the hub", naming neither
+            raise ValueError(snapshot_problem(name, snapshot, config, split, error)) from None
+        raise
+
+
+def snapshot_problem(name: str, snapshot: Path, config, split=None, error: str | None = None) -> str | None:
+    """Why the local hub cache's ``snapshot`` of dataset ``name`` cannot give ``config`` offline (what it lacks,
+    and how to fix that); None when nothing is seen wrong (and no load ``error`` was given)."""
+    have = hub.snapshot_configs(snapshot)
+    where = f"{name} in the local hub cache (commit {snapshot.name[:12]}, {snapshot})"
+    if have is None and config is not None:
+        what = "has no README.md declaring its configs (a partial download)"
+    elif have is not None and config is not None and config not in have:
+        what = f"declares no config {config!r} (it has {sorted(have)})"
+    elif have is not None and config is not None and not have[config]:
+        what = (f"lacks the data files of config {config!r} (a partial download; it has those of "
+                f"{sorted(c for c, ok in have.items() if ok) or 'none'})")
+    elif error is not None:
+        what = f"does not load config {config!r}, split {split!r} ({error})"
+    else:
+        return None
+    return (f"{where} {what}; offline (HF_HUB_OFFLINE is set) nothing else can be read. Download the whole dataset "
+            f"on a machine with internet (hf download --repo-type dataset {name}), or leave that language out")
 
 
 def _hub(name: str, langs, split) -> list[dict]:

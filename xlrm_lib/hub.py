@@ -142,6 +142,41 @@ def cached_snapshot(repo_id: str, repo_type: str, sha: str) -> Path | None:
     return snap if COMMIT.fullmatch(sha or "") and snap.is_dir() else None
 
 
+def snapshot_configs(snapshot: Path) -> dict[str, bool] | None:
+    """The configs a dataset snapshot's README.md declares (``configs:``), each with whether its data files are in
+    the snapshot (``hf download --include "kor_Hang/*"`` leaves the others out); None when it declares none (no
+    README: its configs are unknown, ``datasets`` then sees only a ``default`` one). A config without
+    ``data_files`` counts as present."""
+    import yaml
+
+    try:
+        text = (Path(snapshot) / "README.md").read_text(encoding="utf-8")
+        meta = yaml.safe_load(text.split("---", 2)[1]) if text.startswith("---") else None
+    except (OSError, IndexError, yaml.YAMLError):
+        return None
+    configs = meta.get("configs") if isinstance(meta, dict) else None
+    if not isinstance(configs, list):
+        return None
+    out = {}
+    for c in configs:
+        if not isinstance(c, dict) or "config_name" not in c:
+            continue
+        files = c.get("data_files")
+        patterns = []
+        for entry in files if isinstance(files, list) else [] if files is None else [files]:
+            paths = entry.get("path") if isinstance(entry, dict) else entry
+            patterns += [p for p in (paths if isinstance(paths, list) else [paths]) if isinstance(p, str) and p]
+        out[str(c["config_name"])] = not patterns or any(_matches(Path(snapshot), p) for p in patterns)
+    return out
+
+
+def _matches(folder: Path, pattern: str) -> bool:
+    try:
+        return next(folder.glob(pattern.lstrip("/")), None) is not None
+    except (ValueError, NotImplementedError):  # a pattern glob cannot take: say present, let datasets decide
+        return True
+
+
 def cached_ids(repo_type: str = "model") -> list[str]:
     """The ids of the ``repo_type`` repositories the local hub cache holds (to suggest one for a typo)."""
     from huggingface_hub import constants

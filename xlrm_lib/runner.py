@@ -38,7 +38,7 @@ from pathlib import Path
 from . import grid, store
 from .grid import REPO, Cell, ParamError, repo_path, load_spec, plan
 from .kernels import check_kernel, execute_cell
-from .preflight import hub_notes, read_parameters_cell, template_changes, validate
+from .preflight import DATA_PARAMS, hub_notes, read_parameters_cell, template_changes, validate
 from .store import CARD_FILE, DONE_FILE, PLAN_FILE
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,9 @@ def _in_run(params: dict, run_dir: Path) -> dict:
     return rel(params)
 
 
+DATASET_PARAMS = {key for key, _ in DATA_PARAMS.values()}  # the notebooks' parameters that name a dataset
+
+
 def _hub_commits(params: dict) -> dict:
     """``{repo_id: commit}`` of each hub model or dataset a cell names, as it points now (:mod:`xlrm_lib.hub`):
     part of the cell's key, so an upstream change (M-RewardBench re-cut, a backbone re-uploaded) reruns the cell,
@@ -152,7 +155,8 @@ def _hub_commits(params: dict) -> dict:
     for name, value in sorted(params.items()):
         if name in ("output_dir", "run_dir") or not hub.is_hub_id(value) or (REPO / value).exists():
             continue  # where the cell writes, or a relative path the kernels read
-        out[value] = hub.any_commit(value)
+        # a data parameter names a dataset: a model repo of the same id must not pin it to the model's commit
+        out[value] = hub.commit(value, "dataset") if name in DATASET_PARAMS else hub.any_commit(value)
         if value in M_REWARDBENCH and _reads_english(params):
             out[REWARDBENCH_EN[0]] = hub.commit(REWARDBENCH_EN[0], "dataset")
     return dict(sorted(out.items()))
