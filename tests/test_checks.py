@@ -82,6 +82,12 @@ def test_layers_judge_and_stage_problems():
     assert notebook_checks.notebook_problems("probe", {"langs": ["de"]}) == [
         "langs = ['de']: the probe compares each item across languages and needs at least 2; in a params file set "
         "them with `probe: {langs: [en, ko]}` (by default the probe takes the grid's evaluation languages)"]
+    assert notebook_checks.notebook_problems("probe", {"seed": 2**32}) == [  # UMAP's numpy seeding refuses it
+        "seed = 4294967296; expected an integer in 0..4294967295 (numpy's seeds, which the trainer and UMAP use, go "
+        "no higher)"]
+    assert notebook_checks.notebook_problems("probe", {"seed": 2**32 - 1}) == []
+    [problem] = notebook_checks.notebook_problems("train", {"seed": 2**32})
+    assert "seed = 4294967296; expected an integer in 0..4294967295" in problem
     [problem] = notebook_checks.notebook_problems("train", {"lr": float("inf"), "lora_r": -4})
     assert "lr = inf; expected a finite number > 0" in problem and "lora = -4" in problem
 
@@ -107,6 +113,12 @@ def _spec(tmp_path, **over):
     ({"train": {"lr": "1e-4"}}, r"expects float \(YAML reads 1e-4 as text.*1\.0e-4\)"),
     ({"train": {"warmup_ratio": 1.5}}, r"warmup_ratio = 1\.5; expected a finite number >= 0 and < 1"),
     ({"train": {"template": "chatml"}}, r"unknown template 'chatml'"),
+    # `drop_bad:` left empty (null) passed; every evaluation failed on it after the trainings
+    ({"evaluate": {"drop_bad": None}}, r"evaluate/me5-small-s42-en, evaluate/me5-small-s42-ko: drop_bad = None; "
+                                       r"expected one of \[True, False\]"),
+    ({"train": {"drop_bad": None}}, r"drop_bad = None; expected one of \[True, False\]"),
+    ({"probe": {"drop_bad": None}}, r"probe/me5-small-s42: drop_bad = None"),
+    ({"align": {"drop_bad": None}}, r"align/me5-small-s42: drop_bad = None"),
 ])
 def test_bad_values_fail_validation_before_anything_runs(tmp_path, over, message):
     cells = runner.plan(_spec(tmp_path, **over))
@@ -134,7 +146,9 @@ def test_probe_layers_out_of_the_backbones_range_fail_validation(tmp_path, tiny_
     ({"langs": ["en", "xx"]}, r"langs: unknown language 'xx'"),
     ({"eval_langs": []}, r"eval_langs is empty"),
     ({"seeds": []}, r"seeds is empty"),
-    ({"seeds": [4.2]}, r"seeds \[4\.2\] are not integers >= 0"),
+    ({"seeds": [4.2]}, r"seeds \[4\.2\] are not integers in 0\.\.4294967295"),
+    # a timestamp-style seed passed, then every training failed in numpy's seeding, after loading its model
+    ({"seeds": [20250101123]}, r"seeds \[20250101123\] are not integers in 0\.\.4294967295 \(numpy's seeds"),
     ({"seeds": [1, 1]}, r"names 6 notebook\(s\) twice"),
     ({"backbones": []}, r"backbones is empty"),
     ({"num_gpus": "lots"}, r"num_gpus = 'lots'; expected a finite number >= 0"),

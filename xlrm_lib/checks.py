@@ -42,6 +42,18 @@ def positive_int(name: str, value, minimum: int = 1, why: str = "") -> int:
     return int(value)
 
 
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding (transformers' set_seed, UMAP's random_state) takes no larger seed
+
+
+def seed(name: str, value) -> int:
+    """``value`` if it is an integer in 0..2**32 - 1 (what every seeded library here takes); else a ValueError
+    naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or not 0 <= value <= SEED_MAX:
+        raise ValueError(f"{name} = {value!r}; expected an integer in 0..{SEED_MAX} (numpy's seeds, which the "
+                         "trainer and UMAP use, go no higher)")
+    return int(value)
+
+
 def finite_number(name: str, value, *, above: float | None = None, at_least: float | None = None,
                   below: float | None = None) -> float:
     """``value`` if it is a finite real number in the given bounds; else a ValueError naming ``name``."""

@@ -250,9 +250,10 @@ def _grid_axes(spec: dict):
         problems.append("backbones is empty; expected at least one backbone, e.g. [me5-small]")
     if not seeds:
         problems.append("seeds is empty; expected at least one seed, e.g. [42]")
-    bad_seeds = [x for x in seeds if isinstance(x, bool) or not isinstance(x, int) or x < 0]
+    bad_seeds = [x for x in seeds if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= checks.SEED_MAX]
     if bad_seeds:
-        problems.append(f"seeds {bad_seeds} are not integers >= 0")
+        problems.append(f"seeds {bad_seeds} are not integers in 0..{checks.SEED_MAX} (numpy's seeds, which the "
+                        "trainer and UMAP use, go no higher)")
     langs, eval_langs = [], []
     try:
         langs = checks.languages("langs", _as_list(spec, "langs", []), allow_empty=True)

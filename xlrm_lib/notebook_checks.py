@@ -20,7 +20,7 @@ from pathlib import Path
 from .arch import DECODER_TYPES
 from .backbones import PACKAGED, PACKAGED_CAUSAL_LMS
 from .checks import (MODEL_KINDS, POOL_SIZE_WHY, choice, finite_number, language, languages, layer_list,
-                     positive_int)
+                     positive_int, seed)
 from .corpora import bible_db, check_bible_langs
 from .data import FILE_SUFFIXES, PARALLEL_MIN, PARALLEL_WHY, check_source
 from .models import check_backbone
@@ -30,7 +30,7 @@ from .train import RewardConfig
 
 
 def _train(p: dict, cwd) -> None:
-
+    choice("drop_bad", p.get("drop_bad", False), (True, False))
     check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
     lang = language("train_lang", p.get("train_lang", "en"))
     if p.get("translate_from"):  # the pairs are read in this language, then translated
@@ -48,7 +48,7 @@ def _train(p: dict, cwd) -> None:
 
 
 def _evaluate(p: dict, cwd) -> None:
-
+    choice("drop_bad", p.get("drop_bad", False), (True, False))
     kind = choice("model_kind", p.get("model_kind", "rm"), MODEL_KINDS)
     choice("bf16", p.get("bf16", False), (True, False))
     if p.get("model_dir") and kind == "judge":  # a pretrained model (a trained RM's is filled in after training)
@@ -72,7 +72,8 @@ def _evaluate(p: dict, cwd) -> None:
 
 
 def _probe(p: dict, cwd) -> None:
-
+    choice("drop_bad", p.get("drop_bad", False), (True, False))
+    seed("seed", p.get("seed", 42))  # UMAP's random_state
     backbone = check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
     langs = languages("langs", p.get("langs", ["en"]))
     if "langs" in p and len(langs) < 2:
@@ -103,7 +104,7 @@ def _probe(p: dict, cwd) -> None:
 
 
 def _align(p: dict, cwd) -> None:
-
+    choice("drop_bad", p.get("drop_bad", False), (True, False))
     langs = languages("langs", p.get("langs", ["en"]))
     policy = p.get("policy") or ""
     if p.get("prompts") and not policy:  # pools come from the benchmark's answers: the file would go unread

@@ -100,7 +100,7 @@ class RewardConfig:
             ("max_length", lambda v: checks.positive_int("max_length", v, minimum=8)),
             ("warmup_ratio", lambda v: checks.finite_number("warmup_ratio", v, at_least=0, below=1)),
             ("weight_decay", lambda v: checks.finite_number("weight_decay", v, at_least=0)),
-            ("seed", lambda v: checks.positive_int("seed", v, minimum=0)),
+            ("seed", lambda v: checks.seed("seed", v)),
             ("lora", _check_lora),
             ("margin", lambda v: checks.finite_number("margin", v)),
             ("center_coef", lambda v: checks.finite_number("center_coef", v, at_least=0)),
