@@ -359,12 +359,30 @@ def test_real_notebooks_declare_what_the_grid_passes():
     ("run: x\nlangs: [en]\ntrain: {lr: 0.1}\nlangs: [ko]\n", r"key 'langs' is given twice \(first at line 2\)"),
     ("run: x\ntrain: {lr: 0.1, lr: 0.2}\n", "key 'lr' is given twice"),
     ("run: ..\nlangs: [en]\n", "run name '..' must be .* not starting with '.'"),
+    # a name too long for a folder passed, then `run` said the outputs directory was not writable
+    (f"run: {'x' * 101}\n", r"run name 'x{101}' must be .* at most 100 characters .*; e\.g\. `run: x{100}`"),
+    ("1: a\nfoo: b\n", r"unknown top-level key 1;.*\n.*unknown top-level key 'foo'"),  # was: '<' not supported
 ])
 def test_bad_yaml(tmp_path, text, match):
     p = tmp_path / "bad.yaml"
     p.write_text(text)
     with pytest.raises(runner.ParamError, match=match):
         runner.load_spec(p)
+
+
+def test_a_params_file_named_unlike_a_run_or_not_utf8_says_what_to_do(tmp_path):
+    # "default copy.yaml" (a file manager's copy) without `run:` was refused for a run name the user never wrote
+    p = tmp_path / "default copy.yaml"
+    p.write_text("langs: [en]\n")
+    with pytest.raises(runner.ParamError, match=r"default copy\.yaml: the run is named after the file, 'default copy', "
+                                                r"which must be .*; add `run: default_copy` to the file, or rename"):
+        runner.load_spec(p)
+    p.write_text("run: mine\nlangs: [en]\n")
+    assert runner.load_spec(p)["run"] == "mine"
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("run: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(runner.ParamError, match=r"latin1\.yaml: not UTF-8 text \(byte 0xe9 at offset 8\); re-encode it"):
+        runner.load_spec(latin1)
 
 
 def test_section_cannot_override_grid_axes(fake_notebooks, tmp_path):

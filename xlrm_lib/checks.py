@@ -138,6 +138,7 @@ def normalized_or_none(code):
 
 
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # a run's name: it names a folder under the outputs directory
+RUN_NAME_MAX = 100  # characters: a folder name, with room for the cells' own below it (a file name holds 255 bytes)
 
 
 def rm_name(name) -> str:

@@ -58,21 +58,31 @@ def load_spec(path) -> dict:
         raise ParamError(f"{path} is a directory; expected a params YAML file, e.g. params/default.yaml")
     try:
         spec = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader())
+    except UnicodeDecodeError as e:
+        raise ParamError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); re-encode it as "
+                         "UTF-8 (e.g. `iconv -f latin1 -t utf-8`), which YAML files are read as") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ParamError(f"{path}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
     if not isinstance(spec, dict):
         raise ParamError(f"{path}: expected a mapping of keys (run, langs, train, ...), got {type(spec).__name__}")
-    unknown = sorted(set(spec) - TOP_KEYS)
+    unknown = sorted(set(spec) - TOP_KEYS, key=str)  # a key may be a number: `1: a`
     if unknown:
         raise ParamError("\n".join(f"{path}: unknown top-level key {k!r}{did_you_mean(k, TOP_KEYS)}; expected one of "
                                    f"{sorted(TOP_KEYS)}" for k in unknown))
-    if spec.get("run") is None:  # absent, or `run:` left empty (null): the file's name, not a folder named None
+    named_by_file = spec.get("run") is None  # absent, or `run:` left empty (null): the file's name, not "None"
+    if named_by_file:
         spec["run"] = path.stem
-    if not checks.RUN_NAME.fullmatch(str(spec["run"])):
-        raise ParamError(f"{path}: run name {spec['run']!r} must be letters, digits, '.', '_' or '-', not starting "
-                         "with '.' (it names a folder under the outputs directory)")
+    run = str(spec["run"])
+    if not checks.RUN_NAME.fullmatch(run) or len(run) > checks.RUN_NAME_MAX:
+        rule = (f"must be letters, digits, '.', '_' or '-', not starting with '.', at most {checks.RUN_NAME_MAX} "
+                "characters (it names a folder under the outputs directory)")
+        plain = (slug(run).lstrip(".") or "run")[:checks.RUN_NAME_MAX]
+        if named_by_file:  # "default copy.yaml", as a file manager names a copy: the user wrote no run name
+            raise ParamError(f"{path}: the run is named after the file, {run!r}, which {rule}; add `run: {plain}` "
+                             "to the file, or rename the file")
+        raise ParamError(f"{path}: run name {spec['run']!r} {rule}; e.g. `run: {plain}`")
     spec["_source"] = str(path.resolve())  # where it was read (a run folder's own copy: see _check_run_folder)
     return spec
 
