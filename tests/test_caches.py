@@ -98,6 +98,19 @@ def test_cli_lists_then_deletes_only_with_yes(cache, capsys):
     assert "--yes, --outputs and --min-age go with --prune" in capsys.readouterr().err
 
 
+def test_the_cli_reads_a_relative_cache_from_where_it_runs_and_refuses_a_file(tmp_path, monkeypatch, capsys):
+    # the kernels start in the repository root: `XLRM_CACHE=xc xlrm ...` from another folder validated ./xc and
+    # would have run on <repo>/xc; a file there was a FileExistsError traceback from `xlrm cache`
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XLRM_CACHE", "xc")
+    assert main(["cache"]) == 0
+    assert os.environ["XLRM_CACHE"] == str(tmp_path / "xc") and (tmp_path / "xc").is_dir()
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("XLRM_CACHE", "afile")
+    assert main(["cache"]) == 2
+    assert f"XLRM_CACHE = {tmp_path / 'afile'} is not a writable directory (it is a file)" in capsys.readouterr().err
+
+
 def test_a_filesystem_without_file_locks_runs_the_work_unlocked_and_says_so(tmp_path, monkeypatch, caplog):
     # NFSv3 without lockd answers flock with ENOLCK, Lustre without -o flock ENOSYS: the training it guards must
     # still run (before the lock existed it did)

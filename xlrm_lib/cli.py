@@ -44,7 +44,9 @@ def main(argv=None) -> int:
                    help="with --prune: keep RMs written less than this long ago (default 60: a running grid may be "
                         "about to use them)")
     args = ap.parse_args(argv)
+    from .store import absolute_cache_env
 
+    absolute_cache_env()  # `XLRM_CACHE=xc` means ./xc here, not in the repository root the kernels start in
     try:
         if args.cmd in ("validate", "plan"):
             # the cells' output_dir parameters (in their keys) name the outputs folder
@@ -150,6 +152,9 @@ def _stop_on_sigterm() -> None:
 
 def _cache(args, repo) -> int:
     from . import caches
+    from .preflight import check_cache
+
+    check_cache()  # a file, or read-only: said, not a traceback
 
     if not args.prune and (args.yes or args.outputs or args.min_age is not None):  # the error alone, no table
         raise ValueError("--yes, --outputs and --min-age go with --prune: xlrm cache --prune [--outputs DIR] "

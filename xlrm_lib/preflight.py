@@ -210,7 +210,7 @@ def _type_ok(value, expected: str) -> bool:
     return type(value).__name__ == expected
 
 
-def _check_cache() -> None:
+def check_cache() -> None:
     """``$XLRM_CACHE`` takes files (models, rewards, hidden states): a path that is a file, or read-only, failed
     every notebook in turn (the checks below read backbone configs there first, with a traceback)."""
     from . import store
@@ -232,7 +232,7 @@ def validate(cells: list[Cell], *, models: bool = True, upstream: list[Cell] = (
     notebooks load them), hub ids of backbones and judges must be known to the hub or the local hub cache
     (``models``; :func:`model_problems`), and no RM may be evaluated on the items it was trained on (its
     training cell among ``cells`` or ``upstream``: the grid's other cells, under ``--only``)."""
-    _check_cache()
+    check_cache()
     with _said_once(logging.getLogger("xlrm_lib.data")):  # a file read for each training language warns once
         _validate(cells, models=models, upstream=upstream)
 

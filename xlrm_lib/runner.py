@@ -286,6 +286,7 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     if jobs is not None and jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     _DIGEST.clear()  # the library as it is now (a session that runs again after an edit)
+    store.absolute_cache_env()  # the kernels start in the repository root: a relative XLRM_CACHE would move
     spec = grid.with_outputs(load_spec(spec_or_path) if not isinstance(spec_or_path, dict) else dict(spec_or_path),
                              outputs_dir)
     missing = grid.unavailable_translations(spec)  # once: plan leaves them out, the summary names them

@@ -113,6 +113,14 @@ def write_probe(folder: Path) -> None:
     os.unlink(probe)
 
 
+def absolute_cache_env() -> None:
+    """A relative ``$XLRM_CACHE`` made absolute, from this process's working directory: the kernels a run starts
+    work in the repository root, and would otherwise read and write another cache than the one validated here."""
+    given = os.environ.get("XLRM_CACHE")
+    if given and not Path(given).expanduser().is_absolute():
+        os.environ["XLRM_CACHE"] = str(Path(given).expanduser().resolve())
+
+
 def cache_dir(*parts: str) -> Path:
     """``$XLRM_CACHE`` (default ``~/.cache/xlrm``) joined with ``parts``; created if missing."""
     root = Path(os.environ.get("XLRM_CACHE") or Path.home() / ".cache" / "xlrm").expanduser()
