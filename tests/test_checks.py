@@ -151,6 +151,12 @@ def test_probe_layers_out_of_the_backbones_range_fail_validation(tmp_path, tiny_
     ({"seeds": [20250101123]}, r"seeds \[20250101123\] are not integers in 0\.\.4294967295 \(numpy's seeds"),
     ({"seeds": [1, 1]}, r"names 6 notebook\(s\) twice"),
     ({"backbones": []}, r"backbones is empty"),
+    # a pretrained entry's form: "unhashable type: 'dict'"
+    ({"backbones": [{"model": "me5-small"}]}, r"backbones \[\{'model': 'me5-small'\}\] are not model names; expected "
+                                              r"strings: .*under 'pretrained'\)"),
+    # two models: "a backbone ... is listed more than once"
+    ({"backbones": ["/models/me5-small", "me5-small"]}, r"backbones \['/models/me5-small', 'me5-small'\] would share "
+                                                        r"the cell names '\*/me5-small-s<seed>-\*' .*rename one's"),
     ({"num_gpus": "lots"}, r"num_gpus = 'lots'; expected a finite number >= 0"),
     ({"train": [1, 2]}, r"train: expected a mapping of train_reward_model\.ipynb parameters"),
     ({"evaluate": True}, r"evaluate: expected a mapping"),

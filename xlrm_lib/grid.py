@@ -83,6 +83,11 @@ def load_spec(path) -> dict:
             raise ParamError(f"{path}: the run is named after the file, {run!r}, which {rule}; add `run: {plain}` "
                              "to the file, or rename the file")
         raise ParamError(f"{path}: run name {spec['run']!r} {rule}; e.g. `run: {plain}`")
+    for key, example in (("kernel", "python3"), ("notebooks_dir", "notebooks")):
+        value = spec.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ParamError(f"{path}: {key} = {value!r}; expected a string, e.g. {key}: {example} (or leave it out "
+                             "for the default)")
     spec["_source"] = str(path.resolve())  # where it was read (a run folder's own copy: see _check_run_folder)
     return spec
 
@@ -258,6 +263,17 @@ def _grid_axes(spec: dict):
     backbones, seeds = _as_list(spec, "backbones", ["me5-small"]), _as_list(spec, "seeds", [42])
     if not backbones:
         problems.append("backbones is empty; expected at least one backbone, e.g. [me5-small]")
+    not_names = [b for b in backbones if not isinstance(b, str) or not b.strip()]
+    if not_names:  # e.g. {model: me5-small}, a pretrained entry's form
+        problems.append(f"backbones {not_names} are not model names; expected strings: a packaged backbone, a model "
+                        "directory or a hub id, e.g. [me5-small] (models evaluated as they are go under 'pretrained')")
+    by_folder: dict[str, list] = {}
+    for b in dict.fromkeys(b for b in backbones if b not in not_names):
+        by_folder.setdefault(_slug(b), []).append(b)
+    for folder, same in by_folder.items():  # cells are named by a backbone's last path part
+        if len(same) > 1:
+            problems.append(f"backbones {same} would share the cell names '*/{folder}-s<seed>-*' (the last part of "
+                            "their path names them): rename one's directory")
     if not seeds:
         problems.append("seeds is empty; expected at least one seed, e.g. [42]")
     bad_seeds = [x for x in seeds if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= checks.SEED_MAX]
