@@ -128,6 +128,38 @@ def test_the_injected_check_reads_only_a_fresh_papermill_history(monkeypatch):
         study._check_injected_parameters()  # not told apart: not checked
 
 
+def test_a_notebook_checks_its_parameter_values_before_it_loads_anything(monkeypatch):
+    # run by hand (JupyterLab, papermill -p), a negative lr was refused only after the pairs were translated, and
+    # a seed numpy cannot take after the model was loaded
+    import re
+
+    import IPython
+    import nbformat
+
+    from xlrm_lib import study
+    from xlrm_lib.grid import NOTEBOOKS
+
+    shell = type("Shell", (), {})()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    train = {k: v["default"] for k, v in preflight.notebook_parameters(REPO / "notebooks" /
+                                                                       "train_reward_model.ipynb").items()}
+    shell.user_ns = {**train, "In": [], "unrelated": object()}
+    study._check_parameter_values("train")  # the template's defaults
+    shell.user_ns = {**train, "lr": -1.0, "translate_from": "en", "train_lang": "es"}
+    with pytest.raises(ValueError, match=r"lr = -1\.0; expected a finite number > 0.*\. Fix it in the parameters cell "
+                                         r"\(run by papermill: its -p/-y options\) and run again"):
+        study._check_parameter_values("train")
+    shell.user_ns = {"seed": 2**32, "langs": ["en", "ko"]}
+    with pytest.raises(ValueError, match=r"seed = 4294967296; expected an integer in 0\.\.4294967295"):
+        study._check_parameter_values("probe")
+    with pytest.raises(ValueError, match=r"stage = 'eval'; expected one of \['train', 'evaluate'"):
+        study._check_parameter_values("eval")
+    # each template names its own stage
+    for stage, name in NOTEBOOKS.items():
+        source = "\n".join(c.source for c in nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4).cells)
+        assert re.findall(r'setup_notebook\(output_dir, stage="(\w+)"', source) == [stage], name
+
+
 def test_a_notebook_run_by_hand_with_papermill_refuses_a_typod_parameter(tmp_path):
     # papermill only warns about 'limt' and runs on the defaults (a whole training instead of 16 pairs)
     nb = tmp_path / "hand.ipynb"

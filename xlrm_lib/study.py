@@ -23,14 +23,16 @@ METRICS_FILE = store.METRICS_FILE
 
 
 # ----------------------------------------------------------------------------------- outputs
-def setup_notebook(output_dir=None, *, shared_plotly: bool = True) -> None:
+def setup_notebook(output_dir=None, *, stage: str | None = None, shared_plotly: bool = True) -> None:
     """The first call of every notebook: run from the repository root, as ``xlrm run`` does (JupyterLab starts a
     kernel in ``notebooks/``, where ``outputs/default`` or a relative data path would mean another folder),
     warnings only from our logging, no download/progress widgets or transformers load reports in the rendered
     HTML (they are blank offline), and plotly figures that survive nbconvert: they load the run's shared
     ``figures/plotly.min.js`` when ``output_dir`` is a cell of a run that has one (``xlrm run`` writes it first)
     and ``shared_plotly`` (the report embeds plotly.js: its HTML travels alone), else embed plotly.js.
-    A rendered notebook re-executed in a copy of its run, whose ``output_dir`` names the original, is refused."""
+    A rendered notebook re-executed in a copy of its run, whose ``output_dir`` names the original, is refused.
+    ``stage`` (the grid's name of the notebook: train, evaluate, probe, align, report): its parameters' values are
+    checked as ``xlrm validate`` checks a grid's, before it loads anything (:func:`_check_parameter_values`)."""
     import os
 
     from . import plots
@@ -54,6 +56,8 @@ def setup_notebook(output_dir=None, *, shared_plotly: bool = True) -> None:
               if output_dir and shared_plotly else None)
     plots.use_embedding_renderer("../../figures/plotly.min.js" if shared and shared.is_file() else None)
     _check_injected_parameters()
+    if stage is not None:
+        _check_parameter_values(stage)
 
 
 _STARTED_IN: dict = {}  # the notebooks/ folder a JupyterLab kernel started in, once setup_notebook left it
@@ -130,6 +134,32 @@ def _check_injected_parameters() -> None:
         raise ValueError("papermill passed parameters that this notebook's parameters cell does not declare or of "
                          "another type (papermill itself only warns, then runs on the defaults): " + "; ".join(problems)
                          + ". Fix the -p/-y/-f options and run it again")
+
+
+def _check_parameter_values(stage: str) -> None:
+    """The values of a notebook's parameters (the kernel's variables of the names its template's parameters cell
+    declares) checked as ``xlrm validate`` checks a grid's (:mod:`xlrm_lib.notebook_checks`), before the notebook
+    loads anything: run by hand, in JupyterLab or by papermill with ``-p``, a value it would fail on late (a
+    negative ``lr`` once the pairs are translated, a layer out of range after a forward pass) is named at once.
+    Outside IPython nothing is checked (no notebook's variables to read)."""
+    from .grid import NOTEBOOKS, REPO
+    from .notebook_checks import notebook_problems
+    from .preflight import notebook_parameters
+
+    checks.choice("stage", stage, list(NOTEBOOKS))
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - ipykernel brings IPython
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    declared = notebook_parameters(REPO / "notebooks" / f"{NOTEBOOKS[stage]}.ipynb")
+    values = {k: shell.user_ns[k] for k in declared if k in shell.user_ns}
+    problems = notebook_problems(stage, values, cwd=Path.cwd())
+    if problems:
+        raise ValueError("; ".join(problems) + ". Fix it in the parameters cell (run by papermill: its -p/-y "
+                         "options) and run again")
 
 
 RM_DIRS_EXAMPLE = "rm_dirs = {'en': '<RM directory>', 'ko': '<RM directory>'} (RM name -> model directory)"
