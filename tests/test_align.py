@@ -673,6 +673,27 @@ def test_best_of_n_study_samples_its_candidates_from_a_policy(bon):
         study.best_of_n_study(rms, **{**args, "prompts": str(tmp_path / "nope.jsonl")})
 
 
+def test_a_large_policy_may_sample_in_bf16_and_its_samples_are_cached_apart(bon, monkeypatch):
+    # a 7B policy was always loaded in float32 (~30 GB) for the paper's best-of-n
+    from xlrm_lib import generate, study
+
+    tmp_path, rms, args = bon
+    real, dtypes = generate.load_policy, []
+    monkeypatch.setattr(generate, "load_policy",
+                        lambda p, dtype="float32", **k: dtypes.append(dtype) or real(p, dtype=dtype, **k))
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "bf16-cache"))
+    half = study.best_of_n_study(rms, **args, policy_bf16=True)
+    full = study.best_of_n_study(rms, **args)
+    assert dtypes == ["bfloat16", "float32"]
+    roots = list((tmp_path / "bf16-cache" / "generations").iterdir())
+    assert len(roots) == 2  # one cache folder per model fingerprint: a bf16 sample is never served as float32's
+    assert len(half["picks"]) == len(full["picks"])
+    assert study.candidate_labels(policy="p", prompts="", source="s", split="test", max_new_tokens=4, temperature=1.0,
+                                  top_p=0.9, policy_bf16=True)["candidates"] == "samples of p (bfloat16)"
+    with pytest.raises(ValueError, match=r"policy_bf16 = 'yes'; expected one of \[True, False\]"):
+        study.best_of_n_study(rms, **args, policy_bf16="yes")
+
+
 def test_a_plain_format_policy_sample_ends_where_it_starts_the_next_user_turn(policy, tmp_path, monkeypatch):
     # gemma3-270m (no chat template) answered "Water it.\n\nUser: And then?\n\nAssistant: ..." and the RMs scored
     # the invented turns as the answer; with a chat template its EOS ends the turn and nothing is cut

@@ -173,7 +173,7 @@ def _sample(policy, tokenizer, texts, add_special, *, n, max_new_tokens, tempera
 
 def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4, max_new_tokens: int = 128,
                         temperature: float = 0.7, top_p: float = 0.95, seed: int = 0, batch_size: int = 16,
-                        cache_dir=None, on_empty: str = "raise") -> pd.DataFrame:
+                        cache_dir=None, on_empty: str = "raise", bf16: bool = False) -> pd.DataFrame:
     """Sample ``n`` answers per (prompt, language) from a causal LM: :data:`CAND_COLUMNS`.
 
     Parameters
@@ -189,6 +189,8 @@ def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4,
         the same key generates nothing.
     on_empty : ``"raise"`` (default) on an empty generation, or ``"drop"`` those candidates with a warning (and a
         (prompt, language) left with one sample: nothing to pick among; none left at all is an error).
+    bf16 : a policy given by name loads in bfloat16 (half float32's memory: ~15 GB for a 7B model), and its samples
+        then move with the other prompts of their batch (:func:`load_policy`); cached apart from float32's.
     """
     if int(n) < 2:
         raise ValueError(f"best-of-n needs n >= 2 candidates per prompt, got n={n}")
@@ -200,8 +202,10 @@ def generate_candidates(policy, tokenizer, prompts: pd.DataFrame, *, n: int = 4,
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if on_empty not in ("raise", "drop"):
         raise ValueError(f"on_empty must be 'raise' or 'drop', got {on_empty!r}")
+    if bf16 not in (True, False):
+        raise ValueError(f"bf16 = {bf16!r}; expected True or False")
     if isinstance(policy, (str, os.PathLike)):
-        policy, loaded_tok = load_policy(policy)
+        policy, loaded_tok = load_policy(policy, dtype="bfloat16" if bf16 else "float32")
         tokenizer = loaded_tok if tokenizer is None else tokenizer
     require_columns(prompts, ["prompt_id", "lang", "prompt"], "generate_candidates' prompts")
     if prompts.empty:

@@ -123,6 +123,7 @@ def _align(p: dict, cwd) -> None:
         if finite_number("top_p", p.get("top_p", 0.95), above=0) > 1:
             raise ValueError(f"top_p = {p['top_p']!r}; expected a number in (0, 1] (1 samples from every token)")
         positive_int("max_new_tokens", p.get("max_new_tokens", 128))
+        choice("policy_bf16", p.get("policy_bf16", False), (True, False))
         if p.get("judge", "gold") == "gold":
             raise ValueError(f"judge = 'gold' grades pool candidates by their benchmark labels; a policy's samples "
                              f"(policy = {policy!r}) have none: give a held-out judge RM, or a causal LM with "

@@ -426,7 +426,8 @@ def _prompt_problems(cell: Cell, values: dict) -> list[str]:
     return []
 
 
-POLICY_SETTINGS = {"max_new_tokens", "temperature", "top_p"}  # the alignment notebook's, read only with a policy
+# the alignment notebook's, read only with a policy
+POLICY_SETTINGS = {"max_new_tokens", "temperature", "top_p", "policy_bf16"}
 
 
 def _item_prompt_problems(cell: Cell, read: tuple, pairs, values: dict) -> list[str]:

@@ -274,8 +274,8 @@ def run_header(rep: dict) -> pd.DataFrame:
     for field, section, keys in (("evaluation", "evaluate", ("max_length", "batch_size", "bf16")),
                                  ("probe", "probe", ("langs", "max_items", "max_length", "layers", "pooling")),
                                  ("best-of-n", "align", ("langs", "n", "limit", "judge", "judge_kind", "source",
-                                                         "policy", "prompts", "max_new_tokens", "temperature",
-                                                         "top_p"))):
+                                                         "policy", "policy_bf16", "prompts", "max_new_tokens",
+                                                         "temperature", "top_p"))):
         given = p.get(section) or {}
         rows.append((field, ", ".join(f"{k} {shown(given[k])}" for k in keys if k in given) or None))
     runs = rep.get("runs")

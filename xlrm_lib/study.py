@@ -529,16 +529,16 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
                     limit: int = 0, judge: str = "gold", judge_kind: str = "rm", english: str = "en",
                     batch_size: int = 64, seed: int = 0, drop_bad: bool = False, bf16: bool = False,
                     policy: str = "", prompts: str = "", max_new_tokens: int = 128, temperature: float = 0.7,
-                    top_p: float = 0.95) -> dict:
+                    top_p: float = 0.95, policy_bf16: bool = False) -> dict:
     """Best-of-n with every RM on the same candidates; win rates under a judge that is none of the RMs.
 
     The candidates are pools drawn from ``source``'s benchmark (:func:`xlrm_lib.align.candidate_pool`: each
     item's chosen and rejected answers and off-topic distractors, with gold labels), or, with a ``policy`` (a
     causal LM: packaged ``gemma3-270m``, a directory or a hub id such as ``Qwen/Qwen2.5-3B-Instruct``), ``n``
     samples of it per prompt (:func:`xlrm_lib.align.generate_candidates`; ``max_new_tokens``, ``temperature``,
-    ``top_p``; cached): the paper's set-up. Its prompts are those of a parallel prompt file (``prompts``:
-    :func:`xlrm_lib.align.load_parallel_prompts`) or of ``source``'s items. Samples have no gold labels: a
-    policy needs a judge model.
+    ``top_p``; cached; ``policy_bf16`` loads it in bfloat16): the paper's set-up. Its prompts are those of a
+    parallel prompt file (``prompts``: :func:`xlrm_lib.align.load_parallel_prompts`) or of ``source``'s items.
+    Samples have no gold labels: a policy needs a judge model.
 
     ``judge`` is ``"gold"`` (the pool's gold labels) or the directory / name / hub id of a held-out judge: an RM
     (``judge_kind="rm"``, which scores each pick), or a causal LM that compares the two picks in both orders
@@ -559,7 +559,7 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
     problems = notebook_checks.notebook_problems("align", dict(
         langs=langs, source=source, split=split, n=n, limit=limit, judge=judge, judge_kind=judge_kind,
         batch_size=batch_size, bf16=bf16, policy=policy, prompts=prompts, max_new_tokens=max_new_tokens,
-        temperature=temperature, top_p=top_p))
+        temperature=temperature, top_p=top_p, policy_bf16=policy_bf16, drop_bad=drop_bad))
     if problems:
         raise ValueError(problems[0])
 
@@ -579,7 +579,7 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
                                limit=limit or None, seed=seed)
         cands = align.generate_candidates(policy, None, asked, n=n, max_new_tokens=max_new_tokens,
                                           temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
-                                          on_empty="drop")
+                                          on_empty="drop", bf16=policy_bf16)
     picks, toks, lengths = {}, {}, []
     for name, d in rm_dirs.items():
         model, tok = models.load_reward_model(d, shared_tokenizers=toks)  # scoring does not change a tokenizer
@@ -625,7 +625,7 @@ def average_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def candidate_labels(*, policy: str, prompts: str, source: str, split: str, max_new_tokens: int,
-                     temperature: float, top_p: float) -> dict:
+                     temperature: float, top_p: float, policy_bf16: bool = False) -> dict:
     """Where best-of-n's candidates came from and how they were sampled, for its metrics (the values in effect,
     defaults included; the notebook adds n, limit, seed and bf16).
 
@@ -635,8 +635,9 @@ def candidate_labels(*, policy: str, prompts: str, source: str, split: str, max_
     """
     if not policy:
         return {"candidates": f"pools of {source} ({split})"}
-    return {"candidates": f"samples of {policy}", "prompts": prompts or f"items of {source} ({split})",
-            "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+    return {"candidates": f"samples of {policy}" + (" (bfloat16)" if policy_bf16 else ""),
+            "prompts": prompts or f"items of {source} ({split})", "max_new_tokens": max_new_tokens,
+            "temperature": temperature, "top_p": top_p}
 
 
 def align_metrics(tables: dict, **labels) -> dict:
