@@ -438,6 +438,11 @@ def test_hub_commits_come_from_the_local_cache_offline(tmp_path, monkeypatch):
     hub.commit.cache_clear()
     assert runner._hub_commits({"data_source": "org/prefs"}) == {"org/prefs": "2" * 40}
     assert runner._hub_commits({"backbone": "org/prefs"}) == {"org/prefs": "1" * 40}
+    both = runner._hub_commits({"model_dir": "org/prefs", "eval_source": "org/prefs"})  # one cell, both repos
+    assert both == {"dataset:org/prefs": "2" * 40, "org/prefs": "1" * 40}
+    monkeypatch.setenv(hub.PINS_ENV, json.dumps(both))  # as its kernel is told: each loads its own commit
+    assert (hub.commit("org/prefs", "dataset"), hub.commit("org/prefs")) == ("2" * 40, "1" * 40)
+    monkeypatch.delenv(hub.PINS_ENV)
     # a notebook's kernel is told those commits and loads them, whatever main has become since
     monkeypatch.setenv(hub.PINS_ENV, json.dumps({"allenai/reward-bench": "f" * 40}))
     assert hub.commit("allenai/reward-bench", "dataset") == "f" * 40

@@ -42,9 +42,14 @@ def pins() -> dict:
     return {k: v for k, v in out.items() if isinstance(v, str) and COMMIT.fullmatch(v)}
 
 
-def pinned(repo_id: str) -> str | None:
-    """The commit the runner pinned ``repo_id`` to for this process (:data:`PINS_ENV`), or None."""
-    return pins().get(repo_id)
+DATASET_PIN = "dataset:"  # a pin's key prefix for a dataset that a model parameter of the same cell names too
+
+
+def pinned(repo_id: str, repo_type: str = "model") -> str | None:
+    """The commit the runner pinned ``repo_id`` to for this process (:data:`PINS_ENV`), or None. A dataset's pin
+    is under ``dataset:<id>`` where the cell names a model repo of the same id too, else under its id."""
+    found = pins()
+    return (found.get(DATASET_PIN + repo_id) if repo_type == "dataset" else None) or found.get(repo_id)
 
 
 def is_hub_id(value) -> bool:
@@ -101,7 +106,7 @@ def commit(repo_id: str, repo_type: str = "model", revision: str = "main", timeo
         raise ValueError(f"repo_type = {repo_type!r}; expected 'model' or 'dataset'")
     if COMMIT.fullmatch(revision):
         return revision  # already a commit
-    if revision == "main" and (sha := pinned(repo_id)):
+    if revision == "main" and (sha := pinned(repo_id, repo_type)):
         return sha  # what this notebook's cell is keyed on
     key = (repo_id, repo_type, revision)
     if key in _COMMITS:

@@ -155,8 +155,13 @@ def _hub_commits(params: dict) -> dict:
     for name, value in sorted(params.items()):
         if name in ("output_dir", "run_dir") or not hub.is_hub_id(value) or (REPO / value).exists():
             continue  # where the cell writes, or a relative path the kernels read
-        # a data parameter names a dataset: a model repo of the same id must not pin it to the model's commit
-        out[value] = hub.commit(value, "dataset") if name in DATASET_PARAMS else hub.any_commit(value)
+        # a data parameter names a dataset: a model repo of the same id must not pin it to the model's commit, nor
+        # share its pin where a model parameter of the cell names that model (hub.pinned)
+        if name in DATASET_PARAMS:
+            model_too = any(v == value for k, v in params.items() if k not in DATASET_PARAMS)
+            out[hub.DATASET_PIN + value if model_too else value] = hub.commit(value, "dataset")
+        else:
+            out[value] = hub.any_commit(value)
         if value in M_REWARDBENCH and _reads_english(params):
             out[REWARDBENCH_EN[0]] = hub.commit(REWARDBENCH_EN[0], "dataset")
     return dict(sorted(out.items()))
