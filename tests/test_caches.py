@@ -104,11 +104,17 @@ def test_the_cli_reads_a_relative_cache_from_where_it_runs_and_refuses_a_file(tm
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XLRM_CACHE", "xc")
     assert main(["cache"]) == 0
-    assert os.environ["XLRM_CACHE"] == str(tmp_path / "xc") and (tmp_path / "xc").is_dir()
+    assert os.environ["XLRM_CACHE"] == str(tmp_path / "xc")  # listed as it is: not created
     (tmp_path / "afile").write_text("")
     monkeypatch.setenv("XLRM_CACHE", "afile")
     assert main(["cache"]) == 2
-    assert f"XLRM_CACHE = {tmp_path / 'afile'} is not a writable directory (it is a file)" in capsys.readouterr().err
+    assert f"XLRM_CACHE = {tmp_path / 'afile'} is a file; set XLRM_CACHE to a directory" in capsys.readouterr().err
+    # a read-only cache is listed (and pruning lists what it would delete); deleting from it is refused up front
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "xc"))
+    monkeypatch.setattr(store, "write_probe", lambda folder: (_ for _ in ()).throw(OSError(30, "Read-only file system")))
+    assert main(["cache"]) == 0 and main(["cache", "--prune"]) == 0
+    assert main(["cache", "--prune", "--yes"]) == 2
+    assert "is not a writable directory (Read-only file system)" in capsys.readouterr().err
 
 
 def test_a_filesystem_without_file_locks_runs_the_work_unlocked_and_says_so(tmp_path, monkeypatch, caplog):

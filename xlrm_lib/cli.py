@@ -153,8 +153,13 @@ def _stop_on_sigterm() -> None:
 def _cache(args, repo) -> int:
     from . import caches
     from .preflight import check_cache
+    from .store import cache_root
 
-    check_cache()  # a file, or read-only: said, not a traceback
+    root = cache_root()
+    if root.exists() and not root.is_dir():  # said, not a traceback
+        raise ValueError(f"the cache directory XLRM_CACHE = {root} is a file; set XLRM_CACHE to a directory")
+    if args.prune and args.yes:  # deleting needs a writable cache; listing reads it (a read-only shared one too)
+        check_cache()
 
     if not args.prune and (args.yes or args.outputs or args.min_age is not None):  # the error alone, no table
         raise ValueError("--yes, --outputs and --min-age go with --prune: xlrm cache --prune [--outputs DIR] "
@@ -162,7 +167,7 @@ def _cache(args, repo) -> int:
     min_age = 60.0 if args.min_age is None else args.min_age
     if not min_age >= 0:
         raise ValueError(f"--min-age {min_age:g}: expected minutes >= 0 (0 lists RMs written just now too)")
-    for row in caches.usage():
+    for row in caches.usage(root):
         extra = f", {row['unfinished']} unfinished ({caches.human(row['unfinished_bytes'])})" if row["unfinished"] else ""
         print(f"{row['kind']:14s} {row['entries']:6d} entries {caches.human(row['bytes']):>10s}{extra}")
     if not args.prune:

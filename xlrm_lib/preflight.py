@@ -219,7 +219,7 @@ def check_cache() -> None:
     try:
         store.write_probe(store.cache_dir())
     except OSError as e:
-        root = Path(os.environ.get("XLRM_CACHE") or "~/.cache/xlrm").expanduser()
+        root = store.cache_root()
         why = "it is a file" if root.exists() and not root.is_dir() else e.strerror or str(e)
         raise ParamError(f"the cache directory XLRM_CACHE = {where} is not a writable directory ({why}); "
                          "set XLRM_CACHE to one") from None

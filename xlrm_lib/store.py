@@ -121,10 +121,14 @@ def absolute_cache_env() -> None:
         os.environ["XLRM_CACHE"] = str(Path(given).expanduser().resolve())
 
 
+def cache_root() -> Path:
+    """``$XLRM_CACHE`` (default ``~/.cache/xlrm``), as it is: not created."""
+    return Path(os.environ.get("XLRM_CACHE") or Path.home() / ".cache" / "xlrm").expanduser()
+
+
 def cache_dir(*parts: str) -> Path:
     """``$XLRM_CACHE`` (default ``~/.cache/xlrm``) joined with ``parts``; created if missing."""
-    root = Path(os.environ.get("XLRM_CACHE") or Path.home() / ".cache" / "xlrm").expanduser()
-    path = root.joinpath(*parts)
+    path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
