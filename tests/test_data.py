@@ -666,15 +666,15 @@ def test_a_hub_dataset_is_read_at_its_pinned_commit_from_the_hub_cache_offline(t
         pairs = load_pairs(repo_id, langs=["es"], split="test")
         # a language the download left out (hf download --include "spa_Latn/*") failed with the hub's "couldn't
         # reach", naming neither the language nor the fix
-        fix = rf"offline \(HF_HUB_OFFLINE is set\) nothing else can be read\. Download the whole dataset on a " \
+        fix = rf"and offline \(HF_HUB_OFFLINE is set\) nothing else can be read: download the whole dataset on a " \
               rf"machine with internet \(hf download --repo-type dataset {repo_id}\), or leave that language out"
-        with pytest.raises(ValueError, match=rf"{repo_id} in the local hub cache \(commit bbbbbbbbbbbb, .*\) declares "
-                                             rf"no config 'jpn_Jpan' \(it has \['spa_Latn'\]\); {fix}"):
+        with pytest.raises(ValueError, match=rf"'{repo_id}': its snapshot in the local hub cache \(commit bbbbbbbbbbbb\) "
+                                             rf"lacks 'jpn_Jpan', split 'test' \(a partial download; it has "
+                                             rf"\['spa_Latn'\]\), {fix}"):
             load_pairs(repo_id, langs=["ja"], split="test")
         for f in (tmp_path / "hub" / f"datasets--{repo_id.replace('/', '--')}" / "snapshots" / new).rglob("*.parquet"):
             f.unlink()
-        with pytest.raises(ValueError, match=r"lacks the data files of config 'spa_Latn' \(a partial download; it "
-                                             r"has those of none\)"):
+        with pytest.raises(ValueError, match=r"lacks 'spa_Latn', split 'test' \(a partial download; it has none\)"):
             load_pairs(repo_id, langs=["es"], split="test")
     finally:
         hub.commit.cache_clear()
@@ -700,3 +700,46 @@ def test_a_repeated_id_skips_every_suffix_the_data_use(tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     assert load_pairs(str(path))["id"] == ["q", "q#4", "q#2", "q#3"]
+
+
+def test_a_hub_snapshots_configs_are_read_from_its_readme_as_the_hub_writes_it(tmp_path):
+    # "---" inside a value, a BOM or a leading blank line made every config unknown: validate then refused a
+    # complete download offline as "a partial download"
+    from xlrm_lib import hub
+
+    for name in ("kor_Hang/test-0.parquet", "spa_Latn/raw.json", "one.csv", "a/x.json", "b/y.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    readme = """\ufeff
+---
+pretty_name: M-RewardBench --- multilingual
+configs:
+- config_name: kor_Hang
+  data_files:
+  - split: test
+    path: kor_Hang/test-*
+- config_name: spa_Latn
+  data_files:
+  - split: test
+    path: [spa_Latn/test-*]
+  - split: raw
+    path: spa_Latn/raw.json
+- config_name: plain
+  data_files: one.csv
+- config_name: listed
+  data_files: [a/*.json, b/*.json]
+- config_name: mapped
+  data_files: {test: a/*.json, train: c/*.json}
+- config_name: scripted
+---
+# M-RewardBench
+"""
+    (tmp_path / "README.md").write_text(readme, encoding="utf-8")
+    assert hub.snapshot_configs(tmp_path) == {"kor_Hang": {"test"}, "spa_Latn": {"raw"}, "plain": {"train"},
+                                              "listed": {"train"}, "mapped": {"test"}, "scripted": {hub.ANY_SPLIT}}
+    (tmp_path / "README.md").write_text("---\nlicense: mit\n---\n")
+    assert hub.snapshot_configs(tmp_path) == {}  # a README without configs: not "no README"
+    (tmp_path / "README.md").write_text("# no YAML block\n")
+    assert hub.snapshot_configs(tmp_path) is None
+    (tmp_path / "README.md").unlink()
+    assert hub.snapshot_configs(tmp_path) is None

@@ -623,13 +623,14 @@ def test_an_m_rewardbench_language_the_cached_download_lacks_fails_validation_of
         _validate(spec("ko", "es"))
         with pytest.raises(runner.ParamError, match=rf"1 problem.*\n  evaluate\.eval_source = '{mrb}': its snapshot in "
                                                     r"the local hub cache \(commit cccccccccccc\) lacks ja \(jpn_Jpan\), "
-                                                    r"zh \(zho_Hans\) \(a partial download; it has \['kor_Hang', "
-                                                    r"'spa_Latn'\]\), and offline .* \(hf download --repo-type dataset "
-                                                    rf"{mrb}\), or leave those languages out"):
+                                                    r"zh \(zho_Hans\), split 'test' \(a partial download; it has "
+                                                    r"\['kor_Hang', 'spa_Latn'\]\), and offline .* \(hf download "
+                                                    rf"--repo-type dataset {mrb}\), or leave those languages out"):
             _validate(spec("ko", "zh", "ja"))
         for f in (repo / "snapshots" / sha / "spa_Latn").iterdir():
             f.unlink()
-        with pytest.raises(runner.ParamError, match=r"lacks es \(spa_Latn\) \(a partial download; it has \['kor_Hang'\]"):
+        with pytest.raises(runner.ParamError, match=r"lacks es \(spa_Latn\), split 'test' \(a partial download; it has "
+                                                    r"\['kor_Hang'\]"):
             _validate(spec("ko", "es"))
         (tmp_path / "prepared" / "CohereLabsCommunity___multilingual-reward-bench" / "spa_Latn").mkdir(parents=True)
         _validate(spec("ko", "es"))  # datasets prepared it on an earlier load: it serves that copy offline

@@ -454,28 +454,33 @@ def _load_hub(name: str, config=None, *, split: str) -> "datasets.Dataset":
         return datasets.load_dataset(name, config, split=split, **({"revision": revision} if revision else {}))
     except Exception:
         if error is not None and constants.is_offline_mode():  # it says "couldn't reach the hub", naming neither
-            raise ValueError(snapshot_problem(name, snapshot, config, split, error)) from None
+            raise ValueError(snapshot_problem(name, snapshot, {config: repr(config)}, split, error)) from None
         raise
 
 
-def snapshot_problem(name: str, snapshot: Path, config, split=None, error: str | None = None) -> str | None:
-    """Why the local hub cache's ``snapshot`` of dataset ``name`` cannot give ``config`` offline (what it lacks,
-    and how to fix that); None when nothing is seen wrong (and no load ``error`` was given)."""
+def snapshot_problem(name: str, snapshot: Path, configs: dict, split: str, error: str | None = None) -> str | None:
+    """Why the local hub cache's ``snapshot`` of dataset ``name`` cannot give ``split`` of ``configs`` offline (what
+    it lacks, and how to fix that); None when nothing is seen wrong and no load ``error`` was given. ``configs``:
+    config -> how to name it to the user (e.g. ``"ja (jpn_Jpan)"``)."""
     have = hub.snapshot_configs(snapshot)
-    where = f"{name} in the local hub cache (commit {snapshot.name[:12]}, {snapshot})"
-    if have is None and config is not None:
+    if have is None:
         what = "has no README.md declaring its configs (a partial download)"
-    elif have is not None and config is not None and config not in have:
-        what = f"declares no config {config!r} (it has {sorted(have)})"
-    elif have is not None and config is not None and not have[config]:
-        what = (f"lacks the data files of config {config!r} (a partial download; it has those of "
-                f"{sorted(c for c, ok in have.items() if ok) or 'none'})")
-    elif error is not None:
-        what = f"does not load config {config!r}, split {split!r} ({error})"
+    elif not have:
+        what = "has a README.md that declares no configs"
     else:
-        return None
-    return (f"{where} {what}; offline (HF_HUB_OFFLINE is set) nothing else can be read. Download the whole dataset "
-            f"on a machine with internet (hf download --repo-type dataset {name}), or leave that language out")
+        there = lambda c: bool(have.get(c, set()) & {split, hub.ANY_SPLIT})  # noqa: E731
+        lacking = [label for c, label in configs.items() if not there(c)]
+        if lacking:
+            what = (f"lacks {', '.join(lacking)}, split {split!r} (a partial download; it has "
+                    f"{sorted(c for c in have if there(c)) or 'none'})")
+        elif error is not None:
+            what = f"does not load {', '.join(configs.values())}, split {split!r} ({error})"
+        else:
+            return None
+    those = "that language" if len(configs) == 1 else "those languages"
+    return (f"{name!r}: its snapshot in the local hub cache (commit {snapshot.name[:12]}) {what}, and offline "
+            f"(HF_HUB_OFFLINE is set) nothing else can be read: download the whole dataset on a machine with internet "
+            f"(hf download --repo-type dataset {name}), or leave {those} out")
 
 
 def _hub(name: str, langs, split) -> list[dict]:

@@ -147,31 +147,43 @@ def cached_snapshot(repo_id: str, repo_type: str, sha: str) -> Path | None:
     return snap if COMMIT.fullmatch(sha or "") and snap.is_dir() else None
 
 
-def snapshot_configs(snapshot: Path) -> dict[str, bool] | None:
-    """The configs a dataset snapshot's README.md declares (``configs:``), each with whether its data files are in
-    the snapshot (``hf download --include "kor_Hang/*"`` leaves the others out); None when it declares none (no
-    README: its configs are unknown, ``datasets`` then sees only a ``default`` one). A config without
-    ``data_files`` counts as present."""
+ANY_SPLIT = "*"  # in snapshot_configs: a config whose files the README does not list (any split may be there)
+
+
+def snapshot_configs(snapshot: Path) -> dict[str, set[str]] | None:
+    """The configs a dataset snapshot's README.md declares (its YAML block's ``configs:``), each with the splits
+    whose data files are in the snapshot (``hf download --include "kor_Hang/*"`` leaves the other configs out; a
+    split given without a name is ``train``, as ``datasets`` reads it; :data:`ANY_SPLIT` for a config without
+    ``data_files``). ``{}``: a README that declares no configs; None: no README or no YAML block (its configs
+    are unknown: ``datasets`` then sees one ``default`` config)."""
     import yaml
+    from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
     try:
-        text = (Path(snapshot) / "README.md").read_text(encoding="utf-8")
-        meta = yaml.safe_load(text.split("---", 2)[1]) if text.startswith("---") else None
-    except (OSError, IndexError, yaml.YAMLError):
+        text = (Path(snapshot) / "README.md").read_text(encoding="utf-8").lstrip("\ufeff")
+        block = REGEX_YAML_BLOCK.search(text)
+        meta = yaml.safe_load(block.group(2)) if block else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
-    configs = meta.get("configs") if isinstance(meta, dict) else None
-    if not isinstance(configs, list):
+    if not isinstance(meta, dict):
         return None
-    out = {}
-    for c in configs:
+    configs = meta.get("configs")
+    out: dict[str, set[str]] = {}
+    for c in configs if isinstance(configs, list) else []:
         if not isinstance(c, dict) or "config_name" not in c:
             continue
         files = c.get("data_files")
-        patterns = []
-        for entry in files if isinstance(files, list) else [] if files is None else [files]:
-            paths = entry.get("path") if isinstance(entry, dict) else entry
-            patterns += [p for p in (paths if isinstance(paths, list) else [paths]) if isinstance(p, str) and p]
-        out[str(c["config_name"])] = not patterns or any(_matches(Path(snapshot), p) for p in patterns)
+        if files is None:
+            out[str(c["config_name"])] = {ANY_SPLIT}
+            continue
+        by_split: dict[str, list] = {}
+        entries = files.items() if isinstance(files, dict) else \
+            [(e.get("split", "train"), e.get("path")) if isinstance(e, dict) else ("train", e)
+             for e in (files if isinstance(files, list) else [files])]
+        for split, paths in entries:
+            by_split.setdefault(str(split), []).extend(paths if isinstance(paths, list) else [paths])
+        out[str(c["config_name"])] = {split for split, paths in by_split.items()
+                                      if any(isinstance(p, str) and _matches(Path(snapshot), p) for p in paths)}
     return out
 
 

@@ -632,31 +632,24 @@ def _partial_snapshots(cells: list[Cell], schemas: dict) -> list[str]:
     that ``datasets`` prepared on an earlier load is not named (it serves that copy offline)."""
     import datasets
 
-    from .data import M_REWARDBENCH
+    from .data import M_REWARDBENCH, snapshot_problem
     from .langs import flores
 
-    needed: dict[str, tuple] = {}  # source -> (the first cell reading it, its parameter, every language read)
+    needed: dict[str, tuple] = {}  # source -> (the parameters reading it, every language read)
     for cell in cells:
         read = _data_read(cell, schemas[cell.notebook])
         if read and str(read[1]) in M_REWARDBENCH:
-            needed.setdefault(str(read[1]), (cell, read[0], set()))[2].update(x for x in read[2] if x != "en")
+            params, langs = needed.setdefault(str(read[1]), (set(), set()))
+            params.add(f"{cell.stage}.{read[0]}")
+            langs.update(x for x in read[2] if x != "en")  # English is RewardBench's: dataset_problems says
     out = []
-    for source, (cell, key, langs) in needed.items():
+    for source, (params, langs) in needed.items():
         sha = hub.commit(source, "dataset")
         snapshot = hub.cached_snapshot(source, "dataset", sha) if sha else None
-        if snapshot is None or not langs:  # not downloaded with hf: datasets' own copy, or dataset_problems' case
+        if snapshot is None:  # not downloaded with hf: datasets' own copy, or dataset_problems' case
             continue
-        have = hub.snapshot_configs(snapshot)
         prepared = Path(datasets.config.HF_DATASETS_CACHE) / source.replace("/", "___")
-        lacking = [x for x in sorted(langs) if (have is None or not have.get(flores(x)))
-                   and not (prepared / flores(x)).is_dir()]
-        if not lacking:
-            continue
-        where = f"{cell.stage}.{key} = {source!r}: its snapshot in the local hub cache (commit {sha[:12]})"
-        what = ("has no README.md declaring its configs (a partial download)" if have is None else
-                f"lacks {', '.join(f'{x} ({flores(x)})' for x in lacking)} (a partial download; it has "
-                f"{sorted(c for c, ok in have.items() if ok) or 'none'})")
-        out.append(f"{where} {what}, and offline (HF_HUB_OFFLINE is set) nothing else can be read: download the "
-                   f"whole dataset on a machine with internet (hf download --repo-type dataset {source}), or leave "
-                   "those languages out")
+        configs = {flores(x): f"{x} ({flores(x)})" for x in sorted(langs) if not (prepared / flores(x)).is_dir()}
+        if configs and (problem := snapshot_problem(source, snapshot, configs, "test")):
+            out.append(f"{', '.join(sorted(params))} = {problem}")
     return out
