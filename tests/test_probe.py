@@ -251,6 +251,11 @@ def test_representation_shift_labels_the_layers_it_probed(tmp_path, monkeypatch)
     with pytest.raises(ValueError, match=r"focus_layer = 2; expected an index into the probed layers \[1, -1\] "
                                          r"\(-2 to 1\)"):
         study.representation_shift(str(base), rms, texts, layers=[1, -1], focus_layer=2)
+    np.testing.assert_allclose(  # a numpy integer is an index too
+        study.representation_shift(str(base), rms, texts, focus_layer=np.int64(1))["summary"]["sv_ratio_mean"],
+        at1["summary"]["sv_ratio_mean"], atol=1e-6)
+    with pytest.raises(ValueError, match=r"focus_layer = 3; expected an index into the probed layers 'all' \(-3 to 2\)"):
+        study.representation_shift(str(base), rms, texts, focus_layer=3)  # the base's config: 3 hidden states
     # cached per model (xlrm cache --prune drops an RM's states with it): 2 languages x 2 layer choices each
     states = tmp_path / "cache" / "hidden_states"
     assert {d.name: len(list(d.glob("hidden-*.npy"))) for d in states.iterdir()} == {"base": 4, "en": 4, "ko": 4}

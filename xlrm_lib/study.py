@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -415,11 +416,13 @@ def representation_shift(backbone: str, rm_dirs: dict[str, str], texts: dict[str
     rm_dirs = _rm_dirs(rm_dirs)
     chosen = checks.layer_list("layers", layers)
     checks.choice("pooling", pooling, probe.POOLINGS)
-    count = None if chosen == "all" else len(chosen)
-    if not isinstance(focus_layer, int) or isinstance(focus_layer, bool) or (
+    # how many layers are probed: those listed, or every hidden state of a backbone whose config is on disk
+    count = notebook_checks.hidden_state_count(backbone) if chosen == "all" else len(chosen)
+    if not isinstance(focus_layer, Integral) or isinstance(focus_layer, bool) or (
             count is not None and not -count <= focus_layer < count):
         raise ValueError(f"focus_layer = {focus_layer!r}; expected an index into the probed layers {layers!r} "
                          f"({'-1 is the last' if count is None else f'-{count} to {count - 1}'})")
+    focus_layer = int(focus_layer)
     toks: dict = {}  # the RMs' directories hold copies of one tokenizer: read it once
     langs = list(texts)
     stack = lambda s: np.concatenate([s[lang] for lang in langs])  # noqa: E731  (items of all languages)
