@@ -156,7 +156,11 @@ def test_probe_layers_out_of_the_backbones_range_fail_validation(tmp_path, tiny_
                                               r"strings: .*under 'pretrained'\)"),
     # two models: "a backbone ... is listed more than once"
     ({"backbones": ["/models/me5-small", "me5-small"]}, r"backbones \['/models/me5-small', 'me5-small'\] would share "
-                                                        r"the cell names '\*/me5-small-s<seed>-\*' .*rename one's"),
+                                                        r"the cell names '\*/me5-small-s<seed>-\*' .*a hub id: `hf "
+                                                        r"download <id> --local-dir models/<new name>`"),
+    ({"backbones": ["org-a/tiny-rm", "org-b/tiny-rm"]}, r"backbones \['org-a/tiny-rm', 'org-b/tiny-rm'\] would share"),
+    ({"backbones": [str(grid.REPO / "notebooks"), f"{grid.REPO}/notebooks/"]}, r"backbones \[.*\] name one directory 2 "
+                                                                              r"times: list it once"),
     ({"num_gpus": "lots"}, r"num_gpus = 'lots'; expected a finite number >= 0"),
     ({"train": [1, 2]}, r"train: expected a mapping of train_reward_model\.ipynb parameters"),
     ({"evaluate": True}, r"evaluate: expected a mapping"),

@@ -271,9 +271,14 @@ def _grid_axes(spec: dict):
     for b in dict.fromkeys(b for b in backbones if b not in not_names):
         by_folder.setdefault(_slug(b), []).append(b)
     for folder, same in by_folder.items():  # cells are named by a backbone's last path part
-        if len(same) > 1:
-            problems.append(f"backbones {same} would share the cell names '*/{folder}-s<seed>-*' (the last part of "
-                            "their path names them): rename one's directory")
+        if len(same) > 1 and len({str(Path(b).expanduser().resolve()) if Path(b).expanduser().exists() else b
+                                  for b in same}) == 1:
+            problems.append(f"backbones {same} name one directory {len(same)} times: list it once")
+        elif len(same) > 1:
+            problems.append(f"backbones {same} would share the cell names '*/{folder}-s<seed>-*' (cells are named by "
+                            "the last part of a backbone's path or hub id): give all but one another name (a local "
+                            "directory: rename it; a hub id: `hf download <id> --local-dir models/<new name>`, then "
+                            "list that directory)")
     if not seeds:
         problems.append("seeds is empty; expected at least one seed, e.g. [42]")
     bad_seeds = [x for x in seeds if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= checks.SEED_MAX]
