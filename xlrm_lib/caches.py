@@ -29,7 +29,8 @@ import shutil
 import time
 from pathlib import Path
 
-from .store import RUN_LOCK, abandoned, cache_dir, drop_lock, lock_holder, locked_entry, read_card_or_none, unfinished
+from .store import (LOCK_SUFFIX, RUN_LOCK, abandoned, cache_dir, drop_lock, lock_holder, locked_entry, read_card_or_none,
+                    unfinished)
 
 REPO = Path(__file__).resolve().parents[1]  # where notebooks run (xlrm run and setup_notebook chdir there)
 
@@ -164,7 +165,7 @@ def prune(paths: list[Path]) -> int:
             p.unlink(missing_ok=True)
         freed += size
     for models in {p.parent for p in paths if p.parent.name == "models"}:
-        for lock in models.glob(".*.lock"):
+        for lock in models.glob(f".*{LOCK_SUFFIX}"):
             if (entry := locked_entry(lock)) is not None and not entry.exists():
                 drop_lock(lock)
     return freed

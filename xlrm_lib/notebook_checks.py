@@ -30,7 +30,6 @@ from .train import RewardConfig
 
 
 def _train(p: dict, cwd) -> None:
-    choice("drop_bad", p.get("drop_bad", False), (True, False))
     check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
     lang = language("train_lang", p.get("train_lang", "en"))
     if p.get("translate_from"):  # the pairs are read in this language, then translated
@@ -48,7 +47,6 @@ def _train(p: dict, cwd) -> None:
 
 
 def _evaluate(p: dict, cwd) -> None:
-    choice("drop_bad", p.get("drop_bad", False), (True, False))
     kind = choice("model_kind", p.get("model_kind", "rm"), MODEL_KINDS)
     choice("bf16", p.get("bf16", False), (True, False))
     if p.get("model_dir") and kind == "judge":  # a pretrained model (a trained RM's is filled in after training)
@@ -72,7 +70,6 @@ def _evaluate(p: dict, cwd) -> None:
 
 
 def _probe(p: dict, cwd) -> None:
-    choice("drop_bad", p.get("drop_bad", False), (True, False))
     seed("seed", p.get("seed", 42))  # UMAP's random_state
     backbone = check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
     langs = languages("langs", p.get("langs", ["en"]))
@@ -104,7 +101,6 @@ def _probe(p: dict, cwd) -> None:
 
 
 def _align(p: dict, cwd) -> None:
-    choice("drop_bad", p.get("drop_bad", False), (True, False))
     langs = languages("langs", p.get("langs", ["en"]))
     policy = p.get("policy") or ""
     if p.get("prompts") and not policy:  # pools come from the benchmark's answers: the file would go unread
@@ -143,6 +139,7 @@ def _report(p: dict, cwd) -> None:
 
 
 STAGE_CHECKS = {"train": _train, "evaluate": _evaluate, "probe": _probe, "align": _align, "report": _report}
+PAIRS_STAGES = ("train", "evaluate", "probe", "align")  # the notebooks that load pairs (and take drop_bad)
 
 
 def notebook_problems(stage: str, params: dict, *, cwd=None) -> list[str]:
@@ -155,6 +152,8 @@ def notebook_problems(stage: str, params: dict, *, cwd=None) -> list[str]:
     if check is None:
         return []
     try:
+        if stage in PAIRS_STAGES:
+            choice("drop_bad", params.get("drop_bad", False), (True, False))
         check(params, cwd)
     except (ValueError, TypeError, FileNotFoundError) as e:
         return [str(e)]

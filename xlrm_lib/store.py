@@ -396,21 +396,22 @@ def drop_lock(path: str | os.PathLike) -> bool:
         os.close(fd)
 
 
-RUN_LOCK = ".lock"  # in a run folder while an `xlrm run` uses it (xlrm_lib.runner)
+LOCK_SUFFIX = ".lock"  # of a file_lock's file
+RUN_LOCK = LOCK_SUFFIX  # in a run folder while an `xlrm run` uses it (xlrm_lib.runner)
 TMP_SUFFIX = ".tmp"  # the last part of the name an entry is written under (atomic_path, atomic_dir)
 
 
 def entry_lock(dest: str | os.PathLike) -> Path:
     """The lock of one cache entry (``.<name>.lock`` beside it): its writers take it (an RM's training)."""
     dest = Path(dest)
-    return dest.with_name(f".{dest.name}.lock")
+    return dest.with_name(f".{dest.name}{LOCK_SUFFIX}")
 
 
 def locked_entry(lock: Path) -> Path | None:
     """The entry an :func:`entry_lock` guards; None for a path that is not one."""
     name = lock.name
-    return lock.with_name(name[1:-len(".lock")]) if name.startswith(".") and name.endswith(".lock") and \
-        len(name) > len("..lock") else None
+    return lock.with_name(name[1:-len(LOCK_SUFFIX)]) if name.startswith(".") and name.endswith(LOCK_SUFFIX) and \
+        len(name) > len(LOCK_SUFFIX) + 1 else None
 
 
 def unfinished(path: Path) -> bool:
