@@ -615,6 +615,18 @@ def test_a_data_file_of_another_format_is_named_so_not_taken_for_a_hub_id(tmp_pa
     with pytest.raises(ValueError, match=r"a file without a suffix is not a data format read here"):
         check_source(str(tmp_path / "pairs"))
     assert check_source("org/prefs.v2") == "hub"  # a hub name may hold a dot
+    with pytest.raises(ValueError, match=r"\.xlsx is not a data format read here; expected a .* file \(convert it, "
+                                         r"e\.g\. pandas\.read_excel\(path\)\.to_json\(out, orient='records', lines=True\)\)"):
+        check_source("mydir/pairs.xlsx")
+    with pytest.raises(ValueError, match=r"\(decompress it: pairs\.jsonl\.gz -> pairs\.jsonl\)"):
+        check_source("pairs.jsonl.gz")
+    from xlrm_lib import data
+    known = {"org/corpus.txt": "1" * 40}  # a hub dataset named like a file: the hub knows it
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(data, "hub_commit", lambda repo_id, repo_type="model", **k: known.get(repo_id))
+        assert check_source("org/corpus.txt") == "hub"
+        with pytest.raises(ValueError, match=r"\.txt is not a data format read here"):
+            check_source("org/notes.txt")
 
 
 def test_csv_ids_stay_text(tmp_path):

