@@ -394,8 +394,9 @@ def test_real_notebooks_declare_what_the_grid_passes():
     # a name too long for a folder passed, then `run` said the outputs directory was not writable
     (f"run: {'x' * 101}\n", r"run name 'x{101}' must be .* at most 100 characters .*; e\.g\. `run: x{100}`"),
     ("1: a\nfoo: b\n", r"unknown top-level key 1;.*\n.*unknown top-level key 'foo'"),  # was: '<' not supported
-    ("kernel: 5\n", r"kernel = 5; expected a string, e\.g\. kernel: python3"),  # were tracebacks
-    ("notebooks_dir: [a]\n", r"notebooks_dir = \['a'\]; expected a string"),
+    ("kernel: 5\n", r"kernel = 5; expected a non-empty string, e\.g\. kernel: python3"),  # were tracebacks
+    ("notebooks_dir: [a]\n", r"notebooks_dir = \['a'\]; expected a non-empty string"),
+    ("kernel: \"\"\n", r"kernel = ''; expected a non-empty string"),
 ])
 def test_bad_yaml(tmp_path, text, match):
     p = tmp_path / "bad.yaml"

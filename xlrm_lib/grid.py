@@ -86,8 +86,8 @@ def load_spec(path) -> dict:
     for key, example in (("kernel", "python3"), ("notebooks_dir", "notebooks")):
         value = spec.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ParamError(f"{path}: {key} = {value!r}; expected a string, e.g. {key}: {example} (or leave it out "
-                             "for the default)")
+            raise ParamError(f"{path}: {key} = {value!r}; expected a non-empty string, e.g. {key}: {example} (or "
+                             "leave it out for the default)")
     spec["_source"] = str(path.resolve())  # where it was read (a run folder's own copy: see _check_run_folder)
     return spec
 
