@@ -86,6 +86,11 @@ def test_layers_judge_and_stage_problems():
         "seed = 4294967296; expected an integer in 0..4294967295 (numpy's seeds, which the trainer and UMAP use, go "
         "no higher)"]
     assert notebook_checks.notebook_problems("probe", {"seed": 2**32 - 1}) == []
+    # a base model among the RMs: best-of-n and the probe ran on its random head's scores without a word
+    assert notebook_checks.notebook_problems("align", {"rm_dirs": {"en": "me5-small", "ko": "x"}}) == [
+        "rm_dirs['en'] = 'me5-small' is a packaged base model, without a trained score head (its scores would be a "
+        "random projection); give a trained RM's directory, e.g. the model_dir in a train notebook's metrics.json"]
+    assert notebook_checks.notebook_problems("probe", {"rm_dirs": {"ko": "me5-small"}, "langs": ["en", "ko"]})
     [problem] = notebook_checks.notebook_problems("train", {"seed": 2**32})
     assert "seed = 4294967296; expected an integer in 0..4294967295" in problem
     [problem] = notebook_checks.notebook_problems("train", {"lr": float("inf"), "lora_r": -4})
@@ -322,3 +327,15 @@ def test_a_report_without_an_english_rm_name_and_a_token_classifier_as_an_rm_are
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForTokenClassification"]}))
     [problem] = notebook_checks.notebook_problems("evaluate", {"model_dir": str(tmp_path)})
     assert "is a BertForTokenClassification, not a reward model" in problem
+
+
+def test_a_base_models_directory_among_the_rms_is_refused_before_any_model_loads(tmp_path):
+    from xlrm_lib import study
+
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
+    for call in (lambda: study.best_of_n_study({"en": str(tmp_path / "base")}, langs=["en"]),
+                 lambda: study.representation_shift("me5-small", {"en": str(tmp_path / "base")}, {"en": ["a"]})):
+        with pytest.raises(ValueError, match=r"rm_dirs\['en'\] = '.*base' is a BertModel, not a reward model: it has "
+                                             r"no trained score head"):
+            call()

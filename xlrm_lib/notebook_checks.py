@@ -70,6 +70,7 @@ def _evaluate(p: dict, cwd) -> None:
 
 
 def _probe(p: dict, cwd) -> None:
+    trained_rms(p.get("rm_dirs"), cwd)
     seed("seed", p.get("seed", 42))  # UMAP's random_state
     backbone = check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
     langs = languages("langs", p.get("langs", ["en"]))
@@ -101,6 +102,7 @@ def _probe(p: dict, cwd) -> None:
 
 
 def _align(p: dict, cwd) -> None:
+    trained_rms(p.get("rm_dirs"), cwd)
     langs = languages("langs", p.get("langs", ["en"]))
     policy = p.get("policy") or ""
     if p.get("prompts") and not policy:  # pools come from the benchmark's answers: the file would go unread
@@ -241,6 +243,18 @@ def trained_head(name: str, value, cwd=None) -> None:
                      "head, so its scores would be a random projection. Give a trained RM's directory (one "
                      "saved as *ForSequenceClassification), or ask a causal LM as a generative judge "
                      "(kind: judge in a params file's pretrained entry; model_kind 'judge' in the notebook)")
+
+
+def trained_rms(rm_dirs, cwd=None) -> None:
+    """Refuse an entry of ``rm_dirs`` (RM name -> model) that has no trained score head: a packaged base model, or a
+    local directory saved as a base model (:func:`trained_head`); each RM's scores would be a random projection.
+    Anything but a mapping is left to the notebook's own message."""
+    for name, d in rm_dirs.items() if isinstance(rm_dirs, dict) else ():
+        if str(d) in PACKAGED:
+            raise ValueError(f"rm_dirs[{name!r}] = {str(d)!r} is a packaged base model, without a trained score head "
+                             "(its scores would be a random projection); give a trained RM's directory, e.g. the "
+                             "model_dir in a train notebook's metrics.json")
+        trained_head(f"rm_dirs[{name!r}]", d, cwd)
 
 
 def judge(name: str, value, kind: str = "rm") -> str:

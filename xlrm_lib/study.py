@@ -178,6 +178,7 @@ def _rm_dirs(rm_dirs) -> dict:
         except ValueError:
             raise FileNotFoundError(f"rm_dirs[{name!r}] = {str(d)!r} is not a directory (nor a hub id 'org/name'); "
                                     "give an RM directory, e.g. the model_dir in a train cell's metrics.json") from None
+    notebook_checks.trained_rms(rm_dirs)
     return rm_dirs
 
 
