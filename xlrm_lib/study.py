@@ -43,6 +43,9 @@ def setup_notebook(output_dir=None, *, stage: str | None = None, shared_plotly: 
     if (root / "notebooks").is_dir() and Path.cwd().resolve() == (root / "notebooks").resolve():
         _STARTED_IN["dir"] = Path.cwd().resolve()
         os.chdir(root)
+    _check_injected_parameters()  # before the renderer embeds plotly.js: a refused notebook stays small
+    if stage is not None:
+        _check_parameter_values(stage)
     logging.basicConfig(level=logging.WARNING)
     try:
         import datasets
@@ -56,9 +59,6 @@ def setup_notebook(output_dir=None, *, stage: str | None = None, shared_plotly: 
     shared = (Path(output_dir).expanduser() / ".." / ".." / "figures" / "plotly.min.js"
               if output_dir and shared_plotly else None)
     plots.use_embedding_renderer("../../figures/plotly.min.js" if shared and shared.is_file() else None)
-    _check_injected_parameters()
-    if stage is not None:
-        _check_parameter_values(stage)
 
 
 _STARTED_IN: dict = {}  # the notebooks/ folder a JupyterLab kernel started in, once setup_notebook left it
