@@ -339,3 +339,12 @@ def test_a_base_models_directory_among_the_rms_is_refused_before_any_model_loads
         with pytest.raises(ValueError, match=r"rm_dirs\['en'\] = '.*base' is a BertModel, not a reward model: it has "
                                              r"no trained score head"):
             call()
+
+
+def test_an_rms_name_as_model_dir_points_at_its_directory(tmp_path, monkeypatch):
+    # the train notebook showed only the RM's name, which evaluate's model_dir refused without a hint
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path))
+    (tmp_path / "models" / "ko-me5-small-1e4e").mkdir(parents=True)
+    assert notebook_checks.notebook_problems("evaluate", {"model_dir": "ko-me5-small-1e4e"}) == [
+        f"model_dir 'ko-me5-small-1e4e' is not a directory, a packaged model or a hub id 'org/name' (did you mean "
+        f"the trained RM '{tmp_path}/models/ko-me5-small-1e4e'?); give the model to evaluate"]

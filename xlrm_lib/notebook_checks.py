@@ -25,7 +25,7 @@ from .corpora import bible_db, check_bible_langs
 from .data import FILE_SUFFIXES, PARALLEL_MIN, PARALLEL_WHY, check_source
 from .models import check_backbone
 from .probe import POOLINGS
-from .store import cache_dir
+from .store import cache_dir, cache_root
 from .train import RewardConfig
 
 
@@ -55,8 +55,10 @@ def _evaluate(p: dict, cwd) -> None:
         try:
             check_backbone(_seen_from(p["model_dir"], cwd))
         except ValueError:
+            cached = cache_root() / "models" / str(p["model_dir"])  # an RM's name, as the train notebook shows it
+            hint = f" (did you mean the trained RM {str(cached)!r}?)" if cached.is_dir() else ""
             raise ValueError(f"model_dir {p['model_dir']!r} is not a directory, a packaged model or a hub id "
-                             "'org/name'; give the model to evaluate") from None
+                             f"'org/name'{hint}; give the model to evaluate") from None
         if p["model_dir"] in PACKAGED:
             raise ValueError(f"model_dir {p['model_dir']!r} is a packaged base model, without a trained score head "
                              "(its scores would be a random projection): give a trained RM, or ask it as a generative "
