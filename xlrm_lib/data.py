@@ -541,8 +541,8 @@ def check_source(source, split: str | None = None, *, name: str = "source", lang
         if not Path(source).expanduser().is_file():
             where = Path(source).expanduser().absolute()
             raise FileNotFoundError(f"{name} = {source!r}: data file not found (looked for {where}; a relative path "
-                                    "in a params file or notebook is read from the repository root, where the "
-                                    "notebooks run)")
+                                    "is read from the notebook's working directory: the repository root under `xlrm "
+                                    "run` and in JupyterLab, the folder papermill is run from by hand)")
         return "file"
     suffix = Path(source).suffix.lower()
     if Path(source).expanduser().is_file() or (  # "mydir/pairs.tsv" read as a hub id; a hub dataset so named passes
