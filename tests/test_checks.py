@@ -66,6 +66,9 @@ def test_layers_judge_and_stage_problems():
     for bad in ([1.5], [True], [], "last"):
         with pytest.raises(ValueError, match="expected 'all' or a non-empty list of integer"):
             checks.layer_list("layers", bad)
+    with pytest.raises(ValueError, match=r"last layer\); papermill's -p passes text: give it as YAML, -y \"layers: "
+                                         r"\[1, -1\]\"$"):
+        checks.layer_list("layers", "[1, -1]")
     assert notebook_checks.judge("judge", "gold") == "gold"
     with pytest.raises(ValueError, match=r"judge = 'goldd'; expected 'gold'"):
         notebook_checks.judge("judge", "goldd")

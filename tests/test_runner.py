@@ -92,7 +92,8 @@ def test_injected_problems_name_unknown_parameters_and_wrong_types():
     problems = preflight.injected_problems(declared, '# Parameters\nlimt = 16\nlr = "1e-5x"\nlangs = "en"\n')
     assert problems[0].startswith("unknown parameter 'limt' (did you mean 'limit'?); expected one of ")
     assert problems[1].startswith("parameter 'lr' = '1e-5x' is str; expected float")
-    assert problems[2] == "parameter 'langs' = 'en' is str; expected list"
+    assert problems[2] == ("parameter 'langs' = 'en' is str; expected list (papermill's -p passes text: give it as "
+                           "YAML, -y \"langs: [...]\")")
     assert len(problems) == 3
 
 

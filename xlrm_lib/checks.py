@@ -169,5 +169,7 @@ def layer_list(name: str, value):
             items = []
         if items and all(isinstance(v, Integral) and not isinstance(v, bool) for v in items):
             return [int(v) for v in items]
+    text = isinstance(value, str) and value.lstrip().startswith("[")  # papermill -p layers "[1, -1]" passes text
     raise ValueError(f"{name} = {value!r}; expected 'all' or a non-empty list of integer hidden-state indices "
-                     "(0 is the embeddings, -1 the last layer)")
+                     "(0 is the embeddings, -1 the last layer)"
+                     + (f"; papermill's -p passes text: give it as YAML, -y \"{name}: {value}\"" if text else ""))
