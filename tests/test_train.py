@@ -309,6 +309,9 @@ def test_card_fields(trained, small_pairs, tmp_path):
 
     said = study.train_metrics(trained, rm_name="en", backbone="toy", seed=0, train_lang="en")
     assert said["trained_here"] is True and said["trained_by"] == card["trained_by"]
+    # a language as a user may write it in the notebook is recorded as the grid names it
+    named = study.train_metrics(trained, rm_name="ko", backbone="toy", seed=0, train_lang="Korean", translate_from="eng")
+    assert (named["train_lang"], named["translated_from"]) == ("ko", "en")
     other = json.loads((trained / "xlrm_card.json").read_text())  # as another process (a run this one waited for)
     other["trained_by"]["process"] = "another process"  # with the same host and pid (a container's pid 1, say)
     copy = tmp_path / "copy"

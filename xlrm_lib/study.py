@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import checks, data, evaluate, hub, models, notebook_checks, probe, store, train
 from .formatting import TextFormat, encode, fit_positions
-from .langs import normalize_langs
+from .langs import normalize_lang, normalize_langs
 
 log = logging.getLogger(__name__)
 METRICS_FILE = store.METRICS_FILE
@@ -248,7 +248,9 @@ def train_metrics(model_dir, *, rm_name: str, backbone: str, seed: int, train_la
     card = train.read_card(model_dir)
     by = card.get("trained_by")
     return {"kind": "train", "rm_name": rm_name, "model_dir": str(model_dir), "backbone": backbone, "seed": seed,
-            "train_lang": train_lang, "translated_from": translate_from or None, "n_pairs": card["n_pairs"],
+            # canonical codes, as the grid names languages ("Korean", "kor_Hang" -> "ko")
+            "train_lang": normalize_lang(train_lang), "translated_from": normalize_lang(translate_from) if translate_from
+            else None, "n_pairs": card["n_pairs"],
             "train_runtime_s": card["train_metrics"].get("train_runtime"),
             "final_train_accuracy": card["train_metrics"].get("final_accuracy"), "key": card["key"],
             "trained_here": by.get("process") == train.PROCESS_ID if by else None,
