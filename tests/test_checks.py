@@ -94,6 +94,10 @@ def test_layers_judge_and_stage_problems():
         "rm_dirs['en'] = 'me5-small' is a packaged base model, without a trained score head (its scores would be a "
         "random projection); give a trained RM's directory, e.g. the model_dir in a train notebook's metrics.json"]
     assert notebook_checks.notebook_problems("probe", {"rm_dirs": {"ko": "me5-small"}, "langs": ["en", "ko"]})
+    # by hand, a direction no installed apertium pair covers failed in the notebook's translation cell
+    [problem] = notebook_checks.notebook_problems("train", {"translate_from": "en", "train_lang": "ko"})
+    assert problem.startswith("translate_from = 'en' into train_lang = 'ko': ") and problem.endswith(
+        "or translate with mt_backend 'hf' and an mt_model")
     [problem] = notebook_checks.notebook_problems("train", {"seed": 2**32})
     assert "seed = 4294967296; expected an integer in 0..4294967295" in problem
     [problem] = notebook_checks.notebook_problems("train", {"lr": float("inf"), "lora_r": -4})

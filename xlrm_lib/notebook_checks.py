@@ -33,10 +33,16 @@ def _train(p: dict, cwd) -> None:
     check_backbone(_seen_from(p.get("backbone", "me5-small"), cwd))
     lang = language("train_lang", p.get("train_lang", "en"))
     if p.get("translate_from"):  # the pairs are read in this language, then translated
-        lang = language("translate_from", p["translate_from"])
+        target, lang = lang, language("translate_from", p["translate_from"])
         if p.get("mt_backend") == "hf" and not p.get("mt_model"):
             raise ValueError("mt_backend = 'hf' needs mt_model = a translation model, e.g. "
                              "'facebook/nllb-200-distilled-600M' (a hub id or a local directory)")
+        if p.get("mt_backend", "apertium") == "apertium":  # installed pairs: cheap to tell (hf loads a tokenizer)
+            from .translate import why_unavailable
+
+            if why := why_unavailable(lang, target, "apertium"):
+                raise ValueError(f"translate_from = {p['translate_from']!r} into train_lang = {p.get('train_lang')!r}: "
+                                 f"{why}; or translate with mt_backend 'hf' and an mt_model")
     check_source(_seen_from(p.get("data_source", "embedded"), cwd), p.get("split", "train"), name="data_source",
                  langs=[lang])
     positive_int("limit", p.get("limit", 0), minimum=0)
