@@ -688,6 +688,13 @@ def test_a_hub_dataset_is_read_at_its_pinned_commit_from_the_hub_cache_offline(t
             f.unlink()
         with pytest.raises(ValueError, match=r"lacks 'spa_Latn', split 'test' \(a partial download; it has none\)"):
             load_pairs(repo_id, langs=["es"], split="test")
+        # a dataset of one config: only its load error tells what is wrong (it said "a partial download")
+        hub_dataset(tmp_path / "hub", "org/prefs", "d" * 40, {"default": [row(1, "a")]})
+        (tmp_path / "hub" / "datasets--org--prefs" / "refs").mkdir()
+        (tmp_path / "hub" / "datasets--org--prefs" / "refs" / "main").write_text("d" * 40)
+        with pytest.raises(ValueError, match=r"'org/prefs': its snapshot in the local hub cache \(commit dddddddddddd\) "
+                                             r"does not load split 'train' \(.*train.*\), and offline .*org/prefs\)$"):
+            load_pairs("org/prefs", split="train")
     finally:
         hub.commit.cache_clear()
     assert sorted(pairs["chosen"]) == ["new cut", "sí"] and set(pairs["lang"]) == {"es"}

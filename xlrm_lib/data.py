@@ -461,9 +461,14 @@ def _load_hub(name: str, config=None, *, split: str) -> "datasets.Dataset":
 def snapshot_problem(name: str, snapshot: Path, configs: dict, split: str, error: str | None = None) -> str | None:
     """Why the local hub cache's ``snapshot`` of dataset ``name`` cannot give ``split`` of ``configs`` offline (what
     it lacks, and how to fix that); None when nothing is seen wrong and no load ``error`` was given. ``configs``:
-    config -> how to name it to the user (e.g. ``"ja (jpn_Jpan)"``)."""
-    have = hub.snapshot_configs(snapshot)
-    if have is None:
+    config -> how to name it to the user (e.g. ``"ja (jpn_Jpan)"``); a dataset of one config is asked as ``None``,
+    and only its load ``error`` can tell what is wrong."""
+    have = hub.snapshot_configs(snapshot) if None not in configs else None
+    if None in configs:
+        if error is None:
+            return None
+        what = f"does not load split {split!r} ({error})"
+    elif have is None:
         what = "has no README.md declaring its configs (a partial download)"
     elif not have:
         what = "has a README.md that declares no configs"
@@ -477,10 +482,11 @@ def snapshot_problem(name: str, snapshot: Path, configs: dict, split: str, error
             what = f"does not load {', '.join(configs.values())}, split {split!r} ({error})"
         else:
             return None
-    those = "that language" if len(configs) == 1 else "those languages"
+    those = "" if None in configs else ", or leave that language out" if len(configs) == 1 else \
+        ", or leave those languages out"
     return (f"{name!r}: its snapshot in the local hub cache (commit {snapshot.name[:12]}) {what}, and offline "
             f"(HF_HUB_OFFLINE is set) nothing else can be read: download the whole dataset on a machine with internet "
-            f"(hf download --repo-type dataset {name}), or leave {those} out")
+            f"(hf download --repo-type dataset {name}){those}")
 
 
 def _hub(name: str, langs, split) -> list[dict]:
