@@ -98,6 +98,9 @@ def test_layers_judge_and_stage_problems():
     [problem] = notebook_checks.notebook_problems("train", {"translate_from": "en", "train_lang": "ko"})
     assert problem.startswith("translate_from = 'en' into train_lang = 'ko': ") and problem.endswith(
         "or translate with mt_backend 'hf' and an mt_model")
+    assert notebook_checks.notebook_problems("train", {"translate_from": "eng", "train_lang": "en"}) == [
+        "translate_from = 'eng' is train_lang itself: nothing to translate; leave translate_from empty ('') to train "
+        "on native pairs"]
     [problem] = notebook_checks.notebook_problems("train", {"seed": 2**32})
     assert "seed = 4294967296; expected an integer in 0..4294967295" in problem
     [problem] = notebook_checks.notebook_problems("train", {"lr": float("inf"), "lora_r": -4})
@@ -355,3 +358,13 @@ def test_an_rms_name_as_model_dir_points_at_its_directory(tmp_path, monkeypatch)
     assert notebook_checks.notebook_problems("evaluate", {"model_dir": "ko-me5-small-1e4e"}) == [
         f"model_dir 'ko-me5-small-1e4e' is not a directory, a packaged model or a hub id 'org/name' (did you mean "
         f"the trained RM '{tmp_path}/models/ko-me5-small-1e4e'?); give the model to evaluate"]
+
+
+def test_a_translation_direction_an_installed_apertium_pair_covers_passes(monkeypatch):
+    from xlrm_lib import translate
+
+    monkeypatch.setattr(translate.shutil, "which", lambda cmd: "/usr/bin/apertium")
+    monkeypatch.setattr(translate.ApertiumBackend, "installed_modes", staticmethod(lambda: {"eng-kor": ("en", "ko")}))
+    assert notebook_checks.notebook_problems("train", {"translate_from": "en", "train_lang": "ko"}) == []
+    [problem] = notebook_checks.notebook_problems("train", {"translate_from": "ko", "train_lang": "en"})
+    assert "apertium cannot translate 'ko' -> 'en': installed directions are ['eng-kor']" in problem

@@ -19,7 +19,7 @@ import nbformat
 import pytest
 import yaml
 
-from xlrm_lib import grid, hub, kernels, preflight, runner
+from xlrm_lib import grid, hub, kernels, preflight, runner, translate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -146,7 +146,8 @@ def test_a_notebook_checks_its_parameter_values_before_it_loads_anything(monkeyp
                                                                        "train_reward_model.ipynb").items()}
     shell.user_ns = {**train, "In": [], "unrelated": object()}
     study._check_parameter_values("train")  # the template's defaults
-    shell.user_ns = {**train, "lr": -1.0, "translate_from": "en", "train_lang": "es"}
+    shell.user_ns = {**train, "lr": -1.0, "translate_from": "en", "train_lang": "es", "mt_backend": "hf",
+                     "mt_model": "facebook/nllb-200-distilled-600M"}
     with pytest.raises(ValueError, match=r"lr = -1\.0; expected a finite number > 0.*\. Fix it in the parameters cell "
                                          r"\(run by papermill: its -p/-y options\) and run again"):
         study._check_parameter_values("train")
@@ -588,6 +589,7 @@ def test_failure_summary_names_notebook_and_error(fake_notebooks, tmp_path):
 
 def test_independent_cells_run_when_one_fails(fake_notebooks, tmp_path, monkeypatch):
     monkeypatch.setattr(grid, "unavailable_translations", lambda spec: [])  # whether or not apertium is here
+    monkeypatch.setattr(translate, "why_unavailable", lambda *a, **k: None)  # (the notebook's own check too)
     spec = _spec(fake_notebooks, tmp_path, translated=[{"from": "en", "to": "es"}])
     spec["train"] = {"lr": 0.001}
     # the translated RM's notebook fails (fake notebooks fail when translate_from is set and fail is set)

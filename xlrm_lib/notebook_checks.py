@@ -34,6 +34,9 @@ def _train(p: dict, cwd) -> None:
     lang = language("train_lang", p.get("train_lang", "en"))
     if p.get("translate_from"):  # the pairs are read in this language, then translated
         target, lang = lang, language("translate_from", p["translate_from"])
+        if lang == target:
+            raise ValueError(f"translate_from = {p['translate_from']!r} is train_lang itself: nothing to translate; "
+                             "leave translate_from empty ('') to train on native pairs")
         if p.get("mt_backend") == "hf" and not p.get("mt_model"):
             raise ValueError("mt_backend = 'hf' needs mt_model = a translation model, e.g. "
                              "'facebook/nllb-200-distilled-600M' (a hub id or a local directory)")
