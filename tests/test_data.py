@@ -623,7 +623,7 @@ def test_a_data_file_of_another_format_is_named_so_not_taken_for_a_hub_id(tmp_pa
     from xlrm_lib import data
     known = {"org/corpus.txt": "1" * 40}  # a hub dataset named like a file: the hub knows it
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(data, "hub_commit", lambda repo_id, repo_type="model", **k: known.get(repo_id))
+        mp.setattr(data.hub, "cached_commit", lambda repo_id, repo_type="model", **k: known.get(repo_id))
         assert check_source("org/corpus.txt") == "hub"
         with pytest.raises(ValueError, match=r"\.txt is not a data format read here"):
             check_source("org/notes.txt")

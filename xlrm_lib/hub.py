@@ -66,8 +66,8 @@ def _repo_dir(repo_id: str, repo_type: str) -> Path:
     return Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}"
 
 
-def _cached_commit(repo_id: str, repo_type: str, revision: str) -> str | None:
-    """``refs/<revision>`` of the local hub cache; for ``main`` without one (a model fetched only by commit, which
+def cached_commit(repo_id: str, repo_type: str = "model", revision: str = "main") -> str | None:
+    """``refs/<revision>`` of the local hub cache (no request to the hub); for ``main`` without one (a model fetched only by commit, which
     writes no ref), its snapshot: the only one, else the newest (with a warning naming the others)."""
     repo = _repo_dir(repo_id, repo_type)
     try:
@@ -124,7 +124,7 @@ def commit(repo_id: str, repo_type: str = "model", revision: str = "main", timeo
                 _NO_ANSWER.add(repo_id)
             log.info("hub commit of %s %s@%s not available (%s); using the local cache's", repo_type, repo_id,
                      revision, type(e).__name__)
-    sha = sha or _cached_commit(repo_id, repo_type, revision)
+    sha = sha or cached_commit(repo_id, repo_type, revision)
     if sha is not None:
         _COMMITS[key] = sha
     return sha
