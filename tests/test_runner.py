@@ -95,6 +95,9 @@ def test_injected_problems_name_unknown_parameters_and_wrong_types():
     assert problems[2] == ("parameter 'langs' = 'en' is str; expected list (papermill's -p passes text: give it as "
                            "YAML, -y \"langs: [...]\")")
     assert len(problems) == 3
+    assert preflight.injected_problems('rm_dirs = {}  # RMs\n', '# Parameters\nrm_dirs = "x"\n') == [
+        "parameter 'rm_dirs' = 'x' is str; expected dict (papermill's -p passes text: give it as YAML, -y \"rm_dirs: "
+        "{...}\")"]
 
 
 def test_injected_problems_read_the_parameters_cell_as_python():

@@ -174,7 +174,7 @@ def _cache(args, repo) -> int:
         return 0
     outputs = args.outputs or [str(repo / "outputs")]
     young: list = []
-    plan = caches.prune_plan(outputs, min_age_s=60 * min_age, young=young)
+    plan = caches.prune_plan(outputs, root=root, min_age_s=60 * min_age, young=young)  # a listing creates nothing
     total = sum(map(caches.size_of, plan))
     for p in plan:
         print(f"  unused: {p}")

@@ -67,8 +67,9 @@ def _repo_dir(repo_id: str, repo_type: str) -> Path:
 
 
 def cached_commit(repo_id: str, repo_type: str = "model", revision: str = "main") -> str | None:
-    """``refs/<revision>`` of the local hub cache (no request to the hub); for ``main`` without one (a model fetched only by commit, which
-    writes no ref), its snapshot: the only one, else the newest (with a warning naming the others)."""
+    """``refs/<revision>`` of the local hub cache (no request to the hub); for ``main`` without one (a model
+    fetched only by commit, which writes no ref), its snapshot: the only one, else the newest (with a warning
+    naming the others)."""
     repo = _repo_dir(repo_id, repo_type)
     try:
         return (repo / "refs" / revision).read_text().strip() or None

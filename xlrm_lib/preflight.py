@@ -192,7 +192,8 @@ def injected_problems(parameters_source: str, injected_source: str) -> list[str]
             text = isinstance(value, str) and ("list" in expected or "dict" in expected)  # -p passes text
             problems.append(f"parameter {name!r} = {value!r} is {type(value).__name__}; expected "
                             f"{expected}{checks.number_text_hint(value) if 'float' in expected else ''}"
-                            + (f" (papermill's -p passes text: give it as YAML, -y \"{name}: [...]\")" if text else ""))
+                            + (f" (papermill's -p passes text: give it as YAML, -y \"{name}: "
+                               f"{'[...]' if 'list' in expected else '{...}'}\")" if text else ""))
     return problems
 
 
