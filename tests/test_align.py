@@ -520,7 +520,7 @@ def test_best_of_n_study_refuses_what_cannot_judge_or_compare(tmp_path):
         study.best_of_n_study({"en": str(tmp_path), "ko": str(tmp_path / "nope")}, langs=["en"])
     with pytest.raises(ValueError, match=r"rm_dirs = \['.*'\] is a list"):
         study.representation_shift("me5-small", [str(tmp_path)], {"en": ["a"]})
-    with pytest.raises(ValueError, match="'me5-small' is a packaged base backbone: it has no trained reward head"):
+    with pytest.raises(ValueError, match="'me5-small' is a packaged base model, without a trained score head"):
         study.best_of_n_study({"en": str(tmp_path)}, langs=["en"], judge="me5-small")
     base = tmp_path / "base"  # a base causal LM (no score head) given as a judge
     LlamaForCausalLM(_config()).save_pretrained(base)
@@ -687,11 +687,13 @@ def test_a_large_policy_may_sample_in_bf16_and_its_samples_are_cached_apart(bon,
     assert dtypes == ["bfloat16", "float32"]
     roots = list((tmp_path / "bf16-cache" / "generations").iterdir())
     assert len(roots) == 2  # one cache folder per model fingerprint: a bf16 sample is never served as float32's
-    assert len(half["picks"]) == len(full["picks"])
+    assert set(half) == set(full)
     assert study.candidate_labels(policy="p", prompts="", source="s", split="test", max_new_tokens=4, temperature=1.0,
                                   top_p=0.9, policy_bf16=True)["candidates"] == "samples of p (bfloat16)"
     with pytest.raises(ValueError, match=r"policy_bf16 = 'yes'; expected one of \[True, False\]"):
         study.best_of_n_study(rms, **args, policy_bf16="yes")
+    with pytest.raises(ValueError, match=r"policy_bf16 = True sets how a policy loads, but no policy is given"):
+        study.best_of_n_study(rms, **{**args, "policy": "", "judge": "gold", "n": 4}, policy_bf16=True)
 
 
 def test_a_plain_format_policy_sample_ends_where_it_starts_the_next_user_turn(policy, tmp_path, monkeypatch):

@@ -93,7 +93,9 @@ def test_layers_judge_and_stage_problems():
     assert notebook_checks.notebook_problems("align", {"rm_dirs": {"en": "me5-small", "ko": "x"}}) == [
         "rm_dirs['en'] = 'me5-small' is a packaged base model, without a trained score head (its scores would be a "
         "random projection); give a trained RM's directory, e.g. the model_dir in a train notebook's metrics.json"]
-    assert notebook_checks.notebook_problems("probe", {"rm_dirs": {"ko": "me5-small"}, "langs": ["en", "ko"]})
+    assert notebook_checks.notebook_problems("probe", {"rm_dirs": {"ko": "me5-small"}, "langs": ["en", "ko"]}) == [
+        "rm_dirs['ko'] = 'me5-small' is a packaged base model, without a trained score head (its scores would be a "
+        "random projection); give a trained RM's directory, e.g. the model_dir in a train notebook's metrics.json"]
     # by hand, a direction no installed apertium pair covers failed in the notebook's translation cell
     [problem] = notebook_checks.notebook_problems("train", {"translate_from": "en", "train_lang": "ko"})
     assert problem.startswith("translate_from = 'en' into train_lang = 'ko': ") and problem.endswith(

@@ -280,8 +280,8 @@ def test_a_pretrained_model_that_names_nothing_fails_validation(tmp_path):
     assert ("pretrained/mine: model_dir '/no/such/dir' is not a directory, a packaged model or a hub id "
             "'org/name'; give the model to evaluate") in msg
     assert "pretrained 'skywork': model 'org/not-downloaded' is not a local directory and not in the local hub cache" in msg
-    with pytest.raises(runner.ParamError, match=r"pretrained/base: model_dir 'me5-small' is a packaged base model, "
-                                                r"without a trained score head .*kind: judge\)"):
+    with pytest.raises(runner.ParamError, match=r"pretrained/base: model_dir = 'me5-small' is a packaged base model, "
+                                                r"without a trained score head .*model_kind 'judge' in the notebook\)"):
         _validate(_spec(tmp_path, pretrained=[{"name": "base", "model": "me5-small"}]))
     _validate(_spec(tmp_path, pretrained=[{"name": "judge", "model": "gemma3-270m", "kind": "judge"}]))
     with pytest.raises(runner.ParamError, match=r"pretrained/e5: model_dir = 'me5-small' is a packaged encoder, not a "
@@ -317,7 +317,8 @@ def test_a_base_models_directory_is_refused_as_an_rm_before_any_training(tmp_pat
 def test_best_of_n_takes_a_packaged_lm_as_a_generative_judge_not_as_a_judge_rm(tmp_path):
     align = {"judge": "gemma3-270m", "limit": 4}
     with pytest.raises(runner.ParamError, match=r"align/me5-small-s42: judge = 'gemma3-270m' is a packaged base "
-                                                r"backbone: .*or ask it as a generative judge \(judge_kind 'judge'\)"):
+                                                r"model, .*or ask a causal LM as a generative judge \(judge_kind "
+                                                r"'judge'\)"):
         _validate(_spec(tmp_path, align=align))
     _validate(_spec(tmp_path, align={**align, "judge_kind": "judge"}))
     with pytest.raises(runner.ParamError, match=r"judge = 'me5-small' is a packaged encoder, not a causal LM"):

@@ -548,7 +548,8 @@ def check_source(source, split: str | None = None, *, name: str = "source", lang
             where = Path(source).expanduser().absolute()
             raise FileNotFoundError(f"{name} = {source!r}: data file not found (looked for {where}; a relative path "
                                     "is read from the notebook's working directory: the repository root under `xlrm "
-                                    "run` and in JupyterLab, the folder papermill is run from by hand)")
+                                    "run` and for the templates in JupyterLab, a copy's own folder, the folder "
+                                    "papermill is run from by hand)")
         return "file"
     suffix = Path(source).suffix.lower()
     # "mydir/pairs.tsv" is no hub id; a hub dataset so named passes once downloaded (the local cache is asked, not

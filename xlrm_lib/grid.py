@@ -271,8 +271,7 @@ def _grid_axes(spec: dict):
     for b in dict.fromkeys(b for b in backbones if b not in not_names):
         by_folder.setdefault(_slug(b), []).append(b)
     for folder, same in by_folder.items():  # cells are named by a backbone's last path part
-        if len(same) > 1 and len({str(Path(b).expanduser().resolve()) if Path(b).expanduser().exists() else b
-                                  for b in same}) == 1:
+        if len(same) > 1 and len({str(repo_path(b)) if repo_path(b).exists() else b for b in same}) == 1:
             problems.append(f"backbones {same} name one directory {len(same)} times: list it once")
         elif len(same) > 1:
             problems.append(f"backbones {same} would share the cell names '*/{folder}-s<seed>-*' (cells are named by "

@@ -68,10 +68,6 @@ def _evaluate(p: dict, cwd) -> None:
             hint = f" (did you mean the trained RM {str(cached)!r}?)" if cached.is_dir() else ""
             raise ValueError(f"model_dir {p['model_dir']!r} is not a directory, a packaged model or a hub id "
                              f"'org/name'{hint}; give the model to evaluate") from None
-        if p["model_dir"] in PACKAGED:
-            raise ValueError(f"model_dir {p['model_dir']!r} is a packaged base model, without a trained score head "
-                             "(its scores would be a random projection): give a trained RM, or ask it as a generative "
-                             "judge (model_kind 'judge'; in a params file's pretrained entry, kind: judge)")
         trained_head("model_dir", p["model_dir"], cwd)
     langs = languages("eval_langs", p.get("eval_langs", ["en"]))
     check_source(_seen_from(p.get("eval_source", "embedded"), cwd), p.get("split", "test"), name="eval_source",
@@ -238,10 +234,19 @@ def _generates(cfg: dict, archs: list) -> bool:
             and not any(a.endswith("ForSequenceClassification") for a in names))
 
 
-def trained_head(name: str, value, cwd=None) -> None:
-    """Refuse a local model directory whose ``config.json`` says it is not a sequence classifier (a base model
-    saved as ``BertModel`` or ``Qwen2ForCausalLM``): scored as an RM, its fresh head would be a random projection.
-    Hub ids and directories without ``architectures`` are checked when loaded (``require_head``)."""
+GENERATIVE_FIX = ("ask a causal LM as a generative judge (kind: judge in a params file's pretrained entry; "
+                  "model_kind 'judge' in the notebook)")
+
+
+def trained_head(name: str, value, cwd=None, fix: str = f"give a trained RM's directory, or {GENERATIVE_FIX}") -> None:
+    """Refuse a model without a trained score head, where that shows without loading it: a packaged base model,
+    or a local directory whose ``config.json`` says it is not a sequence classifier (a base model saved as
+    ``BertModel`` or ``Qwen2ForCausalLM``). Scored as an RM, its fresh head would be a random projection. Hub ids
+    and directories without ``architectures`` are checked when loaded (``require_head``). ``fix``: what to give
+    instead, where ``name`` is read."""
+    if str(value) in PACKAGED:
+        raise ValueError(f"{name} = {str(value)!r} is a packaged base model, without a trained score head (its "
+                         f"scores would be a random projection); {fix}")
     cfg = backbone_config(_seen_from(value, cwd)) or {}
     archs = cfg.get("architectures") or []
     if not isinstance(archs, list) or not archs or any(str(a).endswith("ForSequenceClassification") for a in archs):
@@ -251,9 +256,8 @@ def trained_head(name: str, value, cwd=None) -> None:
                          "scores reward models that transformers' AutoModelForSequenceClassification loads, with a "
                          "1-output score head (ArmoRM-style custom RMs are not supported)")
     raise ValueError(f"{name} = {str(value)!r} is a {archs[0]}, not a reward model: it has no trained score "
-                     "head, so its scores would be a random projection. Give a trained RM's directory (one "
-                     "saved as *ForSequenceClassification), or ask a causal LM as a generative judge "
-                     "(kind: judge in a params file's pretrained entry; model_kind 'judge' in the notebook)")
+                     "head, so its scores would be a random projection (an RM is saved as "
+                     f"*ForSequenceClassification); {fix}")
 
 
 def trained_rms(rm_dirs, cwd=None) -> None:
@@ -261,11 +265,8 @@ def trained_rms(rm_dirs, cwd=None) -> None:
     local directory saved as a base model (:func:`trained_head`); each RM's scores would be a random projection.
     Anything but a mapping is left to the notebook's own message."""
     for name, d in rm_dirs.items() if isinstance(rm_dirs, dict) else ():
-        if str(d) in PACKAGED:
-            raise ValueError(f"rm_dirs[{name!r}] = {str(d)!r} is a packaged base model, without a trained score head "
-                             "(its scores would be a random projection); give a trained RM's directory, e.g. the "
-                             "model_dir in a train notebook's metrics.json")
-        trained_head(f"rm_dirs[{name!r}]", d, cwd)
+        trained_head(f"rm_dirs[{name!r}]", d, cwd, fix="give a trained RM's directory, e.g. the model_dir in a train "
+                                                       "notebook's metrics.json")
 
 
 def judge(name: str, value, kind: str = "rm") -> str:
@@ -277,15 +278,12 @@ def judge(name: str, value, kind: str = "rm") -> str:
     if kind == "judge":
         causal_lm(name, value)
         return value
-    if str(value) in PACKAGED:
-        raise ValueError(f"{name} = {value!r} is a packaged base backbone: it has no trained reward head, so its "
-                         "scores would be a random projection. Use 'gold' (the pool's labels) or a held-out "
-                         "trained RM (its model directory, or a hub reward model 'org/name'), or ask it as a "
-                         "generative judge (judge_kind 'judge')")
     try:
         check_backbone(value)
     except ValueError:
         raise ValueError(f"{name} = {value!r}; expected 'gold' (the pool's labels) or a held-out judge RM: a "
                          "model directory or a hub reward model 'org/name'") from None
-    trained_head(name, value)
+    trained_head(name, value, fix="use 'gold' (the pool's labels) or a held-out trained RM (its model directory, or "
+                                  "a hub reward model 'org/name'), or ask a causal LM as a generative judge "
+                                  "(judge_kind 'judge')")
     return value

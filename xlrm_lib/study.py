@@ -568,6 +568,9 @@ def best_of_n_study(rm_dirs: dict[str, str], *, langs, source: str = "embedded",
         temperature=temperature, top_p=top_p, policy_bf16=policy_bf16, drop_bad=drop_bad))
     if problems:
         raise ValueError(problems[0])
+    if policy_bf16 and not policy:  # validate refuses it in a params file; called directly, it would change nothing
+        raise ValueError("policy_bf16 = True sets how a policy loads, but no policy is given: set policy (a causal "
+                         "LM) to sample the candidates, or leave policy_bf16 False")
 
     def where(d):  # a directory as written ('rm/' or '~/rm'), resolved
         return Path(str(d)).expanduser().resolve()
