@@ -386,6 +386,21 @@ def test_a_finished_cell_whose_table_was_cut_short_is_not_finished(tmp_path):
     assert store.finished_record(tmp_path) == {}
 
 
+def test_a_finished_cell_whose_table_was_edited_to_the_same_size_is_not_finished(tmp_path):
+    # 0.7083 -> 0.9083 in accuracy.csv was kept: the report then read the edited numbers, its HTML the old ones
+    from xlrm_lib import store, study
+
+    study.save_outputs(tmp_path, {"kind": "evaluate"}, {"accuracy.csv": pd.DataFrame({"accuracy": [0.7083]})})
+    (tmp_path / "evaluate_transfer.ipynb").write_text("x")
+    (tmp_path / "_done.json").write_text(json.dumps({"key": "k", "notebook": "evaluate_transfer.ipynb"}))
+    assert store.finished_record(tmp_path)["key"] == "k"
+    table = tmp_path / "accuracy.csv"
+    table.write_text(table.read_text().replace("0.7083", "0.9083"))
+    assert store.finished_record(tmp_path) == {}
+    table.write_text(table.read_text().replace("0.9083", "0.7083"))  # as written: finished again
+    assert store.finished_record(tmp_path)["key"] == "k"
+
+
 def test_a_finished_cell_whose_table_was_deleted_is_not_finished(tmp_path):
     # the size check skips a table that is not there: only the existence check makes a deleted scores.parquet
     # run the cell again (else it was kept, and its dependants and the report failed on the missing file)

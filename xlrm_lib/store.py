@@ -64,9 +64,10 @@ def done_json(cell_dir) -> dict:
 def finished_record(cell_dir) -> dict:
     """A finished cell's ``_done.json`` (its key, when it finished, how long it took), or {} if it has not
     finished or its outputs are no longer whole: its rendered notebook and HTML, its ``metrics.json`` and the
-    tables that names, each of the size it was written with (``table_bytes``). A cell whose ``metrics.json`` or
-    ``scores.parquet`` was deleted (or cut short) by hand runs again, where it was kept (its dependants then
-    failed on the file, every time) or left out of the report unsaid."""
+    tables that names, each of the size and content it was written with (``table_bytes``, ``table_digests``). A
+    cell whose ``metrics.json`` or ``scores.parquet`` was deleted, cut short or edited by hand runs again, where it
+    was kept (its dependants then failed on the file, every time, or a report read the edited numbers while
+    its HTML showed the old ones) or left out of the report unsaid."""
     cell_dir = Path(cell_dir)
     record = done_json(cell_dir)
     try:
@@ -83,6 +84,10 @@ def finished_record(cell_dir) -> dict:
     sizes = metrics.get("table_bytes") if isinstance(metrics.get("table_bytes"), dict) else {}
     if any((cell_dir / str(name)).stat().st_size != size for name, size in sizes.items()
            if (cell_dir / str(name)).is_file()):  # cut short, or emptied, since: made again
+        return {}
+    digests = metrics.get("table_digests") if isinstance(metrics.get("table_digests"), dict) else {}
+    if any(file_digest(cell_dir / str(name)) != digest for name, digest in digests.items()
+           if (cell_dir / str(name)).is_file()):  # edited since, even to the same size: made again
         return {}
     return record
 

@@ -204,7 +204,8 @@ def save_outputs(output_dir, metrics: dict, tables: dict[str, pd.DataFrame] | No
         files[Path(fname).stem] = fname
     pins = hub.pins()  # the hub commits this notebook's cell was keyed on and loaded (xlrm run sets them)
     sizes = {fname: (out / fname).stat().st_size for fname in files.values()}  # a table cut short is not whole
-    store.write_json(out / METRICS_FILE, {**metrics, "tables": files, "table_bytes": sizes,
+    digests = {fname: store.file_digest(out / fname) for fname in files.values()}  # nor one edited since
+    store.write_json(out / METRICS_FILE, {**metrics, "tables": files, "table_bytes": sizes, "table_digests": digests,
                                           "software": store.library_versions(), **({"hub_commits": pins} if pins else {})})
     return out / METRICS_FILE
 
