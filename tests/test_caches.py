@@ -362,6 +362,14 @@ def test_prune_lists_what_a_killed_training_left_half_written_and_only_that(tmp_
         assert json.loads((tmp / store.WRITER_FILE).read_text())["pid"] == os.getpid()
         (tmp / "config.json").write_text("{}")
     assert sorted(p.name for p in (models / "en-me5-small-5").iterdir()) == ["config.json"]
+    # training that RM again removes only its own dead copies (it stayed until `xlrm cache --prune --yes`)
+    for name in (".en-me5-small-1.b.tmp", ".en-me5-small-10.a.tmp"):  # the same RM, and another whose name extends it
+        (models / name).mkdir()
+        (models / name / store.WRITER_FILE).write_text(json.dumps(writers[".en-me5-small-1.a.tmp"]))
+    assert sorted(p.name for p in store.remove_abandoned(models / "en-me5-small-1")) == [".en-me5-small-1.a.tmp",
+                                                                                           ".en-me5-small-1.b.tmp"]
+    assert (models / ".en-me5-small-10.a.tmp").is_dir() and not (models / ".en-me5-small-1.a.tmp").exists()
+    assert store.remove_abandoned(models / "en-me5-small-2") == []  # its writer is alive (this process)
 
 
 def test_a_digest_memo_is_kept_per_length(tmp_path, monkeypatch):

@@ -447,6 +447,17 @@ def abandoned(tmp_dir: Path) -> bool:
     return False
 
 
+def remove_abandoned(dest: str | os.PathLike) -> list[Path]:
+    """Delete the folders :func:`atomic_dir` was building for ``dest`` (``.<name>.*.tmp``) whose writer is gone
+    (:func:`abandoned`): a killed training leaves a whole model there (~6 GB at 3B), which nothing else would
+    ever remove but ``xlrm cache --prune``. Callers hold ``dest``'s :func:`entry_lock`. Returns what went."""
+    dest = Path(dest)
+    gone = [p for p in dest.parent.glob(f".{dest.name}.*{TMP_SUFFIX}") if p.is_dir() and abandoned(p)]
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True)
+    return gone
+
+
 def _replace_dir(tmp: Path, dest: Path) -> None:
     """Put ``tmp`` at ``dest``. An existing ``dest`` (a forced rebuild) is renamed aside first and removed after,
     never deleted in place; if another writer puts its copy there meanwhile (the same content address: two

@@ -40,7 +40,7 @@ from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_b
 from .models import config_files_digest, damaged_model, load_reward_model, resolve_backbone
 from .packing import pack, packed_rewards, packed_training, should_pack, supports_packing
 from .store import (CARD_FILE, atomic_dir, cache_dir, entry_lock, file_digest, file_digest_memo, file_lock,
-                    fingerprint, json_text, library_versions, slug)
+                    fingerprint, json_text, library_versions, remove_abandoned, slug)
 
 log = logging.getLogger(__name__)
 STAT_NAMES = ("accuracy", "margin", "rewards/chosen", "rewards/rejected", "rewards/min", "rewards/max")
@@ -361,6 +361,8 @@ def train_reward_model(backbone: str, pairs, *, output_dir: str | os.PathLike | 
     with _one_trainer(out):
         if not force and _cache_hit(out, key, said):  # another process trained it while this one waited
             return out
+        for stale in remove_abandoned(out):  # a killed training of this RM: its half-written copy
+            log.info("removed %s, left by a training of the same RM that was killed", stale)
         return _train(backbone, pairs, cfg, key_obj, key, out, device=device, force=force, progress=progress)
 
 
