@@ -748,7 +748,8 @@ def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, mid-grid
     proc.wait()
-    assert "running_since" in json.loads((run_dir / "summary.json").read_text())
+    killed = json.loads((run_dir / "summary.json").read_text())
+    assert "running_since" in killed and killed["status"] == "running"  # not `"failed": 0` alone
     done_before = {p.parent.name for p in run_dir.glob("train/*/_done.json")}
     assert "me5-small-s42-en" in done_before and len(done_before) < 3
     assert not list(run_dir.glob("train/*/train_reward_model.ipynb.tmp"))
@@ -756,6 +757,7 @@ def test_resume_after_kill_redoes_only_unfinished(fake_notebooks, tmp_path):
     st = {k: v["status"] for k, v in summary["cells"].items()}
     assert st["train/me5-small-s42-en"] == "skipped"
     assert all(st[f"train/me5-small-s42-{lang}"] in ("ok", "skipped") for lang in ("ko", "de"))
+    assert summary["status"] == "complete"
     assert sum(s == "ok" for s in st.values()) == 3 - len(done_before)
 
 
@@ -780,6 +782,7 @@ def test_an_interrupted_run_says_what_became_of_every_cell(fake_notebooks, tmp_p
         "train/me5-small-s42-en": "skipped", "evaluate/me5-small-s42-en": "ok", "train/me5-small-s42-ko": "interrupted",
         "evaluate/me5-small-s42-ko": "not-started", "report": "not-started"}
     assert summary["notes"] == ["interrupted: finished notebooks are kept; rerun to resume"]
+    assert summary["status"] == "interrupted"  # "failed": 0 alone read as a clean result
 
 
 def test_an_interrupted_run_removes_the_report_its_finished_notebooks_outdate(fake_notebooks, tmp_path, monkeypatch):
@@ -1222,6 +1225,7 @@ def test_a_stop_after_the_notebooks_ended_still_points_at_their_summary(fake_not
     summary = json.loads(err.value.summary.read_text())
     assert summary["cells"]["train/me5-small-s42-en"]["status"] == "ok"
     assert summary["notes"][0].startswith("interrupted after the notebooks ended")
+    assert summary["status"] == "interrupted"
     # with a report: one published earlier no longer describes the notebooks that finished since; it goes
     spec = _spec(fake_notebooks, tmp_path, langs=["en"])
     monkeypatch.undo()

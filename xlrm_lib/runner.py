@@ -392,7 +392,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
     except KeyboardInterrupt as stop:  # Ctrl-C: say what each cell came to (finished ones are kept: a rerun resumes)
         notes = [schedule.stop(),
                  *_publish_report(cells, run_dir, schedule.results, schedule.had_report, interrupted=True)]
-        _summary(spec, run_dir, schedule.results, notes)
+        _summary(spec, run_dir, schedule.results, notes, status="interrupted")
         stop.summary = run_dir / "summary.json"  # the CLI's last words point at it
         raise
 
@@ -565,22 +565,25 @@ def _outdate_published(spec, run_dir: Path, cells: list[Cell]) -> bool:
     if had:  # not under --only without the report: nothing would publish it again
         (run_dir / "report.html").unlink()
     store.write_json(run_dir / "summary.json", {
-        "run": spec["run"], "run_dir": str(run_dir), "cells": {}, "failed": 0, "running_since":
+        "run": spec["run"], "run_dir": str(run_dir), "status": "running", "cells": {}, "failed": 0, "running_since":
         time.strftime("%Y-%m-%dT%H:%M:%S"), "notes": [f"a run started (pid {os.getpid()}) and has not written its "
                                                       "summary yet: under way, or stopped (rerun to resume)"]})
     return had
 
 
-def _summary(spec, run_dir: Path, results: dict, notes: list[str]) -> dict:
+def _summary(spec, run_dir: Path, results: dict, notes: list[str], status: str = "complete") -> dict:
     """Write ``summary.json``: every cell of the grid (``_plan.json``), in its order. A cell ``--only`` left out is
-    ``not-selected``, with when it finished if it has (the summary listed only the selected cells)."""
+    ``not-selected``, with when it finished if it has (the summary listed only the selected cells). ``status``:
+    ``complete`` (every notebook ended: ``failed`` says how many failed), ``interrupted``, or ``running`` (written
+    as the first notebook starts: a run under way, or killed before it could say more), for programs that read
+    it: ``failed == 0`` alone held for those too."""
     try:
         order = json.loads((run_dir / PLAN_FILE).read_text())["cells"]
     except (OSError, ValueError, KeyError, TypeError):
         order = []
     results = {**{name: results.get(name) or {"status": "not-selected", **_when_made(done_record(run_dir / name))}
                   for name in order}, **results}
-    summary = {"run": spec["run"], "run_dir": str(run_dir), "cells": results, "notes": notes,
+    summary = {"run": spec["run"], "run_dir": str(run_dir), "status": status, "cells": results, "notes": notes,
                "failed": sum(r["status"] == "failed" for r in results.values())}
     store.write_json(run_dir / "summary.json", summary)
     return summary
