@@ -671,7 +671,10 @@ def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(fake_notebooks, tmp_path, sig
     deadline = time.time() + 120
     while time.time() < deadline and not kernels():
         time.sleep(0.2)
-    assert kernels(), "no kernel started"
+    if not kernels():  # say why: the runner's own words if it ended, else that it is still before any kernel
+        ended = proc.poll() is not None
+        pytest.fail(f"no kernel started in 120 s; the runner {'exited ' + str(proc.returncode) if ended else 'runs'}"
+                    f": {proc.stderr.read() if ended else ''}")
     time.sleep(1.0)  # the notebook is running
     proc.send_signal(sig)  # the runner only, as a scheduler's kill (or a closed ssh session) does
     if nohup:
