@@ -799,6 +799,12 @@ def test_example_picks_puts_each_rms_pick_beside_its_prompt():
         {"prompt_id": "b", "lang": "ko", "prompt": "Q b?", "en": "xxxxx…", "ko": "y"}]
     without = align.example_picks(picks.drop(index=4), k=2, width=6)  # ko picked nothing for "a"
     assert without.loc[0, ["prompt", "en", "ko"]].tolist() == ["Q a?", "short", "—"]
+    # a multi-turn prompt showed only its last user turn: "And then?" without what it follows
+    chat = [{"role": "user", "content": "Plant it?"}, {"role": "assistant", "content": "Yes."},
+            {"role": "user", "content": "And then?"}]
+    turns = align.example_picks(picks.assign(prompt=[chat] * 6), k=1, width=60)
+    assert turns.loc[0, "prompt"] == "User: Plant it?\nAssistant: Yes.\nUser: And then?"
+    assert align.example_picks(picks.assign(prompt=[chat] * 6), k=1, width=12).loc[0, "prompt"] == "…: And then?"
 
 
 def test_example_picks_takes_the_first_numbered_ids_in_numeric_order():

@@ -300,7 +300,8 @@ def pick_origins(picks: pd.DataFrame) -> pd.DataFrame:
 
 def example_picks(picks: pd.DataFrame, k: int = 3, width: int = 200) -> pd.DataFrame:
     """A few prompts (the first ``k`` ids, in every language) with each RM's pick beside them, texts cut at
-    ``width`` characters: what the win rates are about, to read (e.g. a policy's samples)."""
+    ``width`` characters: what the win rates are about, to read (e.g. a policy's samples). A multi-turn prompt
+    shows every turn (its last ones where it is cut)."""
     require_columns(picks, ["rm", "prompt_id", "lang", "text", "prompt"], "picks")
     k = positive_int("k", k)
     clash = sorted({"prompt_id", "lang", "prompt"} & set(map(str, picks["rm"])))
@@ -314,10 +315,20 @@ def example_picks(picks: pd.DataFrame, k: int = 3, width: int = 200) -> pd.DataF
     # an RM without a pick for a prompt (its pool dropped there) shows a dash, not "nan"
     wide = wide[list(pd.unique(rows["rm"]))].map(lambda t: "—" if pd.isna(t) else cut(str(t)))
     asked = rows.drop_duplicates(["prompt_id", "lang"]).set_index(["prompt_id", "lang"])["prompt"]
-    wide.insert(0, "prompt", [cut(prompt_text(as_messages(asked[i]))) for i in wide.index])
+    wide.insert(0, "prompt", [_conversation(as_messages(asked[i]), width) for i in wide.index])
     return (wide.reset_index().rename_axis(columns=None)
             .sort_values(["prompt_id", "lang"], key=lambda c: c.map(order) if c.name == "prompt_id" else c.astype(str),
                          kind="mergesort").reset_index(drop=True))
+
+
+def _conversation(messages: list[dict], width: int) -> str:
+    """A prompt as a reader of the picks needs it: its one user turn (cut at ``width`` characters), or, for a
+    multi-turn prompt, every turn as ``Role: text``, cut from the front (the last turn is what was answered)."""
+    if len(messages) == 1:
+        text = prompt_text(messages)
+        return text if len(text) <= width else text[: width - 1] + "…"
+    text = "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+    return text if len(text) <= width else "…" + text[-(width - 1):]
 
 
 def random_picks(cands: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
