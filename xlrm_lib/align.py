@@ -310,10 +310,9 @@ def example_picks(picks: pd.DataFrame, k: int = 3, width: int = 200) -> pd.DataF
     order = lambda i: (0, int(i), "") if str(i).isdigit() else (1, 0, str(i))  # noqa: E731  ("2" before "10")
     ids = sorted(pd.unique(picks["prompt_id"]).tolist(), key=order)[:k]
     rows = picks[picks["prompt_id"].isin(ids)]
-    cut = lambda t: t if len(t) <= width else t[: width - 1] + "…"  # noqa: E731
     wide = rows.pivot_table(index=["prompt_id", "lang"], columns="rm", values="text", aggfunc="first", sort=False)
     # an RM without a pick for a prompt (its pool dropped there) shows a dash, not "nan"
-    wide = wide[list(pd.unique(rows["rm"]))].map(lambda t: "—" if pd.isna(t) else cut(str(t)))
+    wide = wide[list(pd.unique(rows["rm"]))].map(lambda t: "—" if pd.isna(t) else _cut(str(t), width))
     asked = rows.drop_duplicates(["prompt_id", "lang"]).set_index(["prompt_id", "lang"])["prompt"]
     wide.insert(0, "prompt", [_conversation(as_messages(asked[i]), width) for i in wide.index])
     return (wide.reset_index().rename_axis(columns=None)
@@ -325,10 +324,15 @@ def _conversation(messages: list[dict], width: int) -> str:
     """A prompt as a reader of the picks needs it: its one user turn (cut at ``width`` characters), or, for a
     multi-turn prompt, every turn as ``Role: text``, cut from the front (the last turn is what was answered)."""
     if len(messages) == 1:
-        text = prompt_text(messages)
-        return text if len(text) <= width else text[: width - 1] + "…"
-    text = "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
-    return text if len(text) <= width else "…" + text[-(width - 1):]
+        return _cut(prompt_text(messages), width)
+    return _cut("\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages), width, keep_end=True)
+
+
+def _cut(text: str, width: int, keep_end: bool = False) -> str:
+    """``text`` in at most ``width`` characters, an ellipsis where it was cut (its start kept, or its end)."""
+    if len(text) <= width:
+        return text
+    return "…" + text[-(width - 1):] if keep_end else text[: width - 1] + "…"
 
 
 def random_picks(cands: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

@@ -45,10 +45,14 @@ def positive_int(name: str, value, minimum: int = 1, why: str = "") -> int:
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding (transformers' set_seed, UMAP's random_state) takes no larger seed
 
 
+def is_seed(value) -> bool:
+    """Whether ``value`` is an integer in 0..2**32 - 1 (what every seeded library here takes)."""
+    return not isinstance(value, bool) and isinstance(value, Integral) and 0 <= value <= SEED_MAX
+
+
 def seed(name: str, value) -> int:
-    """``value`` if it is an integer in 0..2**32 - 1 (what every seeded library here takes); else a ValueError
-    naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or not 0 <= value <= SEED_MAX:
+    """``value`` if :func:`is_seed`; else a ValueError naming ``name``."""
+    if not is_seed(value):
         raise ValueError(f"{name} = {value!r}; expected an integer in 0..{SEED_MAX} (numpy's seeds, which the "
                          "trainer and UMAP use, go no higher)")
     return int(value)

@@ -463,10 +463,10 @@ def snapshot_problem(name: str, snapshot: Path, configs: dict, split: str, error
     it lacks, and how to fix that); None when nothing is seen wrong and no load ``error`` was given. ``configs``:
     config -> how to name it to the user (e.g. ``"ja (jpn_Jpan)"``); a dataset of one config is asked as ``None``,
     and only its load ``error`` can tell what is wrong."""
-    have = hub.snapshot_configs(snapshot) if None not in configs else None
+    have = None if None in configs else hub.snapshot_configs(snapshot)
+    if None in configs and error is None:
+        return None
     if None in configs:
-        if error is None:
-            return None
         what = f"does not load split {split!r} ({error})"
     elif have is None:
         what = "has no README.md declaring its configs (a partial download)"

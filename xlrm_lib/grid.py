@@ -270,8 +270,10 @@ def _grid_axes(spec: dict):
     by_folder: dict[str, list] = {}
     for b in dict.fromkeys(b for b in backbones if b not in not_names):
         by_folder.setdefault(_slug(b), []).append(b)
+    # one directory however it is written ('models/m', '<repo>/models/m/'); other names as they are
+    local = lambda b: str(where) if (where := repo_path(b)).exists() else b  # noqa: E731
     for folder, same in by_folder.items():  # cells are named by a backbone's last path part
-        if len(same) > 1 and len({str(repo_path(b)) if repo_path(b).exists() else b for b in same}) == 1:
+        if len(same) > 1 and len(set(map(local, same))) == 1:
             problems.append(f"backbones {same} name one directory {len(same)} times: list it once")
         elif len(same) > 1:
             problems.append(f"backbones {same} would share the cell names '*/{folder}-s<seed>-*' (cells are named by "
@@ -280,7 +282,7 @@ def _grid_axes(spec: dict):
                             "list that directory)")
     if not seeds:
         problems.append("seeds is empty; expected at least one seed, e.g. [42]")
-    bad_seeds = [x for x in seeds if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= checks.SEED_MAX]
+    bad_seeds = [x for x in seeds if not checks.is_seed(x)]
     if bad_seeds:
         problems.append(f"seeds {bad_seeds} are not integers in 0..{checks.SEED_MAX} (numpy's seeds, which the "
                         "trainer and UMAP use, go no higher)")

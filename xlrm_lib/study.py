@@ -250,8 +250,8 @@ def train_metrics(model_dir, *, rm_name: str, backbone: str, seed: int, train_la
     by = card.get("trained_by")
     return {"kind": "train", "rm_name": rm_name, "model_dir": str(model_dir), "backbone": backbone, "seed": seed,
             # canonical codes, as the grid names languages ("Korean", "kor_Hang" -> "ko")
-            "train_lang": normalize_lang(train_lang), "translated_from": normalize_lang(translate_from) if translate_from
-            else None, "n_pairs": card["n_pairs"],
+            "train_lang": normalize_lang(train_lang),
+            "translated_from": normalize_lang(translate_from) if translate_from else None, "n_pairs": card["n_pairs"],
             "train_runtime_s": card["train_metrics"].get("train_runtime"),
             "final_train_accuracy": card["train_metrics"].get("final_accuracy"), "key": card["key"],
             "trained_here": by.get("process") == train.PROCESS_ID if by else None,
