@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -164,9 +165,36 @@ def test_run_header_says_what_was_run(tmp_path):
     assert h["evaluation languages"] == "ko, de"  # top-level: the evaluate section may not set it
     assert h["training"] == "lr 0.0001, bf16 False, freeze_embeddings False, lora_r 4"
     assert h["notebooks finished"] == "2026-11-26T08:00:00 to 2026-11-27T19:11:08"
+    rep["runs"] = pd.DataFrame({"finished": ["2026-11-28T10:40:57Z", "2026-11-28T10:44:30Z"]})  # UTC since
+    assert report.run_header(rep).set_index("field")["value"]["notebooks finished"] == (
+        "2026-11-28T10:40:57 to 2026-11-28T10:44:30 UTC")
     software = "python 3.11.7, xlrm 0.1.0, torch 2.13.0+cpu, transformers 5.24.0, datasets 5.2.0, peft 0.21.2"
     shown = report.full_width(pd.DataFrame({"field": ["software"], "value": [software]})).to_html()
     assert software in shown  # whole: pandas' display cut it at 50 characters, transformers' version with it
+
+
+def test_run_header_says_which_code_made_the_notebooks_and_how_the_rms_were_trained():
+    # a report looked the same whatever code made it, and showed only the training settings the params file set
+    # (a smoke run's `limit: 16` and the default run's bf16 'auto' = on were invisible)
+    code = {"library": "ab12", "commit": "02bc0f05c86e", "edited": []}
+    edited = {"library": "cd34", "commit": "02bc0f05c86e", "edited": ["xlrm_lib/report.py"]}
+    card = {"recipe": {"lr": 1e-4, "epochs": 1.0, "bf16": None, "template": "auto", "max_length": 256},
+            "format": {"template": "plain", "max_length": 128, "truncation_side": "left"},
+            "runtime": {"device": "cpu", "threads": 2, "bf16": True, "processes": 1}}
+    rep = {"params": {"run": "x", "train": {"lr": 1e-4}}, "runs": pd.DataFrame({"code": [code, code, edited]}),
+           "train": pd.DataFrame([{"rm_name": "en", "n_pairs": 16, **card}, {"rm_name": "ko", "n_pairs": 12, **card}])}
+    h = report.run_header(rep).set_index("field")["value"]
+    assert h["code"] == ("git 02bc0f05c86e, library ab12 (2 notebooks); git 02bc0f05c86e with uncommitted changes "
+                         "to xlrm_lib/report.py, library cd34 (1 notebook)")
+    assert h["training (as trained)"] == "lr 0.0001, epochs 1.0, bf16 True, text plain, max_length 128, truncation left"
+    assert h["training ran on"] == "cpu, 2 threads, 1 process" and h["training pairs"] == "en 16, ko 12"
+    assert "training" not in h  # the params file's subset gives way to the cards
+    rep["train"] = pd.DataFrame([{"rm_name": "en", "n_pairs": 16, **card},  # RMs trained differently: both values
+                                 {"rm_name": "ko", "n_pairs": 16, **card, "recipe": {**card["recipe"], "lr": 5e-5}}])
+    assert report.run_header(rep).set_index("field")["value"]["training (as trained)"].startswith("lr 0.0001 / 5e-05,")
+    assert report.code_line(pd.DataFrame({"code": [None]})) is None  # notebooks from before it: no row
+    assert report.code_line(pd.DataFrame({"code": [{"library": "ab12", "commit": None, "edited": []}]})) == (
+        "not a git checkout, library ab12")
 
 
 def test_runs_table_links_from_the_report_notebooks_folder(tmp_path):
@@ -316,6 +344,13 @@ def test_every_notebooks_metrics_record_the_software_that_made_them(tmp_path):
     software = json.loads(path.read_text())["software"]
     assert software == store.library_versions() and software["torch"] and list(software) == list(store.SOFTWARE)
     assert "hub_commits" not in json.loads(path.read_text())  # by hand: nothing pinned
+    code = json.loads(path.read_text())["code"]  # and the code: a report could not tell an edited library's
+    assert code == store.code_version() and len(code["library"]) == 16
+    import subprocess
+
+    head = subprocess.run(["git", "-C", str(Path(store.__file__).parents[1]), "rev-parse", "HEAD"],
+                          capture_output=True, text=True)
+    assert code["commit"] == (head.stdout[:12] if head.returncode == 0 else None)
 
 
 def test_the_hub_commits_a_notebook_read_are_in_its_metrics_and_the_reports_header(tmp_path, monkeypatch):

@@ -309,6 +309,9 @@ def test_card_fields(trained, small_pairs, tmp_path):
 
     said = study.train_metrics(trained, rm_name="en", backbone="toy", seed=0, train_lang="en")
     assert said["trained_here"] is True and said["trained_by"] == card["trained_by"]
+    # the recipe as trained, defaults included (the report's header shows it; the params file names only some)
+    assert said["recipe"]["lr"] == RewardConfig().lr and "seed" not in said["recipe"]
+    assert (said["format"], said["runtime"]) == (card["format"], card["runtime"])
     # a language as a user may write it in the notebook is recorded as the grid names it
     named = study.train_metrics(trained, rm_name="ko", backbone="toy", seed=0, train_lang="Korean", translate_from="eng")
     assert (named["train_lang"], named["translated_from"]) == ("ko", "en")

@@ -126,7 +126,7 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
             if target.exists():
                 os.replace(target, failed)
             target = failed
-    result = {"status": "ok" if error is None else "failed", "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    result = {"status": "ok" if error is None else "failed", "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "seconds": round(time.time() - t0, 1), "notebook": str(target), "html": str(html) if html else None,
               "error": error}
     if error is None:

@@ -51,7 +51,7 @@ def collect(run_dir) -> dict:
         htmls = sorted(p for p in cell_dir.glob("*.html") if not p.name.endswith(".failed.html"))
         runs.append({"stage": cell_dir.relative_to(run_dir).parts[0], "cell": str(cell_dir.relative_to(run_dir)),
                      "kind": m.get("kind"), "seconds": done.get("seconds"), "finished": done.get("finished"),
-                     "software": m.get("software"), "hub_commits": m.get("hub_commits") or {},
+                     "software": m.get("software"), "code": m.get("code"), "hub_commits": m.get("hub_commits") or {},
                      "notebook_html": os.path.relpath(htmls[0], run_dir) if htmls else None})
         by_kind.setdefault(m.get("kind"), []).append((cell_dir, m))
     failed = {}
@@ -265,8 +265,9 @@ def run_header(rep: dict) -> pd.DataFrame:
              or None),
             ("training data", f"{train.get('data_source', 'embedded')} ({train.get('split', 'train')})"),
             ("evaluation data", f"{ev.get('eval_source', 'embedded')} ({ev.get('split', 'test')})"),
-            ("training", ", ".join(f"{k} {train[k]}" for k in ("lr", "epochs", "batch_size", "max_length", "bf16",
-                                                               "freeze_embeddings", "lora_r") if k in train) or None)]
+            *(as_trained(rep.get("train")) or [
+                ("training", ", ".join(f"{k} {train[k]}" for k in ("lr", "epochs", "batch_size", "max_length", "bf16",
+                                                                   "freeze_embeddings", "lora_r") if k in train) or None)])]
     shown = lambda v: f"[{', '.join(map(str, v))}]" if isinstance(v, list) else v  # noqa: E731
     ev_langs = p.get("eval_langs")  # a top-level key: the grid gives it to every evaluation
     rows.append(("evaluation languages", ", ".join(map(str, ev_langs if isinstance(ev_langs, list) else [ev_langs]))
@@ -281,9 +282,12 @@ def run_header(rep: dict) -> pd.DataFrame:
     runs = rep.get("runs")
     finished = runs["finished"] if runs is not None and "finished" in runs else ()
     made = sorted(t for t in finished if isinstance(t, str))
-    rows.append(("notebooks finished", None if not made else made[0] if made[0] == made[-1] else
-                 f"{made[0]} to {made[-1]}"))
+    zone = " UTC" if made and all(t.endswith("Z") for t in made) else ""  # earlier runs wrote the local time
+    made = [t.removesuffix("Z") for t in made]
+    rows.append(("notebooks finished", None if not made else made[0] + zone if made[0] == made[-1] else
+                 f"{made[0]} to {made[-1]}{zone}"))
     rows.append(("software", software_line(rep.get("runs"))))
+    rows.append(("code", code_line(rep.get("runs"))))
     commits: dict[str, set] = {}
     for pins in runs["hub_commits"] if runs is not None and "hub_commits" in runs else ():
         for repo, sha in (pins or {}).items():
@@ -308,14 +312,81 @@ def run_header(rep: dict) -> pd.DataFrame:
 def software_line(runs: pd.DataFrame | None) -> str | None:
     """The library versions the run's notebooks were made with (their metrics.json's ``software``), one line;
     several sets (a notebook kept from before an upgrade) are each listed with their count of notebooks."""
-    if runs is None or "software" not in runs.columns:
+    return _sets_line(runs, "software", lambda s: ", ".join(f"{k} {v}" for k, v in s.items() if v))
+
+
+def code_line(runs: pd.DataFrame | None) -> str | None:
+    """The code the run's notebooks were made with (their metrics.json's ``code``,
+    :func:`xlrm_lib.store.code_version`): the git commit, files edited since it, the library's digest; several
+    (notebooks kept from before an edit) each with their count of notebooks. None for notebooks that predate it.
+
+    >>> runs = pd.DataFrame({"code": [{"library": "ab12", "commit": "02bc0f05c86e", "edited": []}] * 2})
+    >>> code_line(runs)
+    'git 02bc0f05c86e, library ab12'
+    """
+    def text(c: dict) -> str:
+        edited = list(c.get("edited") or [])
+        where = f"git {c['commit']}" if c.get("commit") else "not a git checkout"
+        if edited:
+            where += (f" with uncommitted changes to {', '.join(edited[:4])}"
+                      + (f" and {len(edited) - 4} more" if len(edited) > 4 else ""))
+        return f"{where}, library {c.get('library')}"
+
+    return _sets_line(runs, "code", text)
+
+
+def _sets_line(runs: pd.DataFrame | None, column: str, text) -> str | None:
+    """One line of the distinct dicts in ``runs[column]`` (each as ``text(d)``), with their count of notebooks
+    when there are several; None without any."""
+    if runs is None or column not in runs.columns:
         return None
-    sets = [json.dumps(s) for s in runs["software"] if isinstance(s, dict)]  # in library_versions' order
+    sets = [json.dumps(s) for s in runs[column] if isinstance(s, dict)]  # in the writer's key order
+    if not sets:
+        return None
     counts = pd.Series(sets, dtype=object).value_counts(sort=True)
-    text = lambda s: ", ".join(f"{k} {v}" for k, v in json.loads(s).items() if v)  # noqa: E731
     if len(counts) == 1:
-        return text(counts.index[0])
-    return "; ".join(f"{text(s)} ({n} notebook{'s' * (n > 1)})" for s, n in counts.items())
+        return text(json.loads(counts.index[0]))
+    return "; ".join(f"{text(json.loads(s))} ({n} notebook{'s' * (n > 1)})" for s, n in counts.items())
+
+
+def as_trained(train: pd.DataFrame | None) -> list[tuple[str, str]]:
+    """The header's rows for the run's trained RMs as their cards say they were trained (every setting, the
+    library's defaults included, not only the params file's): the recipe, the text format, where it ran, the
+    pairs per RM. A setting that differs between RMs shows each value. [] for trainings that predate it.
+
+    >>> t = pd.DataFrame([{"rm_name": "en", "n_pairs": 160, "recipe": {"lr": 1e-4, "bf16": None},
+    ...                    "format": {"template": "plain", "max_length": 256, "truncation_side": "left"},
+    ...                    "runtime": {"device": "cpu", "threads": 2, "bf16": True, "processes": 1}}] * 2)
+    >>> as_trained(t)  # doctest: +NORMALIZE_WHITESPACE
+    [('training (as trained)', 'lr 0.0001, bf16 True, text plain, max_length 256, truncation left'),
+     ('training ran on', 'cpu, 2 threads, 1 process'), ('training pairs', '160 per RM')]
+    """
+    if train is None or "recipe" not in getattr(train, "columns", ()):
+        return []
+    rows = [r for r in train.to_dict("records") if isinstance(r.get("recipe"), dict)]
+    if not rows:
+        return []
+
+    def values(get) -> str:
+        seen = list(dict.fromkeys(json.dumps(get(r), default=str) for r in rows))
+        return " / ".join(str(json.loads(v)) for v in seen)
+
+    runtime = lambda r: r.get("runtime") if isinstance(r.get("runtime"), dict) else {}  # noqa: E731
+    fmt = lambda r: r.get("format") if isinstance(r.get("format"), dict) else {}  # noqa: E731
+    keys = list(dict.fromkeys(k for r in rows for k in r["recipe"] if k not in ("template", "max_length")))
+    # bf16 None means "where it is fast": the runtime says what that was
+    recipe = [f"{k} {values(lambda r: runtime(r).get('bf16', r['recipe'].get(k)) if k == 'bf16' else r['recipe'].get(k))}"
+              for k in keys]
+    recipe += [f"text {values(lambda r: fmt(r).get('template'))}", f"max_length {values(lambda r: fmt(r).get('max_length'))}",
+               f"truncation {values(lambda r: fmt(r).get('truncation_side'))}"]
+    ran = values(lambda r: ", ".join(str(x) for x in (
+        runtime(r).get("device"), f"{runtime(r).get('threads')} threads" if runtime(r).get("threads") else None,
+        f"{runtime(r).get('processes')} process{'es' * (runtime(r).get('processes', 1) != 1)}"
+        if runtime(r).get("processes") else None) if x))
+    pairs = {str(r.get("rm_name")): r.get("n_pairs") for r in rows}
+    pairs_text = (f"{next(iter(pairs.values()))} per RM" if len(set(pairs.values())) == 1
+                  else ", ".join(f"{k} {v}" for k, v in pairs.items()))
+    return [("training (as trained)", ", ".join(recipe)), ("training ran on", ran or None), ("training pairs", pairs_text)]
 
 
 def figures_dir(run_dir, output_dir=None) -> Path:

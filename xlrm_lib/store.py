@@ -45,6 +45,40 @@ def library_versions() -> dict:
     return {"python": platform.python_version(), **{name: installed_version(name) for name in SOFTWARE[1:]}}
 
 
+_CODE: dict = {}
+
+
+def code_version() -> dict:
+    """The code that computes the results, as recorded with every notebook's outputs: ``library``, a digest of
+    ``xlrm_lib``'s source files (two runs with one digest ran the same library code, committed or not);
+    ``commit``, the checkout's git HEAD (12 hex digits), and ``edited``, the files of ``xlrm_lib/`` and
+    ``notebooks/`` that differ from it (None and [] outside a git checkout, or without git). Read once a process.
+
+    >>> sorted(code_version())
+    ['commit', 'edited', 'library']
+    """
+    if not _CODE:
+        import subprocess
+
+        root = Path(__file__).resolve().parents[1]
+        files = sorted((root / "xlrm_lib").rglob("*.py"))
+        _CODE["library"] = fingerprint([[f.relative_to(root).as_posix(), file_digest(f)] for f in files])
+
+        def git(*args) -> str | None:
+            try:
+                done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+            except (OSError, subprocess.SubprocessError):
+                return None
+            return done.stdout if done.returncode == 0 else None
+
+        head = git("rev-parse", "--verify", "--quiet", "HEAD")
+        _CODE["commit"] = head.strip()[:12] if head else None
+        status = git("status", "--porcelain", "--untracked-files=all", "--", "xlrm_lib", "notebooks") if head else None
+        _CODE["edited"] = sorted(line[3:].strip() for line in (status or "").splitlines()
+                                 if line[3:].strip().endswith((".py", ".ipynb")))
+    return dict(_CODE)
+
+
 CARD_FILE = "xlrm_card.json"  # beside a trained RM's weights: its cache key, config, data fingerprint, metrics
 DONE_FILE = "_done.json"  # in a run's cell folder once its notebook finished: the key it finished with
 PLAN_FILE = "_plan.json"  # in a run folder: the cells of the grid as last run (the report reads only these)

@@ -192,7 +192,8 @@ def save_outputs(output_dir, metrics: dict, tables: dict[str, pd.DataFrame] | No
     """Write ``tables`` (name -> DataFrame, as ``name.parquet`` or ``name.csv``) then ``metrics.json``.
 
     ``metrics.json`` is written last: its presence means the notebook's outputs are complete. It also records the
-    ``software`` that made them (:func:`xlrm_lib.store.library_versions`, in the notebook's own kernel) and, under
+    ``software`` and ``code`` that made them (:func:`xlrm_lib.store.library_versions`,
+    :func:`xlrm_lib.store.code_version`, in the notebook's own kernel) and, under
     ``xlrm run``, the ``hub_commits`` of the hub models and datasets it read (:func:`xlrm_lib.hub.pins`).
     """
     out = Path(output_dir)
@@ -206,7 +207,8 @@ def save_outputs(output_dir, metrics: dict, tables: dict[str, pd.DataFrame] | No
     sizes = {fname: (out / fname).stat().st_size for fname in files.values()}  # a table cut short is not whole
     digests = {fname: store.file_digest(out / fname) for fname in files.values()}  # nor one edited since
     store.write_json(out / METRICS_FILE, {**metrics, "tables": files, "table_bytes": sizes, "table_digests": digests,
-                                          "software": store.library_versions(), **({"hub_commits": pins} if pins else {})})
+                                          "software": store.library_versions(), "code": store.code_version(),
+                                          **({"hub_commits": pins} if pins else {})})
     return out / METRICS_FILE
 
 
@@ -243,7 +245,8 @@ def train_history(model_dir) -> pd.DataFrame:
 
 def train_metrics(model_dir, *, rm_name: str, backbone: str, seed: int, train_lang: str,
                   translate_from: str = "") -> dict:
-    """A training notebook's ``metrics.json``: the RM's card, and ``trained_here``: whether this process trained it
+    """A training notebook's ``metrics.json``: the RM's card (its recipe as trained, text format, runtime and
+    data fingerprint among it), and ``trained_here``: whether this process trained it
     (False: it came from the cache, trained before or by another run this one waited for; ``trained_by`` says
     which process, and ``train_runtime_s`` is that training's time). None for an RM whose card does not say."""
     card = train.read_card(model_dir)
@@ -255,7 +258,11 @@ def train_metrics(model_dir, *, rm_name: str, backbone: str, seed: int, train_la
             "train_runtime_s": card["train_metrics"].get("train_runtime"),
             "final_train_accuracy": card["train_metrics"].get("final_accuracy"), "key": card["key"],
             "trained_here": by.get("process") == train.PROCESS_ID if by else None,
-            "trained_by": by}
+            "trained_by": by,
+            # the recipe as trained (every setting, defaults included; the params file names only some) and where
+            "recipe": {k: v for k, v in (card.get("config") or {}).items() if k not in ("seed", "logging_steps")},
+            "format": card.get("format"), "runtime": card.get("runtime"),
+            "data_fingerprint": card.get("data_fingerprint")}
 
 
 # ----------------------------------------------------------------------------------- evaluation
