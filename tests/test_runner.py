@@ -1110,6 +1110,9 @@ def test_a_stale_report_is_not_republished_when_the_report_did_not_run(fake_note
     # the report ran: published one folder up, its links to the notebooks lose their "../"
     assert 'href="train/x/t.html"' in (run_dir / "report.html").read_text()
     assert 'href="../train/x/t.html"' in (run_dir / "report" / "report.html").read_text()
+    # the page to share shows the results, not the code that collected them (nor the run's absolute path)
+    assert "IPython" in (run_dir / "report" / "report.html").read_text()
+    assert "IPython" not in (run_dir / "report.html").read_text()
     assert yaml.safe_load((run_dir / "params.yaml").read_text())["langs"] == ["en"]  # what the report shows
     failing = _spec(fake_notebooks, tmp_path, langs=["en"], evaluate={"fail": True})  # no results: no report
     summary = runner.run(failing, progress=False)
@@ -1250,8 +1253,8 @@ def test_a_stop_after_the_notebooks_ended_still_points_at_their_summary(fake_not
         runner.run(_spec(fake_notebooks, tmp_path, langs=["en"], train={"lr": 0.05}), progress=False)
     monkeypatch.undo()
     assert stops and published.read_text() != old  # this run's report, not the one of the replaced results
-    assert published.read_text() == (tmp_path / "out" / "t" / "report" / "report.html").read_text().replace(
-        'href="../', 'href="')
+    shared = runner.html_page(tmp_path / "out" / "t" / "report" / "report.ipynb", "t: report", code=False)
+    assert published.read_text() == shared.replace('href="../', 'href="')
 
 
 def test_pending_agrees_with_run_when_an_upstream_folder_is_gone(fake_notebooks, tmp_path):

@@ -146,14 +146,21 @@ def render_html(nb_path: Path, html_path: Path, title: str | None = None) -> Pat
     (default ``<stage>/<cell>``, from the folders: every page was titled "Notebook")."""
     if not nb_path.exists():
         return None
+    store.write_text(html_path, html_page(nb_path, title or f"{html_path.parent.parent.name}/{html_path.parent.name}"))
+    return html_path
+
+
+def html_page(nb_path: Path, title: str, *, code: bool = True) -> str:
+    """An executed notebook as one standalone HTML page (:func:`render_html`); ``code=False`` leaves out the code
+    cells' inputs and the In/Out prompts: the markdown and the outputs, for readers of the results (the report
+    ``xlrm run`` publishes at ``<run>/report.html``)."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    title = title or f"{html_path.parent.parent.name}/{html_path.parent.name}"
-    body, _ = HTMLExporter(template_file=str(OFFLINE_TEMPLATE)).from_notebook_node(
+    hide = {} if code else {"exclude_input": True, "exclude_input_prompt": True, "exclude_output_prompt": True}
+    body, _ = HTMLExporter(template_file=str(OFFLINE_TEMPLATE), **hide).from_notebook_node(
         nbformat.read(nb_path, as_version=4), resources={"metadata": {"name": title}})
-    store.write_text(html_path, body)
-    return html_path
+    return body
 
 
 def check_kernel(kernel: str) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from . import grid, store
 from .grid import REPO, Cell, ParamError, repo_path, load_spec, plan
-from .kernels import check_kernel, execute_cell
+from .kernels import check_kernel, execute_cell, html_page
 from .preflight import DATA_PARAMS, hub_notes, read_parameters_cell, template_changes, validate
 from .store import CARD_FILE, DONE_FILE, PLAN_FILE
 
@@ -495,15 +495,18 @@ def _publish(cells: list[Cell], run_dir: Path, results: dict, missing, had_repor
 
 def _publish_report(cells: list[Cell], run_dir: Path, results: dict, had_report: bool = False,
                     interrupted: bool = False) -> list[str]:
-    """Copy the report notebook's HTML to ``<run>/report.html`` when the report finished this time (or was kept);
-    else remove a published one that no longer describes the run: the grid's report was not made, or, after a
-    stop, notebooks finished since it was made (``report/report.html`` is kept as it was). ``had_report``: one was
-    published when this run started executing notebooks (:func:`_outdate_published` removed it). Returns notes."""
+    """Publish the report notebook as ``<run>/report.html``, without its code (the page to share: the
+    results; ``report/report.html`` is the notebook with its code), when the report finished this time (or was
+    kept); else remove a published one that no longer describes the run: the grid's report was not made, or,
+    after a stop, notebooks finished since it was made (``report/report.html`` is kept as it was).
+    ``had_report``: one was published when this run started executing notebooks (:func:`_outdate_published`
+    removed it). Returns notes."""
     report_cell = next((c.name for c in cells if c.stage == "report"), None)
-    report, published = run_dir / "report" / "report.html", run_dir / "report.html"
+    report, published = run_dir / "report" / "report.ipynb", run_dir / "report.html"
     if report_cell and results.get(report_cell, {}).get("status") in ("ok", "skipped") and report.exists():
         # one folder up from the report notebook's own: its links to the other notebooks lose their "../"
-        store.write_text(published, report.read_text(encoding="utf-8").replace('href="../', 'href="'))
+        page = html_page(report, f"{run_dir.name}: report", code=False)
+        store.write_text(published, page.replace('href="../', 'href="'))
         return []
     if not (published.exists() or had_report):
         return []
