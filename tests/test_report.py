@@ -197,6 +197,15 @@ def test_run_header_says_which_code_made_the_notebooks_and_how_the_rms_were_trai
         "not a git checkout, library ab12")
 
 
+def test_results_tables_show_without_row_numbers_nan_or_padding_and_render_the_same_twice():
+    table = pd.DataFrame({"lang": ["ko", "average"], "diff": [0.01636, 0.05], "p_holm": [1.0, float("nan")]})
+    html = report.shown(table).to_html()
+    assert ">0.016<" in html and ">0.05<" in html and "nan" not in html.lower() and ">1<" in html
+    assert "row_heading" not in html  # the pandas index 0, 1, ... is not a column of the report
+    assert html == report.shown(table).to_html()  # content-named CSS ids: two renders diff only where results do
+    assert report.shown(None) is None and report.shown(table.iloc[:0]) is None
+
+
 def test_runs_table_links_from_the_report_notebooks_folder(tmp_path):
     runs = pd.DataFrame([{"stage": "train", "cell": "train/a", "seconds": 3.0, "notebook_html": "train/a/t.html"}])
     assert 'href="../train/a/t.html"' in report.runs_table_html(runs)

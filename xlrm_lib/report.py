@@ -229,7 +229,9 @@ def full_width(table: pd.DataFrame):
     """``table`` for display with every value whole (pandas cuts cells at 50 characters: the header's software
     line lost transformers' version) and left-aligned, without the index; text shown as text (a model's
     ``<think>`` or ``#include <stdio.h>`` is no markup)."""
-    return table.style.format(escape="html").hide(axis="index").set_properties(**{"text-align": "left"})
+    # the table's CSS ids from its content, not random: a report rendered again gives the same HTML
+    return (table.style.format(escape="html", na_rep="").hide(axis="index")
+            .set_properties(**{"text-align": "left"}).set_uuid(store.fingerprint(table.to_csv(), n=8)))
 
 
 def _read_params(path: Path) -> dict:
@@ -416,6 +418,17 @@ def readable(table: pd.DataFrame | None, digits: int = 3) -> pd.DataFrame | None
     return None if table is None else spell_targets(table).round(digits)
 
 
+def shown(table: pd.DataFrame | None, digits: int = 3):
+    """A results table as the report shows it: :func:`readable`, through :func:`full_width` (no row numbers;
+    an empty cell where there is no value, e.g. the average's Holm p-value; numbers as rounded, 0.05 not
+    0.050000); None for no table or an empty one (:func:`or_note` then says why)."""
+    if table is None or table.empty:
+        return None
+    table = readable(table, digits)
+    floats = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
+    return full_width(table).format(lambda v: format(v, "g"), subset=floats, na_rep="")  # 0.05 as 0.05, not 0.050000
+
+
 def key_numbers_table(key: dict | None) -> pd.DataFrame:
     """The average English-minus-target differences of :func:`key_numbers`, in accuracy points (the tables
     below them hold fractions: 0.016 is 1.6 points), one row per comparison (and backbone): ``comparison,
@@ -454,7 +467,7 @@ def write_figures(figures: dict, out_dir) -> list[Path]:
     for name, fig in figures.items():
         dest = out_dir / f"{name}.html"
         with store.atomic_path(dest) as tmp:
-            fig.write_html(str(tmp), include_plotlyjs="directory", full_html=True)
+            fig.write_html(str(tmp), include_plotlyjs="directory", full_html=True, div_id=name)  # not a random id
         paths.append(dest)
     return paths
 

@@ -44,6 +44,7 @@ def win_rate_bars(table: pd.DataFrame, *, title: str | None = None) -> go.Figure
         kind = "translate-train" if bs and all(b.endswith(TRANSLATED_SUFFIX) for b in bs) else "target-language"
         against = f" vs {bs[0]}" if len(bs) == 1 else (f" vs {kind} RM" if bs else "")
         title = f"Best-of-n win rate{against}{judge}"
-    fig.update_layout(title=title, barmode="group", xaxis_title="language", yaxis_title="win rate (ties count 1/2)",
-                      yaxis_range=[0, 1], showlegend=t["a"].nunique() > 1)
+    fig.update_layout(title=title + "<br><sup>whiskers: 95% bootstrap intervals; dashed: no preference (0.5)</sup>",
+                      barmode="group", xaxis_title="language", yaxis_title="win rate (ties count 1/2)",
+                      yaxis_range=[0, 1], showlegend=True, legend_title_text="picks of RM")
     return languages_then_average(fig, t["lang"])

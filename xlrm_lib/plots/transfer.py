@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..data import CATEGORIES
+
 
 def transfer_heatmap(matrix: pd.DataFrame, *, title: str = "RM accuracy: source (train) x target (eval)",
                      diverging: bool = False, zmid: float | None = None, fmt: str = ".2f",
@@ -51,19 +53,31 @@ def english_vs_target_bars(table: pd.DataFrame, *, title: str | None = None) -> 
         fig = px.bar(t, x="lang", y="diff", color="run", barmode="group", error_y=t["ci_high"] - t["diff"],
                      error_y_minus=t["diff"] - t["ci_low"])
         fig.add_hline(y=0, line_color="black", line_width=1)
-        fig.update_layout(title=title or f"English RM minus {_target_rm(t)} per seed, overall accuracy",
-                          yaxis_title="accuracy difference", xaxis_title="target language")
+        fig.update_layout(title=(title or f"English RM minus {_target_rm(t)} per seed, overall accuracy")
+                          + "<br><sup>whiskers: 95% bootstrap intervals</sup>",
+                          yaxis_title=DIFF_AXIS, xaxis_title="target language")
         return languages_then_average(fig, t["lang"])
     err_hi = t["ci_high"] - t["diff"]
     err_lo = t["diff"] - t["ci_low"]
-    colors = ["#555" if lang == "average" else ("#2b8cbe" if d >= 0 else "#e34a33") for lang, d in zip(t["lang"], t["diff"])]
-    fig = go.Figure(go.Bar(x=t["lang"], y=t["diff"], marker_color=colors,
+    # a bar is coloured by its sign only where its interval excludes 0: red and blue bars whose intervals all
+    # cross 0 read as findings
+    clear = (t["ci_low"] > 0) | (t["ci_high"] < 0)
+    colors = ["#555" if lang == "average" else (UNCLEAR if not c else "#2b8cbe" if d >= 0 else "#e34a33")
+              for lang, d, c in zip(t["lang"], t["diff"], clear)]
+    fig = go.Figure(go.Bar(x=t["lang"], y=t["diff"], marker_color=colors, customdata=t[["ci_low", "ci_high"]],
                            error_y=dict(type="data", array=err_hi, arrayminus=err_lo, visible=True),
-                           hovertemplate="%{x}: %{y:+.3f}<extra></extra>"))
+                           hovertemplate="%{x}: %{y:+.3f} (95% CI %{customdata[0]:+.3f} to %{customdata[1]:+.3f})"
+                                         "<extra></extra>"))
     fig.add_hline(y=0, line_color="black", line_width=1)
-    fig.update_layout(title=title or f"English RM minus {_target_rm(t)}, overall accuracy",
-                      yaxis_title="accuracy difference", xaxis_title="target language")
+    fig.update_layout(title=(title or f"English RM minus {_target_rm(t)}, overall accuracy") + CI_NOTE,
+                      yaxis_title=DIFF_AXIS, xaxis_title="target language")
     return languages_then_average(fig, t["lang"])
+
+
+UNCLEAR = "#b8b8b8"  # a difference whose 95% interval includes 0
+CI_NOTE = ("<br><sup>whiskers: 95% bootstrap intervals; grey: the interval includes 0 (blue / red: the English RM"
+           " better / worse)</sup>")
+DIFF_AXIS = "accuracy difference (0.01 = 1 point)"
 
 
 def _target_rm(t: pd.DataFrame) -> str:
@@ -86,11 +100,22 @@ def category_bars(acc: pd.DataFrame, *, source_col: str = "source") -> go.Figure
     d = acc[acc["category"] != "overall"]
     has_source = source_col in d.columns  # one RM's table may come without it
     rms = sorted(d[source_col].astype(str).unique()) if has_source else []
+    cats = list(dict.fromkeys([c for c in CATEGORY_COLORS if c in set(d["category"])] + sorted(set(d["category"]))))
     fig = px.bar(d, x="lang", y="accuracy", color="category", barmode="group",
-                 facet_row=source_col if has_source else None,
+                 facet_row=source_col if has_source else None, category_orders={"category": cats},
+                 color_discrete_map=CATEGORY_COLORS,
                  error_y=d["ci_high"] - d["accuracy"], error_y_minus=d["accuracy"] - d["ci_low"],
                  height=140 + 220 * max(len(rms), 1),
-                 title=f"Accuracy per category and target language: RM {', '.join(rms)}" if len(rms) == 1
-                 else "Accuracy per category and target language, per RM")
+                 title=(f"Accuracy per category and target language: RM {', '.join(rms)}" if len(rms) == 1
+                        else "Accuracy per category and target language, per RM")
+                 + "<br><sup>whiskers: 95% bootstrap intervals</sup>")
     fig.update_yaxes(range=[0, 1])
-    return fig.update_xaxes(title_text="target language")
+    # every panel names its languages (plotly labels only the bottom one) and its RM plainly ("RM en", not
+    # "source=en" written sideways)
+    fig.for_each_annotation(lambda a: a.update(text="RM " + a.text.split("=", 1)[-1]) if "=" in a.text else None)
+    fig.update_xaxes(showticklabels=True, title_text="")
+    return fig.update_xaxes(title_text="target language", row=1)
+
+
+# RewardBench's categories in an order and colours that colour-blind readers tell apart (Okabe-Ito)
+CATEGORY_COLORS = dict(zip(CATEGORIES, ["#0072B2", "#E69F00", "#009E73", "#CC79A7"]))
