@@ -328,6 +328,19 @@ def test_win_rate_with_gold_labels_hand_computed():
     assert (t["a"] == "en").all() and (t["b"] == "ko").all() and (t["judge"] == "gold").all()
     flipped = align.win_rate(B, A, "gold", n_boot=200).set_index("lang")
     np.testing.assert_allclose(flipped["win_rate"], 1 - t["win_rate"])
+    np.testing.assert_allclose(flipped["p_value"], t["p_value"])  # a two-sided test: the same either way round
+    # p-values of "no preference": ko's outcomes - 0.5 are (0, -.5), every sign flip keeps |mean| 0.25 -> p = 1;
+    # en's are (.5, 0, -.5, 0, .5): an odd count of +-0.5 never sums to 0, so every flip reaches |mean| 0.1 -> 1
+    assert t.loc["ko", "p_value"] == 1.0 and t.loc["en", "p_value"] == 1.0 and t.loc["en", "p_holm"] == 1.0
+    assert np.isnan(t.loc["average", "p_holm"]) and 0 < t.loc["average", "p_value"] <= 1
+    # 6 wins of 6: only the 2 sign patterns of 64 with one sign reach |mean| 0.5 -> p ~ 1/32, x2 for 2 languages
+    wins = _picks([(f"p{i}", lang, 0, 2) for lang in ("en", "ko") for i in range(6)], "en")
+    losses = _picks([(f"p{i}", lang, 1, 0) for lang in ("en", "ko") for i in range(6)], "ko")
+    w = align.win_rate(wins, losses, "gold", n_boot=4000).set_index("lang")
+    assert w.loc["en", "p_value"] == pytest.approx(1 / 32, abs=0.01) and w.loc["en", "win_rate"] == 1.0
+    assert w.loc["ko", "p_holm"] == pytest.approx(2 * w.loc["ko", "p_value"])
+    # the average flips a prompt in both languages at once (parallel prompts): still 2 of 64 patterns
+    assert w.loc["average", "p_value"] == pytest.approx(1 / 32, abs=0.01)
 
 
 def test_win_rate_with_a_held_out_judge_rms_scores():

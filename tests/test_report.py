@@ -530,9 +530,12 @@ def test_align_and_eval_metrics_hand_computed():
     from xlrm_lib import study
 
     win = pd.DataFrame({"lang": ["ko", "average"], "win_rate": [0.6, 0.625], "ci_low": [0.4, 0.5],
-                        "ci_high": [0.8, 0.75]})
+                        "ci_high": [0.8, 0.75], "p_value": [0.3, 0.04321]})
     m = study.align_metrics({"headline_native": win, "headline_translated": win[win["lang"] == "ko"]}, seed=42)
-    assert m == {"kind": "align", "seed": 42, "headline_native": {"win_rate": 0.625, "ci": [0.5, 0.75]}}
+    assert m == {"kind": "align", "seed": 42,
+                 "headline_native": {"win_rate": 0.625, "ci": [0.5, 0.75], "p_value": 0.0432}}
+    old = study.align_metrics({"headline_native": win.drop(columns="p_value")})  # tables made before p-values
+    assert old["headline_native"] == {"win_rate": 0.625, "ci": [0.5, 0.75]}
     acc = pd.DataFrame({"lang": ["en", "ko", "zh", "ko"], "category": ["overall", "overall", "overall", "chat"],
                         "accuracy": [0.5, 0.5, 1.0, 0.0]})
     m = study.eval_metrics(acc, rm_name="en")

@@ -42,7 +42,7 @@ from .formatting import TextFormat, as_messages, encode, fit_positions
 from .generate import CAND_COLUMNS, KEY, require_columns
 from .generate import generate_candidates, load_policy, policy_prompt  # noqa: F401  (re-exported: the flow's first step)
 from .langs import code_of, normalize_langs
-from .stats import bootstrap_ci, ci_from_draws
+from .stats import bootstrap_ci, ci_from_draws, holm, signflip_p
 
 log = logging.getLogger(__name__)
 
@@ -459,19 +459,32 @@ def _average_draws(outcomes: pd.DataFrame, *, n_boot: int, seed: int) -> np.ndar
     return per_lang.mean(axis=1)
 
 
+def _no_preference_p(outcomes: pd.DataFrame, *, n_perm: int, seed: int) -> float:
+    """Two-sided p-value of "the judge prefers neither RM's picks" (win rate 0.5): swapping A's and B's picks of
+    a prompt flips its outcome around 0.5, in every language at once (parallel prompts), so the sign-flip test of
+    the accuracy headline (:func:`xlrm_lib.stats.signflip_p`) tests the mean over languages of the win rates."""
+    d = outcomes["outcome"].to_numpy(float) - 0.5
+    return signflip_p(d, np.zeros(d.size, dtype=int), outcomes["prompt_id"].astype(str).to_numpy(),
+                      groups=outcomes["lang"].astype(str).to_numpy(), n_perm=n_perm, seed=seed)
+
+
 def _summarise(outcomes: pd.DataFrame, *, a, b, judge, n_boot: int, seed: int) -> pd.DataFrame:
     rows = []
     for lang in dict.fromkeys(outcomes["lang"]):
-        x = outcomes.loc[outcomes["lang"] == lang, "outcome"].to_numpy(float)
+        one = outcomes[outcomes["lang"] == lang]
+        x = one["outcome"].to_numpy(float)
         lo, hi = bootstrap_ci(x, n_boot=n_boot, seed=seed)
         rows.append({"lang": lang, "a": a, "b": b, "judge": judge, "n": x.size, "wins": int((x == 1).sum()),
                      "ties": int((x == 0.5).sum()), "losses": int((x == 0).sum()), "win_rate": float(x.mean()),
-                     "ci_low": lo, "ci_high": hi})
+                     "ci_low": lo, "ci_high": hi, "p_value": _no_preference_p(one, n_perm=n_boot, seed=seed)})
+    for row, p_holm in zip(rows, holm([r["p_value"] for r in rows])):  # one family: the languages' tests
+        row["p_holm"] = float(p_holm)
     if len(rows) > 1:
         lo, hi = ci_from_draws(_average_draws(outcomes, n_boot=n_boot, seed=seed))
         rows.append({"lang": "average", "a": a, "b": b, "judge": judge, "n": sum(r["n"] for r in rows),
                      **{k: sum(r[k] for r in rows) for k in ("wins", "ties", "losses")},
-                     "win_rate": float(np.mean([r["win_rate"] for r in rows])), "ci_low": lo, "ci_high": hi})
+                     "win_rate": float(np.mean([r["win_rate"] for r in rows])), "ci_low": lo, "ci_high": hi,
+                     "p_value": _no_preference_p(outcomes, n_perm=n_boot, seed=seed), "p_holm": float("nan")})
     return pd.DataFrame(rows)
 
 
@@ -480,7 +493,9 @@ def win_rate(picks_a: pd.DataFrame, picks_b: pd.DataFrame, judge, *, n_boot: int
     """Win rate of A's picks over B's per language (ties count 1/2) with 95% bootstrap CIs, plus an
     ``average`` row (mean over languages) when there are several.
 
-    Columns: ``lang, a, b, judge, n, wins, ties, losses, win_rate, ci_low, ci_high``. RM names come from
+    Columns: ``lang, a, b, judge, n, wins, ties, losses, win_rate, ci_low, ci_high, p_value, p_holm``:
+    ``p_value`` tests "no preference" (a win rate of 0.5) by sign flips, as the accuracy headline does;
+    ``p_holm`` adjusts the languages' for their number (Holm; empty for the average). RM names come from
     ``names`` or the picks' ``rm`` column, the judge's from ``judge_name``, ``"gold"``, ``judge.name`` or the
     judge table's ``rm`` column; a judge named like a compared RM is refused. See :func:`judge_outcomes`.
     """

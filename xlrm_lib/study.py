@@ -665,5 +665,6 @@ def align_metrics(tables: dict, **labels) -> dict:
             if len(avg):
                 r = avg.iloc[0]
                 out[name] = {"win_rate": round(float(r["win_rate"]), 4),
-                             "ci": [round(float(r["ci_low"]), 4), round(float(r["ci_high"]), 4)]}
+                             "ci": [round(float(r["ci_low"]), 4), round(float(r["ci_high"]), 4)],
+                             **({"p_value": round(float(r["p_value"]), 4)} if pd.notna(r.get("p_value")) else {})}
     return out
