@@ -368,27 +368,37 @@ def as_trained(train: pd.DataFrame | None) -> list[tuple[str, str]]:
     rows = [r for r in train.to_dict("records") if isinstance(r.get("recipe"), dict)]
     if not rows:
         return []
+    settings = [_settings_as_trained(r) for r in rows]
+    ran = [_where_trained(r.get("runtime") if isinstance(r.get("runtime"), dict) else {}) for r in rows]
 
-    def values(get) -> str:
-        seen = list(dict.fromkeys(json.dumps(get(r), default=str) for r in rows))
-        return " / ".join(str(json.loads(v)) for v in seen)
+    def values(seen: list) -> str:  # each distinct value once, in the RMs' order
+        return " / ".join(str(json.loads(v)) for v in dict.fromkeys(json.dumps(x, default=str) for x in seen))
 
-    runtime = lambda r: r.get("runtime") if isinstance(r.get("runtime"), dict) else {}  # noqa: E731
-    fmt = lambda r: r.get("format") if isinstance(r.get("format"), dict) else {}  # noqa: E731
-    keys = list(dict.fromkeys(k for r in rows for k in r["recipe"] if k not in ("template", "max_length")))
-    # bf16 None means "where it is fast": the runtime says what that was
-    recipe = [f"{k} {values(lambda r: runtime(r).get('bf16', r['recipe'].get(k)) if k == 'bf16' else r['recipe'].get(k))}"
-              for k in keys]
-    recipe += [f"text {values(lambda r: fmt(r).get('template'))}", f"max_length {values(lambda r: fmt(r).get('max_length'))}",
-               f"truncation {values(lambda r: fmt(r).get('truncation_side'))}"]
-    ran = values(lambda r: ", ".join(str(x) for x in (
-        runtime(r).get("device"), f"{runtime(r).get('threads')} threads" if runtime(r).get("threads") else None,
-        f"{runtime(r).get('processes')} process{'es' * (runtime(r).get('processes', 1) != 1)}"
-        if runtime(r).get("processes") else None) if x))
+    keys = list(dict.fromkeys(k for s in settings for k in s))
     pairs = {str(r.get("rm_name")): r.get("n_pairs") for r in rows}
-    pairs_text = (f"{next(iter(pairs.values()))} per RM" if len(set(pairs.values())) == 1
-                  else ", ".join(f"{k} {v}" for k, v in pairs.items()))
-    return [("training (as trained)", ", ".join(recipe)), ("training ran on", ran or None), ("training pairs", pairs_text)]
+    return [("training (as trained)", ", ".join(f"{k} {values([s.get(k) for s in settings])}" for k in keys)),
+            ("training ran on", values(ran) or None),
+            ("training pairs", f"{next(iter(pairs.values()))} per RM" if len(set(pairs.values())) == 1
+             else ", ".join(f"{k} {v}" for k, v in pairs.items()))]
+
+
+def _settings_as_trained(row: dict) -> dict:
+    """One RM's recipe for the header: its card's config, ``bf16`` as it ran (None is "where it is fast"), and
+    the text format it was trained on (the template "auto" resolved, the length, the side cut)."""
+    runtime = row.get("runtime") if isinstance(row.get("runtime"), dict) else {}
+    fmt = row.get("format") if isinstance(row.get("format"), dict) else {}
+    out = {k: v for k, v in row["recipe"].items() if k not in ("template", "max_length")}
+    if "bf16" in runtime:
+        out["bf16"] = runtime["bf16"]
+    return {**out, "text": fmt.get("template"), "max_length": fmt.get("max_length"),
+            "truncation": fmt.get("truncation_side")}
+
+
+def _where_trained(runtime: dict) -> str:
+    processes = runtime.get("processes")
+    parts = [runtime.get("device"), runtime.get("threads") and f"{runtime['threads']} threads",
+             processes and f"{processes} process{'es' * (processes != 1)}"]
+    return ", ".join(str(p) for p in parts if p)
 
 
 def figures_dir(run_dir, output_dir=None) -> Path:
