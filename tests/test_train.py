@@ -4,6 +4,7 @@ cache, the model card, bad input, and LoRA."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -345,6 +346,26 @@ def test_stale_card_in_output_dir_raises_unless_forced(tiny_bert_dir, small_pair
     forced = train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=out, force=True, **{**FAST, "lr": 1e-4})
     assert forced == out and read_card(out)["key"] != key1
     assert read_card(out)["config"]["lr"] == 1e-4
+
+
+def test_a_training_that_would_teach_nothing_says_so(tiny_bert_dir, small_pairs, tmp_path, caplog):
+    # one optimizer step runs at the warm-up's first learning rate, 0: the RM was saved as it started, silently
+    with caplog.at_level(logging.WARNING, logger="xlrm_lib.train"):
+        train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=tmp_path / "a", **{**FAST, "lr": 3e-4})
+    assert "1 optimizer step, at learning rate 0" in caplog.text and "4 pairs, batch_size 4" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="xlrm_lib.train"):  # no warm-up: that step has the peak rate
+        train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=tmp_path / "b",
+                           **{**FAST, "lr": 3e-4, "warmup_ratio": 0.0})
+    assert "optimizer step" not in caplog.text and "same text" not in caplog.text
+    # answers that differ only before the 32 tokens kept (the end): the same tokens, log 2 and no gradient
+    tail = " ".join(TRAIN_WORDS * 2)
+    rows = [{"prompt": "q ?", "chosen": f"good great {tail}", "rejected": f"bad awful {tail}"},
+            *small_pairs.select_columns(["prompt", "chosen", "rejected"]).to_list()]
+    with caplog.at_level(logging.WARNING, logger="xlrm_lib.train"):
+        train_reward_model(str(tiny_bert_dir), make_pairs(rows), output_dir=tmp_path / "c",
+                           **{**FAST, "warmup_ratio": 0.0})
+    assert "1 of 5 pairs are the same text once cut to max_length 32 tokens (keeping the end" in caplog.text
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -405,6 +405,7 @@ def _train(backbone, pairs, cfg: RewardConfig, key_obj: dict, key: str, out: Pat
     # not forced, a copy another process finished meanwhile (same key) is kept: its readers stay on its files
     same = None if force else (lambda d: (d / CARD_FILE).is_file() and read_card(d).get("key") == key
                                          and not damaged_model(d))
+    _warn_uninformative(features, fmt)
     with atomic_dir(out, keep=same) if main else _scratch_dir() as tmp:
         args = _training_args(tmp / "_trainer", cfg, n_pairs=len(features), bf16=use_bf16, packed=packed,
                               cpu=str(device) == "cpu" or not torch.cuda.is_available(), progress=progress)
@@ -529,7 +530,23 @@ def _training_args(output_dir: Path, cfg: RewardConfig, *, n_pairs: int, bf16: b
     steps_per_epoch = math.ceil(n_pairs / (args.train_batch_size * args.world_size * cfg.grad_accum))
     args.warmup_steps = math.ceil(cfg.warmup_ratio * steps_per_epoch * cfg.epochs)
     args.logging_steps = max(1, min(cfg.logging_steps, int(steps_per_epoch * cfg.epochs) // 3))  # >= 3 points
+    if math.ceil(steps_per_epoch * cfg.epochs) == 1 and args.warmup_steps:  # the Trainer's count of steps
+        log.warning("this training takes 1 optimizer step, at learning rate 0 (the first of the warm-up): the RM "
+                    "leaves it as it started (%d pairs, batch_size %d, grad_accum %d, epochs %s); train on more "
+                    "pairs or epochs, a smaller batch_size, or warmup_ratio 0", n_pairs, cfg.batch_size,
+                    cfg.grad_accum, cfg.epochs)
     return args
+
+
+def _warn_uninformative(features: list[dict], fmt: TextFormat) -> None:
+    """Warn about pairs whose chosen and rejected are the same tokens once cut to ``fmt.max_length`` (answers
+    that differ only in the part cut away): they add log 2 to the loss and no gradient, and score as ties."""
+    same = sum(f["input_ids_chosen"] == f["input_ids_rejected"] for f in features)
+    if same:
+        log.warning("%d of %d pairs are the same text once cut to max_length %d tokens (keeping the %s; their "
+                    "answers differ only in the part cut away): they teach the RM nothing, and an evaluation at "
+                    "this length scores them as ties; raise max_length", same, len(features), fmt.max_length,
+                    "end" if fmt.truncation_side == "left" else "start")
 
 
 def _trained_weights(trainer, cfg: RewardConfig):
