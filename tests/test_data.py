@@ -248,6 +248,21 @@ def test_a_rows_own_category_is_read_in_our_spelling(given, subset, expected):
     assert canonical_row(raw)["category"] == expected
 
 
+@pytest.mark.parametrize("given, meant", [("reasonning", "reasoning"), ("saftey", "safety"), ("chat_hrad", "chat_hard")])
+def test_a_misspelt_category_is_refused_not_scored_apart(given, meant, tmp_path):
+    # 'reasonning' became a fifth category of its own: its rows silently left the overall score, and validate passed
+    raw = {"prompt": "Q", "chosen": "A", "rejected": "B", "lang": "ko", "category": given}
+    with pytest.raises(ValueError, match=rf"category {given!r} looks like a misspelling of {meant!r}"):
+        canonical_row(raw)
+    f = tmp_path / "eval.jsonl"  # as validate and the notebooks read a file: the record is named
+    f.write_text(json.dumps({"id": "x1", **raw}) + "\n")
+    with pytest.raises(ValueError, match=r"record 1 \(id 'x1'\): category"):
+        load_pairs(str(f), langs=["ko"])
+    # a name of one's own is not a misspelling, even one that starts like RewardBench's
+    for own in ("coding", "reasoning_math", "math"):
+        assert canonical_row({**raw, "category": own})["category"] == own
+
+
 def test_m_rewardbench_english_is_rewardbench(monkeypatch):
     # M-RewardBench has one config per translated language and none for English, which is RewardBench's
     # filtered split; the rows of both come out in one schema

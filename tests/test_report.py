@@ -67,6 +67,9 @@ def test_two_seeds_are_tested_apart_and_summarised():
     key = tabs["key_numbers"]["english_minus_native_avg"]
     assert key["diff"] == pytest.approx(0.125) and key["per_run"] == [0.5, -0.25]
     assert tabs["matrix"].loc["en", "ko"] == pytest.approx(0.5)  # pooled over the two seeds: (0.75 + 0.25) / 2
+    figs = report.figures(tabs)  # which the matrix and the categories said nowhere
+    assert all("pooled over seeds 42, 43" in figs[f].layout.title.text for f in ("transfer_matrix", "categories"))
+    assert "per seed," in figs["english_vs_native"].layout.title.text
 
 
 def test_seed_figure_has_one_trace_per_seed():
@@ -91,6 +94,7 @@ def test_two_backbones_are_kept_apart():
     assert key["bb"]["english_row"]["ko"] == pytest.approx(0.75)
     assert "seed_summary" not in tabs  # one seed per backbone: no spread across seeds to show
     fig = report.figures(tabs)["english_vs_native"]  # the report names each backbone's bars, shortly
+    assert "per backbone," in fig.layout.title.text  # not "per seed": there is one
     assert sorted(tr.name for tr in fig.data) == ["Other-3B", "bb"]
 
 

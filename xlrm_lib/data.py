@@ -157,6 +157,13 @@ def _category(raw, subset: str) -> str:
     joined = {c.replace("_", ""): c for c in CATEGORIES}.get(ours.replace("_", ""))  # "ChatHard", "chathard"
     if joined:
         return joined
+    # a category of one's own ("coding") is kept apart from overall; a misspelt one ("reasonning") would be too,
+    # silently: its rows would leave the overall score
+    close = difflib.get_close_matches(ours, CATEGORIES, n=1, cutoff=0.8)
+    if close and not SUBSET_TO_CATEGORY.get(subset):
+        raise ValueError(f"category {given!r} looks like a misspelling of {close[0]!r} (RewardBench's categories: "
+                         f"{CATEGORIES}); fix it, or give it a name of its own (a category not among those is "
+                         "scored apart and left out of overall)")
     return SUBSET_TO_CATEGORY.get(subset) or given or "unknown"
 
 

@@ -495,6 +495,8 @@ def tables(rep: dict, *, english: str = "en") -> dict:
                    key_numbers=key_numbers(scores, heads, english=english))
         if _seeds_per_backbone(scores) > 1:
             out["seed_summary"] = seed_summary(heads)  # the spread across seeds of one backbone
+            # the matrix and the category accuracies pool the seeds' rows: their figures say so
+            out["pooled_seeds"] = sorted(scores["seed"].unique().tolist())
     pre = rep.get("pretrained_scores")
     if pre is not None and not pre.empty:
         matrix = evaluate.transfer_matrix(pre)
@@ -556,11 +558,15 @@ def figures(t: dict) -> dict:
     from . import plots
 
     figs = {}
+    pooled = (f"<br><sup>each RM's accuracy pooled over seeds {', '.join(map(str, t['pooled_seeds']))} (their "
+              "rows together; each seed apart: the English-vs-target tables)</sup>" if t.get("pooled_seeds") else "")
     if "matrix" in t:
         figs["transfer_matrix"] = plots.transfer_heatmap(t["matrix"], **(
             {"y_title": "source (RM trained on), then pretrained"} if "pretrained" in t else {}))
+        figs["transfer_matrix"].update_layout(title_text=figs["transfer_matrix"].layout.title.text + pooled)
     if "accuracy" in t:  # the trained RMs'
         figs["categories"] = plots.category_bars(t["accuracy"])
+        figs["categories"].update_layout(title_text=figs["categories"].layout.title.text + pooled)
         for label, table in t["headlines"].items():
             if "backbone" in table.columns:  # short names in the legend
                 table = table.assign(backbone=table["backbone"].map(backbone_labels(table["backbone"].unique())))

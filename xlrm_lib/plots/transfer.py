@@ -53,7 +53,8 @@ def english_vs_target_bars(table: pd.DataFrame, *, title: str | None = None) -> 
         fig = px.bar(t, x="lang", y="diff", color="run", barmode="group", error_y=t["ci_high"] - t["diff"],
                      error_y_minus=t["diff"] - t["ci_low"])
         fig.add_hline(y=0, line_color="black", line_width=1)
-        fig.update_layout(title=(title or f"English RM minus {_target_rm(t)} per seed, overall accuracy")
+        per = " and ".join({"backbone": "backbone", "seed": "seed"}[k] for k in several)
+        fig.update_layout(title=(title or f"English RM minus {_target_rm(t)} per {per}, overall accuracy")
                           + "<br><sup>whiskers: 95% bootstrap intervals</sup>",
                           yaxis_title=DIFF_AXIS, xaxis_title="target language")
         return languages_then_average(fig, t["lang"])
