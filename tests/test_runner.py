@@ -1310,6 +1310,12 @@ def test_ray_keeps_the_runners_stop_handling_starts_only_when_needed_and_says_a_
             said.append(caplog.text)
             raise KeyboardInterrupt
 
+        # on a local instance this process started no GPU node can join: the task waited forever
+        with pytest.raises(runner.ParamError, match=r"num_gpus: 1 asks for a GPU per notebook, and the local Ray "
+                                                    r"instance has 0 and one node .* set RAY_ADDRESS"):
+            runner.run({**spec, "num_gpus": 1}, executor="ray", force=True, progress=False)
+        assert not ray.is_initialized()
+        monkeypatch.setattr(ray, "nodes", lambda: [{}, {}])  # a cluster: an autoscaler may add a GPU node
         monkeypatch.setattr(runner.cf, "wait", wait)
         with caplog.at_level("WARNING", logger="xlrm_lib.runner"), pytest.raises(KeyboardInterrupt):
             runner.run({**spec, "num_gpus": 1}, executor="ray", force=True, progress=False)
@@ -1551,10 +1557,14 @@ def test_a_ray_worker_on_another_checkout_or_packages_is_refused_naming_what_dif
         "xlrm_lib/train.py): start the cluster's nodes on the same checkout and packages (on one machine: "
         "`PYTHONPATH=/elsewhere/xlrm ray start ...`), then rerun")
     calls = []
-    monkeypatch.setattr(runner, "execute_cell", lambda *a, **k: calls.append(a) or {"status": "ok"})
+    monkeypatch.setattr(runner, "execute_cell", lambda *a, **k: calls.append((*a, os.environ["OMP_NUM_THREADS"]))
+                        or {"status": "ok"})
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as Ray sets it for the worker's first task
     runner._DIGEST.clear()
-    same = {"digest": runner._inputs_digest(), "files": {}, "versions": {}, "repo": "/elsewhere", "host": "node0"}
-    assert runner.ray_execute_cell(same, "nb.ipynb") == {"status": "ok"} and calls == [("nb.ipynb",)]
+    same = {"digest": runner._inputs_digest(), "files": {}, "versions": {}, "repo": "/elsewhere", "host": "node0",
+            "threads": 3}
+    # the kernel runs the CPUs its task asked for (num_cpus), not a reused worker's first task's count
+    assert runner.ray_execute_cell(same, "nb.ipynb") == {"status": "ok"} and calls == [("nb.ipynb", "3")]
 
 
 def test_the_inputs_digest_covers_the_embedded_benchmark_and_the_data_wheels(tmp_path, monkeypatch):
@@ -1634,6 +1644,75 @@ def test_an_unreachable_ray_address_is_refused_at_once_not_after_minutes_of_retr
     with pytest.raises(runner.ParamError, match=rf"cannot reach the Ray cluster at RAY_ADDRESS=127.0.0.1:{port} "
                                                 r"\(ConnectionRefusedError: Connection refused\); check the address"):
         runner._executor("ray", 1)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is an optional extra: pip install -e '.[ray]'")
+def test_a_ray_cluster_out_of_reach_is_said_before_the_run_folder_is_touched(fake_notebooks, tmp_path, monkeypatch):
+    # the error came at the first submission: the last report.html was gone and summary.json said "running"
+    import socket as sk
+
+    spec = _spec(fake_notebooks, tmp_path, langs=["en"])
+    runner.run(spec, progress=False)
+    run_dir = tmp_path / "out" / "t"
+    (run_dir / "report.html").write_text("the last report")
+    before = (run_dir / "summary.json").read_text()
+    with sk.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{closed.getsockname()[1]}")
+        with pytest.raises(runner.ParamError, match="cannot reach the Ray cluster"):
+            runner.run(spec, executor="ray", force=True, progress=False)
+    assert (run_dir / "report.html").read_text() == "the last report"
+    assert (run_dir / "summary.json").read_text() == before
+    # nothing to run: no cluster asked for at all (an unchanged rerun starts no Ray)
+    assert runner.run(spec, executor="ray", progress=False)["status"] == "complete"
+
+
+def test_an_executors_own_failure_reads_as_one_plain_line():
+    # a Ray task's error came with Ray's traceback header in terminal colours, and the summary said "see None"
+    class RayTaskError(Exception):
+        cause = RuntimeError("the Ray worker on node1 imports xlrm_lib from /elsewhere")
+
+    wrapped = RayTaskError("\x1b[36mray::ray_execute_cell()\x1b[39m (pid=1, ip=10.0.0.1)\n  File ...")
+    assert runner._executor_error(wrapped) == "RuntimeError: the Ray worker on node1 imports xlrm_lib from /elsewhere"
+    assert runner._executor_error(ValueError("\x1b[31mred\x1b[0m")) == "ValueError: red"
+    summary = {"run": "t", "run_dir": "out/t", "cells": {"train/x": {"status": "failed", "error": "E: boom"}}}
+    assert "see None" not in runner.format_summary(summary) and "FAILED train/x: E: boom" in runner.format_summary(
+        summary)
+
+
+def test_num_cpus_is_a_whole_number_of_cpus(fake_notebooks, tmp_path):
+    for bad in (0, 1.5, "two", True):
+        with pytest.raises(runner.ParamError, match=rf"num_cpus = {bad!r}; expected an integer >= 1 \(CPUs"):
+            runner.plan(_spec(fake_notebooks, tmp_path, num_cpus=bad))
+    assert runner.plan(_spec(fake_notebooks, tmp_path, num_cpus=4))
+
+
+def test_a_stopped_runs_kernel_sockets_are_removed_and_so_are_dead_ones(tmp_path, monkeypatch):
+    # a stop ends kernels without their shutdown: their IPC socket files stayed (1,400 had piled up in /tmp)
+    import socket as sk
+
+    from xlrm_lib import kernels
+
+    monkeypatch.setattr(kernels.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(kernels, "_SOCKETS", [str(tmp_path / "xlrm-kernel-mine")])
+    (tmp_path / "xlrm-kernel-mine-1").write_text("")  # this process's (whatever it is now)
+    dead = sk.socket(sk.AF_UNIX)
+    dead.bind(str(tmp_path / "xlrm-kernel-dead-1"))
+    dead.close()  # the file stays; nothing listens
+    young = sk.socket(sk.AF_UNIX)
+    young.bind(str(tmp_path / "xlrm-kernel-young-1"))
+    young.close()  # as a kernel starting now is for a moment (bound, not yet listening): left
+    os.utime(tmp_path / "xlrm-kernel-dead-1", (time.time() - 3600,) * 2)
+    live = sk.socket(sk.AF_UNIX)
+    live.bind(str(tmp_path / "xlrm-kernel-live-1"))
+    live.listen()  # another run's kernel
+    (tmp_path / "xlrm-kernel-other-1").write_text("")  # not a socket: not ours to judge
+    try:
+        assert kernels.remove_sockets() == 2
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["xlrm-kernel-live-1", "xlrm-kernel-other-1",
+                                                               "xlrm-kernel-young-1"]
+    finally:
+        live.close()
 
 
 def test_validate_and_the_kernel_read_the_same_parameter_names(tmp_path):

@@ -13,6 +13,20 @@ import argparse
 import sys
 
 
+def _leave_no_helpers() -> None:
+    """Before ``os._exit`` (which skips every exit handler): a Ray instance this process started is shut down (its
+    agents outlived the run by a minute), and the stopped kernels' socket files are removed."""
+    from . import kernels
+
+    ray = sys.modules.get("ray")
+    try:
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+    except Exception:  # noqa: BLE001 - exiting anyway
+        pass
+    kernels.remove_sockets()
+
+
 def main(argv=None) -> int:
     from . import grid, kernels, preflight, runner
 
@@ -118,6 +132,7 @@ def main(argv=None) -> int:
                 "no notebook had started; rerun to start")
         print(f"\nxlrm: {how}; {said}", file=sys.stderr)
         sys.stderr.flush()
+        _leave_no_helpers()
         # now, not after the notebook still running in a worker thread: its kernel exits with its parent
         os._exit(128 + _TERMINATED[0] if _TERMINATED else 130)
     print(runner.format_summary(summary))

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {"train": "train_reward_model", "evaluate": "evaluate_transfer", "probe": "representation_shift",
              "align": "alignment", "report": "report"}
 TOP_KEYS = {"run", "description", "backbones", "seeds", "langs", "eval_langs", "translated", "pretrained",
-            "notebooks_dir", "kernel", "num_gpus", *NOTEBOOKS}
+            "notebooks_dir", "kernel", "num_gpus", "num_cpus", *NOTEBOOKS}
 TRANSLATED_KEYS = {"from", "to", "backend", "model"}  # one translate-train RM: {from: en, to: es, backend: apertium}
 PRETRAINED_KEYS = {"name", "model", "kind"}  # one model evaluated as it is: {name: skywork, model: Skywork/...}
 PRETRAINED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -321,6 +321,10 @@ def _grid_axes(spec: dict):
         if gpus > 1 and gpus != int(gpus):
             problems.append(f"num_gpus = {gpus:g}: more than one GPU per notebook must be a whole number (Ray "
                             "shares a GPU only as a fraction of one, e.g. 0.5)")
+    except ValueError as e:
+        problems.append(str(e))
+    try:  # under Ray: the CPUs each notebook asks for, and its kernel's threads
+        checks.positive_int("num_cpus", spec.get("num_cpus", 1), why="CPUs (threads) per notebook under Ray")
     except ValueError as e:
         problems.append(str(e))
     if problems:

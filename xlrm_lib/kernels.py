@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +37,6 @@ def _kernel_manager_class(extra_env: dict | None = None):
     No ports to race for when several kernels start at once, and no "running over TCP without encryption"
     warning from every notebook. Elsewhere (Windows, a temp directory too deep for a socket path) TCP.
     """
-    import tempfile
     import uuid
 
     from jupyter_client.manager import AsyncKernelManager
@@ -55,10 +55,50 @@ def _kernel_manager_class(extra_env: dict | None = None):
 
         @default("ip")
         def _ip_default(self):  # absolute and unique: the sockets are <ip>-<n>, removed when the kernel shuts down
-            return os.path.join(tempfile.gettempdir(), f"xlrm-kernel-{uuid.uuid4().hex[:12]}")
+            ip = os.path.join(tempfile.gettempdir(), f"{SOCKET_PREFIX}{uuid.uuid4().hex[:12]}")
+            _SOCKETS.append(ip)  # and by remove_sockets after a stop (no shutdown then)
+            return ip
 
     return IPCKernelManager
 
+
+
+SOCKET_PREFIX = "xlrm-kernel-"  # in the temporary folder: <prefix><12 hex>-<n>, a kernel's IPC sockets
+_SOCKETS: list[str] = []  # this process's kernels' socket paths, less the "-<n>"
+
+
+def remove_sockets() -> int:
+    """Remove this process's kernels' socket files, and those in the temporary folder that nothing listens on
+    any more and are over 10 minutes old (kernels of a killed run: ~1,400 had piled up here): a stop ends the
+    kernels without their shutdown, which removes them. Returns how many went."""
+    import glob
+    import socket
+    import stat
+
+    gone = 0
+    for path in {*(f for ip in _SOCKETS for f in glob.glob(glob.escape(ip) + "-*")),
+                 *glob.glob(os.path.join(glob.escape(tempfile.gettempdir()), SOCKET_PREFIX + "*"))}:
+        if not any(path.startswith(ip + "-") for ip in _SOCKETS):
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if not stat.S_ISSOCK(st.st_mode) or st.st_mtime > time.time() - 600:
+                continue  # not a socket (not ours to judge), or a kernel starting now (bound, not yet listening)
+            with socket.socket(socket.AF_UNIX) as s:  # another run's live kernel: keep it
+                try:
+                    s.connect(path)
+                    continue
+                except ConnectionRefusedError:
+                    pass  # a socket file no process listens on
+                except OSError:
+                    continue  # not a socket, or not ours to judge
+        try:
+            os.unlink(path)
+            gone += 1
+        except OSError:
+            pass
+    return gone
 
 
 def _record_output_path(written: Path, final: Path) -> None:

@@ -35,7 +35,7 @@ import socket
 import time
 from pathlib import Path
 
-from . import grid, store
+from . import grid, kernels, store
 from .grid import REPO, Cell, ParamError, repo_path, load_spec, plan
 from .kernels import check_kernel, execute_cell, html_page
 from .preflight import DATA_PARAMS, hub_notes, read_parameters_cell, template_changes, validate
@@ -314,10 +314,16 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     _check_executor(executor)
     _check_gpus(cells, executor, run_dir, force)
     _check_writable(run_dir)
+    if executor == "ray":  # its cluster reached (or refused) before the run folder is touched
+        todo = {} if force else pending(cells, run_dir)
+        to_run = [c for c in cells if todo.get(c.name, True)]
+        if to_run:
+            _connect_ray(to_run)
     edited, hub_said = template_changes(everything), hub_notes()
     for note in edited + hub_said:
         log.warning(note)
     with _run_lock(run_dir):
+        kernels.remove_sockets()  # of kernels a killed run left (kill -9: no stop handling)
         _remove_leftovers(run_dir, [c.name for c in everything])
         _write_plan(run_dir, everything, missing, edited)
         return _run(spec, cells, run_dir, satisfied, jobs=jobs, force=force, executor=executor, kernel=kernel,
@@ -376,7 +382,7 @@ def _run(spec, cells, run_dir, satisfied, *, jobs, force, executor, kernel, prog
     if threads_set:  # kernels inherit it: N notebooks x all cores each would oversubscribe the CPU
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     schedule = _Schedule(spec, cells, run_dir, satisfied, jobs=jobs, force=force, kernel=kernel,
-                         submit=_lazy(lambda: _executor(executor, jobs)))
+                         submit=_lazy(lambda: _executor(executor, jobs, cpus=spec.get("num_cpus") or 1)))
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(cells), desc=f"xlrm run {spec['run']}", disable=not progress, unit="nb")
@@ -431,7 +437,7 @@ class _Schedule:
                     try:
                         self.results[name] = fut.result()
                     except Exception as e:  # noqa: BLE001 - an executor-level failure (not the notebook's)
-                        self.results[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+                        self.results[name] = {"status": "failed", "error": _executor_error(e)}
                     tick(1)
         self.ended = True
 
@@ -483,6 +489,14 @@ class _Schedule:
                 self.results[c.name] = {"status": "not-started", **({"finished_earlier": True, **made} if made else {})}
         self.results = {c.name: self.results[c.name] for c in self.cells}
         return "interrupted: finished notebooks are kept; rerun to resume"
+
+
+def _executor_error(e: BaseException) -> str:
+    """An executor's failure (not a notebook's) as one plain line: a Ray task's own error, not Ray's wrapper with
+    its traceback header and terminal colours."""
+    cause = getattr(e, "cause", None) or e
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(cause)).strip()
+    return f"{type(cause).__name__}: {text}"
 
 
 def _publish(cells: list[Cell], run_dir: Path, results: dict, missing, had_report: bool = False) -> list[str]:
@@ -744,14 +758,38 @@ def _unreachable(address: str | None, timeout: float = 5.0) -> str | None:
     return None
 
 
-def _executor(kind: str, jobs: int):
+def _executor(kind: str, jobs: int, cpus: int = 1):
     """A ``submit(cell, params, out_dir, key, kernel, hub_commits) -> concurrent.futures.Future`` for the chosen
     engine, ``"local"`` or ``"ray"`` (:func:`_check_executor` has checked it, and that Ray is installed); a Ray
-    task that asks for more GPUs than the cluster has is said to wait."""
+    task asks for ``cpus`` CPUs (``num_cpus``: its kernel runs that many threads) and the cell's GPUs, and one
+    that asks for more GPUs than the cluster has is said to wait."""
     if kind == "local":
         pool = cf.ThreadPoolExecutor(max_workers=jobs)  # papermill kernels are subprocesses: threads suffice
         return lambda c, p, o, k, kern, pins: pool.submit(execute_cell, str(c.notebook), p, o, k, kern,
                                                           hub_commits=pins)
+    import ray
+
+    _connect_ray([])
+    remote, warned = ray.remote(ray_execute_cell), []
+    inputs = {"digest": _inputs_digest(), "files": _DIGEST["files"], "versions": _DIGEST["versions"],
+              "repo": str(REPO), "host": _host(), "threads": int(cpus)}
+
+    def submit(c, p, o, k, kern, pins):
+        # a task asking for GPUs the cluster lacks waited without a word (an autoscaler may still add a node)
+        if c.num_gpus and not warned and c.num_gpus > (have := ray.cluster_resources().get("GPU", 0)):
+            warned.append(c.name)
+            log.warning("%s asks for %g GPU(s) (num_gpus) and the Ray cluster has %g now: its task waits until a GPU "
+                        "node joins (an autoscaler may add one); Ctrl-C stops the run, num_gpus: 0 runs on CPUs",
+                        c.name, c.num_gpus, have)
+        return remote.options(num_gpus=c.num_gpus, num_cpus=int(cpus)).remote(inputs, str(c.notebook), p, o, k,
+                                                                               kern, hub_commits=pins).future()
+    return submit
+
+
+def _connect_ray(cells: list[Cell]) -> None:
+    """Start or reach Ray (``RAY_ADDRESS``: a cluster; unset: a local instance), once per process, handing its
+    tasks this process's cache and hub settings. ``cells``: those about to run; a local instance without the
+    GPUs they ask for is refused (no node can join it: they would wait forever)."""
     import ray
 
     if not ray.is_initialized():
@@ -770,24 +808,18 @@ def _executor(kind: str, jobs: int):
             where = f"the cluster at RAY_ADDRESS={os.environ['RAY_ADDRESS']}" if os.environ.get("RAY_ADDRESS") else \
                 "a local Ray instance"
             raise ParamError(f"cannot start or reach {where} ({type(e).__name__}: {str(e).strip()[:300]}); check "
-                             "the address and that `ray status` works there (a cluster started with token "
-                             "authentication needs the same RAY_AUTH_* settings here)") from None
+                             "the address and that `ray status` works there (a cluster started by `ray start` "
+                             "uses token authentication: RAY_AUTH_MODE=token here too, or RAY_ADDRESS=auto on "
+                             "one of its nodes)") from None
         finally:
             _restore(handlers)  # Ray installs its own SIGTERM handler: a stop would skip the runner's summary
-    remote, warned = ray.remote(ray_execute_cell), []
-    inputs = {"digest": _inputs_digest(), "files": _DIGEST["files"], "versions": _DIGEST["versions"],
-              "repo": str(REPO), "host": _host()}
-
-    def submit(c, p, o, k, kern, pins):
-        # a task asking for GPUs the cluster lacks waited without a word (an autoscaler may still add a node)
-        if c.num_gpus and not warned and c.num_gpus > (have := ray.cluster_resources().get("GPU", 0)):
-            warned.append(c.name)
-            log.warning("%s asks for %g GPU(s) (num_gpus) and the Ray cluster has %g now: its task waits until a GPU "
-                        "node joins (an autoscaler may add one); Ctrl-C stops the run, num_gpus: 0 runs on CPUs",
-                        c.name, c.num_gpus, have)
-        return remote.options(num_gpus=c.num_gpus, num_cpus=1).remote(inputs, str(c.notebook), p, o, k, kern,
-                                                                       hub_commits=pins).future()
-    return submit
+    asked = max((c.num_gpus for c in cells), default=0)
+    have = ray.cluster_resources().get("GPU", 0)
+    if asked > have and not os.environ.get("RAY_ADDRESS") and len(ray.nodes()) == 1:
+        ray.shutdown()
+        raise ParamError(f"num_gpus: {asked:g} asks for a GPU per notebook, and the local Ray instance has {have:g} "
+                         "and one node (no GPU node can join it: the notebooks would wait forever); set RAY_ADDRESS "
+                         "to a cluster with GPU nodes (or an autoscaler that adds them), or num_gpus: 0")
 
 
 def _host() -> str:
@@ -801,6 +833,8 @@ def ray_execute_cell(inputs: dict, *args, **kwargs) -> dict:
     those keys, and so would one whose checkout was edited since the run started."""
     _DIGEST.clear()  # what the notebook's kernel will import: the files now (a worker lives on between runs)
     if _inputs_digest() == inputs["digest"]:
+        # the kernel's threads: the CPUs the task asked for (a reused worker kept its first task's count)
+        os.environ["OMP_NUM_THREADS"] = str(inputs.get("threads", 1))
         return execute_cell(*args, **kwargs)
     differs = _inputs_difference(inputs)
     if (str(REPO), _host()) == (inputs["repo"], inputs["host"]):
@@ -821,5 +855,6 @@ def format_summary(summary: dict) -> str:
     lines += [f"  note: {n}" for n in summary.get("notes", [])]
     for name, r in cells.items():
         if r["status"] == "failed":
-            lines.append(f"  FAILED {name}: {r.get('error')}\n         see {r.get('html') or r.get('notebook')}")
+            where = r.get("html") or r.get("notebook")  # none for a failure before its notebook ran
+            lines.append(f"  FAILED {name}: {r.get('error')}" + (f"\n         see {where}" if where else ""))
     return "\n".join(lines)
