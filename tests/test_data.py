@@ -248,7 +248,7 @@ def test_a_rows_own_category_is_read_in_our_spelling(given, subset, expected):
     assert canonical_row(raw)["category"] == expected
 
 
-@pytest.mark.parametrize("given, meant", [("reasonning", "reasoning"), ("saftey", "safety"), ("chat_hrad", "chat_hard")])
+@pytest.mark.parametrize("given, meant", [("reasonning", "reasoning"), ("safetey", "safety"), ("chat_hrad", "chat_hard")])
 def test_a_misspelt_category_is_refused_not_scored_apart(given, meant, tmp_path):
     # 'reasonning' became a fifth category of its own: its rows silently left the overall score, and validate passed
     raw = {"prompt": "Q", "chosen": "A", "rejected": "B", "lang": "ko", "category": given}
@@ -259,7 +259,7 @@ def test_a_misspelt_category_is_refused_not_scored_apart(given, meant, tmp_path)
     with pytest.raises(ValueError, match=r"record 1 \(id 'x1'\): category"):
         load_pairs(str(f), langs=["ko"])
     # a name of one's own is not a misspelling, even one that starts like RewardBench's
-    for own in ("coding", "reasoning_math", "math"):
+    for own in ("coding", "reasoning_math", "math", "safety_v2", "reason"):
         assert canonical_row({**raw, "category": own})["category"] == own
 
 

@@ -196,6 +196,11 @@ def test_run_header_says_which_code_made_the_notebooks_and_how_the_rms_were_trai
     rep["train"] = pd.DataFrame([{"rm_name": "en", "n_pairs": 16, **card},  # RMs trained differently: both values
                                  {"rm_name": "ko", "n_pairs": 16, **card, "recipe": {**card["recipe"], "lr": 5e-5}}])
     assert report.run_header(rep).set_index("field")["value"]["training (as trained)"].startswith("lr 0.0001 / 5e-05,")
+    two = pd.DataFrame([{"rm_name": "en", "n_pairs": 16, "seed": 1, **card}, {"rm_name": "en", "n_pairs": 12,
+                                                                              "seed": 2, **card}])
+    assert dict(report.as_trained(two))["training pairs"] == "s1 en 16, s2 en 12"  # one seed's en hid the other's
+    old = pd.concat([two, pd.DataFrame([{"rm_name": "ko", "n_pairs": 9, "seed": 1}])], ignore_index=True)
+    assert dict(report.as_trained(old))["training (as trained)"].startswith("2 of 3 RMs (the others' notebooks")
     assert report.code_line(pd.DataFrame({"code": [None]})) is None  # notebooks from before it: no row
     assert report.code_line(pd.DataFrame({"code": [{"library": "ab12", "commit": None, "edited": []}]})) == (
         "not a git checkout, library ab12")
@@ -208,6 +213,8 @@ def test_results_tables_show_without_row_numbers_nan_or_padding_and_render_the_s
     assert "row_heading" not in html  # the pandas index 0, 1, ... is not a column of the report
     assert html == report.shown(table).to_html()  # content-named CSS ids: two renders diff only where results do
     assert report.shown(None) is None and report.shown(table.iloc[:0]) is None
+    tiny = report.shown(pd.DataFrame({"p_value": [1 / 2001], "n": [1234567.0]})).to_html()
+    assert ">0.0005<" in tiny and ">1234567<" in tiny  # not "0" (3 decimals) nor 1.23457e+06
 
 
 def test_runs_table_links_from_the_report_notebooks_folder(tmp_path):

@@ -1312,10 +1312,14 @@ def test_ray_keeps_the_runners_stop_handling_starts_only_when_needed_and_says_a_
 
         # on a local instance this process started no GPU node can join: the task waited forever
         with pytest.raises(runner.ParamError, match=r"num_gpus: 1 asks for a GPU per notebook, and the local Ray "
-                                                    r"instance has 0 and one node .* set RAY_ADDRESS"):
+                                                    r"instance this run started has 0 .* set RAY_ADDRESS"):
             runner.run({**spec, "num_gpus": 1}, executor="ray", force=True, progress=False)
         assert not ray.is_initialized()
-        monkeypatch.setattr(ray, "nodes", lambda: [{}, {}])  # a cluster: an autoscaler may add a GPU node
+        with pytest.raises(runner.ParamError, match=r"num_cpus: 3 asks for more CPUs per notebook than the local "
+                                                    r"Ray instance this run started has \(2: this machine's\)"):
+            runner.run({**spec, "num_cpus": 3}, executor="ray", force=True, progress=False)
+        # Ray started by the caller (a notebook's ray.init, a cluster joined): neither judged nor shut down
+        init()
         monkeypatch.setattr(runner.cf, "wait", wait)
         with caplog.at_level("WARNING", logger="xlrm_lib.runner"), pytest.raises(KeyboardInterrupt):
             runner.run({**spec, "num_gpus": 1}, executor="ray", force=True, progress=False)
@@ -1663,8 +1667,10 @@ def test_a_ray_cluster_out_of_reach_is_said_before_the_run_folder_is_touched(fak
             runner.run(spec, executor="ray", force=True, progress=False)
     assert (run_dir / "report.html").read_text() == "the last report"
     assert (run_dir / "summary.json").read_text() == before
-    # nothing to run: no cluster asked for at all (an unchanged rerun starts no Ray)
+    # nothing to run: no cluster asked for at all (an unchanged rerun starts no Ray), --only included (its
+    # upstream cells' keys are known: they are in the run folder)
     assert runner.run(spec, executor="ray", progress=False)["status"] == "complete"
+    assert runner.run(spec, executor="ray", only=["evaluate"], progress=False)["status"] == "complete"
 
 
 def test_an_executors_own_failure_reads_as_one_plain_line():
@@ -1707,12 +1713,31 @@ def test_a_stopped_runs_kernel_sockets_are_removed_and_so_are_dead_ones(tmp_path
     live.bind(str(tmp_path / "xlrm-kernel-live-1"))
     live.listen()  # another run's kernel
     (tmp_path / "xlrm-kernel-other-1").write_text("")  # not a socket: not ours to judge
+    stuck = sk.socket(sk.AF_UNIX)  # a kernel that listens and does not accept (stopped): connecting would block
+    stuck.bind(str(tmp_path / "xlrm-kernel-stuck-1"))
+    stuck.listen(0)
+    waiting = []
+    for _ in range(8):  # fill its queue
+        c = sk.socket(sk.AF_UNIX)
+        c.setblocking(False)
+        try:
+            c.connect(str(tmp_path / "xlrm-kernel-stuck-1"))
+        except OSError:
+            pass
+        waiting.append(c)
+    for name in ("xlrm-kernel-live-1", "xlrm-kernel-stuck-1"):
+        os.utime(tmp_path / name, (time.time() - 3600,) * 2)
     try:
-        assert kernels.remove_sockets() == 2
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["xlrm-kernel-live-1", "xlrm-kernel-other-1",
+        # a run's start: only dead sockets go (this process's own may be a session's live kernels)
+        assert kernels.remove_sockets() == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["xlrm-kernel-live-1", "xlrm-kernel-mine-1",
+                                                               "xlrm-kernel-other-1", "xlrm-kernel-stuck-1",
                                                                "xlrm-kernel-young-1"]
+        assert kernels.remove_sockets(own=True) == 1  # exiting after a stop: its own kernels have ended
+        assert "xlrm-kernel-mine-1" not in {p.name for p in tmp_path.iterdir()}
     finally:
-        live.close()
+        for c in (live, stuck, *waiting):
+            c.close()
 
 
 def test_validate_and_the_kernel_read_the_same_parameter_names(tmp_path):

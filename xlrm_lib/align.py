@@ -519,7 +519,9 @@ def headline_win_rates(picks_by_rm: dict, judge, english: str = "en", target_fmt
                        n_boot: int = 2000, seed: int = 0, judge_name: str | None = None) -> pd.DataFrame:
     """The paper's headline: per target language t, the win rate of the English RM's pick over t's own RM's
     pick on t's prompts (``target_fmt`` names t's RM, e.g. ``"{lang}"`` or ``"{lang}-mt"``), and the
-    ``average`` over targets with a bootstrap CI. Same columns as :func:`win_rate`.
+    ``average`` over targets with a bootstrap CI. Same columns as :func:`win_rate`; the average's p-value flips
+    a prompt's outcome in every language at once, so its null is that the English RM and each target's own RM are
+    exchangeable on every prompt (as the accuracy headline's), a little stronger than a win rate of 0.5.
     """
     if english not in picks_by_rm:
         raise ValueError(f"no picks of the English RM {english!r}; have {sorted(picks_by_rm)}")

@@ -24,7 +24,7 @@ def _leave_no_helpers() -> None:
             ray.shutdown()
     except Exception:  # noqa: BLE001 - exiting anyway
         pass
-    kernels.remove_sockets()
+    kernels.remove_sockets(own=True)
 
 
 def main(argv=None) -> int:

@@ -147,6 +147,10 @@ def _split_conversation(prompt, answer, field: str):
     return (head if head else _messages(prompt)), conv[-1]["content"]
 
 
+# a category of one's own named after one of RewardBench's ("safety_v2", "reasoning_math"), not a misspelling
+OWN_EXTENSIONS = tuple(c + "_" for c in CATEGORIES if not any(o.startswith(c + "_") for o in CATEGORIES))
+
+
 def _category(raw, subset: str) -> str:
     """A row's own category in our spelling (``"Chat Hard"``, ``"chat-hard"`` -> ``"chat_hard"``), else its
     RewardBench subset's, else its own as given, else ``"unknown"``."""
@@ -159,8 +163,8 @@ def _category(raw, subset: str) -> str:
         return joined
     # a category of one's own ("coding") is kept apart from overall; a misspelt one ("reasonning") would be too,
     # silently: its rows would leave the overall score
-    close = difflib.get_close_matches(ours, CATEGORIES, n=1, cutoff=0.8)
-    if close and not SUBSET_TO_CATEGORY.get(subset):
+    close = difflib.get_close_matches(ours, CATEGORIES, n=1, cutoff=0.85)
+    if close and not ours.startswith(OWN_EXTENSIONS) and not SUBSET_TO_CATEGORY.get(subset):
         raise ValueError(f"category {given!r} looks like a misspelling of {close[0]!r} (RewardBench's categories: "
                          f"{CATEGORIES}); fix it, or give it a name of its own (a category not among those is "
                          "scored apart and left out of overall)")

@@ -67,18 +67,20 @@ SOCKET_PREFIX = "xlrm-kernel-"  # in the temporary folder: <prefix><12 hex>-<n>,
 _SOCKETS: list[str] = []  # this process's kernels' socket paths, less the "-<n>"
 
 
-def remove_sockets() -> int:
+def remove_sockets(own: bool = False) -> int:
     """Remove this process's kernels' socket files, and those in the temporary folder that nothing listens on
     any more and are over 10 minutes old (kernels of a killed run: ~1,400 had piled up here): a stop ends the
-    kernels without their shutdown, which removes them. Returns how many went."""
+    kernels without their shutdown, which removes them. ``own``: this process's kernels' files too, unasked (they
+    have ended: the process is exiting after a stop; a session's next run may still have some alive). Returns how
+    many went."""
     import glob
     import socket
     import stat
 
     gone = 0
-    for path in {*(f for ip in _SOCKETS for f in glob.glob(glob.escape(ip) + "-*")),
+    for path in {*(f for ip in (_SOCKETS if own else ()) for f in glob.glob(glob.escape(ip) + "-*")),
                  *glob.glob(os.path.join(glob.escape(tempfile.gettempdir()), SOCKET_PREFIX + "*"))}:
-        if not any(path.startswith(ip + "-") for ip in _SOCKETS):
+        if not (own and any(path.startswith(ip + "-") for ip in _SOCKETS)):
             try:
                 st = os.lstat(path)
             except OSError:
@@ -86,6 +88,7 @@ def remove_sockets() -> int:
             if not stat.S_ISSOCK(st.st_mode) or st.st_mtime > time.time() - 600:
                 continue  # not a socket (not ours to judge), or a kernel starting now (bound, not yet listening)
             with socket.socket(socket.AF_UNIX) as s:  # another run's live kernel: keep it
+                s.settimeout(1.0)  # a listener that does not accept (a stopped process) is kept, not waited for
                 try:
                     s.connect(path)
                     continue

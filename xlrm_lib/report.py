@@ -285,7 +285,7 @@ def run_header(rep: dict) -> pd.DataFrame:
     finished = runs["finished"] if runs is not None and "finished" in runs else ()
     made = sorted(t for t in finished if isinstance(t, str))
     zone = " UTC" if made and all(t.endswith("Z") for t in made) else ""  # earlier runs wrote the local time
-    made = [t.removesuffix("Z") for t in made]
+    made = [t.removesuffix("Z") for t in made] if zone else made  # mixed: each as written ("Z": UTC)
     rows.append(("notebooks finished", None if not made else made[0] + zone if made[0] == made[-1] else
                  f"{made[0]} to {made[-1]}{zone}"))
     rows.append(("software", software_line(rep.get("runs"))))
@@ -375,8 +375,11 @@ def as_trained(train: pd.DataFrame | None) -> list[tuple[str, str]]:
         return " / ".join(str(json.loads(v)) for v in dict.fromkeys(json.dumps(x, default=str) for x in seen))
 
     keys = list(dict.fromkeys(k for s in settings for k in s))
-    pairs = {str(r.get("rm_name")): r.get("n_pairs") for r in rows}
-    return [("training (as trained)", ", ".join(f"{k} {values([s.get(k) for s in settings])}" for k in keys)),
+    several = [k for k in ("backbone", "seed") if len({str(r.get(k)) for r in rows}) > 1]
+    name = lambda r: " ".join([*(f"{'s' * (k == 'seed')}{r.get(k)}" for k in several), str(r.get("rm_name"))])  # noqa: E731
+    pairs = {name(r): r.get("n_pairs") for r in rows}
+    some = f"{len(rows)} of {len(train)} RMs (the others' notebooks predate it): " if len(rows) < len(train) else ""
+    return [("training (as trained)", some + ", ".join(f"{k} {values([s.get(k) for s in settings])}" for k in keys)),
             ("training ran on", values(ran) or None),
             ("training pairs", f"{next(iter(pairs.values()))} per RM" if len(set(pairs.values())) == 1
              else ", ".join(f"{k} {v}" for k, v in pairs.items()))]
@@ -434,9 +437,11 @@ def shown(table: pd.DataFrame | None, digits: int = 3):
     0.050000); None for no table or an empty one (:func:`or_note` then says why)."""
     if table is None or table.empty:
         return None
-    table = readable(table, digits)
-    floats = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
-    return full_width(table).format(lambda v: format(v, "g"), subset=floats, na_rep="")  # 0.05 as 0.05, not 0.050000
+    exact = readable(table, digits)
+    for c in (c for c in table.columns if str(c).startswith("p_")):  # p-values to 3 significant digits: 0.0005,
+        exact[c] = table[c].map(lambda v: float(f"{v:.3g}") if pd.notna(v) else v)  # not "0" at 3 decimals
+    floats = [c for c in exact.columns if pd.api.types.is_float_dtype(exact[c])]
+    return full_width(exact).format(lambda v: f"{v:.10g}", subset=floats, na_rep="")  # 0.05, not 0.050000
 
 
 def key_numbers_table(key: dict | None) -> pd.DataFrame:

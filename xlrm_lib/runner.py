@@ -315,10 +315,10 @@ def run(spec_or_path, *, jobs: int | None = None, force: bool = False, executor:
     _check_gpus(cells, executor, run_dir, force)
     _check_writable(run_dir)
     if executor == "ray":  # its cluster reached (or refused) before the run folder is touched
-        todo = {} if force else pending(cells, run_dir)
+        todo = {} if force else pending(everything, run_dir)  # the whole grid: --only's upstream cells have keys
         to_run = [c for c in cells if todo.get(c.name, True)]
         if to_run:
-            _connect_ray(to_run)
+            _connect_ray(to_run, cpus=spec.get("num_cpus") or 1)
     edited, hub_said = template_changes(everything), hub_notes()
     for note in edited + hub_said:
         log.warning(note)
@@ -786,12 +786,14 @@ def _executor(kind: str, jobs: int, cpus: int = 1):
     return submit
 
 
-def _connect_ray(cells: list[Cell]) -> None:
+def _connect_ray(cells: list[Cell], cpus: int = 1) -> None:
     """Start or reach Ray (``RAY_ADDRESS``: a cluster; unset: a local instance), once per process, handing its
-    tasks this process's cache and hub settings. ``cells``: those about to run; a local instance without the
-    GPUs they ask for is refused (no node can join it: they would wait forever)."""
+    tasks this process's cache and hub settings. ``cells``: those about to run, each asking for ``cpus`` CPUs; a
+    local instance this process started without the GPUs or CPUs they ask for is refused (no node can join it:
+    they would wait forever)."""
     import ray
 
+    started_here = False
     if not ray.is_initialized():
         unreachable = _unreachable(os.environ.get("RAY_ADDRESS"))
         if unreachable:  # Ray itself retries for minutes (3.5 here), printing C++ warnings
@@ -813,13 +815,21 @@ def _connect_ray(cells: list[Cell]) -> None:
                              "one of its nodes)") from None
         finally:
             _restore(handlers)  # Ray installs its own SIGTERM handler: a stop would skip the runner's summary
+        # a head node this process started (not a cluster it joined: `ray start`'s, found without RAY_ADDRESS too)
+        started_here = bool(getattr(getattr(ray._private.worker, "_global_node", None), "head", False))
     asked = max((c.num_gpus for c in cells), default=0)
     have = ray.cluster_resources().get("GPU", 0)
-    if asked > have and not os.environ.get("RAY_ADDRESS") and len(ray.nodes()) == 1:
+    if asked > have and started_here:
         ray.shutdown()
-        raise ParamError(f"num_gpus: {asked:g} asks for a GPU per notebook, and the local Ray instance has {have:g} "
-                         "and one node (no GPU node can join it: the notebooks would wait forever); set RAY_ADDRESS "
-                         "to a cluster with GPU nodes (or an autoscaler that adds them), or num_gpus: 0")
+        raise ParamError(f"num_gpus: {asked:g} asks for a GPU per notebook, and the local Ray instance this run "
+                         f"started has {have:g} (no GPU node can join it: the notebooks would wait forever); set "
+                         "RAY_ADDRESS to a cluster with GPU nodes (or an autoscaler that adds them; RAY_ADDRESS=auto "
+                         "for one started on this machine), or num_gpus: 0")
+    if cells and started_here and cpus > (have := ray.cluster_resources().get("CPU", 0)):
+        ray.shutdown()
+        raise ParamError(f"num_cpus: {cpus} asks for more CPUs per notebook than the local Ray instance this run "
+                         f"started has ({have:g}: this machine's): set num_cpus to at most {int(have)}, or "
+                         "RAY_ADDRESS to a cluster with larger nodes")
 
 
 def _host() -> str:

@@ -73,9 +73,16 @@ def code_version() -> dict:
 
         head = git("rev-parse", "--verify", "--quiet", "HEAD")
         _CODE["commit"] = head.strip()[:12] if head else None
-        status = git("status", "--porcelain", "--untracked-files=all", "--", "xlrm_lib", "notebooks") if head else None
-        _CODE["edited"] = sorted(line[3:].strip() for line in (status or "").splitlines()
-                                 if line[3:].strip().endswith((".py", ".ipynb")))
+        status = git("status", "--porcelain", "-z", "--untracked-files=all", "--", "xlrm_lib", "notebooks") \
+            if head else None
+        entries, edited = (status or "").split("\0"), []
+        while entries:  # "XY path" each (no quoting with -z); a rename's or copy's old path follows it
+            entry = entries.pop(0)
+            if entry[:1] in ("R", "C") and entries:
+                entries.pop(0)
+            if entry[3:].endswith((".py", ".ipynb")):
+                edited.append(entry[3:])
+        _CODE["edited"] = sorted(edited)
     return dict(_CODE)
 
 

@@ -405,7 +405,8 @@ def _train(backbone, pairs, cfg: RewardConfig, key_obj: dict, key: str, out: Pat
     # not forced, a copy another process finished meanwhile (same key) is kept: its readers stay on its files
     same = None if force else (lambda d: (d / CARD_FILE).is_file() and read_card(d).get("key") == key
                                          and not damaged_model(d))
-    _warn_uninformative(features, fmt)
+    if main:  # once, not from every process of a torchrun launch
+        _warn_uninformative(features, fmt)
     with atomic_dir(out, keep=same) if main else _scratch_dir() as tmp:
         args = _training_args(tmp / "_trainer", cfg, n_pairs=len(features), bf16=use_bf16, packed=packed,
                               cpu=str(device) == "cpu" or not torch.cuda.is_available(), progress=progress)
@@ -530,7 +531,7 @@ def _training_args(output_dir: Path, cfg: RewardConfig, *, n_pairs: int, bf16: b
     steps_per_epoch = math.ceil(n_pairs / (args.train_batch_size * args.world_size * cfg.grad_accum))
     args.warmup_steps = math.ceil(cfg.warmup_ratio * steps_per_epoch * cfg.epochs)
     args.logging_steps = max(1, min(cfg.logging_steps, int(steps_per_epoch * cfg.epochs) // 3))  # >= 3 points
-    if math.ceil(steps_per_epoch * cfg.epochs) == 1 and args.warmup_steps:  # the Trainer's count of steps
+    if math.ceil(steps_per_epoch * cfg.epochs) == 1 and args.warmup_steps and args.process_index == 0:
         log.warning("this training takes 1 optimizer step, at learning rate 0 (the first of the warm-up): the RM "
                     "leaves it as it started (%d pairs, batch_size %d, grad_accum %d, epochs %s); train on more "
                     "pairs or epochs, a smaller batch_size, or warmup_ratio 0", n_pairs, cfg.batch_size,
