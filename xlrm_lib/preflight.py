@@ -32,24 +32,39 @@ def notebook_parameters(path: Path) -> dict:
     Read from the cell tagged ``parameters``; a parameter whose comment contains ``required`` must be given.
     Outputs saved in the template (a session in JupyterLab) do not matter: papermill clears them as it starts.
     """
-    import nbformat
-
     if not path.parent.is_dir():
         raise ParamError(f"notebooks_dir {str(path.parent)!r} is not a directory (looked in {path.parent.resolve()}); "
                          f"expected the folder of the notebooks (default {REPO / 'notebooks'})")
     if not path.exists():
         raise ParamError(f"unknown notebook {path}; expected one of "
                          f"{sorted(p.name for p in path.parent.glob('*.ipynb'))}")
-    nb = nbformat.read(path, as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    cells = [c for c in _notebook_cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         raise ParamError(f"{path} has no cell tagged 'parameters'")
     try:
-        return parameters_from_source(cells[0].source)
+        return parameters_from_source(cells[0]["source"])
     except (SyntaxError, ValueError) as e:
         raise ParamError(f"{path}: its parameters cell cannot be read ({type(e).__name__}: {e}); expected one "
                          "`name = literal` (or `name: type = literal`) a statement, a `# comment` for its help "
                          "(open the notebook in JupyterLab, or `git checkout` it)") from None
+
+
+def _notebook_cells(path: Path) -> list[dict]:
+    """A notebook's cells, each ``source`` one string: the JSON read as it is (nbformat's validation imports
+    a JSON-schema stack that took 3 of the 5 s of an unchanged `xlrm run`), through nbformat for an older
+    format or a file that is not a notebook (its error then says what is wrong)."""
+    import json
+
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        if nb.get("nbformat") == 4 and isinstance(nb.get("cells"), list):
+            return [{**c, "source": "".join(c["source"]) if isinstance(c.get("source"), list) else c.get("source", "")}
+                    for c in nb["cells"] if isinstance(c, dict)]
+    except (ValueError, AttributeError, TypeError):
+        pass
+    import nbformat
+
+    return [dict(c) for c in nbformat.read(path, as_version=4).cells]
 
 
 def parameters_from_source(source: str) -> dict:

@@ -517,7 +517,10 @@ def _publish_report(cells: list[Cell], run_dir: Path, results: dict, had_report:
     removed it). Returns notes."""
     report_cell = next((c.name for c in cells if c.stage == "report"), None)
     report, published = run_dir / "report" / "report.ipynb", run_dir / "report.html"
-    if report_cell and results.get(report_cell, {}).get("status") in ("ok", "skipped") and report.exists():
+    status = results.get(report_cell, {}).get("status") if report_cell else None
+    if status in ("ok", "skipped") and report.exists():
+        if status == "skipped" and published.exists() and published.stat().st_mtime >= report.stat().st_mtime:
+            return []  # published from this very notebook before: an unchanged rerun does not render it again
         # one folder up from the report notebook's own: its links to the other notebooks lose their "../"
         page = html_page(report, f"{run_dir.name}: report", code=False)
         store.write_text(published, page.replace('href="../', 'href="'))
