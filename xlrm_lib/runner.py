@@ -38,7 +38,7 @@ from pathlib import Path
 from . import grid, kernels, store
 from .grid import REPO, Cell, ParamError, repo_path, load_spec, plan
 from .kernels import check_kernel, execute_cell, html_page
-from .preflight import DATA_PARAMS, hub_notes, read_parameters_cell, template_changes, validate
+from .preflight import DATA_PARAMS, hub_notes, notebook_cells, read_parameters_cell, template_changes, validate
 from .store import CARD_FILE, DONE_FILE, PLAN_FILE
 
 log = logging.getLogger(__name__)
@@ -101,22 +101,20 @@ def _code_and_defaults(notebook) -> tuple[list[str], dict]:
     """A notebook's code cells but its parameters cell, and that cell's defaults (``name -> value``). Statements
     of the parameters cell that are not ``name = literal`` (an import) count as code; a cell whose values cannot
     be read counts whole (nothing else can be told of it)."""
-    import nbformat
-
     code, defaults = [], None
-    for c in nbformat.read(notebook, as_version=4).cells:
-        if c.cell_type != "code":
+    for c in notebook_cells(Path(notebook)):
+        if c.get("cell_type") != "code":
             continue
         if defaults is None and "parameters" in c.get("metadata", {}).get("tags", []):
             try:
-                parameters, other = read_parameters_cell(c.source)
+                parameters, other = read_parameters_cell(c["source"])
             except (ValueError, SyntaxError):
                 defaults = {}
             else:
                 defaults = {k: v["default"] for k, v in parameters.items()}
                 code.append(other)
                 continue
-        code.append(c.source)
+        code.append(c["source"])
     return code, defaults or {}
 
 
