@@ -78,8 +78,7 @@ def remove_sockets(own: bool = False) -> int:
     import stat
 
     gone = 0
-    for path in {*(f for ip in (_SOCKETS if own else ()) for f in glob.glob(glob.escape(ip) + "-*")),
-                 *glob.glob(os.path.join(glob.escape(tempfile.gettempdir()), SOCKET_PREFIX + "*"))}:
+    for path in glob.glob(os.path.join(glob.escape(tempfile.gettempdir()), SOCKET_PREFIX + "*")):  # ours among them
         if not (own and any(path.startswith(ip + "-") for ip in _SOCKETS)):
             try:
                 st = os.lstat(path)
@@ -95,7 +94,7 @@ def remove_sockets(own: bool = False) -> int:
                 except ConnectionRefusedError:
                     pass  # a socket file no process listens on
                 except OSError:
-                    continue  # not a socket, or not ours to judge
+                    continue  # a listener that did not answer in time, or one we may not reach: kept
         try:
             os.unlink(path)
             gone += 1
@@ -169,7 +168,7 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
             if target.exists():
                 os.replace(target, failed)
             target = failed
-    result = {"status": "ok" if error is None else "failed", "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    result = {"status": "ok" if error is None else "failed", "finished": store.utc_stamp(),
               "seconds": round(time.time() - t0, 1), "notebook": str(target), "html": str(html) if html else None,
               "error": error}
     if error is None:

@@ -211,11 +211,10 @@ def _inputs_digest() -> str:
     if "v" not in _DIGEST:
         from .backbones import SOURCE_PACKAGES, installed_version
 
-        files = sorted((REPO / "xlrm_lib").rglob("*.py")) + sorted((REPO / "xlrm_lib" / "benchmark").rglob("*.jsonl"))
+        files = {**store.source_digests(), **{str(f.relative_to(REPO)): store.file_digest(f)
+                                              for f in sorted((REPO / "xlrm_lib" / "benchmark").rglob("*.jsonl"))}}
         versions = {pkg: installed_version(pkg) for pkg in (*SOURCE_PACKAGES.values(), *DATA_PACKAGES)}
-        digests = [store.file_digest(f) for f in files]
-        _DIGEST.update(v=store.fingerprint([digests, versions]), versions=versions,
-                       files={str(f.relative_to(REPO)): d for f, d in zip(files, digests)})
+        _DIGEST.update(v=store.fingerprint([list(files.values()), versions]), versions=versions, files=files)
     return _DIGEST["v"]
 
 
@@ -584,7 +583,7 @@ def _outdate_published(spec, run_dir: Path, cells: list[Cell]) -> bool:
         (run_dir / "report.html").unlink()
     store.write_json(run_dir / "summary.json", {
         "run": spec["run"], "run_dir": str(run_dir), "status": "running", "cells": {}, "failed": 0, "running_since":
-        time.strftime("%Y-%m-%dT%H:%M:%S"), "notes": [f"a run started (pid {os.getpid()}) and has not written its "
+        store.utc_stamp(), "notes": [f"a run started (pid {os.getpid()}) and has not written its "
                                                       "summary yet: under way, or stopped (rerun to resume)"]})
     return had
 

@@ -48,6 +48,18 @@ def library_versions() -> dict:
 _CODE: dict = {}
 
 
+def source_digests() -> dict[str, str]:
+    """``path -> digest`` of ``xlrm_lib``'s Python files (paths relative to the repository, sorted): what the
+    runner keys every cell on and :func:`code_version` records."""
+    root = Path(__file__).resolve().parents[1]
+    return {f.relative_to(root).as_posix(): file_digest(f) for f in sorted((root / "xlrm_lib").rglob("*.py"))}
+
+
+def utc_stamp() -> str:
+    """Now, as the run's records write it: ISO 8601 in UTC, to the second (``2026-11-28T12:48:18Z``)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def code_version() -> dict:
     """The code that computes the results, as recorded with every notebook's outputs: ``library``, a digest of
     ``xlrm_lib``'s source files (two runs with one digest ran the same library code, committed or not);
@@ -61,8 +73,7 @@ def code_version() -> dict:
         import subprocess
 
         root = Path(__file__).resolve().parents[1]
-        files = sorted((root / "xlrm_lib").rglob("*.py"))
-        _CODE["library"] = fingerprint([[f.relative_to(root).as_posix(), file_digest(f)] for f in files])
+        _CODE["library"] = fingerprint(sorted(source_digests().items()))
 
         def git(*args) -> str | None:
             try:

@@ -529,9 +529,10 @@ def _training_args(output_dir: Path, cfg: RewardConfig, *, n_pairs: int, bf16: b
     )
     # optimizer steps: each takes batch_size pairs per device (DataParallel: per GPU) on every process
     steps_per_epoch = math.ceil(n_pairs / (args.train_batch_size * args.world_size * cfg.grad_accum))
-    args.warmup_steps = math.ceil(cfg.warmup_ratio * steps_per_epoch * cfg.epochs)
-    args.logging_steps = max(1, min(cfg.logging_steps, int(steps_per_epoch * cfg.epochs) // 3))  # >= 3 points
-    if math.ceil(steps_per_epoch * cfg.epochs) == 1 and args.warmup_steps and args.process_index == 0:
+    steps = steps_per_epoch * cfg.epochs  # the Trainer takes ceil(steps)
+    args.warmup_steps = math.ceil(cfg.warmup_ratio * steps)
+    args.logging_steps = max(1, min(cfg.logging_steps, int(steps) // 3))  # >= 3 points
+    if math.ceil(steps) == 1 and args.warmup_steps and args.process_index == 0:
         log.warning("this training takes 1 optimizer step, at learning rate 0 (the first of the warm-up): the RM "
                     "leaves it as it started (%d pairs, batch_size %d, grad_accum %d, epochs %s); train on more "
                     "pairs or epochs, a smaller batch_size, or warmup_ratio 0", n_pairs, cfg.batch_size,
