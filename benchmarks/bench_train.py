@@ -61,6 +61,7 @@ def run_ours(backbone, pairs, *, steps: int, batch_size: int, lr: float, max_len
                               max_length=max_length, bf16=bf16, seed=seed, device=device, **config)
     card = read_card(path)
     m = card["train_metrics"]
+    skips = _cudagraph_skips()
     done = round(m["train_steps_per_second"] * m["train_runtime"])
     if done != steps:
         raise RuntimeError(f"ours trained {done} steps, not {steps}: the comparison would not be like for like")
@@ -68,7 +69,20 @@ def run_ours(backbone, pairs, *, steps: int, batch_size: int, lr: float, max_len
     return _measure(steps * batch_size, m["real_tokens"], m["train_runtime"], logged[-1] if logged else None,
                     model_dir=str(path), peak=_peak()) | {"loss": m.get("train_loss"), "packed": card.get("packed"),
                                                           "compiled_blocks": card.get("compiled_blocks"),
-                                                          "steps_done": done}
+                                                          "steps_done": done,
+                                                          **({"cudagraph_skips": skips} if skips else {})}
+
+
+def _cudagraph_skips() -> int:
+    """How many compiled graphs inductor left out of CUDA graphs so far in this process (0 without
+    ``torch_compile="graphs"``); why is in the log with ``TORCH_LOGS=cudagraphs`` (benchmarks/gpu.sh sets it)."""
+    import sys
+
+    if "torch._dynamo" not in sys.modules:  # nothing compiled
+        return 0
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"]["cudagraph_skips"])
 
 
 def run_trl(backbone, pairs, *, steps: int, batch_size: int, lr: float, max_length: int, bf16: bool,
@@ -350,7 +364,10 @@ def bench_synthetic(a) -> dict:
              "ours-eager": lambda p, s, **kw: run_ours(str(backbone), p, steps=s, workdir=work, torch_compile=False,
                                                        **shared, **kw),
              "ours-padded": lambda p, s: run_ours(str(backbone), p, steps=s, workdir=work, packing=False,
-                                                  **shared)}
+                                                  **shared),
+             # experimental: the compiled blocks replayed as CUDA graphs over rows rounded to 1,024 tokens
+             "ours-graphs": lambda p, s, **kw: run_ours(str(backbone), p, steps=s, workdir=work,
+                                                        torch_compile="graphs", packing=True, **shared, **kw)}
     variants = {n: known[n] for n in a.variants}
     with word_tokenizer_loading(backbone):
         try:
@@ -358,7 +375,7 @@ def bench_synthetic(a) -> dict:
         except Exception as e:  # noqa: BLE001 - a kernel failure must not cost the rest of a GPU lease
             check = {"error": repr(e)}
             variants["ours"] = lambda p, s: run_ours(str(backbone), p, steps=s, workdir=work, packing=False, **shared)
-            variants.pop("ours-eager", None)
+            variants.pop("ours-eager", None), variants.pop("ours-graphs", None)
         print(f"# packed vs padded rewards: {check}", flush=True)
         print(f"# warm-up (load, {a.warmup_steps} steps, save; compiles happen here): then {a.repeats} x "
               f"{a.steps} steps", flush=True)
@@ -370,8 +387,8 @@ def bench_synthetic(a) -> dict:
                      packed_check=check, warmup=warmup)
         runs = harness.interleaved({n: (lambda fn=fn: fn(pairs, a.steps)) for n, fn in variants.items()}, a.repeats,
                                    keep_going=True, verbose=True)
-        profiles = {n: profile_run(variants[n], pairs, a.profile_steps, batch) for n in ("ours", "ours-eager")
-                    if a.profile_steps and n in variants and runs.get(n)}
+        profiles = {n: profile_run(variants[n], pairs, a.profile_steps, batch)
+                    for n in ("ours", "ours-eager", "ours-graphs") if a.profile_steps and n in variants and runs.get(n)}
     runs = {n: rs for n, rs in runs.items() if rs}  # a failed variant was reported and dropped
     if "trl" not in runs or len(runs) < 2:
         _give_up(a, f"no ratio: TRL or all of ours failed (finished: {sorted(runs)})", packed_check=check,
@@ -536,10 +553,10 @@ def parse_args(argv=None):
     p.add_argument("--tiny", action="store_true", help="tiny in-process model (smoke runs; numbers mean nothing)")
     p.add_argument("--gpu-synthetic", action="store_true", help="random Qwen2-0.5B-shaped RM on random tokens (GPU)")
     p.add_argument("--variants", nargs="+", default=["ours", "trl", "ours-eager", "ours-padded"],
-                   choices=["ours", "trl", "ours-eager", "ours-padded"],
+                   choices=["ours", "trl", "ours-eager", "ours-padded", "ours-graphs"],
                    help="--gpu-synthetic: which to run (default all; ours and trl are always kept)")
     p.add_argument("--profile-steps", type=int, default=0,
-                   help="--gpu-synthetic: after timing, profile this many steps of ours and ours-eager")
+                   help="--gpu-synthetic: after timing, profile this many steps of ours, ours-eager, ours-graphs")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--json", default=None, help="results file (default benchmarks/results/bench_train-<time>.json)")
     a = p.parse_args(argv)

@@ -170,8 +170,46 @@ def test_compiled_training_is_eager_training(tmp_path, monkeypatch):
 def test_bad_compile_value_is_named():
     from xlrm_lib.train import RewardConfig
 
-    with pytest.raises(ValueError, match=r"torch_compile = 'yes'; expected one of \[True, False, 'auto'\]"):
+    with pytest.raises(ValueError, match=r"torch_compile = 'yes'; expected one of \[True, False, 'auto', 'graphs'\]"):
         RewardConfig(torch_compile="yes").validate()
+
+
+def test_cuda_graph_training_is_packed_training(tmp_path, monkeypatch):
+    """torch_compile='graphs': the blocks compiled in mode 'reduce-overhead' (CUDA graphs; skipped on a CPU, dynamo
+    tracing with 'aot_eager' here), packed rows rounded up to multiples of GRAPH_ROW_MULTIPLE tokens, and the same
+    losses as packed training without it; without packing it is refused before training."""
+    from xlrm_lib import packing, train
+
+    modes, rows = [], []
+
+    def compile_blocks(model, mode=None):
+        modes.append(mode)
+        return compiling.compile_blocks(model, backend="aot_eager", mode=mode)
+
+    def pack(seqs, **kw):
+        batch = packing.pack(seqs, **kw)
+        rows.append(batch["input_ids"].shape[1])
+        return batch
+
+    monkeypatch.setattr(train, "compile_blocks", compile_blocks)
+    monkeypatch.setattr(train, "pack", pack)
+    base = save_model(tmp_path / "llama", tiny_llama(pad_token_id=0), word_tokenizer("llama"))
+    pairs = make_pairs([{"prompt": f"w{i} w{i + 1} ?", "chosen": f"w{i} good great " + "w3 " * (i % 5),
+                         "rejected": f"bad awful w{i + 2}"} for i in range(12)])
+    kw = dict(epochs=2, batch_size=4, lr=1e-3, bf16=False, progress=False, max_length=32, logging_steps=1, packing=True)
+    cards = {c: read_card(train_reward_model(str(base), pairs, output_dir=tmp_path / f"rm-{c}", torch_compile=c, **kw))
+             for c in ("graphs", False)}
+    assert modes == ["reduce-overhead"] and cards["graphs"]["compiled_blocks"] == 2
+    assert len(rows) == 12 and {r % compiling.GRAPH_ROW_MULTIPLE for r in rows[:6]} == {0} and max(rows[6:]) < 100
+    losses = {c: [h["loss"] for h in card["log_history"]] for c, card in cards.items()}
+    assert len(losses["graphs"]) == 6 and losses["graphs"] == pytest.approx(losses[False], abs=1e-5)
+    assert cards["graphs"]["train_metrics"]["real_tokens"] == cards[False]["train_metrics"]["real_tokens"]
+    with pytest.raises(ValueError, match="torch_compile = 'graphs' .CUDA graphs. needs packed training"):
+        train_reward_model(str(base), pairs, output_dir=tmp_path / "rm-padded", **{**kw, "packing": False},
+                           torch_compile="graphs")  # refused by the configuration's check
+    assert not (tmp_path / "rm-padded").exists()
+    with pytest.raises(ValueError, match="torch_compile = 'graphs' .CUDA graphs. needs packed training .packing: "):
+        compiling.resolve_compile("graphs", packed=False, device_type="cuda")  # packing 'auto' that did not pack
 
 
 @pytest.mark.slow

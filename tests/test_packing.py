@@ -223,3 +223,20 @@ def test_pack_names_the_empty_sequence():
         pack([])
     with pytest.raises(ValueError, match=r"pack\(\) got empty sequence\(s\) at \[1, 3\]; every sequence needs a token"):
         pack([[1, 2], [], [3], []])
+
+
+def test_a_row_rounded_up_for_cuda_graphs_keeps_the_rewards():
+    """row_multiple (CUDA graphs' repeating shapes): a filler sequence of its own ends the row; the rewards are
+    those of the row without it, and only the given sequences'."""
+    b = pack(SEQS, row_multiple=16, max_length=16)  # 5 + 9 + 3 + 12 = 29 tokens: a 3-token filler
+    assert b["cu_seq_lens"].tolist() == [0, 5, 14, 17, 29, 32] and b["input_ids"][0, 29:].tolist() == [0, 0, 0]
+    assert b["position_ids"][0, 29:].tolist() == [0, 1, 2] and (b["max_length"], b["sequences"]) == (16, 4)
+    assert pack([[1] * 8, [2] * 8], row_multiple=16)["cu_seq_lens"].tolist() == [0, 8, 16, 32]  # always a filler
+    model = _qwen2()
+    with torch.no_grad():
+        plain, rounded = packed_rewards(model, pack(SEQS)), packed_rewards(model, b)
+    assert rounded.shape == (4,) and torch.allclose(rounded, plain, atol=1e-6), (rounded, plain)
+    with pytest.raises(ValueError, match="max_length = 8 but a packed sequence has 12 tokens"):
+        pack(SEQS, max_length=8)
+    with pytest.raises(ValueError, match="row_multiple = -4; expected a positive number of tokens"):
+        pack(SEQS, row_multiple=-4)

@@ -56,20 +56,42 @@ def kernel_available() -> bool:
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8 and _load_kernel() is not None
 
 
-def pack(seqs: list[list[int]]) -> dict:
-    """Token-id lists -> ``input_ids``/``position_ids`` ``(1, total)``, ``cu_seq_lens`` (int32), ``max_length``."""
+def pack(seqs: list[list[int]], *, row_multiple: int | None = None, max_length: int | None = None) -> dict:
+    """Token-id lists -> ``input_ids``/``position_ids`` ``(1, total)``, ``cu_seq_lens`` (int32), ``max_length``
+    and ``sequences`` (how many of the row's sequences are ``seqs``: :func:`packed_rewards` returns theirs only).
+
+    For shapes that repeat from batch to batch (what CUDA graphs need), ``row_multiple`` rounds the row up to a
+    multiple of that many tokens with a filler sequence of its own (1 to ``row_multiple`` tokens of id 0, attended
+    to by nothing else), and ``max_length`` fixes the length bound handed to the attention kernel (at least the
+    longest sequence, filler included).
+
+    >>> b = pack([[5, 6, 7], [8, 9]], row_multiple=4, max_length=4)
+    >>> b["input_ids"].tolist(), b["cu_seq_lens"].tolist(), b["max_length"], b["sequences"]
+    ([[5, 6, 7, 8, 9, 0, 0, 0]], [0, 3, 5, 8], 4, 2)
+    """
     if not seqs:
         raise ValueError("pack() got no sequences; expected at least one token-id list")
     empty = [i for i, s in enumerate(seqs) if len(s) == 0]
     if empty:
         raise ValueError(f"pack() got empty sequence(s) at {empty[:5]}; every sequence needs a token (a text "
                          "encoded to nothing: drop it before packing)")
+    n = len(seqs)
+    if row_multiple:
+        if not isinstance(row_multiple, int) or row_multiple < 1:
+            raise ValueError(f"row_multiple = {row_multiple!r}; expected a positive number of tokens")
+        total = sum(map(len, seqs))
+        seqs = [*seqs, [0] * (row_multiple - total % row_multiple)]  # 1..row_multiple tokens: always a filler
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int32)
+    longest = int(lengths.max())
+    if max_length is not None and max_length < longest:
+        raise ValueError(f"max_length = {max_length} but a packed sequence has {longest} tokens; expected a bound "
+                         "at least the longest sequence's length (and row_multiple's, with a filler)")
     cu = torch.zeros(len(seqs) + 1, dtype=torch.int32)
     cu[1:] = lengths.cumsum(0)
     ids = torch.tensor([t for s in seqs for t in s], dtype=torch.long).unsqueeze(0)
-    pos = torch.cat([torch.arange(n, dtype=torch.long) for n in lengths.tolist()]).unsqueeze(0)
-    return {"input_ids": ids, "position_ids": pos, "cu_seq_lens": cu, "max_length": int(lengths.max())}
+    pos = torch.cat([torch.arange(k, dtype=torch.long) for k in lengths.tolist()]).unsqueeze(0)
+    return {"input_ids": ids, "position_ids": pos, "cu_seq_lens": cu,
+            "max_length": longest if max_length is None else max_length, "sequences": n}
 
 
 # ----------------------------------------------------------------------------------- attention
@@ -231,7 +253,8 @@ def packed_rewards(model, batch: dict) -> torch.Tensor:
     finally:
         handle.remove()
     per_token = captured[-1]  # (1, T, 1)
-    return per_token[0, last_tokens(batch["input_ids"][0], cu, m.config.pad_token_id), 0]
+    rewards = per_token[0, last_tokens(batch["input_ids"][0], cu, m.config.pad_token_id), 0]
+    return rewards[:batch.get("sequences", rewards.numel())]  # not a row_multiple filler's
 
 
 def last_tokens(ids: torch.Tensor, cu: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:

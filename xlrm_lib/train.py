@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from . import hub
 from .backbones import PACKAGED, build_stamp
-from .compiling import compile_blocks, resolve_compile
+from .compiling import GRAPH_ROW_MULTIPLE, GRAPHS, compile_blocks, compile_mode, resolve_compile
 from .formatting import TextFormat, encode, fit_positions, forward_kwargs, pad_batch
 from .models import config_files_digest, damaged_model, load_reward_model, resolve_backbone
 from .packing import pack, packed_rewards, packed_training, should_pack, supports_packing
@@ -74,7 +74,8 @@ class RewardConfig:
     gradient_checkpointing: bool = False
     group_by_length: bool = True     # batches of similar length: less padding (padded batches only)
     packing: bool | str = "auto"     # padding-free rows + flash varlen attention; "auto" = decoder RM on a CUDA GPU
-    torch_compile: bool | str = "auto"  # torch.compile the repeated blocks; "auto" = packed training on a CUDA GPU
+    torch_compile: bool | str = "auto"  # torch.compile the repeated blocks; "auto" = packed training on a CUDA GPU;
+    #                                     "graphs" = and replay them as CUDA graphs (experimental; packed only)
     logging_steps: int = 5
 
     def lora_settings(self) -> dict | None:
@@ -106,7 +107,7 @@ class RewardConfig:
             ("center_coef", lambda v: checks.finite_number("center_coef", v, at_least=0)),
             ("bf16", lambda v: checks.choice("bf16", v, (None, True, False))),
             ("packing", lambda v: checks.choice("packing", v, (True, False, "auto"))),
-            ("torch_compile", lambda v: checks.choice("torch_compile", v, (True, False, "auto"))),
+            ("torch_compile", lambda v: checks.choice("torch_compile", v, (True, False, "auto", GRAPHS))),
             ("logging_steps", lambda v: checks.positive_int("logging_steps", v)),
             *[(flag, lambda v, f=flag: checks.choice(f, v, (True, False)))
               for flag in ("freeze_embeddings", "disable_dropout", "gradient_checkpointing", "group_by_length")],
@@ -120,6 +121,9 @@ class RewardConfig:
                 continue
             if name in NUMBER_FIELDS:
                 numbers[name] = value  # finite_number's float, positive_int's int
+        if self.torch_compile == GRAPHS and self.packing is False:
+            bad.append(f"torch_compile = {GRAPHS!r} (CUDA graphs) needs packed training; expected packing true or "
+                       "'auto' with it, or torch_compile true, false or 'auto' with packing false")
         if bad:
             raise ValueError("invalid training parameter(s): " + "; ".join(bad))
         TextFormat(self.template, self.max_length)
@@ -218,11 +222,17 @@ class PairCollator:
 
 @dataclass
 class PackedPairCollator:
-    """Chosen then rejected, concatenated into ONE padding-free row (see :mod:`xlrm_lib.packing`)."""
+    """Chosen then rejected, concatenated into ONE padding-free row (see :mod:`xlrm_lib.packing`); for CUDA
+    graphs, rounded up to a multiple of ``row_multiple`` tokens with the kernel's length bound fixed at
+    ``max_length`` (:func:`xlrm_lib.packing.pack`)."""
+
+    row_multiple: int | None = None
+    max_length: int | None = None
 
     def __call__(self, features: list[dict]) -> dict:
         seqs = _chosen_then_rejected(features)
-        return {**pack(seqs), "real_tokens": sum(map(len, seqs))}
+        return {**pack(seqs, row_multiple=self.row_multiple, max_length=self.max_length),
+                "real_tokens": sum(map(len, seqs))}
 
 
 def _chosen_then_rejected(features: list[dict]) -> list[list[int]]:
@@ -237,15 +247,17 @@ def _make_trainer_class():
     class BTTrainer(Trainer):
         """``Trainer`` with the Bradley-Terry loss and TRL-style logged metrics."""
 
-        def __init__(self, *a, margin=0.0, center_coef=0.0, **kw):
+        def __init__(self, *a, margin=0.0, center_coef=0.0, cuda_graphs=False, **kw):
             super().__init__(*a, **kw)
-            self.margin, self.center_coef = margin, center_coef
+            self.margin, self.center_coef, self.cuda_graphs = margin, center_coef, cuda_graphs
             self._stats: list[torch.Tensor] = []  # one row of STAT_NAMES per step, on the device: no sync per step
             self.real_tokens = 0
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = dict(inputs)
             n_real = inputs.pop("real_tokens", None)
+            if self.cuda_graphs and model.training:  # a new step: the graphs' output buffers may be reused
+                torch.compiler.cudagraph_mark_step_begin()
             if "cu_seq_lens" in inputs:
                 # the packed kernel is half precision only: make sure the bf16 autocast is on around it
                 with torch.autocast(self.args.device.type, dtype=torch.bfloat16, enabled=bool(self.args.bf16)):
@@ -398,8 +410,11 @@ def _train(backbone, pairs, cfg: RewardConfig, key_obj: dict, key: str, out: Pat
     model = _prepare_model(model.train(), cfg)
     packed = resolve_packing(cfg.packing, model, half=use_bf16)
     model_device = next(model.parameters()).device
-    compiled = compile_blocks(model) if resolve_compile(cfg.torch_compile, packed=packed,
-                                                        device_type=model_device.type) else 0
+    compiled = compile_blocks(model, mode=compile_mode(cfg.torch_compile)) if resolve_compile(
+        cfg.torch_compile, packed=packed, device_type=model_device.type) else 0
+    graphs = packed and cfg.torch_compile == GRAPHS  # rows of repeating lengths, one bound: few graphs to record
+    collator = (PackedPairCollator(GRAPH_ROW_MULTIPLE, max(fmt.max_length, GRAPH_ROW_MULTIPLE)) if graphs
+                else PackedPairCollator() if packed else PairCollator(tok.pad_token_id, "right"))
     # under torchrun / accelerate launch every process runs this function: all of them train, the main one writes
     main = int(os.environ.get("RANK", "0")) == 0
     # not forced, a copy another process finished meanwhile (same key) is kept: its readers stay on its files
@@ -412,8 +427,8 @@ def _train(backbone, pairs, cfg: RewardConfig, key_obj: dict, key: str, out: Pat
                               cpu=str(device) == "cpu" or not torch.cuda.is_available(), progress=progress)
         trainer = _make_trainer_class()(
             model=model, args=args, train_dataset=datasets.Dataset.from_list(features),
-            data_collator=PackedPairCollator() if packed else PairCollator(tok.pad_token_id, "right"),
-            margin=cfg.margin, center_coef=cfg.center_coef,
+            data_collator=collator,
+            margin=cfg.margin, center_coef=cfg.center_coef, cuda_graphs=graphs,
         )
         if _zero3(trainer.accelerator):
             check_zero3_saving(trainer.accelerator, lora=bool(cfg.lora_settings()))  # before training, not at the save
