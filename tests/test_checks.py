@@ -107,6 +107,17 @@ def test_layers_judge_and_stage_problems():
     assert "seed = 4294967296; expected an integer in 0..4294967295" in problem
     [problem] = notebook_checks.notebook_problems("train", {"lr": float("inf"), "lora_r": -4})
     assert "lr = inf; expected a finite number > 0" in problem and "lora = -4" in problem
+    # every recipe knob the notebook passes is checked (a fixed list of keys here missed ones added later)
+    [problem] = notebook_checks.notebook_problems("train", {"torch_compile": "graphs", "packing": False})
+    assert "torch_compile = 'graphs' (CUDA graphs) needs packed training" in problem
+    # a limit that makes one optimizer step at the warm-up's lr 0 is refused (the run said "ok" of an untrained RM)
+    assert notebook_checks.notebook_problems("train", {"limit": 8, "batch_size": 8, "epochs": 1.0}) == [
+        "limit = 8 pairs at batch_size 8 x grad_accum 1 for 1 epoch(s) is 1 optimizer step, taken at the warm-up's "
+        "learning rate 0: the RM would be saved untrained; expected more pairs (limit), more epochs, a smaller "
+        "batch_size, or warmup_ratio 0"]
+    assert notebook_checks.notebook_problems("train", {"limit": 9, "batch_size": 8, "epochs": 1.0}) == []
+    assert notebook_checks.notebook_problems("train", {"limit": 8, "batch_size": 8, "epochs": 1.0,
+                                                       "warmup_ratio": 0.0}) == []
 
 
 # ----------------------------------------------------------------------------------- the runner's pre-flight

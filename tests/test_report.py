@@ -72,6 +72,20 @@ def test_two_seeds_are_tested_apart_and_summarised():
     assert "per seed," in figs["english_vs_native"].layout.title.text
 
 
+def test_the_report_notebook_shows_every_figure_and_table():
+    """A figure report.figures draws but no cell of report.ipynb shows is written to figures/ and missing from
+    report.html; a table save_tables writes outside REPORT_CSV would be left stale by a later report."""
+    from xlrm_lib import preflight
+
+    from xlrm_lib.grid import REPO
+
+    source = "".join(c["source"] for c in preflight.notebook_cells(REPO / "notebooks" / "report.ipynb"))
+    assert [f for f in report.FIGURES if f'figures.get("{f}")' not in source] == []
+    for name in ("transfer_matrix", "accuracy", "english_vs_native", "seed_summary", "key_numbers",
+                 *report.AS_THEY_ARE):
+        assert report.REPORT_CSV.fullmatch(f"{name}.csv")
+
+
 def test_seed_figure_has_one_trace_per_seed():
     from xlrm_lib import plots
 
@@ -125,6 +139,8 @@ def test_key_numbers_read_as_points_and_tables_as_people_read_them():
     assert t.loc[0, "p_value"] == 0.603  # the sign-flip test of that average, beside its interval
     # (1.960 + 0.842) x SE, SE = 10.56 points / (2 x 1.960): 7.5 points, the least these items would show 4 times in 5
     assert t.loc[0, "detectable"] == 7.5
+    same = report.key_numbers_table({"english_minus_native_avg": {"diff": 0.0, "ci": [0.0, 0.0], "p_value": 1.0}})
+    assert "detectable" not in same  # RMs with the same verdict on every item: an interval of no width, no power
     assert "backbone" not in t.columns and report.key_numbers_table(None).empty
     two = report.key_numbers_table({"by_backbone": {"a": key, "b": key}})
     assert two["backbone"].tolist() == ["a", "a", "b", "b"]

@@ -383,10 +383,23 @@ def test_papermill_reads_every_parameter_of_the_real_notebooks(name, caplog):
         assert theirs[name].inferred_type_name == (p["type"] if p["type"].startswith("Union") else "None")
 
 
-def test_real_notebooks_declare_what_the_grid_passes():
-    cells = runner.plan(runner.load_spec(REPO / "params" / "default.yaml"))
-    runner.validate(cells)  # raises on any mismatch between params/default.yaml and the notebooks
-    assert len([c for c in cells if c.stage == "train"]) >= 8
+@pytest.mark.parametrize("params,trainings", [("default", 8), ("smoke", 2)])
+def test_real_notebooks_declare_what_the_grid_passes(params, trainings):
+    cells = runner.plan(runner.load_spec(REPO / "params" / f"{params}.yaml"))
+    runner.validate(cells)  # raises on any mismatch between the params file and the notebooks
+    assert len([c for c in cells if c.stage == "train"]) >= trainings
+
+
+@pytest.mark.parametrize("stage", sorted(grid.NOTEBOOKS))
+def test_every_template_parameter_is_read_by_its_notebook(stage):
+    """A parameter that no cell reads would be validated, keyed, injected and shown in the report as it was given,
+    and silently not used (seen: a training knob added to the parameters cell but not to the training call)."""
+    import ast
+
+    code, defaults = runner._code_and_defaults(REPO / "notebooks" / f"{grid.NOTEBOOKS[stage]}.ipynb")
+    read = {n.id for source in code for n in ast.walk(ast.parse(source))
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    assert defaults and not set(defaults) - read, f"parameters no cell reads: {sorted(set(defaults) - read)}"
 
 
 @pytest.mark.parametrize("text,match", [
@@ -717,7 +730,7 @@ def test_a_grid_that_asks_for_gpus_is_refused_locally_where_torch_sees_none(fake
     spec_path = tmp_path / "gpu.yaml"
     spec_path.write_text(yaml.safe_dump({k: v for k, v in _spec(fake_notebooks, tmp_path, num_gpus=1).items()
                                          if k != "_outputs"}))
-    for cmd in (["validate"], ["plan", "--outputs", str(tmp_path / "out")]):
+    for cmd in (["validate"], ["validate", "--outputs", str(tmp_path / "out")], ["plan", "--outputs", str(tmp_path / "out")]):
         assert main([cmd[0], str(spec_path), *cmd[1:]]) == 0
         assert ("note: num_gpus: 1 asks for a GPU per notebook, but torch sees none here (torch.cuda.is_available() "
                 "is False): `xlrm run` on this machine refuses it; run it on a GPU machine") in capsys.readouterr().out

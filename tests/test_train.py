@@ -96,6 +96,26 @@ def small_pairs():
     return toy_pairs(4, TRAIN_WORDS, seed=5)
 
 
+def test_margin_and_centering_reach_the_trainers_loss(tiny_bert_dir, small_pairs, tmp_path):
+    """The first logged loss is bt_loss(margin, center_coef) of the untrained RM's rewards, by hand: the knobs go
+    RewardConfig -> trainer -> compute_loss (a knob dropped on the way kept its key and card, and trained plainly)."""
+    from xlrm_lib.evaluate import score_texts
+    from xlrm_lib.formatting import fit_positions
+    from xlrm_lib.train import tokenize_pairs
+
+    n = len(small_pairs)  # one batch of every pair, one step at the peak lr: the loss logged is the start's
+    card = read_card(train_reward_model(str(tiny_bert_dir), small_pairs, output_dir=tmp_path / "rm", logging_steps=1,
+                                        **{**FAST, "batch_size": n}, warmup_ratio=0.0, margin=0.5, center_coef=0.1))
+    model, tok = load_reward_model(str(tiny_bert_dir), seed=42)  # the score head the training started from
+    features = tokenize_pairs(tok, small_pairs, fit_positions(TextFormat("auto", FAST["max_length"]).resolved(tok), model))
+    r = torch.tensor(score_texts(model.eval(), tok, [f["input_ids_chosen"] for f in features]
+                                 + [f["input_ids_rejected"] for f in features]), dtype=torch.float32)
+    rc, rr = r[:n], r[n:]
+    logged = card["log_history"][0]["loss"]
+    assert logged == pytest.approx(float(bt_loss(rc, rr, margin=0.5, center_coef=0.1)), abs=2e-4)
+    assert abs(logged - float(bt_loss(rc, rr))) > 0.05  # the knobs changed it: the check above is not vacuous
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_bert_dir, small_pairs):
     return train_reward_model(str(tiny_bert_dir), small_pairs, name="toy", **FAST)

@@ -35,13 +35,18 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="validate, then execute a params YAML as a grid of notebooks")
     r.add_argument("params")
     r.add_argument("--jobs", type=int, default=None,
-                   help="notebooks executed at once (default: 1 locally; no cap under Ray, which schedules by GPUs)")
+                   help="notebooks executed at once (default: 1 locally; no cap under Ray, which schedules by the CPUs "
+                        "(num_cpus) and GPUs (num_gpus) each notebook asks for)")
     r.add_argument("--force", action="store_true", help="rerun cells whose inputs are unchanged")
     r.add_argument("--only", default=None, help="comma-separated stages: train,evaluate,probe,align,report")
     r.add_argument("--executor", default="local", choices=["local", "ray"])
     r.add_argument("--outputs", default=None, help="outputs directory (default: <repo>/outputs)")
-    r.add_argument("--kernel", default=None, help="Jupyter kernel name (default: python3 of this environment)")
-    sub.add_parser("validate", help="check every cell's parameters; run nothing").add_argument("params")
+    r.add_argument("--kernel", default=None,
+                   help="Jupyter kernel name (default: the params file's `kernel:`, else python3)")
+    v = sub.add_parser("validate", help="check every cell's parameters; run nothing")
+    v.add_argument("params")
+    v.add_argument("--outputs", default=None, help="outputs directory the run would write to (default: <repo>/outputs;"
+                                                   " a moved run folder's parent, for its params.yaml)")
     p = sub.add_parser("plan", help="list the cells")
     p.add_argument("params")
     p.add_argument("--outputs", default=None, help="outputs directory whose finished notebooks `run` would keep "

@@ -26,7 +26,7 @@ from .data import FILE_SUFFIXES, PARALLEL_MIN, PARALLEL_WHY, check_source
 from .models import check_backbone
 from .probe import POOLINGS
 from .store import cache_dir, cache_root
-from .train import RewardConfig
+from .train import RewardConfig, one_step_at_lr_zero
 
 
 def _train(p: dict, cwd) -> None:
@@ -49,10 +49,14 @@ def _train(p: dict, cwd) -> None:
     check_source(_seen_from(p.get("data_source", "embedded"), cwd), p.get("split", "train"), name="data_source",
                  langs=[lang])
     positive_int("limit", p.get("limit", 0), minimum=0)
-    RewardConfig(**{k: p[k] for k in ("lr", "epochs", "batch_size", "grad_accum", "max_length", "freeze_embeddings",
-                                      "seed", "packing", "torch_compile", "warmup_ratio", "weight_decay",
-                                      "disable_dropout", "gradient_checkpointing", "bf16", "template") if k in p},
-                 **({"lora": p["lora_r"]} if "lora_r" in p else {})).validate()
+    # every knob of the recipe the notebook passes (a list here missed the ones added to the notebook later)
+    cfg = RewardConfig(**{k: p[k] for k in RewardConfig.__dataclass_fields__ if k in p},
+                       **({"lora": p["lora_r"]} if "lora_r" in p else {})).validate()
+    if p.get("limit") and one_step_at_lr_zero(p["limit"], cfg):
+        raise ValueError(f"limit = {p['limit']} pairs at batch_size {cfg.batch_size} x grad_accum {cfg.grad_accum} "
+                         f"for {cfg.epochs:g} epoch(s) is 1 optimizer step, taken at the warm-up's learning rate 0: "
+                         "the RM would be saved untrained; expected more pairs (limit), more epochs, a smaller "
+                         "batch_size, or warmup_ratio 0")
 
 
 def _evaluate(p: dict, cwd) -> None:

@@ -462,7 +462,8 @@ def key_numbers_table(key: dict | None) -> pd.DataFrame:
                 row.update(ci_low=round(100 * v["ci"][0], 1), ci_high=round(100 * v["ci"][1], 1))
                 if "p_value" in v:
                     row["p_value"] = round(v["p_value"], 3)
-                row["detectable"] = round(100 * stats.detectable_difference(*v["ci"]), 1)
+                if v["ci"][1] > v["ci"][0]:  # an interval of no width (the same verdict on every item): no power
+                    row["detectable"] = round(100 * stats.detectable_difference(*v["ci"]), 1)
             else:
                 row.update(sd=round(100 * v["sd"], 1), runs=len(v["per_run"]))
             rows.append(row)
@@ -558,8 +559,13 @@ def pretrained_table(matrix: pd.DataFrame, scores: pd.DataFrame, metrics: list[d
     return out.rename_axis("name").reset_index()
 
 
+FIGURES = ("transfer_matrix", "english_vs_native", "english_vs_translated", "categories", "cka_by_layer",
+           "best_of_n_native", "best_of_n_translated")  # what figures() draws; notebooks/report.ipynb shows each
+
+
 def figures(t: dict) -> dict:
-    """Figures for the tables of :func:`tables` (name -> plotly figure); only those the run has data for."""
+    """Figures for the tables of :func:`tables` (name -> plotly figure); only those the run has data for. Each
+    name is one of :data:`FIGURES` (the report notebook has a cell for each: a test reads it)."""
     from . import plots
 
     figs = {}
@@ -581,11 +587,14 @@ def figures(t: dict) -> dict:
     for label in ("native", "translated"):
         if f"align_{label}" in t:
             figs[f"best_of_n_{label}"] = plots.win_rate_bars(t[f"align_{label}"])
+    if unknown := set(figs) - set(FIGURES):  # a new figure: add it to FIGURES and a cell of report.ipynb shows it
+        raise AssertionError(f"figure(s) {sorted(unknown)} missing from report.FIGURES")
     return figs
 
 
-REPORT_CSV = re.compile(r"(transfer_matrix|accuracy|english_vs_\w+|seed_summary|key_numbers|probe_summary|align_\w+|"
-                        r"pretrained)\.csv")
+AS_THEY_ARE = ("pretrained", "probe_summary", "align_native", "align_translated", "align_picks")  # tables saved whole
+REPORT_CSV = re.compile(r"(transfer_matrix|accuracy|english_vs_\w+|seed_summary|key_numbers|"
+                        + "|".join(AS_THEY_ARE) + r")\.csv")  # the CSVs save_tables writes (and removes, stale)
 
 
 def save_tables(output_dir, t: dict) -> Path:
@@ -603,7 +612,7 @@ def save_tables(output_dir, t: dict) -> Path:
         files["seed_summary.csv"] = t["seed_summary"]
     if not (key := key_numbers_table(t.get("key_numbers"))).empty:  # in points, with `detectable`
         files["key_numbers.csv"] = key
-    for name in ("pretrained", "probe_summary", "align_native", "align_translated", "align_picks"):
+    for name in AS_THEY_ARE:
         if t.get(name) is not None:
             files[f"{name}.csv"] = spell_targets(t[name])
     for old in Path(output_dir).glob("*.csv"):  # an earlier report's table that this one lacks (only the report's)

@@ -53,7 +53,12 @@ TRAINER_VERSION = 7  # 7: LoRA: dropout off under disable_dropout, alpha 2 x ran
 
 @dataclass
 class RewardConfig:
-    """Every knob of a training run (all of it goes into the cache key and the model card)."""
+    """Every knob of a training run (all of it goes into the cache key and the model card).
+
+    A field added here changes every RM's cache key (:func:`training_key` hashes ``asdict``): every cached RM is
+    trained again, at 3B hours of it. A knob that leaves the trained model as it was at some value (a speed
+    setting) is better a value of an existing field (``torch_compile="graphs"``), or kept out of the key at that
+    value; bump ``TRAINER_VERSION`` only when what a recipe trains has changed."""
 
     lr: float = 3e-5                 # peak learning rate (paper: 1e-5 at global batch 128 on 3B models)
     epochs: float = 2.0              # passes over the pairs (paper: 1)
@@ -553,6 +558,19 @@ def _training_args(output_dir: Path, cfg: RewardConfig, *, n_pairs: int, bf16: b
                     "pairs or epochs, a smaller batch_size, or warmup_ratio 0", n_pairs, cfg.batch_size,
                     cfg.grad_accum, cfg.epochs)
     return args
+
+
+def one_step_at_lr_zero(n_pairs: int, cfg: RewardConfig) -> bool:
+    """Whether training ``n_pairs`` under ``cfg`` in one process is a single optimizer step with a warm-up: taken
+    at the warm-up's learning rate 0, it leaves the RM as it started (:func:`_training_args` warns of it; the grid's
+    pre-flight refuses it). More processes or GPUs only make fewer steps.
+
+    >>> cfg = RewardConfig(batch_size=8, epochs=1.0)
+    >>> one_step_at_lr_zero(8, cfg), one_step_at_lr_zero(9, cfg), one_step_at_lr_zero(8, replace(cfg, warmup_ratio=0))
+    (True, False, False)
+    """
+    steps = math.ceil(n_pairs / (cfg.batch_size * cfg.grad_accum)) * cfg.epochs
+    return math.ceil(steps) == 1 and math.ceil(cfg.warmup_ratio * steps) > 0
 
 
 def _warn_uninformative(features: list[dict], fmt: TextFormat) -> None:
