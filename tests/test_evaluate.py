@@ -696,3 +696,29 @@ def test_an_item_id_written_as_a_number_or_a_string_is_one_item():
     assert pooled["id"].tolist() == [1, 2, "1", "2"]
     t = accuracy_table(pooled, n_boot=20).set_index("category")
     assert t.loc["chat", "n"] == 2 and t.loc["overall", "n"] == 2
+
+
+def test_a_rendered_notebook_re_executed_in_its_run_folder_reads_relative_paths_from_the_root(tmp_path, monkeypatch):
+    # JupyterLab starts the kernel of outputs/<run>/<stage>/<cell>/x.ipynb in that folder; `xlrm run` ran it in the
+    # repository root, so a params file's relative data path must mean the same when it is re-executed there
+    import datasets
+    import plotly.io as pio
+    import transformers
+
+    from xlrm_lib import store, study
+
+    root = Path(study.__file__).resolve().parents[1]
+    cell = tmp_path / "run" / "evaluate" / "me5-small-s42-en"
+    cell.mkdir(parents=True)
+    (tmp_path / "run" / store.PLAN_FILE).write_text("{}")
+    monkeypatch.setattr(study, "_STARTED_IN", {})
+    monkeypatch.setattr(pio.renderers, "default", pio.renderers.default)
+    verbosity = transformers.utils.logging.get_verbosity()
+    monkeypatch.chdir(cell)
+    try:
+        study.setup_notebook(str(cell))
+        assert Path.cwd() == root and study.notebook_dir(str(cell)) == cell.resolve()
+    finally:
+        transformers.utils.logging.set_verbosity(verbosity)
+        transformers.utils.logging.enable_progress_bar()
+        datasets.enable_progress_bars()

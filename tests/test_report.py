@@ -48,6 +48,20 @@ def test_one_seed_keeps_the_plain_headline():
     assert 0 < tabs["key_numbers"]["english_minus_native_avg"]["p_value"] <= 1
 
 
+def test_another_source_rm_is_named_where_the_english_one_was():
+    # report: {english: ko} compared the ko RM with each target's own, under labels saying "English RM"
+    tabs = report.tables({"scores": _scores({42: TWO_SEEDS[42]})}, english="ko")
+    assert report.key_numbers_table(tabs["key_numbers"])["comparison"].tolist() == [
+        "ko RM − native RM, mean over targets"]
+    title = report.figures(tabs)["english_vs_native"].layout.title.text
+    assert title.startswith("ko RM minus each target language's own RM") and "blue / red: the ko RM better" in title
+    assert "English RM" not in title
+    tabs = report.tables({"scores": _scores({42: TWO_SEEDS[42]})})  # the default: the English RM, said so
+    assert report.key_numbers_table(tabs["key_numbers"])["comparison"].tolist() == [
+        "English RM − native RM, mean over targets"] and "english" not in tabs["key_numbers"]
+    assert report.figures(tabs)["english_vs_native"].layout.title.text.startswith("English RM minus")
+
+
 def test_two_seeds_are_tested_apart_and_summarised():
     scores = _scores(TWO_SEEDS)
     t = report.headlines(scores, n_boot=200)["native"]
@@ -472,6 +486,23 @@ def test_a_finished_cell_whose_table_was_edited_to_the_same_size_is_not_finished
     assert store.finished_record(tmp_path)["key"] == "k"
 
 
+def test_a_finished_cell_whose_metrics_were_rewritten_is_not_finished(tmp_path):
+    # its rendered notebook re-executed in the run folder with another parameter wrote new tables and a metrics.json
+    # that agrees with them: `xlrm run` kept the cell, and the report read numbers its HTML did not show
+    from xlrm_lib import store, study
+
+    study.save_outputs(tmp_path, {"kind": "evaluate", "rm_name": "en"}, {"accuracy.csv": pd.DataFrame({"a": [0.7]})})
+    (tmp_path / "evaluate_transfer.ipynb").write_text("x")
+    done = {"key": "k", "notebook": "evaluate_transfer.ipynb"}
+    (tmp_path / "_done.json").write_text(json.dumps({**done, "metrics_digest": store.file_digest(
+        tmp_path / "metrics.json")}))
+    assert store.finished_record(tmp_path)["key"] == "k"
+    study.save_outputs(tmp_path, {"kind": "evaluate", "rm_name": "ko"}, {"accuracy.csv": pd.DataFrame({"a": [0.6]})})
+    assert store.finished_record(tmp_path) == {}
+    (tmp_path / "_done.json").write_text(json.dumps(done))  # a record of an earlier version, without the digest
+    assert store.finished_record(tmp_path)["key"] == "k"
+
+
 def test_a_finished_cell_whose_table_was_deleted_is_not_finished(tmp_path):
     # the size check skips a table that is not there: only the existence check makes a deleted scores.parquet
     # run the cell again (else it was kept, and its dependants and the report failed on the missing file)
@@ -568,6 +599,10 @@ def test_align_and_eval_metrics_hand_computed():
     m = study.eval_metrics(acc, rm_name="en")
     assert m["overall"] == {"en": 0.5, "ko": 0.5, "zh": 1.0}
     assert m["mean_overall"] == 0.6667 and "pretrained" not in m  # the mean of the languages, not their median
+    # an accuracy table of an earlier parameter set (the scoring cell not run again after rm_name changed)
+    with pytest.raises(ValueError, match="the accuracy table is of en, not rm_name = 'ko': the scoring cell ran"):
+        study.eval_metrics(acc.assign(source="en"), rm_name="ko")
+    assert study.eval_metrics(acc.assign(source="en"), rm_name="en")["overall"] == m["overall"]
 
 
 def test_the_header_names_the_sampling_settings_it_was_given():

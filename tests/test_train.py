@@ -334,8 +334,17 @@ def test_card_fields(trained, small_pairs, tmp_path):
     assert said["recipe"]["lr"] == RewardConfig().lr and "seed" not in said["recipe"]
     assert (said["format"], said["runtime"]) == (card["format"], card["runtime"])
     # a language as a user may write it in the notebook is recorded as the grid names it
-    named = study.train_metrics(trained, rm_name="ko", backbone="toy", seed=0, train_lang="Korean", translate_from="eng")
+    import shutil
+
+    ko_rm = tmp_path / "ko-rm"  # an RM whose pairs were Korean (translated from English)
+    shutil.copytree(trained, ko_rm)
+    ko_card = json.loads((ko_rm / "xlrm_card.json").read_text())
+    (ko_rm / "xlrm_card.json").write_text(json.dumps({**ko_card, "languages": ["ko"]}))
+    named = study.train_metrics(ko_rm, rm_name="ko", backbone="toy", seed=0, train_lang="Korean", translate_from="eng")
     assert (named["train_lang"], named["translated_from"]) == ("ko", "en")
+    # English pairs recorded as a Korean RM (the notebook's pairs cell not re-run after train_lang changed): refused
+    with pytest.raises(ValueError, match="trained on en pairs, not train_lang = 'ko'"):
+        study.train_metrics(trained, rm_name="ko", backbone="toy", seed=0, train_lang="ko")
     other = json.loads((trained / "xlrm_card.json").read_text())  # as another process (a run this one waited for)
     other["trained_by"]["process"] = "another process"  # with the same host and pid (a container's pid 1, say)
     copy = tmp_path / "copy"

@@ -174,8 +174,11 @@ def execute_cell(notebook: str, params: dict, out_dir: str, key: str, kernel: st
     if error is None:
         for stale in (out / f"{name}.failed.ipynb", out / f"{name}.failed.html"):
             stale.unlink(missing_ok=True)
+        metrics = out / store.METRICS_FILE  # as the notebook wrote it: a re-execution by hand rewrites it
         store.write_json(out / DONE_FILE, {"key": key, **result, "params": params,  # params: what pending reads
-                                           **({"hub_commits": hub_commits} if hub_commits else {})})
+                                           **({"hub_commits": hub_commits} if hub_commits else {}),
+                                           **({"metrics_digest": store.file_digest(metrics)} if metrics.is_file()
+                                              else {})})
     return result
 
 

@@ -179,7 +179,7 @@ def key_numbers(scores: pd.DataFrame, heads: dict, *, english: str = "en") -> di
     m = evaluate.transfer_matrix(scores)
     diag = {lang: round(float(m.loc[lang, lang]), 3) for lang in m.index if lang in m.columns}
     out = {"diagonal": diag, "english_row": {k: round(float(v), 3) for k, v in m.loc[english].items()}
-           if english in m.index else {}}
+           if english in m.index else {}, **({"english": english} if english != "en" else {})}
     for label, t in heads.items():
         avgs = t[t["lang"] == "average"]
         if avgs.empty:
@@ -456,7 +456,8 @@ def key_numbers_table(key: dict | None) -> pd.DataFrame:
             v = numbers.get(f"english_minus_{label}_avg")
             if not v:
                 continue
-            row = {"backbone": backbone, "comparison": f"English RM − {label} RM, mean over targets",
+            source = f"{numbers['english']} RM" if numbers.get("english") else "English RM"  # report: {english}
+            row = {"backbone": backbone, "comparison": f"{source} − {label} RM, mean over targets",
                    "points": round(100 * v["diff"], 1)}
             if "ci" in v:
                 row.update(ci_low=round(100 * v["ci"][0], 1), ci_high=round(100 * v["ci"][1], 1))

@@ -119,7 +119,10 @@ def finished_record(cell_dir) -> dict:
     tables that names, each of the size and content it was written with (``table_bytes``, ``table_digests``). A
     cell whose ``metrics.json`` or ``scores.parquet`` was deleted, cut short or edited by hand runs again, where it
     was kept (its dependants then failed on the file, every time, or a report read the edited numbers while
-    its HTML showed the old ones) or left out of the report unsaid."""
+    its HTML showed the old ones) or left out of the report unsaid. So does one whose ``metrics.json`` is not the
+    one its notebook wrote (``metrics_digest``): its rendered notebook re-executed in the run folder with other
+    parameters wrote new tables and a ``metrics.json`` that agrees with them, while its HTML and the report
+    showed the old ones."""
     cell_dir = Path(cell_dir)
     record = done_json(cell_dir)
     try:
@@ -128,6 +131,8 @@ def finished_record(cell_dir) -> dict:
         return {}
     if not record or not isinstance(metrics, dict):
         return {}
+    if "metrics_digest" in record and file_digest(cell_dir / METRICS_FILE) != record["metrics_digest"]:
+        return {}  # rewritten since: the rendered notebook re-executed by hand with other parameters, say
     # the rendered files by name: the record's absolute paths name where the run folder was when they were made
     made = [Path(str(record[k])).name for k in ("notebook", "html") if record.get(k)]
     tables = metrics.get("tables") if isinstance(metrics.get("tables"), dict) else {}

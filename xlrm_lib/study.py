@@ -40,8 +40,12 @@ def setup_notebook(output_dir=None, *, stage: str | None = None, shared_plotly: 
 
     _check_not_a_copy(output_dir)
     root = Path(__file__).resolve().parents[1]
-    if (root / "notebooks").is_dir() and Path.cwd().resolve() == (root / "notebooks").resolve():
-        _STARTED_IN["dir"] = Path.cwd().resolve()
+    here = Path.cwd().resolve()
+    in_run = any((d / store.PLAN_FILE).is_file() for d in (here, *list(here.parents)[:2]))
+    if (root / "notebooks").is_dir() and (here == (root / "notebooks").resolve() or in_run):
+        # a template open in JupyterLab, or a rendered notebook re-executed in its run folder: relative paths
+        # (a params file's data files) mean what they meant under `xlrm run`, whose kernels run in the root
+        _STARTED_IN["dir"] = here
         os.chdir(root)
     _check_injected_parameters()  # before the renderer embeds plotly.js: a refused notebook stays small
     if stage is not None:
@@ -250,6 +254,11 @@ def train_metrics(model_dir, *, rm_name: str, backbone: str, seed: int, train_la
     (False: it came from the cache, trained before or by another run this one waited for; ``trained_by`` says
     which process, and ``train_runtime_s`` is that training's time). None for an RM whose card does not say."""
     card = train.read_card(model_dir)
+    trained_on = card.get("languages") or []
+    if trained_on and normalize_lang(train_lang) not in trained_on:  # e.g. `pairs` of an earlier parameter set
+        raise ValueError(f"the RM at {model_dir} was trained on {', '.join(trained_on)} pairs, not train_lang = "
+                         f"{train_lang!r}: the cells before this one ran with other parameters (the training pairs "
+                         "were not loaded again after the parameters changed); run the notebook from the top")
     by = card.get("trained_by")
     return {"kind": "train", "rm_name": rm_name, "model_dir": str(model_dir), "backbone": backbone, "seed": seed,
             # canonical codes, as the grid names languages ("Korean", "kor_Hang" -> "ko")
@@ -323,6 +332,11 @@ def eval_metrics(acc: pd.DataFrame, **labels) -> dict:
     With a ``model_dir`` label, ``pretrained`` says whether the model was evaluated as it is (a hub RM, a judge,
     any model without an xlrm training card): the report shows those apart from the run's trained RMs.
     """
+    name = labels.get("rm_name")
+    scored = sorted(map(str, acc["source"].unique())) if "source" in acc else []
+    if name is not None and scored and scored != [str(name)]:  # `accuracy` of an earlier parameter set
+        raise ValueError(f"the accuracy table is of {', '.join(scored)}, not rm_name = {name!r}: the scoring cell "
+                         "ran with other parameters; run the notebook from the top")
     overall = acc[acc["category"] == "overall"].set_index("lang")["accuracy"]
     card = Path(str(labels.get("model_dir", ""))).expanduser() / train.CARD_FILE
     extra = {"pretrained": not card.is_file()} if "model_dir" in labels else {}

@@ -54,7 +54,7 @@ def english_vs_target_bars(table: pd.DataFrame, *, title: str | None = None) -> 
                      error_y_minus=t["diff"] - t["ci_low"])
         fig.add_hline(y=0, line_color="black", line_width=1)
         per = " and ".join({"backbone": "backbone", "seed": "seed"}[k] for k in several)
-        fig.update_layout(title=(title or f"English RM minus {_target_rm(t)} per {per}, overall accuracy")
+        fig.update_layout(title=(title or f"{_source_rm(t)} minus {_target_rm(t)} per {per}, overall accuracy")
                           + "<br><sup>whiskers: 95% bootstrap intervals</sup>",
                           yaxis_title=DIFF_AXIS, xaxis_title="target language")
         return languages_then_average(fig, t["lang"])
@@ -70,7 +70,8 @@ def english_vs_target_bars(table: pd.DataFrame, *, title: str | None = None) -> 
                            hovertemplate="%{x}: %{y:+.3f} (95% CI %{customdata[0]:+.3f} to %{customdata[1]:+.3f})"
                                          "<extra></extra>"))
     fig.add_hline(y=0, line_color="black", line_width=1)
-    fig.update_layout(title=(title or f"English RM minus {_target_rm(t)}, overall accuracy") + CI_NOTE,
+    fig.update_layout(title=(title or f"{_source_rm(t)} minus {_target_rm(t)}, overall accuracy")
+                      + CI_NOTE.replace("the English RM", f"the {_source_rm(t)}"),
                       yaxis_title=DIFF_AXIS, xaxis_title="target language")
     return languages_then_average(fig, t["lang"])
 
@@ -79,6 +80,12 @@ UNCLEAR = "#b8b8b8"  # a difference whose 95% interval includes 0
 CI_NOTE = ("<br><sup>whiskers: 95% bootstrap intervals; grey: the interval includes 0 (blue / red: the English RM"
            " better / worse)</sup>")
 DIFF_AXIS = "accuracy difference (0.01 = 1 point)"
+
+
+def _source_rm(t: pd.DataFrame) -> str:
+    """The RM the bars compare with each target's: "English RM", or the one the report's ``english`` named."""
+    names = set(t["a"].dropna().astype(str)) if "a" in t.columns else set()
+    return f"{names.pop()} RM" if len(names) == 1 and names != {"en"} else "English RM"
 
 
 def _target_rm(t: pd.DataFrame) -> str:
