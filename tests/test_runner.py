@@ -157,6 +157,15 @@ def test_a_notebook_checks_its_parameter_values_before_it_loads_anything(monkeyp
     shell.user_ns = {"seed": 2**32, "langs": ["en", "ko"]}
     with pytest.raises(ValueError, match=r"seed = 4294967296; expected an integer in 0\.\.4294967295"):
         study._check_parameter_values("probe")
+    # a required parameter left empty (a template run with its defaults) is named here, before the probe loads its
+    # texts or the evaluation its model
+    shell.user_ns = {"seed": 42, "rm_dirs": {}, "langs": ["en", "ko"]}
+    with pytest.raises(ValueError, match=r"rm_dirs is empty: RM name -> model directory .* Set it in the notebook's "
+                                         r"parameters cell"):
+        study._check_parameter_values("probe")
+    shell.user_ns = {"model_dir": "", "rm_name": "en"}
+    with pytest.raises(ValueError, match=r"^model_dir is empty: the RM's model directory"):
+        study._check_parameter_values("evaluate")
     with pytest.raises(ValueError, match=r"stage = 'eval'; expected one of \['train', 'evaluate'"):
         study._check_parameter_values("eval")
     # each template names its own stage

@@ -161,6 +161,12 @@ def _check_parameter_values(stage: str) -> None:
         return
     declared = notebook_parameters(REPO / "notebooks" / f"{NOTEBOOKS[stage]}.ipynb")
     values = {k: shell.user_ns[k] for k in declared if k in shell.user_ns}
+    empty = [k for k in values if declared[k]["required"] and (values[k] is None or (
+        isinstance(values[k], (str, dict, list)) and not values[k]))]
+    if empty:  # before the probe loads its texts, say
+        raise ValueError("; ".join(f"{k} is empty: {declared[k]['help'].removeprefix('required: ')}" for k in empty)
+                         + ". Set it in the notebook's parameters cell (`xlrm run` fills it from the notebooks it "
+                         "depends on) and run again")
     problems = notebook_problems(stage, values, cwd=Path.cwd())
     if problems:
         raise ValueError("; ".join(problems) + ". Fix it in the parameters cell (run by papermill: its -p/-y "
