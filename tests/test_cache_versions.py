@@ -25,10 +25,10 @@ LIB = Path(__file__).resolve().parents[1] / "xlrm_lib"
 # below were last checked against it
 SHARED = {
     "formatting": ("texts as the models read them", "8756815b84ef5853"),
-    "packing": ("padding-free training and scoring", "1723ce3a460eed03"),
+    "packing": ("padding-free training and scoring", "8fc2a55de90584f3"),
     "arch": ("positions, decoder or encoder", "ae50dc46ff7aa4ba"),
     "models": ("loading, pad tokens, dtypes", "ebda07a7554e8a8a"),
-    "compiling": ("compiled training", "c57a6b4167eb1b5d"),
+    "compiling": ("compiled training", "468430a0a6f80891"),
 }
 VERSIONS = {"train.TRAINER_VERSION": 7, "reward_cache.SCORER_VERSION": 3, "probe.STATES_VERSION": 3,
             "generate.GENERATOR_VERSION": 2}
