@@ -167,6 +167,48 @@ def test_prune_drops_the_training_locks_of_models_gone_unless_held(cache):
     assert not old.exists()
 
 
+def test_a_prune_killed_mid_delete_leaves_no_half_rm_under_its_name(cache, monkeypatch):
+    # killed while deleting an RM, prune left models/<rm>/ without its card and weights, which runs took for trained
+    root, outputs, other, old = cache
+    real = caches.shutil.rmtree
+
+    def killed(path, *a, **k):
+        (Path(path) / "xlrm_card.json").unlink()  # part of it deleted, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(caches.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        caches.prune([old])
+    assert not old.exists()  # renamed aside whole before deleting: the name runs read is gone, not half there
+    [aside] = (root / "models").glob(f".{old.name}.*.old")
+    monkeypatch.setattr(caches.shutil, "rmtree", real)
+    assert aside in caches.prune_plan([outputs, other])  # the next prune finishes it
+    caches.prune(caches.prune_plan([outputs, other]))
+    assert not aside.exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux /proc")
+def test_a_killed_writer_not_yet_reaped_has_abandoned_its_folder(tmp_path):
+    # a SIGKILLed training's lock is released at once, but its pid lives on as a zombie until reaped: the run that
+    # took over saw it alive and left its temporary model folder in the cache for good
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    folder = tmp_path / ".en-me5-small-1.a.tmp"
+    folder.mkdir()
+    (folder / store.WRITER_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": child.pid}))
+    try:
+        assert store.abandoned(folder) is False  # running
+        child.kill()
+        deadline = time.time() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.time() < deadline
+            time.sleep(0.05)
+        assert store.abandoned(folder) is True  # dead, not reaped
+    finally:
+        child.kill()
+        child.wait()
+    assert store.abandoned(folder) is True  # reaped
+
+
 def test_human_sizes():
     assert caches.human(999) == "999 B" and caches.human(470_640_124) == "470.6 MB" and caches.human(2e12) == "2.0 TB"
 

@@ -1471,6 +1471,27 @@ def test_a_finished_training_whose_rm_is_gone_or_damaged_trains_again(tmp_path, 
     assert runner.done_key(cell) == "k"
 
 
+def test_a_finished_training_whose_cached_rm_lost_its_card_trains_again(tmp_path, monkeypatch, caplog):
+    # `xlrm cache --prune --yes` killed mid-delete left models/<rm>/ with its config and no card or weights: taken for
+    # a folder not ours, the training was kept and its evaluation failed at every run ("tokenizer files missing")
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
+    cell = tmp_path / "run" / "train" / "me5-small-s42-en"
+    cell.mkdir(parents=True)
+    rm = tmp_path / "cache" / "models" / "en-me5-small-0123"
+    rm.mkdir(parents=True)
+    (rm / "config.json").write_text("{}")
+    for name in ("train_reward_model.ipynb", "train_reward_model.html"):
+        (cell / name).write_text("x")
+    (cell / "metrics.json").write_text(json.dumps({"kind": "train", "model_dir": str(rm), "tables": {}}))
+    (cell / "_done.json").write_text(json.dumps({"key": "k", "notebook": str(cell / "train_reward_model.ipynb"),
+                                                 "html": str(cell / "train_reward_model.html")}))
+    with caplog.at_level("WARNING", logger="xlrm_lib.runner"):
+        assert runner.done_key(cell) is None
+    assert f"its RM {rm} has lost its card (a deletion stopped half-way)" in caplog.text
+    monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "elsewhere"))  # a folder of the user's, not the cache's: as it is
+    assert runner.done_key(cell) == "k"
+
+
 def test_an_rm_directory_counts_by_its_card_not_by_its_files_stat(tmp_path):
     # a chmod, `cp -a` of the cache or a bit-identical retrain reran every evaluation, probe and best-of-n
     rm = tmp_path / "rm"

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 from .store import (LOCK_SUFFIX, RUN_LOCK, abandoned, cache_dir, drop_lock, lock_holder, locked_entry, read_card_or_none,
@@ -160,6 +161,15 @@ def prune(paths: list[Path]) -> int:
     for p in paths:
         size = size_of(p)
         if p.is_dir():
+            if p.parent.name == "models" and not p.name.startswith("."):
+                # renamed aside whole first (prune_plan lists the models/.*.old a kill leaves): a kill mid-delete
+                # left a card-less half RM under the name runs read, which they took for trained
+                aside = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.old")
+                try:
+                    os.rename(p, aside)
+                    p = aside
+                except FileNotFoundError:
+                    continue
             shutil.rmtree(p)
         else:
             p.unlink(missing_ok=True)

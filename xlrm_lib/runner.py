@@ -263,7 +263,11 @@ def _trained_rm_problem(cell_dir: Path) -> str | None:
     model_dir = str(repo_path(_moved_with(cell_dir, model_dir)))  # a relative XLRM_CACHE: as the kernels read it
     if not Path(model_dir).is_dir():
         return f"its RM {model_dir} is gone"
-    return damaged_model(model_dir) if (Path(model_dir) / CARD_FILE).is_file() else None  # one of ours
+    if (Path(model_dir) / CARD_FILE).is_file():  # one of ours
+        return damaged_model(model_dir)
+    if Path(model_dir).resolve().parent == (store.cache_root() / "models").resolve():  # ours, its card gone: a
+        return f"its RM {model_dir} has lost its card (a deletion stopped half-way)"  # pruning killed mid-delete
+    return None
 
 
 def done_key(cell_dir: Path) -> str | None:

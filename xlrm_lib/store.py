@@ -501,7 +501,17 @@ def abandoned(tmp_dir: Path) -> bool:
         return True
     except PermissionError:  # another user's live process
         return False
-    return False
+    return _zombie(pid)  # killed, not yet reaped (its lock already released): gone for good
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and awaits reaping (Linux ``/proc``): a writer SIGKILLed with its parent is one
+    for a moment, exactly when a waiter for its entry lock wakes up."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].startswith(("Z", "X"))
 
 
 def remove_abandoned(dest: str | os.PathLike) -> list[Path]:
