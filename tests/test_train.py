@@ -839,7 +839,7 @@ def test_the_logged_training_accuracy_counts_a_tie_as_wrong():
         def forward(self, input_ids, attention_mask=None):
             return SimpleNamespace(logits=rewards[:, None])
 
-    trainer = SimpleNamespace(margin=0.0, center_coef=0.0, _stats=[], real_tokens=0)
+    trainer = SimpleNamespace(margin=0.0, center_coef=0.0, cuda_graphs=False, _stats=[], real_tokens=0)
     model = Head().train()
     inputs = {"input_ids": torch.ones(6, 2, dtype=torch.long), "attention_mask": torch.ones(6, 2, dtype=torch.long)}
     loss = train_mod._make_trainer_class().compute_loss(trainer, model, inputs)
