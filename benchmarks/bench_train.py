@@ -54,6 +54,7 @@ def run_ours(backbone, pairs, *, steps: int, batch_size: int, lr: float, max_len
 
     steps_per_epoch = math.ceil(len(pairs) / batch_size)
     _reset_peak()
+    skipped_before = _cudagraph_skips()  # the counter is the process's: other variants' and earlier repeats' too
     # the Trainer runs ceil(epochs x steps_per_epoch) steps: half a step below the target, so float rounding of
     # steps / steps_per_epoch cannot add one (7 / 25 * 25 came to 8 steps where TRL ran 7)
     path = train_reward_model(backbone, pairs, output_dir=workdir / "ours", force=True, progress=False,
@@ -61,7 +62,7 @@ def run_ours(backbone, pairs, *, steps: int, batch_size: int, lr: float, max_len
                               max_length=max_length, bf16=bf16, seed=seed, device=device, **config)
     card = read_card(path)
     m = card["train_metrics"]
-    skips = _cudagraph_skips()
+    skips = _cudagraph_skips() - skipped_before  # this run's (inductor counts at compile: a cached graph adds 0)
     done = round(m["train_steps_per_second"] * m["train_runtime"])
     if done != steps:
         raise RuntimeError(f"ours trained {done} steps, not {steps}: the comparison would not be like for like")

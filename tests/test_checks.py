@@ -110,6 +110,12 @@ def test_layers_judge_and_stage_problems():
     # every recipe knob the notebook passes is checked (a fixed list of keys here missed ones added later)
     [problem] = notebook_checks.notebook_problems("train", {"torch_compile": "graphs", "packing": False})
     assert "torch_compile = 'graphs' (CUDA graphs) needs packed training" in problem
+    [problem] = notebook_checks.notebook_problems("train", {"torch_compile": "graphs", "backbone": "me5-small"})
+    assert "torch_compile = 'graphs' needs packed training, which backbone = 'me5-small' (a packaged encoder, not a decoder)" in problem
+    assert notebook_checks.notebook_problems("train", {"torch_compile": "graphs", "backbone": "gemma3-270m"}) == []
+    [problem] = notebook_checks.notebook_problems("train", {"torch_compile": "graphs", "grad_accum": 2,
+                                                            "backbone": "gemma3-270m"})
+    assert "with grad_accum = 2: gradient accumulation over replayed graphs is not supported" in problem
     # a limit that makes one optimizer step at the warm-up's lr 0 is refused (the run said "ok" of an untrained RM)
     assert notebook_checks.notebook_problems("train", {"limit": 8, "batch_size": 8, "epochs": 1.0}) == [
         "limit = 8 pairs at batch_size 8 x grad_accum 1 for 1 epoch(s) is 1 optimizer step, taken at the warm-up's "

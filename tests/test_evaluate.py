@@ -716,7 +716,9 @@ def test_a_rendered_notebook_re_executed_in_its_run_folder_reads_relative_paths_
     verbosity = transformers.utils.logging.get_verbosity()
     monkeypatch.chdir(cell)
     try:
-        study.setup_notebook(str(cell))
+        study.setup_notebook(".")  # a relative output_dir: a notebook of the user's own, it stays (and writes) here
+        assert Path.cwd() == cell.resolve()
+        study.setup_notebook(str(cell))  # the runner's absolute output_dir in this run: a rendered notebook
         assert Path.cwd() == root and study.notebook_dir(str(cell)) == cell.resolve()
     finally:
         transformers.utils.logging.set_verbosity(verbosity)

@@ -230,7 +230,7 @@ def test_a_row_rounded_up_for_cuda_graphs_keeps_the_rewards():
     those of the row without it, and only the given sequences'."""
     b = pack(SEQS, row_multiple=16, max_length=16)  # 5 + 9 + 3 + 12 = 29 tokens: a 3-token filler
     assert b["cu_seq_lens"].tolist() == [0, 5, 14, 17, 29, 32] and b["input_ids"][0, 29:].tolist() == [0, 0, 0]
-    assert b["position_ids"][0, 29:].tolist() == [0, 1, 2] and (b["max_length"], b["sequences"]) == (16, 4)
+    assert b["position_ids"][0, 29:].tolist() == [0, 0, 0] and (b["max_length"], b["sequences"]) == (16, 4)
     assert pack([[1] * 8, [2] * 8], row_multiple=16)["cu_seq_lens"].tolist() == [0, 8, 16, 32]  # always a filler
     model = _qwen2()
     with torch.no_grad():

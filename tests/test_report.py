@@ -100,6 +100,12 @@ def test_the_report_notebook_shows_every_figure_and_table():
         assert report.REPORT_CSV.fullmatch(f"{name}.csv")
 
 
+def test_a_table_the_report_could_not_remove_later_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "AS_THEY_ARE", (*report.AS_THEY_ARE, "diagonal"))  # added, REPORT_CSV not rebuilt
+    with pytest.raises(AssertionError, match=r"\['diagonal.csv'\] missing from report.REPORT_CSV"):
+        report.save_tables(tmp_path, {"diagonal": pd.DataFrame({"a": [1]})})
+
+
 def test_seed_figure_has_one_trace_per_seed():
     from xlrm_lib import plots
 

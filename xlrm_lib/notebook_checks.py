@@ -52,6 +52,10 @@ def _train(p: dict, cwd) -> None:
     # every knob of the recipe the notebook passes (a list here missed the ones added to the notebook later)
     cfg = RewardConfig(**{k: p[k] for k in RewardConfig.__dataclass_fields__ if k in p},
                        **({"lora": p["lora_r"]} if "lora_r" in p else {})).validate()
+    if cfg.torch_compile == "graphs" and (kind := _encoder(p.get("backbone", "me5-small"), cwd)):
+        raise ValueError(f"torch_compile = 'graphs' needs packed training, which backbone = "
+                         f"{p.get('backbone', 'me5-small')!r} ({kind}, not a decoder) cannot do; expected a decoder "
+                         "backbone, or torch_compile true, false or 'auto'")
     if p.get("limit") and one_step_at_lr_zero(p["limit"], cfg):
         raise ValueError(f"limit = {p['limit']} pairs at batch_size {cfg.batch_size} x grad_accum {cfg.grad_accum} "
                          f"for {cfg.epochs:g} epoch(s) is 1 optimizer step, taken at the warm-up's learning rate 0: "
@@ -180,6 +184,17 @@ def _seen_from(value, cwd):
         return value
     there = Path(cwd) / value
     return str(there) if there.exists() or Path(value).suffix.lower() in FILE_SUFFIXES else value
+
+
+def _encoder(backbone, cwd) -> str | None:
+    """The model type of a backbone known to be an encoder without loading it (a packaged one, or a config on
+    disk), else None (a decoder, or not known here)."""
+    if str(backbone) in PACKAGED and str(backbone) not in PACKAGED_CAUSAL_LMS:
+        return "a packaged encoder"
+    cfg = backbone_config(_seen_from(backbone, cwd))
+    if cfg and not (cfg.get("is_decoder") or cfg.get("model_type") in DECODER_TYPES):
+        return str(cfg.get("model_type"))
+    return None
 
 
 def backbone_config(backbone) -> dict | None:

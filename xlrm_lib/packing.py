@@ -61,8 +61,8 @@ def pack(seqs: list[list[int]], *, row_multiple: int | None = None, max_length: 
     and ``sequences`` (how many of the row's sequences are ``seqs``: :func:`packed_rewards` returns theirs only).
 
     For shapes that repeat from batch to batch (what CUDA graphs need), ``row_multiple`` rounds the row up to a
-    multiple of that many tokens with a filler sequence of its own (1 to ``row_multiple`` tokens of id 0, attended
-    to by nothing else), and ``max_length`` fixes the length bound handed to the attention kernel (at least the
+    multiple of that many tokens with a filler sequence of its own (1 to ``row_multiple`` tokens of id 0 at position 0,
+    attended to by nothing else), and ``max_length`` fixes the length bound handed to the attention kernel (at least the
     longest sequence, filler included).
 
     >>> b = pack([[5, 6, 7], [8, 9]], row_multiple=4, max_length=4)
@@ -89,7 +89,10 @@ def pack(seqs: list[list[int]], *, row_multiple: int | None = None, max_length: 
     cu = torch.zeros(len(seqs) + 1, dtype=torch.int32)
     cu[1:] = lengths.cumsum(0)
     ids = torch.tensor([t for s in seqs for t in s], dtype=torch.long).unsqueeze(0)
-    pos = torch.cat([torch.arange(k, dtype=torch.long) for k in lengths.tolist()]).unsqueeze(0)
+    pos = torch.cat([torch.arange(k, dtype=torch.long) for k in lengths[:n].tolist()]
+                    + ([torch.zeros(int(lengths[n]), dtype=torch.long)] if len(seqs) > n else [])).unsqueeze(0)
+    # the filler at position 0 throughout: its outputs are dropped, and a learned position table (GPT-2 style) may
+    # be shorter than row_multiple
     return {"input_ids": ids, "position_ids": pos, "cu_seq_lens": cu,
             "max_length": longest if max_length is None else max_length, "sequences": n}
 

@@ -616,6 +616,8 @@ def save_tables(output_dir, t: dict) -> Path:
     for name in AS_THEY_ARE:
         if t.get(name) is not None:
             files[f"{name}.csv"] = spell_targets(t[name])
+    if unnamed := sorted(n for n in files if not REPORT_CSV.fullmatch(n)):  # a later report could not remove it
+        raise AssertionError(f"table(s) {unnamed} missing from report.REPORT_CSV")
     for old in Path(output_dir).glob("*.csv"):  # an earlier report's table that this one lacks (only the report's)
         if old.name not in files and REPORT_CSV.fullmatch(old.name):
             old.unlink()

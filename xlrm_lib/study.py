@@ -41,8 +41,7 @@ def setup_notebook(output_dir=None, *, stage: str | None = None, shared_plotly: 
     _check_not_a_copy(output_dir)
     root = Path(__file__).resolve().parents[1]
     here = Path.cwd().resolve()
-    in_run = any((d / store.PLAN_FILE).is_file() for d in (here, *list(here.parents)[:2]))
-    if (root / "notebooks").is_dir() and (here == (root / "notebooks").resolve() or in_run):
+    if (root / "notebooks").is_dir() and (here == (root / "notebooks").resolve() or _rendered_in_run(here, output_dir)):
         # a template open in JupyterLab, or a rendered notebook re-executed in its run folder: relative paths
         # (a params file's data files) mean what they meant under `xlrm run`, whose kernels run in the root
         _STARTED_IN["dir"] = here
@@ -116,6 +115,16 @@ def _resume_command(run: Path) -> str:
                 f"xlrm run {shlex.quote(str(moved / 'params.yaml'))} --outputs {shlex.quote(str(run.parent))}")
     return (f"first set `run: {run.name}` in {params} (it says {name!r}: the command would write to "
             f"{run.parent / name}), then {command}")
+
+
+def _rendered_in_run(here: Path, output_dir) -> bool:
+    """Whether this is a run's rendered notebook re-executed where it lies: the kernel started in a cell folder
+    of a run (``<run>/<stage>/<cell>`` or ``<run>/report``, the run's ``_plan.json`` above it) and ``output_dir``
+    names a folder of that run absolutely, as the runner injected it. A relative ``output_dir``, or one elsewhere,
+    is a notebook of the user's own: it stays where it started."""
+    run = next((d for d in (here, *list(here.parents)[:2]) if (d / store.PLAN_FILE).is_file()), None)
+    out = Path(str(output_dir)).expanduser() if output_dir else None
+    return run is not None and out is not None and out.is_absolute() and out.resolve().is_relative_to(run)
 
 
 def _check_injected_parameters() -> None:

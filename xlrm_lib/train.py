@@ -129,6 +129,12 @@ class RewardConfig:
         if self.torch_compile == GRAPHS and self.packing is False:
             bad.append(f"torch_compile = {GRAPHS!r} (CUDA graphs) needs packed training; expected packing true or "
                        "'auto' with it, or torch_compile true, false or 'auto' with packing false")
+        if self.torch_compile == GRAPHS and isinstance(self.grad_accum, int) and self.grad_accum > 1:
+            # CUDA-graph trees install a backward graph's output as .grad; the next micro-batch's replay overwrites
+            # it (pytorch/pytorch#169545: an error, or wrong gradients)
+            bad.append(f"torch_compile = {GRAPHS!r} (CUDA graphs) with grad_accum = {self.grad_accum}: gradient "
+                       "accumulation over replayed graphs is not supported; expected grad_accum 1 (a larger "
+                       "batch_size) or another torch_compile")
         if bad:
             raise ValueError("invalid training parameter(s): " + "; ".join(bad))
         TextFormat(self.template, self.max_length)
