@@ -25,7 +25,7 @@ LIB = Path(__file__).resolve().parents[1] / "xlrm_lib"
 # below were last checked against it
 SHARED = {
     "formatting": ("texts as the models read them", "8756815b84ef5853"),
-    "packing": ("padding-free training and scoring", "4d5f65c168c332f5"),
+    "packing": ("padding-free training and scoring", "dfee431cfd4a7ddb"),
     "arch": ("positions, decoder or encoder", "ae50dc46ff7aa4ba"),
     "models": ("loading, pad tokens, dtypes", "ebda07a7554e8a8a"),
     "compiling": ("compiled training", "468430a0a6f80891"),

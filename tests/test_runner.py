@@ -1444,9 +1444,9 @@ def test_a_params_file_in_a_run_folder_resumes_that_folder_or_is_refused(fake_no
     assert summary["run_dir"] == str(copy) and not (tmp_path / "share" / "t").exists()
 
 
-def test_a_finished_training_whose_rm_is_gone_or_damaged_trains_again(tmp_path, caplog):
-    # a cached RM deleted by hand: its finished evaluation was unlinked and failed at every run, the train cell
-    # being 'skipped' forever
+def _finished_training(tmp_path) -> tuple[Path, Path]:
+    """A finished train cell (key "k") whose metrics name an RM folder under tmp_path/cache/models holding only a
+    config.json."""
     cell = tmp_path / "run" / "train" / "me5-small-s42-en"
     cell.mkdir(parents=True)
     rm = tmp_path / "cache" / "models" / "en-me5-small-0123"
@@ -1457,6 +1457,13 @@ def test_a_finished_training_whose_rm_is_gone_or_damaged_trains_again(tmp_path, 
     (cell / "metrics.json").write_text(json.dumps({"kind": "train", "model_dir": str(rm), "tables": {}}))
     (cell / "_done.json").write_text(json.dumps({"key": "k", "notebook": str(cell / "train_reward_model.ipynb"),
                                                  "html": str(cell / "train_reward_model.html")}))
+    return cell, rm
+
+
+def test_a_finished_training_whose_rm_is_gone_or_damaged_trains_again(tmp_path, caplog):
+    # a cached RM deleted by hand: its finished evaluation was unlinked and failed at every run, the train cell
+    # being 'skipped' forever
+    cell, rm = _finished_training(tmp_path)
     assert runner.done_key(cell) == "k"
     shutil.rmtree(rm)
     with caplog.at_level("WARNING", logger="xlrm_lib.runner"):
@@ -1475,16 +1482,7 @@ def test_a_finished_training_whose_cached_rm_lost_its_card_trains_again(tmp_path
     # `xlrm cache --prune --yes` killed mid-delete left models/<rm>/ with its config and no card or weights: taken for
     # a folder not ours, the training was kept and its evaluation failed at every run ("tokenizer files missing")
     monkeypatch.setenv("XLRM_CACHE", str(tmp_path / "cache"))
-    cell = tmp_path / "run" / "train" / "me5-small-s42-en"
-    cell.mkdir(parents=True)
-    rm = tmp_path / "cache" / "models" / "en-me5-small-0123"
-    rm.mkdir(parents=True)
-    (rm / "config.json").write_text("{}")
-    for name in ("train_reward_model.ipynb", "train_reward_model.html"):
-        (cell / name).write_text("x")
-    (cell / "metrics.json").write_text(json.dumps({"kind": "train", "model_dir": str(rm), "tables": {}}))
-    (cell / "_done.json").write_text(json.dumps({"key": "k", "notebook": str(cell / "train_reward_model.ipynb"),
-                                                 "html": str(cell / "train_reward_model.html")}))
+    cell, rm = _finished_training(tmp_path)
     with caplog.at_level("WARNING", logger="xlrm_lib.runner"):
         assert runner.done_key(cell) is None
     assert f"its RM {rm} has lost its card (a deletion stopped half-way)" in caplog.text

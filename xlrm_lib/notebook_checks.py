@@ -21,6 +21,7 @@ from .arch import DECODER_TYPES
 from .backbones import PACKAGED, PACKAGED_CAUSAL_LMS
 from .checks import (MODEL_KINDS, POOL_SIZE_WHY, choice, finite_number, language, languages, layer_list,
                      positive_int, seed)
+from .compiling import GRAPHS
 from .corpora import bible_db, check_bible_langs
 from .data import FILE_SUFFIXES, PARALLEL_MIN, PARALLEL_WHY, check_source
 from .models import check_backbone
@@ -52,8 +53,8 @@ def _train(p: dict, cwd) -> None:
     # every knob of the recipe the notebook passes (a list here missed the ones added to the notebook later)
     cfg = RewardConfig(**{k: p[k] for k in RewardConfig.__dataclass_fields__ if k in p},
                        **({"lora": p["lora_r"]} if "lora_r" in p else {})).validate()
-    if cfg.torch_compile == "graphs" and (kind := _encoder(p.get("backbone", "me5-small"), cwd)):
-        raise ValueError(f"torch_compile = 'graphs' needs packed training, which backbone = "
+    if cfg.torch_compile == GRAPHS and (kind := _encoder(p.get("backbone", "me5-small"), cwd)):
+        raise ValueError(f"torch_compile = {GRAPHS!r} needs packed training, which backbone = "
                          f"{p.get('backbone', 'me5-small')!r} ({kind}, not a decoder) cannot do; expected a decoder "
                          "backbone, or torch_compile true, false or 'auto'")
     if p.get("limit") and one_step_at_lr_zero(p["limit"], cfg):

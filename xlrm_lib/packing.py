@@ -89,10 +89,10 @@ def pack(seqs: list[list[int]], *, row_multiple: int | None = None, max_length: 
     cu = torch.zeros(len(seqs) + 1, dtype=torch.int32)
     cu[1:] = lengths.cumsum(0)
     ids = torch.tensor([t for s in seqs for t in s], dtype=torch.long).unsqueeze(0)
-    pos = torch.cat([torch.arange(k, dtype=torch.long) for k in lengths[:n].tolist()]
-                    + ([torch.zeros(int(lengths[n]), dtype=torch.long)] if len(seqs) > n else [])).unsqueeze(0)
+    pos = torch.cat([torch.arange(k, dtype=torch.long) for k in lengths.tolist()]).unsqueeze(0)
     # the filler at position 0 throughout: its outputs are dropped, and a learned position table (GPT-2 style) may
     # be shorter than row_multiple
+    pos[0, int(cu[n]):] = 0
     return {"input_ids": ids, "position_ids": pos, "cu_seq_lens": cu,
             "max_length": longest if max_length is None else max_length, "sequences": n}
 

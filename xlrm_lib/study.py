@@ -77,8 +77,7 @@ def _check_not_a_copy(output_dir) -> None:
     """A rendered notebook re-executed inside a run folder (JupyterLab and nbconvert run it where it lies) whose
     injected ``output_dir`` is outside that folder: a shared or moved copy of a run, whose parameters still name
     the original. It would overwrite the original run's results (or recreate its folder), not this one's."""
-    here = Path.cwd().resolve()
-    run = next((d for d in (here, *list(here.parents)[:2]) if (d / store.PLAN_FILE).is_file()), None)
+    run = _enclosing_run(Path.cwd().resolve())
     if run is None or not output_dir or not Path(str(output_dir)).expanduser().is_absolute():
         return
     target = Path(str(output_dir)).expanduser().resolve()
@@ -117,12 +116,17 @@ def _resume_command(run: Path) -> str:
             f"{run.parent / name}), then {command}")
 
 
+def _enclosing_run(here: Path) -> Path | None:
+    """The run folder ``here`` lies in, as a cell's (``<run>/<stage>/<cell>``) or the report's (``<run>/report``)
+    folder does: the nearest of it and its two parents holding the run's ``_plan.json``; else None."""
+    return next((d for d in (here, *list(here.parents)[:2]) if (d / store.PLAN_FILE).is_file()), None)
+
+
 def _rendered_in_run(here: Path, output_dir) -> bool:
-    """Whether this is a run's rendered notebook re-executed where it lies: the kernel started in a cell folder
-    of a run (``<run>/<stage>/<cell>`` or ``<run>/report``, the run's ``_plan.json`` above it) and ``output_dir``
-    names a folder of that run absolutely, as the runner injected it. A relative ``output_dir``, or one elsewhere,
-    is a notebook of the user's own: it stays where it started."""
-    run = next((d for d in (here, *list(here.parents)[:2]) if (d / store.PLAN_FILE).is_file()), None)
+    """Whether this is a run's rendered notebook re-executed where it lies: the kernel started in a folder of a
+    run (:func:`_enclosing_run`) and ``output_dir`` names a folder of that run absolutely, as the runner injected
+    it. A relative ``output_dir``, or one elsewhere, is a notebook of the user's own: it stays where it started."""
+    run = _enclosing_run(here)
     out = Path(str(output_dir)).expanduser() if output_dir else None
     return run is not None and out is not None and out.is_absolute() and out.resolve().is_relative_to(run)
 

@@ -423,7 +423,7 @@ def _train(backbone, pairs, cfg: RewardConfig, key_obj: dict, key: str, out: Pat
     model_device = next(model.parameters()).device
     compiled = compile_blocks(model, mode=compile_mode(cfg.torch_compile)) if resolve_compile(
         cfg.torch_compile, packed=packed, device_type=model_device.type) else 0
-    graphs = packed and cfg.torch_compile == GRAPHS  # rows of repeating lengths, one bound: few graphs to record
+    graphs = cfg.torch_compile == GRAPHS  # packed (resolve_compile said); rows of repeating lengths, one bound
     collator = (PackedPairCollator(GRAPH_ROW_MULTIPLE, max(fmt.max_length, GRAPH_ROW_MULTIPLE)) if graphs
                 else PackedPairCollator() if packed else PairCollator(tok.pad_token_id, "right"))
     # under torchrun / accelerate launch every process runs this function: all of them train, the main one writes
@@ -554,11 +554,11 @@ def _training_args(output_dir: Path, cfg: RewardConfig, *, n_pairs: int, bf16: b
         **_sampling_args(cfg.group_by_length and not packed),  # a packed row has no padding to save
     )
     # optimizer steps: each takes batch_size pairs per device (DataParallel: per GPU) on every process
-    steps_per_epoch = math.ceil(n_pairs / (args.train_batch_size * args.world_size * cfg.grad_accum))
-    steps = steps_per_epoch * cfg.epochs  # the Trainer takes ceil(steps)
+    per_pass = args.train_batch_size * args.world_size
+    steps = optimizer_steps(n_pairs, cfg, per_pass)
     args.warmup_steps = math.ceil(cfg.warmup_ratio * steps)
     args.logging_steps = max(1, min(cfg.logging_steps, int(steps) // 3))  # >= 3 points
-    if math.ceil(steps) == 1 and args.warmup_steps and args.process_index == 0:
+    if one_step_at_lr_zero(n_pairs, cfg, per_pass) and args.process_index == 0:
         log.warning("this training takes 1 optimizer step, at learning rate 0 (the first of the warm-up): the RM "
                     "leaves it as it started (%d pairs, batch_size %d, grad_accum %d, epochs %s); train on more "
                     "pairs or epochs, a smaller batch_size, or warmup_ratio 0", n_pairs, cfg.batch_size,
@@ -566,16 +566,22 @@ def _training_args(output_dir: Path, cfg: RewardConfig, *, n_pairs: int, bf16: b
     return args
 
 
-def one_step_at_lr_zero(n_pairs: int, cfg: RewardConfig) -> bool:
-    """Whether training ``n_pairs`` under ``cfg`` in one process is a single optimizer step with a warm-up: taken
-    at the warm-up's learning rate 0, it leaves the RM as it started (:func:`_training_args` warns of it; the grid's
-    pre-flight refuses it). More processes or GPUs only make fewer steps.
+def optimizer_steps(n_pairs: int, cfg: RewardConfig, per_pass: int | None = None) -> float:
+    """The optimizer steps of training ``n_pairs`` under ``cfg`` (the Trainer takes the ceiling): each takes
+    ``grad_accum`` passes of ``per_pass`` pairs (default ``batch_size``: one process, one device)."""
+    return math.ceil(n_pairs / ((per_pass or cfg.batch_size) * cfg.grad_accum)) * cfg.epochs
+
+
+def one_step_at_lr_zero(n_pairs: int, cfg: RewardConfig, per_pass: int | None = None) -> bool:
+    """Whether training ``n_pairs`` under ``cfg`` is a single optimizer step with a warm-up: taken at the
+    warm-up's learning rate 0, it leaves the RM as it started (:func:`_training_args` warns of it; the grid's
+    pre-flight refuses it for one process: more processes or GPUs only make fewer steps).
 
     >>> cfg = RewardConfig(batch_size=8, epochs=1.0)
     >>> one_step_at_lr_zero(8, cfg), one_step_at_lr_zero(9, cfg), one_step_at_lr_zero(8, replace(cfg, warmup_ratio=0))
     (True, False, False)
     """
-    steps = math.ceil(n_pairs / (cfg.batch_size * cfg.grad_accum)) * cfg.epochs
+    steps = optimizer_steps(n_pairs, cfg, per_pass)
     return math.ceil(steps) == 1 and math.ceil(cfg.warmup_ratio * steps) > 0
 
 
